@@ -1,0 +1,13 @@
+//! Accounts: registration, sessions (login, refresh, logout) and profiles.
+
+mod login;
+mod logout;
+mod profile;
+mod refresh;
+mod register;
+mod session;
+
+pub use login::LoginInput;
+pub use profile::{ProfileChanges, UserRef};
+pub use register::RegisterInput;
+pub use session::Session;

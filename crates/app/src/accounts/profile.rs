@@ -1,0 +1,79 @@
+//! Profiles: read by id or handle, and the owner's edits.
+
+use std::sync::Arc;
+
+use starling_domain::{Bio, DisplayName, Handle, Timestamp, User, UserId, ValidationErrors};
+
+use crate::App;
+use crate::error::{AppError, AppResult};
+
+/// How a request names an account: by id, or by `@handle`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UserRef {
+    Id(UserId),
+    Handle(String),
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct ProfileChanges {
+    pub display_name: Option<String>,
+    pub bio: Option<String>,
+}
+
+impl App {
+    pub async fn user(&self, which: &UserRef) -> AppResult<User> {
+        let found = match which {
+            UserRef::Id(id) => self.ports.store.user_by_id(*id).await?,
+            UserRef::Handle(handle) => match Handle::parse(handle) {
+                Ok(handle) => self.ports.store.user_by_handle(&handle.canonical()).await?,
+                Err(_) => None,
+            },
+        };
+        found.ok_or(AppError::NotFound("user"))
+    }
+
+    #[tracing::instrument(skip_all, fields(user_id = %user))]
+    pub async fn update_profile(&self, user: UserId, changes: ProfileChanges) -> AppResult<User> {
+        let mut errors = ValidationErrors::default();
+        let display_name = changes
+            .display_name
+            .as_deref()
+            .and_then(|name| errors.check(DisplayName::parse(name)));
+        let bio = changes
+            .bio
+            .as_deref()
+            .and_then(|bio| errors.check(Bio::parse(bio)));
+        errors.into_result()?;
+        let display_name = match display_name {
+            Some(name) if name.is_empty() => {
+                // Clearing the name shows the handle again, as at registration.
+                let current = self.existing_user(user).await?;
+                Some(current.handle)
+            }
+            other => other.map(DisplayName::into_string),
+        };
+        let updated = self
+            .ports
+            .store
+            .update_profile(
+                user,
+                display_name,
+                bio.map(Bio::into_string),
+                self.ids.next_event_id(),
+                Timestamp::now(),
+            )
+            .await
+            .map_err(|error| match AppError::from(error) {
+                AppError::NotFound(_) => AppError::NotFound("user"),
+                other => other,
+            })?;
+        self.ports.caches.users.invalidate(&user).await;
+        self.ports
+            .caches
+            .users
+            .put_many(vec![(user, Arc::new(updated.summary()))])
+            .await;
+        self.ports.events.wake();
+        Ok(updated)
+    }
+}

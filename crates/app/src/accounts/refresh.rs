@@ -1,0 +1,50 @@
+//! Refresh-token rotation: every refresh spends the presented token and hands
+//! out a new one of the same family; a spent token presented again means it
+//! leaked, so the whole family is revoked.
+
+use starling_domain::Timestamp;
+
+use crate::App;
+use crate::accounts::Session;
+use crate::auth::refresh::{random_token, token_hash};
+use crate::error::{AppError, AppResult};
+use crate::ports::RotateOutcome;
+
+const INVALID_REFRESH: &str = "refresh token is invalid, expired or revoked";
+
+impl App {
+    #[tracing::instrument(skip_all)]
+    pub async fn refresh(&self, refresh_token: &str) -> AppResult<Session> {
+        if refresh_token.is_empty() || refresh_token.len() > 256 {
+            return Err(AppError::Unauthenticated(INVALID_REFRESH));
+        }
+        let now = Timestamp::now();
+        let replacement = random_token();
+        let outcome = self
+            .ports
+            .store
+            .rotate_refresh_token(
+                &token_hash(refresh_token),
+                &token_hash(&replacement),
+                now.plus_seconds(self.settings.refresh_token_ttl_secs),
+                now,
+            )
+            .await?;
+        match outcome {
+            RotateOutcome::Rotated { user_id } => {
+                let user = self.existing_user(user_id).await.map_err(|error| match error {
+                    AppError::NotFound(_) => AppError::Unauthenticated(INVALID_REFRESH),
+                    other => other,
+                })?;
+                self.session_with(user, replacement, now)
+            }
+            RotateOutcome::Reused => {
+                tracing::warn!("spent refresh token presented again; its family is revoked");
+                Err(AppError::Unauthenticated(INVALID_REFRESH))
+            }
+            RotateOutcome::Expired | RotateOutcome::Unknown => {
+                Err(AppError::Unauthenticated(INVALID_REFRESH))
+            }
+        }
+    }
+}

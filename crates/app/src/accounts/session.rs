@@ -1,0 +1,58 @@
+//! A signed-in session: an access token and a refresh token for one account.
+
+use starling_domain::{Timestamp, User, UserId};
+
+use crate::App;
+use crate::auth::refresh::{random_token, token_hash};
+use crate::error::AppResult;
+use crate::ports::RefreshTokenRecord;
+
+#[derive(Debug, Clone)]
+pub struct Session {
+    pub user: User,
+    pub access_token: String,
+    pub refresh_token: String,
+    /// Seconds the access token stays valid.
+    pub expires_in: i64,
+}
+
+impl App {
+    /// Starts a new refresh-token family for `user` (a login or registration).
+    pub(crate) async fn open_session(&self, user: User) -> AppResult<Session> {
+        let now = Timestamp::now();
+        let refresh_token = random_token();
+        self.ports
+            .store
+            .insert_refresh_token(RefreshTokenRecord {
+                token_hash: token_hash(&refresh_token),
+                user_id: user.id,
+                family_id: self.ids.next_raw(),
+                issued_at: now,
+                expires_at: now.plus_seconds(self.settings.refresh_token_ttl_secs),
+            })
+            .await?;
+        self.session_with(user, refresh_token, now)
+    }
+
+    pub(crate) fn session_with(
+        &self,
+        user: User,
+        refresh_token: String,
+        now: Timestamp,
+    ) -> AppResult<Session> {
+        Ok(Session {
+            access_token: self.tokens.issue(user.id, now)?,
+            expires_in: self.tokens.ttl_secs(),
+            user,
+            refresh_token,
+        })
+    }
+
+    pub(crate) async fn existing_user(&self, id: UserId) -> AppResult<User> {
+        self.ports
+            .store
+            .user_by_id(id)
+            .await?
+            .ok_or(crate::AppError::NotFound("user"))
+    }
+}

@@ -1,0 +1,88 @@
+//! The application object: ports, settings and the services built on them.
+
+use std::sync::Arc;
+
+use starling_domain::{IdGenerator, Post, PostId, UserId, UserSummary};
+
+use crate::auth::{AccessTokens, PasswordHashing};
+use crate::ports::{Cache, EventLog, Store, TimelineEntry, TimelineStore};
+
+/// Tunables of the use cases.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Entries kept per home timeline (newest first).
+    pub timeline_cap: usize,
+    /// Accounts with at least this many followers are not fanned out on
+    /// write; their posts are merged into timelines at read time.
+    pub fanout_threshold: i64,
+    pub refresh_token_ttl_secs: i64,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            timeline_cap: 800,
+            fanout_threshold: 10_000,
+            refresh_token_ttl_secs: 30 * 24 * 3600,
+        }
+    }
+}
+
+/// The read-side caches. Each may forget anything at any time.
+#[derive(Clone)]
+pub struct Caches {
+    pub posts: Arc<dyn Cache<PostId, Arc<Post>>>,
+    pub users: Arc<dyn Cache<UserId, Arc<UserSummary>>>,
+    /// Per reader: the followed accounts above the fan-out threshold.
+    pub high_fanout_followees: Arc<dyn Cache<UserId, Arc<Vec<UserId>>>>,
+    /// Per author: their most recent posts, for read-time merging.
+    pub author_recent: Arc<dyn Cache<UserId, Arc<Vec<TimelineEntry>>>>,
+}
+
+/// The adapters the use cases run on.
+#[derive(Clone)]
+pub struct Ports {
+    pub store: Arc<dyn Store>,
+    pub timelines: Arc<dyn TimelineStore>,
+    pub events: Arc<dyn EventLog>,
+    pub caches: Caches,
+}
+
+pub struct App {
+    pub(crate) ports: Ports,
+    pub(crate) ids: IdGenerator,
+    pub(crate) passwords: PasswordHashing,
+    pub(crate) tokens: AccessTokens,
+    pub(crate) settings: Settings,
+}
+
+impl App {
+    pub fn new(
+        ports: Ports,
+        ids: IdGenerator,
+        passwords: PasswordHashing,
+        tokens: AccessTokens,
+        settings: Settings,
+    ) -> Self {
+        Self {
+            ports,
+            ids,
+            passwords,
+            tokens,
+            settings,
+        }
+    }
+
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    pub fn ports(&self) -> &Ports {
+        &self.ports
+    }
+
+    /// Verifies an access token without touching any store.
+    pub fn authenticate(&self, access_token: &str) -> Result<UserId, crate::auth::TokenError> {
+        self.tokens.verify(access_token)
+    }
+}

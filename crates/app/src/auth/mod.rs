@@ -1,0 +1,9 @@
+//! Credentials and tokens: argon2id password hashing, signed access tokens,
+//! opaque rotating refresh tokens.
+
+pub mod passwords;
+pub mod refresh;
+pub mod tokens;
+
+pub use passwords::{PasswordHashing, PasswordParams};
+pub use tokens::{AccessClaims, AccessTokens, TokenError};

@@ -1,0 +1,141 @@
+//! Access tokens: short-lived JWTs signed with Ed25519 (EdDSA). Any instance
+//! holding the public key verifies them without a database read.
+
+use ed25519_dalek::SigningKey;
+use ed25519_dalek::pkcs8::{DecodePrivateKey, EncodePrivateKey, spki::der::pem::LineEnding};
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde::{Deserialize, Serialize};
+use starling_domain::{Timestamp, UserId};
+
+const ISSUER: &str = "starling";
+const AUDIENCE: &str = "starling-api";
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AccessClaims {
+    pub sub: String,
+    pub iss: String,
+    pub aud: String,
+    pub iat: i64,
+    pub exp: i64,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum TokenError {
+    #[error("access token has expired")]
+    Expired,
+    #[error("access token is invalid")]
+    Invalid,
+}
+
+#[derive(Clone)]
+pub struct AccessTokens {
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+    validation: Validation,
+    ttl_secs: i64,
+}
+
+impl std::fmt::Debug for AccessTokens {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AccessTokens")
+            .field("ttl_secs", &self.ttl_secs)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A new Ed25519 private key as PKCS#8 PEM (the format `openssl genpkey -algorithm ed25519` writes).
+pub fn generate_signing_key_pem() -> anyhow::Result<String> {
+    let mut seed = [0u8; 32];
+    rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut seed);
+    let key = SigningKey::from_bytes(&seed);
+    let pem = key
+        .to_pkcs8_pem(LineEnding::LF)
+        .map_err(|error| anyhow::anyhow!("cannot encode the signing key: {error}"))?;
+    Ok(pem.to_string())
+}
+
+impl AccessTokens {
+    /// Tokens signed with the Ed25519 key in `private_key_pem` (PKCS#8), valid `ttl_secs`.
+    pub fn from_pem(private_key_pem: &str, ttl_secs: i64) -> anyhow::Result<Self> {
+        let signing_key = SigningKey::from_pkcs8_pem(private_key_pem)
+            .map_err(|error| anyhow::anyhow!("not an Ed25519 PKCS#8 private key: {error}"))?;
+        let private_der = signing_key
+            .to_pkcs8_der()
+            .map_err(|error| anyhow::anyhow!("cannot encode the signing key: {error}"))?;
+        let encoding = EncodingKey::from_ed_der(private_der.as_bytes());
+        let decoding = DecodingKey::from_ed_der(signing_key.verifying_key().as_bytes());
+        let mut validation = Validation::new(Algorithm::EdDSA);
+        validation.set_issuer(&[ISSUER]);
+        validation.set_audience(&[AUDIENCE]);
+        validation.set_required_spec_claims(&["exp", "sub", "iss", "aud"]);
+        validation.leeway = 5;
+        Ok(Self {
+            encoding,
+            decoding,
+            validation,
+            ttl_secs,
+        })
+    }
+
+    pub fn ttl_secs(&self) -> i64 {
+        self.ttl_secs
+    }
+
+    pub fn issue(&self, user: UserId, now: Timestamp) -> anyhow::Result<String> {
+        let issued_at = now.millis() / 1000;
+        let claims = AccessClaims {
+            sub: user.to_string(),
+            iss: ISSUER.to_owned(),
+            aud: AUDIENCE.to_owned(),
+            iat: issued_at,
+            exp: issued_at + self.ttl_secs,
+        };
+        jsonwebtoken::encode(&Header::new(Algorithm::EdDSA), &claims, &self.encoding)
+            .map_err(|error| anyhow::anyhow!("cannot sign an access token: {error}"))
+    }
+
+    /// The account a valid, unexpired token speaks for.
+    pub fn verify(&self, token: &str) -> Result<UserId, TokenError> {
+        let data = jsonwebtoken::decode::<AccessClaims>(token, &self.decoding, &self.validation)
+            .map_err(|error| match error.kind() {
+                jsonwebtoken::errors::ErrorKind::ExpiredSignature => TokenError::Expired,
+                _ => TokenError::Invalid,
+            })?;
+        data.claims.sub.parse().map_err(|_| TokenError::Invalid)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tokens(ttl: i64) -> AccessTokens {
+        AccessTokens::from_pem(&generate_signing_key_pem().unwrap(), ttl).unwrap()
+    }
+
+    #[test]
+    fn a_token_names_its_user() {
+        let tokens = tokens(900);
+        let token = tokens.issue(UserId(77), Timestamp::now()).unwrap();
+        assert_eq!(tokens.verify(&token), Ok(UserId(77)));
+    }
+
+    #[test]
+    fn expired_tampered_and_foreign_tokens_are_refused() {
+        let tokens = tokens(900);
+        let old = tokens.issue(UserId(1), Timestamp::now().plus_seconds(-3600)).unwrap();
+        assert_eq!(tokens.verify(&old), Err(TokenError::Expired));
+
+        let token = tokens.issue(UserId(1), Timestamp::now()).unwrap();
+        let mut parts: Vec<String> = token.split('.').map(str::to_owned).collect();
+        parts[1] = base64::Engine::encode(
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+            br#"{"sub":"2","iss":"starling","aud":"starling-api","iat":0,"exp":99999999999}"#,
+        );
+        assert_eq!(tokens.verify(&parts.join(".")), Err(TokenError::Invalid));
+
+        let stranger = self::tokens(900).issue(UserId(1), Timestamp::now()).unwrap();
+        assert_eq!(tokens.verify(&stranger), Err(TokenError::Invalid));
+        assert_eq!(tokens.verify("not.a.token"), Err(TokenError::Invalid));
+    }
+}

@@ -1,0 +1,62 @@
+//! The error every use case returns: a transport-neutral kind that the HTTP
+//! layer maps to a status and a problem document. Internal causes stay in
+//! `Unavailable`/`Unexpected` and go to the log, never to the client.
+
+use starling_domain::ValidationErrors;
+
+use crate::ports::{EventLogError, StoreError, TimelineError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error("invalid input: {0}")]
+    Validation(#[from] ValidationErrors),
+    /// Credentials or token missing, wrong, expired or revoked.
+    #[error("{0}")]
+    Unauthenticated(&'static str),
+    #[error("{0}")]
+    Forbidden(&'static str),
+    /// What was not found, e.g. "post".
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    #[error("{message}")]
+    Conflict {
+        field: &'static str,
+        message: &'static str,
+    },
+    #[error("a dependency is unavailable")]
+    Unavailable(#[source] anyhow::Error),
+    #[error("unexpected error")]
+    Unexpected(#[from] anyhow::Error),
+}
+
+pub type AppResult<T> = Result<T, AppError>;
+
+impl From<StoreError> for AppError {
+    fn from(error: StoreError) -> Self {
+        match error {
+            StoreError::HandleTaken => AppError::Conflict {
+                field: "handle",
+                message: "handle is already taken",
+            },
+            StoreError::EmailTaken => AppError::Conflict {
+                field: "email",
+                message: "email is already registered",
+            },
+            StoreError::NotFound => AppError::NotFound("resource"),
+            StoreError::Unavailable(cause) => AppError::Unavailable(cause),
+            StoreError::Unexpected(cause) => AppError::Unexpected(cause),
+        }
+    }
+}
+
+impl From<TimelineError> for AppError {
+    fn from(error: TimelineError) -> Self {
+        AppError::Unavailable(anyhow::Error::new(error))
+    }
+}
+
+impl From<EventLogError> for AppError {
+    fn from(error: EventLogError) -> Self {
+        AppError::Unavailable(anyhow::Error::new(error))
+    }
+}

@@ -1,0 +1,113 @@
+//! Hydration: post ids to posts ready to show, in one batch per kind through
+//! the caches (posts, then authors), with one SQL query for the misses.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use starling_domain::{Post, PostId, UserId};
+
+use crate::App;
+use crate::error::AppResult;
+use crate::page::PostView;
+
+impl App {
+    /// The live posts among `ids`, in the order of `ids`. Tombstones and
+    /// unknown ids are dropped: a deleted post is never shown.
+    pub(crate) async fn hydrate(
+        &self,
+        viewer: Option<UserId>,
+        ids: &[PostId],
+    ) -> AppResult<Vec<PostView>> {
+        let posts = self.load_posts(ids).await?;
+        self.views_of(viewer, posts).await
+    }
+
+    async fn load_posts(&self, ids: &[PostId]) -> AppResult<Vec<Arc<Post>>> {
+        let cache = &self.ports.caches.posts;
+        let cached = cache.get_many(ids).await;
+        let missing: Vec<PostId> = ids
+            .iter()
+            .zip(&cached)
+            .filter(|(_, hit)| hit.is_none())
+            .map(|(id, _)| *id)
+            .collect::<HashSet<_>>()
+            .into_iter()
+            .collect();
+        let mut loaded: HashMap<PostId, Arc<Post>> = HashMap::with_capacity(missing.len());
+        if !missing.is_empty() {
+            let rows = self.ports.store.posts_by_ids(&missing).await?;
+            let entries: Vec<(PostId, Arc<Post>)> =
+                rows.into_iter().map(|post| (post.id, Arc::new(post))).collect();
+            loaded.extend(entries.iter().cloned());
+            cache.put_many(entries).await;
+        }
+        Ok(ids
+            .iter()
+            .zip(cached)
+            .filter_map(|(id, hit)| hit.or_else(|| loaded.get(id).cloned()))
+            .filter(|post| !post.deleted)
+            .collect())
+    }
+
+    /// Attaches authors and the viewer's likes to loaded posts, keeping order.
+    pub(crate) async fn views_of(
+        &self,
+        viewer: Option<UserId>,
+        posts: Vec<Arc<Post>>,
+    ) -> AppResult<Vec<PostView>> {
+        if posts.is_empty() {
+            return Ok(Vec::new());
+        }
+        let author_ids: Vec<UserId> = posts
+            .iter()
+            .map(|post| post.author_id)
+            .collect::<HashSet<_>>()
+            .into_iter()
+            .collect();
+        let cache = &self.ports.caches.users;
+        let mut authors: HashMap<UserId, _> = HashMap::with_capacity(author_ids.len());
+        let mut missing = Vec::new();
+        for (id, hit) in author_ids.iter().zip(cache.get_many(&author_ids).await) {
+            match hit {
+                Some(author) => {
+                    authors.insert(*id, author);
+                }
+                None => missing.push(*id),
+            }
+        }
+        if !missing.is_empty() {
+            let rows = self.ports.store.user_summaries(&missing).await?;
+            let entries: Vec<_> = rows
+                .into_iter()
+                .map(|summary| (summary.id, Arc::new(summary)))
+                .collect();
+            authors.extend(entries.iter().cloned());
+            cache.put_many(entries).await;
+        }
+
+        let liked: HashSet<PostId> = match viewer {
+            Some(viewer) => {
+                let ids: Vec<PostId> = posts.iter().map(|post| post.id).collect();
+                self.ports
+                    .store
+                    .liked_among(viewer, &ids)
+                    .await?
+                    .into_iter()
+                    .collect()
+            }
+            None => HashSet::new(),
+        };
+
+        Ok(posts
+            .into_iter()
+            .filter_map(|post| {
+                let author = authors.get(&post.author_id)?.clone();
+                Some(PostView {
+                    liked_by_me: liked.contains(&post.id),
+                    author,
+                    post,
+                })
+            })
+            .collect())
+    }
+}

@@ -1,0 +1,150 @@
+//! Keeping timelines right: rebuilds from SQL (fan-out on read), backfills on
+//! follow, and the per-reader and per-author lookups the read path merges.
+
+use std::sync::Arc;
+
+use starling_domain::{PostId, UserId};
+
+use crate::App;
+use crate::error::AppResult;
+use crate::ports::TimelineEntry;
+
+/// How many of an author's newest posts are cached for read-time merging.
+pub(crate) const AUTHOR_RECENT_WINDOW: usize = 200;
+/// Followers handled per fan-out batch.
+pub(crate) const FANOUT_BATCH: usize = 1_000;
+
+/// The floor of a list read from SQL with `limit`: when it came back full,
+/// older rows may exist below its last entry.
+pub(crate) fn floor_of(entries: &[TimelineEntry], limit: usize) -> Option<PostId> {
+    if entries.len() >= limit {
+        entries.last().map(|entry| entry.post_id)
+    } else {
+        None
+    }
+}
+
+impl App {
+    /// Fan-out on read: builds `user`'s timeline from SQL and stores it.
+    /// Posts of high-fan-out accounts are left out: reads merge them in.
+    #[tracing::instrument(skip_all, fields(user_id = %user))]
+    pub(crate) async fn rebuild_timeline(&self, user: UserId) -> AppResult<()> {
+        let timelines = &self.ports.timelines;
+        timelines.begin_rebuild(user).await?;
+        let cap = self.settings.timeline_cap;
+        let entries = self
+            .ports
+            .store
+            .home_entries(user, Some(self.settings.fanout_threshold), None, cap)
+            .await?;
+        timelines
+            .finish_rebuild(user, &entries, floor_of(&entries, cap))
+            .await?;
+        metrics::counter!("starling_timeline_rebuilds_total").increment(1);
+        tracing::debug!(entries = entries.len(), "timeline rebuilt");
+        Ok(())
+    }
+
+    /// Puts `followee`'s recent posts into `follower`'s timeline, unless the
+    /// followee has so many followers that reads merge their posts instead.
+    pub(crate) async fn apply_follow_to_timeline(
+        &self,
+        follower: UserId,
+        followee: UserId,
+        followee_followers: i64,
+    ) -> AppResult<()> {
+        if followee_followers >= self.settings.fanout_threshold {
+            return Ok(());
+        }
+        let cap = self.settings.timeline_cap;
+        let entries = self.ports.store.author_entries(followee, None, cap).await?;
+        if entries.is_empty() {
+            return Ok(());
+        }
+        self.ports
+            .timelines
+            .insert_many(follower, &entries, floor_of(&entries, cap))
+            .await?;
+        Ok(())
+    }
+
+    /// The accounts `reader` follows whose posts are merged at read time.
+    pub(crate) async fn high_fanout_followees(&self, reader: UserId) -> AppResult<Arc<Vec<UserId>>> {
+        let cache = &self.ports.caches.high_fanout_followees;
+        if let Some(Some(found)) = cache.get_many(&[reader]).await.pop() {
+            return Ok(found);
+        }
+        let followees = Arc::new(
+            self.ports
+                .store
+                .followed_with_followers_at_least(reader, self.settings.fanout_threshold)
+                .await?,
+        );
+        cache.put_many(vec![(reader, followees.clone())]).await;
+        Ok(followees)
+    }
+
+    /// Up to `limit` of `author`'s live posts with id < `before`, newest
+    /// first, from the per-author cache when it covers the range.
+    pub(crate) async fn author_recent_entries(
+        &self,
+        author: UserId,
+        before: Option<PostId>,
+        limit: usize,
+    ) -> AppResult<Vec<TimelineEntry>> {
+        let cache = &self.ports.caches.author_recent;
+        let recent = match cache.get_many(&[author]).await.pop().flatten() {
+            Some(recent) => recent,
+            None => {
+                let loaded = Arc::new(
+                    self.ports
+                        .store
+                        .author_entries(author, None, AUTHOR_RECENT_WINDOW)
+                        .await?,
+                );
+                cache.put_many(vec![(author, loaded.clone())]).await;
+                loaded
+            }
+        };
+        let below: Vec<TimelineEntry> = recent
+            .iter()
+            .filter(|entry| before.is_none_or(|bound| entry.post_id < bound))
+            .take(limit)
+            .copied()
+            .collect();
+        let window_holds_everything = recent.len() < AUTHOR_RECENT_WINDOW;
+        if below.len() >= limit || window_holds_everything {
+            return Ok(below);
+        }
+        Ok(self.ports.store.author_entries(author, before, limit).await?)
+    }
+
+    /// Calls `apply` with `author`'s followers, a batch at a time.
+    pub(crate) async fn for_each_follower_batch<F, Fut>(
+        &self,
+        author: UserId,
+        mut apply: F,
+    ) -> AppResult<()>
+    where
+        F: FnMut(Vec<UserId>) -> Fut,
+        Fut: std::future::Future<Output = AppResult<()>>,
+    {
+        let mut after = None;
+        loop {
+            let batch = self
+                .ports
+                .store
+                .follower_ids(author, after, FANOUT_BATCH)
+                .await?;
+            let Some(last) = batch.last().copied() else {
+                return Ok(());
+            };
+            let full = batch.len() == FANOUT_BATCH;
+            apply(batch).await?;
+            if !full {
+                return Ok(());
+            }
+            after = Some(last);
+        }
+    }
+}

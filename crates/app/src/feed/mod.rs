@@ -1,0 +1,8 @@
+//! The home timeline: read path (stored timeline + read-time merge of
+//! high-fan-out authors + SQL below the floor), hydration, and the timeline
+//! maintenance shared by the request path and the fan-out worker.
+
+mod hydrate;
+pub(crate) use maintain::floor_of;
+mod maintain;
+mod read;

@@ -1,0 +1,131 @@
+//! Reading the home timeline.
+//!
+//! A page is cut from three sources, merged newest first:
+//! 1. the stored timeline (fan-out on write), which is complete from its floor up;
+//! 2. the recent posts of followed high-fan-out accounts, merged at read time
+//!    (hybrid fan-out), for the range the stored timeline covers;
+//! 3. SQL (fan-out on read) below the floor, so paging goes on past the cap
+//!    down to the oldest post.
+//!
+//! The cursor is the id of the last post returned and every source is read
+//! strictly below it, so posts arriving while a reader pages cause neither
+//! duplicates nor gaps. When the timeline store fails, the page comes from
+//! SQL alone: slower, still correct.
+
+use starling_domain::{PostId, UserId};
+
+use crate::App;
+use crate::error::AppResult;
+use crate::page::{Page, PostView};
+use crate::ports::{TimelineEntry, TimelineRead, TimelineSlice};
+
+impl App {
+    #[tracing::instrument(skip_all, fields(user_id = %reader))]
+    pub async fn home_feed(
+        &self,
+        reader: UserId,
+        before: Option<PostId>,
+        limit: usize,
+    ) -> AppResult<Page<PostView>> {
+        let wanted = limit + 1;
+        let high_fanout = self.high_fanout_followees(reader).await?;
+        let mut views: Vec<PostView> = Vec::with_capacity(wanted);
+        let mut bound = before;
+        // Candidates can turn out deleted; keep going until the page is full
+        // or the sources run dry.
+        loop {
+            let needed = wanted - views.len();
+            let candidates = self
+                .feed_candidates(reader, &high_fanout, bound, needed)
+                .await?;
+            let Some(last) = candidates.last() else {
+                break;
+            };
+            bound = Some(last.post_id);
+            let exhausted = candidates.len() < needed;
+            let ids: Vec<PostId> = candidates.iter().map(|entry| entry.post_id).collect();
+            views.extend(self.hydrate(Some(reader), &ids).await?);
+            if views.len() >= wanted || exhausted {
+                break;
+            }
+        }
+        Ok(Page::from_overfetch(views, limit, |view| view.post.id.get()))
+    }
+
+    /// Up to `needed` post ids for `reader` below `bound`, newest first.
+    async fn feed_candidates(
+        &self,
+        reader: UserId,
+        high_fanout: &[UserId],
+        bound: Option<PostId>,
+        needed: usize,
+    ) -> AppResult<Vec<TimelineEntry>> {
+        let Some(slice) = self.stored_slice(reader, bound, needed).await? else {
+            metrics::counter!("starling_feed_sql_fallbacks_total").increment(1);
+            return Ok(self
+                .ports
+                .store
+                .home_entries(reader, None, bound, needed)
+                .await?);
+        };
+        let floor = slice.floor;
+        let mut merged = slice.entries;
+        for author in high_fanout {
+            let recent = self.author_recent_entries(*author, bound, needed).await?;
+            merged.extend(
+                recent
+                    .into_iter()
+                    .filter(|entry| floor.is_none_or(|floor| entry.post_id >= floor)),
+            );
+        }
+        if !high_fanout.is_empty() {
+            merged.sort_unstable_by(|a, b| b.post_id.cmp(&a.post_id));
+            merged.dedup_by_key(|entry| entry.post_id);
+        }
+        merged.truncate(needed);
+
+        if let Some(floor) = floor
+            && merged.len() < needed
+        {
+            let below = Some(bound.map_or(floor, |bound| bound.min(floor)));
+            let older = self
+                .ports
+                .store
+                .home_entries(reader, None, below, needed - merged.len())
+                .await?;
+            merged.extend(older);
+        }
+        Ok(merged)
+    }
+
+    /// The stored timeline's entries below `bound`, rebuilding it first when
+    /// absent. `None` when the timeline store cannot serve it.
+    async fn stored_slice(
+        &self,
+        reader: UserId,
+        bound: Option<PostId>,
+        needed: usize,
+    ) -> AppResult<Option<TimelineSlice>> {
+        let timelines = &self.ports.timelines;
+        match timelines.read(reader, bound, needed).await {
+            Ok(TimelineRead::Ready(slice)) => return Ok(Some(slice)),
+            Ok(TimelineRead::NotMaterialised) => {}
+            Err(error) => {
+                tracing::warn!(error = %error, "timeline store failed; reading from SQL");
+                return Ok(None);
+            }
+        }
+        if let Err(error) = self.rebuild_timeline(reader).await {
+            tracing::warn!(error = %error, "timeline rebuild failed; reading from SQL");
+            return Ok(None);
+        }
+        match timelines.read(reader, bound, needed).await {
+            Ok(TimelineRead::Ready(slice)) => Ok(Some(slice)),
+            Ok(TimelineRead::NotMaterialised) => Ok(None),
+            Err(error) => {
+                tracing::warn!(error = %error, "timeline store failed; reading from SQL");
+                Ok(None)
+            }
+        }
+    }
+}

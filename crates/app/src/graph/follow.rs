@@ -1,0 +1,76 @@
+//! Follow and unfollow. The row, the counters and the event commit together;
+//! the follower's own timeline is adjusted at once (they see the change on
+//! their next read), and the fan-out worker repeats it idempotently from the
+//! event, so a crash between the two loses nothing.
+
+use starling_domain::{Timestamp, UserId, ValidationErrors};
+
+use crate::App;
+use crate::error::{AppError, AppResult};
+use crate::ports::{FollowOutcome, StoreError, UnfollowOutcome};
+
+fn user_not_found(error: StoreError) -> AppError {
+    match error {
+        StoreError::NotFound => AppError::NotFound("user"),
+        other => other.into(),
+    }
+}
+
+impl App {
+    /// Idempotent: following someone already followed changes nothing.
+    #[tracing::instrument(skip_all, fields(follower = %follower, followee = %followee))]
+    pub async fn follow(&self, follower: UserId, followee: UserId) -> AppResult<()> {
+        if follower == followee {
+            return Err(ValidationErrors::single("id", "you cannot follow yourself").into());
+        }
+        let outcome = self
+            .ports
+            .store
+            .follow(
+                follower,
+                followee,
+                self.ids.next_raw(),
+                self.ids.next_event_id(),
+                Timestamp::now(),
+            )
+            .await
+            .map_err(user_not_found)?;
+        let FollowOutcome::Followed { followee_followers } = outcome else {
+            return Ok(());
+        };
+        self.ports.events.wake();
+        self.ports.caches.high_fanout_followees.invalidate(&follower).await;
+        if let Err(error) = self
+            .apply_follow_to_timeline(follower, followee, followee_followers)
+            .await
+        {
+            tracing::warn!(error = %error, "timeline backfill deferred to the fan-out worker");
+        }
+        tracing::info!("followed");
+        Ok(())
+    }
+
+    /// Idempotent: unfollowing someone not followed changes nothing.
+    #[tracing::instrument(skip_all, fields(follower = %follower, followee = %followee))]
+    pub async fn unfollow(&self, follower: UserId, followee: UserId) -> AppResult<()> {
+        if follower == followee {
+            return Err(ValidationErrors::single("id", "you cannot unfollow yourself").into());
+        }
+        let outcome = self
+            .ports
+            .store
+            .unfollow(follower, followee, self.ids.next_event_id(), Timestamp::now())
+            .await
+            .map_err(user_not_found)?;
+        let UnfollowOutcome::Unfollowed { .. } = outcome else {
+            return Ok(());
+        };
+        self.ports.events.wake();
+        self.ports.caches.high_fanout_followees.invalidate(&follower).await;
+        if let Err(error) = self.ports.timelines.remove_author(follower, followee).await {
+            tracing::warn!(error = %error, "timeline clean-up deferred to the fan-out worker");
+        }
+        tracing::info!("unfollowed");
+        Ok(())
+    }
+}

@@ -1,0 +1,11 @@
+//! Contract suites: the behaviour every adapter of a port must show.
+//!
+//! An adapter crate instantiates a suite with its own constructor, e.g.
+//! `starling_app::timeline_store_contract!(make_store);` where
+//! `async fn make_store(cap: usize) -> (Arc<dyn TimelineStore>, Guard)`; each
+//! case becomes a `#[tokio::test]` of that crate, run against a fresh store.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+pub mod store;
+pub mod timeline;

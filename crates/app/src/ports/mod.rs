@@ -1,0 +1,22 @@
+//! The ports: what the use cases need from the outside world, as traits.
+//!
+//! Adapters live in crates named after the engine they talk to; every adapter
+//! of a port runs the same contract suite (`contract`, behind the
+//! `contract-tests` feature), so embedded and scaled-out modes cannot drift.
+
+pub mod cache;
+pub mod events;
+pub mod store;
+pub mod timeline;
+
+#[cfg(feature = "contract-tests")]
+pub mod contract;
+
+pub use cache::Cache;
+pub use events::{EventLog, EventLogError, EventSubscription};
+pub use store::{
+    AccountStore, DeleteOutcome, FollowOutcome, GraphStore, LikeOutcome, NewPost, NewUser,
+    OutboxStore, PostStore, RefreshTokenRecord, RotateOutcome, Store, StoreError, TokenStore,
+    UnfollowOutcome, UnlikeOutcome, UserCredentials,
+};
+pub use timeline::{TimelineEntry, TimelineError, TimelineRead, TimelineSlice, TimelineStore};

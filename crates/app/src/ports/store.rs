@@ -1,0 +1,316 @@
+//! The SQL store port: the source of truth for accounts, credentials, the
+//! follow graph, posts, likes and the outbox.
+//!
+//! Every method that changes state commits the change and its outbox event in
+//! one transaction, so an event exists exactly when its change does. Counters
+//! (followers, following, posts, likes, replies) change in the same
+//! transaction as the row they count and stay exact under concurrency.
+
+use async_trait::async_trait;
+use starling_domain::{
+    Email, Event, EventEnvelope, EventId, Handle, Post, PostId, Timestamp, User, UserId,
+    UserSummary,
+};
+
+use super::timeline::TimelineEntry;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("handle is already taken")]
+    HandleTaken,
+    #[error("email is already registered")]
+    EmailTaken,
+    #[error("not found")]
+    NotFound,
+    #[error("store unavailable")]
+    Unavailable(#[source] anyhow::Error),
+    #[error(transparent)]
+    Unexpected(#[from] anyhow::Error),
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// Everything any use case needs from SQL, as one object.
+pub trait Store: AccountStore + TokenStore + GraphStore + PostStore + OutboxStore {}
+impl<T: AccountStore + TokenStore + GraphStore + PostStore + OutboxStore> Store for T {}
+
+#[derive(Debug, Clone)]
+pub struct NewUser {
+    pub id: UserId,
+    pub handle: Handle,
+    pub email: Email,
+    pub display_name: String,
+    pub password_hash: String,
+    pub created_at: Timestamp,
+    pub event_id: EventId,
+}
+
+#[derive(Debug, Clone)]
+pub struct UserCredentials {
+    pub user_id: UserId,
+    pub password_hash: String,
+}
+
+#[async_trait]
+pub trait AccountStore: Send + Sync {
+    /// Creates the account and its `UserRegistered` event.
+    /// Errors: `HandleTaken` (ignoring case), `EmailTaken`.
+    async fn create_user(&self, new_user: NewUser) -> StoreResult<User>;
+
+    /// Finds credentials by handle (ignoring case) or by normalised email.
+    async fn credentials_by_login(&self, login: &str) -> StoreResult<Option<UserCredentials>>;
+
+    async fn user_by_id(&self, id: UserId) -> StoreResult<Option<User>>;
+
+    /// `handle_canonical` is the lower-cased handle.
+    async fn user_by_handle(&self, handle_canonical: &str) -> StoreResult<Option<User>>;
+
+    /// Summaries of the accounts that exist among `ids`, in no particular order.
+    async fn user_summaries(&self, ids: &[UserId]) -> StoreResult<Vec<UserSummary>>;
+
+    /// Changes the given fields and commits a `ProfileUpdated` event.
+    /// Errors: `NotFound`.
+    async fn update_profile(
+        &self,
+        id: UserId,
+        display_name: Option<String>,
+        bio: Option<String>,
+        event_id: EventId,
+        now: Timestamp,
+    ) -> StoreResult<User>;
+}
+
+/// A refresh token as stored: only its SHA-256 hash, never the token.
+#[derive(Debug, Clone)]
+pub struct RefreshTokenRecord {
+    pub token_hash: Vec<u8>,
+    pub user_id: UserId,
+    /// Every token rotated from one login shares the family id of the first.
+    pub family_id: i64,
+    pub issued_at: Timestamp,
+    pub expires_at: Timestamp,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RotateOutcome {
+    /// The presented token was live: it is now spent, and the replacement stored.
+    Rotated { user_id: UserId },
+    /// The presented token had been used or revoked before: the whole family is now revoked.
+    Reused,
+    Expired,
+    Unknown,
+}
+
+#[async_trait]
+pub trait TokenStore: Send + Sync {
+    async fn insert_refresh_token(&self, record: RefreshTokenRecord) -> StoreResult<()>;
+
+    /// Atomically spends the token with `presented_hash` and stores its
+    /// replacement in the same family, for the same account. Presenting a
+    /// spent or revoked token revokes its whole family.
+    async fn rotate_refresh_token(
+        &self,
+        presented_hash: &[u8],
+        replacement_hash: &[u8],
+        replacement_expires_at: Timestamp,
+        now: Timestamp,
+    ) -> StoreResult<RotateOutcome>;
+
+    /// Revokes the family of the token with this hash; unknown hashes are ignored.
+    async fn revoke_refresh_family(&self, token_hash: &[u8], now: Timestamp) -> StoreResult<()>;
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FollowOutcome {
+    Followed { followee_followers: i64 },
+    AlreadyFollowing,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UnfollowOutcome {
+    Unfollowed { followee_followers: i64 },
+    NotFollowing,
+}
+
+#[async_trait]
+pub trait GraphStore: Send + Sync {
+    /// Idempotent: a second follow changes nothing and commits no event.
+    /// `follow_id` orders follower/following lists. Errors: `NotFound` (followee).
+    async fn follow(
+        &self,
+        follower: UserId,
+        followee: UserId,
+        follow_id: i64,
+        event_id: EventId,
+        now: Timestamp,
+    ) -> StoreResult<FollowOutcome>;
+
+    /// Idempotent. Errors: `NotFound` (followee).
+    async fn unfollow(
+        &self,
+        follower: UserId,
+        followee: UserId,
+        event_id: EventId,
+        now: Timestamp,
+    ) -> StoreResult<UnfollowOutcome>;
+
+    /// Accounts following `user`, most recent follow first, with the follow's
+    /// id as the keyset position; only follows with id < `before`.
+    async fn followers(
+        &self,
+        user: UserId,
+        before: Option<i64>,
+        limit: usize,
+    ) -> StoreResult<Vec<(i64, User)>>;
+
+    /// Accounts `user` follows, most recent follow first (same keyset as `followers`).
+    async fn following(
+        &self,
+        user: UserId,
+        before: Option<i64>,
+        limit: usize,
+    ) -> StoreResult<Vec<(i64, User)>>;
+
+    /// Follower ids in ascending order after `after`, for fan-out in batches.
+    async fn follower_ids(
+        &self,
+        user: UserId,
+        after: Option<UserId>,
+        limit: usize,
+    ) -> StoreResult<Vec<UserId>>;
+
+    /// The accounts `user` follows that have at least `threshold` followers
+    /// (their posts are merged into timelines at read time, not fanned out).
+    async fn followed_with_followers_at_least(
+        &self,
+        user: UserId,
+        threshold: i64,
+    ) -> StoreResult<Vec<UserId>>;
+}
+
+#[derive(Debug, Clone)]
+pub struct NewPost {
+    pub id: PostId,
+    pub author_id: UserId,
+    pub text: String,
+    pub reply_to: Option<PostId>,
+    pub created_at: Timestamp,
+    pub event_id: EventId,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeleteOutcome {
+    Deleted { reply_to: Option<PostId> },
+    NotAuthor,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LikeOutcome {
+    Liked,
+    AlreadyLiked,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UnlikeOutcome {
+    Unliked,
+    NotLiked,
+}
+
+#[async_trait]
+pub trait PostStore: Send + Sync {
+    /// Stores the post, bumps the author's post count (and the parent's reply
+    /// count) and commits `PostCreated`. Errors: `NotFound` when `reply_to`
+    /// names no live post.
+    async fn create_post(&self, new_post: NewPost) -> StoreResult<Post>;
+
+    /// Tombstones the post (text erased, row kept for threads) and commits
+    /// `PostDeleted`. Errors: `NotFound` for a missing or deleted post.
+    async fn delete_post(
+        &self,
+        post: PostId,
+        requester: UserId,
+        event_id: EventId,
+        now: Timestamp,
+    ) -> StoreResult<DeleteOutcome>;
+
+    /// The posts that exist among `ids`, tombstones included, in no particular order.
+    async fn posts_by_ids(&self, ids: &[PostId]) -> StoreResult<Vec<Post>>;
+
+    /// Live posts by `author`, newest first, with id < `before`.
+    async fn posts_by_author(
+        &self,
+        author: UserId,
+        before: Option<PostId>,
+        limit: usize,
+    ) -> StoreResult<Vec<Post>>;
+
+    /// Like `posts_by_author`, ids only: backfills and read-time merges.
+    async fn author_entries(
+        &self,
+        author: UserId,
+        before: Option<PostId>,
+        limit: usize,
+    ) -> StoreResult<Vec<TimelineEntry>>;
+
+    /// Fan-out on read: live posts by `user` and by everyone `user` follows,
+    /// newest first, with id < `before`. With `exclude_followers_at_least`,
+    /// followed accounts with at least that many followers are left out
+    /// (their posts are merged at read time instead).
+    async fn home_entries(
+        &self,
+        user: UserId,
+        exclude_followers_at_least: Option<i64>,
+        before: Option<PostId>,
+        limit: usize,
+    ) -> StoreResult<Vec<TimelineEntry>>;
+
+    /// Idempotent. Errors: `NotFound` for a missing or deleted post.
+    async fn like(
+        &self,
+        user: UserId,
+        post: PostId,
+        event_id: EventId,
+        now: Timestamp,
+    ) -> StoreResult<LikeOutcome>;
+
+    /// Idempotent. Errors: `NotFound` for a missing or deleted post.
+    async fn unlike(
+        &self,
+        user: UserId,
+        post: PostId,
+        event_id: EventId,
+        now: Timestamp,
+    ) -> StoreResult<UnlikeOutcome>;
+
+    /// Which of `posts` `user` has liked.
+    async fn liked_among(&self, user: UserId, posts: &[PostId]) -> StoreResult<Vec<PostId>>;
+}
+
+/// The outbox as a log: read in commit order, with a checkpoint per consumer.
+#[async_trait]
+pub trait OutboxStore: Send + Sync {
+    /// Events with sequence > `after`, in sequence order, at most `limit`.
+    async fn events_after(&self, after: i64, limit: usize) -> StoreResult<Vec<EventEnvelope>>;
+
+    /// The last sequence `consumer` has handled (0 when it never ran).
+    async fn checkpoint(&self, consumer: &str) -> StoreResult<i64>;
+
+    /// Records that `consumer` handled every event up to `sequence`. Never moves back.
+    async fn save_checkpoint(&self, consumer: &str, sequence: i64) -> StoreResult<()>;
+
+    /// Parks an event that kept failing, so the rest of the log flows.
+    async fn dead_letter(
+        &self,
+        consumer: &str,
+        envelope: &EventEnvelope,
+        error: &str,
+        now: Timestamp,
+    ) -> StoreResult<()>;
+
+    /// Deletes events every consumer in `consumers` has handled and that are
+    /// older than `older_than`; returns how many went.
+    async fn prune_outbox(&self, consumers: &[&str], older_than: Timestamp) -> StoreResult<u64>;
+
+    /// Appends an event outside any other change (used by tests and tools).
+    async fn append_event(&self, id: EventId, event: &Event, now: Timestamp) -> StoreResult<i64>;
+}

@@ -1,0 +1,61 @@
+//! Creating a post: one transaction stores the post and its `PostCreated`
+//! event; the author's own timeline gets it before we answer (read-your-writes);
+//! the fan-out worker delivers it to followers from the event.
+
+use std::sync::Arc;
+
+use starling_domain::{Post, PostId, PostText, Timestamp, UserId, ValidationErrors};
+
+use crate::App;
+use crate::error::{AppError, AppResult};
+use crate::ports::{NewPost, StoreError, TimelineEntry};
+
+impl App {
+    #[tracing::instrument(skip_all, fields(author = %author))]
+    pub async fn create_post(
+        &self,
+        author: UserId,
+        text: &str,
+        reply_to: Option<PostId>,
+    ) -> AppResult<Post> {
+        let text = PostText::parse(text).map_err(|error| ValidationErrors(vec![error]))?;
+        let post = self
+            .ports
+            .store
+            .create_post(NewPost {
+                id: self.ids.next_post_id(),
+                author_id: author,
+                text: text.into_string(),
+                reply_to,
+                created_at: Timestamp::now(),
+                event_id: self.ids.next_event_id(),
+            })
+            .await
+            .map_err(|error| match error {
+                StoreError::NotFound => AppError::Validation(ValidationErrors::single(
+                    "reply_to",
+                    "does not name an existing post",
+                )),
+                other => other.into(),
+            })?;
+        self.ports.events.wake();
+
+        let entry = TimelineEntry {
+            post_id: post.id,
+            author_id: author,
+        };
+        if let Err(error) = self.ports.timelines.insert(&[author], entry).await {
+            // The post is committed; the author's timeline is rebuilt from SQL
+            // when the store is back, so nothing is lost.
+            tracing::warn!(error = %error, "could not add the post to its author's timeline");
+        }
+        let caches = &self.ports.caches;
+        caches.author_recent.invalidate(&author).await;
+        if let Some(parent) = reply_to {
+            caches.posts.invalidate(&parent).await;
+        }
+        caches.posts.put_many(vec![(post.id, Arc::new(post.clone()))]).await;
+        tracing::info!(post_id = %post.id, "posted");
+        Ok(post)
+    }
+}

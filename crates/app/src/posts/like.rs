@@ -1,0 +1,44 @@
+//! Likes: idempotent, counted exactly in the same transaction as the like row.
+
+use starling_domain::{PostId, Timestamp, UserId};
+
+use crate::App;
+use crate::error::{AppError, AppResult};
+use crate::ports::{LikeOutcome, StoreError, UnlikeOutcome};
+
+fn post_not_found(error: StoreError) -> AppError {
+    match error {
+        StoreError::NotFound => AppError::NotFound("post"),
+        other => other.into(),
+    }
+}
+
+impl App {
+    pub async fn like(&self, user: UserId, post: PostId) -> AppResult<()> {
+        let outcome = self
+            .ports
+            .store
+            .like(user, post, self.ids.next_event_id(), Timestamp::now())
+            .await
+            .map_err(post_not_found)?;
+        if outcome == LikeOutcome::Liked {
+            self.ports.caches.posts.invalidate(&post).await;
+            self.ports.events.wake();
+        }
+        Ok(())
+    }
+
+    pub async fn unlike(&self, user: UserId, post: PostId) -> AppResult<()> {
+        let outcome = self
+            .ports
+            .store
+            .unlike(user, post, self.ids.next_event_id(), Timestamp::now())
+            .await
+            .map_err(post_not_found)?;
+        if outcome == UnlikeOutcome::Unliked {
+            self.ports.caches.posts.invalidate(&post).await;
+            self.ports.events.wake();
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,124 @@
+//! The fan-out worker: turns graph and post events into timeline changes.
+//! Every step is idempotent (inserting a known id or removing an absent one
+//! changes nothing), so redelivery after a crash is harmless.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use starling_domain::{Event, EventEnvelope, PostId, UserId};
+
+use crate::App;
+use crate::error::AppResult;
+use crate::feed::floor_of;
+use crate::ports::TimelineEntry;
+use crate::workers::EventHandler;
+
+pub struct FanoutWorker {
+    app: Arc<App>,
+}
+
+impl FanoutWorker {
+    pub const CONSUMER: &'static str = "fanout";
+
+    pub fn new(app: Arc<App>) -> Self {
+        Self { app }
+    }
+}
+
+#[async_trait]
+impl EventHandler for FanoutWorker {
+    fn name(&self) -> &'static str {
+        Self::CONSUMER
+    }
+
+    async fn handle(&self, envelope: &EventEnvelope) -> AppResult<()> {
+        let app = &self.app;
+        match &envelope.event {
+            Event::PostCreated {
+                post_id, author_id, ..
+            } => app.fan_out_post(*post_id, *author_id).await,
+            Event::PostDeleted { post_id, author_id } => {
+                app.retract_post(*post_id, *author_id).await
+            }
+            Event::Followed {
+                follower_id,
+                followee_id,
+                followee_followers,
+            } => {
+                app.ports.caches.high_fanout_followees.invalidate(follower_id).await;
+                app.apply_follow_to_timeline(*follower_id, *followee_id, *followee_followers)
+                    .await
+            }
+            Event::Unfollowed {
+                follower_id,
+                followee_id,
+                followee_followers,
+            } => {
+                app.ports.caches.high_fanout_followees.invalidate(follower_id).await;
+                app.ports.timelines.remove_author(*follower_id, *followee_id).await?;
+                if *followee_followers == app.settings.fanout_threshold - 1 {
+                    // The account just dropped below the threshold: its posts
+                    // were merged at read time until now, so write them into
+                    // its followers' timelines.
+                    app.backfill_to_followers(*followee_id).await?;
+                }
+                Ok(())
+            }
+            Event::UserRegistered { .. }
+            | Event::ProfileUpdated { .. }
+            | Event::Liked { .. }
+            | Event::Unliked { .. } => Ok(()),
+        }
+    }
+}
+
+impl App {
+    async fn fan_out_post(&self, post_id: PostId, author_id: UserId) -> AppResult<()> {
+        let entry = TimelineEntry { post_id, author_id };
+        let timelines = &self.ports.timelines;
+        timelines.insert(&[author_id], entry).await?;
+        let Some(author) = self.ports.store.user_by_id(author_id).await? else {
+            return Ok(());
+        };
+        if author.followers_count >= self.settings.fanout_threshold {
+            metrics::counter!("starling_fanout_skipped_high_fanout_total").increment(1);
+            return Ok(());
+        }
+        self.for_each_follower_batch(author_id, |followers| async move {
+            timelines.insert(&followers, entry).await?;
+            metrics::counter!("starling_fanout_timeline_inserts_total")
+                .increment(followers.len() as u64);
+            Ok(())
+        })
+        .await
+    }
+
+    async fn retract_post(&self, post_id: PostId, author_id: UserId) -> AppResult<()> {
+        let timelines = &self.ports.timelines;
+        self.ports.caches.posts.invalidate(&post_id).await;
+        timelines.remove_post(&[author_id], post_id).await?;
+        self.for_each_follower_batch(author_id, |followers| async move {
+            timelines.remove_post(&followers, post_id).await?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn backfill_to_followers(&self, author: UserId) -> AppResult<()> {
+        let cap = self.settings.timeline_cap;
+        let entries = self.ports.store.author_entries(author, None, cap).await?;
+        if entries.is_empty() {
+            return Ok(());
+        }
+        let floor = floor_of(&entries, cap);
+        let entries = &entries;
+        self.for_each_follower_batch(author, |followers| async move {
+            for follower in followers {
+                self.ports.timelines.insert_many(follower, entries, floor).await?;
+                self.ports.caches.high_fanout_followees.invalidate(&follower).await;
+            }
+            Ok(())
+        })
+        .await
+    }
+}

@@ -1,0 +1,16 @@
+//! Starling's domain: identifiers, validated values, entities and the events
+//! that flow between the write model and the read model. Nothing here does I/O.
+
+pub mod event;
+pub mod id;
+pub mod post;
+pub mod time;
+pub mod user;
+pub mod validation;
+
+pub use event::{Event, EventEnvelope};
+pub use id::{EventId, IdGenerator, PostId, UserId};
+pub use post::{Post, PostText};
+pub use time::Timestamp;
+pub use user::{Bio, DisplayName, Email, Handle, Password, User, UserSummary};
+pub use validation::{FieldError, ValidationErrors};

@@ -1,0 +1,72 @@
+//! Posts: validated text and the post entity.
+
+use crate::id::{PostId, UserId};
+use crate::time::Timestamp;
+use crate::validation::{FieldError, field_error};
+
+pub const POST_MAX_CHARS: usize = 280;
+
+/// Post text: 1–280 Unicode scalar values, not only whitespace. Kept as written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PostText(String);
+
+impl PostText {
+    pub fn parse(text: &str) -> Result<Self, FieldError> {
+        if text.trim().is_empty() {
+            return Err(field_error("text", "must not be empty or only whitespace"));
+        }
+        if text.chars().count() > POST_MAX_CHARS {
+            return Err(field_error(
+                "text",
+                format!("must be at most {POST_MAX_CHARS} characters long"),
+            ));
+        }
+        if text.chars().any(|c| c.is_control() && c != '\n' && c != '\t') {
+            return Err(field_error("text", "must not contain control characters"));
+        }
+        Ok(Self(text.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    pub fn into_string(self) -> String {
+        self.0
+    }
+}
+
+/// A stored post. `deleted` posts are tombstones: kept so replies stay threaded,
+/// never shown.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Post {
+    pub id: PostId,
+    pub author_id: UserId,
+    pub text: String,
+    pub reply_to: Option<PostId>,
+    pub created_at: Timestamp,
+    pub like_count: i64,
+    pub reply_count: i64,
+    pub deleted: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_counts_unicode_scalar_values() {
+        assert!(PostText::parse(&"é".repeat(280)).is_ok());
+        assert!(PostText::parse(&"é".repeat(281)).is_err());
+        assert!(PostText::parse(&"🐦".repeat(280)).is_ok());
+    }
+
+    #[test]
+    fn text_must_say_something() {
+        for bad in ["", " ", "\n\t  "] {
+            assert!(PostText::parse(bad).is_err(), "{bad:?} should be refused");
+        }
+        assert_eq!(PostText::parse("  hi  ").unwrap().as_str(), "  hi  ");
+        assert!(PostText::parse("bell\u{7}").is_err());
+    }
+}

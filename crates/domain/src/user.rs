@@ -1,0 +1,238 @@
+//! Accounts: validated handles, emails, names and passwords, and the profile entity.
+
+use std::fmt;
+
+use crate::id::UserId;
+use crate::time::Timestamp;
+use crate::validation::{FieldError, field_error};
+
+pub const HANDLE_MAX_LEN: usize = 30;
+pub const DISPLAY_NAME_MAX_CHARS: usize = 50;
+pub const BIO_MAX_CHARS: usize = 160;
+pub const PASSWORD_MIN_CHARS: usize = 8;
+pub const PASSWORD_MAX_CHARS: usize = 128;
+pub const EMAIL_MAX_LEN: usize = 254;
+
+/// A public handle: 1–30 of `[A-Za-z0-9_]`. Keeps its spelling; unique ignoring case.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Handle(String);
+
+impl Handle {
+    pub fn parse(text: &str) -> Result<Self, FieldError> {
+        if text.is_empty() || text.len() > HANDLE_MAX_LEN {
+            return Err(field_error(
+                "handle",
+                format!("must be 1 to {HANDLE_MAX_LEN} characters long"),
+            ));
+        }
+        if !text.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+            return Err(field_error(
+                "handle",
+                "may contain only letters, digits and underscores",
+            ));
+        }
+        Ok(Self(text.to_owned()))
+    }
+
+    /// The form uniqueness is checked on: handles differing only in case collide.
+    pub fn canonical(&self) -> String {
+        self.0.to_ascii_lowercase()
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// An email address, trimmed and lower-cased so that one mailbox has one account.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Email(String);
+
+impl Email {
+    pub fn parse(text: &str) -> Result<Self, FieldError> {
+        let candidate = text.trim().to_lowercase();
+        let invalid = || field_error("email", "must be an email address such as ada@example.org");
+        if candidate.len() > EMAIL_MAX_LEN || candidate.chars().any(char::is_whitespace) {
+            return Err(invalid());
+        }
+        let Some((local, domain)) = candidate.split_once('@') else {
+            return Err(invalid());
+        };
+        let domain_ok = !domain.is_empty()
+            && !domain.contains('@')
+            && domain.contains('.')
+            && !domain.starts_with('.')
+            && !domain.ends_with('.')
+            && !domain.contains("..");
+        if local.is_empty() || !domain_ok {
+            return Err(invalid());
+        }
+        Ok(Self(candidate))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A display name: trimmed, at most 50 characters, no control characters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DisplayName(String);
+
+impl DisplayName {
+    pub fn parse(text: &str) -> Result<Self, FieldError> {
+        let trimmed = text.trim();
+        if trimmed.chars().count() > DISPLAY_NAME_MAX_CHARS {
+            return Err(field_error(
+                "display_name",
+                format!("must be at most {DISPLAY_NAME_MAX_CHARS} characters long"),
+            ));
+        }
+        if trimmed.chars().any(char::is_control) {
+            return Err(field_error("display_name", "must not contain control characters"));
+        }
+        Ok(Self(trimmed.to_owned()))
+    }
+
+    /// The name shown when none was given: the handle.
+    pub fn from_handle(handle: &Handle) -> Self {
+        Self(handle.as_str().to_owned())
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub fn into_string(self) -> String {
+        self.0
+    }
+}
+
+/// A short biography: trimmed, at most 160 characters; line breaks allowed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Bio(String);
+
+impl Bio {
+    pub fn parse(text: &str) -> Result<Self, FieldError> {
+        let trimmed = text.trim();
+        if trimmed.chars().count() > BIO_MAX_CHARS {
+            return Err(field_error(
+                "bio",
+                format!("must be at most {BIO_MAX_CHARS} characters long"),
+            ));
+        }
+        if trimmed.chars().any(|c| c.is_control() && c != '\n') {
+            return Err(field_error("bio", "must not contain control characters"));
+        }
+        Ok(Self(trimmed.to_owned()))
+    }
+
+    pub fn into_string(self) -> String {
+        self.0
+    }
+}
+
+/// A plaintext password on its way to the hasher. Never printed.
+#[derive(Clone)]
+pub struct Password(String);
+
+impl Password {
+    pub fn parse(text: &str) -> Result<Self, FieldError> {
+        let length = text.chars().count();
+        if !(PASSWORD_MIN_CHARS..=PASSWORD_MAX_CHARS).contains(&length) {
+            return Err(field_error(
+                "password",
+                format!("must be {PASSWORD_MIN_CHARS} to {PASSWORD_MAX_CHARS} characters long"),
+            ));
+        }
+        Ok(Self(text.to_owned()))
+    }
+
+    /// Wraps a password presented at login without judging it: a wrong password
+    /// must fail like any other, not with a validation error that reveals rules.
+    pub fn presented(text: &str) -> Self {
+        Self(text.to_owned())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Password {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Password(<redacted>)")
+    }
+}
+
+/// A profile as everyone sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct User {
+    pub id: UserId,
+    pub handle: String,
+    pub display_name: String,
+    pub bio: String,
+    pub created_at: Timestamp,
+    pub followers_count: i64,
+    pub following_count: i64,
+    pub posts_count: i64,
+}
+
+impl User {
+    pub fn summary(&self) -> UserSummary {
+        UserSummary {
+            id: self.id,
+            handle: self.handle.clone(),
+            display_name: self.display_name.clone(),
+        }
+    }
+}
+
+/// What a post shows of its author.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserSummary {
+    pub id: UserId,
+    pub handle: String,
+    pub display_name: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn handles_accept_letters_digits_underscores_up_to_thirty() {
+        assert!(Handle::parse("ada_Lovelace_1815").is_ok());
+        assert!(Handle::parse(&"a".repeat(30)).is_ok());
+        for bad in ["", &"a".repeat(31), "ada lovelace", "ada-l", "adà", "@ada"] {
+            assert!(Handle::parse(bad).is_err(), "{bad:?} should be refused");
+        }
+        assert_eq!(Handle::parse("Ada").unwrap().canonical(), "ada");
+    }
+
+    #[test]
+    fn emails_are_normalised_and_checked_for_shape() {
+        assert_eq!(Email::parse(" Ada@Example.ORG ").unwrap().as_str(), "ada@example.org");
+        for bad in ["", "ada", "ada@", "@example.org", "ada@example", "a b@example.org", "a@b@c.org", "ada@.org", "ada@example..org"] {
+            assert!(Email::parse(bad).is_err(), "{bad:?} should be refused");
+        }
+    }
+
+    #[test]
+    fn passwords_count_characters_not_bytes_and_never_print() {
+        assert!(Password::parse("1234567").is_err());
+        assert!(Password::parse("ééééééééé").is_ok());
+        assert!(Password::parse(&"x".repeat(129)).is_err());
+        let password = Password::parse("correct horse").unwrap();
+        assert!(!format!("{password:?}").contains("horse"));
+    }
+
+    #[test]
+    fn display_names_and_bios_are_trimmed_and_bounded() {
+        assert_eq!(DisplayName::parse("  Ada  ").unwrap().into_string(), "Ada");
+        assert!(DisplayName::parse(&"n".repeat(51)).is_err());
+        assert!(DisplayName::parse("a\u{7}b").is_err());
+        assert!(Bio::parse("line one\nline two").is_ok());
+        assert!(Bio::parse(&"b".repeat(161)).is_err());
+    }
+}
