@@ -1,1 +1,10 @@
-//! placeholder
+//! The SQL store port on SQLite, the source of truth of embedded mode.
+//!
+//! WAL journal, one writer connection (SQLite allows one writer; a single
+//! connection serialises write transactions without `SQLITE_BUSY`), a pool
+//! of read-only connections that never wait for the writer, and migrations
+//! embedded in the binary and applied at start.
+
+mod sqlite;
+
+pub use sqlite::{SqliteOptions, SqliteStore, Synchronous};

@@ -136,11 +136,11 @@ impl App {
                 .store
                 .follower_ids(author, after, FANOUT_BATCH)
                 .await?;
-            let Some(last) = batch.last().copied() else {
+            let Some((last, _)) = batch.last().copied() else {
                 return Ok(());
             };
             let full = batch.len() == FANOUT_BATCH;
-            apply(batch).await?;
+            apply(batch.into_iter().map(|(_, follower)| follower).collect()).await?;
             if !full {
                 return Ok(());
             }

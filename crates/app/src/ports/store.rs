@@ -171,13 +171,14 @@ pub trait GraphStore: Send + Sync {
         limit: usize,
     ) -> StoreResult<Vec<(i64, User)>>;
 
-    /// Follower ids in ascending order after `after`, for fan-out in batches.
+    /// Follower ids with their follow's keyset position, oldest follow first,
+    /// after position `after`: fan-out walks them in batches.
     async fn follower_ids(
         &self,
         user: UserId,
-        after: Option<UserId>,
+        after: Option<i64>,
         limit: usize,
-    ) -> StoreResult<Vec<UserId>>;
+    ) -> StoreResult<Vec<(i64, UserId)>>;
 
     /// The accounts `user` follows that have at least `threshold` followers
     /// (their posts are merged into timelines at read time, not fanned out).

@@ -1,1 +1,573 @@
-pub(crate) fn _unused() {}
+//! The SQL store contract: accounts, tokens, graph, posts, likes, outbox.
+
+use std::sync::Arc;
+
+use starling_domain::{
+    Email, Event, EventId, Handle, IdGenerator, Post, PostId, Timestamp, User, UserId,
+};
+
+use crate::ports::{
+    DeleteOutcome, FollowOutcome, LikeOutcome, NewPost, NewUser, RefreshTokenRecord,
+    RotateOutcome, Store, StoreError, TimelineEntry, UnfollowOutcome, UnlikeOutcome,
+};
+
+#[macro_export]
+macro_rules! store_contract {
+    ($make:expr) => {
+        $crate::store_contract!(@cases $make;
+            created_users_are_found_by_id_handle_and_login,
+            handles_ignore_case_and_emails_are_unique,
+            profiles_change_only_the_given_fields,
+            summaries_answer_known_ids_only,
+            refresh_tokens_rotate_once_and_reuse_revokes_the_family,
+            expired_refresh_tokens_do_not_rotate,
+            revoked_families_stop_rotating,
+            follows_are_idempotent_and_counted,
+            follow_lists_are_newest_first_and_paged,
+            follower_ids_walk_every_follower_in_batches,
+            high_fanout_followees_are_those_above_the_threshold,
+            posts_are_stored_and_counted,
+            replies_need_a_live_parent_and_are_counted,
+            only_authors_delete_and_deletion_leaves_a_tombstone,
+            author_posts_page_newest_first,
+            home_entries_merge_self_and_followees_newest_first,
+            likes_are_idempotent_counted_and_need_a_live_post,
+            concurrent_likes_and_follows_keep_counters_exact,
+            the_outbox_delivers_every_change_in_commit_order,
+            checkpoints_start_at_zero_and_never_move_back,
+            pruning_keeps_events_a_consumer_has_not_handled,
+        );
+    };
+    (@cases $make:expr; $($case:ident),+ $(,)?) => {
+        $(
+            #[tokio::test]
+            async fn $case() {
+                let (store, _guard) = ($make)().await;
+                $crate::ports::contract::store::$case(store).await;
+            }
+        )+
+    };
+}
+
+struct Fixture {
+    store: Arc<dyn Store>,
+    ids: IdGenerator,
+}
+
+impl Fixture {
+    fn new(store: Arc<dyn Store>) -> Self {
+        Self {
+            store,
+            ids: IdGenerator::new(3),
+        }
+    }
+
+    async fn user(&self, handle: &str) -> User {
+        self.store
+            .create_user(NewUser {
+                id: self.ids.next_user_id(),
+                handle: Handle::parse(handle).unwrap(),
+                email: Email::parse(&format!("{handle}@example.org")).unwrap(),
+                display_name: format!("{handle} display"),
+                password_hash: format!("hash-of-{handle}"),
+                created_at: Timestamp::now(),
+                event_id: self.ids.next_event_id(),
+            })
+            .await
+            .unwrap()
+    }
+
+    async fn post(&self, author: UserId, reply_to: Option<PostId>) -> Result<Post, StoreError> {
+        self.store
+            .create_post(NewPost {
+                id: self.ids.next_post_id(),
+                author_id: author,
+                text: "hello".to_owned(),
+                reply_to,
+                created_at: Timestamp::now(),
+                event_id: self.ids.next_event_id(),
+            })
+            .await
+    }
+
+    async fn follow(&self, follower: UserId, followee: UserId) -> FollowOutcome {
+        self.store
+            .follow(
+                follower,
+                followee,
+                self.ids.next_raw(),
+                self.ids.next_event_id(),
+                Timestamp::now(),
+            )
+            .await
+            .unwrap()
+    }
+
+    async fn fresh(&self, id: UserId) -> User {
+        self.store.user_by_id(id).await.unwrap().unwrap()
+    }
+
+    async fn stored_post(&self, id: PostId) -> Post {
+        self.store.posts_by_ids(&[id]).await.unwrap().pop().unwrap()
+    }
+
+    async fn like(&self, user: UserId, post: PostId) -> Result<LikeOutcome, StoreError> {
+        self.store
+            .like(user, post, self.ids.next_event_id(), Timestamp::now())
+            .await
+    }
+
+    fn token(&self, user: UserId, token: &[u8], expires_in_secs: i64) -> RefreshTokenRecord {
+        let now = Timestamp::now();
+        RefreshTokenRecord {
+            token_hash: token.to_vec(),
+            user_id: user,
+            family_id: self.ids.next_raw(),
+            issued_at: now,
+            expires_at: now.plus_seconds(expires_in_secs),
+        }
+    }
+}
+
+fn post_ids(entries: &[TimelineEntry]) -> Vec<PostId> {
+    entries.iter().map(|entry| entry.post_id).collect()
+}
+
+pub async fn created_users_are_found_by_id_handle_and_login(store: Arc<dyn Store>) {
+    let fixture = Fixture::new(store.clone());
+    let ada = fixture.user("Ada_L").await;
+    assert_eq!(ada.handle, "Ada_L");
+    assert_eq!((ada.followers_count, ada.following_count, ada.posts_count), (0, 0, 0));
+    assert_eq!(store.user_by_id(ada.id).await.unwrap(), Some(ada.clone()));
+    assert_eq!(store.user_by_handle("ada_l").await.unwrap(), Some(ada.clone()));
+    assert_eq!(store.user_by_handle("nobody").await.unwrap(), None);
+    assert_eq!(store.user_by_id(UserId(999)).await.unwrap(), None);
+    for login in ["ada_l", "ada_l@example.org"] {
+        let credentials = store.credentials_by_login(login).await.unwrap().unwrap();
+        assert_eq!(credentials.user_id, ada.id);
+        assert_eq!(credentials.password_hash, "hash-of-Ada_L");
+    }
+    assert!(store.credentials_by_login("grace").await.unwrap().is_none());
+}
+
+pub async fn handles_ignore_case_and_emails_are_unique(store: Arc<dyn Store>) {
+    let fixture = Fixture::new(store.clone());
+    fixture.user("grace").await;
+    let clash = |handle: &str, email: &str| NewUser {
+        id: fixture.ids.next_user_id(),
+        handle: Handle::parse(handle).unwrap(),
+        email: Email::parse(email).unwrap(),
+        display_name: String::new(),
+        password_hash: String::new(),
+        created_at: Timestamp::now(),
+        event_id: fixture.ids.next_event_id(),
+    };
+    let same_handle = store.create_user(clash("GRACE", "other@example.org")).await;
+    assert!(matches!(same_handle, Err(StoreError::HandleTaken)), "{same_handle:?}");
+    let same_email = store.create_user(clash("hopper", "grace@example.org")).await;
+    assert!(matches!(same_email, Err(StoreError::EmailTaken)), "{same_email:?}");
+    // A refused registration leaves nothing behind.
+    assert!(store.user_by_handle("hopper").await.unwrap().is_none());
+}
+
+pub async fn profiles_change_only_the_given_fields(store: Arc<dyn Store>) {
+    let fixture = Fixture::new(store.clone());
+    let ada = fixture.user("ada").await;
+    let now = Timestamp::now();
+    let renamed = store
+        .update_profile(ada.id, Some("Countess".into()), None, fixture.ids.next_event_id(), now)
+        .await
+        .unwrap();
+    assert_eq!((renamed.display_name.as_str(), renamed.bio.as_str()), ("Countess", ""));
+    let described = store
+        .update_profile(ada.id, None, Some("Analyst".into()), fixture.ids.next_event_id(), now)
+        .await
+        .unwrap();
+    assert_eq!((described.display_name.as_str(), described.bio.as_str()), ("Countess", "Analyst"));
+    assert_eq!(fixture.fresh(ada.id).await, described);
+    let missing = store
+        .update_profile(UserId(999), Some("x".into()), None, fixture.ids.next_event_id(), now)
+        .await;
+    assert!(matches!(missing, Err(StoreError::NotFound)));
+}
+
+pub async fn summaries_answer_known_ids_only(store: Arc<dyn Store>) {
+    let fixture = Fixture::new(store.clone());
+    let ada = fixture.user("ada").await;
+    let bob = fixture.user("bob").await;
+    let mut found = store.user_summaries(&[bob.id, UserId(1), ada.id]).await.unwrap();
+    found.sort_by_key(|summary| summary.id);
+    assert_eq!(found, vec![ada.summary(), bob.summary()]);
+    assert!(store.user_summaries(&[]).await.unwrap().is_empty());
+}
+
+pub async fn refresh_tokens_rotate_once_and_reuse_revokes_the_family(store: Arc<dyn Store>) {
+    let fixture = Fixture::new(store.clone());
+    let ada = fixture.user("ada").await;
+    store.insert_refresh_token(fixture.token(ada.id, b"first", 3600)).await.unwrap();
+    let now = Timestamp::now();
+    let later = now.plus_seconds(3600);
+    assert_eq!(
+        store.rotate_refresh_token(b"first", b"second", later, now).await.unwrap(),
+        RotateOutcome::Rotated { user_id: ada.id }
+    );
+    // The spent token comes back: theft is assumed, the family dies.
+    assert_eq!(
+        store.rotate_refresh_token(b"first", b"third", later, now).await.unwrap(),
+        RotateOutcome::Reused
+    );
+    assert_eq!(
+        store.rotate_refresh_token(b"second", b"fourth", later, now).await.unwrap(),
+        RotateOutcome::Reused
+    );
+    assert_eq!(
+        store.rotate_refresh_token(b"never-issued", b"fifth", later, now).await.unwrap(),
+        RotateOutcome::Unknown
+    );
+}
+
+pub async fn expired_refresh_tokens_do_not_rotate(store: Arc<dyn Store>) {
+    let fixture = Fixture::new(store.clone());
+    let ada = fixture.user("ada").await;
+    store.insert_refresh_token(fixture.token(ada.id, b"old", -1)).await.unwrap();
+    let now = Timestamp::now();
+    assert_eq!(
+        store.rotate_refresh_token(b"old", b"new", now.plus_seconds(60), now).await.unwrap(),
+        RotateOutcome::Expired
+    );
+    // Nothing was stored for the refused rotation.
+    assert_eq!(
+        store.rotate_refresh_token(b"new", b"newer", now.plus_seconds(60), now).await.unwrap(),
+        RotateOutcome::Unknown
+    );
+}
+
+pub async fn revoked_families_stop_rotating(store: Arc<dyn Store>) {
+    let fixture = Fixture::new(store.clone());
+    let ada = fixture.user("ada").await;
+    store.insert_refresh_token(fixture.token(ada.id, b"one", 3600)).await.unwrap();
+    store.insert_refresh_token(fixture.token(ada.id, b"other-login", 3600)).await.unwrap();
+    let now = Timestamp::now();
+    store.revoke_refresh_family(b"one", now).await.unwrap();
+    store.revoke_refresh_family(b"unknown", now).await.unwrap();
+    assert_eq!(
+        store.rotate_refresh_token(b"one", b"two", now.plus_seconds(60), now).await.unwrap(),
+        RotateOutcome::Reused
+    );
+    // Another login's family is untouched.
+    assert_eq!(
+        store.rotate_refresh_token(b"other-login", b"x", now.plus_seconds(60), now).await.unwrap(),
+        RotateOutcome::Rotated { user_id: ada.id }
+    );
+}
+
+pub async fn follows_are_idempotent_and_counted(store: Arc<dyn Store>) {
+    let fixture = Fixture::new(store.clone());
+    let ada = fixture.user("ada").await;
+    let bob = fixture.user("bob").await;
+    assert_eq!(fixture.follow(ada.id, bob.id).await, FollowOutcome::Followed { followee_followers: 1 });
+    assert_eq!(fixture.follow(ada.id, bob.id).await, FollowOutcome::AlreadyFollowing);
+    assert_eq!(fixture.fresh(ada.id).await.following_count, 1);
+    assert_eq!(fixture.fresh(bob.id).await.followers_count, 1);
+    let missing = store
+        .follow(ada.id, UserId(999), 1, fixture.ids.next_event_id(), Timestamp::now())
+        .await;
+    assert!(matches!(missing, Err(StoreError::NotFound)));
+
+    let unfollow = || store.unfollow(ada.id, bob.id, fixture.ids.next_event_id(), Timestamp::now());
+    assert_eq!(unfollow().await.unwrap(), UnfollowOutcome::Unfollowed { followee_followers: 0 });
+    assert_eq!(unfollow().await.unwrap(), UnfollowOutcome::NotFollowing);
+    assert_eq!(fixture.fresh(ada.id).await.following_count, 0);
+    assert_eq!(fixture.fresh(bob.id).await.followers_count, 0);
+}
+
+pub async fn follow_lists_are_newest_first_and_paged(store: Arc<dyn Store>) {
+    let fixture = Fixture::new(store.clone());
+    let star = fixture.user("star").await;
+    let mut fans = Vec::new();
+    for name in ["fan1", "fan2", "fan3"] {
+        let fan = fixture.user(name).await;
+        fixture.follow(fan.id, star.id).await;
+        fans.push(fan);
+    }
+    let first = store.followers(star.id, None, 2).await.unwrap();
+    let handles: Vec<&str> = first.iter().map(|(_, user)| user.handle.as_str()).collect();
+    assert_eq!(handles, vec!["fan3", "fan2"]);
+    let rest = store.followers(star.id, Some(first[1].0), 2).await.unwrap();
+    let handles: Vec<&str> = rest.iter().map(|(_, user)| user.handle.as_str()).collect();
+    assert_eq!(handles, vec!["fan1"]);
+    // Listed users carry their current counters.
+    assert_eq!(rest[0].1.following_count, 1);
+
+    fixture.follow(fans[0].id, fans[2].id).await;
+    let following = store.following(fans[0].id, None, 10).await.unwrap();
+    let handles: Vec<&str> = following.iter().map(|(_, user)| user.handle.as_str()).collect();
+    assert_eq!(handles, vec!["fan3", "star"]);
+}
+
+pub async fn follower_ids_walk_every_follower_in_batches(store: Arc<dyn Store>) {
+    let fixture = Fixture::new(store.clone());
+    let star = fixture.user("star").await;
+    let mut expected = Vec::new();
+    for index in 0..5 {
+        let fan = fixture.user(&format!("fan{index}")).await;
+        fixture.follow(fan.id, star.id).await;
+        expected.push(fan.id);
+    }
+    let mut seen = Vec::new();
+    let mut after = None;
+    loop {
+        let batch = store.follower_ids(star.id, after, 2).await.unwrap();
+        if batch.is_empty() {
+            break;
+        }
+        after = batch.last().map(|(position, _)| *position);
+        seen.extend(batch.into_iter().map(|(_, id)| id));
+    }
+    seen.sort();
+    expected.sort();
+    assert_eq!(seen, expected);
+}
+
+pub async fn high_fanout_followees_are_those_above_the_threshold(store: Arc<dyn Store>) {
+    let fixture = Fixture::new(store.clone());
+    let reader = fixture.user("reader").await;
+    let star = fixture.user("star").await;
+    let quiet = fixture.user("quiet").await;
+    let fan = fixture.user("fan").await;
+    fixture.follow(reader.id, star.id).await;
+    fixture.follow(reader.id, quiet.id).await;
+    fixture.follow(fan.id, star.id).await;
+    assert_eq!(
+        store.followed_with_followers_at_least(reader.id, 2).await.unwrap(),
+        vec![star.id]
+    );
+    let mut both = store.followed_with_followers_at_least(reader.id, 1).await.unwrap();
+    both.sort();
+    let mut expected = vec![star.id, quiet.id];
+    expected.sort();
+    assert_eq!(both, expected);
+}
+
+pub async fn posts_are_stored_and_counted(store: Arc<dyn Store>) {
+    let fixture = Fixture::new(store.clone());
+    let ada = fixture.user("ada").await;
+    let post = fixture.post(ada.id, None).await.unwrap();
+    assert_eq!(post.author_id, ada.id);
+    assert_eq!(fixture.stored_post(post.id).await, post);
+    assert_eq!(fixture.fresh(ada.id).await.posts_count, 1);
+    assert!(store.posts_by_ids(&[PostId(1)]).await.unwrap().is_empty());
+}
+
+pub async fn replies_need_a_live_parent_and_are_counted(store: Arc<dyn Store>) {
+    let fixture = Fixture::new(store.clone());
+    let ada = fixture.user("ada").await;
+    let parent = fixture.post(ada.id, None).await.unwrap();
+    let reply = fixture.post(ada.id, Some(parent.id)).await.unwrap();
+    assert_eq!(reply.reply_to, Some(parent.id));
+    assert_eq!(fixture.stored_post(parent.id).await.reply_count, 1);
+    assert!(matches!(fixture.post(ada.id, Some(PostId(42))).await, Err(StoreError::NotFound)));
+    // A refused reply counts nowhere.
+    assert_eq!(fixture.fresh(ada.id).await.posts_count, 2);
+
+    let delete = |post| store.delete_post(post, ada.id, fixture.ids.next_event_id(), Timestamp::now());
+    delete(reply.id).await.unwrap();
+    assert_eq!(fixture.stored_post(parent.id).await.reply_count, 0);
+    delete(parent.id).await.unwrap();
+    assert!(matches!(fixture.post(ada.id, Some(parent.id)).await, Err(StoreError::NotFound)));
+}
+
+pub async fn only_authors_delete_and_deletion_leaves_a_tombstone(store: Arc<dyn Store>) {
+    let fixture = Fixture::new(store.clone());
+    let ada = fixture.user("ada").await;
+    let bob = fixture.user("bob").await;
+    let post = fixture.post(ada.id, None).await.unwrap();
+    let delete = |who| store.delete_post(post.id, who, fixture.ids.next_event_id(), Timestamp::now());
+    assert_eq!(delete(bob.id).await.unwrap(), DeleteOutcome::NotAuthor);
+    assert!(!fixture.stored_post(post.id).await.deleted);
+    assert_eq!(delete(ada.id).await.unwrap(), DeleteOutcome::Deleted { reply_to: None });
+    let tombstone = fixture.stored_post(post.id).await;
+    assert!(tombstone.deleted);
+    assert_eq!(tombstone.text, "");
+    assert!(matches!(delete(ada.id).await, Err(StoreError::NotFound)));
+    assert_eq!(fixture.fresh(ada.id).await.posts_count, 0);
+    assert!(store.posts_by_author(ada.id, None, 10).await.unwrap().is_empty());
+}
+
+pub async fn author_posts_page_newest_first(store: Arc<dyn Store>) {
+    let fixture = Fixture::new(store.clone());
+    let ada = fixture.user("ada").await;
+    let mut ids = Vec::new();
+    for _ in 0..5 {
+        ids.push(fixture.post(ada.id, None).await.unwrap().id);
+    }
+    ids.reverse();
+    let first: Vec<PostId> = store
+        .posts_by_author(ada.id, None, 3)
+        .await
+        .unwrap()
+        .iter()
+        .map(|post| post.id)
+        .collect();
+    assert_eq!(first, ids[..3]);
+    let rest: Vec<PostId> = store
+        .posts_by_author(ada.id, Some(ids[2]), 3)
+        .await
+        .unwrap()
+        .iter()
+        .map(|post| post.id)
+        .collect();
+    assert_eq!(rest, ids[3..]);
+    let entries = store.author_entries(ada.id, Some(ids[0]), 2).await.unwrap();
+    assert_eq!(post_ids(&entries), ids[1..3]);
+    assert!(entries.iter().all(|entry| entry.author_id == ada.id));
+}
+
+pub async fn home_entries_merge_self_and_followees_newest_first(store: Arc<dyn Store>) {
+    let fixture = Fixture::new(store.clone());
+    let reader = fixture.user("reader").await;
+    let friend = fixture.user("friend").await;
+    let star = fixture.user("star").await;
+    let stranger = fixture.user("stranger").await;
+    let fan = fixture.user("fan").await;
+    fixture.follow(reader.id, friend.id).await;
+    fixture.follow(reader.id, star.id).await;
+    fixture.follow(fan.id, star.id).await;
+    let mut expected = Vec::new();
+    let mut without_star = Vec::new();
+    for author in [reader.id, friend.id, star.id, stranger.id, friend.id, reader.id, star.id] {
+        let post = fixture.post(author, None).await.unwrap();
+        if author != stranger.id {
+            expected.push(post.id);
+            if author != star.id {
+                without_star.push(post.id);
+            }
+        }
+    }
+    let deleted = fixture.post(friend.id, None).await.unwrap();
+    store
+        .delete_post(deleted.id, friend.id, fixture.ids.next_event_id(), Timestamp::now())
+        .await
+        .unwrap();
+    expected.reverse();
+    without_star.reverse();
+
+    let all = store.home_entries(reader.id, None, None, 100).await.unwrap();
+    assert_eq!(post_ids(&all), expected);
+    let page = store.home_entries(reader.id, None, Some(expected[1]), 3).await.unwrap();
+    assert_eq!(post_ids(&page), expected[2..5]);
+    // The star has two followers: at a threshold of 2 their posts are left out.
+    let excluded = store.home_entries(reader.id, Some(2), None, 100).await.unwrap();
+    assert_eq!(post_ids(&excluded), without_star);
+}
+
+pub async fn likes_are_idempotent_counted_and_need_a_live_post(store: Arc<dyn Store>) {
+    let fixture = Fixture::new(store.clone());
+    let ada = fixture.user("ada").await;
+    let bob = fixture.user("bob").await;
+    let post = fixture.post(ada.id, None).await.unwrap();
+    let other = fixture.post(ada.id, None).await.unwrap();
+    assert_eq!(fixture.like(bob.id, post.id).await.unwrap(), LikeOutcome::Liked);
+    assert_eq!(fixture.like(bob.id, post.id).await.unwrap(), LikeOutcome::AlreadyLiked);
+    assert_eq!(fixture.stored_post(post.id).await.like_count, 1);
+    assert_eq!(
+        store.liked_among(bob.id, &[post.id, other.id]).await.unwrap(),
+        vec![post.id]
+    );
+    assert!(store.liked_among(ada.id, &[post.id]).await.unwrap().is_empty());
+
+    let unlike = || store.unlike(bob.id, post.id, fixture.ids.next_event_id(), Timestamp::now());
+    assert_eq!(unlike().await.unwrap(), UnlikeOutcome::Unliked);
+    assert_eq!(unlike().await.unwrap(), UnlikeOutcome::NotLiked);
+    assert_eq!(fixture.stored_post(post.id).await.like_count, 0);
+
+    assert!(matches!(fixture.like(bob.id, PostId(7)).await, Err(StoreError::NotFound)));
+    store
+        .delete_post(other.id, ada.id, fixture.ids.next_event_id(), Timestamp::now())
+        .await
+        .unwrap();
+    assert!(matches!(fixture.like(bob.id, other.id).await, Err(StoreError::NotFound)));
+}
+
+pub async fn concurrent_likes_and_follows_keep_counters_exact(store: Arc<dyn Store>) {
+    let fixture = Arc::new(Fixture::new(store.clone()));
+    let star = fixture.user("star").await;
+    let post = fixture.post(star.id, None).await.unwrap();
+    let mut fans = Vec::new();
+    for index in 0..24 {
+        fans.push(fixture.user(&format!("fan{index}")).await);
+    }
+    let mut tasks = Vec::new();
+    for fan in &fans {
+        for _ in 0..2 {
+            let fixture = fixture.clone();
+            let (fan, star, post) = (fan.id, star.id, post.id);
+            tasks.push(tokio::spawn(async move {
+                fixture.like(fan, post).await.unwrap();
+                fixture.follow(fan, star).await;
+            }));
+        }
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    assert_eq!(fixture.stored_post(post.id).await.like_count, 24);
+    assert_eq!(fixture.fresh(star.id).await.followers_count, 24);
+}
+
+pub async fn the_outbox_delivers_every_change_in_commit_order(store: Arc<dyn Store>) {
+    let fixture = Fixture::new(store.clone());
+    let ada = fixture.user("ada").await;
+    let bob = fixture.user("bob").await;
+    fixture.follow(bob.id, ada.id).await;
+    let post = fixture.post(ada.id, None).await.unwrap();
+    fixture.like(bob.id, post.id).await.unwrap();
+    let events = store.events_after(0, 100).await.unwrap();
+    let kinds: Vec<&str> = events.iter().map(|envelope| envelope.event.kind()).collect();
+    assert_eq!(kinds, vec!["user_registered", "user_registered", "followed", "post_created", "liked"]);
+    assert!(events.windows(2).all(|pair| pair[0].sequence < pair[1].sequence));
+    assert_eq!(
+        events[2].event,
+        Event::Followed {
+            follower_id: bob.id,
+            followee_id: ada.id,
+            followee_followers: 1
+        }
+    );
+    let tail = store.events_after(events[2].sequence, 1).await.unwrap();
+    assert_eq!(tail.len(), 1);
+    assert_eq!(tail[0].event.kind(), "post_created");
+    let appended = store
+        .append_event(EventId(5), &Event::ProfileUpdated { user_id: ada.id }, Timestamp::now())
+        .await
+        .unwrap();
+    assert!(appended > events[4].sequence);
+}
+
+pub async fn checkpoints_start_at_zero_and_never_move_back(store: Arc<dyn Store>) {
+    assert_eq!(store.checkpoint("fanout").await.unwrap(), 0);
+    store.save_checkpoint("fanout", 10).await.unwrap();
+    store.save_checkpoint("fanout", 4).await.unwrap();
+    assert_eq!(store.checkpoint("fanout").await.unwrap(), 10);
+    assert_eq!(store.checkpoint("notifier").await.unwrap(), 0);
+}
+
+pub async fn pruning_keeps_events_a_consumer_has_not_handled(store: Arc<dyn Store>) {
+    let fixture = Fixture::new(store.clone());
+    for name in ["a", "b", "c", "d"] {
+        fixture.user(name).await;
+    }
+    let events = store.events_after(0, 100).await.unwrap();
+    let future = Timestamp::now().plus_seconds(60);
+    store.save_checkpoint("fanout", events[2].sequence).await.unwrap();
+    // "notifier" has handled nothing yet: nothing may go.
+    assert_eq!(store.prune_outbox(&["fanout", "notifier"], future).await.unwrap(), 0);
+    store.save_checkpoint("notifier", events[1].sequence).await.unwrap();
+    assert_eq!(store.prune_outbox(&["fanout", "notifier"], future).await.unwrap(), 2);
+    let left = store.events_after(0, 100).await.unwrap();
+    assert_eq!(left.first().map(|envelope| envelope.sequence), Some(events[2].sequence));
+    // Events younger than the cut-off stay whatever the checkpoints say.
+    store.save_checkpoint("notifier", events[3].sequence).await.unwrap();
+    let past = Timestamp::now().plus_seconds(-60);
+    assert_eq!(store.prune_outbox(&["fanout", "notifier"], past).await.unwrap(), 0);
+}

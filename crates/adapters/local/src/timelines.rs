@@ -1,0 +1,203 @@
+//! Home timelines in process memory: a bounded map (moka, so inactive
+//! readers' timelines are evicted and rebuilt from SQL when they return) of
+//! per-user deques of entries, newest first, each behind its own short lock.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use parking_lot::Mutex;
+use starling_app::ports::{
+    TimelineEntry, TimelineError, TimelineRead, TimelineSlice, TimelineStore,
+};
+use starling_domain::{PostId, UserId};
+
+type TimelineResult<T> = Result<T, TimelineError>;
+
+#[derive(Debug, Default)]
+struct Timeline {
+    /// Newest first; no duplicate post ids; every entry >= `floor`.
+    entries: VecDeque<TimelineEntry>,
+    floor: Option<PostId>,
+    building: bool,
+}
+
+impl Timeline {
+    fn insert(&mut self, entry: TimelineEntry, cap: usize) {
+        if self.floor.is_some_and(|floor| entry.post_id < floor) {
+            return;
+        }
+        let position = self
+            .entries
+            .partition_point(|existing| existing.post_id > entry.post_id);
+        if self
+            .entries
+            .get(position)
+            .is_some_and(|existing| existing.post_id == entry.post_id)
+        {
+            return;
+        }
+        self.entries.insert(position, entry);
+        self.enforce_cap(cap);
+    }
+
+    fn raise_floor(&mut self, floor: Option<PostId>) {
+        if let Some(floor) = floor {
+            self.floor = Some(self.floor.map_or(floor, |current| current.max(floor)));
+            while self.entries.back().is_some_and(|oldest| oldest.post_id < floor) {
+                self.entries.pop_back();
+            }
+        }
+    }
+
+    fn enforce_cap(&mut self, cap: usize) {
+        if self.entries.len() > cap {
+            self.entries.truncate(cap);
+            let oldest = self.entries.back().map(|entry| entry.post_id);
+            self.raise_floor(oldest);
+        }
+    }
+
+    fn slice(&self, before: Option<PostId>, limit: usize) -> TimelineSlice {
+        let start = before.map_or(0, |bound| {
+            self.entries.partition_point(|entry| entry.post_id >= bound)
+        });
+        TimelineSlice {
+            entries: self.entries.range(start..).take(limit).copied().collect(),
+            floor: self.floor,
+        }
+    }
+}
+
+/// The in-process timeline store.
+pub struct LocalTimelines {
+    timelines: moka::sync::Cache<UserId, Arc<Mutex<Timeline>>>,
+    cap: usize,
+}
+
+impl LocalTimelines {
+    /// Keeps up to `cap` entries per timeline and up to `max_timelines`
+    /// timelines (about `cap * 16` bytes each when full).
+    pub fn new(cap: usize, max_timelines: u64) -> Self {
+        Self {
+            timelines: moka::sync::Cache::builder()
+                .name("timelines")
+                .max_capacity(max_timelines)
+                .build(),
+            cap,
+        }
+    }
+
+    fn get(&self, user: UserId) -> Option<Arc<Mutex<Timeline>>> {
+        self.timelines.get(&user)
+    }
+}
+
+#[async_trait]
+impl TimelineStore for LocalTimelines {
+    async fn read(
+        &self,
+        user: UserId,
+        before: Option<PostId>,
+        limit: usize,
+    ) -> TimelineResult<TimelineRead> {
+        let Some(timeline) = self.get(user) else {
+            return Ok(TimelineRead::NotMaterialised);
+        };
+        let timeline = timeline.lock();
+        if timeline.building {
+            return Ok(TimelineRead::NotMaterialised);
+        }
+        Ok(TimelineRead::Ready(timeline.slice(before, limit)))
+    }
+
+    async fn insert(&self, users: &[UserId], entry: TimelineEntry) -> TimelineResult<()> {
+        for user in users {
+            if let Some(timeline) = self.get(*user) {
+                timeline.lock().insert(entry, self.cap);
+            }
+        }
+        Ok(())
+    }
+
+    async fn insert_many(
+        &self,
+        user: UserId,
+        entries: &[TimelineEntry],
+        source_floor: Option<PostId>,
+    ) -> TimelineResult<()> {
+        if let Some(timeline) = self.get(user) {
+            let mut timeline = timeline.lock();
+            for entry in entries {
+                timeline.insert(*entry, self.cap);
+            }
+            timeline.raise_floor(source_floor);
+        }
+        Ok(())
+    }
+
+    async fn remove_post(&self, users: &[UserId], post: PostId) -> TimelineResult<()> {
+        for user in users {
+            if let Some(timeline) = self.get(*user) {
+                timeline.lock().entries.retain(|entry| entry.post_id != post);
+            }
+        }
+        Ok(())
+    }
+
+    async fn remove_author(&self, user: UserId, author: UserId) -> TimelineResult<()> {
+        if let Some(timeline) = self.get(user) {
+            timeline.lock().entries.retain(|entry| entry.author_id != author);
+        }
+        Ok(())
+    }
+
+    async fn begin_rebuild(&self, user: UserId) -> TimelineResult<()> {
+        let timeline = self
+            .timelines
+            .get_with(user, || Arc::new(Mutex::new(Timeline::default())));
+        timeline.lock().building = true;
+        Ok(())
+    }
+
+    async fn finish_rebuild(
+        &self,
+        user: UserId,
+        entries: &[TimelineEntry],
+        source_floor: Option<PostId>,
+    ) -> TimelineResult<()> {
+        // Evicted since `begin_rebuild`: start over from the SQL rows alone.
+        let timeline = self
+            .timelines
+            .get_with(user, || Arc::new(Mutex::new(Timeline::default())));
+        let mut timeline = timeline.lock();
+        timeline.floor = None;
+        for entry in entries {
+            timeline.insert(*entry, self.cap);
+        }
+        timeline.raise_floor(source_floor);
+        timeline.building = false;
+        Ok(())
+    }
+
+    async fn evict(&self, user: UserId) -> TimelineResult<()> {
+        self.timelines.invalidate(&user);
+        Ok(())
+    }
+
+    async fn materialised_count(&self) -> TimelineResult<u64> {
+        self.timelines.run_pending_tasks();
+        Ok(self.timelines.entry_count())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn make(cap: usize) -> (Arc<dyn TimelineStore>, ()) {
+        (Arc::new(LocalTimelines::new(cap, 10_000)), ())
+    }
+
+    starling_app::timeline_store_contract!(make);
+}

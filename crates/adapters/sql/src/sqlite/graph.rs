@@ -1,0 +1,212 @@
+//! The follow graph, with exact follower/following counters.
+
+use async_trait::async_trait;
+use starling_app::ports::{FollowOutcome, GraphStore, StoreError, UnfollowOutcome};
+use starling_domain::{Event, EventId, Timestamp, User, UserId};
+
+use super::accounts::UserRow;
+use super::{SqliteStore, append_event, limit_param, translate};
+
+const USER_EXISTS: &str = "SELECT 1 FROM users WHERE id = ?1";
+const INSERT_FOLLOW: &str = "INSERT INTO follows (follower_id, followee_id, follow_id, created_at) \
+     VALUES (?1, ?2, ?3, ?4) ON CONFLICT DO NOTHING";
+const DELETE_FOLLOW: &str = "DELETE FROM follows WHERE follower_id = ?1 AND followee_id = ?2";
+const ADD_FOLLOWER: &str = "UPDATE users SET followers_count = followers_count + ?2 WHERE id = ?1 \
+     RETURNING followers_count";
+const ADD_FOLLOWING: &str = "UPDATE users SET following_count = following_count + ?2 WHERE id = ?1";
+
+#[derive(sqlx::FromRow)]
+struct PositionedUser {
+    position: i64,
+    #[sqlx(flatten)]
+    user: UserRow,
+}
+
+const FOLLOWERS: &str = "SELECT f.follow_id AS position, u.id, u.handle, u.display_name, u.bio, \
+     u.created_at, u.followers_count, u.following_count, u.posts_count \
+     FROM follows f JOIN users u ON u.id = f.follower_id \
+     WHERE f.followee_id = ?1 AND f.follow_id < ?2 ORDER BY f.follow_id DESC LIMIT ?3";
+const FOLLOWING: &str = "SELECT f.follow_id AS position, u.id, u.handle, u.display_name, u.bio, \
+     u.created_at, u.followers_count, u.following_count, u.posts_count \
+     FROM follows f JOIN users u ON u.id = f.followee_id \
+     WHERE f.follower_id = ?1 AND f.follow_id < ?2 ORDER BY f.follow_id DESC LIMIT ?3";
+const FOLLOWER_IDS: &str = "SELECT follow_id, follower_id FROM follows \
+     WHERE followee_id = ?1 AND follow_id > ?2 ORDER BY follow_id LIMIT ?3";
+const FOLLOWED_WITH_FOLLOWERS_AT_LEAST: &str = "SELECT f.followee_id FROM follows f \
+     JOIN users u ON u.id = f.followee_id WHERE f.follower_id = ?1 AND u.followers_count >= ?2";
+
+impl SqliteStore {
+    async fn user_exists(
+        tx: &mut sqlx::Transaction<'static, sqlx::Sqlite>,
+        user: UserId,
+    ) -> Result<bool, StoreError> {
+        let found: Option<i64> = sqlx::query_scalar(USER_EXISTS)
+            .bind(user.get())
+            .fetch_optional(&mut **tx)
+            .await
+            .map_err(translate)?;
+        Ok(found.is_some())
+    }
+
+    /// Moves both counters by `delta`; answers the followee's new follower count.
+    async fn shift_follow_counters(
+        tx: &mut sqlx::Transaction<'static, sqlx::Sqlite>,
+        follower: UserId,
+        followee: UserId,
+        delta: i64,
+    ) -> Result<i64, StoreError> {
+        let followee_followers: i64 = sqlx::query_scalar(ADD_FOLLOWER)
+            .bind(followee.get())
+            .bind(delta)
+            .fetch_one(&mut **tx)
+            .await
+            .map_err(translate)?;
+        sqlx::query(ADD_FOLLOWING)
+            .bind(follower.get())
+            .bind(delta)
+            .execute(&mut **tx)
+            .await
+            .map_err(translate)?;
+        Ok(followee_followers)
+    }
+
+    async fn follow_list(
+        &self,
+        query: &'static str,
+        user: UserId,
+        before: Option<i64>,
+        limit: usize,
+    ) -> Result<Vec<(i64, User)>, StoreError> {
+        let rows: Vec<PositionedUser> = sqlx::query_as(query)
+            .bind(user.get())
+            .bind(before.unwrap_or(i64::MAX))
+            .bind(limit_param(limit))
+            .fetch_all(&self.reader)
+            .await
+            .map_err(translate)?;
+        Ok(rows
+            .into_iter()
+            .map(|row| (row.position, row.user.into()))
+            .collect())
+    }
+}
+
+#[async_trait]
+impl GraphStore for SqliteStore {
+    async fn follow(
+        &self,
+        follower: UserId,
+        followee: UserId,
+        follow_id: i64,
+        event_id: EventId,
+        now: Timestamp,
+    ) -> Result<FollowOutcome, StoreError> {
+        let mut tx = self.begin().await?;
+        if !Self::user_exists(&mut tx, followee).await? {
+            return Err(StoreError::NotFound);
+        }
+        let inserted = sqlx::query(INSERT_FOLLOW)
+            .bind(follower.get())
+            .bind(followee.get())
+            .bind(follow_id)
+            .bind(now.millis())
+            .execute(&mut *tx)
+            .await
+            .map_err(translate)?;
+        if inserted.rows_affected() == 0 {
+            return Ok(FollowOutcome::AlreadyFollowing);
+        }
+        let followee_followers = Self::shift_follow_counters(&mut tx, follower, followee, 1).await?;
+        let event = Event::Followed {
+            follower_id: follower,
+            followee_id: followee,
+            followee_followers,
+        };
+        append_event(&mut tx, event_id, &event, now).await?;
+        tx.commit().await.map_err(translate)?;
+        Ok(FollowOutcome::Followed { followee_followers })
+    }
+
+    async fn unfollow(
+        &self,
+        follower: UserId,
+        followee: UserId,
+        event_id: EventId,
+        now: Timestamp,
+    ) -> Result<UnfollowOutcome, StoreError> {
+        let mut tx = self.begin().await?;
+        if !Self::user_exists(&mut tx, followee).await? {
+            return Err(StoreError::NotFound);
+        }
+        let deleted = sqlx::query(DELETE_FOLLOW)
+            .bind(follower.get())
+            .bind(followee.get())
+            .execute(&mut *tx)
+            .await
+            .map_err(translate)?;
+        if deleted.rows_affected() == 0 {
+            return Ok(UnfollowOutcome::NotFollowing);
+        }
+        let followee_followers =
+            Self::shift_follow_counters(&mut tx, follower, followee, -1).await?;
+        let event = Event::Unfollowed {
+            follower_id: follower,
+            followee_id: followee,
+            followee_followers,
+        };
+        append_event(&mut tx, event_id, &event, now).await?;
+        tx.commit().await.map_err(translate)?;
+        Ok(UnfollowOutcome::Unfollowed { followee_followers })
+    }
+
+    async fn followers(
+        &self,
+        user: UserId,
+        before: Option<i64>,
+        limit: usize,
+    ) -> Result<Vec<(i64, User)>, StoreError> {
+        self.follow_list(FOLLOWERS, user, before, limit).await
+    }
+
+    async fn following(
+        &self,
+        user: UserId,
+        before: Option<i64>,
+        limit: usize,
+    ) -> Result<Vec<(i64, User)>, StoreError> {
+        self.follow_list(FOLLOWING, user, before, limit).await
+    }
+
+    async fn follower_ids(
+        &self,
+        user: UserId,
+        after: Option<i64>,
+        limit: usize,
+    ) -> Result<Vec<(i64, UserId)>, StoreError> {
+        let rows: Vec<(i64, i64)> = sqlx::query_as(FOLLOWER_IDS)
+            .bind(user.get())
+            .bind(after.unwrap_or(i64::MIN))
+            .bind(limit_param(limit))
+            .fetch_all(&self.reader)
+            .await
+            .map_err(translate)?;
+        Ok(rows
+            .into_iter()
+            .map(|(position, follower)| (position, UserId(follower)))
+            .collect())
+    }
+
+    async fn followed_with_followers_at_least(
+        &self,
+        user: UserId,
+        threshold: i64,
+    ) -> Result<Vec<UserId>, StoreError> {
+        let rows: Vec<i64> = sqlx::query_scalar(FOLLOWED_WITH_FOLLOWERS_AT_LEAST)
+            .bind(user.get())
+            .bind(threshold)
+            .fetch_all(&self.reader)
+            .await
+            .map_err(translate)?;
+        Ok(rows.into_iter().map(UserId).collect())
+    }
+}

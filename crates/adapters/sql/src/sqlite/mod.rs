@@ -1,0 +1,207 @@
+//! SQLite adapter: connection set-up, error translation and shared helpers.
+
+mod accounts;
+mod graph;
+mod outbox;
+mod posts;
+mod tokens;
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use anyhow::Context;
+use serde::{Deserialize, Serialize};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+use sqlx::{Sqlite, Transaction};
+use starling_app::ports::StoreError;
+use starling_domain::{Event, EventId, Timestamp};
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
+
+/// When a commit reaches the disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Synchronous {
+    /// fsync at WAL checkpoints only: a commit survives a crash or `kill -9`
+    /// of the process; the last commits may be lost if the machine loses power.
+    #[default]
+    Normal,
+    /// fsync on every commit: survives power loss too, at the cost of one
+    /// disk flush per write.
+    Full,
+}
+
+#[derive(Debug, Clone)]
+pub struct SqliteOptions {
+    pub synchronous: Synchronous,
+    pub read_connections: u32,
+    pub busy_timeout: Duration,
+    pub acquire_timeout: Duration,
+}
+
+impl Default for SqliteOptions {
+    fn default() -> Self {
+        Self {
+            synchronous: Synchronous::Normal,
+            read_connections: 4,
+            busy_timeout: Duration::from_secs(5),
+            acquire_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// The SQLite store: one writer connection, a pool of readers.
+#[derive(Clone)]
+pub struct SqliteStore {
+    writer: SqlitePool,
+    reader: SqlitePool,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at `path` and applies migrations.
+    pub async fn open(path: &Path, options: &SqliteOptions) -> anyhow::Result<Self> {
+        let base = SqliteConnectOptions::from_str("sqlite://")
+            .context("building SQLite options")?
+            .filename(path)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(match options.synchronous {
+                Synchronous::Normal => SqliteSynchronous::Normal,
+                Synchronous::Full => SqliteSynchronous::Full,
+            })
+            .busy_timeout(options.busy_timeout)
+            .foreign_keys(true)
+            .pragma("cache_size", "-32000")
+            .pragma("temp_store", "memory");
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .min_connections(1)
+            .acquire_timeout(options.acquire_timeout)
+            .connect_with(base.clone().create_if_missing(true))
+            .await
+            .with_context(|| format!("opening {} for writing", path.display()))?;
+        MIGRATOR
+            .run(&writer)
+            .await
+            .context("applying SQLite migrations")?;
+        let reader = SqlitePoolOptions::new()
+            .max_connections(options.read_connections.max(1))
+            .acquire_timeout(options.acquire_timeout)
+            .connect_with(base.read_only(true))
+            .await
+            .with_context(|| format!("opening {} for reading", path.display()))?;
+        Ok(Self { writer, reader })
+    }
+
+    /// Waits for in-flight queries and closes every connection.
+    pub async fn close(&self) {
+        self.reader.close().await;
+        self.writer.close().await;
+    }
+
+    async fn begin(&self) -> Result<Transaction<'static, Sqlite>, StoreError> {
+        self.writer.begin().await.map_err(translate)
+    }
+}
+
+/// Driver errors to port errors: a pool that cannot hand out a connection or
+/// an I/O failure means the store is unavailable; anything else is a bug.
+pub(crate) fn translate(error: sqlx::Error) -> StoreError {
+    match error {
+        sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => {
+            StoreError::Unavailable(error.into())
+        }
+        sqlx::Error::Database(ref database) if database.code().as_deref() == Some("5") => {
+            // SQLITE_BUSY: the database stayed locked past busy_timeout.
+            StoreError::Unavailable(error.into())
+        }
+        other => StoreError::Unexpected(other.into()),
+    }
+}
+
+/// Appends `event` to the outbox inside the caller's transaction.
+pub(crate) async fn append_event(
+    tx: &mut Transaction<'static, Sqlite>,
+    id: EventId,
+    event: &Event,
+    now: Timestamp,
+) -> Result<i64, StoreError> {
+    let payload = serde_json::to_string(event)
+        .map_err(|error| StoreError::Unexpected(anyhow::Error::new(error).context("encoding an event")))?;
+    let sequence: i64 = sqlx::query_scalar(
+        "INSERT INTO outbox (event_id, kind, payload, occurred_at) VALUES (?1, ?2, ?3, ?4) RETURNING sequence",
+    )
+    .bind(id.get())
+    .bind(event.kind())
+    .bind(payload)
+    .bind(now.millis())
+    .fetch_one(&mut **tx)
+    .await
+    .map_err(translate)?;
+    Ok(sequence)
+}
+
+/// A list of ids as the JSON array `json_each` expands: one prepared
+/// statement serves any number of ids.
+pub(crate) fn json_ids(ids: impl IntoIterator<Item = i64>) -> String {
+    let mut json = String::from("[");
+    for (index, id) in ids.into_iter().enumerate() {
+        if index > 0 {
+            json.push(',');
+        }
+        json.push_str(&id.to_string());
+    }
+    json.push(']');
+    json
+}
+
+pub(crate) fn limit_param(limit: usize) -> i64 {
+    i64::try_from(limit).unwrap_or(i64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use starling_app::ports::Store;
+
+    use super::*;
+
+    async fn make() -> (Arc<dyn Store>, tempfile::TempDir) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = SqliteStore::open(&dir.path().join("starling.db"), &SqliteOptions::default())
+            .await
+            .expect("open store");
+        (Arc::new(store), dir)
+    }
+
+    starling_app::store_contract!(make);
+
+    #[tokio::test]
+    async fn reopening_keeps_data_and_reapplies_no_migration() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("starling.db");
+        let store = SqliteStore::open(&path, &SqliteOptions::default()).await.unwrap();
+        let sequence = starling_app::ports::OutboxStore::append_event(
+            &store,
+            EventId(1),
+            &Event::UserRegistered { user_id: starling_domain::UserId(1) },
+            Timestamp::now(),
+        )
+        .await
+        .unwrap();
+        store.close().await;
+        let reopened = SqliteStore::open(&path, &SqliteOptions::default()).await.unwrap();
+        let events = starling_app::ports::OutboxStore::events_after(&reopened, 0, 10).await.unwrap();
+        assert_eq!(events.len(), 1);
+        assert_eq!(events[0].sequence, sequence);
+    }
+
+    #[test]
+    fn id_lists_are_json_arrays() {
+        assert_eq!(json_ids([]), "[]");
+        assert_eq!(json_ids([1, 22, 333]), "[1,22,333]");
+    }
+}
