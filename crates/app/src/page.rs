@@ -18,7 +18,11 @@ impl<T> Page<T> {
     pub fn from_overfetch(mut items: Vec<T>, limit: usize, position: impl Fn(&T) -> i64) -> Self {
         let has_more = items.len() > limit;
         items.truncate(limit);
-        let next = if has_more { items.last().map(position) } else { None };
+        let next = if has_more {
+            items.last().map(position)
+        } else {
+            None
+        };
         Self { items, next }
     }
 }

@@ -191,7 +191,10 @@ mod tests {
         let ids: Vec<i64> = (0..10_000).map(|_| generator.next_raw()).collect();
         assert!(ids.windows(2).all(|pair| pair[0] < pair[1]));
         // Every id keeps node 1, even after the sequence spilled into later milliseconds.
-        assert!(ids.iter().all(|id| (id >> SEQUENCE_BITS) & u64::from(MAX_NODE) as i64 == 1));
+        assert!(
+            ids.iter()
+                .all(|id| (id >> SEQUENCE_BITS) & u64::from(MAX_NODE) as i64 == 1)
+        );
     }
 
     #[test]

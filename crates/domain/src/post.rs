@@ -21,7 +21,10 @@ impl PostText {
                 format!("must be at most {POST_MAX_CHARS} characters long"),
             ));
         }
-        if text.chars().any(|c| c.is_control() && c != '\n' && c != '\t') {
+        if text
+            .chars()
+            .any(|c| c.is_control() && c != '\n' && c != '\t')
+        {
             return Err(field_error("text", "must not contain control characters"));
         }
         Ok(Self(text.to_owned()))

@@ -44,7 +44,10 @@ mod tests {
 
     #[test]
     fn formats_as_rfc3339_in_utc() {
-        assert_eq!(Timestamp(1_764_090_319_123).to_rfc3339(), "2025-11-25T17:05:19.123Z");
+        assert_eq!(
+            Timestamp(1_764_090_319_123).to_rfc3339(),
+            "2025-11-25T17:05:19.123Z"
+        );
         assert_eq!(Timestamp(0).to_rfc3339(), "1970-01-01T00:00:00Z");
     }
 }

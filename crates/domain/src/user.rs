@@ -89,7 +89,10 @@ impl DisplayName {
             ));
         }
         if trimmed.chars().any(char::is_control) {
-            return Err(field_error("display_name", "must not contain control characters"));
+            return Err(field_error(
+                "display_name",
+                "must not contain control characters",
+            ));
         }
         Ok(Self(trimmed.to_owned()))
     }
@@ -212,8 +215,21 @@ mod tests {
 
     #[test]
     fn emails_are_normalised_and_checked_for_shape() {
-        assert_eq!(Email::parse(" Ada@Example.ORG ").unwrap().as_str(), "ada@example.org");
-        for bad in ["", "ada", "ada@", "@example.org", "ada@example", "a b@example.org", "a@b@c.org", "ada@.org", "ada@example..org"] {
+        assert_eq!(
+            Email::parse(" Ada@Example.ORG ").unwrap().as_str(),
+            "ada@example.org"
+        );
+        for bad in [
+            "",
+            "ada",
+            "ada@",
+            "@example.org",
+            "ada@example",
+            "a b@example.org",
+            "a@b@c.org",
+            "ada@.org",
+            "ada@example..org",
+        ] {
             assert!(Email::parse(bad).is_err(), "{bad:?} should be refused");
         }
     }

@@ -1,1 +1,88 @@
-//! placeholder
+//! Starling's HTTP API: the axum router, handlers, extractors, problem
+//! documents, pagination and the OpenAPI document. The only crate that knows HTTP.
+
+mod extract;
+mod middleware;
+mod models;
+mod openapi;
+mod pagination;
+mod problem;
+mod routes;
+mod state;
+
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use tower::ServiceBuilder;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::request_id::{PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::timeout::TimeoutLayer;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_scalar::{Scalar, Servable};
+
+pub use problem::{PROBLEM_JSON, Problem};
+pub use state::HttpState;
+
+/// JSON bodies above this size are refused with 413.
+pub const BODY_LIMIT_BYTES: usize = 64 * 1024;
+
+#[derive(Debug, Clone)]
+pub struct HttpSettings {
+    /// A request taking longer is answered 503 (its work is cancelled).
+    pub request_timeout: Duration,
+}
+
+impl Default for HttpSettings {
+    fn default() -> Self {
+        Self {
+            request_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// The whole HTTP surface: `/api/v1/*`, ops endpoints, OpenAPI and docs.
+pub fn router(state: HttpState, settings: &HttpSettings) -> Router {
+    let (api, openapi) = OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
+        .merge(routes::api_router())
+        .split_for_parts();
+    let openapi_json = serde_json::to_string_pretty(&openapi).unwrap_or_default();
+
+    let x_request_id = axum::http::HeaderName::from_static(middleware::REQUEST_ID_HEADER);
+    Router::new()
+        .merge(api)
+        .route("/healthz", get(routes::ops::healthz))
+        .route("/readyz", get(routes::ops::readyz))
+        .route("/metrics", get(routes::ops::metrics))
+        .route(
+            "/openapi.json",
+            get(move || async move {
+                (
+                    [(axum::http::header::CONTENT_TYPE, "application/json")],
+                    openapi_json,
+                )
+            }),
+        )
+        .merge(Scalar::with_url("/docs", openapi))
+        .fallback(|| async { problem::generic_problem(StatusCode::NOT_FOUND).into_response() })
+        .layer(DefaultBodyLimit::max(BODY_LIMIT_BYTES))
+        .layer(CatchPanicLayer::custom(middleware::panic_response))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::SERVICE_UNAVAILABLE,
+            settings.request_timeout,
+        ))
+        .layer(axum::middleware::from_fn(middleware::observe))
+        .layer(
+            ServiceBuilder::new()
+                .layer(SetRequestIdLayer::new(
+                    x_request_id.clone(),
+                    middleware::RandomRequestId,
+                ))
+                .layer(PropagateRequestIdLayer::new(x_request_id)),
+        )
+        .with_state(state)
+}

@@ -82,9 +82,13 @@ mod tests {
 
     #[tokio::test]
     async fn answers_in_key_order_and_forgets_invalidated_keys() {
-        let cache: MokaCache<u32, &'static str> = MokaCache::new("test", 100, Duration::from_secs(60));
+        let cache: MokaCache<u32, &'static str> =
+            MokaCache::new("test", 100, Duration::from_secs(60));
         cache.put_many(vec![(1, "one"), (3, "three")]).await;
-        assert_eq!(cache.get_many(&[3, 2, 1]).await, vec![Some("three"), None, Some("one")]);
+        assert_eq!(
+            cache.get_many(&[3, 2, 1]).await,
+            vec![Some("three"), None, Some("one")]
+        );
         cache.invalidate(&3).await;
         assert_eq!(cache.get_many(&[3]).await, vec![None]);
     }

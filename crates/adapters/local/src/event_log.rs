@@ -30,7 +30,11 @@ impl OutboxEventLog {
 
     /// Deletes events that every one of `consumers` has handled and that are
     /// older than `retention`.
-    pub async fn prune(&self, consumers: &[&str], retention: Duration) -> Result<u64, EventLogError> {
+    pub async fn prune(
+        &self,
+        consumers: &[&str],
+        retention: Duration,
+    ) -> Result<u64, EventLogError> {
         let retention_secs = i64::try_from(retention.as_secs()).unwrap_or(i64::MAX);
         self.store
             .prune_outbox(consumers, Timestamp::now().plus_seconds(-retention_secs))
@@ -57,7 +61,8 @@ impl EventLog for OutboxEventLog {
     }
 
     fn wake(&self) {
-        self.appended.send_modify(|generation| *generation = generation.wrapping_add(1));
+        self.appended
+            .send_modify(|generation| *generation = generation.wrapping_add(1));
     }
 }
 
@@ -98,7 +103,11 @@ impl EventSubscription for OutboxSubscription {
             .map_err(unavailable)
     }
 
-    async fn dead_letter(&mut self, envelope: &EventEnvelope, error: &str) -> Result<(), EventLogError> {
+    async fn dead_letter(
+        &mut self,
+        envelope: &EventEnvelope,
+        error: &str,
+    ) -> Result<(), EventLogError> {
         self.store
             .dead_letter(&self.consumer, envelope, error, Timestamp::now())
             .await

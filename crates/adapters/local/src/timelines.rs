@@ -44,7 +44,11 @@ impl Timeline {
     fn raise_floor(&mut self, floor: Option<PostId>) {
         if let Some(floor) = floor {
             self.floor = Some(self.floor.map_or(floor, |current| current.max(floor)));
-            while self.entries.back().is_some_and(|oldest| oldest.post_id < floor) {
+            while self
+                .entries
+                .back()
+                .is_some_and(|oldest| oldest.post_id < floor)
+            {
                 self.entries.pop_back();
             }
         }
@@ -139,7 +143,10 @@ impl TimelineStore for LocalTimelines {
     async fn remove_post(&self, users: &[UserId], post: PostId) -> TimelineResult<()> {
         for user in users {
             if let Some(timeline) = self.get(*user) {
-                timeline.lock().entries.retain(|entry| entry.post_id != post);
+                timeline
+                    .lock()
+                    .entries
+                    .retain(|entry| entry.post_id != post);
             }
         }
         Ok(())
@@ -147,7 +154,10 @@ impl TimelineStore for LocalTimelines {
 
     async fn remove_author(&self, user: UserId, author: UserId) -> TimelineResult<()> {
         if let Some(timeline) = self.get(user) {
-            timeline.lock().entries.retain(|entry| entry.author_id != author);
+            timeline
+                .lock()
+                .entries
+                .retain(|entry| entry.author_id != author);
         }
         Ok(())
     }

@@ -32,10 +32,13 @@ impl App {
             .await?;
         match outcome {
             RotateOutcome::Rotated { user_id } => {
-                let user = self.existing_user(user_id).await.map_err(|error| match error {
-                    AppError::NotFound(_) => AppError::Unauthenticated(INVALID_REFRESH),
-                    other => other,
-                })?;
+                let user = self
+                    .existing_user(user_id)
+                    .await
+                    .map_err(|error| match error {
+                        AppError::NotFound(_) => AppError::Unauthenticated(INVALID_REFRESH),
+                        other => other,
+                    })?;
                 self.session_with(user, replacement, now)
             }
             RotateOutcome::Reused => {

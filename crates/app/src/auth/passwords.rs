@@ -50,7 +50,9 @@ impl PasswordHashing {
         let params = self.params.clone();
         tokio::task::spawn_blocking(move || hash_with(&params, password.expose()))
             .await
-            .map_err(|join| AppError::Unexpected(anyhow::anyhow!("password hashing task failed: {join}")))?
+            .map_err(|join| {
+                AppError::Unexpected(anyhow::anyhow!("password hashing task failed: {join}"))
+            })?
             .map_err(AppError::Unexpected)
     }
 
@@ -66,7 +68,9 @@ impl PasswordHashing {
                 .is_ok()
         })
         .await
-        .map_err(|join| AppError::Unexpected(anyhow::anyhow!("password check task failed: {join}")))?;
+        .map_err(|join| {
+            AppError::Unexpected(anyhow::anyhow!("password check task failed: {join}"))
+        })?;
         Ok(account_exists && matches)
     }
 }
@@ -94,15 +98,33 @@ mod tests {
     #[tokio::test]
     async fn a_hash_verifies_its_password_only() {
         let hashing = light();
-        let hash = hashing.hash(Password::presented("hunter2hunter2")).await.unwrap();
+        let hash = hashing
+            .hash(Password::presented("hunter2hunter2"))
+            .await
+            .unwrap();
         assert!(hash.starts_with("$argon2id$"));
-        assert!(hashing.verify(Password::presented("hunter2hunter2"), Some(hash.clone())).await.unwrap());
-        assert!(!hashing.verify(Password::presented("hunter3hunter3"), Some(hash)).await.unwrap());
+        assert!(
+            hashing
+                .verify(Password::presented("hunter2hunter2"), Some(hash.clone()))
+                .await
+                .unwrap()
+        );
+        assert!(
+            !hashing
+                .verify(Password::presented("hunter3hunter3"), Some(hash))
+                .await
+                .unwrap()
+        );
     }
 
     #[tokio::test]
     async fn a_missing_account_never_verifies() {
         let hashing = light();
-        assert!(!hashing.verify(Password::presented("anything"), None).await.unwrap());
+        assert!(
+            !hashing
+                .verify(Password::presented("anything"), None)
+                .await
+                .unwrap()
+        );
     }
 }

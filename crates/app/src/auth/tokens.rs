@@ -123,7 +123,9 @@ mod tests {
     #[test]
     fn expired_tampered_and_foreign_tokens_are_refused() {
         let tokens = tokens(900);
-        let old = tokens.issue(UserId(1), Timestamp::now().plus_seconds(-3600)).unwrap();
+        let old = tokens
+            .issue(UserId(1), Timestamp::now().plus_seconds(-3600))
+            .unwrap();
         assert_eq!(tokens.verify(&old), Err(TokenError::Expired));
 
         let token = tokens.issue(UserId(1), Timestamp::now()).unwrap();
@@ -134,7 +136,9 @@ mod tests {
         );
         assert_eq!(tokens.verify(&parts.join(".")), Err(TokenError::Invalid));
 
-        let stranger = self::tokens(900).issue(UserId(1), Timestamp::now()).unwrap();
+        let stranger = self::tokens(900)
+            .issue(UserId(1), Timestamp::now())
+            .unwrap();
         assert_eq!(tokens.verify(&stranger), Err(TokenError::Invalid));
         assert_eq!(tokens.verify("not.a.token"), Err(TokenError::Invalid));
     }

@@ -36,8 +36,10 @@ impl App {
         let mut loaded: HashMap<PostId, Arc<Post>> = HashMap::with_capacity(missing.len());
         if !missing.is_empty() {
             let rows = self.ports.store.posts_by_ids(&missing).await?;
-            let entries: Vec<(PostId, Arc<Post>)> =
-                rows.into_iter().map(|post| (post.id, Arc::new(post))).collect();
+            let entries: Vec<(PostId, Arc<Post>)> = rows
+                .into_iter()
+                .map(|post| (post.id, Arc::new(post)))
+                .collect();
             loaded.extend(entries.iter().cloned());
             cache.put_many(entries).await;
         }

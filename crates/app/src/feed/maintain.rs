@@ -69,7 +69,10 @@ impl App {
     }
 
     /// The accounts `reader` follows whose posts are merged at read time.
-    pub(crate) async fn high_fanout_followees(&self, reader: UserId) -> AppResult<Arc<Vec<UserId>>> {
+    pub(crate) async fn high_fanout_followees(
+        &self,
+        reader: UserId,
+    ) -> AppResult<Arc<Vec<UserId>>> {
         let cache = &self.ports.caches.high_fanout_followees;
         if let Some(Some(found)) = cache.get_many(&[reader]).await.pop() {
             return Ok(found);
@@ -116,7 +119,11 @@ impl App {
         if below.len() >= limit || window_holds_everything {
             return Ok(below);
         }
-        Ok(self.ports.store.author_entries(author, before, limit).await?)
+        Ok(self
+            .ports
+            .store
+            .author_entries(author, before, limit)
+            .await?)
     }
 
     /// Calls `apply` with `author`'s followers, a batch at a time.

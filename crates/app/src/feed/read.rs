@@ -49,7 +49,9 @@ impl App {
                 break;
             }
         }
-        Ok(Page::from_overfetch(views, limit, |view| view.post.id.get()))
+        Ok(Page::from_overfetch(views, limit, |view| {
+            view.post.id.get()
+        }))
     }
 
     /// Up to `needed` post ids for `reader` below `bound`, newest first.

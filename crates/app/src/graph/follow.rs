@@ -39,7 +39,11 @@ impl App {
             return Ok(());
         };
         self.ports.events.wake();
-        self.ports.caches.high_fanout_followees.invalidate(&follower).await;
+        self.ports
+            .caches
+            .high_fanout_followees
+            .invalidate(&follower)
+            .await;
         if let Err(error) = self
             .apply_follow_to_timeline(follower, followee, followee_followers)
             .await
@@ -59,14 +63,23 @@ impl App {
         let outcome = self
             .ports
             .store
-            .unfollow(follower, followee, self.ids.next_event_id(), Timestamp::now())
+            .unfollow(
+                follower,
+                followee,
+                self.ids.next_event_id(),
+                Timestamp::now(),
+            )
             .await
             .map_err(user_not_found)?;
         let UnfollowOutcome::Unfollowed { .. } = outcome else {
             return Ok(());
         };
         self.ports.events.wake();
-        self.ports.caches.high_fanout_followees.invalidate(&follower).await;
+        self.ports
+            .caches
+            .high_fanout_followees
+            .invalidate(&follower)
+            .await;
         if let Err(error) = self.ports.timelines.remove_author(follower, followee).await {
             tracing::warn!(error = %error, "timeline clean-up deferred to the fan-out worker");
         }

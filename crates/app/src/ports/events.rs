@@ -13,8 +13,7 @@ pub enum EventLogError {
 #[async_trait]
 pub trait EventLog: Send + Sync {
     /// A subscription that resumes after the last event `consumer` acknowledged.
-    async fn subscribe(&self, consumer: &str)
-    -> Result<Box<dyn EventSubscription>, EventLogError>;
+    async fn subscribe(&self, consumer: &str) -> Result<Box<dyn EventSubscription>, EventLogError>;
 
     /// A hint that new events were committed, so waiting consumers look now
     /// instead of at their next poll. Never required for correctness.

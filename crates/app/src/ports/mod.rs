@@ -16,7 +16,7 @@ pub use cache::Cache;
 pub use events::{EventLog, EventLogError, EventSubscription};
 pub use store::{
     AccountStore, DeleteOutcome, FollowOutcome, GraphStore, LikeOutcome, NewPost, NewUser,
-    OutboxStore, PostStore, RefreshTokenRecord, RotateOutcome, Store, StoreError, TokenStore,
-    UnfollowOutcome, UnlikeOutcome, UserCredentials,
+    OutboxStore, PostStore, RefreshTokenRecord, RotateOutcome, Store, StoreError, StoreHealth,
+    TokenStore, UnfollowOutcome, UnlikeOutcome, UserCredentials,
 };
 pub use timeline::{TimelineEntry, TimelineError, TimelineRead, TimelineSlice, TimelineStore};

@@ -31,8 +31,20 @@ pub enum StoreError {
 pub type StoreResult<T> = Result<T, StoreError>;
 
 /// Everything any use case needs from SQL, as one object.
-pub trait Store: AccountStore + TokenStore + GraphStore + PostStore + OutboxStore {}
-impl<T: AccountStore + TokenStore + GraphStore + PostStore + OutboxStore> Store for T {}
+pub trait Store:
+    AccountStore + TokenStore + GraphStore + PostStore + OutboxStore + StoreHealth
+{
+}
+impl<T> Store for T where
+    T: AccountStore + TokenStore + GraphStore + PostStore + OutboxStore + StoreHealth
+{
+}
+
+#[async_trait]
+pub trait StoreHealth: Send + Sync {
+    /// Answers once the store can serve a query; used by readiness probes.
+    async fn ping(&self) -> StoreResult<()>;
+}
 
 #[derive(Debug, Clone)]
 pub struct NewUser {
@@ -94,7 +106,9 @@ pub struct RefreshTokenRecord {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RotateOutcome {
     /// The presented token was live: it is now spent, and the replacement stored.
-    Rotated { user_id: UserId },
+    Rotated {
+        user_id: UserId,
+    },
     /// The presented token had been used or revoked before: the whole family is now revoked.
     Reused,
     Expired,

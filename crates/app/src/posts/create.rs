@@ -54,7 +54,10 @@ impl App {
         if let Some(parent) = reply_to {
             caches.posts.invalidate(&parent).await;
         }
-        caches.posts.put_many(vec![(post.id, Arc::new(post.clone()))]).await;
+        caches
+            .posts
+            .put_many(vec![(post.id, Arc::new(post.clone()))])
+            .await;
         tracing::info!(post_id = %post.id, "posted");
         Ok(post)
     }

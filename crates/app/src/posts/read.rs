@@ -31,6 +31,8 @@ impl App {
             .await?;
         let posts = posts.into_iter().map(Arc::new).collect();
         let views = self.views_of(viewer, posts).await?;
-        Ok(Page::from_overfetch(views, limit, |view| view.post.id.get()))
+        Ok(Page::from_overfetch(views, limit, |view| {
+            view.post.id.get()
+        }))
     }
 }

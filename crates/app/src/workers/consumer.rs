@@ -147,7 +147,9 @@ async fn handle_with_retries(
                 tracing::error!(consumer = name, event_id = %envelope.id, attempt, error = ?error, "event failed for good; dead-lettering");
                 metrics::counter!("starling_events_dead_lettered_total", "consumer" => name)
                     .increment(1);
-                if let Err(park_error) = subscription.dead_letter(envelope, &error.to_string()).await {
+                if let Err(park_error) =
+                    subscription.dead_letter(envelope, &error.to_string()).await
+                {
                     tracing::error!(consumer = name, event_id = %envelope.id, error = %park_error, "cannot dead-letter the event");
                 }
                 return;

@@ -45,7 +45,11 @@ impl EventHandler for FanoutWorker {
                 followee_id,
                 followee_followers,
             } => {
-                app.ports.caches.high_fanout_followees.invalidate(follower_id).await;
+                app.ports
+                    .caches
+                    .high_fanout_followees
+                    .invalidate(follower_id)
+                    .await;
                 app.apply_follow_to_timeline(*follower_id, *followee_id, *followee_followers)
                     .await
             }
@@ -54,8 +58,15 @@ impl EventHandler for FanoutWorker {
                 followee_id,
                 followee_followers,
             } => {
-                app.ports.caches.high_fanout_followees.invalidate(follower_id).await;
-                app.ports.timelines.remove_author(*follower_id, *followee_id).await?;
+                app.ports
+                    .caches
+                    .high_fanout_followees
+                    .invalidate(follower_id)
+                    .await;
+                app.ports
+                    .timelines
+                    .remove_author(*follower_id, *followee_id)
+                    .await?;
                 if *followee_followers == app.settings.fanout_threshold - 1 {
                     // The account just dropped below the threshold: its posts
                     // were merged at read time until now, so write them into
@@ -114,8 +125,15 @@ impl App {
         let entries = &entries;
         self.for_each_follower_batch(author, |followers| async move {
             for follower in followers {
-                self.ports.timelines.insert_many(follower, entries, floor).await?;
-                self.ports.caches.high_fanout_followees.invalidate(&follower).await;
+                self.ports
+                    .timelines
+                    .insert_many(follower, entries, floor)
+                    .await?;
+                self.ports
+                    .caches
+                    .high_fanout_followees
+                    .invalidate(&follower)
+                    .await;
             }
             Ok(())
         })

@@ -46,7 +46,11 @@ const INSERT_CREDENTIALS: &str =
 const CREDENTIALS_BY_LOGIN: &str = "SELECT c.user_id, c.password_hash FROM users u \
      JOIN credentials c ON c.user_id = u.id WHERE u.handle_key = ?1 OR u.email = ?1 LIMIT 1";
 const USER_BY_ID: &str = concat!("SELECT ", user_columns!(), " FROM users WHERE id = ?1");
-const USER_BY_HANDLE: &str = concat!("SELECT ", user_columns!(), " FROM users WHERE handle_key = ?1");
+const USER_BY_HANDLE: &str = concat!(
+    "SELECT ",
+    user_columns!(),
+    " FROM users WHERE handle_key = ?1"
+);
 const USER_SUMMARIES: &str = "SELECT id, handle, display_name FROM users \
      WHERE id IN (SELECT value FROM json_each(?1))";
 const UPDATE_PROFILE: &str = concat!(
@@ -109,7 +113,10 @@ impl AccountStore for SqliteStore {
         })
     }
 
-    async fn credentials_by_login(&self, login: &str) -> Result<Option<UserCredentials>, StoreError> {
+    async fn credentials_by_login(
+        &self,
+        login: &str,
+    ) -> Result<Option<UserCredentials>, StoreError> {
         let row: Option<(i64, String)> = sqlx::query_as(CREDENTIALS_BY_LOGIN)
             .bind(login)
             .fetch_optional(&self.reader)
@@ -178,7 +185,13 @@ impl AccountStore for SqliteStore {
         let Some(row) = row else {
             return Err(StoreError::NotFound);
         };
-        append_event(&mut tx, event_id, &Event::ProfileUpdated { user_id: id }, now).await?;
+        append_event(
+            &mut tx,
+            event_id,
+            &Event::ProfileUpdated { user_id: id },
+            now,
+        )
+        .await?;
         tx.commit().await.map_err(translate)?;
         Ok(row.into())
     }

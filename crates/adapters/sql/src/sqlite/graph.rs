@@ -116,7 +116,8 @@ impl GraphStore for SqliteStore {
         if inserted.rows_affected() == 0 {
             return Ok(FollowOutcome::AlreadyFollowing);
         }
-        let followee_followers = Self::shift_follow_counters(&mut tx, follower, followee, 1).await?;
+        let followee_followers =
+            Self::shift_follow_counters(&mut tx, follower, followee, 1).await?;
         let event = Event::Followed {
             follower_id: follower,
             followee_id: followee,

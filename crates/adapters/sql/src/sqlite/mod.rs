@@ -106,6 +106,17 @@ impl SqliteStore {
     }
 }
 
+#[async_trait::async_trait]
+impl starling_app::ports::StoreHealth for SqliteStore {
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1")
+            .execute(&self.reader)
+            .await
+            .map_err(translate)?;
+        Ok(())
+    }
+}
+
 /// Driver errors to port errors: a pool that cannot hand out a connection or
 /// an I/O failure means the store is unavailable; anything else is a bug.
 pub(crate) fn translate(error: sqlx::Error) -> StoreError {
@@ -128,8 +139,9 @@ pub(crate) async fn append_event(
     event: &Event,
     now: Timestamp,
 ) -> Result<i64, StoreError> {
-    let payload = serde_json::to_string(event)
-        .map_err(|error| StoreError::Unexpected(anyhow::Error::new(error).context("encoding an event")))?;
+    let payload = serde_json::to_string(event).map_err(|error| {
+        StoreError::Unexpected(anyhow::Error::new(error).context("encoding an event"))
+    })?;
     let sequence: i64 = sqlx::query_scalar(
         "INSERT INTO outbox (event_id, kind, payload, occurred_at) VALUES (?1, ?2, ?3, ?4) RETURNING sequence",
     )
@@ -183,18 +195,26 @@ mod tests {
     async fn reopening_keeps_data_and_reapplies_no_migration() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("starling.db");
-        let store = SqliteStore::open(&path, &SqliteOptions::default()).await.unwrap();
+        let store = SqliteStore::open(&path, &SqliteOptions::default())
+            .await
+            .unwrap();
         let sequence = starling_app::ports::OutboxStore::append_event(
             &store,
             EventId(1),
-            &Event::UserRegistered { user_id: starling_domain::UserId(1) },
+            &Event::UserRegistered {
+                user_id: starling_domain::UserId(1),
+            },
             Timestamp::now(),
         )
         .await
         .unwrap();
         store.close().await;
-        let reopened = SqliteStore::open(&path, &SqliteOptions::default()).await.unwrap();
-        let events = starling_app::ports::OutboxStore::events_after(&reopened, 0, 10).await.unwrap();
+        let reopened = SqliteStore::open(&path, &SqliteOptions::default())
+            .await
+            .unwrap();
+        let events = starling_app::ports::OutboxStore::events_after(&reopened, 0, 10)
+            .await
+            .unwrap();
         assert_eq!(events.len(), 1);
         assert_eq!(events[0].sequence, sequence);
     }

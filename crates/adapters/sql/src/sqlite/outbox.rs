@@ -18,7 +18,11 @@ const PRUNE: &str = "DELETE FROM outbox WHERE sequence <= ?1 AND occurred_at < ?
 
 #[async_trait]
 impl OutboxStore for SqliteStore {
-    async fn events_after(&self, after: i64, limit: usize) -> Result<Vec<EventEnvelope>, StoreError> {
+    async fn events_after(
+        &self,
+        after: i64,
+        limit: usize,
+    ) -> Result<Vec<EventEnvelope>, StoreError> {
         let rows: Vec<(i64, i64, String, i64)> = sqlx::query_as(EVENTS_AFTER)
             .bind(after)
             .bind(limit_param(limit))
@@ -86,7 +90,11 @@ impl OutboxStore for SqliteStore {
         Ok(())
     }
 
-    async fn prune_outbox(&self, consumers: &[&str], older_than: Timestamp) -> Result<u64, StoreError> {
+    async fn prune_outbox(
+        &self,
+        consumers: &[&str],
+        older_than: Timestamp,
+    ) -> Result<u64, StoreError> {
         let mut handled_by_all = i64::MAX;
         for consumer in consumers {
             handled_by_all = handled_by_all.min(self.checkpoint(consumer).await?);
@@ -103,7 +111,12 @@ impl OutboxStore for SqliteStore {
         Ok(done.rows_affected())
     }
 
-    async fn append_event(&self, id: EventId, event: &Event, now: Timestamp) -> Result<i64, StoreError> {
+    async fn append_event(
+        &self,
+        id: EventId,
+        event: &Event,
+        now: Timestamp,
+    ) -> Result<i64, StoreError> {
         let mut tx = self.begin().await?;
         let sequence = append_event(&mut tx, id, event, now).await?;
         tx.commit().await.map_err(translate)?;

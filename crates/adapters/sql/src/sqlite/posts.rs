@@ -46,7 +46,8 @@ const COUNT_REPLY: &str =
 const INSERT_POST: &str = "INSERT INTO posts (id, author_id, text, reply_to, created_at) \
      VALUES (?1, ?2, ?3, ?4, ?5)";
 const COUNT_POST: &str = "UPDATE users SET posts_count = posts_count + ?2 WHERE id = ?1";
-const POST_FOR_DELETE: &str = "SELECT author_id, reply_to FROM posts WHERE id = ?1 AND deleted_at IS NULL";
+const POST_FOR_DELETE: &str =
+    "SELECT author_id, reply_to FROM posts WHERE id = ?1 AND deleted_at IS NULL";
 const TOMBSTONE_POST: &str = "UPDATE posts SET deleted_at = ?2, text = '' WHERE id = ?1";
 const POSTS_BY_IDS: &str = concat!(
     "SELECT ",
@@ -93,7 +94,12 @@ async fn live_post_author(tx: &mut Tx, post: PostId) -> Result<UserId, StoreErro
     author.map(UserId).ok_or(StoreError::NotFound)
 }
 
-async fn shift(tx: &mut Tx, statement: &'static str, id: i64, delta: i64) -> Result<u64, StoreError> {
+async fn shift(
+    tx: &mut Tx,
+    statement: &'static str,
+    id: i64,
+    delta: i64,
+) -> Result<u64, StoreError> {
     let done = sqlx::query(statement)
         .bind(id)
         .bind(delta)

@@ -81,7 +81,11 @@ impl TokenStore for SqliteStore {
         })
     }
 
-    async fn revoke_refresh_family(&self, token_hash: &[u8], now: Timestamp) -> Result<(), StoreError> {
+    async fn revoke_refresh_family(
+        &self,
+        token_hash: &[u8],
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
         sqlx::query(REVOKE_FAMILY_OF_TOKEN)
             .bind(token_hash)
             .bind(now.millis())

@@ -7,8 +7,8 @@ use starling_domain::{
 };
 
 use crate::ports::{
-    DeleteOutcome, FollowOutcome, LikeOutcome, NewPost, NewUser, RefreshTokenRecord,
-    RotateOutcome, Store, StoreError, TimelineEntry, UnfollowOutcome, UnlikeOutcome,
+    DeleteOutcome, FollowOutcome, LikeOutcome, NewPost, NewUser, RefreshTokenRecord, RotateOutcome,
+    Store, StoreError, TimelineEntry, UnfollowOutcome, UnlikeOutcome,
 };
 
 #[macro_export]
@@ -137,9 +137,15 @@ pub async fn created_users_are_found_by_id_handle_and_login(store: Arc<dyn Store
     let fixture = Fixture::new(store.clone());
     let ada = fixture.user("Ada_L").await;
     assert_eq!(ada.handle, "Ada_L");
-    assert_eq!((ada.followers_count, ada.following_count, ada.posts_count), (0, 0, 0));
+    assert_eq!(
+        (ada.followers_count, ada.following_count, ada.posts_count),
+        (0, 0, 0)
+    );
     assert_eq!(store.user_by_id(ada.id).await.unwrap(), Some(ada.clone()));
-    assert_eq!(store.user_by_handle("ada_l").await.unwrap(), Some(ada.clone()));
+    assert_eq!(
+        store.user_by_handle("ada_l").await.unwrap(),
+        Some(ada.clone())
+    );
     assert_eq!(store.user_by_handle("nobody").await.unwrap(), None);
     assert_eq!(store.user_by_id(UserId(999)).await.unwrap(), None);
     for login in ["ada_l", "ada_l@example.org"] {
@@ -163,9 +169,17 @@ pub async fn handles_ignore_case_and_emails_are_unique(store: Arc<dyn Store>) {
         event_id: fixture.ids.next_event_id(),
     };
     let same_handle = store.create_user(clash("GRACE", "other@example.org")).await;
-    assert!(matches!(same_handle, Err(StoreError::HandleTaken)), "{same_handle:?}");
-    let same_email = store.create_user(clash("hopper", "grace@example.org")).await;
-    assert!(matches!(same_email, Err(StoreError::EmailTaken)), "{same_email:?}");
+    assert!(
+        matches!(same_handle, Err(StoreError::HandleTaken)),
+        "{same_handle:?}"
+    );
+    let same_email = store
+        .create_user(clash("hopper", "grace@example.org"))
+        .await;
+    assert!(
+        matches!(same_email, Err(StoreError::EmailTaken)),
+        "{same_email:?}"
+    );
     // A refused registration leaves nothing behind.
     assert!(store.user_by_handle("hopper").await.unwrap().is_none());
 }
@@ -175,18 +189,42 @@ pub async fn profiles_change_only_the_given_fields(store: Arc<dyn Store>) {
     let ada = fixture.user("ada").await;
     let now = Timestamp::now();
     let renamed = store
-        .update_profile(ada.id, Some("Countess".into()), None, fixture.ids.next_event_id(), now)
+        .update_profile(
+            ada.id,
+            Some("Countess".into()),
+            None,
+            fixture.ids.next_event_id(),
+            now,
+        )
         .await
         .unwrap();
-    assert_eq!((renamed.display_name.as_str(), renamed.bio.as_str()), ("Countess", ""));
+    assert_eq!(
+        (renamed.display_name.as_str(), renamed.bio.as_str()),
+        ("Countess", "")
+    );
     let described = store
-        .update_profile(ada.id, None, Some("Analyst".into()), fixture.ids.next_event_id(), now)
+        .update_profile(
+            ada.id,
+            None,
+            Some("Analyst".into()),
+            fixture.ids.next_event_id(),
+            now,
+        )
         .await
         .unwrap();
-    assert_eq!((described.display_name.as_str(), described.bio.as_str()), ("Countess", "Analyst"));
+    assert_eq!(
+        (described.display_name.as_str(), described.bio.as_str()),
+        ("Countess", "Analyst")
+    );
     assert_eq!(fixture.fresh(ada.id).await, described);
     let missing = store
-        .update_profile(UserId(999), Some("x".into()), None, fixture.ids.next_event_id(), now)
+        .update_profile(
+            UserId(999),
+            Some("x".into()),
+            None,
+            fixture.ids.next_event_id(),
+            now,
+        )
         .await;
     assert!(matches!(missing, Err(StoreError::NotFound)));
 }
@@ -195,7 +233,10 @@ pub async fn summaries_answer_known_ids_only(store: Arc<dyn Store>) {
     let fixture = Fixture::new(store.clone());
     let ada = fixture.user("ada").await;
     let bob = fixture.user("bob").await;
-    let mut found = store.user_summaries(&[bob.id, UserId(1), ada.id]).await.unwrap();
+    let mut found = store
+        .user_summaries(&[bob.id, UserId(1), ada.id])
+        .await
+        .unwrap();
     found.sort_by_key(|summary| summary.id);
     assert_eq!(found, vec![ada.summary(), bob.summary()]);
     assert!(store.user_summaries(&[]).await.unwrap().is_empty());
@@ -204,24 +245,39 @@ pub async fn summaries_answer_known_ids_only(store: Arc<dyn Store>) {
 pub async fn refresh_tokens_rotate_once_and_reuse_revokes_the_family(store: Arc<dyn Store>) {
     let fixture = Fixture::new(store.clone());
     let ada = fixture.user("ada").await;
-    store.insert_refresh_token(fixture.token(ada.id, b"first", 3600)).await.unwrap();
+    store
+        .insert_refresh_token(fixture.token(ada.id, b"first", 3600))
+        .await
+        .unwrap();
     let now = Timestamp::now();
     let later = now.plus_seconds(3600);
     assert_eq!(
-        store.rotate_refresh_token(b"first", b"second", later, now).await.unwrap(),
+        store
+            .rotate_refresh_token(b"first", b"second", later, now)
+            .await
+            .unwrap(),
         RotateOutcome::Rotated { user_id: ada.id }
     );
     // The spent token comes back: theft is assumed, the family dies.
     assert_eq!(
-        store.rotate_refresh_token(b"first", b"third", later, now).await.unwrap(),
+        store
+            .rotate_refresh_token(b"first", b"third", later, now)
+            .await
+            .unwrap(),
         RotateOutcome::Reused
     );
     assert_eq!(
-        store.rotate_refresh_token(b"second", b"fourth", later, now).await.unwrap(),
+        store
+            .rotate_refresh_token(b"second", b"fourth", later, now)
+            .await
+            .unwrap(),
         RotateOutcome::Reused
     );
     assert_eq!(
-        store.rotate_refresh_token(b"never-issued", b"fifth", later, now).await.unwrap(),
+        store
+            .rotate_refresh_token(b"never-issued", b"fifth", later, now)
+            .await
+            .unwrap(),
         RotateOutcome::Unknown
     );
 }
@@ -229,15 +285,24 @@ pub async fn refresh_tokens_rotate_once_and_reuse_revokes_the_family(store: Arc<
 pub async fn expired_refresh_tokens_do_not_rotate(store: Arc<dyn Store>) {
     let fixture = Fixture::new(store.clone());
     let ada = fixture.user("ada").await;
-    store.insert_refresh_token(fixture.token(ada.id, b"old", -1)).await.unwrap();
+    store
+        .insert_refresh_token(fixture.token(ada.id, b"old", -1))
+        .await
+        .unwrap();
     let now = Timestamp::now();
     assert_eq!(
-        store.rotate_refresh_token(b"old", b"new", now.plus_seconds(60), now).await.unwrap(),
+        store
+            .rotate_refresh_token(b"old", b"new", now.plus_seconds(60), now)
+            .await
+            .unwrap(),
         RotateOutcome::Expired
     );
     // Nothing was stored for the refused rotation.
     assert_eq!(
-        store.rotate_refresh_token(b"new", b"newer", now.plus_seconds(60), now).await.unwrap(),
+        store
+            .rotate_refresh_token(b"new", b"newer", now.plus_seconds(60), now)
+            .await
+            .unwrap(),
         RotateOutcome::Unknown
     );
 }
@@ -245,18 +310,30 @@ pub async fn expired_refresh_tokens_do_not_rotate(store: Arc<dyn Store>) {
 pub async fn revoked_families_stop_rotating(store: Arc<dyn Store>) {
     let fixture = Fixture::new(store.clone());
     let ada = fixture.user("ada").await;
-    store.insert_refresh_token(fixture.token(ada.id, b"one", 3600)).await.unwrap();
-    store.insert_refresh_token(fixture.token(ada.id, b"other-login", 3600)).await.unwrap();
+    store
+        .insert_refresh_token(fixture.token(ada.id, b"one", 3600))
+        .await
+        .unwrap();
+    store
+        .insert_refresh_token(fixture.token(ada.id, b"other-login", 3600))
+        .await
+        .unwrap();
     let now = Timestamp::now();
     store.revoke_refresh_family(b"one", now).await.unwrap();
     store.revoke_refresh_family(b"unknown", now).await.unwrap();
     assert_eq!(
-        store.rotate_refresh_token(b"one", b"two", now.plus_seconds(60), now).await.unwrap(),
+        store
+            .rotate_refresh_token(b"one", b"two", now.plus_seconds(60), now)
+            .await
+            .unwrap(),
         RotateOutcome::Reused
     );
     // Another login's family is untouched.
     assert_eq!(
-        store.rotate_refresh_token(b"other-login", b"x", now.plus_seconds(60), now).await.unwrap(),
+        store
+            .rotate_refresh_token(b"other-login", b"x", now.plus_seconds(60), now)
+            .await
+            .unwrap(),
         RotateOutcome::Rotated { user_id: ada.id }
     );
 }
@@ -265,17 +342,43 @@ pub async fn follows_are_idempotent_and_counted(store: Arc<dyn Store>) {
     let fixture = Fixture::new(store.clone());
     let ada = fixture.user("ada").await;
     let bob = fixture.user("bob").await;
-    assert_eq!(fixture.follow(ada.id, bob.id).await, FollowOutcome::Followed { followee_followers: 1 });
-    assert_eq!(fixture.follow(ada.id, bob.id).await, FollowOutcome::AlreadyFollowing);
+    assert_eq!(
+        fixture.follow(ada.id, bob.id).await,
+        FollowOutcome::Followed {
+            followee_followers: 1
+        }
+    );
+    assert_eq!(
+        fixture.follow(ada.id, bob.id).await,
+        FollowOutcome::AlreadyFollowing
+    );
     assert_eq!(fixture.fresh(ada.id).await.following_count, 1);
     assert_eq!(fixture.fresh(bob.id).await.followers_count, 1);
     let missing = store
-        .follow(ada.id, UserId(999), 1, fixture.ids.next_event_id(), Timestamp::now())
+        .follow(
+            ada.id,
+            UserId(999),
+            1,
+            fixture.ids.next_event_id(),
+            Timestamp::now(),
+        )
         .await;
     assert!(matches!(missing, Err(StoreError::NotFound)));
 
-    let unfollow = || store.unfollow(ada.id, bob.id, fixture.ids.next_event_id(), Timestamp::now());
-    assert_eq!(unfollow().await.unwrap(), UnfollowOutcome::Unfollowed { followee_followers: 0 });
+    let unfollow = || {
+        store.unfollow(
+            ada.id,
+            bob.id,
+            fixture.ids.next_event_id(),
+            Timestamp::now(),
+        )
+    };
+    assert_eq!(
+        unfollow().await.unwrap(),
+        UnfollowOutcome::Unfollowed {
+            followee_followers: 0
+        }
+    );
     assert_eq!(unfollow().await.unwrap(), UnfollowOutcome::NotFollowing);
     assert_eq!(fixture.fresh(ada.id).await.following_count, 0);
     assert_eq!(fixture.fresh(bob.id).await.followers_count, 0);
@@ -301,7 +404,10 @@ pub async fn follow_lists_are_newest_first_and_paged(store: Arc<dyn Store>) {
 
     fixture.follow(fans[0].id, fans[2].id).await;
     let following = store.following(fans[0].id, None, 10).await.unwrap();
-    let handles: Vec<&str> = following.iter().map(|(_, user)| user.handle.as_str()).collect();
+    let handles: Vec<&str> = following
+        .iter()
+        .map(|(_, user)| user.handle.as_str())
+        .collect();
     assert_eq!(handles, vec!["fan3", "star"]);
 }
 
@@ -339,10 +445,16 @@ pub async fn high_fanout_followees_are_those_above_the_threshold(store: Arc<dyn 
     fixture.follow(reader.id, quiet.id).await;
     fixture.follow(fan.id, star.id).await;
     assert_eq!(
-        store.followed_with_followers_at_least(reader.id, 2).await.unwrap(),
+        store
+            .followed_with_followers_at_least(reader.id, 2)
+            .await
+            .unwrap(),
         vec![star.id]
     );
-    let mut both = store.followed_with_followers_at_least(reader.id, 1).await.unwrap();
+    let mut both = store
+        .followed_with_followers_at_least(reader.id, 1)
+        .await
+        .unwrap();
     both.sort();
     let mut expected = vec![star.id, quiet.id];
     expected.sort();
@@ -366,15 +478,22 @@ pub async fn replies_need_a_live_parent_and_are_counted(store: Arc<dyn Store>) {
     let reply = fixture.post(ada.id, Some(parent.id)).await.unwrap();
     assert_eq!(reply.reply_to, Some(parent.id));
     assert_eq!(fixture.stored_post(parent.id).await.reply_count, 1);
-    assert!(matches!(fixture.post(ada.id, Some(PostId(42))).await, Err(StoreError::NotFound)));
+    assert!(matches!(
+        fixture.post(ada.id, Some(PostId(42))).await,
+        Err(StoreError::NotFound)
+    ));
     // A refused reply counts nowhere.
     assert_eq!(fixture.fresh(ada.id).await.posts_count, 2);
 
-    let delete = |post| store.delete_post(post, ada.id, fixture.ids.next_event_id(), Timestamp::now());
+    let delete =
+        |post| store.delete_post(post, ada.id, fixture.ids.next_event_id(), Timestamp::now());
     delete(reply.id).await.unwrap();
     assert_eq!(fixture.stored_post(parent.id).await.reply_count, 0);
     delete(parent.id).await.unwrap();
-    assert!(matches!(fixture.post(ada.id, Some(parent.id)).await, Err(StoreError::NotFound)));
+    assert!(matches!(
+        fixture.post(ada.id, Some(parent.id)).await,
+        Err(StoreError::NotFound)
+    ));
 }
 
 pub async fn only_authors_delete_and_deletion_leaves_a_tombstone(store: Arc<dyn Store>) {
@@ -382,16 +501,26 @@ pub async fn only_authors_delete_and_deletion_leaves_a_tombstone(store: Arc<dyn 
     let ada = fixture.user("ada").await;
     let bob = fixture.user("bob").await;
     let post = fixture.post(ada.id, None).await.unwrap();
-    let delete = |who| store.delete_post(post.id, who, fixture.ids.next_event_id(), Timestamp::now());
+    let delete =
+        |who| store.delete_post(post.id, who, fixture.ids.next_event_id(), Timestamp::now());
     assert_eq!(delete(bob.id).await.unwrap(), DeleteOutcome::NotAuthor);
     assert!(!fixture.stored_post(post.id).await.deleted);
-    assert_eq!(delete(ada.id).await.unwrap(), DeleteOutcome::Deleted { reply_to: None });
+    assert_eq!(
+        delete(ada.id).await.unwrap(),
+        DeleteOutcome::Deleted { reply_to: None }
+    );
     let tombstone = fixture.stored_post(post.id).await;
     assert!(tombstone.deleted);
     assert_eq!(tombstone.text, "");
     assert!(matches!(delete(ada.id).await, Err(StoreError::NotFound)));
     assert_eq!(fixture.fresh(ada.id).await.posts_count, 0);
-    assert!(store.posts_by_author(ada.id, None, 10).await.unwrap().is_empty());
+    assert!(
+        store
+            .posts_by_author(ada.id, None, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
 
 pub async fn author_posts_page_newest_first(store: Arc<dyn Store>) {
@@ -435,7 +564,15 @@ pub async fn home_entries_merge_self_and_followees_newest_first(store: Arc<dyn S
     fixture.follow(fan.id, star.id).await;
     let mut expected = Vec::new();
     let mut without_star = Vec::new();
-    for author in [reader.id, friend.id, star.id, stranger.id, friend.id, reader.id, star.id] {
+    for author in [
+        reader.id,
+        friend.id,
+        star.id,
+        stranger.id,
+        friend.id,
+        reader.id,
+        star.id,
+    ] {
         let post = fixture.post(author, None).await.unwrap();
         if author != stranger.id {
             expected.push(post.id);
@@ -446,18 +583,32 @@ pub async fn home_entries_merge_self_and_followees_newest_first(store: Arc<dyn S
     }
     let deleted = fixture.post(friend.id, None).await.unwrap();
     store
-        .delete_post(deleted.id, friend.id, fixture.ids.next_event_id(), Timestamp::now())
+        .delete_post(
+            deleted.id,
+            friend.id,
+            fixture.ids.next_event_id(),
+            Timestamp::now(),
+        )
         .await
         .unwrap();
     expected.reverse();
     without_star.reverse();
 
-    let all = store.home_entries(reader.id, None, None, 100).await.unwrap();
+    let all = store
+        .home_entries(reader.id, None, None, 100)
+        .await
+        .unwrap();
     assert_eq!(post_ids(&all), expected);
-    let page = store.home_entries(reader.id, None, Some(expected[1]), 3).await.unwrap();
+    let page = store
+        .home_entries(reader.id, None, Some(expected[1]), 3)
+        .await
+        .unwrap();
     assert_eq!(post_ids(&page), expected[2..5]);
     // The star has two followers: at a threshold of 2 their posts are left out.
-    let excluded = store.home_entries(reader.id, Some(2), None, 100).await.unwrap();
+    let excluded = store
+        .home_entries(reader.id, Some(2), None, 100)
+        .await
+        .unwrap();
     assert_eq!(post_ids(&excluded), without_star);
 }
 
@@ -467,26 +618,59 @@ pub async fn likes_are_idempotent_counted_and_need_a_live_post(store: Arc<dyn St
     let bob = fixture.user("bob").await;
     let post = fixture.post(ada.id, None).await.unwrap();
     let other = fixture.post(ada.id, None).await.unwrap();
-    assert_eq!(fixture.like(bob.id, post.id).await.unwrap(), LikeOutcome::Liked);
-    assert_eq!(fixture.like(bob.id, post.id).await.unwrap(), LikeOutcome::AlreadyLiked);
+    assert_eq!(
+        fixture.like(bob.id, post.id).await.unwrap(),
+        LikeOutcome::Liked
+    );
+    assert_eq!(
+        fixture.like(bob.id, post.id).await.unwrap(),
+        LikeOutcome::AlreadyLiked
+    );
     assert_eq!(fixture.stored_post(post.id).await.like_count, 1);
     assert_eq!(
-        store.liked_among(bob.id, &[post.id, other.id]).await.unwrap(),
+        store
+            .liked_among(bob.id, &[post.id, other.id])
+            .await
+            .unwrap(),
         vec![post.id]
     );
-    assert!(store.liked_among(ada.id, &[post.id]).await.unwrap().is_empty());
+    assert!(
+        store
+            .liked_among(ada.id, &[post.id])
+            .await
+            .unwrap()
+            .is_empty()
+    );
 
-    let unlike = || store.unlike(bob.id, post.id, fixture.ids.next_event_id(), Timestamp::now());
+    let unlike = || {
+        store.unlike(
+            bob.id,
+            post.id,
+            fixture.ids.next_event_id(),
+            Timestamp::now(),
+        )
+    };
     assert_eq!(unlike().await.unwrap(), UnlikeOutcome::Unliked);
     assert_eq!(unlike().await.unwrap(), UnlikeOutcome::NotLiked);
     assert_eq!(fixture.stored_post(post.id).await.like_count, 0);
 
-    assert!(matches!(fixture.like(bob.id, PostId(7)).await, Err(StoreError::NotFound)));
+    assert!(matches!(
+        fixture.like(bob.id, PostId(7)).await,
+        Err(StoreError::NotFound)
+    ));
     store
-        .delete_post(other.id, ada.id, fixture.ids.next_event_id(), Timestamp::now())
+        .delete_post(
+            other.id,
+            ada.id,
+            fixture.ids.next_event_id(),
+            Timestamp::now(),
+        )
         .await
         .unwrap();
-    assert!(matches!(fixture.like(bob.id, other.id).await, Err(StoreError::NotFound)));
+    assert!(matches!(
+        fixture.like(bob.id, other.id).await,
+        Err(StoreError::NotFound)
+    ));
 }
 
 pub async fn concurrent_likes_and_follows_keep_counters_exact(store: Arc<dyn Store>) {
@@ -523,9 +707,25 @@ pub async fn the_outbox_delivers_every_change_in_commit_order(store: Arc<dyn Sto
     let post = fixture.post(ada.id, None).await.unwrap();
     fixture.like(bob.id, post.id).await.unwrap();
     let events = store.events_after(0, 100).await.unwrap();
-    let kinds: Vec<&str> = events.iter().map(|envelope| envelope.event.kind()).collect();
-    assert_eq!(kinds, vec!["user_registered", "user_registered", "followed", "post_created", "liked"]);
-    assert!(events.windows(2).all(|pair| pair[0].sequence < pair[1].sequence));
+    let kinds: Vec<&str> = events
+        .iter()
+        .map(|envelope| envelope.event.kind())
+        .collect();
+    assert_eq!(
+        kinds,
+        vec![
+            "user_registered",
+            "user_registered",
+            "followed",
+            "post_created",
+            "liked"
+        ]
+    );
+    assert!(
+        events
+            .windows(2)
+            .all(|pair| pair[0].sequence < pair[1].sequence)
+    );
     assert_eq!(
         events[2].event,
         Event::Followed {
@@ -538,7 +738,11 @@ pub async fn the_outbox_delivers_every_change_in_commit_order(store: Arc<dyn Sto
     assert_eq!(tail.len(), 1);
     assert_eq!(tail[0].event.kind(), "post_created");
     let appended = store
-        .append_event(EventId(5), &Event::ProfileUpdated { user_id: ada.id }, Timestamp::now())
+        .append_event(
+            EventId(5),
+            &Event::ProfileUpdated { user_id: ada.id },
+            Timestamp::now(),
+        )
         .await
         .unwrap();
     assert!(appended > events[4].sequence);
@@ -559,15 +763,45 @@ pub async fn pruning_keeps_events_a_consumer_has_not_handled(store: Arc<dyn Stor
     }
     let events = store.events_after(0, 100).await.unwrap();
     let future = Timestamp::now().plus_seconds(60);
-    store.save_checkpoint("fanout", events[2].sequence).await.unwrap();
+    store
+        .save_checkpoint("fanout", events[2].sequence)
+        .await
+        .unwrap();
     // "notifier" has handled nothing yet: nothing may go.
-    assert_eq!(store.prune_outbox(&["fanout", "notifier"], future).await.unwrap(), 0);
-    store.save_checkpoint("notifier", events[1].sequence).await.unwrap();
-    assert_eq!(store.prune_outbox(&["fanout", "notifier"], future).await.unwrap(), 2);
+    assert_eq!(
+        store
+            .prune_outbox(&["fanout", "notifier"], future)
+            .await
+            .unwrap(),
+        0
+    );
+    store
+        .save_checkpoint("notifier", events[1].sequence)
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .prune_outbox(&["fanout", "notifier"], future)
+            .await
+            .unwrap(),
+        2
+    );
     let left = store.events_after(0, 100).await.unwrap();
-    assert_eq!(left.first().map(|envelope| envelope.sequence), Some(events[2].sequence));
+    assert_eq!(
+        left.first().map(|envelope| envelope.sequence),
+        Some(events[2].sequence)
+    );
     // Events younger than the cut-off stay whatever the checkpoints say.
-    store.save_checkpoint("notifier", events[3].sequence).await.unwrap();
+    store
+        .save_checkpoint("notifier", events[3].sequence)
+        .await
+        .unwrap();
     let past = Timestamp::now().plus_seconds(-60);
-    assert_eq!(store.prune_outbox(&["fanout", "notifier"], past).await.unwrap(), 0);
+    assert_eq!(
+        store
+            .prune_outbox(&["fanout", "notifier"], past)
+            .await
+            .unwrap(),
+        0
+    );
 }

@@ -19,10 +19,19 @@ fn entry(post: i64, author: i64) -> TimelineEntry {
 }
 
 fn ids(slice: &TimelineSlice) -> Vec<i64> {
-    slice.entries.iter().map(|entry| entry.post_id.get()).collect()
+    slice
+        .entries
+        .iter()
+        .map(|entry| entry.post_id.get())
+        .collect()
 }
 
-async fn ready(store: &dyn TimelineStore, user: UserId, before: Option<i64>, limit: usize) -> TimelineSlice {
+async fn ready(
+    store: &dyn TimelineStore,
+    user: UserId,
+    before: Option<i64>,
+    limit: usize,
+) -> TimelineSlice {
     match store.read(user, before.map(PostId), limit).await.unwrap() {
         TimelineRead::Ready(slice) => slice,
         TimelineRead::NotMaterialised => panic!("timeline of {user} should be materialised"),
@@ -65,11 +74,20 @@ macro_rules! timeline_store_contract {
 }
 
 pub async fn absent_timelines_are_not_materialised(store: Arc<dyn TimelineStore>) {
-    assert_eq!(store.read(READER, None, 10).await.unwrap(), TimelineRead::NotMaterialised);
+    assert_eq!(
+        store.read(READER, None, 10).await.unwrap(),
+        TimelineRead::NotMaterialised
+    );
     // Inserting into an absent timeline creates nothing.
     store.insert(&[READER], entry(10, 5)).await.unwrap();
-    store.insert_many(READER, &[entry(11, 5)], None).await.unwrap();
-    assert_eq!(store.read(READER, None, 10).await.unwrap(), TimelineRead::NotMaterialised);
+    store
+        .insert_many(READER, &[entry(11, 5)], None)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.read(READER, None, 10).await.unwrap(),
+        TimelineRead::NotMaterialised
+    );
 }
 
 pub async fn rebuilt_timelines_read_newest_first_below_the_bound(store: Arc<dyn TimelineStore>) {
@@ -82,9 +100,15 @@ pub async fn rebuilt_timelines_read_newest_first_below_the_bound(store: Arc<dyn 
     assert_eq!(ids(&all), vec![40, 30, 20]);
     assert_eq!(all.entries[1].author_id, UserId(8));
     assert_eq!(all.floor, None);
-    assert_eq!(ids(&ready(&*store, READER, Some(40), 10).await), vec![30, 20]);
+    assert_eq!(
+        ids(&ready(&*store, READER, Some(40), 10).await),
+        vec![30, 20]
+    );
     assert_eq!(ids(&ready(&*store, READER, Some(35), 1).await), vec![30]);
-    assert_eq!(ids(&ready(&*store, READER, Some(20), 10).await), Vec::<i64>::new());
+    assert_eq!(
+        ids(&ready(&*store, READER, Some(20), 10).await),
+        Vec::<i64>::new()
+    );
 }
 
 pub async fn inserts_keep_order_and_ignore_duplicates(store: Arc<dyn TimelineStore>) {
@@ -96,12 +120,18 @@ pub async fn inserts_keep_order_and_ignore_duplicates(store: Arc<dyn TimelineSto
         .insert_many(READER, &[entry(35, 4), entry(30, 3)], None)
         .await
         .unwrap();
-    assert_eq!(ids(&ready(&*store, READER, None, 10).await), vec![40, 35, 30, 20]);
+    assert_eq!(
+        ids(&ready(&*store, READER, None, 10).await),
+        vec![40, 35, 30, 20]
+    );
 }
 
 pub async fn inserts_reach_only_materialised_timelines(store: Arc<dyn TimelineStore>) {
     materialise_empty(&*store, READER).await;
-    store.insert(&[READER, OTHER_READER], entry(10, 3)).await.unwrap();
+    store
+        .insert(&[READER, OTHER_READER], entry(10, 3))
+        .await
+        .unwrap();
     assert_eq!(ids(&ready(&*store, READER, None, 10).await), vec![10]);
     assert_eq!(
         store.read(OTHER_READER, None, 10).await.unwrap(),
@@ -127,7 +157,10 @@ pub async fn entries_below_the_floor_are_not_kept(store: Arc<dyn TimelineStore>)
     }
     // The floor is now 20: 10 was dropped, and 15 would sit below the floor.
     store.insert(&[READER], entry(15, 3)).await.unwrap();
-    store.insert_many(READER, &[entry(5, 4)], None).await.unwrap();
+    store
+        .insert_many(READER, &[entry(5, 4)], None)
+        .await
+        .unwrap();
     let slice = ready(&*store, READER, None, 100).await;
     assert_eq!(slice.floor, Some(PostId(20)));
     assert!(!ids(&slice).contains(&15));
@@ -143,20 +176,32 @@ pub async fn inserts_racing_a_rebuild_survive_it(store: Arc<dyn TimelineStore>) 
         .finish_rebuild(READER, &[entry(40, 7), entry(30, 7)], None)
         .await
         .unwrap();
-    assert_eq!(ids(&ready(&*store, READER, None, 10).await), vec![50, 40, 30]);
+    assert_eq!(
+        ids(&ready(&*store, READER, None, 10).await),
+        vec![50, 40, 30]
+    );
 }
 
 pub async fn a_timeline_being_rebuilt_reads_as_not_materialised(store: Arc<dyn TimelineStore>) {
     store.begin_rebuild(READER).await.unwrap();
-    assert_eq!(store.read(READER, None, 10).await.unwrap(), TimelineRead::NotMaterialised);
+    assert_eq!(
+        store.read(READER, None, 10).await.unwrap(),
+        TimelineRead::NotMaterialised
+    );
     // Beginning again (a second reader) is harmless.
     store.begin_rebuild(READER).await.unwrap();
-    store.finish_rebuild(READER, &[entry(10, 2)], None).await.unwrap();
+    store
+        .finish_rebuild(READER, &[entry(10, 2)], None)
+        .await
+        .unwrap();
     assert_eq!(ids(&ready(&*store, READER, None, 10).await), vec![10]);
 }
 
 pub async fn a_full_rebuild_sets_the_floor_to_its_oldest_entry(store: Arc<dyn TimelineStore>) {
-    let entries: Vec<TimelineEntry> = (1..=CAP as i64).rev().map(|post| entry(post * 10, 2)).collect();
+    let entries: Vec<TimelineEntry> = (1..=CAP as i64)
+        .rev()
+        .map(|post| entry(post * 10, 2))
+        .collect();
     store.begin_rebuild(READER).await.unwrap();
     store
         .finish_rebuild(READER, &entries, Some(PostId(10)))
@@ -191,21 +236,36 @@ pub async fn posts_and_authors_can_be_removed(store: Arc<dyn TimelineStore>) {
             .await
             .unwrap();
     }
-    store.remove_post(&[READER, OTHER_READER], PostId(30)).await.unwrap();
+    store
+        .remove_post(&[READER, OTHER_READER], PostId(30))
+        .await
+        .unwrap();
     store.remove_post(&[READER], PostId(999)).await.unwrap();
     assert_eq!(ids(&ready(&*store, READER, None, 10).await), vec![40, 20]);
-    assert_eq!(ids(&ready(&*store, OTHER_READER, None, 10).await), vec![40, 20]);
+    assert_eq!(
+        ids(&ready(&*store, OTHER_READER, None, 10).await),
+        vec![40, 20]
+    );
     store.remove_author(READER, UserId(7)).await.unwrap();
     store.remove_author(READER, UserId(7)).await.unwrap();
-    assert_eq!(ids(&ready(&*store, READER, None, 10).await), Vec::<i64>::new());
-    assert_eq!(ids(&ready(&*store, OTHER_READER, None, 10).await), vec![40, 20]);
+    assert_eq!(
+        ids(&ready(&*store, READER, None, 10).await),
+        Vec::<i64>::new()
+    );
+    assert_eq!(
+        ids(&ready(&*store, OTHER_READER, None, 10).await),
+        vec![40, 20]
+    );
 }
 
 pub async fn evicted_timelines_are_forgotten(store: Arc<dyn TimelineStore>) {
     materialise_empty(&*store, READER).await;
     store.insert(&[READER], entry(10, 3)).await.unwrap();
     store.evict(READER).await.unwrap();
-    assert_eq!(store.read(READER, None, 10).await.unwrap(), TimelineRead::NotMaterialised);
+    assert_eq!(
+        store.read(READER, None, 10).await.unwrap(),
+        TimelineRead::NotMaterialised
+    );
 }
 
 pub async fn materialised_timelines_are_counted(store: Arc<dyn TimelineStore>) {

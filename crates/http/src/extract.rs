@@ -1,0 +1,222 @@
+//! Our own extractors, so that every rejection is a problem document.
+
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::{FromRequest, FromRequestParts, OptionalFromRequestParts, Request};
+use axum::http::StatusCode;
+use axum::http::header::AUTHORIZATION;
+use axum::http::request::Parts;
+use serde::de::DeserializeOwned;
+use starling_app::accounts::UserRef;
+use starling_app::auth::TokenError;
+use starling_domain::{PostId, UserId};
+
+use crate::middleware::CallerSlot;
+use crate::problem::{ApiError, FieldProblem};
+use crate::state::HttpState;
+
+/// `axum::Json` with problem-document rejections: a missing or wrong content
+/// type is 415, malformed JSON 400, JSON of the wrong shape 422, a body over
+/// the limit 413.
+pub(crate) struct AppJson<T>(pub T);
+
+impl<T, S> FromRequest<S> for AppJson<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::Json::<T>::from_request(request, state).await {
+            Ok(axum::Json(value)) => Ok(Self(value)),
+            Err(rejection) => Err(json_problem(rejection)),
+        }
+    }
+}
+
+fn json_problem(rejection: JsonRejection) -> ApiError {
+    match rejection {
+        JsonRejection::MissingJsonContentType(_) => ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported-media-type",
+            "send a JSON body with Content-Type: application/json",
+        ),
+        JsonRejection::JsonSyntaxError(error) => {
+            ApiError::bad_request(format!("the body is not valid JSON: {}", error.body_text()))
+        }
+        JsonRejection::JsonDataError(error) => {
+            let text = error.body_text();
+            let detail = text
+                .strip_prefix("Failed to deserialize the JSON body into the target type: ")
+                .unwrap_or(&text)
+                .to_owned();
+            // serde_path_to_error prefixes the failing field's path: "handle: invalid type ...".
+            let field = detail
+                .split_once(": ")
+                .map(|(path, _)| path)
+                .filter(|path| !path.contains(' ') && *path != ".")
+                .unwrap_or("body")
+                .to_owned();
+            ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "validation",
+                detail.clone(),
+            )
+            .with_errors(vec![FieldProblem {
+                field,
+                message: detail,
+            }])
+        }
+        JsonRejection::BytesRejection(error) => {
+            let status = error.status();
+            if status == StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::new(
+                    status,
+                    "payload-too-large",
+                    "the request body is over 64 KiB",
+                )
+            } else {
+                ApiError::bad_request("the request body could not be read")
+            }
+        }
+        other => ApiError::bad_request(other.body_text()),
+    }
+}
+
+/// `axum::extract::Query` with problem-document rejections (400).
+pub(crate) struct AppQuery<T>(pub T);
+
+impl<T, S> FromRequestParts<S> for AppQuery<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        match <axum::extract::Query<T> as FromRequestParts<S>>::from_request_parts(parts, state)
+            .await
+        {
+            Ok(axum::extract::Query(value)) => Ok(Self(value)),
+            Err(rejection) => Err(query_problem(rejection)),
+        }
+    }
+}
+
+fn query_problem(rejection: QueryRejection) -> ApiError {
+    let text = rejection.body_text();
+    let detail = text
+        .strip_prefix("Failed to deserialize query string: ")
+        .unwrap_or(&text);
+    ApiError::bad_request(format!("invalid query string: {detail}"))
+}
+
+/// The authenticated caller, from `Authorization: Bearer <access token>`.
+/// Verified by signature alone: no store is read.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct AuthUser(pub UserId);
+
+impl FromRequestParts<HttpState> for AuthUser {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &HttpState,
+    ) -> Result<Self, Self::Rejection> {
+        match bearer_token(parts)? {
+            Some(token) => verify(parts, state, token),
+            None => Err(ApiError::unauthenticated(
+                "this endpoint needs an access token: Authorization: Bearer <token>",
+                "Bearer",
+            )),
+        }
+    }
+}
+
+/// On endpoints that anyone may read, the caller when a token is given. A
+/// token that is given but invalid is still refused.
+impl OptionalFromRequestParts<HttpState> for AuthUser {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &HttpState,
+    ) -> Result<Option<Self>, Self::Rejection> {
+        match bearer_token(parts)? {
+            Some(token) => verify(parts, state, token).map(Some),
+            None => Ok(None),
+        }
+    }
+}
+
+fn bearer_token(parts: &Parts) -> Result<Option<&str>, ApiError> {
+    let Some(value) = parts.headers.get(AUTHORIZATION) else {
+        return Ok(None);
+    };
+    let malformed = || {
+        ApiError::unauthenticated(
+            "the Authorization header must be: Bearer <token>",
+            "Bearer error=\"invalid_request\"",
+        )
+    };
+    let value = value.to_str().map_err(|_| malformed())?;
+    let (scheme, token) = value.split_once(' ').ok_or_else(malformed)?;
+    if !scheme.eq_ignore_ascii_case("bearer") || token.trim().is_empty() {
+        return Err(malformed());
+    }
+    Ok(Some(token.trim()))
+}
+
+fn verify(parts: &Parts, state: &HttpState, token: &str) -> Result<AuthUser, ApiError> {
+    let caller = state.app.authenticate(token).map_err(|error| {
+        let detail = match error {
+            TokenError::Expired => "the access token has expired; refresh it",
+            TokenError::Invalid => "the access token is invalid",
+        };
+        ApiError::unauthenticated(detail, "Bearer error=\"invalid_token\"")
+    })?;
+    if let Some(slot) = parts.extensions.get::<CallerSlot>() {
+        let _ = slot.0.set(caller);
+    }
+    Ok(AuthUser(caller))
+}
+
+/// `/users/{user}`: a numeric id or `@handle`. Anything else names no one (404).
+pub(crate) struct UserPath(pub UserRef);
+
+impl<S: Send + Sync> FromRequestParts<S> for UserPath {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let segment = single_segment(parts, state).await?;
+        if let Some(handle) = segment.strip_prefix('@') {
+            return Ok(Self(UserRef::Handle(handle.to_owned())));
+        }
+        segment
+            .parse::<UserId>()
+            .map(|id| Self(UserRef::Id(id)))
+            .map_err(|_| ApiError::not_found("user"))
+    }
+}
+
+/// `/posts/{post}`: a numeric id. Anything else names no post (404).
+pub(crate) struct PostPath(pub PostId);
+
+impl<S: Send + Sync> FromRequestParts<S> for PostPath {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let segment = single_segment(parts, state).await?;
+        segment
+            .parse::<PostId>()
+            .map(Self)
+            .map_err(|_| ApiError::not_found("post"))
+    }
+}
+
+async fn single_segment<S: Send + Sync>(parts: &mut Parts, state: &S) -> Result<String, ApiError> {
+    <axum::extract::Path<String> as FromRequestParts<S>>::from_request_parts(parts, state)
+        .await
+        .map(|axum::extract::Path(segment)| segment)
+        .map_err(|_| ApiError::bad_request("the path could not be decoded"))
+}

@@ -1,0 +1,84 @@
+//! `/api/v1/auth/*`: register, login, refresh, logout.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use starling_app::accounts::{LoginInput, RegisterInput};
+
+use crate::extract::AppJson;
+use crate::models::{LoginRequest, RefreshRequest, RegisterRequest, SessionBody};
+use crate::problem::{ApiError, Problem};
+use crate::state::HttpState;
+
+/// Create an account and sign in.
+#[utoipa::path(post, path = "/api/v1/auth/register", tag = "auth",
+    request_body = RegisterRequest,
+    responses(
+        (status = 201, body = SessionBody),
+        (status = 409, description = "Handle or email taken", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid fields", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub(crate) async fn register(
+    State(state): State<HttpState>,
+    AppJson(request): AppJson<RegisterRequest>,
+) -> Result<(StatusCode, Json<SessionBody>), ApiError> {
+    let session = state
+        .app
+        .register(RegisterInput {
+            handle: request.handle,
+            email: request.email,
+            password: request.password,
+            display_name: request.display_name,
+        })
+        .await?;
+    Ok((StatusCode::CREATED, Json(session.into())))
+}
+
+/// Sign in with a handle or email and a password.
+#[utoipa::path(post, path = "/api/v1/auth/login", tag = "auth",
+    request_body = LoginRequest,
+    responses(
+        (status = 200, body = SessionBody),
+        (status = 401, description = "Wrong login or password", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub(crate) async fn login(
+    State(state): State<HttpState>,
+    AppJson(request): AppJson<LoginRequest>,
+) -> Result<Json<SessionBody>, ApiError> {
+    let session = state
+        .app
+        .login(LoginInput {
+            login: request.login,
+            password: request.password,
+        })
+        .await?;
+    Ok(Json(session.into()))
+}
+
+/// Exchange a refresh token for a new access and refresh token. Each refresh
+/// token works once; presenting a spent one revokes the whole session.
+#[utoipa::path(post, path = "/api/v1/auth/refresh", tag = "auth",
+    request_body = RefreshRequest,
+    responses(
+        (status = 200, body = SessionBody),
+        (status = 401, description = "Invalid, expired, spent or revoked token", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub(crate) async fn refresh(
+    State(state): State<HttpState>,
+    AppJson(request): AppJson<RefreshRequest>,
+) -> Result<Json<SessionBody>, ApiError> {
+    let session = state.app.refresh(&request.refresh_token).await?;
+    Ok(Json(session.into()))
+}
+
+/// End the session the refresh token belongs to.
+#[utoipa::path(post, path = "/api/v1/auth/logout", tag = "auth",
+    request_body = RefreshRequest,
+    responses((status = 204, description = "Signed out")))]
+pub(crate) async fn logout(
+    State(state): State<HttpState>,
+    AppJson(request): AppJson<RefreshRequest>,
+) -> Result<StatusCode, ApiError> {
+    state.app.logout(&request.refresh_token).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

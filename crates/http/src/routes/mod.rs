@@ -1,0 +1,43 @@
+//! Handlers, one file per endpoint group. Each file's handlers carry their
+//! OpenAPI description; `api_router` collects them.
+
+pub(crate) mod auth;
+pub(crate) mod feed;
+pub(crate) mod graph;
+pub(crate) mod ops;
+pub(crate) mod posts;
+pub(crate) mod users;
+
+use starling_app::accounts::UserRef;
+use starling_domain::UserId;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::problem::ApiError;
+use crate::state::HttpState;
+
+pub(crate) fn api_router() -> OpenApiRouter<HttpState> {
+    OpenApiRouter::new()
+        .routes(routes!(auth::register))
+        .routes(routes!(auth::login))
+        .routes(routes!(auth::refresh))
+        .routes(routes!(auth::logout))
+        .routes(routes!(users::me, users::update_me))
+        .routes(routes!(users::user))
+        .routes(routes!(users::user_posts))
+        .routes(routes!(graph::follow, graph::unfollow))
+        .routes(routes!(graph::followers))
+        .routes(routes!(graph::following))
+        .routes(routes!(posts::create_post))
+        .routes(routes!(posts::post, posts::delete_post))
+        .routes(routes!(posts::like, posts::unlike))
+        .routes(routes!(feed::home_feed))
+}
+
+/// The id of the account a path names; `@handle`s are looked up.
+pub(crate) async fn resolve_user(state: &HttpState, which: UserRef) -> Result<UserId, ApiError> {
+    match which {
+        UserRef::Id(id) => Ok(id),
+        handle @ UserRef::Handle(_) => Ok(state.app.user(&handle).await?.id),
+    }
+}

@@ -1,0 +1,109 @@
+//! `/api/v1/posts`: create, read, delete, like.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use starling_domain::{PostId, ValidationErrors};
+
+use crate::extract::{AppJson, AuthUser, PostPath};
+use crate::models::{CreatePostRequest, PostBody};
+use crate::problem::{ApiError, Problem};
+use crate::state::HttpState;
+
+/// Publish a post (optionally as a reply).
+#[utoipa::path(post, path = "/api/v1/posts", tag = "posts", security(("bearer" = [])),
+    request_body = CreatePostRequest,
+    responses(
+        (status = 201, body = PostBody, headers(("Location" = String, description = "The post's URL"))),
+        (status = 422, body = Problem, content_type = "application/problem+json"),
+    ))]
+pub(crate) async fn create_post(
+    State(state): State<HttpState>,
+    AuthUser(caller): AuthUser,
+    AppJson(request): AppJson<CreatePostRequest>,
+) -> Result<(StatusCode, HeaderMap, Json<PostBody>), ApiError> {
+    let reply_to = match request.reply_to.as_deref() {
+        None => None,
+        Some(text) => Some(text.parse::<PostId>().map_err(|_| {
+            starling_app::AppError::from(ValidationErrors::single("reply_to", "must be a post id"))
+        })?),
+    };
+    let post = state
+        .app
+        .create_post(caller, &request.text, reply_to)
+        .await?;
+    let view = state.app.post(Some(caller), post.id).await?;
+    let mut headers = HeaderMap::new();
+    if let Ok(location) = HeaderValue::from_str(&format!("/api/v1/posts/{}", post.id)) {
+        headers.insert(header::LOCATION, location);
+    }
+    Ok((StatusCode::CREATED, headers, Json(view.into())))
+}
+
+/// A post.
+#[utoipa::path(get, path = "/api/v1/posts/{post}", tag = "posts",
+    params(("post" = String, Path, description = "The post id")),
+    responses(
+        (status = 200, body = PostBody),
+        (status = 404, description = "No such post, or deleted", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub(crate) async fn post(
+    State(state): State<HttpState>,
+    viewer: Option<AuthUser>,
+    PostPath(id): PostPath,
+) -> Result<Json<PostBody>, ApiError> {
+    let view = state
+        .app
+        .post(viewer.map(|AuthUser(user)| user), id)
+        .await?;
+    Ok(Json(view.into()))
+}
+
+/// Delete one of your posts.
+#[utoipa::path(delete, path = "/api/v1/posts/{post}", tag = "posts", security(("bearer" = [])),
+    params(("post" = String, Path, description = "The post id")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 403, description = "Not your post", body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+    ))]
+pub(crate) async fn delete_post(
+    State(state): State<HttpState>,
+    AuthUser(caller): AuthUser,
+    PostPath(id): PostPath,
+) -> Result<StatusCode, ApiError> {
+    state.app.delete_post(caller, id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Like a post. Idempotent.
+#[utoipa::path(post, path = "/api/v1/posts/{post}/like", tag = "posts", security(("bearer" = [])),
+    params(("post" = String, Path, description = "The post id")),
+    responses(
+        (status = 204, description = "Liked"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+    ))]
+pub(crate) async fn like(
+    State(state): State<HttpState>,
+    AuthUser(caller): AuthUser,
+    PostPath(id): PostPath,
+) -> Result<StatusCode, ApiError> {
+    state.app.like(caller, id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Take a like back. Idempotent.
+#[utoipa::path(delete, path = "/api/v1/posts/{post}/like", tag = "posts", security(("bearer" = [])),
+    params(("post" = String, Path, description = "The post id")),
+    responses(
+        (status = 204, description = "Not liked"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+    ))]
+pub(crate) async fn unlike(
+    State(state): State<HttpState>,
+    AuthUser(caller): AuthUser,
+    PostPath(id): PostPath,
+) -> Result<StatusCode, ApiError> {
+    state.app.unlike(caller, id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

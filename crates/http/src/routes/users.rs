@@ -1,0 +1,97 @@
+//! `/api/v1/me` and `/api/v1/users/{user}`: profiles and a user's posts.
+
+use axum::Json;
+use axum::extract::State;
+use starling_app::accounts::ProfileChanges;
+
+use crate::extract::{AppJson, AppQuery, AuthUser, UserPath};
+use crate::models::{PostBody, UpdateProfileRequest, UserBody};
+use crate::pagination::{PageBody, PageParams};
+use crate::problem::{ApiError, Problem};
+use crate::routes::resolve_user;
+use crate::state::HttpState;
+use starling_app::accounts::UserRef;
+use starling_domain::PostId;
+
+/// The caller's own profile.
+#[utoipa::path(get, path = "/api/v1/me", tag = "users", security(("bearer" = [])),
+    responses(
+        (status = 200, body = UserBody),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+    ))]
+pub(crate) async fn me(
+    State(state): State<HttpState>,
+    AuthUser(caller): AuthUser,
+) -> Result<Json<UserBody>, ApiError> {
+    let user = state.app.user(&UserRef::Id(caller)).await?;
+    Ok(Json(user.into()))
+}
+
+/// Change the caller's display name and/or bio; absent fields stay as they are.
+#[utoipa::path(patch, path = "/api/v1/me", tag = "users", security(("bearer" = [])),
+    request_body = UpdateProfileRequest,
+    responses(
+        (status = 200, body = UserBody),
+        (status = 422, body = Problem, content_type = "application/problem+json"),
+    ))]
+pub(crate) async fn update_me(
+    State(state): State<HttpState>,
+    AuthUser(caller): AuthUser,
+    AppJson(request): AppJson<UpdateProfileRequest>,
+) -> Result<Json<UserBody>, ApiError> {
+    let user = state
+        .app
+        .update_profile(
+            caller,
+            ProfileChanges {
+                display_name: request.display_name,
+                bio: request.bio,
+            },
+        )
+        .await?;
+    Ok(Json(user.into()))
+}
+
+/// A profile, by id or by `@handle`.
+#[utoipa::path(get, path = "/api/v1/users/{user}", tag = "users",
+    params(("user" = String, Path, description = "A user id, or @handle")),
+    responses(
+        (status = 200, body = UserBody),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+    ))]
+pub(crate) async fn user(
+    State(state): State<HttpState>,
+    UserPath(which): UserPath,
+) -> Result<Json<UserBody>, ApiError> {
+    let user = state.app.user(&which).await?;
+    Ok(Json(user.into()))
+}
+
+/// A user's posts, newest first.
+#[utoipa::path(get, path = "/api/v1/users/{user}/posts", tag = "users",
+    params(("user" = String, Path, description = "A user id, or @handle"), PageParams),
+    responses(
+        (status = 200, body = PageBody<PostBody>),
+        (status = 400, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+    ))]
+pub(crate) async fn user_posts(
+    State(state): State<HttpState>,
+    viewer: Option<AuthUser>,
+    UserPath(which): UserPath,
+    AppQuery(params): AppQuery<PageParams>,
+) -> Result<Json<PageBody<PostBody>>, ApiError> {
+    let author = resolve_user(&state, which).await?;
+    let list = format!("posts:{author}");
+    let request = params.for_list(&list)?;
+    let page = state
+        .app
+        .user_posts(
+            viewer.map(|AuthUser(id)| id),
+            author,
+            request.after.map(PostId),
+            request.limit,
+        )
+        .await?;
+    Ok(Json(PageBody::from_page(page, &list, PostBody::from)))
+}

@@ -1,0 +1,327 @@
+//! Typed configuration, layered: defaults < `starling.toml` (or `--config`)
+//! < `STARLING_*` environment variables < command-line flags. Unknown keys
+//! are errors; everything is validated once at start.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+use starling_app::auth::PasswordParams;
+use starling_sql::Synchronous;
+
+pub const DEFAULT_CONFIG_FILE: &str = "starling.toml";
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Address the HTTP API listens on.
+    pub listen: SocketAddr,
+    /// Where the SQLite database and the token signing key live.
+    pub data_dir: PathBuf,
+    /// This process's number (0–1023) in generated ids; unique per process
+    /// when several write to one database.
+    pub node_id: u16,
+    pub log_format: LogFormat,
+    /// A tracing filter, e.g. `info` or `starling=debug,sqlx=warn`; `RUST_LOG` wins.
+    pub log_level: String,
+    pub auth: AuthConfig,
+    pub timeline: TimelineConfig,
+    pub cache: CacheConfig,
+    pub sqlite: SqliteConfig,
+    pub http: HttpConfig,
+    pub outbox: OutboxConfig,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable, for a terminal.
+    Pretty,
+    /// One JSON object per line, for log shippers.
+    Json,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    pub access_token_ttl_secs: i64,
+    pub refresh_token_ttl_secs: i64,
+    /// Ed25519 private key (PKCS#8 PEM). Default: `<data_dir>/jwt-ed25519.pem`,
+    /// created on first start. Every API instance must share it.
+    pub signing_key_file: Option<PathBuf>,
+    pub password_hashing: PasswordParams,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TimelineConfig {
+    /// Post ids kept per home timeline.
+    pub cap: usize,
+    /// Accounts with this many followers are merged at read time instead of fanned out.
+    pub fanout_threshold: i64,
+    /// Home timelines kept in memory (embedded mode); the rest are rebuilt on read.
+    pub max_cached_timelines: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CacheConfig {
+    pub posts_capacity: u64,
+    pub users_capacity: u64,
+    /// Time to live of cached entries (±10% jitter).
+    pub ttl_secs: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SqliteConfig {
+    pub synchronous: Synchronous,
+    pub read_connections: u32,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    pub request_timeout_secs: u64,
+    /// On SIGTERM/SIGINT, how long in-flight requests get to finish.
+    pub shutdown_grace_secs: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OutboxConfig {
+    /// Consumers look for new events at least this often (they are also woken on commit).
+    pub poll_interval_ms: u64,
+    /// Handled events are deleted after this long.
+    pub retention_hours: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            data_dir: PathBuf::from("./data"),
+            node_id: 0,
+            log_format: LogFormat::Pretty,
+            log_level: "info".to_owned(),
+            auth: AuthConfig::default(),
+            timeline: TimelineConfig::default(),
+            cache: CacheConfig::default(),
+            sqlite: SqliteConfig::default(),
+            http: HttpConfig::default(),
+            outbox: OutboxConfig::default(),
+        }
+    }
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        Self {
+            access_token_ttl_secs: 15 * 60,
+            refresh_token_ttl_secs: 30 * 24 * 3600,
+            signing_key_file: None,
+            password_hashing: PasswordParams::default(),
+        }
+    }
+}
+
+impl Default for TimelineConfig {
+    fn default() -> Self {
+        Self {
+            cap: 800,
+            fanout_threshold: 10_000,
+            max_cached_timelines: 100_000,
+        }
+    }
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        Self {
+            posts_capacity: 200_000,
+            users_capacity: 100_000,
+            ttl_secs: 300,
+        }
+    }
+}
+
+impl Default for SqliteConfig {
+    fn default() -> Self {
+        Self {
+            synchronous: Synchronous::Normal,
+            read_connections: 4,
+        }
+    }
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            request_timeout_secs: 30,
+            shutdown_grace_secs: 30,
+        }
+    }
+}
+
+impl Default for OutboxConfig {
+    fn default() -> Self {
+        Self {
+            poll_interval_ms: 500,
+            retention_hours: 24,
+        }
+    }
+}
+
+/// Top-level keys that may come from `STARLING_*` variables. Other
+/// `STARLING_*` variables (test settings, say) are not configuration.
+const ENV_KEYS: &[&str] = &[
+    "listen",
+    "data_dir",
+    "node_id",
+    "log_format",
+    "log_level",
+    "auth",
+    "timeline",
+    "cache",
+    "sqlite",
+    "http",
+    "outbox",
+];
+
+/// Values given on the command line, the last layer.
+#[derive(Debug, Default, Serialize)]
+pub struct Overrides {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub listen: Option<SocketAddr>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data_dir: Option<PathBuf>,
+}
+
+impl Config {
+    /// Loads the layers. `file` must exist when given; otherwise
+    /// `./starling.toml` is read if present.
+    pub fn load(file: Option<&Path>, overrides: &Overrides) -> anyhow::Result<Self> {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        match file {
+            Some(path) => {
+                if !path.is_file() {
+                    bail!("config file {} does not exist", path.display());
+                }
+                figment = figment.merge(Toml::file_exact(path));
+            }
+            None => figment = figment.merge(Toml::file(DEFAULT_CONFIG_FILE)),
+        }
+        let env = Env::prefixed("STARLING_")
+            .filter(|key| {
+                let top = key.as_str().split("__").next().unwrap_or_default();
+                ENV_KEYS.iter().any(|known| known.eq_ignore_ascii_case(top))
+            })
+            .split("__");
+        let config: Config = figment
+            .merge(env)
+            .merge(Serialized::defaults(overrides))
+            .extract()
+            .context("invalid configuration")?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// A configuration for tests: port 0, the given data directory, cheap
+    /// password hashing, quick polling.
+    pub fn for_test(data_dir: &Path) -> Self {
+        let mut config = Config {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            data_dir: data_dir.to_owned(),
+            log_level: "warn".to_owned(),
+            ..Config::default()
+        };
+        config.auth.password_hashing = PasswordParams {
+            memory_kib: 1024,
+            iterations: 1,
+            parallelism: 1,
+        };
+        config.outbox.poll_interval_ms = 50;
+        config
+    }
+
+    pub fn validate(&self) -> anyhow::Result<()> {
+        if self.node_id > starling_domain::id::MAX_NODE {
+            bail!("node_id must be at most {}", starling_domain::id::MAX_NODE);
+        }
+        if self.timeline.cap == 0 {
+            bail!("timeline.cap must be at least 1");
+        }
+        if self.timeline.fanout_threshold < 1 {
+            bail!("timeline.fanout_threshold must be at least 1");
+        }
+        if self.auth.access_token_ttl_secs < 1 || self.auth.refresh_token_ttl_secs < 1 {
+            bail!("token lifetimes must be at least one second");
+        }
+        if self.sqlite.read_connections == 0 {
+            bail!("sqlite.read_connections must be at least 1");
+        }
+        Ok(())
+    }
+
+    pub fn signing_key_path(&self) -> PathBuf {
+        self.auth
+            .signing_key_file
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("jwt-ed25519.pem"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_match_the_documented_ones() {
+        let config = Config::default();
+        assert_eq!(config.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(config.data_dir, PathBuf::from("./data"));
+        assert_eq!(config.timeline.cap, 800);
+        assert_eq!(config.timeline.fanout_threshold, 10_000);
+    }
+
+    #[test]
+    fn file_then_env_then_flags_win_in_turn() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "custom.toml",
+                "listen = \"127.0.0.1:9000\"\ndata_dir = \"/from/file\"\n[timeline]\ncap = 50\n",
+            )?;
+            jail.set_env("STARLING_DATA_DIR", "/from/env");
+            jail.set_env("STARLING_TIMELINE__FANOUT_THRESHOLD", "77");
+            jail.set_env("STARLING_REQUIRE_SERVICES", "1");
+            let overrides = Overrides {
+                listen: Some(SocketAddr::from(([0, 0, 0, 0], 7000))),
+                data_dir: None,
+            };
+            let config = Config::load(Some(Path::new("custom.toml")), &overrides)
+                .map_err(|error| error.to_string())?;
+            assert_eq!(config.listen.to_string(), "0.0.0.0:7000");
+            assert_eq!(config.data_dir, PathBuf::from("/from/env"));
+            assert_eq!(config.timeline.cap, 50);
+            assert_eq!(config.timeline.fanout_threshold, 77);
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_refused() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("starling.toml", "lisen = \"127.0.0.1:1\"\n")?;
+            assert!(Config::load(None, &Overrides::default()).is_err());
+            jail.create_file("starling.toml", "[timeline]\ncap = 0\n")?;
+            assert!(Config::load(None, &Overrides::default()).is_err());
+            jail.create_file("starling.toml", "")?;
+            jail.set_env("STARLING_LISTEN", "not an address");
+            assert!(Config::load(None, &Overrides::default()).is_err());
+            Ok(())
+        });
+    }
+}

@@ -1,0 +1,228 @@
+//! Wiring: builds the adapters, the application and the HTTP server from a
+//! configuration, runs them, and drains them on shutdown.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use starling_app::auth::{AccessTokens, PasswordHashing};
+use starling_app::workers::{ConsumerOptions, FanoutWorker, run_consumer};
+use starling_app::{App, Caches, Ports, Settings};
+use starling_domain::IdGenerator;
+use starling_http::{HttpSettings, HttpState};
+use starling_local::{LocalTimelines, MokaCache, OutboxEventLog};
+use starling_sql::{SqliteOptions, SqliteStore};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+
+/// How often handled outbox events are pruned.
+const PRUNE_EVERY: Duration = Duration::from_secs(600);
+
+/// A built, bound, not yet running Starling.
+pub struct Application {
+    listener: TcpListener,
+    address: SocketAddr,
+    router: axum::Router,
+    state: HttpState,
+    app: Arc<App>,
+    store: SqliteStore,
+    events: Arc<OutboxEventLog>,
+    config: Config,
+}
+
+impl Application {
+    /// Opens the store (applying migrations), builds the application and
+    /// binds the listener, so that the port is known before serving.
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        std::fs::create_dir_all(&config.data_dir)
+            .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
+        let store = SqliteStore::open(
+            &config.data_dir.join("starling.db"),
+            &SqliteOptions {
+                synchronous: config.sqlite.synchronous,
+                read_connections: config.sqlite.read_connections,
+                ..SqliteOptions::default()
+            },
+        )
+        .await?;
+        let events = Arc::new(OutboxEventLog::new(
+            Arc::new(store.clone()),
+            Duration::from_millis(config.outbox.poll_interval_ms),
+        ));
+        let cache_ttl = Duration::from_secs(config.cache.ttl_secs);
+        let ports = Ports {
+            store: Arc::new(store.clone()),
+            timelines: Arc::new(LocalTimelines::new(
+                config.timeline.cap,
+                config.timeline.max_cached_timelines,
+            )),
+            events: events.clone(),
+            caches: Caches {
+                posts: Arc::new(MokaCache::new(
+                    "posts",
+                    config.cache.posts_capacity,
+                    cache_ttl,
+                )),
+                users: Arc::new(MokaCache::new(
+                    "users",
+                    config.cache.users_capacity,
+                    cache_ttl,
+                )),
+                high_fanout_followees: Arc::new(MokaCache::new(
+                    "high_fanout_followees",
+                    config.cache.users_capacity,
+                    Duration::from_secs(30),
+                )),
+                author_recent: Arc::new(MokaCache::new(
+                    "author_recent",
+                    config.cache.users_capacity,
+                    cache_ttl,
+                )),
+            },
+        };
+        let signing_key = load_or_create_signing_key(&config.signing_key_path())?;
+        let app = Arc::new(App::new(
+            ports,
+            IdGenerator::new(config.node_id),
+            PasswordHashing::new(config.auth.password_hashing)?,
+            AccessTokens::from_pem(&signing_key, config.auth.access_token_ttl_secs)?,
+            Settings {
+                timeline_cap: config.timeline.cap,
+                fanout_threshold: config.timeline.fanout_threshold,
+                refresh_token_ttl_secs: config.auth.refresh_token_ttl_secs,
+            },
+        ));
+        let state = HttpState::new(app.clone(), Some(crate::telemetry::metrics_handle()?));
+        let router = starling_http::router(
+            state.clone(),
+            &HttpSettings {
+                request_timeout: Duration::from_secs(config.http.request_timeout_secs),
+            },
+        );
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .with_context(|| format!("binding {}", config.listen))?;
+        let address = listener.local_addr()?;
+        Ok(Self {
+            listener,
+            address,
+            router,
+            state,
+            app,
+            store,
+            events,
+            config,
+        })
+    }
+
+    pub fn address(&self) -> SocketAddr {
+        self.address
+    }
+
+    pub fn port(&self) -> u16 {
+        self.address.port()
+    }
+
+    /// Serves until `shutdown` completes, then stops taking connections,
+    /// lets in-flight requests finish (up to the grace period), stops the
+    /// workers after their current event and closes the store.
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let workers = CancellationToken::new();
+        let fanout = tokio::spawn(run_consumer(
+            self.events.clone(),
+            Arc::new(FanoutWorker::new(self.app.clone())),
+            ConsumerOptions::default(),
+            workers.clone(),
+        ));
+        let pruner = tokio::spawn(prune_outbox_periodically(
+            self.events.clone(),
+            Duration::from_secs(self.config.outbox.retention_hours * 3600),
+            workers.clone(),
+        ));
+
+        let stopping = CancellationToken::new();
+        let state = self.state.clone();
+        let stop_signal = stopping.clone();
+        let graceful = async move {
+            shutdown.await;
+            tracing::info!("shutting down: draining in-flight requests");
+            state.start_draining();
+            stop_signal.cancel();
+        };
+        let server = axum::serve(self.listener, self.router).with_graceful_shutdown(graceful);
+        let grace = Duration::from_secs(self.config.http.shutdown_grace_secs);
+        let served = tokio::select! {
+            served = server => served.context("serving HTTP"),
+            () = async {
+                stopping.cancelled().await;
+                tokio::time::sleep(grace).await;
+            } => {
+                tracing::warn!("grace period over; dropping the requests still running");
+                Ok(())
+            }
+        };
+
+        workers.cancel();
+        for task in [fanout, pruner] {
+            if let Err(error) = task.await {
+                tracing::error!(error = %error, "a worker ended abnormally");
+            }
+        }
+        self.store.close().await;
+        tracing::info!("stopped");
+        served
+    }
+}
+
+async fn prune_outbox_periodically(
+    events: Arc<OutboxEventLog>,
+    retention: Duration,
+    stop: CancellationToken,
+) {
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = tokio::time::sleep(PRUNE_EVERY) => {}
+        }
+        match events.prune(&[FanoutWorker::CONSUMER], retention).await {
+            Ok(0) => {}
+            Ok(pruned) => tracing::info!(pruned, "pruned handled outbox events"),
+            Err(error) => tracing::warn!(error = %error, "cannot prune the outbox"),
+        }
+    }
+}
+
+/// Reads the Ed25519 signing key, creating it (mode 0600) on first start.
+fn load_or_create_signing_key(path: &Path) -> anyhow::Result<String> {
+    if path.exists() {
+        return std::fs::read_to_string(path)
+            .with_context(|| format!("reading the signing key {}", path.display()));
+    }
+    let pem = starling_app::auth::tokens::generate_signing_key_pem()?;
+    write_private_file(path, pem.as_bytes())
+        .with_context(|| format!("writing a new signing key to {}", path.display()))?;
+    tracing::info!(path = %path.display(), "created a new token signing key");
+    Ok(pem)
+}
+
+fn write_private_file(path: &Path, contents: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options.open(path)?;
+    file.write_all(contents)?;
+    file.sync_all()
+}
