@@ -148,7 +148,7 @@ macro_rules! id_type {
             fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
                 let text = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
                 text.parse()
-                    .map_err(|_| serde::de::Error::custom(concat!("expected an id (a string of digits)")))
+                    .map_err(|_| serde::de::Error::custom("expected an id (a string of digits)"))
             }
         }
     };

@@ -275,7 +275,10 @@ impl Config {
 }
 
 #[cfg(test)]
+// figment's `Jail` closures return its (large) error type by design.
+#[allow(clippy::result_large_err)]
 mod tests {
+
     use super::*;
 
     #[test]

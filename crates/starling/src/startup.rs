@@ -128,6 +128,16 @@ impl Application {
         self.address.port()
     }
 
+    /// The application core, for tools and tests that drive use cases directly.
+    pub fn app(&self) -> Arc<App> {
+        self.app.clone()
+    }
+
+    /// The event log the workers consume.
+    pub fn event_log(&self) -> Arc<OutboxEventLog> {
+        self.events.clone()
+    }
+
     /// Serves until `shutdown` completes, then stops taking connections,
     /// lets in-flight requests finish (up to the grace period), stops the
     /// workers after their current event and closes the store.

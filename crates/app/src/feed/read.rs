@@ -81,7 +81,7 @@ impl App {
             );
         }
         if !high_fanout.is_empty() {
-            merged.sort_unstable_by(|a, b| b.post_id.cmp(&a.post_id));
+            merged.sort_unstable_by_key(|entry| std::cmp::Reverse(entry.post_id));
             merged.dedup_by_key(|entry| entry.post_id);
         }
         merged.truncate(needed);

@@ -50,6 +50,13 @@ impl EventHandler for FanoutWorker {
                     .high_fanout_followees
                     .invalidate(follower_id)
                     .await;
+                if *followee_followers == app.settings.fanout_threshold {
+                    // The account just reached the threshold: from now on its
+                    // posts are merged at read time, so its followers' cached
+                    // lists of such accounts are out of date.
+                    app.forget_high_fanout_lists_of_followers(*followee_id)
+                        .await?;
+                }
                 app.apply_follow_to_timeline(*follower_id, *followee_id, *followee_followers)
                     .await
             }
@@ -110,6 +117,17 @@ impl App {
         timelines.remove_post(&[author_id], post_id).await?;
         self.for_each_follower_batch(author_id, |followers| async move {
             timelines.remove_post(&followers, post_id).await?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn forget_high_fanout_lists_of_followers(&self, author: UserId) -> AppResult<()> {
+        let cache = &self.ports.caches.high_fanout_followees;
+        self.for_each_follower_batch(author, |followers| async move {
+            for follower in followers {
+                cache.invalidate(&follower).await;
+            }
             Ok(())
         })
         .await

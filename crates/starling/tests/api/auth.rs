@@ -1,0 +1,335 @@
+use reqwest::Method;
+use serde_json::json;
+
+use crate::helpers::{session_user, spawn_app};
+
+fn registration(handle: &str, email: &str, password: &str) -> serde_json::Value {
+    json!({"handle": handle, "email": email, "password": password})
+}
+
+#[tokio::test]
+async fn registering_answers_a_session_and_the_new_profile() {
+    let app = spawn_app().await;
+    let reply = app
+        .post(
+            "/api/v1/auth/register",
+            None,
+            json!({"handle": "Ada", "email": "Ada@Example.org", "password": "correct horse", "display_name": "Ada Lovelace"}),
+        )
+        .await;
+    assert_eq!(reply.status, 201, "{}", reply.text);
+    let body = &reply.body;
+    assert_eq!(body["token_type"], "Bearer");
+    assert_eq!(body["expires_in"], 900);
+    assert!(body["access_token"].as_str().unwrap().split('.').count() == 3);
+    assert!(body["refresh_token"].as_str().unwrap().len() >= 32);
+    let user = &body["user"];
+    assert!(user["id"].as_str().unwrap().parse::<i64>().unwrap() > 0);
+    assert_eq!(user["handle"], "Ada");
+    assert_eq!(user["display_name"], "Ada Lovelace");
+    assert_eq!(user["bio"], "");
+    assert_eq!(user["followers_count"], 0);
+    assert!(user["created_at"].as_str().unwrap().ends_with('Z'));
+    assert!(
+        !reply.text.contains("correct horse"),
+        "the password must never be echoed"
+    );
+    assert!(
+        !reply.text.contains("argon2"),
+        "the hash must never be shown"
+    );
+}
+
+#[tokio::test]
+async fn registration_reports_every_invalid_field_at_once() {
+    let app = spawn_app().await;
+    let reply = app
+        .post(
+            "/api/v1/auth/register",
+            None,
+            registration("no spaces!", "not-an-email", "short"),
+        )
+        .await;
+    reply.assert_problem(422);
+    let mut fields = reply.field_errors();
+    fields.sort();
+    assert_eq!(fields, vec!["email", "handle", "password"]);
+
+    for (handle, email, password, field) in [
+        ("", "a@example.org", "long enough", "handle"),
+        (
+            &"x".repeat(31) as &str,
+            "a@example.org",
+            "long enough",
+            "handle",
+        ),
+        ("ok", "a@example.org", &"p".repeat(129), "password"),
+    ] {
+        let reply = app
+            .post(
+                "/api/v1/auth/register",
+                None,
+                registration(handle, email, password),
+            )
+            .await;
+        reply.assert_problem(422);
+        assert_eq!(reply.field_errors(), vec![field]);
+    }
+    let reply = app
+        .post(
+            "/api/v1/auth/register",
+            None,
+            json!({"handle": "ok", "email": "a@example.org", "password": "long enough", "display_name": "n".repeat(51)}),
+        )
+        .await;
+    reply.assert_problem(422);
+    assert_eq!(reply.field_errors(), vec!["display_name"]);
+}
+
+#[tokio::test]
+async fn taken_handles_ignoring_case_and_taken_emails_conflict() {
+    let app = spawn_app().await;
+    app.register("grace").await;
+    let reply = app
+        .post(
+            "/api/v1/auth/register",
+            None,
+            registration("GRACE", "other@example.org", "long enough"),
+        )
+        .await;
+    reply.assert_problem(409);
+    assert_eq!(reply.field_errors(), vec!["handle"]);
+    let reply = app
+        .post(
+            "/api/v1/auth/register",
+            None,
+            registration("hopper", "Grace@Example.org", "long enough"),
+        )
+        .await;
+    reply.assert_problem(409);
+    assert_eq!(reply.field_errors(), vec!["email"]);
+}
+
+#[tokio::test]
+async fn the_display_name_defaults_to_the_handle() {
+    let app = spawn_app().await;
+    let user = app.register("linus").await;
+    let me = app.get("/api/v1/me", Some(&user.access_token)).await;
+    assert_eq!(me.body["display_name"], "linus");
+}
+
+#[tokio::test]
+async fn login_accepts_the_handle_in_any_case_or_the_email() {
+    let app = spawn_app().await;
+    let user = app.register("margaret").await;
+    for login in [
+        "margaret",
+        "MARGARET",
+        "margaret@example.org",
+        " Margaret@EXAMPLE.org ",
+    ] {
+        let reply = app
+            .post(
+                "/api/v1/auth/login",
+                None,
+                json!({"login": login, "password": "correct horse battery"}),
+            )
+            .await;
+        assert_eq!(reply.status, 200, "{login}: {}", reply.text);
+        let session = session_user(&reply.body);
+        assert_eq!(session.id, user.id);
+        let me = app.get("/api/v1/me", Some(&session.access_token)).await;
+        assert_eq!(me.body["handle"], "margaret");
+    }
+}
+
+#[tokio::test]
+async fn a_wrong_password_and_an_unknown_account_get_the_same_answer() {
+    let app = spawn_app().await;
+    app.register("alan").await;
+    let wrong_password = app
+        .post(
+            "/api/v1/auth/login",
+            None,
+            json!({"login": "alan", "password": "not the password"}),
+        )
+        .await;
+    let unknown_account = app
+        .post(
+            "/api/v1/auth/login",
+            None,
+            json!({"login": "nobody", "password": "not the password"}),
+        )
+        .await;
+    wrong_password.assert_problem(401);
+    unknown_account.assert_problem(401);
+    assert_eq!(wrong_password.body, unknown_account.body);
+    let empty = app
+        .post(
+            "/api/v1/auth/login",
+            None,
+            json!({"login": "", "password": ""}),
+        )
+        .await;
+    assert_eq!(empty.body, unknown_account.body);
+}
+
+#[tokio::test]
+async fn refresh_tokens_rotate_and_a_reused_one_revokes_the_session() {
+    let app = spawn_app().await;
+    let user = app.register("ken").await;
+    let first = app
+        .post(
+            "/api/v1/auth/refresh",
+            None,
+            json!({"refresh_token": user.refresh_token}),
+        )
+        .await;
+    assert_eq!(first.status, 200, "{}", first.text);
+    let rotated = session_user(&first.body);
+    assert_ne!(rotated.refresh_token, user.refresh_token);
+    assert_eq!(rotated.id, user.id);
+    let me = app.get("/api/v1/me", Some(&rotated.access_token)).await;
+    assert_eq!(me.status, 200);
+
+    // The spent token again: someone else has it. It fails, and so does its successor.
+    let reuse = app
+        .post(
+            "/api/v1/auth/refresh",
+            None,
+            json!({"refresh_token": user.refresh_token}),
+        )
+        .await;
+    reuse.assert_problem(401);
+    let successor = app
+        .post(
+            "/api/v1/auth/refresh",
+            None,
+            json!({"refresh_token": rotated.refresh_token}),
+        )
+        .await;
+    successor.assert_problem(401);
+
+    // Another login's session is a different family and keeps working.
+    let login = app
+        .post(
+            "/api/v1/auth/login",
+            None,
+            json!({"login": "ken", "password": "correct horse battery"}),
+        )
+        .await;
+    let other = session_user(&login.body);
+    let refreshed = app
+        .post(
+            "/api/v1/auth/refresh",
+            None,
+            json!({"refresh_token": other.refresh_token}),
+        )
+        .await;
+    assert_eq!(refreshed.status, 200);
+}
+
+#[tokio::test]
+async fn unknown_or_malformed_refresh_tokens_are_refused() {
+    let app = spawn_app().await;
+    for token in ["", "made-up", &"x".repeat(5000)] {
+        let reply = app
+            .post(
+                "/api/v1/auth/refresh",
+                None,
+                json!({"refresh_token": token}),
+            )
+            .await;
+        reply.assert_problem(401);
+    }
+}
+
+#[tokio::test]
+async fn logout_ends_the_session() {
+    let app = spawn_app().await;
+    let user = app.register("dennis").await;
+    let reply = app
+        .post(
+            "/api/v1/auth/logout",
+            None,
+            json!({"refresh_token": user.refresh_token}),
+        )
+        .await;
+    assert_eq!(reply.status, 204);
+    let refresh = app
+        .post(
+            "/api/v1/auth/refresh",
+            None,
+            json!({"refresh_token": user.refresh_token}),
+        )
+        .await;
+    refresh.assert_problem(401);
+    // Unknown tokens log out quietly: logout reveals nothing.
+    let unknown = app
+        .post(
+            "/api/v1/auth/logout",
+            None,
+            json!({"refresh_token": "never-issued"}),
+        )
+        .await;
+    assert_eq!(unknown.status, 204);
+}
+
+#[tokio::test]
+async fn missing_malformed_tampered_and_foreign_access_tokens_are_refused() {
+    let app = spawn_app().await;
+    let user = app.register("barbara").await;
+
+    let missing = app.get("/api/v1/me", None).await;
+    missing.assert_problem(401);
+    assert!(missing.headers.contains_key("www-authenticate"));
+
+    let mut parts: Vec<String> = user.access_token.split('.').map(str::to_owned).collect();
+    let forged_claims = base64_url(&format!(
+        r#"{{"sub":"1","iss":"starling","aud":"starling-api","iat":0,"exp":{}}}"#,
+        i64::MAX / 2
+    ));
+    parts[1] = forged_claims;
+    let tampered = parts.join(".");
+    let reply = app.get("/api/v1/me", Some(&tampered)).await;
+    reply.assert_problem(401);
+
+    for header in [
+        "Basic dXNlcjpwYXNz",
+        "Bearer",
+        "Bearer    ",
+        "token-without-scheme",
+    ] {
+        let response = app
+            .client
+            .get(app.url("/api/v1/me"))
+            .header("authorization", header)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 401, "{header:?}");
+    }
+
+    // A token signed by another installation's key.
+    let other = crate::helpers::spawn_app().await;
+    let stranger = other.register("barbara").await;
+    let reply = app.get("/api/v1/me", Some(&stranger.access_token)).await;
+    reply.assert_problem(401);
+
+    // A bad token where a token is optional is still refused, not ignored.
+    let post = app.create_post(&user, "hi").await;
+    let reply = app
+        .call(
+            Method::GET,
+            &format!("/api/v1/posts/{post}"),
+            Some("garbage"),
+            None,
+        )
+        .await;
+    reply.assert_problem(401);
+}
+
+fn base64_url(text: &str) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(text)
+}

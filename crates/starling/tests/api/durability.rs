@@ -1,0 +1,199 @@
+//! The real binary as a process: crash safety and graceful shutdown.
+
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use tokio::process::{Child, Command};
+
+use crate::helpers::{read, session_user};
+
+/// Ids of the posts the server answered 201 for.
+type Acknowledged = Arc<Mutex<Vec<String>>>;
+
+struct Server {
+    child: Child,
+    base: String,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Starts `starling` on `data_dir`; with `subcommand`, as `starling serve
+/// --listen ... --data-dir ...`, otherwise with no arguments and the
+/// address and directory in the environment.
+async fn start(data_dir: &std::path::Path, subcommand: bool) -> Server {
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let mut command = Command::new(env!("CARGO_BIN_EXE_starling"));
+    if subcommand {
+        command
+            .args(["serve", "--listen", &listen, "--data-dir"])
+            .arg(data_dir);
+    } else {
+        command
+            .env("STARLING_LISTEN", &listen)
+            .env("STARLING_DATA_DIR", data_dir);
+    }
+    let child = command
+        .env("STARLING_AUTH__PASSWORD_HASHING__MEMORY_KIB", "1024")
+        .env("STARLING_AUTH__PASSWORD_HASHING__ITERATIONS", "1")
+        .env("STARLING_LOG_LEVEL", "warn")
+        .current_dir(data_dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let base = format!("http://{listen}");
+    let client = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Ok(response) = client.get(format!("{base}/readyz")).send().await
+            && response.status() == 200
+        {
+            return Server { child, base };
+        }
+        assert!(Instant::now() < deadline, "starling did not become ready");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn register(client: &reqwest::Client, base: &str, handle: &str) -> crate::helpers::TestUser {
+    let response = client
+        .post(format!("{base}/api/v1/auth/register"))
+        .json(&json!({"handle": handle, "email": format!("{handle}@example.org"), "password": "correct horse"}))
+        .send()
+        .await
+        .unwrap();
+    let reply = read(response).await;
+    assert_eq!(reply.status, 201, "{}", reply.text);
+    session_user(&reply.body)
+}
+
+/// Posts from `writers` tasks until a request fails; returns the ids of the
+/// posts the server acknowledged (answered 201).
+fn post_in_a_burst(
+    base: &str,
+    token: &str,
+    writers: usize,
+) -> (Acknowledged, Vec<tokio::task::JoinHandle<Vec<u16>>>) {
+    let acknowledged = Arc::new(Mutex::new(Vec::new()));
+    let mut tasks = Vec::new();
+    for writer in 0..writers {
+        let (base, token, acknowledged) = (base.to_owned(), token.to_owned(), acknowledged.clone());
+        tasks.push(tokio::spawn(async move {
+            let client = reqwest::Client::new();
+            let mut statuses = Vec::new();
+            for index in 0.. {
+                let sent = client
+                    .post(format!("{base}/api/v1/posts"))
+                    .bearer_auth(&token)
+                    .json(&json!({"text": format!("writer {writer} post {index}")}))
+                    .send()
+                    .await;
+                let Ok(response) = sent else { break };
+                let reply = read(response).await;
+                statuses.push(reply.status.as_u16());
+                if reply.status != 201 {
+                    break;
+                }
+                acknowledged
+                    .lock()
+                    .unwrap()
+                    .push(reply.body["id"].as_str().unwrap().to_owned());
+            }
+            statuses
+        }));
+    }
+    (acknowledged, tasks)
+}
+
+async fn wait_for(acknowledged: &Acknowledged, count: usize) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while acknowledged.lock().unwrap().len() < count {
+        assert!(Instant::now() < deadline, "the burst is too slow");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+async fn assert_all_stored(base: &str, acknowledged: &[String], author_id: &str) {
+    let client = reqwest::Client::new();
+    for id in acknowledged {
+        let response = client
+            .get(format!("{base}/api/v1/posts/{id}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200, "acknowledged post {id} was lost");
+    }
+    let profile = read(
+        client
+            .get(format!("{base}/api/v1/users/{author_id}"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert!(profile.body["posts_count"].as_u64().unwrap() >= acknowledged.len() as u64);
+}
+
+#[tokio::test]
+async fn every_acknowledged_post_survives_kill_dash_9() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = start(dir.path(), true).await;
+    let client = reqwest::Client::new();
+    let author = register(&client, &server.base, "writer").await;
+    let (acknowledged, tasks) = post_in_a_burst(&server.base, &author.access_token, 6);
+    wait_for(&acknowledged, 150).await;
+    server.child.start_kill().unwrap(); // SIGKILL: no chance to flush anything
+    server.child.wait().await.unwrap();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let acknowledged = acknowledged.lock().unwrap().clone();
+    assert!(acknowledged.len() >= 150);
+
+    let restarted = start(dir.path(), true).await;
+    assert_all_stored(&restarted.base, &acknowledged, &author.id).await;
+}
+
+#[tokio::test]
+async fn sigterm_drains_requests_and_exits_zero() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = start(dir.path(), false).await;
+    let client = reqwest::Client::new();
+    let author = register(&client, &server.base, "writer").await;
+    let (acknowledged, tasks) = post_in_a_burst(&server.base, &author.access_token, 4);
+    wait_for(&acknowledged, 50).await;
+    let pid = server.child.id().unwrap();
+    let signalled = std::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(signalled.success());
+    let status = tokio::time::timeout(Duration::from_secs(20), server.child.wait())
+        .await
+        .expect("starling exits after SIGTERM")
+        .unwrap();
+    assert_eq!(status.code(), Some(0), "a drained shutdown exits 0");
+    for task in tasks {
+        let statuses = task.await.unwrap();
+        // Requests either completed or were never accepted; none failed half-way.
+        assert!(
+            statuses
+                .iter()
+                .all(|status| *status == 201 || *status == 503),
+            "{statuses:?}"
+        );
+    }
+    let acknowledged = acknowledged.lock().unwrap().clone();
+    let restarted = start(dir.path(), false).await;
+    assert_all_stored(&restarted.base, &acknowledged, &author.id).await;
+}

@@ -1,0 +1,225 @@
+//! Below the HTTP surface: the application driven directly, with the fan-out
+//! worker stepped by hand, to pin down orderings that HTTP tests cannot force.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use starling::{Application, Config};
+use starling_app::accounts::RegisterInput;
+use starling_app::auth::{AccessTokens, PasswordHashing, PasswordParams};
+use starling_app::ports::{EventLog, TimelineEntry, TimelineError, TimelineRead, TimelineStore};
+use starling_app::workers::{EventHandler, FanoutWorker};
+use starling_app::{App, Caches, Ports, Settings};
+use starling_domain::{EventEnvelope, IdGenerator, PostId, UserId};
+use starling_local::{MokaCache, OutboxEventLog};
+use starling_sql::{SqliteOptions, SqliteStore};
+
+/// Delivers and handles what the fan-out worker has not yet seen; returns it.
+async fn step_worker(app: &Arc<App>, events: &Arc<OutboxEventLog>) -> Vec<EventEnvelope> {
+    let mut subscription = events.subscribe(FanoutWorker::CONSUMER).await.unwrap();
+    let worker = FanoutWorker::new(app.clone());
+    let Ok(batch) =
+        tokio::time::timeout(Duration::from_millis(300), subscription.next_batch(10_000)).await
+    else {
+        return Vec::new();
+    };
+    let batch = batch.unwrap();
+    for envelope in &batch {
+        worker.handle(envelope).await.unwrap();
+    }
+    if let Some(last) = batch.last() {
+        subscription.ack_through(last).await.unwrap();
+    }
+    batch
+}
+
+async fn register(app: &App, handle: &str) -> UserId {
+    app.register(RegisterInput {
+        handle: handle.to_owned(),
+        email: format!("{handle}@example.org"),
+        password: "correct horse".to_owned(),
+        display_name: None,
+    })
+    .await
+    .unwrap()
+    .user
+    .id
+}
+
+async fn feed(app: &App, reader: UserId) -> Vec<PostId> {
+    app.home_feed(reader, None, 100)
+        .await
+        .unwrap()
+        .items
+        .iter()
+        .map(|view| view.post.id)
+        .collect()
+}
+
+#[tokio::test]
+async fn a_deleted_post_is_hidden_before_the_worker_removes_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let application = Application::build(Config::for_test(dir.path()))
+        .await
+        .unwrap();
+    let (app, events) = (application.app(), application.event_log());
+    let author = register(&app, "author").await;
+    let reader = register(&app, "reader").await;
+    app.follow(reader, author).await.unwrap();
+    feed(&app, reader).await;
+    let post = app.create_post(author, "soon gone", None).await.unwrap();
+    step_worker(&app, &events).await;
+    assert_eq!(feed(&app, reader).await, vec![post.id]);
+
+    app.delete_post(author, post.id).await.unwrap();
+    // The worker has not run: the id is still in the reader's stored timeline.
+    assert!(feed(&app, reader).await.is_empty());
+    let removed = step_worker(&app, &events).await;
+    assert_eq!(removed.len(), 1);
+    assert!(feed(&app, reader).await.is_empty());
+}
+
+#[tokio::test]
+async fn events_not_acknowledged_before_a_crash_are_delivered_after_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = Application::build(Config::for_test(dir.path()))
+        .await
+        .unwrap();
+    let (app, events) = (first.app(), first.event_log());
+    let author = register(&app, "author").await;
+    let reader = register(&app, "reader").await;
+    app.follow(reader, author).await.unwrap();
+    app.create_post(author, "handled", None).await.unwrap();
+    assert_eq!(step_worker(&app, &events).await.len(), 4);
+    let unhandled = app
+        .create_post(author, "in flight at the crash", None)
+        .await
+        .unwrap();
+    drop((app, events, first));
+
+    let second = Application::build(Config::for_test(dir.path()))
+        .await
+        .unwrap();
+    let (app, events) = (second.app(), second.event_log());
+    feed(&app, reader).await;
+    let replayed = step_worker(&app, &events).await;
+    assert_eq!(
+        replayed.len(),
+        1,
+        "exactly the unacknowledged event comes back"
+    );
+    assert_eq!(
+        replayed[0].event,
+        starling_domain::Event::PostCreated {
+            post_id: unhandled.id,
+            author_id: author,
+            reply_to: None
+        }
+    );
+    assert_eq!(feed(&app, reader).await.len(), 2);
+    assert!(step_worker(&app, &events).await.is_empty());
+}
+
+/// A timeline store whose every call fails, as when its engine is down.
+struct BrokenTimelines;
+
+fn down() -> TimelineError {
+    TimelineError::Unavailable("injected failure".into())
+}
+
+#[async_trait]
+impl TimelineStore for BrokenTimelines {
+    async fn read(
+        &self,
+        _: UserId,
+        _: Option<PostId>,
+        _: usize,
+    ) -> Result<TimelineRead, TimelineError> {
+        Err(down())
+    }
+    async fn insert(&self, _: &[UserId], _: TimelineEntry) -> Result<(), TimelineError> {
+        Err(down())
+    }
+    async fn insert_many(
+        &self,
+        _: UserId,
+        _: &[TimelineEntry],
+        _: Option<PostId>,
+    ) -> Result<(), TimelineError> {
+        Err(down())
+    }
+    async fn remove_post(&self, _: &[UserId], _: PostId) -> Result<(), TimelineError> {
+        Err(down())
+    }
+    async fn remove_author(&self, _: UserId, _: UserId) -> Result<(), TimelineError> {
+        Err(down())
+    }
+    async fn begin_rebuild(&self, _: UserId) -> Result<(), TimelineError> {
+        Err(down())
+    }
+    async fn finish_rebuild(
+        &self,
+        _: UserId,
+        _: &[TimelineEntry],
+        _: Option<PostId>,
+    ) -> Result<(), TimelineError> {
+        Err(down())
+    }
+    async fn evict(&self, _: UserId) -> Result<(), TimelineError> {
+        Err(down())
+    }
+    async fn materialised_count(&self) -> Result<u64, TimelineError> {
+        Err(down())
+    }
+}
+
+#[tokio::test]
+async fn feeds_come_from_sql_when_the_timeline_store_is_down() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&dir.path().join("starling.db"), &SqliteOptions::default())
+        .await
+        .unwrap();
+    let ttl = Duration::from_secs(60);
+    let app = App::new(
+        Ports {
+            store: Arc::new(store.clone()),
+            timelines: Arc::new(BrokenTimelines),
+            events: Arc::new(OutboxEventLog::new(Arc::new(store), ttl)),
+            caches: Caches {
+                posts: Arc::new(MokaCache::new("posts", 1000, ttl)),
+                users: Arc::new(MokaCache::new("users", 1000, ttl)),
+                high_fanout_followees: Arc::new(MokaCache::new("high_fanout_followees", 1000, ttl)),
+                author_recent: Arc::new(MokaCache::new("author_recent", 1000, ttl)),
+            },
+        },
+        IdGenerator::new(1),
+        PasswordHashing::new(PasswordParams {
+            memory_kib: 1024,
+            iterations: 1,
+            parallelism: 1,
+        })
+        .unwrap(),
+        AccessTokens::from_pem(
+            &starling_app::auth::tokens::generate_signing_key_pem().unwrap(),
+            60,
+        )
+        .unwrap(),
+        Settings::default(),
+    );
+    let author = register(&app, "author").await;
+    let reader = register(&app, "reader").await;
+    // Accepted writes stay accepted: the timeline store is a projection.
+    app.follow(reader, author).await.unwrap();
+    let first = app.create_post(author, "one", None).await.unwrap();
+    let second = app.create_post(reader, "two", None).await.unwrap();
+    assert_eq!(feed(&app, reader).await, vec![second.id, first.id]);
+    let page = app.home_feed(reader, None, 1).await.unwrap();
+    assert_eq!(page.items.len(), 1);
+    let rest = app
+        .home_feed(reader, page.next.map(PostId), 1)
+        .await
+        .unwrap();
+    assert_eq!(rest.items[0].post.id, first.id);
+    assert!(rest.next.is_none());
+}

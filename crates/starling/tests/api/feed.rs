@@ -1,0 +1,330 @@
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use crate::helpers::{
+    FANOUT_WAIT, TestApp, TestUser, eventually, spawn_app, spawn_app_in, spawn_app_with,
+};
+
+async fn feed_contains(app: &TestApp, reader: &TestUser, post: &str) -> bool {
+    app.feed_ids(reader).await.iter().any(|id| id == post)
+}
+
+#[tokio::test]
+async fn the_author_sees_a_new_post_at_once() {
+    let app = spawn_app().await;
+    let ada = app.register("ada").await;
+    // Read first, so the timeline is materialised before posting.
+    assert!(app.feed_ids(&ada).await.is_empty());
+    let post = app.create_post(&ada, "first!").await;
+    let page = app.feed_page(&ada, None, 20).await;
+    assert_eq!(page.body["data"][0]["id"], post.as_str());
+    assert_eq!(page.body["data"][0]["text"], "first!");
+    assert_eq!(page.body["pagination"]["has_more"], false);
+    assert_eq!(
+        page.body["pagination"]["next_cursor"],
+        serde_json::Value::Null
+    );
+}
+
+#[tokio::test]
+async fn followers_get_new_posts_through_fan_out() {
+    let app = spawn_app().await;
+    let ada = app.register("ada").await;
+    let fans: Vec<TestUser> =
+        futures::future::join_all((0..3).map(|index| app.register_owned(format!("fan{index}"))))
+            .await;
+    let stranger = app.register("stranger").await;
+    for fan in &fans {
+        app.follow(fan, &ada).await;
+        app.feed_ids(fan).await; // materialise the timeline
+    }
+    app.feed_ids(&stranger).await;
+    let post = app.create_post(&ada, "news").await;
+    for fan in &fans {
+        eventually("the follower sees the post", FANOUT_WAIT, || {
+            feed_contains(&app, fan, &post)
+        })
+        .await;
+    }
+    assert!(!feed_contains(&app, &stranger, &post).await);
+}
+
+#[tokio::test]
+async fn the_feed_merges_own_and_followed_posts_newest_first() {
+    let app = spawn_app().await;
+    let ada = app.register("ada").await;
+    let bob = app.register("bob").await;
+    let cy = app.register("cy").await;
+    app.follow(&ada, &bob).await;
+    app.follow(&ada, &cy).await;
+    let mut expected = Vec::new();
+    for (author, text) in [
+        (&bob, "b1"),
+        (&ada, "a1"),
+        (&cy, "c1"),
+        (&bob, "b2"),
+        (&ada, "a2"),
+    ] {
+        expected.push(app.create_post(author, text).await);
+    }
+    expected.reverse();
+    // Not materialised before: this read rebuilds the timeline from SQL.
+    eventually("the feed holds every post", FANOUT_WAIT, || async {
+        app.feed_ids(&ada).await == expected
+    })
+    .await;
+    let page = app.feed_page(&ada, None, 5).await;
+    let authors: Vec<&str> = page.body["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|post| post["author"]["handle"].as_str().unwrap())
+        .collect();
+    assert_eq!(authors, vec!["ada", "bob", "cy", "ada", "bob"]);
+}
+
+#[tokio::test]
+async fn following_backfills_and_unfollowing_removes_at_once() {
+    let app = spawn_app().await;
+    let ada = app.register("ada").await;
+    let bob = app.register("bob").await;
+    let older: Vec<String> = vec![
+        app.create_post(&bob, "b1").await,
+        app.create_post(&bob, "b2").await,
+    ];
+    assert!(app.feed_ids(&ada).await.is_empty());
+    app.follow(&ada, &bob).await;
+    let feed = app.feed_ids(&ada).await;
+    assert_eq!(
+        feed,
+        vec![older[1].clone(), older[0].clone()],
+        "follow backfills immediately"
+    );
+    app.unfollow(&ada, &bob).await;
+    assert!(
+        app.feed_ids(&ada).await.is_empty(),
+        "unfollow removes immediately"
+    );
+    // And the worker, replaying the same events, does not bring them back.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(app.feed_ids(&ada).await.is_empty());
+}
+
+#[tokio::test]
+async fn deleted_posts_leave_every_feed() {
+    let app = spawn_app().await;
+    let ada = app.register("ada").await;
+    let fan = app.register("fan").await;
+    app.follow(&fan, &ada).await;
+    app.feed_ids(&fan).await;
+    let keep = app.create_post(&ada, "keep").await;
+    let doomed = app.create_post(&ada, "doomed").await;
+    eventually("the fan sees both posts", FANOUT_WAIT, || async {
+        app.feed_ids(&fan).await.len() == 2
+    })
+    .await;
+    assert_eq!(app.delete_post(&ada, &doomed).await.status, 204);
+    // Right away, whether or not the worker has caught up.
+    assert_eq!(app.feed_ids(&fan).await, vec![keep.clone()]);
+    assert_eq!(app.feed_ids(&ada).await, vec![keep]);
+}
+
+#[tokio::test]
+async fn high_fan_out_accounts_are_merged_at_read_time() {
+    // At 2 followers an account counts as high-fan-out in this test.
+    let app = spawn_app_with(|config| config.timeline.fanout_threshold = 2).await;
+    let star = app.register("star").await;
+    let friend = app.register("friend").await;
+    let fan1 = app.register("fan1").await;
+    let fan2 = app.register("fan2").await;
+    app.follow(&fan1, &star).await;
+    app.follow(&fan2, &star).await;
+    app.follow(&fan1, &friend).await;
+    app.feed_ids(&fan1).await;
+
+    let mut expected = Vec::new();
+    for (author, text) in [
+        (&star, "s1"),
+        (&friend, "f1"),
+        (&star, "s2"),
+        (&fan1, "own"),
+        (&star, "s3"),
+    ] {
+        expected.push(app.create_post(author, text).await);
+    }
+    expected.reverse();
+    eventually(
+        "the fan's feed merges the star's posts",
+        FANOUT_WAIT,
+        || async { app.feed_ids(&fan1).await == expected },
+    )
+    .await;
+    // Paging through the merge gives the same order, one post a page.
+    let paged = app
+        .all_pages("/api/v1/feed", Some(&fan1.access_token), 1)
+        .await;
+    assert_eq!(paged, expected);
+    let metrics = app.get("/metrics", None).await.text;
+    assert!(
+        metrics.contains("starling_fanout_skipped_high_fanout_total"),
+        "the star's posts were not fanned out"
+    );
+}
+
+#[tokio::test]
+async fn an_account_dropping_below_the_threshold_is_written_into_timelines() {
+    let app = spawn_app_with(|config| config.timeline.fanout_threshold = 3).await;
+    let star = app.register("star").await;
+    let fans: Vec<TestUser> =
+        futures::future::join_all((0..3).map(|index| app.register_owned(format!("fan{index}"))))
+            .await;
+    for fan in &fans {
+        app.follow(fan, &star).await;
+        app.feed_ids(fan).await;
+    }
+    let post = app.create_post(&star, "while famous").await;
+    eventually("read-time merge shows the post", FANOUT_WAIT, || {
+        feed_contains(&app, &fans[0], &post)
+    })
+    .await;
+    app.unfollow(&fans[2], &star).await;
+    // fan0's cached list of high-fan-out accounts may be stale for a while,
+    // but the star's post must stay visible throughout and after.
+    for _ in 0..10 {
+        assert!(feed_contains(&app, &fans[0], &post).await);
+        tokio::time::sleep(std::time::Duration::from_millis(30)).await;
+    }
+    assert!(feed_contains(&app, &fans[1], &post).await);
+}
+
+#[tokio::test]
+async fn paging_goes_past_the_timeline_cap_down_to_the_oldest_post() {
+    let app = spawn_app_with(|config| config.timeline.cap = 5).await;
+    let ada = app.register("ada").await;
+    let bob = app.register("bob").await;
+    app.follow(&ada, &bob).await;
+    app.feed_ids(&ada).await;
+    let mut expected = Vec::new();
+    for index in 0..13 {
+        let author = if index % 3 == 0 { &ada } else { &bob };
+        expected.push(app.create_post(author, &format!("post {index}")).await);
+    }
+    expected.reverse();
+    eventually("the whole history is readable", FANOUT_WAIT, || async {
+        app.all_pages("/api/v1/feed", Some(&ada.access_token), 4)
+            .await
+            == expected
+    })
+    .await;
+    let paged = app
+        .all_pages("/api/v1/feed", Some(&ada.access_token), 3)
+        .await;
+    assert_eq!(paged, expected);
+}
+
+#[tokio::test]
+async fn paging_while_posts_arrive_has_no_duplicates_and_no_gaps() {
+    let app = Arc::new(spawn_app_with(|config| config.timeline.cap = 20).await);
+    let reader = app.register("reader").await;
+    let writers: Vec<TestUser> =
+        futures::future::join_all((0..3).map(|index| app.register_owned(format!("writer{index}"))))
+            .await;
+    for writer in &writers {
+        app.follow(&reader, writer).await;
+    }
+    for round in 0..15 {
+        for writer in &writers {
+            app.create_post(writer, &format!("old {round}")).await;
+        }
+    }
+    eventually("the history reached the reader", FANOUT_WAIT, || async {
+        app.feed_ids(&reader).await.len() == 45
+    })
+    .await;
+    let history: Vec<String> = app.feed_ids(&reader).await;
+
+    let writing = Arc::new(AtomicBool::new(true));
+    let writer_task = {
+        let (app, writers, writing) = (app.clone(), writers.clone(), writing.clone());
+        tokio::spawn(async move {
+            let mut round = 0;
+            while writing.load(Ordering::SeqCst) {
+                let writer = &writers[round % writers.len()];
+                app.create_post(writer, &format!("new {round}")).await;
+                round += 1;
+            }
+        })
+    };
+    let paged = app
+        .all_pages("/api/v1/feed", Some(&reader.access_token), 4)
+        .await;
+    writing.store(false, Ordering::SeqCst);
+    writer_task.await.unwrap();
+
+    let unique: HashSet<&String> = paged.iter().collect();
+    assert_eq!(unique.len(), paged.len(), "a post was served twice");
+    let mut sorted = paged.clone();
+    sorted.sort_by_key(|id| std::cmp::Reverse(id.parse::<i64>().unwrap()));
+    assert_eq!(sorted, paged, "pages are not newest first");
+    for post in &history {
+        assert!(
+            paged.contains(post),
+            "post {post} that existed before paging was skipped"
+        );
+    }
+}
+
+#[tokio::test]
+async fn timelines_are_rebuilt_after_a_restart() {
+    let app = spawn_app().await;
+    let ada = app.register("ada").await;
+    let bob = app.register("bob").await;
+    app.follow(&ada, &bob).await;
+    let mut expected = Vec::new();
+    for index in 0..4 {
+        expected.push(app.create_post(&bob, &format!("b{index}")).await);
+        expected.push(app.create_post(&ada, &format!("a{index}")).await);
+    }
+    expected.reverse();
+    eventually("the feed is complete", FANOUT_WAIT, || async {
+        app.feed_ids(&ada).await == expected
+    })
+    .await;
+
+    let data_dir = app.stop().await;
+    let app = spawn_app_in(data_dir, |_| {}).await;
+    // Tokens survive: the signing key lives in the data directory.
+    assert_eq!(app.feed_ids(&ada).await, expected);
+    let post = app.create_post(&bob, "after restart").await;
+    eventually("fan-out works after the restart", FANOUT_WAIT, || {
+        feed_contains(&app, &ada, &post)
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn feed_cursors_belong_to_their_reader() {
+    let app = spawn_app().await;
+    let ada = app.register("ada").await;
+    let bob = app.register("bob").await;
+    for index in 0..3 {
+        app.create_post(&ada, &format!("{index}")).await;
+    }
+    let page = app.feed_page(&ada, None, 1).await;
+    let cursor = page.body["pagination"]["next_cursor"].as_str().unwrap();
+    let reply = app
+        .get(
+            &format!("/api/v1/feed?limit=1&cursor={cursor}"),
+            Some(&bob.access_token),
+        )
+        .await;
+    reply.assert_problem(400);
+    assert_eq!(reply.field_errors(), vec!["cursor"]);
+}
+
+impl TestApp {
+    async fn register_owned(&self, handle: String) -> TestUser {
+        self.register(&handle).await
+    }
+}

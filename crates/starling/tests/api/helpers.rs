@@ -1,0 +1,316 @@
+//! `spawn_app` and typed client helpers.
+
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use starling::{Application, Config};
+use tempfile::TempDir;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+pub struct TestApp {
+    pub address: String,
+    pub client: reqwest::Client,
+    data_dir: Option<TempDir>,
+    shutdown: Option<oneshot::Sender<()>>,
+    server: Option<JoinHandle<anyhow::Result<()>>>,
+}
+
+#[derive(Debug, Clone)]
+pub struct TestUser {
+    pub id: String,
+    pub access_token: String,
+    pub refresh_token: String,
+}
+
+/// A response read whole: status, headers and body (JSON when it parses).
+#[derive(Debug)]
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: Value,
+    pub text: String,
+}
+
+impl Reply {
+    pub fn content_type(&self) -> &str {
+        self.headers
+            .get(reqwest::header::CONTENT_TYPE)
+            .and_then(|value| value.to_str().ok())
+            .unwrap_or_default()
+    }
+
+    /// Asserts an RFC 9457 problem document with this status.
+    pub fn assert_problem(&self, status: u16) -> &Self {
+        assert_eq!(
+            self.status.as_u16(),
+            status,
+            "unexpected status; body: {}",
+            self.text
+        );
+        assert_eq!(
+            self.content_type(),
+            "application/problem+json",
+            "body: {}",
+            self.text
+        );
+        assert_eq!(self.body["status"], status, "body: {}", self.text);
+        for field in ["type", "title", "detail"] {
+            assert!(
+                self.body[field].is_string(),
+                "problem lacks {field}: {}",
+                self.text
+            );
+        }
+        self
+    }
+
+    pub fn field_errors(&self) -> Vec<String> {
+        self.body["errors"]
+            .as_array()
+            .map(|errors| {
+                errors
+                    .iter()
+                    .map(|error| error["field"].as_str().unwrap_or_default().to_owned())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+pub async fn spawn_app_with(configure: impl FnOnce(&mut Config)) -> TestApp {
+    spawn_app_in(tempfile::tempdir().unwrap(), configure).await
+}
+
+/// Starts Starling on `data_dir` (for restarts, pass the directory a stopped app gave back).
+pub async fn spawn_app_in(data_dir: TempDir, configure: impl FnOnce(&mut Config)) -> TestApp {
+    let mut config = Config::for_test(data_dir.path());
+    configure(&mut config);
+    let application = Application::build(config)
+        .await
+        .expect("the application builds");
+    let address = format!("http://{}", application.address());
+    let (shutdown, stop) = oneshot::channel::<()>();
+    let server = tokio::spawn(application.run_until_stopped(async {
+        let _ = stop.await;
+    }));
+    TestApp {
+        address,
+        client: reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap(),
+        data_dir: Some(data_dir),
+        shutdown: Some(shutdown),
+        server: Some(server),
+    }
+}
+
+impl TestApp {
+    /// Stops the server gracefully and hands back its data directory.
+    pub async fn stop(mut self) -> TempDir {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+        if let Some(server) = self.server.take() {
+            server.await.unwrap().expect("the server stops cleanly");
+        }
+        self.data_dir.take().unwrap()
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.address, path)
+    }
+
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> Reply {
+        let mut request = self.client.request(method, self.url(path));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        read(request.send().await.expect("the request is sent")).await
+    }
+
+    pub async fn get(&self, path: &str, token: Option<&str>) -> Reply {
+        self.call(Method::GET, path, token, None).await
+    }
+
+    pub async fn post(&self, path: &str, token: Option<&str>, body: Value) -> Reply {
+        self.call(Method::POST, path, token, Some(body)).await
+    }
+
+    pub async fn register(&self, handle: &str) -> TestUser {
+        let reply = self
+            .post(
+                "/api/v1/auth/register",
+                None,
+                json!({"handle": handle, "email": format!("{handle}@example.org"), "password": "correct horse battery"}),
+            )
+            .await;
+        assert_eq!(
+            reply.status,
+            StatusCode::CREATED,
+            "register {handle}: {}",
+            reply.text
+        );
+        session_user(&reply.body)
+    }
+
+    pub async fn create_post(&self, author: &TestUser, text: &str) -> String {
+        let reply = self
+            .post(
+                "/api/v1/posts",
+                Some(&author.access_token),
+                json!({ "text": text }),
+            )
+            .await;
+        assert_eq!(reply.status, StatusCode::CREATED, "post: {}", reply.text);
+        reply.body["id"].as_str().unwrap().to_owned()
+    }
+
+    pub async fn follow(&self, follower: &TestUser, followee: &TestUser) {
+        let reply = self
+            .call(
+                Method::POST,
+                &format!("/api/v1/users/{}/follow", followee.id),
+                Some(&follower.access_token),
+                None,
+            )
+            .await;
+        assert_eq!(
+            reply.status,
+            StatusCode::NO_CONTENT,
+            "follow: {}",
+            reply.text
+        );
+    }
+
+    pub async fn unfollow(&self, follower: &TestUser, followee: &TestUser) {
+        let reply = self
+            .call(
+                Method::DELETE,
+                &format!("/api/v1/users/{}/follow", followee.id),
+                Some(&follower.access_token),
+                None,
+            )
+            .await;
+        assert_eq!(
+            reply.status,
+            StatusCode::NO_CONTENT,
+            "unfollow: {}",
+            reply.text
+        );
+    }
+
+    pub async fn delete_post(&self, author: &TestUser, post: &str) -> Reply {
+        self.call(
+            Method::DELETE,
+            &format!("/api/v1/posts/{post}"),
+            Some(&author.access_token),
+            None,
+        )
+        .await
+    }
+
+    pub async fn feed_page(&self, reader: &TestUser, cursor: Option<&str>, limit: usize) -> Reply {
+        let mut path = format!("/api/v1/feed?limit={limit}");
+        if let Some(cursor) = cursor {
+            path.push_str(&format!("&cursor={cursor}"));
+        }
+        let reply = self.get(&path, Some(&reader.access_token)).await;
+        assert_eq!(reply.status, StatusCode::OK, "feed: {}", reply.text);
+        reply
+    }
+
+    /// Every post id of a paged list, following `next_cursor` to the end.
+    pub async fn all_pages(&self, path: &str, token: Option<&str>, limit: usize) -> Vec<String> {
+        let mut ids = Vec::new();
+        let mut cursor: Option<String> = None;
+        loop {
+            let separator = if path.contains('?') { '&' } else { '?' };
+            let mut url = format!("{path}{separator}limit={limit}");
+            if let Some(cursor) = &cursor {
+                url.push_str(&format!("&cursor={cursor}"));
+            }
+            let reply = self.get(&url, token).await;
+            assert_eq!(reply.status, StatusCode::OK, "{url}: {}", reply.text);
+            let data = reply.body["data"].as_array().unwrap();
+            assert!(data.len() <= limit);
+            ids.extend(
+                data.iter()
+                    .map(|item| item["id"].as_str().unwrap().to_owned()),
+            );
+            let pagination = &reply.body["pagination"];
+            match pagination["next_cursor"].as_str() {
+                Some(next) => {
+                    assert_eq!(pagination["has_more"], true);
+                    cursor = Some(next.to_owned());
+                }
+                None => {
+                    assert_eq!(pagination["has_more"], false);
+                    return ids;
+                }
+            }
+        }
+    }
+
+    pub async fn feed_ids(&self, reader: &TestUser) -> Vec<String> {
+        self.all_pages("/api/v1/feed", Some(&reader.access_token), 100)
+            .await
+    }
+}
+
+pub fn session_user(body: &Value) -> TestUser {
+    TestUser {
+        id: body["user"]["id"].as_str().unwrap().to_owned(),
+        access_token: body["access_token"].as_str().unwrap().to_owned(),
+        refresh_token: body["refresh_token"].as_str().unwrap().to_owned(),
+    }
+}
+
+pub async fn read(response: reqwest::Response) -> Reply {
+    let status = response.status();
+    let headers = response.headers().clone();
+    let text = response.text().await.unwrap_or_default();
+    let body = serde_json::from_str(&text).unwrap_or(Value::Null);
+    Reply {
+        status,
+        headers,
+        body,
+        text,
+    }
+}
+
+/// Polls `check` until it returns true or `timeout` passes; panics with
+/// `what` on timeout. For effects of the asynchronous fan-out worker.
+pub async fn eventually<F, Fut>(what: &str, timeout: Duration, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if check().await {
+            return;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// How long asynchronous fan-out may take in tests (generous for slow CI).
+pub const FANOUT_WAIT: Duration = Duration::from_secs(5);

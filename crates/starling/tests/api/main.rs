@@ -1,0 +1,16 @@
+//! Black-box tests: the real router on port 0 with a fresh data directory per
+//! test, driven over HTTP as a client would.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, unreachable_pub)]
+
+mod helpers;
+
+mod auth;
+mod durability;
+mod engine;
+mod errors;
+mod feed;
+mod graph;
+mod ops;
+mod posts;
+mod users;

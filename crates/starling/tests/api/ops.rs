@@ -1,0 +1,89 @@
+use crate::helpers::spawn_app;
+
+#[tokio::test]
+async fn health_and_readiness_answer() {
+    let app = spawn_app().await;
+    let health = app.get("/healthz", None).await;
+    assert_eq!((health.status.as_u16(), health.text.as_str()), (200, "ok"));
+    let ready = app.get("/readyz", None).await;
+    assert_eq!((ready.status.as_u16(), ready.text.as_str()), (200, "ready"));
+}
+
+#[tokio::test]
+async fn metrics_count_requests_per_route_template_and_status() {
+    let app = spawn_app().await;
+    let user = app.register("ada").await;
+    let post = app.create_post(&user, "hi").await;
+    app.get(&format!("/api/v1/posts/{post}"), None).await;
+    app.get("/api/v1/posts/12345", None).await;
+    let reply = app.get("/metrics", None).await;
+    assert_eq!(reply.status, 200);
+    assert!(reply.content_type().starts_with("text/plain"));
+    let text = reply.text;
+    assert!(
+        text.contains(
+            r#"http_requests_total{method="GET",route="/api/v1/posts/{post}",status="200"}"#
+        ),
+        "{text}"
+    );
+    assert!(text.contains(
+        r#"http_requests_total{method="GET",route="/api/v1/posts/{post}",status="404"}"#
+    ));
+    assert!(text.contains(r#"http_request_duration_seconds_bucket{method="POST",route="/api/v1/posts",status="201",le="0.005"}"#));
+    assert!(!text.contains(&post), "ids must not become label values");
+}
+
+#[tokio::test]
+async fn the_openapi_document_describes_every_endpoint() {
+    let app = spawn_app().await;
+    let reply = app.get("/openapi.json", None).await;
+    assert_eq!(reply.status, 200);
+    let document = &reply.body;
+    assert_eq!(document["openapi"], "3.1.0");
+    let paths = document["paths"].as_object().unwrap();
+    for (path, method) in [
+        ("/api/v1/auth/register", "post"),
+        ("/api/v1/auth/login", "post"),
+        ("/api/v1/auth/refresh", "post"),
+        ("/api/v1/auth/logout", "post"),
+        ("/api/v1/me", "get"),
+        ("/api/v1/me", "patch"),
+        ("/api/v1/users/{user}", "get"),
+        ("/api/v1/users/{user}/follow", "post"),
+        ("/api/v1/users/{user}/follow", "delete"),
+        ("/api/v1/users/{user}/followers", "get"),
+        ("/api/v1/users/{user}/following", "get"),
+        ("/api/v1/users/{user}/posts", "get"),
+        ("/api/v1/posts", "post"),
+        ("/api/v1/posts/{post}", "get"),
+        ("/api/v1/posts/{post}", "delete"),
+        ("/api/v1/posts/{post}/like", "post"),
+        ("/api/v1/posts/{post}/like", "delete"),
+        ("/api/v1/feed", "get"),
+    ] {
+        assert!(
+            paths.get(path).and_then(|item| item.get(method)).is_some(),
+            "{method} {path} is undocumented"
+        );
+    }
+    assert!(document["components"]["securitySchemes"]["bearer"].is_object());
+    let docs = app.get("/docs", None).await;
+    assert_eq!(docs.status, 200);
+    assert!(docs.content_type().starts_with("text/html"));
+}
+
+#[tokio::test]
+async fn request_ids_are_echoed_or_generated() {
+    let app = spawn_app().await;
+    let response = app
+        .client
+        .get(app.url("/healthz"))
+        .header("x-request-id", "trace-me-123")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.headers()["x-request-id"], "trace-me-123");
+    let generated = app.get("/api/v1/nowhere", None).await;
+    let id = generated.headers["x-request-id"].to_str().unwrap();
+    assert_eq!(id.len(), 32);
+}
