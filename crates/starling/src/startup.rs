@@ -9,9 +9,10 @@ use std::time::Duration;
 
 use anyhow::Context;
 use starling_app::auth::{AccessTokens, PasswordHashing};
+use starling_app::ports::TokenStore;
 use starling_app::workers::{ConsumerOptions, FanoutWorker, run_consumer};
 use starling_app::{App, Caches, Ports, Settings};
-use starling_domain::IdGenerator;
+use starling_domain::{IdGenerator, Timestamp};
 use starling_http::{HttpSettings, HttpState};
 use starling_local::{LocalTimelines, MokaCache, OutboxEventLog};
 use starling_sql::{SqliteOptions, SqliteStore};
@@ -152,7 +153,8 @@ impl Application {
             ConsumerOptions::default(),
             workers.clone(),
         ));
-        let pruner = tokio::spawn(prune_outbox_periodically(
+        let pruner = tokio::spawn(prune_periodically(
+            self.store.clone(),
             self.events.clone(),
             Duration::from_secs(self.config.outbox.retention_hours * 3600),
             workers.clone(),
@@ -192,7 +194,10 @@ impl Application {
     }
 }
 
-async fn prune_outbox_periodically(
+/// Deletes what nothing needs any more: handled outbox events past their
+/// retention, expired refresh tokens.
+async fn prune_periodically(
+    store: SqliteStore,
     events: Arc<OutboxEventLog>,
     retention: Duration,
     stop: CancellationToken,
@@ -206,6 +211,11 @@ async fn prune_outbox_periodically(
             Ok(0) => {}
             Ok(pruned) => tracing::info!(pruned, "pruned handled outbox events"),
             Err(error) => tracing::warn!(error = %error, "cannot prune the outbox"),
+        }
+        match store.prune_refresh_tokens(Timestamp::now()).await {
+            Ok(0) => {}
+            Ok(pruned) => tracing::info!(pruned, "pruned expired refresh tokens"),
+            Err(error) => tracing::warn!(error = %error, "cannot prune refresh tokens"),
         }
     }
 }

@@ -4,7 +4,7 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use starling_domain::{Post, PostId, UserId};
+use starling_domain::{Post, PostId, UserId, UserSummary};
 
 use crate::App;
 use crate::error::AppResult;
@@ -49,6 +49,24 @@ impl App {
             .filter_map(|(id, hit)| hit.or_else(|| loaded.get(id).cloned()))
             .filter(|post| !post.deleted)
             .collect())
+    }
+
+    /// One author's summary, through the cache.
+    pub(crate) async fn author_summary(&self, id: UserId) -> AppResult<Arc<UserSummary>> {
+        let cache = &self.ports.caches.users;
+        if let Some(Some(found)) = cache.get_many(&[id]).await.pop() {
+            return Ok(found);
+        }
+        let summary = self
+            .ports
+            .store
+            .user_summaries(&[id])
+            .await?
+            .pop()
+            .map(Arc::new)
+            .ok_or(crate::AppError::NotFound("user"))?;
+        cache.put_many(vec![(id, summary.clone())]).await;
+        Ok(summary)
     }
 
     /// Attaches authors and the viewer's likes to loaded posts, keeping order.

@@ -132,6 +132,10 @@ pub trait TokenStore: Send + Sync {
 
     /// Revokes the family of the token with this hash; unknown hashes are ignored.
     async fn revoke_refresh_family(&self, token_hash: &[u8], now: Timestamp) -> StoreResult<()>;
+
+    /// Deletes tokens that expired before `expired_before` (spent, revoked or
+    /// not: an expired token is refused either way); returns how many went.
+    async fn prune_refresh_tokens(&self, expired_before: Timestamp) -> StoreResult<u64>;
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -4,10 +4,12 @@
 
 use std::sync::Arc;
 
-use starling_domain::{Post, PostId, PostText, Timestamp, UserId, ValidationErrors};
+use starling_domain::{PostId, PostText, Timestamp, UserId, ValidationErrors};
 
 use crate::App;
 use crate::error::{AppError, AppResult};
+use crate::page::PostView;
+
 use crate::ports::{NewPost, StoreError, TimelineEntry};
 
 impl App {
@@ -17,7 +19,7 @@ impl App {
         author: UserId,
         text: &str,
         reply_to: Option<PostId>,
-    ) -> AppResult<Post> {
+    ) -> AppResult<PostView> {
         let text = PostText::parse(text).map_err(|error| ValidationErrors(vec![error]))?;
         let post = self
             .ports
@@ -45,8 +47,8 @@ impl App {
             author_id: author,
         };
         if let Err(error) = self.ports.timelines.insert(&[author], entry).await {
-            // The post is committed; the author's timeline is rebuilt from SQL
-            // when the store is back, so nothing is lost.
+            // The post is committed; the fan-out worker adds it to the
+            // author's timeline from the event, so nothing is lost.
             tracing::warn!(error = %error, "could not add the post to its author's timeline");
         }
         let caches = &self.ports.caches;
@@ -54,11 +56,14 @@ impl App {
         if let Some(parent) = reply_to {
             caches.posts.invalidate(&parent).await;
         }
-        caches
-            .posts
-            .put_many(vec![(post.id, Arc::new(post.clone()))])
-            .await;
+        let post = Arc::new(post);
+        caches.posts.put_many(vec![(post.id, post.clone())]).await;
         tracing::info!(post_id = %post.id, "posted");
-        Ok(post)
+        Ok(PostView {
+            author: self.author_summary(author).await?,
+            post,
+            // Nobody can have liked a post that did not exist a moment ago.
+            liked_by_me: false,
+        })
     }
 }

@@ -11,7 +11,7 @@ use rand::Rng;
 use starling_domain::{EventEnvelope, Timestamp};
 use tokio_util::sync::CancellationToken;
 
-use crate::error::AppResult;
+use crate::error::{AppError, AppResult};
 use crate::ports::EventLog;
 
 #[async_trait]
@@ -82,7 +82,9 @@ pub async fn run_consumer(
     failures = 0;
     loop {
         let batch = tokio::select! {
+            biased;
             () = shutdown.cancelled() => break,
+
             batch = subscription.next_batch(options.batch_size) => batch,
         };
         let batch = match batch {
@@ -104,8 +106,12 @@ pub async fn run_consumer(
             if shutdown.is_cancelled() {
                 break;
             }
-            handle_with_retries(&*handler, &mut *subscription, envelope, &options, &shutdown).await;
-            handled = Some(envelope);
+            match handle_with_retries(&*handler, &mut *subscription, envelope, &options, &shutdown)
+                .await
+            {
+                Outcome::Done => handled = Some(envelope),
+                Outcome::LeftForRedelivery => break,
+            }
         }
         if let Some(last) = handled
             && let Err(error) = subscription.ack_through(last).await
@@ -117,44 +123,56 @@ pub async fn run_consumer(
     tracing::info!(consumer = name, "consumer stopped");
 }
 
+/// What became of one event.
+enum Outcome {
+    /// Handled, or parked as a dead letter: acknowledge it.
+    Done,
+    /// Shutdown came first: leave it, and everything after it, for redelivery.
+    LeftForRedelivery,
+}
+
+/// Retries an event until it succeeds. A dependency being unavailable is
+/// retried for as long as it takes (the event must not be lost to an outage);
+/// any other failure is retried `max_attempts` times, then dead-lettered.
 async fn handle_with_retries(
     handler: &dyn EventHandler,
     subscription: &mut dyn crate::ports::EventSubscription,
     envelope: &EventEnvelope,
     options: &ConsumerOptions,
     shutdown: &CancellationToken,
-) {
+) -> Outcome {
     let name = handler.name();
     let kind = envelope.event.kind();
     let mut attempt = 0;
     loop {
         attempt += 1;
-        match handler.handle(envelope).await {
+        let error = match handler.handle(envelope).await {
             Ok(()) => {
                 let lag_ms = (Timestamp::now_ms() - envelope.occurred_at.millis()).max(0);
                 metrics::histogram!("starling_event_handling_lag_seconds", "consumer" => name)
                     .record(lag_ms as f64 / 1000.0);
                 metrics::counter!("starling_events_handled_total", "consumer" => name, "kind" => kind)
                     .increment(1);
-                return;
+                return Outcome::Done;
             }
-            Err(error) if attempt < options.max_attempts && !shutdown.is_cancelled() => {
-                tracing::warn!(consumer = name, event_id = %envelope.id, attempt, error = %error, "event failed; retrying");
-                metrics::counter!("starling_event_retries_total", "consumer" => name).increment(1);
-                tokio::time::sleep(options.backoff(attempt)).await;
+            Err(error) => error,
+        };
+        let transient = matches!(error, AppError::Unavailable(_));
+        if transient || attempt < options.max_attempts {
+            tracing::warn!(consumer = name, event_id = %envelope.id, attempt, error = %error, "event failed; retrying");
+            metrics::counter!("starling_event_retries_total", "consumer" => name).increment(1);
+            if sleep_or_shutdown(options.backoff(attempt), shutdown).await {
+                return Outcome::LeftForRedelivery;
             }
-            Err(error) => {
-                tracing::error!(consumer = name, event_id = %envelope.id, attempt, error = ?error, "event failed for good; dead-lettering");
-                metrics::counter!("starling_events_dead_lettered_total", "consumer" => name)
-                    .increment(1);
-                if let Err(park_error) =
-                    subscription.dead_letter(envelope, &error.to_string()).await
-                {
-                    tracing::error!(consumer = name, event_id = %envelope.id, error = %park_error, "cannot dead-letter the event");
-                }
-                return;
-            }
+            continue;
         }
+        tracing::error!(consumer = name, event_id = %envelope.id, attempt, error = ?error, "event failed for good; dead-lettering");
+        metrics::counter!("starling_events_dead_lettered_total", "consumer" => name).increment(1);
+        if let Err(park_error) = subscription.dead_letter(envelope, &error.to_string()).await {
+            tracing::error!(consumer = name, event_id = %envelope.id, error = %park_error, "cannot dead-letter the event; it will be redelivered");
+            return Outcome::LeftForRedelivery;
+        }
+        return Outcome::Done;
     }
 }
 
@@ -163,5 +181,214 @@ async fn sleep_or_shutdown(duration: Duration, shutdown: &CancellationToken) -> 
     tokio::select! {
         () = shutdown.cancelled() => true,
         () = tokio::time::sleep(duration) => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+    use std::sync::Mutex;
+
+    use starling_domain::{Event, EventId, UserId};
+
+    use super::*;
+    use crate::ports::{EventLogError, EventSubscription};
+
+    /// An in-memory log: enough of the port to watch the loop's decisions.
+    #[derive(Default)]
+    struct MemoryLog {
+        events: Vec<EventEnvelope>,
+        acked_through: Mutex<i64>,
+        dead: Mutex<Vec<i64>>,
+    }
+
+    struct MemorySubscription {
+        log: Arc<MemoryLog>,
+        position: i64,
+    }
+
+    #[async_trait]
+    impl EventLog for Arc<MemoryLog> {
+        async fn subscribe(&self, _: &str) -> Result<Box<dyn EventSubscription>, EventLogError> {
+            let position = *self.acked_through.lock().unwrap();
+            Ok(Box::new(MemorySubscription {
+                log: self.clone(),
+                position,
+            }))
+        }
+
+        fn wake(&self) {}
+    }
+
+    #[async_trait]
+    impl EventSubscription for MemorySubscription {
+        async fn next_batch(&mut self, max: usize) -> Result<Vec<EventEnvelope>, EventLogError> {
+            let batch: Vec<EventEnvelope> = self
+                .log
+                .events
+                .iter()
+                .filter(|envelope| envelope.sequence > self.position)
+                .take(max)
+                .cloned()
+                .collect();
+            match batch.last() {
+                Some(last) => {
+                    self.position = last.sequence;
+                    Ok(batch)
+                }
+                None => std::future::pending().await,
+            }
+        }
+
+        async fn ack_through(&mut self, envelope: &EventEnvelope) -> Result<(), EventLogError> {
+            *self.log.acked_through.lock().unwrap() = envelope.sequence;
+            Ok(())
+        }
+
+        async fn dead_letter(
+            &mut self,
+            envelope: &EventEnvelope,
+            _: &str,
+        ) -> Result<(), EventLogError> {
+            self.log.dead.lock().unwrap().push(envelope.sequence);
+            Ok(())
+        }
+    }
+
+    /// Per sequence, the errors to fail with before succeeding.
+    type FailureScript = Mutex<HashMap<i64, Vec<fn() -> AppError>>>;
+
+    struct Scripted {
+        failures: FailureScript,
+        handled: Mutex<Vec<i64>>,
+    }
+
+    #[async_trait]
+    impl EventHandler for Scripted {
+        fn name(&self) -> &'static str {
+            "test"
+        }
+
+        async fn handle(&self, envelope: &EventEnvelope) -> AppResult<()> {
+            let failure = self
+                .failures
+                .lock()
+                .unwrap()
+                .get_mut(&envelope.sequence)
+                .and_then(Vec::pop);
+            if let Some(make_error) = failure {
+                return Err(make_error());
+            }
+            self.handled.lock().unwrap().push(envelope.sequence);
+            Ok(())
+        }
+    }
+
+    fn log_of(count: i64) -> Arc<MemoryLog> {
+        Arc::new(MemoryLog {
+            events: (1..=count)
+                .map(|sequence| EventEnvelope {
+                    id: EventId(sequence),
+                    sequence,
+                    occurred_at: Timestamp::now(),
+                    event: Event::UserRegistered {
+                        user_id: UserId(sequence),
+                    },
+                })
+                .collect(),
+            ..MemoryLog::default()
+        })
+    }
+
+    fn quick() -> ConsumerOptions {
+        ConsumerOptions {
+            batch_size: 2,
+            max_attempts: 3,
+            initial_backoff: Duration::from_millis(1),
+            max_backoff: Duration::from_millis(2),
+        }
+    }
+
+    fn unexpected() -> AppError {
+        AppError::Unexpected(anyhow::anyhow!("poison"))
+    }
+
+    fn unavailable() -> AppError {
+        AppError::Unavailable(anyhow::anyhow!("store down"))
+    }
+
+    async fn run_until(log: &Arc<MemoryLog>, handler: Arc<Scripted>, acked: i64) {
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(run_consumer(
+            Arc::new(log.clone()),
+            handler,
+            quick(),
+            shutdown.clone(),
+        ));
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while *log.acked_through.lock().unwrap() < acked {
+            assert!(std::time::Instant::now() < deadline, "the consumer stalled");
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        shutdown.cancel();
+        task.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_poisoned_event_is_dead_lettered_and_the_rest_flows() {
+        let log = log_of(5);
+        let handler = Arc::new(Scripted {
+            failures: Mutex::new(HashMap::from([(
+                3,
+                vec![unexpected as fn() -> AppError; 10],
+            )])),
+            handled: Mutex::default(),
+        });
+        run_until(&log, handler.clone(), 5).await;
+        assert_eq!(*handler.handled.lock().unwrap(), vec![1, 2, 4, 5]);
+        assert_eq!(*log.dead.lock().unwrap(), vec![3]);
+    }
+
+    #[tokio::test]
+    async fn an_outage_is_waited_out_however_long_it_lasts() {
+        let log = log_of(3);
+        let handler = Arc::new(Scripted {
+            // Far more failures than max_attempts: still no dead letter.
+            failures: Mutex::new(HashMap::from([(
+                2,
+                vec![unavailable as fn() -> AppError; 12],
+            )])),
+            handled: Mutex::default(),
+        });
+        run_until(&log, handler.clone(), 3).await;
+        assert_eq!(*handler.handled.lock().unwrap(), vec![1, 2, 3]);
+        assert!(log.dead.lock().unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn shutdown_leaves_unhandled_events_unacknowledged() {
+        let log = log_of(4);
+        let handler = Arc::new(Scripted {
+            failures: Mutex::new(HashMap::from([(
+                3,
+                vec![unavailable as fn() -> AppError; 10_000],
+            )])),
+            handled: Mutex::default(),
+        });
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(run_consumer(
+            Arc::new(log.clone()),
+            handler.clone(),
+            quick(),
+            shutdown.clone(),
+        ));
+        while handler.handled.lock().unwrap().len() < 2 {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        shutdown.cancel();
+        task.await.unwrap();
+        assert_eq!(*log.acked_through.lock().unwrap(), 2);
+        assert!(log.dead.lock().unwrap().is_empty());
     }
 }

@@ -28,13 +28,12 @@ pub(crate) async fn create_post(
             starling_app::AppError::from(ValidationErrors::single("reply_to", "must be a post id"))
         })?),
     };
-    let post = state
+    let view = state
         .app
         .create_post(caller, &request.text, reply_to)
         .await?;
-    let view = state.app.post(Some(caller), post.id).await?;
     let mut headers = HeaderMap::new();
-    if let Ok(location) = HeaderValue::from_str(&format!("/api/v1/posts/{}", post.id)) {
+    if let Ok(location) = HeaderValue::from_str(&format!("/api/v1/posts/{}", view.post.id)) {
         headers.insert(header::LOCATION, location);
     }
     Ok((StatusCode::CREATED, headers, Json(view.into())))

@@ -70,9 +70,9 @@ async fn a_deleted_post_is_hidden_before_the_worker_removes_it() {
     feed(&app, reader).await;
     let post = app.create_post(author, "soon gone", None).await.unwrap();
     step_worker(&app, &events).await;
-    assert_eq!(feed(&app, reader).await, vec![post.id]);
+    assert_eq!(feed(&app, reader).await, vec![post.post.id]);
 
-    app.delete_post(author, post.id).await.unwrap();
+    app.delete_post(author, post.post.id).await.unwrap();
     // The worker has not run: the id is still in the reader's stored timeline.
     assert!(feed(&app, reader).await.is_empty());
     let removed = step_worker(&app, &events).await;
@@ -112,7 +112,7 @@ async fn events_not_acknowledged_before_a_crash_are_delivered_after_it() {
     assert_eq!(
         replayed[0].event,
         starling_domain::Event::PostCreated {
-            post_id: unhandled.id,
+            post_id: unhandled.post.id,
             author_id: author,
             reply_to: None
         }
@@ -213,13 +213,16 @@ async fn feeds_come_from_sql_when_the_timeline_store_is_down() {
     app.follow(reader, author).await.unwrap();
     let first = app.create_post(author, "one", None).await.unwrap();
     let second = app.create_post(reader, "two", None).await.unwrap();
-    assert_eq!(feed(&app, reader).await, vec![second.id, first.id]);
+    assert_eq!(
+        feed(&app, reader).await,
+        vec![second.post.id, first.post.id]
+    );
     let page = app.home_feed(reader, None, 1).await.unwrap();
     assert_eq!(page.items.len(), 1);
     let rest = app
         .home_feed(reader, page.next.map(PostId), 1)
         .await
         .unwrap();
-    assert_eq!(rest.items[0].post.id, first.id);
+    assert_eq!(rest.items[0].post.id, first.post.id);
     assert!(rest.next.is_none());
 }

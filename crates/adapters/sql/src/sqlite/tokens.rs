@@ -15,6 +15,7 @@ const REVOKE_FAMILY: &str =
     "UPDATE refresh_tokens SET revoked_at = ?2 WHERE family_id = ?1 AND revoked_at IS NULL";
 const REVOKE_FAMILY_OF_TOKEN: &str = "UPDATE refresh_tokens SET revoked_at = ?2 \
      WHERE family_id = (SELECT family_id FROM refresh_tokens WHERE token_hash = ?1) AND revoked_at IS NULL";
+const PRUNE_TOKENS: &str = "DELETE FROM refresh_tokens WHERE expires_at < ?1";
 
 #[async_trait]
 impl TokenStore for SqliteStore {
@@ -81,8 +82,18 @@ impl TokenStore for SqliteStore {
         })
     }
 
+    async fn prune_refresh_tokens(&self, expired_before: Timestamp) -> Result<u64, StoreError> {
+        let done = sqlx::query(PRUNE_TOKENS)
+            .bind(expired_before.millis())
+            .execute(&self.writer)
+            .await
+            .map_err(translate)?;
+        Ok(done.rows_affected())
+    }
+
     async fn revoke_refresh_family(
         &self,
+
         token_hash: &[u8],
         now: Timestamp,
     ) -> Result<(), StoreError> {

@@ -22,6 +22,8 @@ macro_rules! store_contract {
             refresh_tokens_rotate_once_and_reuse_revokes_the_family,
             expired_refresh_tokens_do_not_rotate,
             revoked_families_stop_rotating,
+            expired_refresh_tokens_are_pruned,
+
             follows_are_idempotent_and_counted,
             follow_lists_are_newest_first_and_paged,
             follower_ids_walk_every_follower_in_batches,
@@ -803,5 +805,34 @@ pub async fn pruning_keeps_events_a_consumer_has_not_handled(store: Arc<dyn Stor
             .await
             .unwrap(),
         0
+    );
+}
+
+pub async fn expired_refresh_tokens_are_pruned(store: Arc<dyn Store>) {
+    let fixture = Fixture::new(store.clone());
+    let ada = fixture.user("ada").await;
+    store
+        .insert_refresh_token(fixture.token(ada.id, b"stale", -10))
+        .await
+        .unwrap();
+    store
+        .insert_refresh_token(fixture.token(ada.id, b"live", 3600))
+        .await
+        .unwrap();
+    let now = Timestamp::now();
+    assert_eq!(store.prune_refresh_tokens(now).await.unwrap(), 1);
+    assert_eq!(
+        store
+            .rotate_refresh_token(b"stale", b"x", now.plus_seconds(60), now)
+            .await
+            .unwrap(),
+        RotateOutcome::Unknown
+    );
+    assert_eq!(
+        store
+            .rotate_refresh_token(b"live", b"y", now.plus_seconds(60), now)
+            .await
+            .unwrap(),
+        RotateOutcome::Rotated { user_id: ada.id }
     );
 }
