@@ -70,6 +70,36 @@ impl SqliteStore {
         Ok(followee_followers)
     }
 
+    /// Runs `change` (inserting or deleting one follow row); when it changed
+    /// a row, moves both counters by `delta` and commits with the event
+    /// `make_event` builds from the followee's new follower count, which it
+    /// answers. `None`: nothing to change, nothing committed.
+    #[allow(clippy::too_many_arguments)]
+    async fn change_follow<'q>(
+        &self,
+        follower: UserId,
+        followee: UserId,
+        change: sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments>,
+        delta: i64,
+        event_id: EventId,
+        now: Timestamp,
+        make_event: impl FnOnce(i64) -> Event + Send,
+    ) -> Result<Option<i64>, StoreError> {
+        let mut tx = self.begin().await?;
+        if !Self::user_exists(&mut tx, followee).await? {
+            return Err(StoreError::NotFound);
+        }
+        let changed = change.execute(&mut *tx).await.map_err(translate)?;
+        if changed.rows_affected() == 0 {
+            return Ok(None);
+        }
+        let followee_followers =
+            Self::shift_follow_counters(&mut tx, follower, followee, delta).await?;
+        append_event(&mut tx, event_id, &make_event(followee_followers), now).await?;
+        tx.commit().await.map_err(translate)?;
+        Ok(Some(followee_followers))
+    }
+
     async fn follow_list(
         &self,
         query: &'static str,
@@ -101,31 +131,30 @@ impl GraphStore for SqliteStore {
         event_id: EventId,
         now: Timestamp,
     ) -> Result<FollowOutcome, StoreError> {
-        let mut tx = self.begin().await?;
-        if !Self::user_exists(&mut tx, followee).await? {
-            return Err(StoreError::NotFound);
-        }
-        let inserted = sqlx::query(INSERT_FOLLOW)
+        let change = sqlx::query(INSERT_FOLLOW)
             .bind(follower.get())
             .bind(followee.get())
             .bind(follow_id)
-            .bind(now.millis())
-            .execute(&mut *tx)
-            .await
-            .map_err(translate)?;
-        if inserted.rows_affected() == 0 {
-            return Ok(FollowOutcome::AlreadyFollowing);
-        }
-        let followee_followers =
-            Self::shift_follow_counters(&mut tx, follower, followee, 1).await?;
-        let event = Event::Followed {
-            follower_id: follower,
-            followee_id: followee,
-            followee_followers,
-        };
-        append_event(&mut tx, event_id, &event, now).await?;
-        tx.commit().await.map_err(translate)?;
-        Ok(FollowOutcome::Followed { followee_followers })
+            .bind(now.millis());
+        let changed = self
+            .change_follow(
+                follower,
+                followee,
+                change,
+                1,
+                event_id,
+                now,
+                |followee_followers| Event::Followed {
+                    follower_id: follower,
+                    followee_id: followee,
+                    followee_followers,
+                },
+            )
+            .await?;
+        Ok(match changed {
+            Some(followee_followers) => FollowOutcome::Followed { followee_followers },
+            None => FollowOutcome::AlreadyFollowing,
+        })
     }
 
     async fn unfollow(
@@ -135,29 +164,28 @@ impl GraphStore for SqliteStore {
         event_id: EventId,
         now: Timestamp,
     ) -> Result<UnfollowOutcome, StoreError> {
-        let mut tx = self.begin().await?;
-        if !Self::user_exists(&mut tx, followee).await? {
-            return Err(StoreError::NotFound);
-        }
-        let deleted = sqlx::query(DELETE_FOLLOW)
+        let change = sqlx::query(DELETE_FOLLOW)
             .bind(follower.get())
-            .bind(followee.get())
-            .execute(&mut *tx)
-            .await
-            .map_err(translate)?;
-        if deleted.rows_affected() == 0 {
-            return Ok(UnfollowOutcome::NotFollowing);
-        }
-        let followee_followers =
-            Self::shift_follow_counters(&mut tx, follower, followee, -1).await?;
-        let event = Event::Unfollowed {
-            follower_id: follower,
-            followee_id: followee,
-            followee_followers,
-        };
-        append_event(&mut tx, event_id, &event, now).await?;
-        tx.commit().await.map_err(translate)?;
-        Ok(UnfollowOutcome::Unfollowed { followee_followers })
+            .bind(followee.get());
+        let changed = self
+            .change_follow(
+                follower,
+                followee,
+                change,
+                -1,
+                event_id,
+                now,
+                |followee_followers| Event::Unfollowed {
+                    follower_id: follower,
+                    followee_id: followee,
+                    followee_followers,
+                },
+            )
+            .await?;
+        Ok(match changed {
+            Some(followee_followers) => UnfollowOutcome::Unfollowed { followee_followers },
+            None => UnfollowOutcome::NotFollowing,
+        })
     }
 
     async fn followers(

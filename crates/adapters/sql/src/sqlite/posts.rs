@@ -118,6 +118,33 @@ fn entries(rows: Vec<(i64, i64)>) -> Vec<TimelineEntry> {
         .collect()
 }
 
+impl SqliteStore {
+    /// Runs `change` (inserting or deleting one like of a live post); when it
+    /// changed a row, moves the post's like count by `delta` and commits with
+    /// the event `make_event` builds from the post's author. False: nothing
+    /// to change, nothing committed.
+    async fn change_like(
+        &self,
+        post: PostId,
+        change: sqlx::query::Query<'_, sqlx::Sqlite, sqlx::sqlite::SqliteArguments>,
+        delta: i64,
+        event_id: EventId,
+        now: Timestamp,
+        make_event: impl FnOnce(UserId) -> Event + Send,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.begin().await?;
+        let post_author_id = live_post_author(&mut tx, post).await?;
+        let changed = change.execute(&mut *tx).await.map_err(translate)?;
+        if changed.rows_affected() == 0 {
+            return Ok(false);
+        }
+        shift(&mut tx, COUNT_LIKE, post.get(), delta).await?;
+        append_event(&mut tx, event_id, &make_event(post_author_id), now).await?;
+        tx.commit().await.map_err(translate)?;
+        Ok(true)
+    }
+}
+
 #[async_trait]
 impl PostStore for SqliteStore {
     async fn create_post(&self, new_post: NewPost) -> Result<Post, StoreError> {
@@ -265,27 +292,24 @@ impl PostStore for SqliteStore {
         event_id: EventId,
         now: Timestamp,
     ) -> Result<LikeOutcome, StoreError> {
-        let mut tx = self.begin().await?;
-        let post_author_id = live_post_author(&mut tx, post).await?;
-        let inserted = sqlx::query(INSERT_LIKE)
+        let change = sqlx::query(INSERT_LIKE)
             .bind(user.get())
             .bind(post.get())
-            .bind(now.millis())
-            .execute(&mut *tx)
-            .await
-            .map_err(translate)?;
-        if inserted.rows_affected() == 0 {
-            return Ok(LikeOutcome::AlreadyLiked);
-        }
-        shift(&mut tx, COUNT_LIKE, post.get(), 1).await?;
-        let event = Event::Liked {
-            user_id: user,
-            post_id: post,
-            post_author_id,
-        };
-        append_event(&mut tx, event_id, &event, now).await?;
-        tx.commit().await.map_err(translate)?;
-        Ok(LikeOutcome::Liked)
+            .bind(now.millis());
+        let changed = self
+            .change_like(post, change, 1, event_id, now, |post_author_id| {
+                Event::Liked {
+                    user_id: user,
+                    post_id: post,
+                    post_author_id,
+                }
+            })
+            .await?;
+        Ok(if changed {
+            LikeOutcome::Liked
+        } else {
+            LikeOutcome::AlreadyLiked
+        })
     }
 
     async fn unlike(
@@ -295,25 +319,18 @@ impl PostStore for SqliteStore {
         event_id: EventId,
         now: Timestamp,
     ) -> Result<UnlikeOutcome, StoreError> {
-        let mut tx = self.begin().await?;
-        live_post_author(&mut tx, post).await?;
-        let deleted = sqlx::query(DELETE_LIKE)
-            .bind(user.get())
-            .bind(post.get())
-            .execute(&mut *tx)
-            .await
-            .map_err(translate)?;
-        if deleted.rows_affected() == 0 {
-            return Ok(UnlikeOutcome::NotLiked);
-        }
-        shift(&mut tx, COUNT_LIKE, post.get(), -1).await?;
-        let event = Event::Unliked {
-            user_id: user,
-            post_id: post,
-        };
-        append_event(&mut tx, event_id, &event, now).await?;
-        tx.commit().await.map_err(translate)?;
-        Ok(UnlikeOutcome::Unliked)
+        let change = sqlx::query(DELETE_LIKE).bind(user.get()).bind(post.get());
+        let changed = self
+            .change_like(post, change, -1, event_id, now, |_| Event::Unliked {
+                user_id: user,
+                post_id: post,
+            })
+            .await?;
+        Ok(if changed {
+            UnlikeOutcome::Unliked
+        } else {
+            UnlikeOutcome::NotLiked
+        })
     }
 
     async fn liked_among(&self, user: UserId, posts: &[PostId]) -> Result<Vec<PostId>, StoreError> {
