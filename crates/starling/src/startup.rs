@@ -98,7 +98,14 @@ impl Application {
                 refresh_token_ttl_secs: config.auth.refresh_token_ttl_secs,
             },
         ));
-        let state = HttpState::new(app.clone(), Some(crate::telemetry::metrics_handle()?));
+        let gauges = crate::gauges::Gauges::new(
+            store.clone(),
+            app.ports().timelines.clone(),
+            vec![FanoutWorker::CONSUMER],
+        );
+        let state = HttpState::new(app.clone(), Some(crate::telemetry::metrics_handle()?))
+            .with_gauges(Arc::new(gauges));
+
         let router = starling_http::router(
             state.clone(),
             &HttpSettings {

@@ -317,7 +317,12 @@ pub trait OutboxStore: Send + Sync {
     /// Records that `consumer` handled every event up to `sequence`. Never moves back.
     async fn save_checkpoint(&self, consumer: &str, sequence: i64) -> StoreResult<()>;
 
+    /// How many events `consumer` has not handled yet, and when the oldest
+    /// of them happened (`None` when there are none).
+    async fn backlog(&self, consumer: &str) -> StoreResult<(u64, Option<Timestamp>)>;
+
     /// Parks an event that kept failing, so the rest of the log flows.
+
     async fn dead_letter(
         &self,
         consumer: &str,

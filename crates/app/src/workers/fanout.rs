@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use starling_domain::{Event, EventEnvelope, PostId, UserId};
+use starling_domain::{Event, EventEnvelope, PostId, Timestamp, UserId};
 
 use crate::App;
 use crate::error::AppResult;
@@ -36,7 +36,16 @@ impl EventHandler for FanoutWorker {
         match &envelope.event {
             Event::PostCreated {
                 post_id, author_id, ..
-            } => app.fan_out_post(*post_id, *author_id).await,
+            } => {
+                let fanned_out = app.fan_out_post(*post_id, *author_id).await?;
+                if fanned_out {
+                    // From the commit of the post to its arrival in the last
+                    // follower's timeline.
+                    let lag_ms = (Timestamp::now_ms() - envelope.occurred_at.millis()).max(0);
+                    metrics::histogram!("starling_fanout_lag_seconds").record(lag_ms as f64 / 1000.0);
+                }
+                Ok(())
+            }
             Event::PostDeleted { post_id, author_id } => {
                 app.retract_post(*post_id, *author_id).await
             }
@@ -91,25 +100,31 @@ impl EventHandler for FanoutWorker {
 }
 
 impl App {
-    async fn fan_out_post(&self, post_id: PostId, author_id: UserId) -> AppResult<()> {
+    /// Delivers a post to its author's followers; false when it was not
+    /// fanned out (the author is gone or above the threshold).
+    async fn fan_out_post(&self, post_id: PostId, author_id: UserId) -> AppResult<bool> {
         let entry = TimelineEntry { post_id, author_id };
         let timelines = &self.ports.timelines;
         timelines.insert(&[author_id], entry).await?;
         let Some(author) = self.ports.store.user_by_id(author_id).await? else {
-            return Ok(());
+            return Ok(false);
         };
         if author.followers_count >= self.settings.fanout_threshold {
             metrics::counter!("starling_fanout_skipped_high_fanout_total").increment(1);
-            return Ok(());
+            return Ok(false);
         }
+
         self.for_each_follower_batch(author_id, |followers| async move {
             timelines.insert(&followers, entry).await?;
             metrics::counter!("starling_fanout_timeline_inserts_total")
                 .increment(followers.len() as u64);
             Ok(())
         })
-        .await
+        .await?;
+        metrics::counter!("starling_fanout_posts_total").increment(1);
+        Ok(true)
     }
+
 
     async fn retract_post(&self, post_id: PostId, author_id: UserId) -> AppResult<()> {
         let timelines = &self.ports.timelines;

@@ -41,6 +41,10 @@ pub(crate) async fn metrics(State(state): State<HttpState>) -> Response {
     let Some(handle) = state.metrics.as_ref() else {
         return ApiError::not_found("metrics").into_response();
     };
+    if let Some(gauges) = &state.gauges {
+        gauges.refresh().await;
+    }
+
     let mut response = handle.render().into_response();
     response.headers_mut().insert(
         header::CONTENT_TYPE,

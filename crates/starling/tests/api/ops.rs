@@ -87,3 +87,40 @@ async fn request_ids_are_echoed_or_generated() {
     let id = generated.headers["x-request-id"].to_str().unwrap();
     assert_eq!(id.len(), 32);
 }
+
+#[tokio::test]
+async fn metrics_show_fan_out_caches_pools_backlog_and_runtime() {
+    let app = spawn_app().await;
+    let author = app.register("author").await;
+    let fan = app.register("fan").await;
+    app.follow(&fan, &author).await;
+    app.feed_ids(&fan).await;
+    let post = app.create_post(&author, "measured").await;
+    crate::helpers::eventually("the post reached the fan", crate::helpers::FANOUT_WAIT, || async {
+        app.feed_ids(&fan).await.contains(&post)
+    })
+    .await;
+    app.feed_ids(&fan).await;
+
+    let text = app.get("/metrics", None).await.text;
+    for expected in [
+        "starling_fanout_lag_seconds_bucket{le=\"0.005\"}",
+        "starling_fanout_timeline_inserts_total",
+        "starling_fanout_posts_total",
+        r#"starling_cache_hits_total{cache="posts"}"#,
+        r#"starling_cache_misses_total{cache="users"}"#,
+        r#"starling_db_pool_connections{pool="reader",state="idle"}"#,
+        r#"starling_db_pool_connections{pool="writer",state="in_use"}"#,
+        r#"starling_db_pool_acquire_seconds_bucket{pool="writer",le="0.001"}"#,
+        r#"starling_outbox_backlog_events{consumer="fanout"}"#,
+        r#"starling_outbox_oldest_unhandled_age_seconds{consumer="fanout"}"#,
+        "starling_timelines_materialised",
+        "starling_runtime_workers",
+        "starling_runtime_busy_ratio",
+        "starling_runtime_global_queue_depth",
+        "http_requests_in_flight",
+        r#"starling_events_handled_total{consumer="fanout",kind="post_created"}"#,
+    ] {
+        assert!(text.contains(expected), "/metrics lacks {expected}\n{text}");
+    }
+}

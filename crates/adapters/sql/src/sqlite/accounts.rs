@@ -119,7 +119,7 @@ impl AccountStore for SqliteStore {
     ) -> Result<Option<UserCredentials>, StoreError> {
         let row: Option<(i64, String)> = sqlx::query_as(CREDENTIALS_BY_LOGIN)
             .bind(login)
-            .fetch_optional(&self.reader)
+            .fetch_optional(&mut *self.read().await?)
             .await
             .map_err(translate)?;
         Ok(row.map(|(user_id, password_hash)| UserCredentials {
@@ -131,7 +131,7 @@ impl AccountStore for SqliteStore {
     async fn user_by_id(&self, id: UserId) -> Result<Option<User>, StoreError> {
         let row: Option<UserRow> = sqlx::query_as(USER_BY_ID)
             .bind(id.get())
-            .fetch_optional(&self.reader)
+            .fetch_optional(&mut *self.read().await?)
             .await
             .map_err(translate)?;
         Ok(row.map(User::from))
@@ -140,7 +140,7 @@ impl AccountStore for SqliteStore {
     async fn user_by_handle(&self, handle_canonical: &str) -> Result<Option<User>, StoreError> {
         let row: Option<UserRow> = sqlx::query_as(USER_BY_HANDLE)
             .bind(handle_canonical)
-            .fetch_optional(&self.reader)
+            .fetch_optional(&mut *self.read().await?)
             .await
             .map_err(translate)?;
         Ok(row.map(User::from))
@@ -152,7 +152,7 @@ impl AccountStore for SqliteStore {
         }
         let rows: Vec<(i64, String, String)> = sqlx::query_as(USER_SUMMARIES)
             .bind(json_ids(ids.iter().map(|id| id.get())))
-            .fetch_all(&self.reader)
+            .fetch_all(&mut *self.read().await?)
             .await
             .map_err(translate)?;
         Ok(rows

@@ -111,7 +111,7 @@ impl SqliteStore {
             .bind(user.get())
             .bind(before.unwrap_or(i64::MAX))
             .bind(limit_param(limit))
-            .fetch_all(&self.reader)
+            .fetch_all(&mut *self.read().await?)
             .await
             .map_err(translate)?;
         Ok(rows
@@ -216,7 +216,7 @@ impl GraphStore for SqliteStore {
             .bind(user.get())
             .bind(after.unwrap_or(i64::MIN))
             .bind(limit_param(limit))
-            .fetch_all(&self.reader)
+            .fetch_all(&mut *self.read().await?)
             .await
             .map_err(translate)?;
         Ok(rows
@@ -233,7 +233,7 @@ impl GraphStore for SqliteStore {
         let rows: Vec<i64> = sqlx::query_scalar(FOLLOWED_WITH_FOLLOWERS_AT_LEAST)
             .bind(user.get())
             .bind(threshold)
-            .fetch_all(&self.reader)
+            .fetch_all(&mut *self.read().await?)
             .await
             .map_err(translate)?;
         Ok(rows.into_iter().map(UserId).collect())

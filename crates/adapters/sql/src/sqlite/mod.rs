@@ -8,13 +8,14 @@ mod tokens;
 
 use std::path::Path;
 use std::str::FromStr;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
+use sqlx::pool::PoolConnection;
 use sqlx::{Sqlite, Transaction};
 use starling_app::ports::StoreError;
 use starling_domain::{Event, EventId, Timestamp};
@@ -101,16 +102,51 @@ impl SqliteStore {
         self.writer.close().await;
     }
 
+    /// A write transaction on the single writer connection.
     async fn begin(&self) -> Result<Transaction<'static, Sqlite>, StoreError> {
-        self.writer.begin().await.map_err(translate)
+        let started = Instant::now();
+        let tx = self.writer.begin().await.map_err(translate)?;
+        record_acquire("writer", started);
+        Ok(tx)
+    }
+
+    /// The writer connection, for single-statement writes.
+    async fn write(&self) -> Result<PoolConnection<Sqlite>, StoreError> {
+        let started = Instant::now();
+        let connection = self.writer.acquire().await.map_err(translate)?;
+        record_acquire("writer", started);
+        Ok(connection)
+    }
+
+    /// A read-only connection.
+    async fn read(&self) -> Result<PoolConnection<Sqlite>, StoreError> {
+        let started = Instant::now();
+        let connection = self.reader.acquire().await.map_err(translate)?;
+        record_acquire("reader", started);
+        Ok(connection)
+    }
+
+    /// Connections per pool: `(pool, open, idle)`.
+    pub fn pool_usage(&self) -> [(&'static str, u32, usize); 2] {
+        [
+            ("writer", self.writer.size(), self.writer.num_idle()),
+            ("reader", self.reader.size(), self.reader.num_idle()),
+        ]
     }
 }
+
+/// How long a query waited for a connection: the pool's saturation signal.
+fn record_acquire(pool: &'static str, started: Instant) {
+    metrics::histogram!("starling_db_pool_acquire_seconds", "pool" => pool)
+        .record(started.elapsed().as_secs_f64());
+}
+
 
 #[async_trait::async_trait]
 impl starling_app::ports::StoreHealth for SqliteStore {
     async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT 1")
-            .execute(&self.reader)
+            .execute(&mut *self.read().await?)
             .await
             .map_err(translate)?;
         Ok(())

@@ -15,6 +15,9 @@ const SAVE_CHECKPOINT: &str = "INSERT INTO consumer_checkpoints (consumer, seque
 const DEAD_LETTER: &str = "INSERT OR REPLACE INTO dead_letters \
      (consumer, sequence, event_id, kind, payload, error, failed_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)";
 const PRUNE: &str = "DELETE FROM outbox WHERE sequence <= ?1 AND occurred_at < ?2";
+const BACKLOG: &str = "SELECT count(*), min(occurred_at) FROM outbox WHERE sequence > \
+     (SELECT coalesce(max(sequence), 0) FROM consumer_checkpoints WHERE consumer = ?1)";
+
 
 #[async_trait]
 impl OutboxStore for SqliteStore {
@@ -26,7 +29,7 @@ impl OutboxStore for SqliteStore {
         let rows: Vec<(i64, i64, String, i64)> = sqlx::query_as(EVENTS_AFTER)
             .bind(after)
             .bind(limit_param(limit))
-            .fetch_all(&self.reader)
+            .fetch_all(&mut *self.read().await?)
             .await
             .map_err(translate)?;
         rows.into_iter()
@@ -50,7 +53,7 @@ impl OutboxStore for SqliteStore {
     async fn checkpoint(&self, consumer: &str) -> Result<i64, StoreError> {
         let found: Option<i64> = sqlx::query_scalar(CHECKPOINT)
             .bind(consumer)
-            .fetch_optional(&self.reader)
+            .fetch_optional(&mut *self.read().await?)
             .await
             .map_err(translate)?;
         Ok(found.unwrap_or(0))
@@ -61,13 +64,23 @@ impl OutboxStore for SqliteStore {
             .bind(consumer)
             .bind(sequence)
             .bind(Timestamp::now().millis())
-            .execute(&self.writer)
+            .execute(&mut *self.write().await?)
             .await
             .map_err(translate)?;
         Ok(())
     }
 
+    async fn backlog(&self, consumer: &str) -> Result<(u64, Option<Timestamp>), StoreError> {
+        let (count, oldest): (i64, Option<i64>) = sqlx::query_as(BACKLOG)
+            .bind(consumer)
+            .fetch_one(&mut *self.read().await?)
+            .await
+            .map_err(translate)?;
+        Ok((u64::try_from(count).unwrap_or(0), oldest.map(Timestamp)))
+    }
+
     async fn dead_letter(
+
         &self,
         consumer: &str,
         envelope: &EventEnvelope,
@@ -84,7 +97,7 @@ impl OutboxStore for SqliteStore {
             .bind(payload)
             .bind(error)
             .bind(now.millis())
-            .execute(&self.writer)
+            .execute(&mut *self.write().await?)
             .await
             .map_err(translate)?;
         Ok(())
@@ -105,7 +118,7 @@ impl OutboxStore for SqliteStore {
         let done = sqlx::query(PRUNE)
             .bind(handled_by_all)
             .bind(older_than.millis())
-            .execute(&self.writer)
+            .execute(&mut *self.write().await?)
             .await
             .map_err(translate)?;
         Ok(done.rows_affected())

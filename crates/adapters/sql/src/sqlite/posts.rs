@@ -229,7 +229,7 @@ impl PostStore for SqliteStore {
         }
         let rows: Vec<PostRow> = sqlx::query_as(POSTS_BY_IDS)
             .bind(json_ids(ids.iter().map(|id| id.get())))
-            .fetch_all(&self.reader)
+            .fetch_all(&mut *self.read().await?)
             .await
             .map_err(translate)?;
         Ok(rows.into_iter().map(Post::from).collect())
@@ -245,7 +245,7 @@ impl PostStore for SqliteStore {
             .bind(author.get())
             .bind(before.map_or(i64::MAX, PostId::get))
             .bind(limit_param(limit))
-            .fetch_all(&self.reader)
+            .fetch_all(&mut *self.read().await?)
             .await
             .map_err(translate)?;
         Ok(rows.into_iter().map(Post::from).collect())
@@ -261,7 +261,7 @@ impl PostStore for SqliteStore {
             .bind(author.get())
             .bind(before.map_or(i64::MAX, PostId::get))
             .bind(limit_param(limit))
-            .fetch_all(&self.reader)
+            .fetch_all(&mut *self.read().await?)
             .await
             .map_err(translate)?;
         Ok(entries(rows))
@@ -279,7 +279,7 @@ impl PostStore for SqliteStore {
             .bind(before.map_or(i64::MAX, PostId::get))
             .bind(exclude_followers_at_least.unwrap_or(i64::MAX))
             .bind(limit_param(limit))
-            .fetch_all(&self.reader)
+            .fetch_all(&mut *self.read().await?)
             .await
             .map_err(translate)?;
         Ok(entries(rows))
@@ -340,7 +340,7 @@ impl PostStore for SqliteStore {
         let rows: Vec<i64> = sqlx::query_scalar(LIKED_AMONG)
             .bind(user.get())
             .bind(json_ids(posts.iter().map(|id| id.get())))
-            .fetch_all(&self.reader)
+            .fetch_all(&mut *self.read().await?)
             .await
             .map_err(translate)?;
         Ok(rows.into_iter().map(PostId).collect())

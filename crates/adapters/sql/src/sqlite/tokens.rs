@@ -26,7 +26,7 @@ impl TokenStore for SqliteStore {
             .bind(record.family_id)
             .bind(record.issued_at.millis())
             .bind(record.expires_at.millis())
-            .execute(&self.writer)
+            .execute(&mut *self.write().await?)
             .await
             .map_err(translate)?;
         Ok(())
@@ -85,7 +85,7 @@ impl TokenStore for SqliteStore {
     async fn prune_refresh_tokens(&self, expired_before: Timestamp) -> Result<u64, StoreError> {
         let done = sqlx::query(PRUNE_TOKENS)
             .bind(expired_before.millis())
-            .execute(&self.writer)
+            .execute(&mut *self.write().await?)
             .await
             .map_err(translate)?;
         Ok(done.rows_affected())
@@ -100,7 +100,7 @@ impl TokenStore for SqliteStore {
         sqlx::query(REVOKE_FAMILY_OF_TOKEN)
             .bind(token_hash)
             .bind(now.millis())
-            .execute(&self.writer)
+            .execute(&mut *self.write().await?)
             .await
             .map_err(translate)?;
         Ok(())

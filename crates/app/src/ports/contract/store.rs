@@ -37,6 +37,8 @@ macro_rules! store_contract {
             concurrent_likes_and_follows_keep_counters_exact,
             the_outbox_delivers_every_change_in_commit_order,
             checkpoints_start_at_zero_and_never_move_back,
+            the_backlog_counts_what_a_consumer_has_not_handled,
+
             pruning_keeps_events_a_consumer_has_not_handled,
         );
     };
@@ -835,4 +837,18 @@ pub async fn expired_refresh_tokens_are_pruned(store: Arc<dyn Store>) {
             .unwrap(),
         RotateOutcome::Rotated { user_id: ada.id }
     );
+}
+
+pub async fn the_backlog_counts_what_a_consumer_has_not_handled(store: Arc<dyn Store>) {
+    assert_eq!(store.backlog("fanout").await.unwrap(), (0, None));
+    let fixture = Fixture::new(store.clone());
+    for name in ["a", "b", "c"] {
+        fixture.user(name).await;
+    }
+    let events = store.events_after(0, 100).await.unwrap();
+    let (count, oldest) = store.backlog("fanout").await.unwrap();
+    assert_eq!((count, oldest), (3, Some(events[0].occurred_at)));
+    store.save_checkpoint("fanout", events[1].sequence).await.unwrap();
+    assert_eq!(store.backlog("fanout").await.unwrap(), (1, Some(events[2].occurred_at)));
+    assert_eq!(store.backlog("notifier").await.unwrap().0, 3);
 }

@@ -1,0 +1,93 @@
+//! Gauges sampled when `/metrics` is scraped: database pool usage, timeline
+//! store size, outbox backlog, and the async runtime's own figures.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use parking_lot::Mutex;
+use starling_app::ports::{OutboxStore, TimelineStore};
+use starling_domain::Timestamp;
+use starling_http::RefreshGauges;
+use starling_sql::SqliteStore;
+
+pub struct Gauges {
+    store: SqliteStore,
+    timelines: Arc<dyn TimelineStore>,
+    consumers: Vec<&'static str>,
+    runtime: tokio::runtime::Handle,
+    /// When the runtime was last sampled and its workers' busy time then.
+    last_busy: Mutex<(Instant, Duration)>,
+}
+
+impl Gauges {
+    pub fn new(
+        store: SqliteStore,
+        timelines: Arc<dyn TimelineStore>,
+        consumers: Vec<&'static str>,
+    ) -> Self {
+        let runtime = tokio::runtime::Handle::current();
+        let busy = total_busy(&runtime);
+        Self {
+            store,
+            timelines,
+            consumers,
+            runtime,
+            last_busy: Mutex::new((Instant::now(), busy)),
+        }
+    }
+
+    fn sample_runtime(&self) {
+        let figures = self.runtime.metrics();
+        let workers = figures.num_workers();
+        metrics::gauge!("starling_runtime_workers").set(workers as f64);
+        metrics::gauge!("starling_runtime_alive_tasks").set(figures.num_alive_tasks() as f64);
+        metrics::gauge!("starling_runtime_global_queue_depth")
+            .set(figures.global_queue_depth() as f64);
+        let busy = total_busy(&self.runtime);
+        let now = Instant::now();
+        let mut last = self.last_busy.lock();
+        let elapsed = now.duration_since(last.0).as_secs_f64() * workers as f64;
+        if elapsed > 0.0 {
+            let ratio = busy.saturating_sub(last.1).as_secs_f64() / elapsed;
+            metrics::gauge!("starling_runtime_busy_ratio").set(ratio.clamp(0.0, 1.0));
+        }
+        *last = (now, busy);
+    }
+}
+
+fn total_busy(runtime: &tokio::runtime::Handle) -> Duration {
+    let figures = runtime.metrics();
+    (0..figures.num_workers())
+        .map(|worker| figures.worker_total_busy_duration(worker))
+        .sum()
+}
+
+#[async_trait]
+impl RefreshGauges for Gauges {
+    async fn refresh(&self) {
+        for (pool, open, idle) in self.store.pool_usage() {
+            metrics::gauge!("starling_db_pool_connections", "pool" => pool, "state" => "idle")
+                .set(idle as f64);
+            metrics::gauge!("starling_db_pool_connections", "pool" => pool, "state" => "in_use")
+                .set(f64::from(open).max(idle as f64) - idle as f64);
+        }
+        match self.timelines.materialised_count().await {
+            Ok(count) => metrics::gauge!("starling_timelines_materialised").set(count as f64),
+            Err(error) => tracing::warn!(error = %error, "cannot count timelines"),
+        }
+        for consumer in &self.consumers {
+            match self.store.backlog(consumer).await {
+                Ok((count, oldest)) => {
+                    let age_ms = oldest.map_or(0, |oldest| (Timestamp::now_ms() - oldest.millis()).max(0));
+                    metrics::gauge!("starling_outbox_backlog_events", "consumer" => *consumer)
+                        .set(count as f64);
+                    metrics::gauge!("starling_outbox_oldest_unhandled_age_seconds", "consumer" => *consumer)
+                        .set(age_ms as f64 / 1000.0);
+                }
+                Err(error) => tracing::warn!(error = %error, "cannot measure the outbox backlog"),
+            }
+        }
+        self.sample_runtime();
+    }
+}
