@@ -36,7 +36,6 @@ impl HttpState {
         self
     }
 
-
     /// From now on `/readyz` answers 503, so load balancers stop sending
     /// new traffic while in-flight requests finish.
     pub fn start_draining(&self) {

@@ -79,7 +79,8 @@ impl RefreshGauges for Gauges {
         for consumer in &self.consumers {
             match self.store.backlog(consumer).await {
                 Ok((count, oldest)) => {
-                    let age_ms = oldest.map_or(0, |oldest| (Timestamp::now_ms() - oldest.millis()).max(0));
+                    let age_ms =
+                        oldest.map_or(0, |oldest| (Timestamp::now_ms() - oldest.millis()).max(0));
                     metrics::gauge!("starling_outbox_backlog_events", "consumer" => *consumer)
                         .set(count as f64);
                     metrics::gauge!("starling_outbox_oldest_unhandled_age_seconds", "consumer" => *consumer)

@@ -322,7 +322,6 @@ pub trait OutboxStore: Send + Sync {
     async fn backlog(&self, consumer: &str) -> StoreResult<(u64, Option<Timestamp>)>;
 
     /// Parks an event that kept failing, so the rest of the log flows.
-
     async fn dead_letter(
         &self,
         consumer: &str,

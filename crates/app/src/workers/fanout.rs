@@ -42,7 +42,8 @@ impl EventHandler for FanoutWorker {
                     // From the commit of the post to its arrival in the last
                     // follower's timeline.
                     let lag_ms = (Timestamp::now_ms() - envelope.occurred_at.millis()).max(0);
-                    metrics::histogram!("starling_fanout_lag_seconds").record(lag_ms as f64 / 1000.0);
+                    metrics::histogram!("starling_fanout_lag_seconds")
+                        .record(lag_ms as f64 / 1000.0);
                 }
                 Ok(())
             }
@@ -124,7 +125,6 @@ impl App {
         metrics::counter!("starling_fanout_posts_total").increment(1);
         Ok(true)
     }
-
 
     async fn retract_post(&self, post_id: PostId, author_id: UserId) -> AppResult<()> {
         let timelines = &self.ports.timelines;

@@ -1,81 +1,15 @@
 //! The real binary as a process: crash safety and graceful shutdown.
 
-use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use tokio::process::{Child, Command};
 
-use crate::helpers::{read, session_user};
+use crate::helpers::read;
+use crate::process::{register, start, terminate};
 
 /// Ids of the posts the server answered 201 for.
 type Acknowledged = Arc<Mutex<Vec<String>>>;
-
-struct Server {
-    child: Child,
-    base: String,
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// Starts `starling` on `data_dir`; with `subcommand`, as `starling serve
-/// --listen ... --data-dir ...`, otherwise with no arguments and the
-/// address and directory in the environment.
-async fn start(data_dir: &std::path::Path, subcommand: bool) -> Server {
-    let port = free_port();
-    let listen = format!("127.0.0.1:{port}");
-    let mut command = Command::new(env!("CARGO_BIN_EXE_starling"));
-    if subcommand {
-        command
-            .args(["serve", "--listen", &listen, "--data-dir"])
-            .arg(data_dir);
-    } else {
-        command
-            .env("STARLING_LISTEN", &listen)
-            .env("STARLING_DATA_DIR", data_dir);
-    }
-    let child = command
-        .env("STARLING_AUTH__PASSWORD_HASHING__MEMORY_KIB", "1024")
-        .env("STARLING_AUTH__PASSWORD_HASHING__ITERATIONS", "1")
-        .env("STARLING_LOG_LEVEL", "warn")
-        .current_dir(data_dir)
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let base = format!("http://{listen}");
-    let client = reqwest::Client::new();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        if let Ok(response) = client.get(format!("{base}/readyz")).send().await
-            && response.status() == 200
-        {
-            return Server { child, base };
-        }
-        assert!(Instant::now() < deadline, "starling did not become ready");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-async fn register(client: &reqwest::Client, base: &str, handle: &str) -> crate::helpers::TestUser {
-    let response = client
-        .post(format!("{base}/api/v1/auth/register"))
-        .json(&json!({"handle": handle, "email": format!("{handle}@example.org"), "password": "correct horse"}))
-        .send()
-        .await
-        .unwrap();
-    let reply = read(response).await;
-    assert_eq!(reply.status, 201, "{}", reply.text);
-    session_user(&reply.body)
-}
 
 /// Posts from `writers` tasks until a request fails; returns the ids of the
 /// posts the server acknowledged (answered 201).
@@ -172,16 +106,7 @@ async fn sigterm_drains_requests_and_exits_zero() {
     let author = register(&client, &server.base, "writer").await;
     let (acknowledged, tasks) = post_in_a_burst(&server.base, &author.access_token, 4);
     wait_for(&acknowledged, 50).await;
-    let pid = server.child.id().unwrap();
-    let signalled = std::process::Command::new("kill")
-        .args(["-TERM", &pid.to_string()])
-        .status()
-        .unwrap();
-    assert!(signalled.success());
-    let status = tokio::time::timeout(Duration::from_secs(20), server.child.wait())
-        .await
-        .expect("starling exits after SIGTERM")
-        .unwrap();
+    let status = terminate(&mut server).await;
     assert_eq!(status.code(), Some(0), "a drained shutdown exits 0");
     for task in tasks {
         let statuses = task.await.unwrap();

@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, unreachable_pub)]
 
 mod helpers;
+mod process;
 
 mod auth;
 mod durability;
@@ -11,6 +12,7 @@ mod engine;
 mod errors;
 mod feed;
 mod graph;
+mod logging;
 mod ops;
 mod posts;
 mod users;

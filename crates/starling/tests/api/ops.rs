@@ -96,9 +96,11 @@ async fn metrics_show_fan_out_caches_pools_backlog_and_runtime() {
     app.follow(&fan, &author).await;
     app.feed_ids(&fan).await;
     let post = app.create_post(&author, "measured").await;
-    crate::helpers::eventually("the post reached the fan", crate::helpers::FANOUT_WAIT, || async {
-        app.feed_ids(&fan).await.contains(&post)
-    })
+    crate::helpers::eventually(
+        "the post reached the fan",
+        crate::helpers::FANOUT_WAIT,
+        || async { app.feed_ids(&fan).await.contains(&post) },
+    )
     .await;
     app.feed_ids(&fan).await;
 

@@ -12,10 +12,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
+use sqlx::pool::PoolConnection;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
-use sqlx::pool::PoolConnection;
 use sqlx::{Sqlite, Transaction};
 use starling_app::ports::StoreError;
 use starling_domain::{Event, EventId, Timestamp};
@@ -140,7 +140,6 @@ fn record_acquire(pool: &'static str, started: Instant) {
     metrics::histogram!("starling_db_pool_acquire_seconds", "pool" => pool)
         .record(started.elapsed().as_secs_f64());
 }
-
 
 #[async_trait::async_trait]
 impl starling_app::ports::StoreHealth for SqliteStore {

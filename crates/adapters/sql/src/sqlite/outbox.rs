@@ -18,7 +18,6 @@ const PRUNE: &str = "DELETE FROM outbox WHERE sequence <= ?1 AND occurred_at < ?
 const BACKLOG: &str = "SELECT count(*), min(occurred_at) FROM outbox WHERE sequence > \
      (SELECT coalesce(max(sequence), 0) FROM consumer_checkpoints WHERE consumer = ?1)";
 
-
 #[async_trait]
 impl OutboxStore for SqliteStore {
     async fn events_after(
@@ -80,7 +79,6 @@ impl OutboxStore for SqliteStore {
     }
 
     async fn dead_letter(
-
         &self,
         consumer: &str,
         envelope: &EventEnvelope,

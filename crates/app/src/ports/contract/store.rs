@@ -848,7 +848,13 @@ pub async fn the_backlog_counts_what_a_consumer_has_not_handled(store: Arc<dyn S
     let events = store.events_after(0, 100).await.unwrap();
     let (count, oldest) = store.backlog("fanout").await.unwrap();
     assert_eq!((count, oldest), (3, Some(events[0].occurred_at)));
-    store.save_checkpoint("fanout", events[1].sequence).await.unwrap();
-    assert_eq!(store.backlog("fanout").await.unwrap(), (1, Some(events[2].occurred_at)));
+    store
+        .save_checkpoint("fanout", events[1].sequence)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.backlog("fanout").await.unwrap(),
+        (1, Some(events[2].occurred_at))
+    );
     assert_eq!(store.backlog("notifier").await.unwrap().0, 3);
 }

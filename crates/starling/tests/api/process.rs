@@ -1,0 +1,109 @@
+//! Starting the real `starling` binary as a child process.
+
+use std::path::Path;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use tokio::process::{Child, Command};
+
+use crate::helpers::{TestUser, read, session_user};
+
+pub struct Server {
+    pub child: Child,
+    pub base: String,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Starts `starling` on `data_dir`; with `subcommand`, as `starling serve
+/// --listen ... --data-dir ...`, otherwise with no arguments and the
+/// address and directory in the environment.
+pub async fn start(data_dir: &Path, subcommand: bool) -> Server {
+    start_with(data_dir, subcommand, &[], false).await
+}
+
+/// Like `start`, with extra environment and, when `capture_stdout`, the
+/// server's standard output (its log) piped for the test to read.
+pub async fn start_with(
+    data_dir: &Path,
+    subcommand: bool,
+    env: &[(&str, &str)],
+    capture_stdout: bool,
+) -> Server {
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let mut command = Command::new(env!("CARGO_BIN_EXE_starling"));
+    if subcommand {
+        command
+            .args(["serve", "--listen", &listen, "--data-dir"])
+            .arg(data_dir);
+    } else {
+        command
+            .env("STARLING_LISTEN", &listen)
+            .env("STARLING_DATA_DIR", data_dir);
+    }
+    command
+        .env("STARLING_AUTH__PASSWORD_HASHING__MEMORY_KIB", "1024")
+        .env("STARLING_AUTH__PASSWORD_HASHING__ITERATIONS", "1")
+        .env("STARLING_LOG_LEVEL", "warn")
+        .env_remove("RUST_LOG");
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    let child = command
+        .current_dir(data_dir)
+        .stdout(if capture_stdout {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let base = format!("http://{listen}");
+    let client = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Ok(response) = client.get(format!("{base}/readyz")).send().await
+            && response.status() == 200
+        {
+            return Server { child, base };
+        }
+        assert!(Instant::now() < deadline, "starling did not become ready");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Sends SIGTERM and waits for the exit status.
+pub async fn terminate(server: &mut Server) -> std::process::ExitStatus {
+    let pid = server.child.id().unwrap();
+    let signalled = std::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(signalled.success());
+    tokio::time::timeout(Duration::from_secs(20), server.child.wait())
+        .await
+        .expect("starling exits after SIGTERM")
+        .unwrap()
+}
+
+pub async fn register(client: &reqwest::Client, base: &str, handle: &str) -> TestUser {
+    let response = client
+        .post(format!("{base}/api/v1/auth/register"))
+        .json(&json!({"handle": handle, "email": format!("{handle}@example.org"), "password": "correct horse"}))
+        .send()
+        .await
+        .unwrap();
+    let reply = read(response).await;
+    assert_eq!(reply.status, 201, "{}", reply.text);
+    session_user(&reply.body)
+}
