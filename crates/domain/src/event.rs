@@ -91,6 +91,8 @@ pub struct EventEnvelope {
     pub sequence: i64,
     pub occurred_at: Timestamp,
     pub event: Event,
+    /// W3C `traceparent` of the operation that caused the event, when tracing is on.
+    pub trace_parent: Option<String>,
 }
 
 #[cfg(test)]

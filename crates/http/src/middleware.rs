@@ -39,6 +39,7 @@ pub(crate) async fn observe(mut request: Request, next: Next) -> Response {
     request.extensions_mut().insert(caller.clone());
 
     let span = tracing::info_span!("request", %method, %route, %request_id);
+    starling_app::telemetry::adopt_remote_parent(&span, &HeaderCarrier(request.headers()));
     let in_flight = metrics::gauge!("http_requests_in_flight");
     in_flight.increment(1.0);
     let response = next.run(request).instrument(span.clone()).await;
@@ -118,5 +119,18 @@ impl MakeRequestId for RandomRequestId {
         HeaderValue::from_str(&format!("{id:032x}"))
             .ok()
             .map(RequestId::new)
+    }
+}
+
+/// Reads W3C trace context (`traceparent`, `tracestate`) from request headers.
+struct HeaderCarrier<'a>(&'a axum::http::HeaderMap);
+
+impl opentelemetry::propagation::Extractor for HeaderCarrier<'_> {
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0.get(key).and_then(|value| value.to_str().ok())
+    }
+
+    fn keys(&self) -> Vec<&str> {
+        self.0.keys().map(|name| name.as_str()).collect()
     }
 }

@@ -33,6 +33,7 @@ pub struct Config {
     pub sqlite: SqliteConfig,
     pub http: HttpConfig,
     pub outbox: OutboxConfig,
+    pub traces: TracesConfig,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -99,6 +100,27 @@ pub struct OutboxConfig {
     pub retention_hours: u64,
 }
 
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TracesConfig {
+    /// OTLP/HTTP collector, e.g. `http://127.0.0.1:4318`. Unset: no tracing at all.
+    pub otlp_endpoint: Option<String>,
+    pub service_name: String,
+    /// Share of new traces recorded (0.0–1.0); requests that arrive with a
+    /// sampled `traceparent` are always followed.
+    pub sample_ratio: f64,
+}
+
+impl Default for TracesConfig {
+    fn default() -> Self {
+        Self {
+            otlp_endpoint: None,
+            service_name: "starling".to_owned(),
+            sample_ratio: 1.0,
+        }
+    }
+}
+
 impl Default for Config {
     fn default() -> Self {
         Self {
@@ -113,6 +135,7 @@ impl Default for Config {
             sqlite: SqliteConfig::default(),
             http: HttpConfig::default(),
             outbox: OutboxConfig::default(),
+            traces: TracesConfig::default(),
         }
     }
 }
@@ -189,6 +212,7 @@ const ENV_KEYS: &[&str] = &[
     "sqlite",
     "http",
     "outbox",
+    "traces",
 ];
 
 /// Values given on the command line, the last layer.
@@ -259,6 +283,9 @@ impl Config {
         }
         if self.auth.access_token_ttl_secs < 1 || self.auth.refresh_token_ttl_secs < 1 {
             bail!("token lifetimes must be at least one second");
+        }
+        if !(0.0..=1.0).contains(&self.traces.sample_ratio) {
+            bail!("traces.sample_ratio must be between 0 and 1");
         }
         if self.sqlite.read_connections == 0 {
             bail!("sqlite.read_connections must be at least 1");

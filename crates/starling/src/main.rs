@@ -33,10 +33,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         None => ServeArgs::default(),
     };
     let config = Config::load(cli.config.as_deref(), &serve.overrides())?;
-    telemetry::init_logging(config.log_format, &config.log_level)?;
+    let telemetry = telemetry::init(config.log_format, &config.log_level, &config.traces)?;
     let application = Application::build(config).await?;
     tracing::info!(address = %application.address(), "starling is listening");
-    application.run_until_stopped(shutdown_signal()).await
+    let result = application.run_until_stopped(shutdown_signal()).await;
+    telemetry.shutdown();
+    result
 }
 
 /// Completes on SIGINT (Ctrl-C) or SIGTERM.

@@ -10,6 +10,7 @@ use async_trait::async_trait;
 use rand::Rng;
 use starling_domain::{EventEnvelope, Timestamp};
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use crate::error::{AppError, AppResult};
 use crate::ports::EventLog;
@@ -143,10 +144,13 @@ async fn handle_with_retries(
 ) -> Outcome {
     let name = handler.name();
     let kind = envelope.event.kind();
+    // The handling joins the trace of the request that caused the event.
+    let span = tracing::info_span!("handle_event", consumer = name, kind, event_id = %envelope.id);
+    crate::telemetry::adopt_traceparent(&span, envelope.trace_parent.as_deref());
     let mut attempt = 0;
     loop {
         attempt += 1;
-        let error = match handler.handle(envelope).await {
+        let error = match handler.handle(envelope).instrument(span.clone()).await {
             Ok(()) => {
                 let lag_ms = (Timestamp::now_ms() - envelope.occurred_at.millis()).max(0);
                 metrics::histogram!("starling_event_handling_lag_seconds", "consumer" => name)
@@ -294,6 +298,7 @@ mod tests {
                     event: Event::UserRegistered {
                         user_id: UserId(sequence),
                     },
+                    trace_parent: None,
                 })
                 .collect(),
             ..MemoryLog::default()

@@ -103,6 +103,7 @@ impl EventHandler for FanoutWorker {
 impl App {
     /// Delivers a post to its author's followers; false when it was not
     /// fanned out (the author is gone or above the threshold).
+    #[tracing::instrument(skip_all, fields(post_id = %post_id, author_id = %author_id))]
     async fn fan_out_post(&self, post_id: PostId, author_id: UserId) -> AppResult<bool> {
         let entry = TimelineEntry { post_id, author_id };
         let timelines = &self.ports.timelines;

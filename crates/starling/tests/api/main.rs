@@ -15,4 +15,5 @@ mod graph;
 mod logging;
 mod ops;
 mod posts;
+mod traces;
 mod users;

@@ -178,12 +178,14 @@ pub(crate) async fn append_event(
         StoreError::Unexpected(anyhow::Error::new(error).context("encoding an event"))
     })?;
     let sequence: i64 = sqlx::query_scalar(
-        "INSERT INTO outbox (event_id, kind, payload, occurred_at) VALUES (?1, ?2, ?3, ?4) RETURNING sequence",
+        "INSERT INTO outbox (event_id, kind, payload, occurred_at, trace_parent) \
+         VALUES (?1, ?2, ?3, ?4, ?5) RETURNING sequence",
     )
     .bind(id.get())
     .bind(event.kind())
     .bind(payload)
     .bind(now.millis())
+    .bind(starling_app::telemetry::current_traceparent())
     .fetch_one(&mut **tx)
     .await
     .map_err(translate)?;

@@ -6,7 +6,7 @@ use starling_domain::{Event, EventEnvelope, EventId, Timestamp};
 
 use super::{SqliteStore, append_event, limit_param, translate};
 
-const EVENTS_AFTER: &str = "SELECT sequence, event_id, payload, occurred_at FROM outbox \
+const EVENTS_AFTER: &str = "SELECT sequence, event_id, payload, occurred_at, trace_parent FROM outbox \
      WHERE sequence > ?1 ORDER BY sequence LIMIT ?2";
 const CHECKPOINT: &str = "SELECT sequence FROM consumer_checkpoints WHERE consumer = ?1";
 const SAVE_CHECKPOINT: &str = "INSERT INTO consumer_checkpoints (consumer, sequence, updated_at) \
@@ -25,14 +25,14 @@ impl OutboxStore for SqliteStore {
         after: i64,
         limit: usize,
     ) -> Result<Vec<EventEnvelope>, StoreError> {
-        let rows: Vec<(i64, i64, String, i64)> = sqlx::query_as(EVENTS_AFTER)
+        let rows: Vec<(i64, i64, String, i64, Option<String>)> = sqlx::query_as(EVENTS_AFTER)
             .bind(after)
             .bind(limit_param(limit))
             .fetch_all(&mut *self.read().await?)
             .await
             .map_err(translate)?;
         rows.into_iter()
-            .map(|(sequence, event_id, payload, occurred_at)| {
+            .map(|(sequence, event_id, payload, occurred_at, trace_parent)| {
                 let event: Event = serde_json::from_str(&payload).map_err(|error| {
                     StoreError::Unexpected(
                         anyhow::Error::new(error)
@@ -44,6 +44,7 @@ impl OutboxStore for SqliteStore {
                     sequence,
                     occurred_at: Timestamp(occurred_at),
                     event,
+                    trace_parent,
                 })
             })
             .collect()
