@@ -43,6 +43,9 @@ impl From<StoreError> for AppError {
                 message: "email is already registered",
             },
             StoreError::NotFound => AppError::NotFound("resource"),
+            StoreError::UnknownAccount => {
+                AppError::Unauthenticated("the account of this token does not exist")
+            }
             StoreError::Unavailable(cause) => AppError::Unavailable(cause),
             StoreError::Unexpected(cause) => AppError::Unexpected(cause),
         }

@@ -4,6 +4,7 @@
 pub mod event;
 pub mod id;
 pub mod post;
+mod text;
 pub mod time;
 pub mod user;
 pub mod validation;

@@ -11,7 +11,10 @@ pub const POST_MAX_CHARS: usize = 280;
 pub struct PostText(String);
 
 impl PostText {
+    /// Line breaks are normalised to `\n` (browsers send `\r\n`) before counting.
     pub fn parse(text: &str) -> Result<Self, FieldError> {
+        let text = crate::text::normalise_line_breaks(text);
+        let text = text.as_str();
         if text.trim().is_empty() {
             return Err(field_error("text", "must not be empty or only whitespace"));
         }
@@ -53,6 +56,22 @@ pub struct Post {
     pub deleted: bool,
 }
 
+impl Post {
+    /// What caches hold for a deleted post: enough to know it is gone.
+    pub fn tombstone(id: PostId, author_id: UserId) -> Self {
+        Self {
+            id,
+            author_id,
+            text: String::new(),
+            reply_to: None,
+            created_at: Timestamp(0),
+            like_count: 0,
+            reply_count: 0,
+            deleted: true,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -71,5 +90,9 @@ mod tests {
         }
         assert_eq!(PostText::parse("  hi  ").unwrap().as_str(), "  hi  ");
         assert!(PostText::parse("bell\u{7}").is_err());
+        assert_eq!(
+            PostText::parse("one\r\ntwo\rthree").unwrap().as_str(),
+            "one\ntwo\nthree"
+        );
     }
 }

@@ -117,6 +117,7 @@ pub struct Bio(String);
 
 impl Bio {
     pub fn parse(text: &str) -> Result<Self, FieldError> {
+        let text = crate::text::normalise_line_breaks(text);
         let trimmed = text.trim();
         if trimmed.chars().count() > BIO_MAX_CHARS {
             return Err(field_error(
@@ -249,6 +250,7 @@ mod tests {
         assert!(DisplayName::parse(&"n".repeat(51)).is_err());
         assert!(DisplayName::parse("a\u{7}b").is_err());
         assert!(Bio::parse("line one\nline two").is_ok());
+        assert_eq!(Bio::parse("a\r\nb").unwrap().into_string(), "a\nb");
         assert!(Bio::parse(&"b".repeat(161)).is_err());
     }
 }

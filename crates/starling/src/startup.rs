@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use starling_app::auth::{AccessTokens, PasswordHashing};
-use starling_app::ports::TokenStore;
+use starling_app::ports::{StoreHealth, TokenStore};
 use starling_app::workers::{ConsumerOptions, FanoutWorker, run_consumer};
 use starling_app::{App, Caches, Ports, Settings};
 use starling_domain::{IdGenerator, Timestamp};
@@ -20,6 +20,11 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
+
+/// Lifetime of a reader's cached list of followed high-fan-out accounts.
+const HIGH_FANOUT_LIST_TTL: Duration = Duration::from_secs(30);
+/// Lifetime of an author's cached recent post ids (read-time merge).
+const AUTHOR_RECENT_TTL: Duration = Duration::from_secs(10);
 
 /// How often handled outbox events are pruned.
 const PRUNE_EVERY: Duration = Duration::from_secs(600);
@@ -74,22 +79,24 @@ impl Application {
                     config.cache.users_capacity,
                     cache_ttl,
                 )),
+                // Both are invalidated on change, but a reload racing the
+                // change can store a stale copy: short lives bound that.
                 high_fanout_followees: Arc::new(MokaCache::new(
                     "high_fanout_followees",
                     config.cache.users_capacity,
-                    Duration::from_secs(30),
+                    HIGH_FANOUT_LIST_TTL,
                 )),
                 author_recent: Arc::new(MokaCache::new(
                     "author_recent",
                     config.cache.users_capacity,
-                    cache_ttl,
+                    AUTHOR_RECENT_TTL,
                 )),
             },
         };
         let signing_key = load_or_create_signing_key(&config.signing_key_path())?;
         let app = Arc::new(App::new(
             ports,
-            IdGenerator::new(config.node_id),
+            IdGenerator::resuming_after(config.node_id, store.highest_id().await?),
             PasswordHashing::new(config.auth.password_hashing)?,
             AccessTokens::from_pem(&signing_key, config.auth.access_token_ttl_secs)?,
             Settings {

@@ -71,6 +71,12 @@ where
         }
     }
 
+    async fn fill_many(&self, entries: Vec<(K, V)>) {
+        for (key, value) in entries {
+            self.inner.entry(key).or_insert(value);
+        }
+    }
+
     async fn invalidate(&self, key: &K) {
         self.inner.invalidate(key);
     }
@@ -91,6 +97,20 @@ mod tests {
         );
         cache.invalidate(&3).await;
         assert_eq!(cache.get_many(&[3]).await, vec![None]);
+    }
+
+    #[tokio::test]
+    async fn filling_never_replaces_what_a_writer_stored() {
+        let cache: MokaCache<u32, &'static str> =
+            MokaCache::new("test", 100, Duration::from_secs(60));
+        cache.put_many(vec![(1, "tombstone")]).await;
+        cache
+            .fill_many(vec![(1, "stale live post"), (2, "loaded")])
+            .await;
+        assert_eq!(
+            cache.get_many(&[1, 2]).await,
+            vec![Some("tombstone"), Some("loaded")]
+        );
     }
 
     #[tokio::test]

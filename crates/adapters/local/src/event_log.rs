@@ -9,7 +9,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use starling_app::ports::{EventLog, EventLogError, EventSubscription, OutboxStore, StoreError};
+use starling_app::ports::{
+    EventLog, EventLogError, EventSubscription, OutboxStore, StoreError, UndecodableEvent,
+};
 use starling_domain::{EventEnvelope, Timestamp};
 use tokio::sync::watch;
 
@@ -75,6 +77,31 @@ struct OutboxSubscription {
     poll_interval: Duration,
 }
 
+impl OutboxSubscription {
+    /// Dead-letters a row this version cannot decode and moves past it.
+    async fn park(&mut self, row: &UndecodableEvent) -> Result<(), EventLogError> {
+        tracing::error!(
+            consumer = %self.consumer,
+            sequence = row.sequence,
+            kind = %row.kind,
+            error = %row.error,
+            "undecodable outbox event; dead-lettering it"
+        );
+        self.store
+            .dead_letter_undecodable(&self.consumer, row, Timestamp::now())
+            .await
+            .map_err(unavailable)?;
+        self.store
+            .save_checkpoint(&self.consumer, row.sequence)
+            .await
+            .map_err(unavailable)?;
+        metrics::counter!("starling_events_dead_lettered_total", "consumer" => self.consumer.clone())
+            .increment(1);
+        self.position = row.sequence;
+        Ok(())
+    }
+}
+
 #[async_trait]
 impl EventSubscription for OutboxSubscription {
     async fn next_batch(&mut self, max: usize) -> Result<Vec<EventEnvelope>, EventLogError> {
@@ -82,17 +109,30 @@ impl EventSubscription for OutboxSubscription {
             // Mark the current generation seen *before* reading, so a commit
             // that lands after the read still wakes the wait below.
             self.appended.borrow_and_update();
-            let batch = self
+            let rows = self
                 .store
                 .events_after(self.position, max)
                 .await
                 .map_err(unavailable)?;
+            if rows.is_empty() {
+                // A closed channel means the log is gone; polling still works.
+                let _ = tokio::time::timeout(self.poll_interval, self.appended.changed()).await;
+                continue;
+            }
+            let mut batch = Vec::with_capacity(rows.len());
+            for row in rows {
+                match row {
+                    Ok(envelope) => batch.push(envelope),
+                    // Hand out what precedes a bad row first; it is parked
+                    // when it comes first, so order is kept.
+                    Err(_) if !batch.is_empty() => break,
+                    Err(undecodable) => self.park(&undecodable).await?,
+                }
+            }
             if let Some(last) = batch.last() {
                 self.position = last.sequence;
                 return Ok(batch);
             }
-            // A closed channel means the log is gone; polling still works.
-            let _ = tokio::time::timeout(self.poll_interval, self.appended.changed()).await;
         }
     }
 
@@ -112,5 +152,111 @@ impl EventSubscription for OutboxSubscription {
             .dead_letter(&self.consumer, envelope, error, Timestamp::now())
             .await
             .map_err(unavailable)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use starling_app::ports::StoreResult;
+    use starling_domain::{Event, EventId, UserId};
+
+    use super::*;
+
+    /// An outbox whose rows are given, with row 2 undecodable.
+    #[derive(Default)]
+    struct ScriptedOutbox {
+        parked: Mutex<Vec<i64>>,
+        checkpoint: Mutex<i64>,
+    }
+
+    fn row(sequence: i64) -> Result<EventEnvelope, UndecodableEvent> {
+        if sequence == 2 {
+            return Err(UndecodableEvent {
+                sequence,
+                id: EventId(sequence),
+                kind: "from_the_future".to_owned(),
+                payload: "{}".to_owned(),
+                error: "unknown variant".to_owned(),
+            });
+        }
+        Ok(EventEnvelope {
+            id: EventId(sequence),
+            sequence,
+            occurred_at: Timestamp::now(),
+            event: Event::UserRegistered {
+                user_id: UserId(sequence),
+            },
+            trace_parent: None,
+        })
+    }
+
+    #[async_trait]
+    impl OutboxStore for ScriptedOutbox {
+        async fn events_after(
+            &self,
+            after: i64,
+            limit: usize,
+        ) -> StoreResult<Vec<Result<EventEnvelope, UndecodableEvent>>> {
+            Ok(((after + 1)..=4).take(limit).map(row).collect())
+        }
+        async fn checkpoint(&self, _: &str) -> StoreResult<i64> {
+            Ok(*self.checkpoint.lock().unwrap())
+        }
+        async fn save_checkpoint(&self, _: &str, sequence: i64) -> StoreResult<()> {
+            *self.checkpoint.lock().unwrap() = sequence;
+            Ok(())
+        }
+        async fn backlog(&self, _: &str) -> StoreResult<(u64, Option<Timestamp>)> {
+            Ok((0, None))
+        }
+        async fn dead_letter_undecodable(
+            &self,
+            _: &str,
+            row: &UndecodableEvent,
+            _: Timestamp,
+        ) -> StoreResult<()> {
+            self.parked.lock().unwrap().push(row.sequence);
+            Ok(())
+        }
+        async fn dead_letter(
+            &self,
+            _: &str,
+            _: &EventEnvelope,
+            _: &str,
+            _: Timestamp,
+        ) -> StoreResult<()> {
+            Ok(())
+        }
+        async fn prune_outbox(&self, _: &[&str], _: Timestamp) -> StoreResult<u64> {
+            Ok(0)
+        }
+        async fn append_event(&self, _: EventId, _: &Event, _: Timestamp) -> StoreResult<i64> {
+            Ok(0)
+        }
+    }
+
+    #[tokio::test]
+    async fn an_undecodable_row_is_parked_in_order_and_skipped() {
+        let outbox = Arc::new(ScriptedOutbox::default());
+        let log = OutboxEventLog::new(outbox.clone(), Duration::from_millis(10));
+        let mut subscription = log.subscribe("fanout").await.unwrap();
+        let sequences = |batch: Vec<EventEnvelope>| -> Vec<i64> {
+            batch.iter().map(|envelope| envelope.sequence).collect()
+        };
+        // What precedes the bad row is handed out first, untouched.
+        assert_eq!(
+            sequences(subscription.next_batch(10).await.unwrap()),
+            vec![1]
+        );
+        assert!(outbox.parked.lock().unwrap().is_empty());
+        // Then the bad row is parked and the log flows on past it.
+        assert_eq!(
+            sequences(subscription.next_batch(10).await.unwrap()),
+            vec![3, 4]
+        );
+        assert_eq!(*outbox.parked.lock().unwrap(), vec![2]);
+        assert_eq!(*outbox.checkpoint.lock().unwrap(), 2);
     }
 }

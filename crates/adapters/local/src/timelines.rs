@@ -2,7 +2,7 @@
 //! readers' timelines are evicted and rebuilt from SQL when they return) of
 //! per-user deques of entries, newest first, each behind its own short lock.
 
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -20,6 +20,10 @@ struct Timeline {
     entries: VecDeque<TimelineEntry>,
     floor: Option<PostId>,
     building: bool,
+    /// While building: what was removed since the rebuild began, so that SQL
+    /// rows read before a removal do not bring the post back.
+    removed_posts: HashSet<PostId>,
+    removed_authors: HashSet<UserId>,
 }
 
 impl Timeline {
@@ -59,6 +63,20 @@ impl Timeline {
             self.entries.truncate(cap);
             let oldest = self.entries.back().map(|entry| entry.post_id);
             self.raise_floor(oldest);
+        }
+    }
+
+    fn remove_post(&mut self, post: PostId) {
+        self.entries.retain(|entry| entry.post_id != post);
+        if self.building {
+            self.removed_posts.insert(post);
+        }
+    }
+
+    fn remove_author(&mut self, author: UserId) {
+        self.entries.retain(|entry| entry.author_id != author);
+        if self.building {
+            self.removed_authors.insert(author);
         }
     }
 
@@ -143,10 +161,7 @@ impl TimelineStore for LocalTimelines {
     async fn remove_post(&self, users: &[UserId], post: PostId) -> TimelineResult<()> {
         for user in users {
             if let Some(timeline) = self.get(*user) {
-                timeline
-                    .lock()
-                    .entries
-                    .retain(|entry| entry.post_id != post);
+                timeline.lock().remove_post(post);
             }
         }
         Ok(())
@@ -154,10 +169,7 @@ impl TimelineStore for LocalTimelines {
 
     async fn remove_author(&self, user: UserId, author: UserId) -> TimelineResult<()> {
         if let Some(timeline) = self.get(user) {
-            timeline
-                .lock()
-                .entries
-                .retain(|entry| entry.author_id != author);
+            timeline.lock().remove_author(author);
         }
         Ok(())
     }
@@ -166,7 +178,12 @@ impl TimelineStore for LocalTimelines {
         let timeline = self
             .timelines
             .get_with(user, || Arc::new(Mutex::new(Timeline::default())));
-        timeline.lock().building = true;
+        let mut timeline = timeline.lock();
+        if !timeline.building {
+            timeline.building = true;
+            timeline.removed_posts.clear();
+            timeline.removed_authors.clear();
+        }
         Ok(())
     }
 
@@ -176,17 +193,29 @@ impl TimelineStore for LocalTimelines {
         entries: &[TimelineEntry],
         source_floor: Option<PostId>,
     ) -> TimelineResult<()> {
-        // Evicted since `begin_rebuild`: start over from the SQL rows alone.
-        let timeline = self
-            .timelines
-            .get_with(user, || Arc::new(Mutex::new(Timeline::default())));
+        // Evicted since `begin_rebuild`, or finished by a concurrent rebuild:
+        // merging now could drop inserts or undo removals. The next read
+        // rebuilds if needed.
+        let Some(timeline) = self.get(user) else {
+            return Ok(());
+        };
         let mut timeline = timeline.lock();
-        timeline.floor = None;
-        for entry in entries {
-            timeline.insert(*entry, self.cap);
+        if !timeline.building {
+            return Ok(());
         }
+        for entry in entries {
+            let removed = timeline.removed_posts.contains(&entry.post_id)
+                || timeline.removed_authors.contains(&entry.author_id);
+            if !removed {
+                timeline.insert(*entry, self.cap);
+            }
+        }
+        // Floors only rise: one raised while building (a capped backfill,
+        // the cap itself) stays.
         timeline.raise_floor(source_floor);
         timeline.building = false;
+        timeline.removed_posts = HashSet::new();
+        timeline.removed_authors = HashSet::new();
         Ok(())
     }
 

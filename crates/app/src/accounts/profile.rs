@@ -20,7 +20,21 @@ pub struct ProfileChanges {
     pub bio: Option<String>,
 }
 
+/// The caller's own account is missing: its token outlived it or was signed
+/// for another installation. That is an authentication failure, not a 404.
+const UNKNOWN_CALLER: AppError =
+    AppError::Unauthenticated("the account of this token does not exist");
+
 impl App {
+    /// The authenticated caller's own profile.
+    pub async fn me(&self, caller: UserId) -> AppResult<User> {
+        self.ports
+            .store
+            .user_by_id(caller)
+            .await?
+            .ok_or(UNKNOWN_CALLER)
+    }
+
     pub async fn user(&self, which: &UserRef) -> AppResult<User> {
         let found = match which {
             UserRef::Id(id) => self.ports.store.user_by_id(*id).await?,
@@ -64,7 +78,7 @@ impl App {
             )
             .await
             .map_err(|error| match AppError::from(error) {
-                AppError::NotFound(_) => AppError::NotFound("user"),
+                AppError::NotFound(_) => UNKNOWN_CALLER,
                 other => other,
             })?;
         self.ports.caches.users.invalidate(&user).await;

@@ -1,8 +1,12 @@
 //! argon2id password hashing, run on the blocking pool: one hash takes tens
 //! of milliseconds of CPU and must never stall the async workers.
 
+use std::sync::Arc;
+use std::time::Duration;
+
 use argon2::{Algorithm, Argon2, Params, PasswordHasher, PasswordVerifier, Version};
 use starling_domain::Password;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::error::{AppError, AppResult};
 
@@ -25,12 +29,20 @@ impl Default for PasswordParams {
     }
 }
 
+/// How long a login or registration waits for a hashing slot before the
+/// service answers that it is saturated (503).
+const SLOT_WAIT: Duration = Duration::from_secs(10);
+
 #[derive(Clone)]
 pub struct PasswordHashing {
     params: Params,
     /// A hash of a random password, verified against when the login names no
     /// account, so that unknown accounts take as long to refuse as known ones.
     decoy_hash: String,
+    /// One hash per core at a time: each takes `memory_kib` of memory and a
+    /// core for tens of milliseconds, so a burst of logins must queue here
+    /// rather than start hundreds of blocking threads.
+    slots: Arc<Semaphore>,
 }
 
 impl PasswordHashing {
@@ -43,17 +55,42 @@ impl PasswordHashing {
         )
         .map_err(|error| anyhow::anyhow!("invalid argon2 parameters: {error}"))?;
         let decoy_hash = hash_with(&params, &super::refresh::random_token())?;
-        Ok(Self { params, decoy_hash })
+        let cores = std::thread::available_parallelism().map_or(1, usize::from);
+        Ok(Self {
+            params,
+            decoy_hash,
+            slots: Arc::new(Semaphore::new(cores)),
+        })
+    }
+
+    /// Waits for a hashing slot; past `SLOT_WAIT` the service is saturated.
+    async fn slot(&self) -> AppResult<OwnedSemaphorePermit> {
+        match tokio::time::timeout(SLOT_WAIT, self.slots.clone().acquire_owned()).await {
+            Ok(Ok(permit)) => Ok(permit),
+            Ok(Err(closed)) => Err(AppError::Unexpected(anyhow::anyhow!(
+                "hashing slots closed: {closed}"
+            ))),
+            Err(_) => {
+                metrics::counter!("starling_password_hashing_saturated_total").increment(1);
+                Err(AppError::Unavailable(anyhow::anyhow!(
+                    "password hashing saturated for {SLOT_WAIT:?}"
+                )))
+            }
+        }
     }
 
     pub async fn hash(&self, password: Password) -> AppResult<String> {
         let params = self.params.clone();
-        tokio::task::spawn_blocking(move || hash_with(&params, password.expose()))
-            .await
-            .map_err(|join| {
-                AppError::Unexpected(anyhow::anyhow!("password hashing task failed: {join}"))
-            })?
-            .map_err(AppError::Unexpected)
+        let slot = self.slot().await?;
+        tokio::task::spawn_blocking(move || {
+            let _slot = slot;
+            hash_with(&params, password.expose())
+        })
+        .await
+        .map_err(|join| {
+            AppError::Unexpected(anyhow::anyhow!("password hashing task failed: {join}"))
+        })?
+        .map_err(AppError::Unexpected)
     }
 
     /// True when `password` matches `stored_hash`. With no stored hash, a decoy
@@ -62,7 +99,9 @@ impl PasswordHashing {
         let account_exists = stored_hash.is_some();
         let hash = stored_hash.unwrap_or_else(|| self.decoy_hash.clone());
         let params = self.params.clone();
+        let slot = self.slot().await?;
         let matches = tokio::task::spawn_blocking(move || {
+            let _slot = slot;
             Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
                 .verify_password(password.expose().as_bytes(), hash.as_str())
                 .is_ok()

@@ -41,7 +41,7 @@ impl App {
                 .map(|post| (post.id, Arc::new(post)))
                 .collect();
             loaded.extend(entries.iter().cloned());
-            cache.put_many(entries).await;
+            cache.fill_many(entries).await;
         }
         Ok(ids
             .iter()
@@ -65,7 +65,7 @@ impl App {
             .pop()
             .map(Arc::new)
             .ok_or(crate::AppError::NotFound("user"))?;
-        cache.put_many(vec![(id, summary.clone())]).await;
+        cache.fill_many(vec![(id, summary.clone())]).await;
         Ok(summary)
     }
 
@@ -102,7 +102,7 @@ impl App {
                 .map(|summary| (summary.id, Arc::new(summary)))
                 .collect();
             authors.extend(entries.iter().cloned());
-            cache.put_many(entries).await;
+            cache.fill_many(entries).await;
         }
 
         let liked: HashSet<PostId> = match viewer {

@@ -83,7 +83,7 @@ impl App {
                 .followed_with_followers_at_least(reader, self.settings.fanout_threshold)
                 .await?,
         );
-        cache.put_many(vec![(reader, followees.clone())]).await;
+        cache.fill_many(vec![(reader, followees.clone())]).await;
         Ok(followees)
     }
 
@@ -105,7 +105,7 @@ impl App {
                         .author_entries(author, None, AUTHOR_RECENT_WINDOW)
                         .await?,
                 );
-                cache.put_many(vec![(author, loaded.clone())]).await;
+                cache.fill_many(vec![(author, loaded.clone())]).await;
                 loaded
             }
         };

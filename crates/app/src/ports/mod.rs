@@ -17,6 +17,6 @@ pub use events::{EventLog, EventLogError, EventSubscription};
 pub use store::{
     AccountStore, DeleteOutcome, FollowOutcome, GraphStore, LikeOutcome, NewPost, NewUser,
     OutboxStore, PostStore, RefreshTokenRecord, RotateOutcome, Store, StoreError, StoreHealth,
-    TokenStore, UnfollowOutcome, UnlikeOutcome, UserCredentials,
+    StoreResult, TokenStore, UndecodableEvent, UnfollowOutcome, UnlikeOutcome, UserCredentials,
 };
 pub use timeline::{TimelineEntry, TimelineError, TimelineRead, TimelineSlice, TimelineStore};

@@ -22,6 +22,10 @@ pub enum StoreError {
     EmailTaken,
     #[error("not found")]
     NotFound,
+    /// The account acting does not exist (its token outlived it, or was
+    /// signed for another installation).
+    #[error("the acting account does not exist")]
+    UnknownAccount,
     #[error("store unavailable")]
     Unavailable(#[source] anyhow::Error),
     #[error(transparent)]
@@ -44,6 +48,10 @@ impl<T> Store for T where
 pub trait StoreHealth: Send + Sync {
     /// Answers once the store can serve a query; used by readiness probes.
     async fn ping(&self) -> StoreResult<()>;
+
+    /// The highest id stored anywhere (0 when empty), so that a restarted id
+    /// generator never repeats one.
+    async fn highest_id(&self) -> StoreResult<i64>;
 }
 
 #[derive(Debug, Clone)]
@@ -305,11 +313,27 @@ pub trait PostStore: Send + Sync {
     async fn liked_among(&self, user: UserId, posts: &[PostId]) -> StoreResult<Vec<PostId>>;
 }
 
+/// An outbox row this version cannot read (written by a newer release, or damaged).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UndecodableEvent {
+    pub sequence: i64,
+    pub id: EventId,
+    pub kind: String,
+    pub payload: String,
+    pub error: String,
+}
+
 /// The outbox as a log: read in commit order, with a checkpoint per consumer.
 #[async_trait]
 pub trait OutboxStore: Send + Sync {
     /// Events with sequence > `after`, in sequence order, at most `limit`.
-    async fn events_after(&self, after: i64, limit: usize) -> StoreResult<Vec<EventEnvelope>>;
+    /// A row this version cannot decode comes back as an error in its place,
+    /// so that one bad row cannot stop the log.
+    async fn events_after(
+        &self,
+        after: i64,
+        limit: usize,
+    ) -> StoreResult<Vec<Result<EventEnvelope, UndecodableEvent>>>;
 
     /// The last sequence `consumer` has handled (0 when it never ran).
     async fn checkpoint(&self, consumer: &str) -> StoreResult<i64>;
@@ -320,6 +344,14 @@ pub trait OutboxStore: Send + Sync {
     /// How many events `consumer` has not handled yet, and when the oldest
     /// of them happened (`None` when there are none).
     async fn backlog(&self, consumer: &str) -> StoreResult<(u64, Option<Timestamp>)>;
+
+    /// Parks a row that could not be decoded, so the rest of the log flows.
+    async fn dead_letter_undecodable(
+        &self,
+        consumer: &str,
+        row: &UndecodableEvent,
+        now: Timestamp,
+    ) -> StoreResult<()>;
 
     /// Parks an event that kept failing, so the rest of the log flows.
     async fn dead_letter(

@@ -84,7 +84,10 @@ pub trait TimelineStore: Send + Sync {
 
     /// Merges `entries` (newest first, from SQL, whose floor is
     /// `source_floor`) into the timeline and marks it ready. Entries inserted
-    /// since `begin_rebuild` are kept.
+    /// since `begin_rebuild` are kept, posts and authors removed since then
+    /// stay removed, and a floor raised since then stays. Does nothing when
+    /// the timeline is no longer being built (evicted, or finished by a
+    /// concurrent rebuild).
     async fn finish_rebuild(
         &self,
         user: UserId,

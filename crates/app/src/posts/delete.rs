@@ -2,7 +2,9 @@
 //! drop tombstones during hydration, so the post disappears at once even
 //! before the worker has removed it from every timeline.
 
-use starling_domain::{PostId, Timestamp, UserId};
+use std::sync::Arc;
+
+use starling_domain::{Post, PostId, Timestamp, UserId};
 
 use crate::App;
 use crate::error::{AppError, AppResult};
@@ -28,7 +30,12 @@ impl App {
         };
         self.ports.events.wake();
         let caches = &self.ports.caches;
-        caches.posts.invalidate(&post).await;
+        // A tombstone, not a removal: a reader that loaded the live post just
+        // before the delete cannot put it back (loaders only fill absent keys).
+        caches
+            .posts
+            .put_many(vec![(post, Arc::new(Post::tombstone(post, requester)))])
+            .await;
         caches.author_recent.invalidate(&requester).await;
         if let Some(parent) = reply_to {
             caches.posts.invalidate(&parent).await;

@@ -66,26 +66,15 @@ pub async fn run_consumer(
     shutdown: CancellationToken,
 ) {
     let name = handler.name();
-    let mut failures = 0u32;
-    let mut subscription = loop {
-        match events.subscribe(name).await {
-            Ok(subscription) => break subscription,
-            Err(error) => {
-                tracing::warn!(consumer = name, error = %error, "cannot subscribe; retrying");
-                failures += 1;
-                if sleep_or_shutdown(options.backoff(failures), &shutdown).await {
-                    return;
-                }
-            }
-        }
+    let Some(mut subscription) = subscribe(&*events, name, &options, &shutdown).await else {
+        return;
     };
     tracing::info!(consumer = name, "consumer started");
-    failures = 0;
+    let mut failures = 0u32;
     loop {
         let batch = tokio::select! {
             biased;
             () = shutdown.cancelled() => break,
-
             batch = subscription.next_batch(options.batch_size) => batch,
         };
         let batch = match batch {
@@ -103,25 +92,61 @@ pub async fn run_consumer(
             }
         };
         let mut handled: Option<&EventEnvelope> = None;
+        let mut complete = true;
         for envelope in &batch {
             if shutdown.is_cancelled() {
+                complete = false;
                 break;
             }
             match handle_with_retries(&*handler, &mut *subscription, envelope, &options, &shutdown)
                 .await
             {
                 Outcome::Done => handled = Some(envelope),
-                Outcome::LeftForRedelivery => break,
+                Outcome::LeftForRedelivery => {
+                    complete = false;
+                    break;
+                }
             }
         }
         if let Some(last) = handled
             && let Err(error) = subscription.ack_through(last).await
         {
-            // Not acknowledged means delivered again: handlers are idempotent.
             tracing::warn!(consumer = name, error = %error, "cannot acknowledge; events will be redelivered");
+            complete = false;
+        }
+        if !complete && !shutdown.is_cancelled() {
+            // The subscription has already moved past events that were not
+            // acknowledged: start again from the last acknowledgement so
+            // they are delivered again, not skipped.
+            match subscribe(&*events, name, &options, &shutdown).await {
+                Some(fresh) => subscription = fresh,
+                None => break,
+            }
         }
     }
     tracing::info!(consumer = name, "consumer stopped");
+}
+
+/// Subscribes, retrying with backoff; `None` when shutdown came first.
+async fn subscribe(
+    events: &dyn EventLog,
+    name: &str,
+    options: &ConsumerOptions,
+    shutdown: &CancellationToken,
+) -> Option<Box<dyn crate::ports::EventSubscription>> {
+    let mut failures = 0u32;
+    loop {
+        match events.subscribe(name).await {
+            Ok(subscription) => return Some(subscription),
+            Err(error) => {
+                tracing::warn!(consumer = name, error = %error, "cannot subscribe; retrying");
+                failures += 1;
+                if sleep_or_shutdown(options.backoff(failures), shutdown).await {
+                    return None;
+                }
+            }
+        }
+    }
 }
 
 /// What became of one event.
@@ -204,6 +229,8 @@ mod tests {
         events: Vec<EventEnvelope>,
         acked_through: Mutex<i64>,
         dead: Mutex<Vec<i64>>,
+        /// How many dead-letter attempts fail before they start working.
+        dead_letter_failures: Mutex<u32>,
     }
 
     struct MemorySubscription {
@@ -254,6 +281,13 @@ mod tests {
             envelope: &EventEnvelope,
             _: &str,
         ) -> Result<(), EventLogError> {
+            let mut failures = self.log.dead_letter_failures.lock().unwrap();
+            if *failures > 0 {
+                *failures -= 1;
+                return Err(EventLogError::Unavailable(
+                    "dead letters unavailable".into(),
+                ));
+            }
             self.log.dead.lock().unwrap().push(envelope.sequence);
             Ok(())
         }
@@ -352,6 +386,26 @@ mod tests {
         run_until(&log, handler.clone(), 5).await;
         assert_eq!(*handler.handled.lock().unwrap(), vec![1, 2, 4, 5]);
         assert_eq!(*log.dead.lock().unwrap(), vec![3]);
+    }
+
+    #[tokio::test]
+    async fn an_event_that_could_not_be_parked_is_delivered_again() {
+        let log = log_of(5);
+        *log.dead_letter_failures.lock().unwrap() = 1;
+        let handler = Arc::new(Scripted {
+            failures: Mutex::new(HashMap::from([(
+                3,
+                vec![unexpected as fn() -> AppError; 10],
+            )])),
+            handled: Mutex::default(),
+        });
+        run_until(&log, handler.clone(), 5).await;
+        assert_eq!(*handler.handled.lock().unwrap(), vec![1, 2, 4, 5]);
+        assert_eq!(
+            *log.dead.lock().unwrap(),
+            vec![3],
+            "parked on the second delivery"
+        );
     }
 
     #[tokio::test]

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use starling_domain::{Event, EventEnvelope, PostId, Timestamp, UserId};
+use starling_domain::{Event, EventEnvelope, Post, PostId, Timestamp, UserId};
 
 use crate::App;
 use crate::error::AppResult;
@@ -37,6 +37,9 @@ impl EventHandler for FanoutWorker {
             Event::PostCreated {
                 post_id, author_id, ..
             } => {
+                // A reader may have cached the author's recent posts from just
+                // before this one committed.
+                app.ports.caches.author_recent.invalidate(author_id).await;
                 let fanned_out = app.fan_out_post(*post_id, *author_id).await?;
                 if fanned_out {
                     // From the commit of the post to its arrival in the last
@@ -129,7 +132,15 @@ impl App {
 
     async fn retract_post(&self, post_id: PostId, author_id: UserId) -> AppResult<()> {
         let timelines = &self.ports.timelines;
-        self.ports.caches.posts.invalidate(&post_id).await;
+        let caches = &self.ports.caches;
+        caches
+            .posts
+            .put_many(vec![(
+                post_id,
+                Arc::new(Post::tombstone(post_id, author_id)),
+            )])
+            .await;
+        caches.author_recent.invalidate(&author_id).await;
         timelines.remove_post(&[author_id], post_id).await?;
         self.for_each_follower_batch(author_id, |followers| async move {
             timelines.remove_post(&followers, post_id).await?;

@@ -10,7 +10,6 @@ use crate::pagination::{PageBody, PageParams};
 use crate::problem::{ApiError, Problem};
 use crate::routes::resolve_user;
 use crate::state::HttpState;
-use starling_app::accounts::UserRef;
 use starling_domain::PostId;
 
 /// The caller's own profile.
@@ -23,7 +22,7 @@ pub(crate) async fn me(
     State(state): State<HttpState>,
     AuthUser(caller): AuthUser,
 ) -> Result<Json<UserBody>, ApiError> {
-    let user = state.app.user(&UserRef::Id(caller)).await?;
+    let user = state.app.me(caller).await?;
     Ok(Json(user.into()))
 }
 

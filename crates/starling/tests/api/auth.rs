@@ -333,3 +333,34 @@ fn base64_url(text: &str) -> String {
     use base64::Engine;
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(text)
 }
+
+#[tokio::test]
+async fn a_valid_token_for_an_account_this_database_lacks_is_refused() {
+    // Two installations sharing one signing key (a misconfiguration): a token
+    // of one verifies at the other, whose database has no such account.
+    let key_dir = tempfile::tempdir().unwrap();
+    let key = key_dir.path().join("shared.pem");
+    let first =
+        crate::helpers::spawn_app_with(|config| config.auth.signing_key_file = Some(key.clone()))
+            .await;
+    let second =
+        crate::helpers::spawn_app_with(|config| config.auth.signing_key_file = Some(key.clone()))
+            .await;
+    let stranger = first.register("stranger").await;
+    let local = second.register("local").await;
+    let token = Some(stranger.access_token.as_str());
+    second.get("/api/v1/me", token).await.assert_problem(401);
+    second
+        .post("/api/v1/posts", token, json!({"text": "from nowhere"}))
+        .await
+        .assert_problem(401);
+    second
+        .call(
+            Method::POST,
+            &format!("/api/v1/users/{}/follow", local.id),
+            token,
+            None,
+        )
+        .await
+        .assert_problem(401);
+}

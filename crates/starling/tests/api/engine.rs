@@ -226,3 +226,82 @@ async fn feeds_come_from_sql_when_the_timeline_store_is_down() {
     assert_eq!(rest.items[0].post.id, first.post.id);
     assert!(rest.next.is_none());
 }
+
+/// The post ids in `reader`'s stored timeline (not the merged feed).
+async fn stored(app: &App, reader: UserId) -> Vec<PostId> {
+    match app
+        .ports()
+        .timelines
+        .read(reader, None, 1_000)
+        .await
+        .unwrap()
+    {
+        TimelineRead::Ready(slice) => slice.entries.iter().map(|entry| entry.post_id).collect(),
+        TimelineRead::NotMaterialised => Vec::new(),
+    }
+}
+
+fn with_threshold(dir: &std::path::Path, threshold: i64) -> Config {
+    let mut config = Config::for_test(dir);
+    config.timeline.fanout_threshold = threshold;
+    config
+}
+
+#[tokio::test]
+async fn posts_of_high_fan_out_accounts_are_merged_not_stored() {
+    let dir = tempfile::tempdir().unwrap();
+    let application = Application::build(with_threshold(dir.path(), 2))
+        .await
+        .unwrap();
+    let (app, events) = (application.app(), application.event_log());
+    let star = register(&app, "star").await;
+    let fans = [register(&app, "fan1").await, register(&app, "fan2").await];
+    for fan in fans {
+        app.follow(fan, star).await.unwrap();
+        feed(&app, fan).await;
+    }
+    step_worker(&app, &events).await;
+    let post = app.create_post(star, "to the many", None).await.unwrap();
+    step_worker(&app, &events).await;
+    for fan in fans {
+        assert!(
+            !stored(&app, fan).await.contains(&post.post.id),
+            "fanned out despite the threshold"
+        );
+        assert_eq!(
+            feed(&app, fan).await,
+            vec![post.post.id],
+            "but merged into the feed"
+        );
+    }
+}
+
+#[tokio::test]
+async fn dropping_below_the_threshold_writes_recent_posts_into_timelines() {
+    let dir = tempfile::tempdir().unwrap();
+    let application = Application::build(with_threshold(dir.path(), 3))
+        .await
+        .unwrap();
+    let (app, events) = (application.app(), application.event_log());
+    let star = register(&app, "star").await;
+    let fans = [
+        register(&app, "fan0").await,
+        register(&app, "fan1").await,
+        register(&app, "fan2").await,
+    ];
+    for fan in fans {
+        app.follow(fan, star).await.unwrap();
+        feed(&app, fan).await;
+    }
+    step_worker(&app, &events).await;
+    let post = app.create_post(star, "while famous", None).await.unwrap();
+    step_worker(&app, &events).await;
+    assert!(!stored(&app, fans[0]).await.contains(&post.post.id));
+    app.unfollow(fans[2], star).await.unwrap();
+    step_worker(&app, &events).await;
+    for fan in &fans[..2] {
+        assert_eq!(stored(&app, *fan).await, vec![post.post.id]);
+        assert_eq!(feed(&app, *fan).await, vec![post.post.id]);
+    }
+    assert!(feed(&app, fans[2]).await.is_empty());
+}

@@ -1,6 +1,7 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use crate::helpers::{
     FANOUT_WAIT, TestApp, TestUser, eventually, spawn_app, spawn_app_in, spawn_app_with,
@@ -41,10 +42,13 @@ async fn followers_get_new_posts_through_fan_out() {
     }
     app.feed_ids(&stranger).await;
     let post = app.create_post(&ada, "news").await;
+    // The product promise: followers see a post within a second.
     for fan in &fans {
-        eventually("the follower sees the post", FANOUT_WAIT, || {
-            feed_contains(&app, fan, &post)
-        })
+        eventually(
+            "the follower sees the post within a second",
+            Duration::from_secs(1),
+            || feed_contains(&app, fan, &post),
+        )
         .await;
     }
     assert!(!feed_contains(&app, &stranger, &post).await);

@@ -150,6 +150,13 @@ impl starling_app::ports::StoreHealth for SqliteStore {
             .map_err(translate)?;
         Ok(())
     }
+
+    async fn highest_id(&self) -> Result<i64, StoreError> {
+        sqlx::query_scalar(HIGHEST_ID)
+            .fetch_one(&mut *self.read().await?)
+            .await
+            .map_err(translate)
+    }
 }
 
 /// Driver errors to port errors: a pool that cannot hand out a connection or
@@ -159,13 +166,35 @@ pub(crate) fn translate(error: sqlx::Error) -> StoreError {
         sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => {
             StoreError::Unavailable(error.into())
         }
-        sqlx::Error::Database(ref database) if database.code().as_deref() == Some("5") => {
-            // SQLITE_BUSY: the database stayed locked past busy_timeout.
-            StoreError::Unavailable(error.into())
+        sqlx::Error::Database(ref database) => {
+            // sqlx reports SQLite's extended result code; its low byte is the
+            // primary code.
+            let primary = database
+                .code()
+                .and_then(|code| code.parse::<i32>().ok())
+                .map(|code| code & 0xff);
+            match primary {
+                // BUSY / LOCKED: the database stayed locked past busy_timeout.
+                Some(SQLITE_BUSY | SQLITE_LOCKED) => StoreError::Unavailable(error.into()),
+                // The one foreign key a write can miss after its checks is its
+                // actor's: a token signed for an account this database lacks.
+                _ if database.is_foreign_key_violation() => StoreError::UnknownAccount,
+                _ => StoreError::Unexpected(error.into()),
+            }
         }
         other => StoreError::Unexpected(other.into()),
     }
 }
+
+const HIGHEST_ID: &str = "SELECT max( \
+     (SELECT coalesce(max(id), 0) FROM users), \
+     (SELECT coalesce(max(id), 0) FROM posts), \
+     (SELECT coalesce(max(follow_id), 0) FROM follows), \
+     (SELECT coalesce(max(event_id), 0) FROM outbox), \
+     (SELECT coalesce(max(family_id), 0) FROM refresh_tokens))";
+
+const SQLITE_BUSY: i32 = 5;
+const SQLITE_LOCKED: i32 = 6;
 
 /// Appends `event` to the outbox inside the caller's transaction.
 pub(crate) async fn append_event(
@@ -214,16 +243,21 @@ pub(crate) fn limit_param(limit: usize) -> i64 {
 mod tests {
     use std::sync::Arc;
 
-    use starling_app::ports::Store;
+    use starling_app::ports::{OutboxStore, Store};
 
     use super::*;
 
     async fn make() -> (Arc<dyn Store>, tempfile::TempDir) {
+        let (store, dir) = make_sqlite().await;
+        (Arc::new(store), dir)
+    }
+
+    async fn make_sqlite() -> (SqliteStore, tempfile::TempDir) {
         let dir = tempfile::tempdir().expect("temp dir");
         let store = SqliteStore::open(&dir.path().join("starling.db"), &SqliteOptions::default())
             .await
             .expect("open store");
-        (Arc::new(store), dir)
+        (store, dir)
     }
 
     starling_app::store_contract!(make);
@@ -253,7 +287,39 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(events.len(), 1);
-        assert_eq!(events[0].sequence, sequence);
+        assert_eq!(events[0].as_ref().unwrap().sequence, sequence);
+    }
+
+    #[tokio::test]
+    async fn a_damaged_outbox_row_comes_back_as_undecodable_in_its_place() {
+        let (store, _dir) = make_sqlite().await;
+        let now = Timestamp::now();
+        let event = Event::UserRegistered {
+            user_id: starling_domain::UserId(1),
+        };
+        store.append_event(EventId(1), &event, now).await.unwrap();
+        sqlx::query(
+            "INSERT INTO outbox (event_id, kind, payload, occurred_at) VALUES (2, 'from_the_future', '{\"type\":\"from_the_future\"}', 0)",
+        )
+        .execute(&store.writer)
+        .await
+        .unwrap();
+        store.append_event(EventId(3), &event, now).await.unwrap();
+        let rows = store.events_after(0, 10).await.unwrap();
+        assert_eq!(rows.len(), 3);
+        assert!(rows[0].is_ok() && rows[2].is_ok());
+        let bad = rows[1].clone().unwrap_err();
+        assert_eq!((bad.id, bad.kind.as_str()), (EventId(2), "from_the_future"));
+        store
+            .dead_letter_undecodable("fanout", &bad, now)
+            .await
+            .unwrap();
+        let parked: (String, String) =
+            sqlx::query_as("SELECT kind, payload FROM dead_letters WHERE consumer = 'fanout'")
+                .fetch_one(&store.reader)
+                .await
+                .unwrap();
+        assert_eq!(parked, (bad.kind, bad.payload));
     }
 
     #[test]

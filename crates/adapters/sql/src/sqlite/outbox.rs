@@ -1,12 +1,12 @@
 //! The outbox read as a log, consumer checkpoints and dead letters.
 
 use async_trait::async_trait;
-use starling_app::ports::{OutboxStore, StoreError};
+use starling_app::ports::{OutboxStore, StoreError, UndecodableEvent};
 use starling_domain::{Event, EventEnvelope, EventId, Timestamp};
 
 use super::{SqliteStore, append_event, limit_param, translate};
 
-const EVENTS_AFTER: &str = "SELECT sequence, event_id, payload, occurred_at, trace_parent FROM outbox \
+const EVENTS_AFTER: &str = "SELECT sequence, event_id, kind, payload, occurred_at, trace_parent FROM outbox \
      WHERE sequence > ?1 ORDER BY sequence LIMIT ?2";
 const CHECKPOINT: &str = "SELECT sequence FROM consumer_checkpoints WHERE consumer = ?1";
 const SAVE_CHECKPOINT: &str = "INSERT INTO consumer_checkpoints (consumer, sequence, updated_at) \
@@ -18,36 +18,78 @@ const PRUNE: &str = "DELETE FROM outbox WHERE sequence <= ?1 AND occurred_at < ?
 const BACKLOG: &str = "SELECT count(*), min(occurred_at) FROM outbox WHERE sequence > \
      (SELECT coalesce(max(sequence), 0) FROM consumer_checkpoints WHERE consumer = ?1)";
 
+#[derive(sqlx::FromRow)]
+struct OutboxRow {
+    sequence: i64,
+    event_id: i64,
+    kind: String,
+    payload: String,
+    occurred_at: i64,
+    trace_parent: Option<String>,
+}
+
+impl OutboxRow {
+    fn decode(self) -> Result<EventEnvelope, UndecodableEvent> {
+        match serde_json::from_str::<Event>(&self.payload) {
+            Ok(event) => Ok(EventEnvelope {
+                id: EventId(self.event_id),
+                sequence: self.sequence,
+                occurred_at: Timestamp(self.occurred_at),
+                event,
+                trace_parent: self.trace_parent,
+            }),
+            Err(error) => Err(UndecodableEvent {
+                sequence: self.sequence,
+                id: EventId(self.event_id),
+                kind: self.kind,
+                payload: self.payload,
+                error: error.to_string(),
+            }),
+        }
+    }
+}
+
+impl SqliteStore {
+    #[allow(clippy::too_many_arguments)]
+    async fn park(
+        &self,
+        consumer: &str,
+        sequence: i64,
+        event_id: EventId,
+        kind: &str,
+        payload: &str,
+        error: &str,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        sqlx::query(DEAD_LETTER)
+            .bind(consumer)
+            .bind(sequence)
+            .bind(event_id.get())
+            .bind(kind)
+            .bind(payload)
+            .bind(error)
+            .bind(now.millis())
+            .execute(&mut *self.write().await?)
+            .await
+            .map_err(translate)?;
+        Ok(())
+    }
+}
+
 #[async_trait]
 impl OutboxStore for SqliteStore {
     async fn events_after(
         &self,
         after: i64,
         limit: usize,
-    ) -> Result<Vec<EventEnvelope>, StoreError> {
-        let rows: Vec<(i64, i64, String, i64, Option<String>)> = sqlx::query_as(EVENTS_AFTER)
+    ) -> Result<Vec<Result<EventEnvelope, UndecodableEvent>>, StoreError> {
+        let rows: Vec<OutboxRow> = sqlx::query_as(EVENTS_AFTER)
             .bind(after)
             .bind(limit_param(limit))
             .fetch_all(&mut *self.read().await?)
             .await
             .map_err(translate)?;
-        rows.into_iter()
-            .map(|(sequence, event_id, payload, occurred_at, trace_parent)| {
-                let event: Event = serde_json::from_str(&payload).map_err(|error| {
-                    StoreError::Unexpected(
-                        anyhow::Error::new(error)
-                            .context(format!("decoding outbox event at sequence {sequence}")),
-                    )
-                })?;
-                Ok(EventEnvelope {
-                    id: EventId(event_id),
-                    sequence,
-                    occurred_at: Timestamp(occurred_at),
-                    event,
-                    trace_parent,
-                })
-            })
-            .collect()
+        Ok(rows.into_iter().map(OutboxRow::decode).collect())
     }
 
     async fn checkpoint(&self, consumer: &str) -> Result<i64, StoreError> {
@@ -79,6 +121,24 @@ impl OutboxStore for SqliteStore {
         Ok((u64::try_from(count).unwrap_or(0), oldest.map(Timestamp)))
     }
 
+    async fn dead_letter_undecodable(
+        &self,
+        consumer: &str,
+        row: &UndecodableEvent,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        self.park(
+            consumer,
+            row.sequence,
+            row.id,
+            &row.kind,
+            &row.payload,
+            &row.error,
+            now,
+        )
+        .await
+    }
+
     async fn dead_letter(
         &self,
         consumer: &str,
@@ -88,18 +148,17 @@ impl OutboxStore for SqliteStore {
     ) -> Result<(), StoreError> {
         let payload = serde_json::to_string(&envelope.event)
             .map_err(|encode| StoreError::Unexpected(encode.into()))?;
-        sqlx::query(DEAD_LETTER)
-            .bind(consumer)
-            .bind(envelope.sequence)
-            .bind(envelope.id.get())
-            .bind(envelope.event.kind())
-            .bind(payload)
-            .bind(error)
-            .bind(now.millis())
-            .execute(&mut *self.write().await?)
-            .await
-            .map_err(translate)?;
-        Ok(())
+        let kind = envelope.event.kind();
+        self.park(
+            consumer,
+            envelope.sequence,
+            envelope.id,
+            kind,
+            &payload,
+            error,
+            now,
+        )
+        .await
     }
 
     async fn prune_outbox(

@@ -3,7 +3,8 @@
 use std::sync::Arc;
 
 use starling_domain::{
-    Email, Event, EventId, Handle, IdGenerator, Post, PostId, Timestamp, User, UserId,
+    Email, Event, EventEnvelope, EventId, Handle, IdGenerator, Post, PostId, Timestamp, User,
+    UserId,
 };
 
 use crate::ports::{
@@ -29,6 +30,7 @@ macro_rules! store_contract {
             follower_ids_walk_every_follower_in_batches,
             high_fanout_followees_are_those_above_the_threshold,
             posts_are_stored_and_counted,
+            the_highest_id_covers_everything_stored,
             replies_need_a_live_parent_and_are_counted,
             only_authors_delete_and_deletion_leaves_a_tombstone,
             author_posts_page_newest_first,
@@ -131,6 +133,17 @@ impl Fixture {
             expires_at: now.plus_seconds(expires_in_secs),
         }
     }
+}
+
+/// Events after `after`, every one of them decodable.
+async fn decoded(store: &dyn Store, after: i64, limit: usize) -> Vec<EventEnvelope> {
+    store
+        .events_after(after, limit)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|row| row.expect("our own events decode"))
+        .collect()
 }
 
 fn post_ids(entries: &[TimelineEntry]) -> Vec<PostId> {
@@ -710,7 +723,7 @@ pub async fn the_outbox_delivers_every_change_in_commit_order(store: Arc<dyn Sto
     fixture.follow(bob.id, ada.id).await;
     let post = fixture.post(ada.id, None).await.unwrap();
     fixture.like(bob.id, post.id).await.unwrap();
-    let events = store.events_after(0, 100).await.unwrap();
+    let events = decoded(&*store, 0, 100).await;
     let kinds: Vec<&str> = events
         .iter()
         .map(|envelope| envelope.event.kind())
@@ -738,7 +751,7 @@ pub async fn the_outbox_delivers_every_change_in_commit_order(store: Arc<dyn Sto
             followee_followers: 1
         }
     );
-    let tail = store.events_after(events[2].sequence, 1).await.unwrap();
+    let tail = decoded(&*store, events[2].sequence, 1).await;
     assert_eq!(tail.len(), 1);
     assert_eq!(tail[0].event.kind(), "post_created");
     let appended = store
@@ -765,7 +778,7 @@ pub async fn pruning_keeps_events_a_consumer_has_not_handled(store: Arc<dyn Stor
     for name in ["a", "b", "c", "d"] {
         fixture.user(name).await;
     }
-    let events = store.events_after(0, 100).await.unwrap();
+    let events = decoded(&*store, 0, 100).await;
     let future = Timestamp::now().plus_seconds(60);
     store
         .save_checkpoint("fanout", events[2].sequence)
@@ -790,7 +803,7 @@ pub async fn pruning_keeps_events_a_consumer_has_not_handled(store: Arc<dyn Stor
             .unwrap(),
         2
     );
-    let left = store.events_after(0, 100).await.unwrap();
+    let left = decoded(&*store, 0, 100).await;
     assert_eq!(
         left.first().map(|envelope| envelope.sequence),
         Some(events[2].sequence)
@@ -845,7 +858,7 @@ pub async fn the_backlog_counts_what_a_consumer_has_not_handled(store: Arc<dyn S
     for name in ["a", "b", "c"] {
         fixture.user(name).await;
     }
-    let events = store.events_after(0, 100).await.unwrap();
+    let events = decoded(&*store, 0, 100).await;
     let (count, oldest) = store.backlog("fanout").await.unwrap();
     assert_eq!((count, oldest), (3, Some(events[0].occurred_at)));
     store
@@ -857,4 +870,17 @@ pub async fn the_backlog_counts_what_a_consumer_has_not_handled(store: Arc<dyn S
         (1, Some(events[2].occurred_at))
     );
     assert_eq!(store.backlog("notifier").await.unwrap().0, 3);
+}
+
+pub async fn the_highest_id_covers_everything_stored(store: Arc<dyn Store>) {
+    assert_eq!(store.highest_id().await.unwrap(), 0);
+    let fixture = Fixture::new(store.clone());
+    let ada = fixture.user("ada").await;
+    let bob = fixture.user("bob").await;
+    let post = fixture.post(ada.id, None).await.unwrap();
+    fixture.follow(bob.id, ada.id).await;
+    let highest = store.highest_id().await.unwrap();
+    assert!(highest >= post.id.get() && highest >= bob.id.get());
+    let later = fixture.ids.next_raw();
+    assert!(later > highest);
 }

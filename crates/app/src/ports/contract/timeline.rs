@@ -56,6 +56,10 @@ macro_rules! timeline_store_contract {
             inserts_racing_a_rebuild_survive_it,
             a_timeline_being_rebuilt_reads_as_not_materialised,
             a_full_rebuild_sets_the_floor_to_its_oldest_entry,
+            a_floor_raised_while_rebuilding_survives_the_rebuild,
+            removals_while_rebuilding_are_not_undone_by_it,
+            a_rebuild_of_an_evicted_timeline_leaves_it_absent,
+            a_late_second_rebuild_changes_nothing,
             backfills_raise_the_floor_to_their_source_floor,
             posts_and_authors_can_be_removed,
             evicted_timelines_are_forgotten,
@@ -273,4 +277,66 @@ pub async fn materialised_timelines_are_counted(store: Arc<dyn TimelineStore>) {
     materialise_empty(&*store, READER).await;
     materialise_empty(&*store, OTHER_READER).await;
     assert_eq!(store.materialised_count().await.unwrap(), 2);
+}
+
+pub async fn a_floor_raised_while_rebuilding_survives_the_rebuild(store: Arc<dyn TimelineStore>) {
+    store.begin_rebuild(READER).await.unwrap();
+    // A follow's backfill, cut short at 50, lands while SQL is being read.
+    store
+        .insert_many(READER, &[entry(60, 3), entry(50, 3)], Some(PostId(50)))
+        .await
+        .unwrap();
+    store
+        .finish_rebuild(READER, &[entry(40, 2), entry(30, 2)], None)
+        .await
+        .unwrap();
+    let slice = ready(&*store, READER, None, 100).await;
+    assert_eq!(slice.floor, Some(PostId(50)));
+    assert_eq!(ids(&slice), vec![60, 50]);
+}
+
+pub async fn removals_while_rebuilding_are_not_undone_by_it(store: Arc<dyn TimelineStore>) {
+    store.begin_rebuild(READER).await.unwrap();
+    // An unfollow and a delete commit after the rebuild read SQL.
+    store.remove_author(READER, UserId(7)).await.unwrap();
+    store.remove_post(&[READER], PostId(30)).await.unwrap();
+    store
+        .finish_rebuild(READER, &[entry(40, 7), entry(30, 8), entry(20, 9)], None)
+        .await
+        .unwrap();
+    assert_eq!(ids(&ready(&*store, READER, None, 10).await), vec![20]);
+    // Once ready, the same post may come back through a new insert (a re-follow).
+    store.insert(&[READER], entry(40, 7)).await.unwrap();
+    assert_eq!(ids(&ready(&*store, READER, None, 10).await), vec![40, 20]);
+}
+
+pub async fn a_rebuild_of_an_evicted_timeline_leaves_it_absent(store: Arc<dyn TimelineStore>) {
+    store.begin_rebuild(READER).await.unwrap();
+    store.insert(&[READER], entry(50, 9)).await.unwrap();
+    store.evict(READER).await.unwrap();
+    store
+        .finish_rebuild(READER, &[entry(40, 7)], None)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.read(READER, None, 10).await.unwrap(),
+        TimelineRead::NotMaterialised
+    );
+}
+
+pub async fn a_late_second_rebuild_changes_nothing(store: Arc<dyn TimelineStore>) {
+    // Two readers begin rebuilding; the first finishes, then a post is deleted.
+    store.begin_rebuild(READER).await.unwrap();
+    store.begin_rebuild(READER).await.unwrap();
+    store
+        .finish_rebuild(READER, &[entry(40, 7), entry(30, 7)], None)
+        .await
+        .unwrap();
+    store.remove_post(&[READER], PostId(40)).await.unwrap();
+    // The second finishes with rows read before the delete.
+    store
+        .finish_rebuild(READER, &[entry(40, 7), entry(30, 7)], None)
+        .await
+        .unwrap();
+    assert_eq!(ids(&ready(&*store, READER, None, 10).await), vec![30]);
 }
