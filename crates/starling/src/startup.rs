@@ -110,8 +110,12 @@ impl Application {
             app.ports().timelines.clone(),
             vec![FanoutWorker::CONSUMER],
         );
-        let state = HttpState::new(app.clone(), Some(crate::telemetry::metrics_handle()?))
-            .with_gauges(Arc::new(gauges));
+        let metrics = crate::telemetry::metrics_handle()?;
+        crate::telemetry::describe_metrics(
+            &[FanoutWorker::CONSUMER],
+            &["posts", "users", "high_fanout_followees", "author_recent"],
+        );
+        let state = HttpState::new(app.clone(), Some(metrics)).with_gauges(Arc::new(gauges));
 
         let router = starling_http::router(
             state.clone(),

@@ -142,3 +142,128 @@ pub fn metrics_handle() -> anyhow::Result<PrometheusHandle> {
         .cloned()
         .ok_or_else(|| anyhow::anyhow!("metrics recorder vanished"))
 }
+
+/// Gives every metric its help text and creates the counters at zero, so
+/// that they are exported (and `rate()` sees their first increment) before
+/// anything happens.
+pub fn describe_metrics(consumers: &[&'static str], caches: &[&'static str]) {
+    use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
+
+    describe_counter!(
+        "http_requests_total",
+        "HTTP requests answered, by method, route template and status"
+    );
+    describe_histogram!(
+        "http_request_duration_seconds",
+        Unit::Seconds,
+        "Time to answer an HTTP request"
+    );
+    describe_gauge!("http_requests_in_flight", "HTTP requests being answered");
+    describe_histogram!(
+        "starling_fanout_lag_seconds",
+        Unit::Seconds,
+        "From a post's commit to its arrival in its last follower's timeline"
+    );
+    describe_counter!(
+        "starling_fanout_posts_total",
+        "Posts fanned out to followers' timelines"
+    );
+    describe_counter!(
+        "starling_fanout_timeline_inserts_total",
+        "Timeline inserts made by fan-out"
+    );
+    describe_counter!(
+        "starling_fanout_skipped_high_fanout_total",
+        "Posts of high-fan-out accounts, merged at read time instead"
+    );
+    describe_counter!(
+        "starling_timeline_rebuilds_total",
+        "Home timelines rebuilt from SQL"
+    );
+    describe_counter!(
+        "starling_feed_sql_fallbacks_total",
+        "Feed pages served from SQL because the timeline store failed"
+    );
+    describe_counter!(
+        "starling_password_hashing_saturated_total",
+        "Logins and registrations refused because every hashing slot stayed busy"
+    );
+    describe_counter!(
+        "starling_events_handled_total",
+        "Events handled, by consumer and kind"
+    );
+    describe_counter!(
+        "starling_event_retries_total",
+        "Event handling attempts that failed and were retried"
+    );
+    describe_counter!(
+        "starling_events_dead_lettered_total",
+        "Events parked after failing for good"
+    );
+    describe_histogram!(
+        "starling_event_handling_lag_seconds",
+        Unit::Seconds,
+        "From an event's commit to its handling"
+    );
+    describe_counter!(
+        "starling_cache_hits_total",
+        "Cache lookups that found the key"
+    );
+    describe_counter!("starling_cache_misses_total", "Cache lookups that did not");
+    describe_histogram!(
+        "starling_db_pool_acquire_seconds",
+        Unit::Seconds,
+        "Time spent waiting for a database connection"
+    );
+    describe_gauge!(
+        "starling_db_pool_connections",
+        "Database connections, by pool and state"
+    );
+    describe_gauge!(
+        "starling_outbox_backlog_events",
+        "Outbox events a consumer has not handled yet"
+    );
+    describe_gauge!(
+        "starling_outbox_oldest_unhandled_age_seconds",
+        Unit::Seconds,
+        "Age of the oldest event a consumer has not handled"
+    );
+    describe_gauge!(
+        "starling_timelines_materialised",
+        "Home timelines held by the timeline store"
+    );
+    describe_gauge!("starling_runtime_workers", "Async runtime worker threads");
+    describe_gauge!("starling_runtime_alive_tasks", "Async tasks alive");
+    describe_gauge!(
+        "starling_runtime_global_queue_depth",
+        "Tasks waiting in the runtime's global queue"
+    );
+    describe_gauge!(
+        "starling_runtime_busy_ratio",
+        "Share of time the runtime's workers were busy since the last scrape"
+    );
+
+    for name in [
+        "starling_fanout_posts_total",
+        "starling_fanout_timeline_inserts_total",
+        "starling_fanout_skipped_high_fanout_total",
+        "starling_timeline_rebuilds_total",
+        "starling_feed_sql_fallbacks_total",
+        "starling_password_hashing_saturated_total",
+    ] {
+        metrics::counter!(name).increment(0);
+    }
+    for consumer in consumers {
+        for name in [
+            "starling_event_retries_total",
+            "starling_events_dead_lettered_total",
+        ] {
+            metrics::counter!(name, "consumer" => *consumer).increment(0);
+        }
+    }
+    for cache in caches {
+        for name in ["starling_cache_hits_total", "starling_cache_misses_total"] {
+            metrics::counter!(name, "cache" => *cache).increment(0);
+        }
+    }
+}

@@ -1,0 +1,121 @@
+//! The operations assets in `deploy/` against what the binary exports.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use serde_json::json;
+
+use crate::helpers::{FANOUT_WAIT, eventually, read};
+use crate::process::{register, start, terminate};
+
+fn repository_file(relative: &str) -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .join(relative);
+    std::fs::read_to_string(&path).unwrap_or_else(|error| panic!("{}: {error}", path.display()))
+}
+
+/// Names of our metrics mentioned in `text` (series names; histogram suffixes removed).
+fn referenced_metrics(text: &str) -> BTreeSet<String> {
+    let mut names = BTreeSet::new();
+    let bytes = text.as_bytes();
+    let mut index = 0;
+    while index < bytes.len() {
+        let rest = &text[index..];
+        let starts_name = index == 0
+            || !(bytes[index - 1].is_ascii_alphanumeric()
+                || bytes[index - 1] == b'_'
+                || bytes[index - 1] == b':');
+        if starts_name && (rest.starts_with("http_") || rest.starts_with("starling_")) {
+            let length = rest
+                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .unwrap_or(rest.len());
+            let name = &rest[..length];
+            let family = ["_bucket", "_sum", "_count"]
+                .iter()
+                .find_map(|suffix| name.strip_suffix(suffix))
+                .unwrap_or(name);
+            names.insert(family.to_owned());
+            index += length;
+        } else {
+            index += 1;
+        }
+    }
+    names
+}
+
+#[tokio::test]
+async fn rules_and_dashboard_use_only_metrics_the_binary_exports() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = start(dir.path(), true).await;
+    let client = reqwest::Client::new();
+    let base = server.base.clone();
+    let author = register(&client, &base, "author").await;
+    let fan = register(&client, &base, "fan").await;
+    client
+        .post(format!("{base}/api/v1/users/{}/follow", author.id))
+        .bearer_auth(&fan.access_token)
+        .send()
+        .await
+        .unwrap();
+    let feed = || async {
+        read(
+            client
+                .get(format!("{base}/api/v1/feed"))
+                .bearer_auth(&fan.access_token)
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await
+        .body
+    };
+    feed().await;
+    client
+        .post(format!("{base}/api/v1/posts"))
+        .bearer_auth(&author.access_token)
+        .json(&json!({"text": "metrics"}))
+        .send()
+        .await
+        .unwrap();
+    eventually("the post is fanned out", FANOUT_WAIT, || async {
+        feed().await["data"]
+            .as_array()
+            .is_some_and(|posts| !posts.is_empty())
+    })
+    .await;
+    let exported_text = read(client.get(format!("{base}/metrics")).send().await.unwrap())
+        .await
+        .text;
+    let exported = referenced_metrics(
+        &exported_text
+            .lines()
+            .filter(|line| !line.starts_with('#'))
+            .collect::<Vec<_>>()
+            .join("\n"),
+    );
+    assert!(
+        exported_text.contains("# HELP starling_fanout_lag_seconds"),
+        "metrics carry help text"
+    );
+
+    for asset in [
+        "deploy/prometheus/starling-rules.yml",
+        "deploy/grafana/starling-dashboard.json",
+    ] {
+        let used = referenced_metrics(&repository_file(asset));
+        assert!(
+            used.len() > 5,
+            "{asset} references too few metrics: {used:?}"
+        );
+        let missing: Vec<&String> = used.difference(&exported).collect();
+        assert!(
+            missing.is_empty(),
+            "{asset} uses metrics the binary does not export: {missing:?}"
+        );
+    }
+    let dashboard: serde_json::Value =
+        serde_json::from_str(&repository_file("deploy/grafana/starling-dashboard.json")).unwrap();
+    assert!(dashboard["panels"].as_array().unwrap().len() >= 12);
+    assert!(terminate(&mut server).await.success());
+}
