@@ -104,6 +104,15 @@ impl IdGenerator {
     }
 }
 
+/// The id a generator on `node` would give the `sequence`-th id of the
+/// millisecond `unix_ms`: for importing history with its original times.
+pub fn compose_id(unix_ms: i64, node: u16, sequence: u16) -> i64 {
+    let millis = (unix_ms - EPOCH_MS).max(0);
+    (millis << (NODE_BITS + SEQUENCE_BITS))
+        | (i64::from(node & MAX_NODE) << SEQUENCE_BITS)
+        | (i64::from(sequence) & MAX_SEQUENCE as i64)
+}
+
 /// Unix milliseconds at which an id was generated.
 pub fn id_timestamp_ms(raw: i64) -> i64 {
     (raw >> (NODE_BITS + SEQUENCE_BITS)) + EPOCH_MS

@@ -22,6 +22,30 @@ pub struct Cli {
 pub enum Command {
     /// Serve the API (the default when no command is given).
     Serve(ServeArgs),
+    /// Measure Starling: seed data, drive load, run the benchmark suites.
+    #[command(subcommand)]
+    Bench(BenchCommand),
+    /// Capacity planning: rates, storage, memory, bandwidth and nodes for a workload.
+    Plan(starling_bench::plan::PlanArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// Write a synthetic social graph and post history into a data directory.
+    Seed(starling_bench::seed::SeedArgs),
+    /// Drive a running Starling with the reference's workload mix, open loop.
+    Run(starling_bench::run::RunArgs),
+    /// Benchmark 1: home-timeline reads vs a minimal handler.
+    FeedRead(starling_bench::suites::feed_read::FeedReadArgs),
+    /// Benchmark 2: durable post creation vs raw SQLite inserts.
+    PostCreate(starling_bench::suites::post_create::PostCreateArgs),
+    /// Benchmark 3: in-process timeline inserts vs plain vectors.
+    Fanout(starling_bench::suites::fanout::FanoutArgs),
+    /// Benchmark 4: the highest mixed-workload rate with p99 under 50 ms.
+    Mixed(starling_bench::suites::mixed::MixedArgs),
+    /// The minimal handler the feed-read benchmark compares with.
+    #[command(hide = true)]
+    BaselineServer(starling_bench::baseline::BaselineArgs),
 }
 
 #[derive(Debug, Default, Args)]

@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use starling::cli::{Cli, Command, ServeArgs};
+use starling::cli::{BenchCommand, Cli, Command, ServeArgs};
 use starling::{Application, Config, telemetry};
 
 fn main() -> ExitCode {
@@ -31,6 +31,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let serve = match cli.command {
         Some(Command::Serve(args)) => args,
         None => ServeArgs::default(),
+        Some(Command::Bench(command)) => return bench(command).await,
+        Some(Command::Plan(args)) => return starling_bench::plan::run(&args),
     };
     let config = Config::load(cli.config.as_deref(), &serve.overrides())?;
     let telemetry = telemetry::init(config.log_format, &config.log_level, &config.traces)?;
@@ -67,4 +69,53 @@ async fn shutdown_signal() {
         () = interrupt => {},
         () = terminate => {},
     }
+}
+
+async fn bench(command: BenchCommand) -> anyhow::Result<()> {
+    use starling_bench::{baseline, run, seed, suites};
+
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .try_init();
+    match command {
+        BenchCommand::Seed(args) => {
+            let summary = seed::seed(&args).await?;
+            println!(
+                "seeded {} accounts, {} follows, {} posts in {:.1} s; most followed: {:?}",
+                summary.users,
+                summary.follows,
+                summary.posts,
+                summary.elapsed.as_secs_f64(),
+                summary
+                    .most_followed
+                    .iter()
+                    .map(|(_, count)| count)
+                    .collect::<Vec<_>>()
+            );
+            println!("manifest: {}", args.manifest_path().display());
+        }
+        BenchCommand::Run(args) => {
+            let report = run::run(&args).await?;
+            report.print("Mixed workload");
+            println!("result: {}", args.out.display());
+        }
+        BenchCommand::FeedRead(args) => {
+            suites::feed_read::run(&args).await?;
+        }
+        BenchCommand::PostCreate(args) => {
+            suites::post_create::run(&args).await?;
+        }
+        BenchCommand::Fanout(args) => {
+            suites::fanout::run(&args).await?;
+        }
+        BenchCommand::Mixed(args) => {
+            suites::mixed::run(&args).await?;
+        }
+        BenchCommand::BaselineServer(args) => baseline::serve(&args).await?,
+    }
+    Ok(())
 }

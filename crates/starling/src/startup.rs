@@ -3,7 +3,6 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -93,7 +92,8 @@ impl Application {
                 )),
             },
         };
-        let signing_key = load_or_create_signing_key(&config.signing_key_path())?;
+        let signing_key =
+            starling_app::auth::tokens::load_or_create_signing_key(&config.signing_key_path())?;
         let app = Arc::new(App::new(
             ports,
             IdGenerator::resuming_after(config.node_id, store.highest_id().await?),
@@ -236,31 +236,4 @@ async fn prune_periodically(
             Err(error) => tracing::warn!(error = %error, "cannot prune refresh tokens"),
         }
     }
-}
-
-/// Reads the Ed25519 signing key, creating it (mode 0600) on first start.
-fn load_or_create_signing_key(path: &Path) -> anyhow::Result<String> {
-    if path.exists() {
-        return std::fs::read_to_string(path)
-            .with_context(|| format!("reading the signing key {}", path.display()));
-    }
-    let pem = starling_app::auth::tokens::generate_signing_key_pem()?;
-    write_private_file(path, pem.as_bytes())
-        .with_context(|| format!("writing a new signing key to {}", path.display()))?;
-    tracing::info!(path = %path.display(), "created a new token signing key");
-    Ok(pem)
-}
-
-fn write_private_file(path: &Path, contents: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-    }
-    let mut file = options.open(path)?;
-    file.write_all(contents)?;
-    file.sync_all()
 }

@@ -7,4 +7,4 @@
 
 mod sqlite;
 
-pub use sqlite::{SqliteOptions, SqliteStore, Synchronous};
+pub use sqlite::{BulkFollow, BulkPost, BulkUser, SqliteOptions, SqliteStore, Synchronous};

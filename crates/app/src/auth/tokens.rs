@@ -1,6 +1,9 @@
 //! Access tokens: short-lived JWTs signed with Ed25519 (EdDSA). Any instance
 //! holding the public key verifies them without a database read.
 
+use std::path::Path;
+
+use anyhow::Context;
 use ed25519_dalek::SigningKey;
 use ed25519_dalek::pkcs8::{DecodePrivateKey, EncodePrivateKey, spki::der::pem::LineEnding};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
@@ -103,6 +106,33 @@ impl AccessTokens {
             })?;
         data.claims.sub.parse().map_err(|_| TokenError::Invalid)
     }
+}
+
+/// Reads the Ed25519 signing key, creating it (mode 0600) on first start.
+pub fn load_or_create_signing_key(path: &Path) -> anyhow::Result<String> {
+    if path.exists() {
+        return std::fs::read_to_string(path)
+            .with_context(|| format!("reading the signing key {}", path.display()));
+    }
+    let pem = generate_signing_key_pem()?;
+    write_private_file(path, pem.as_bytes())
+        .with_context(|| format!("writing a new signing key to {}", path.display()))?;
+    tracing::info!(path = %path.display(), "created a new token signing key");
+    Ok(pem)
+}
+
+fn write_private_file(path: &Path, contents: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options.open(path)?;
+    file.write_all(contents)?;
+    file.sync_all()
 }
 
 #[cfg(test)]

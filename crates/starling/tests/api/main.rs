@@ -7,6 +7,7 @@ mod helpers;
 mod process;
 
 mod auth;
+mod bench;
 mod deploy;
 mod durability;
 mod engine;

@@ -1,10 +1,13 @@
 //! SQLite adapter: connection set-up, error translation and shared helpers.
 
 mod accounts;
+mod bulk;
 mod graph;
 mod outbox;
 mod posts;
 mod tokens;
+
+pub use bulk::{BulkFollow, BulkPost, BulkUser};
 
 use std::path::Path;
 use std::str::FromStr;

@@ -1,0 +1,100 @@
+//! Starting the real `starling` binary (this very executable) as a child
+//! process for a benchmark, on a free loopback port.
+
+use std::path::Path;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use tokio::process::{Child, Command};
+
+pub struct Spawned {
+    pub child: Child,
+    pub base: String,
+}
+
+impl Spawned {
+    /// SIGTERM, then wait (killed after 20 s).
+    pub async fn stop(mut self) -> anyhow::Result<()> {
+        if let Some(pid) = self.child.id() {
+            let _ = std::process::Command::new("kill")
+                .args(["-TERM", &pid.to_string()])
+                .status();
+        }
+        if tokio::time::timeout(Duration::from_secs(20), self.child.wait())
+            .await
+            .is_err()
+        {
+            self.child.kill().await?;
+        }
+        Ok(())
+    }
+}
+
+pub fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+/// Runs `starling serve` on `data_dir` with `env`, and waits until ready.
+pub async fn start_starling(data_dir: &Path, env: &[(&str, String)]) -> anyhow::Result<Spawned> {
+    let listen = format!("127.0.0.1:{}", free_port()?);
+    let mut command = Command::new(std::env::current_exe()?);
+    command
+        .args(["serve", "--listen", &listen, "--data-dir"])
+        .arg(data_dir)
+        .env("STARLING_LOG_LEVEL", "warn")
+        .env_remove("RUST_LOG");
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    let child = command
+        .current_dir(data_dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .context("starting starling")?;
+    let base = format!("http://{listen}");
+    wait_ready(&format!("{base}/readyz")).await?;
+    Ok(Spawned { child, base })
+}
+
+/// Runs `starling bench baseline-server` answering `body_bytes`-long JSON.
+pub async fn start_baseline(body_bytes: usize) -> anyhow::Result<Spawned> {
+    let listen = format!("127.0.0.1:{}", free_port()?);
+    let child = Command::new(std::env::current_exe()?)
+        .args([
+            "bench",
+            "baseline-server",
+            "--listen",
+            &listen,
+            "--body-bytes",
+        ])
+        .arg(body_bytes.to_string())
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .context("starting the baseline server")?;
+    let base = format!("http://{listen}");
+    wait_ready(&format!("{base}/feed")).await?;
+    Ok(Spawned { child, base })
+}
+
+async fn wait_ready(url: &str) -> anyhow::Result<()> {
+    let client = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Ok(response) = client.get(url).send().await
+            && response.status().is_success()
+        {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!("{url} did not become ready");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

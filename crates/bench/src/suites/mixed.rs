@@ -1,0 +1,133 @@
+//! Benchmark 4: the reference's workload mix (`bench run`), open loop at
+//! rising rates; the figure is the highest rate that keeps p99 of all
+//! requests under 50 ms with no errors.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use super::{Capacity, SuiteArgs};
+use crate::machine::Machine;
+use crate::report::{RunReport, write_json};
+use crate::run::{RunArgs, run as run_mix};
+use crate::seed::{SeedArgs, seed};
+use crate::server::start_starling;
+
+/// The service-level objective of the ramp.
+const P99_LIMIT_MS: f64 = 50.0;
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct MixedArgs {
+    #[command(flatten)]
+    pub suite: SuiteArgs,
+    #[arg(long, default_value_t = 10_000)]
+    pub users: usize,
+    #[arg(long, default_value_t = 200.0)]
+    pub follows_mean: f64,
+    #[arg(long, default_value_t = 100_000)]
+    pub posts: usize,
+    /// Accounts acting during the run.
+    #[arg(long, default_value_t = 2_000)]
+    pub active: usize,
+    /// First rate tried (requests/s).
+    #[arg(long, default_value_t = 250.0)]
+    pub start_rate: f64,
+    /// Each next rate is this many times the last.
+    #[arg(long, default_value_t = 1.4)]
+    pub step: f64,
+    /// Never try more than this (requests/s).
+    #[arg(long, default_value_t = 50_000.0)]
+    pub max_rate: f64,
+    /// Keep the data here instead of a temporary directory.
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct MixedResult {
+    pub machine: Machine,
+    pub best_rate_per_s: Option<f64>,
+    pub steps: Vec<RunReport>,
+}
+
+pub async fn run(args: &MixedArgs) -> anyhow::Result<MixedResult> {
+    let temporary = tempfile::tempdir()?;
+    let data_dir = args
+        .data_dir
+        .clone()
+        .unwrap_or_else(|| temporary.path().to_owned());
+    println!(
+        "seeding {} accounts, ~{} follows each, {} posts ...",
+        args.users, args.follows_mean, args.posts
+    );
+    let seed_args = SeedArgs {
+        data_dir: data_dir.clone(),
+        users: args.users,
+        follows_mean: args.follows_mean,
+        posts: args.posts,
+        days: 7,
+        active: args.active,
+        popularity_skew: 1.0,
+        rng_seed: 17,
+        manifest: None,
+    };
+    let seeded = seed(&seed_args).await?;
+    println!(
+        "seeded in {:.1} s: {} follows; most followed: {:?}",
+        seeded.elapsed.as_secs_f64(),
+        seeded.follows,
+        seeded
+            .most_followed
+            .iter()
+            .take(3)
+            .map(|(_, count)| count)
+            .collect::<Vec<_>>()
+    );
+    let starling = start_starling(&data_dir, &[]).await?;
+
+    let mut steps = Vec::new();
+    let mut best = None;
+    let mut rate = args.start_rate;
+    while rate <= args.max_rate {
+        let mut run_args = RunArgs::defaults_for(
+            starling.base.clone(),
+            seed_args.manifest_path(),
+            rate,
+            args.suite.duration,
+        );
+        run_args.out = args.suite.results.join(format!("mixed-{rate:.0}.json"));
+        let report = run_mix(&run_args).await?;
+        report.print(&format!("Mixed workload at {rate:.0} requests/s"));
+        let passed = report.errors == 0 && report.overall.p99_ms < P99_LIMIT_MS;
+        steps.push(report);
+        if !passed {
+            break;
+        }
+        best = Some(rate);
+        rate *= args.step;
+        // Let queues drain between steps.
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    starling.stop().await?;
+    let result = MixedResult {
+        machine: Machine::this(),
+        best_rate_per_s: best,
+        steps,
+    };
+    println!("\nMixed workload ({}):", result.machine.describe());
+    match best {
+        Some(rate) => println!(
+            "  highest rate with p99 < {P99_LIMIT_MS} ms and no errors: {rate:.0} requests/s"
+        ),
+        None => println!(
+            "  even {:.0} requests/s missed p99 < {P99_LIMIT_MS} ms or had errors",
+            args.start_rate
+        ),
+    }
+    write_json(&args.suite.results.join("mixed.json"), &result)?;
+    Capacity::record(&args.suite.results.join("capacity.json"), |capacity| {
+        capacity.mixed_requests_per_s = best;
+    })?;
+    Ok(result)
+}
