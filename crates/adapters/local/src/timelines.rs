@@ -1,8 +1,9 @@
-//! Home timelines in process memory: a bounded map (moka, so inactive
+//! Home timelines in process memory: a bounded map (quick_cache, S3-FIFO, so inactive
 //! readers' timelines are evicted and rebuilt from SQL when they return) of
 //! per-user deques of entries, newest first, each behind its own short lock.
 
 use std::collections::{HashSet, VecDeque};
+use std::convert::Infallible;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -93,7 +94,7 @@ impl Timeline {
 
 /// The in-process timeline store.
 pub struct LocalTimelines {
-    timelines: moka::sync::Cache<UserId, Arc<Mutex<Timeline>>>,
+    timelines: quick_cache::sync::Cache<UserId, Arc<Mutex<Timeline>>>,
     cap: usize,
 }
 
@@ -102,16 +103,25 @@ impl LocalTimelines {
     /// timelines (about `cap * 16` bytes each when full).
     pub fn new(cap: usize, max_timelines: u64) -> Self {
         Self {
-            timelines: moka::sync::Cache::builder()
-                .name("timelines")
-                .max_capacity(max_timelines)
-                .build(),
+            timelines: quick_cache::sync::Cache::new(
+                usize::try_from(max_timelines).unwrap_or(usize::MAX).max(1),
+            ),
             cap,
         }
     }
 
     fn get(&self, user: UserId) -> Option<Arc<Mutex<Timeline>>> {
         self.timelines.get(&user)
+    }
+
+    fn get_or_create(&self, user: UserId) -> Arc<Mutex<Timeline>> {
+        let created = self
+            .timelines
+            .get_or_insert_with(&user, || Ok::<_, Infallible>(Arc::default()));
+        match created {
+            Ok(timeline) => timeline,
+            Err(never) => match never {},
+        }
     }
 }
 
@@ -175,9 +185,7 @@ impl TimelineStore for LocalTimelines {
     }
 
     async fn begin_rebuild(&self, user: UserId) -> TimelineResult<()> {
-        let timeline = self
-            .timelines
-            .get_with(user, || Arc::new(Mutex::new(Timeline::default())));
+        let timeline = self.get_or_create(user);
         let mut timeline = timeline.lock();
         if !timeline.building {
             timeline.building = true;
@@ -220,13 +228,12 @@ impl TimelineStore for LocalTimelines {
     }
 
     async fn evict(&self, user: UserId) -> TimelineResult<()> {
-        self.timelines.invalidate(&user);
+        self.timelines.remove(&user);
         Ok(())
     }
 
     async fn materialised_count(&self) -> TimelineResult<u64> {
-        self.timelines.run_pending_tasks();
-        Ok(self.timelines.entry_count())
+        Ok(self.timelines.len() as u64)
     }
 }
 
