@@ -5,6 +5,7 @@ use std::sync::Arc;
 use starling_domain::{IdGenerator, Post, PostId, UserId, UserSummary};
 
 use crate::auth::{AccessTokens, PasswordHashing};
+use crate::feed::LikedPosts;
 use crate::ports::{Cache, EventLog, Store, TimelineEntry, TimelineStore};
 
 /// Tunables of the use cases.
@@ -16,6 +17,8 @@ pub struct Settings {
     /// write; their posts are merged into timelines at read time.
     pub fanout_threshold: i64,
     pub refresh_token_ttl_secs: i64,
+    /// Likes remembered per reader for `liked_by_me` (older ones are asked of SQL).
+    pub liked_window: usize,
 }
 
 impl Default for Settings {
@@ -24,6 +27,7 @@ impl Default for Settings {
             timeline_cap: 800,
             fanout_threshold: 10_000,
             refresh_token_ttl_secs: 30 * 24 * 3600,
+            liked_window: 1_000,
         }
     }
 }
@@ -37,6 +41,8 @@ pub struct Caches {
     pub high_fanout_followees: Arc<dyn Cache<UserId, Arc<Vec<UserId>>>>,
     /// Per author: their most recent posts, for read-time merging.
     pub author_recent: Arc<dyn Cache<UserId, Arc<Vec<TimelineEntry>>>>,
+    /// Per reader: the posts they liked recently (`liked_by_me`).
+    pub likes: Arc<dyn Cache<UserId, Arc<LikedPosts>>>,
 }
 
 /// The adapters the use cases run on.

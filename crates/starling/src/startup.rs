@@ -90,6 +90,11 @@ impl Application {
                     config.cache.users_capacity,
                     AUTHOR_RECENT_TTL,
                 )),
+                likes: Arc::new(MokaCache::new(
+                    "likes",
+                    config.cache.users_capacity,
+                    cache_ttl,
+                )),
             },
         };
         let signing_key =
@@ -103,6 +108,7 @@ impl Application {
                 timeline_cap: config.timeline.cap,
                 fanout_threshold: config.timeline.fanout_threshold,
                 refresh_token_ttl_secs: config.auth.refresh_token_ttl_secs,
+                ..Settings::default()
             },
         ));
         let gauges = crate::gauges::Gauges::new(
@@ -113,7 +119,13 @@ impl Application {
         let metrics = crate::telemetry::metrics_handle()?;
         crate::telemetry::describe_metrics(
             &[FanoutWorker::CONSUMER],
-            &["posts", "users", "high_fanout_followees", "author_recent"],
+            &[
+                "posts",
+                "users",
+                "high_fanout_followees",
+                "author_recent",
+                "likes",
+            ],
         );
         let state = HttpState::new(app.clone(), Some(metrics)).with_gauges(Arc::new(gauges));
 

@@ -108,12 +108,7 @@ impl App {
         let liked: HashSet<PostId> = match viewer {
             Some(viewer) => {
                 let ids: Vec<PostId> = posts.iter().map(|post| post.id).collect();
-                self.ports
-                    .store
-                    .liked_among(viewer, &ids)
-                    .await?
-                    .into_iter()
-                    .collect()
+                self.liked_among(viewer, &ids).await?
             }
             None => HashSet::new(),
         };

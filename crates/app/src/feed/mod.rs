@@ -3,6 +3,8 @@
 //! maintenance shared by the request path and the fan-out worker.
 
 mod hydrate;
+mod likes;
+pub use likes::LikedPosts;
 pub(crate) use maintain::floor_of;
 mod maintain;
 mod read;

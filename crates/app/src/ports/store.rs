@@ -311,6 +311,9 @@ pub trait PostStore: Send + Sync {
 
     /// Which of `posts` `user` has liked.
     async fn liked_among(&self, user: UserId, posts: &[PostId]) -> StoreResult<Vec<PostId>>;
+
+    /// The posts `user` liked, highest post id first, at most `limit`.
+    async fn recent_likes(&self, user: UserId, limit: usize) -> StoreResult<Vec<PostId>>;
 }
 
 /// An outbox row this version cannot read (written by a newer release, or damaged).

@@ -23,6 +23,7 @@ impl App {
             .map_err(post_not_found)?;
         if outcome == LikeOutcome::Liked {
             self.ports.caches.posts.invalidate(&post).await;
+            self.refresh_likes(user).await;
             self.ports.events.wake();
         }
         Ok(())
@@ -37,6 +38,7 @@ impl App {
             .map_err(post_not_found)?;
         if outcome == UnlikeOutcome::Unliked {
             self.ports.caches.posts.invalidate(&post).await;
+            self.refresh_likes(user).await;
             self.ports.events.wake();
         }
         Ok(())

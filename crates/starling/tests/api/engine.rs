@@ -191,6 +191,7 @@ async fn feeds_come_from_sql_when_the_timeline_store_is_down() {
                 users: Arc::new(MokaCache::new("users", 1000, ttl)),
                 high_fanout_followees: Arc::new(MokaCache::new("high_fanout_followees", 1000, ttl)),
                 author_recent: Arc::new(MokaCache::new("author_recent", 1000, ttl)),
+                likes: Arc::new(MokaCache::new("likes", 1000, ttl)),
             },
         },
         IdGenerator::new(1),
@@ -304,4 +305,80 @@ async fn dropping_below_the_threshold_writes_recent_posts_into_timelines() {
         assert_eq!(feed(&app, *fan).await, vec![post.post.id]);
     }
     assert!(feed(&app, fans[2]).await.is_empty());
+}
+
+#[tokio::test]
+async fn liked_by_me_is_right_on_both_sides_of_the_remembered_window() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&dir.path().join("starling.db"), &SqliteOptions::default())
+        .await
+        .unwrap();
+    let ttl = Duration::from_secs(60);
+    let app = App::new(
+        Ports {
+            store: Arc::new(store.clone()),
+            timelines: Arc::new(starling_local::LocalTimelines::new(800, 100)),
+            events: Arc::new(OutboxEventLog::new(Arc::new(store), ttl)),
+            caches: Caches {
+                posts: Arc::new(MokaCache::new("posts", 1000, ttl)),
+                users: Arc::new(MokaCache::new("users", 1000, ttl)),
+                high_fanout_followees: Arc::new(MokaCache::new("high_fanout_followees", 1000, ttl)),
+                author_recent: Arc::new(MokaCache::new("author_recent", 1000, ttl)),
+                likes: Arc::new(MokaCache::new("likes", 1000, ttl)),
+            },
+        },
+        IdGenerator::new(1),
+        PasswordHashing::new(PasswordParams {
+            memory_kib: 1024,
+            iterations: 1,
+            parallelism: 1,
+        })
+        .unwrap(),
+        AccessTokens::from_pem(
+            &starling_app::auth::tokens::generate_signing_key_pem().unwrap(),
+            60,
+        )
+        .unwrap(),
+        Settings {
+            liked_window: 3,
+            ..Settings::default()
+        },
+    );
+    let author = register(&app, "author").await;
+    let reader = register(&app, "reader").await;
+    let mut posts = Vec::new();
+    for index in 0..6 {
+        posts.push(
+            app.create_post(author, &format!("post {index}"), None)
+                .await
+                .unwrap()
+                .post
+                .id,
+        );
+    }
+    // Liked: the oldest (below the remembered window) and the three newest.
+    for post in [posts[0], posts[3], posts[4], posts[5]] {
+        app.like(reader, post).await.unwrap();
+    }
+    let liked = |page: starling_app::Page<starling_app::PostView>| -> Vec<bool> {
+        page.items
+            .iter()
+            .rev()
+            .map(|view| view.liked_by_me)
+            .collect()
+    };
+    let page = app
+        .user_posts(Some(reader), author, None, 10)
+        .await
+        .unwrap();
+    assert_eq!(liked(page), vec![true, false, false, true, true, true]);
+    // Read-your-writes through the cache, inside and below the window.
+    app.unlike(reader, posts[5]).await.unwrap();
+    app.unlike(reader, posts[0]).await.unwrap();
+    app.like(reader, posts[1]).await.unwrap();
+    let page = app
+        .user_posts(Some(reader), author, None, 10)
+        .await
+        .unwrap();
+    assert_eq!(liked(page), vec![false, true, false, true, true, false]);
 }

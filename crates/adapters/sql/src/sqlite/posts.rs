@@ -82,6 +82,8 @@ const DELETE_LIKE: &str = "DELETE FROM likes WHERE user_id = ?1 AND post_id = ?2
 const COUNT_LIKE: &str = "UPDATE posts SET like_count = like_count + ?2 WHERE id = ?1";
 const LIKED_AMONG: &str = "SELECT post_id FROM likes \
      WHERE user_id = ?1 AND post_id IN (SELECT value FROM json_each(?2))";
+const RECENT_LIKES: &str =
+    "SELECT post_id FROM likes WHERE user_id = ?1 ORDER BY post_id DESC LIMIT ?2";
 
 type Tx = sqlx::Transaction<'static, sqlx::Sqlite>;
 
@@ -331,6 +333,16 @@ impl PostStore for SqliteStore {
         } else {
             UnlikeOutcome::NotLiked
         })
+    }
+
+    async fn recent_likes(&self, user: UserId, limit: usize) -> Result<Vec<PostId>, StoreError> {
+        let rows: Vec<i64> = sqlx::query_scalar(RECENT_LIKES)
+            .bind(user.get())
+            .bind(limit_param(limit))
+            .fetch_all(&mut *self.read().await?)
+            .await
+            .map_err(translate)?;
+        Ok(rows.into_iter().map(PostId).collect())
     }
 
     async fn liked_among(&self, user: UserId, posts: &[PostId]) -> Result<Vec<PostId>, StoreError> {

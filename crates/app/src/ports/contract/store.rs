@@ -658,6 +658,21 @@ pub async fn likes_are_idempotent_counted_and_need_a_live_post(store: Arc<dyn St
             .unwrap()
             .is_empty()
     );
+    fixture.like(bob.id, other.id).await.unwrap();
+    assert_eq!(
+        store.recent_likes(bob.id, 10).await.unwrap(),
+        vec![other.id, post.id]
+    );
+    assert_eq!(store.recent_likes(bob.id, 1).await.unwrap(), vec![other.id]);
+    store
+        .unlike(
+            bob.id,
+            other.id,
+            fixture.ids.next_event_id(),
+            Timestamp::now(),
+        )
+        .await
+        .unwrap();
 
     let unlike = || {
         store.unlike(
