@@ -13,7 +13,7 @@ use starling_app::workers::{ConsumerOptions, FanoutWorker, run_consumer};
 use starling_app::{App, Caches, Ports, Settings};
 use starling_domain::{IdGenerator, Timestamp};
 use starling_http::{HttpSettings, HttpState};
-use starling_local::{LocalTimelines, MokaCache, OutboxEventLog};
+use starling_local::{LocalTimelines, MemoryCache, OutboxEventLog};
 use starling_sql::{SqliteOptions, SqliteStore};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -68,29 +68,29 @@ impl Application {
             )),
             events: events.clone(),
             caches: Caches {
-                posts: Arc::new(MokaCache::new(
+                posts: Arc::new(MemoryCache::new(
                     "posts",
                     config.cache.posts_capacity,
                     cache_ttl,
                 )),
-                users: Arc::new(MokaCache::new(
+                users: Arc::new(MemoryCache::new(
                     "users",
                     config.cache.users_capacity,
                     cache_ttl,
                 )),
                 // Both are invalidated on change, but a reload racing the
                 // change can store a stale copy: short lives bound that.
-                high_fanout_followees: Arc::new(MokaCache::new(
+                high_fanout_followees: Arc::new(MemoryCache::new(
                     "high_fanout_followees",
                     config.cache.users_capacity,
                     HIGH_FANOUT_LIST_TTL,
                 )),
-                author_recent: Arc::new(MokaCache::new(
+                author_recent: Arc::new(MemoryCache::new(
                     "author_recent",
                     config.cache.users_capacity,
                     AUTHOR_RECENT_TTL,
                 )),
-                likes: Arc::new(MokaCache::new(
+                likes: Arc::new(MemoryCache::new(
                     "likes",
                     config.cache.users_capacity,
                     cache_ttl,

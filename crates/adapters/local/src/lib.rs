@@ -5,6 +5,6 @@ mod cache;
 mod event_log;
 mod timelines;
 
-pub use cache::MokaCache;
+pub use cache::MemoryCache;
 pub use event_log::OutboxEventLog;
 pub use timelines::LocalTimelines;

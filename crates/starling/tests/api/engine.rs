@@ -12,7 +12,7 @@ use starling_app::ports::{EventLog, TimelineEntry, TimelineError, TimelineRead, 
 use starling_app::workers::{EventHandler, FanoutWorker};
 use starling_app::{App, Caches, Ports, Settings};
 use starling_domain::{EventEnvelope, IdGenerator, PostId, UserId};
-use starling_local::{MokaCache, OutboxEventLog};
+use starling_local::{MemoryCache, OutboxEventLog};
 use starling_sql::{SqliteOptions, SqliteStore};
 
 /// Delivers and handles what the fan-out worker has not yet seen; returns it.
@@ -187,11 +187,15 @@ async fn feeds_come_from_sql_when_the_timeline_store_is_down() {
             timelines: Arc::new(BrokenTimelines),
             events: Arc::new(OutboxEventLog::new(Arc::new(store), ttl)),
             caches: Caches {
-                posts: Arc::new(MokaCache::new("posts", 1000, ttl)),
-                users: Arc::new(MokaCache::new("users", 1000, ttl)),
-                high_fanout_followees: Arc::new(MokaCache::new("high_fanout_followees", 1000, ttl)),
-                author_recent: Arc::new(MokaCache::new("author_recent", 1000, ttl)),
-                likes: Arc::new(MokaCache::new("likes", 1000, ttl)),
+                posts: Arc::new(MemoryCache::new("posts", 1000, ttl)),
+                users: Arc::new(MemoryCache::new("users", 1000, ttl)),
+                high_fanout_followees: Arc::new(MemoryCache::new(
+                    "high_fanout_followees",
+                    1000,
+                    ttl,
+                )),
+                author_recent: Arc::new(MemoryCache::new("author_recent", 1000, ttl)),
+                likes: Arc::new(MemoryCache::new("likes", 1000, ttl)),
             },
         },
         IdGenerator::new(1),
@@ -320,11 +324,15 @@ async fn liked_by_me_is_right_on_both_sides_of_the_remembered_window() {
             timelines: Arc::new(starling_local::LocalTimelines::new(800, 100)),
             events: Arc::new(OutboxEventLog::new(Arc::new(store), ttl)),
             caches: Caches {
-                posts: Arc::new(MokaCache::new("posts", 1000, ttl)),
-                users: Arc::new(MokaCache::new("users", 1000, ttl)),
-                high_fanout_followees: Arc::new(MokaCache::new("high_fanout_followees", 1000, ttl)),
-                author_recent: Arc::new(MokaCache::new("author_recent", 1000, ttl)),
-                likes: Arc::new(MokaCache::new("likes", 1000, ttl)),
+                posts: Arc::new(MemoryCache::new("posts", 1000, ttl)),
+                users: Arc::new(MemoryCache::new("users", 1000, ttl)),
+                high_fanout_followees: Arc::new(MemoryCache::new(
+                    "high_fanout_followees",
+                    1000,
+                    ttl,
+                )),
+                author_recent: Arc::new(MemoryCache::new("author_recent", 1000, ttl)),
+                likes: Arc::new(MemoryCache::new("likes", 1000, ttl)),
             },
         },
         IdGenerator::new(1),
