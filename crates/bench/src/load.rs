@@ -1,26 +1,38 @@
 //! The load engine: sends requests to a server and records what came back.
 //!
-//! **Open loop** (fixed arrival rate): request *i* is due at `start + i/rate`
-//! whether or not earlier ones have answered, and its latency is measured
-//! from that due time. A server that stalls therefore shows the stall in
-//! every request that should have been sent meanwhile, instead of the load
-//! generator politely waiting and hiding it (coordinated omission). This is
-//! what `bench run` and every p99 figure use.
+//! It runs a fixed set of workers, each with its own keep-alive HTTP/1.1
+//! connection (hyper's client connection, no pool, no task per request), so
+//! that the generator spends as little of this 2-core machine as it can.
 //!
-//! **Closed loop** (fixed concurrency): each of N connections sends its next
-//! request when the previous answers. That finds maximum throughput, and
-//! its latencies are not to be quoted as user experience.
+//! **Open loop** (fixed arrival rate): request *i* is due at `start + i/rate`
+//! and goes to worker `i mod N`; its latency is measured from its due time.
+//! A worker still waiting for an earlier answer sends late, and the lateness
+//! counts: a server that stalls shows the stall in every request that should
+//! have been sent meanwhile, instead of the generator politely waiting and
+//! hiding it (coordinated omission, corrected as wrk2 does). This is what
+//! `bench run` and every p99 figure use.
+//!
+//! **Closed loop** (fixed concurrency): each worker sends its next request
+//! when the previous answers. That finds maximum throughput; its latencies
+//! are not to be quoted as user experience.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use hdrhistogram::Histogram;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Bytes;
+use hyper::client::conn::http1;
+use hyper::header::{AUTHORIZATION, CONTENT_TYPE, HOST};
+use hyper_util::rt::TokioIo;
 use parking_lot::Mutex;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use reqwest::{Client, Method};
-use tokio::sync::Semaphore;
+use tokio::net::TcpStream;
 use tokio::task::JoinSet;
 
 use crate::machine::Machine;
@@ -32,7 +44,8 @@ pub struct Request {
     /// The request type, as reported (`feed`, `post`, ...).
     pub op: &'static str,
     pub method: Method,
-    pub url: String,
+    /// Path and query, e.g. `/api/v1/feed?limit=20`.
+    pub path: String,
     pub token: Option<String>,
     pub body: Option<serde_json::Value>,
 }
@@ -84,7 +97,7 @@ impl Recorder {
     }
 }
 
-/// A client for load: HTTP/1.1 keep-alive, no proxy, generous pool.
+/// A client for the light requests around a run (warm-ups, scrapes).
 pub fn client(connections: usize) -> anyhow::Result<Client> {
     Ok(Client::builder()
         .pool_max_idle_per_host(connections)
@@ -94,31 +107,87 @@ pub fn client(connections: usize) -> anyhow::Result<Client> {
         .build()?)
 }
 
-async fn send(client: &Client, request: &Request) -> Result<u16, String> {
-    let mut builder = client.request(request.method.clone(), &request.url);
-    if let Some(token) = &request.token {
-        builder = builder.bearer_auth(token);
-    }
-    if let Some(body) = &request.body {
-        builder = builder.json(body);
-    }
-    match builder.send().await {
-        Ok(response) => {
-            let status = response.status().as_u16();
-            // Read the whole body: the server's work includes sending it.
-            match response.bytes().await {
-                Ok(_) => Ok(status),
-                Err(_) => Err("transport".to_owned()),
-            }
+/// One worker's connection, reopened after a failure.
+struct Connection {
+    address: String,
+    sender: Option<http1::SendRequest<Full<Bytes>>>,
+}
+
+impl Connection {
+    fn new(address: String) -> Self {
+        Self {
+            address,
+            sender: None,
         }
-        Err(error) if error.is_timeout() => Err("timeout".to_owned()),
-        Err(_) => Err("transport".to_owned()),
+    }
+
+    async fn open(&self) -> Result<http1::SendRequest<Full<Bytes>>, String> {
+        let stream = TcpStream::connect(&self.address)
+            .await
+            .map_err(|_| "connect".to_owned())?;
+        let _ = stream.set_nodelay(true);
+        let (sender, connection) = http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(|_| "connect".to_owned())?;
+        tokio::spawn(connection);
+        Ok(sender)
+    }
+
+    async fn send(&mut self, request: &Request) -> Result<u16, String> {
+        let outcome = tokio::time::timeout(REQUEST_TIMEOUT, self.exchange(request)).await;
+        let result = outcome.unwrap_or_else(|_| Err("timeout".to_owned()));
+        if result.is_err() {
+            // Whatever state the connection is in, start the next request afresh.
+            self.sender = None;
+        }
+        result
+    }
+
+    async fn exchange(&mut self, request: &Request) -> Result<u16, String> {
+        let mut sender = match self.sender.take() {
+            Some(sender) if !sender.is_closed() => sender,
+            _ => self.open().await?,
+        };
+        sender.ready().await.map_err(|_| "transport".to_owned())?;
+        let mut builder = hyper::Request::builder()
+            .method(request.method.clone())
+            .uri(&request.path)
+            .header(HOST, &self.address);
+        if let Some(token) = &request.token {
+            builder = builder.header(AUTHORIZATION, format!("Bearer {token}"));
+        }
+        let body = match &request.body {
+            Some(json) => {
+                builder = builder.header(CONTENT_TYPE, "application/json");
+                Full::new(Bytes::from(
+                    serde_json::to_vec(json).map_err(|_| "encode".to_owned())?,
+                ))
+            }
+            None => Full::new(Bytes::new()),
+        };
+        let http_request = builder.body(body).map_err(|_| "encode".to_owned())?;
+        let response = sender
+            .send_request(http_request)
+            .await
+            .map_err(|_| "transport".to_owned())?;
+        let status = response.status().as_u16();
+        // Read the whole body: the server's work includes sending it.
+        response
+            .into_body()
+            .collect()
+            .await
+            .map_err(|_| "transport".to_owned())?;
+        self.sender = Some(sender);
+        Ok(status)
     }
 }
 
-/// Drives `source` against the server with the given pacing and limits.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Drives `source` against the server at `address` (`host:port`) with the
+/// given pacing and limits.
 pub async fn drive(
-    client: Client,
+    address: &str,
     source: RequestSource,
     pacing: Pacing,
     limits: Limits,
@@ -127,69 +196,53 @@ pub async fn drive(
     let started = Instant::now();
     let deadline = started + limits.duration;
     let max_requests = limits.max_requests.unwrap_or(u64::MAX);
-    let mut tasks = JoinSet::new();
-    match pacing {
+    let (workers, interval) = match pacing {
         Pacing::Open {
             rate,
             max_in_flight,
-        } => {
-            let interval = Duration::from_secs_f64(1.0 / rate.max(0.001));
-            let slots = Arc::new(Semaphore::new(max_in_flight.max(1)));
-            let mut rng = StdRng::from_entropy();
-            let mut sent = 0u64;
-            'schedule: loop {
-                let now = Instant::now();
-                // Everything due by now goes out now; then sleep to the next due time.
-                loop {
-                    let due = started + interval.mul_f64(sent as f64);
-                    if due >= deadline || sent >= max_requests {
-                        break 'schedule;
+        } => (
+            max_in_flight.max(1),
+            Some(Duration::from_secs_f64(1.0 / rate.max(0.001))),
+        ),
+        Pacing::Closed { connections } => (connections.max(1), None),
+    };
+    let sent = Arc::new(AtomicU64::new(0));
+    let mut tasks = JoinSet::new();
+    for worker in 0..workers {
+        let (recorder, source, sent) = (recorder.clone(), source.clone(), sent.clone());
+        let mut connection = Connection::new(address.to_owned());
+        tasks.spawn(async move {
+            let mut rng = StdRng::seed_from_u64(worker as u64 ^ 0x5eed);
+            let mut index = worker as u64;
+            loop {
+                let due = match interval {
+                    // Worker k sends requests k, k + N, k + 2N, ... at their due times.
+                    Some(interval) => {
+                        let due = started + interval.mul_f64(index as f64);
+                        if due >= deadline || index >= max_requests {
+                            break;
+                        }
+                        index += workers as u64;
+                        if due > Instant::now() {
+                            tokio::time::sleep_until(due.into()).await;
+                        }
+                        due
                     }
-                    if due > now {
-                        tokio::time::sleep_until(due.into()).await;
-                        break;
+                    None => {
+                        if Instant::now() >= deadline
+                            || sent.fetch_add(1, Ordering::Relaxed) >= max_requests
+                        {
+                            break;
+                        }
+                        Instant::now()
                     }
-                    let request = source(&mut rng);
-                    let (client, recorder, slots) =
-                        (client.clone(), recorder.clone(), slots.clone());
-                    tasks.spawn(async move {
-                        // Waiting for a slot counts: latency runs from the due time.
-                        let Ok(_slot) = slots.acquire_owned().await else {
-                            return;
-                        };
-                        let outcome = send(&client, &request).await;
-                        recorder.record(request.op, outcome, due.elapsed());
-                    });
-                    sent += 1;
-                }
-                // Reap finished tasks so the set does not grow with the run.
-                while tasks.try_join_next().is_some() {}
+                };
+                let request = source(&mut rng);
+                let outcome = connection.send(&request).await;
+                recorder.record(request.op, outcome, due.elapsed());
             }
-        }
-        Pacing::Closed { connections } => {
-            let sent = Arc::new(std::sync::atomic::AtomicU64::new(0));
-            for worker in 0..connections.max(1) {
-                let (client, recorder, source, sent) = (
-                    client.clone(),
-                    recorder.clone(),
-                    source.clone(),
-                    sent.clone(),
-                );
-                tasks.spawn(async move {
-                    let mut rng = StdRng::seed_from_u64(worker as u64 ^ 0x5eed);
-                    while Instant::now() < deadline
-                        && sent.fetch_add(1, std::sync::atomic::Ordering::Relaxed) < max_requests
-                    {
-                        let request = source(&mut rng);
-                        let began = Instant::now();
-                        let outcome = send(&client, &request).await;
-                        recorder.record(request.op, outcome, began.elapsed());
-                    }
-                });
-            }
-        }
+        });
     }
-    // Let what was sent finish (bounded: every request has a 30 s timeout).
     while tasks.join_next().await.is_some() {}
     let elapsed = started.elapsed().as_secs_f64().max(0.001);
     summarise(&recorder, pacing, elapsed)
@@ -252,14 +305,14 @@ mod tests {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = listener.local_addr().unwrap();
         tokio::spawn(async move { axum::serve(listener, app).await });
-        format!("http://{address}/")
+        address.to_string()
     }
 
-    fn get_source(url: String) -> RequestSource {
+    fn get_source() -> RequestSource {
         Arc::new(move |_| Request {
             op: "get",
             method: Method::GET,
-            url: url.clone(),
+            path: "/".to_owned(),
             token: None,
             body: None,
         })
@@ -267,13 +320,13 @@ mod tests {
 
     #[tokio::test]
     async fn open_loop_keeps_its_rate_and_charges_queueing_to_latency() {
-        let url = slow_server(Duration::from_millis(50)).await;
+        let address = slow_server(Duration::from_millis(50)).await;
         // 200/s for 1 s with only 2 requests in flight: each takes 50 ms, so
         // at most 40/s can be served and the rest queue. Their latency must
         // show the queueing, not just the 50 ms of service.
         let report = drive(
-            client(4).unwrap(),
-            get_source(url),
+            &address,
+            get_source(),
             Pacing::Open {
                 rate: 200.0,
                 max_in_flight: 2,
@@ -301,10 +354,10 @@ mod tests {
 
     #[tokio::test]
     async fn closed_loop_is_bounded_by_its_connections_and_request_cap() {
-        let url = slow_server(Duration::from_millis(20)).await;
+        let address = slow_server(Duration::from_millis(20)).await;
         let report = drive(
-            client(4).unwrap(),
-            get_source(url),
+            &address,
+            get_source(),
             Pacing::Closed { connections: 4 },
             Limits {
                 duration: Duration::from_secs(10),

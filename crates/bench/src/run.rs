@@ -21,7 +21,7 @@ use serde_json::json;
 use crate::load::{Limits, Pacing, Request, RequestSource, client, drive};
 use crate::manifest::Manifest;
 use crate::report::{LagSummary, RunReport, write_json};
-use crate::target::loopback_url;
+use crate::target::{loopback_url, socket_address};
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct RunArgs {
@@ -78,11 +78,7 @@ impl RunArgs {
 }
 
 /// The mixed request source over a manifest.
-pub fn mixed_source(
-    base: &str,
-    manifest: Arc<Manifest>,
-    args: &RunArgs,
-) -> anyhow::Result<RequestSource> {
+pub fn mixed_source(manifest: Arc<Manifest>, args: &RunArgs) -> anyhow::Result<RequestSource> {
     if manifest.users.is_empty() || manifest.sample_posts.is_empty() {
         bail!("the manifest has no accounts or posts to act on");
     }
@@ -97,7 +93,6 @@ pub fn mixed_source(
     if total <= 0.0 {
         bail!("every request weight is zero");
     }
-    let base = base.trim_end_matches('/').to_owned();
     Ok(Arc::new(move |rng: &mut StdRng| {
         let mut draw = rng.gen_range(0.0..total);
         let mut op = "feed";
@@ -115,15 +110,15 @@ pub fn mixed_source(
             "post" => Request {
                 op,
                 method: Method::POST,
-                url: format!("{base}/api/v1/posts"),
+                path: "/api/v1/posts".to_owned(),
                 token,
                 body: Some(json!({"text": format!("load test post {}", rng.r#gen::<u32>())})),
             },
             "user_posts" => Request {
                 op,
                 method: Method::GET,
-                url: format!(
-                    "{base}/api/v1/users/{}/posts?limit=20",
+                path: format!(
+                    "/api/v1/users/{}/posts?limit=20",
                     pick(rng, &manifest.all_user_ids)
                 ),
                 token,
@@ -132,10 +127,7 @@ pub fn mixed_source(
             "like" => Request {
                 op,
                 method: Method::POST,
-                url: format!(
-                    "{base}/api/v1/posts/{}/like",
-                    pick(rng, &manifest.sample_posts)
-                ),
+                path: format!("/api/v1/posts/{}/like", pick(rng, &manifest.sample_posts)),
                 token,
                 body: None,
             },
@@ -147,7 +139,7 @@ pub fn mixed_source(
                 Request {
                     op,
                     method: Method::POST,
-                    url: format!("{base}/api/v1/users/{followee}/follow"),
+                    path: format!("/api/v1/users/{followee}/follow"),
                     token,
                     body: None,
                 }
@@ -155,7 +147,7 @@ pub fn mixed_source(
             _ => Request {
                 op: "feed",
                 method: Method::GET,
-                url: format!("{base}/api/v1/feed?limit=20"),
+                path: "/api/v1/feed?limit=20".to_owned(),
                 token,
                 body: None,
             },
@@ -168,12 +160,12 @@ pub async fn run(args: &RunArgs) -> anyhow::Result<RunReport> {
     let target = loopback_url(&args.target)?;
     let base = target.as_str().trim_end_matches('/').to_owned();
     let manifest = Arc::new(Manifest::load(&args.manifest)?);
-    let source = mixed_source(&base, manifest, args)?;
-    let client = client(args.max_in_flight)?;
+    let source = mixed_source(manifest, args)?;
+    let client = client(4)?;
     let metrics_url = format!("{base}/metrics");
     let before = scrape_lag(&client, &metrics_url).await;
     let mut report = drive(
-        client.clone(),
+        &socket_address(&target)?,
         source,
         Pacing::Open {
             rate: args.rate,

@@ -10,7 +10,10 @@ use tokio::process::{Child, Command};
 
 pub struct Spawned {
     pub child: Child,
+    /// `http://127.0.0.1:port`
     pub base: String,
+    /// `127.0.0.1:port`
+    pub address: String,
 }
 
 impl Spawned {
@@ -58,7 +61,11 @@ pub async fn start_starling(data_dir: &Path, env: &[(&str, String)]) -> anyhow::
         .context("starting starling")?;
     let base = format!("http://{listen}");
     wait_ready(&format!("{base}/readyz")).await?;
-    Ok(Spawned { child, base })
+    Ok(Spawned {
+        child,
+        base,
+        address: listen,
+    })
 }
 
 /// Runs `starling bench baseline-server` answering `body_bytes`-long JSON.
@@ -80,7 +87,11 @@ pub async fn start_baseline(body_bytes: usize) -> anyhow::Result<Spawned> {
         .context("starting the baseline server")?;
     let base = format!("http://{listen}");
     wait_ready(&format!("{base}/feed")).await?;
-    Ok(Spawned { child, base })
+    Ok(Spawned {
+        child,
+        base,
+        address: listen,
+    })
 }
 
 async fn wait_ready(url: &str) -> anyhow::Result<()> {

@@ -22,6 +22,15 @@ pub fn loopback_url(text: &str) -> anyhow::Result<Url> {
     Ok(url)
 }
 
+/// `host:port` of a loopback URL, for opening connections.
+pub fn socket_address(url: &Url) -> anyhow::Result<String> {
+    let host = url.host_str().unwrap_or("127.0.0.1");
+    let port = url
+        .port_or_known_default()
+        .with_context(|| format!("{url} has no port"))?;
+    Ok(format!("{host}:{port}"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -109,18 +109,18 @@ pub async fn run(args: &FeedReadArgs) -> anyhow::Result<FeedReadResult> {
     let baseline = start_baseline(page_size).await?;
 
     let readers = Arc::new(readers);
-    let feed_source = |base: String, path: &'static str| -> RequestSource {
+    let feed_source = |path: &'static str| -> RequestSource {
         let readers = readers.clone();
         Arc::new(move |rng| Request {
             op: "feed",
             method: Method::GET,
-            url: format!("{base}{path}"),
+            path: path.to_owned(),
             token: Some(readers[rng.gen_range(0..readers.len())].clone()),
             body: None,
         })
     };
-    let starling_source = feed_source(starling.base.clone(), "/api/v1/feed?limit=20");
-    let baseline_source = feed_source(baseline.base.clone(), "/feed");
+    let starling_source = feed_source("/api/v1/feed?limit=20");
+    let baseline_source = feed_source("/feed");
     let duration = Duration::from_secs(args.suite.duration);
     let closed = Pacing::Closed {
         connections: args.connections,
@@ -130,14 +130,27 @@ pub async fn run(args: &FeedReadArgs) -> anyhow::Result<FeedReadResult> {
         max_requests: None,
     };
 
-    let starling_max = drive(http.clone(), starling_source.clone(), closed, limits).await;
-    let baseline_max = drive(http.clone(), baseline_source.clone(), closed, limits).await;
+    let starling_max = drive(&starling.address, starling_source.clone(), closed, limits).await;
+    let baseline_max = drive(&baseline.address, baseline_source.clone(), closed, limits).await;
     let half = |report: &RunReport| Pacing::Open {
         rate: (report.throughput_per_s / 2.0).max(1.0),
-        max_in_flight: args.connections * 8,
+        // Enough connections that the server, not the generator, sets the pace.
+        max_in_flight: args.connections * 4,
     };
-    let starling_half = drive(http.clone(), starling_source, half(&starling_max), limits).await;
-    let baseline_half = drive(http.clone(), baseline_source, half(&baseline_max), limits).await;
+    let starling_half = drive(
+        &starling.address,
+        starling_source,
+        half(&starling_max),
+        limits,
+    )
+    .await;
+    let baseline_half = drive(
+        &baseline.address,
+        baseline_source,
+        half(&baseline_max),
+        limits,
+    )
+    .await;
     starling.stop().await?;
     baseline.stop().await?;
 

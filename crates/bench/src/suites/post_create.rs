@@ -62,17 +62,16 @@ pub async fn run(args: &PostCreateArgs) -> anyhow::Result<PostCreateResult> {
         tokens.push(token);
     }
     let tokens = Arc::new(tokens);
-    let base = starling.base.clone();
     let source: RequestSource = Arc::new(move |rng| Request {
         op: "post",
         method: Method::POST,
-        url: format!("{base}/api/v1/posts"),
+        path: "/api/v1/posts".to_owned(),
         token: Some(tokens[rng.gen_range(0..tokens.len())].clone()),
         body: Some(json!({"text": format!("benchmark post {}", rng.r#gen::<u64>())})),
     });
     let duration = Duration::from_secs(args.suite.duration);
     let report = drive(
-        http,
+        &starling.address,
         source,
         Pacing::Closed {
             connections: args.connections,
