@@ -26,7 +26,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_scalar::{Scalar, Servable};
 
 pub use problem::{PROBLEM_JSON, Problem};
-pub use state::{HttpState, RefreshGauges};
+pub use state::{HttpState, RefreshGauges, Shared};
 
 /// JSON bodies above this size are refused with 413.
 pub const BODY_LIMIT_BYTES: usize = 64 * 1024;

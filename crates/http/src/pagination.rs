@@ -106,6 +106,21 @@ impl<T> PageBody<T> {
             data: page.items.into_iter().map(convert).collect(),
         }
     }
+
+    /// Like `from_page`, with items that borrow from the page.
+    pub(crate) fn from_page_ref<'a, S>(
+        page: &'a Page<S>,
+        list: &str,
+        convert: impl Fn(&'a S) -> T,
+    ) -> Self {
+        Self {
+            pagination: Pagination {
+                has_more: page.next.is_some(),
+                next_cursor: page.next.map(|position| encode_cursor(list, position)),
+            },
+            data: page.items.iter().map(convert).collect(),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -13,27 +13,37 @@ pub trait RefreshGauges: Send + Sync {
     async fn refresh(&self);
 }
 
+/// Cloned for every request by axum: one reference count, not one per field.
 #[derive(Clone)]
-pub struct HttpState {
+pub struct HttpState(Arc<Shared>);
+
+pub struct Shared {
     pub app: Arc<App>,
     pub metrics: Option<PrometheusHandle>,
     pub gauges: Option<Arc<dyn RefreshGauges>>,
-    draining: Arc<AtomicBool>,
+    draining: AtomicBool,
+}
+
+impl std::ops::Deref for HttpState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
 }
 
 impl HttpState {
-    pub fn new(app: Arc<App>, metrics: Option<PrometheusHandle>) -> Self {
-        Self {
+    pub fn new(
+        app: Arc<App>,
+        metrics: Option<PrometheusHandle>,
+        gauges: Option<Arc<dyn RefreshGauges>>,
+    ) -> Self {
+        Self(Arc::new(Shared {
             app,
             metrics,
-            gauges: None,
-            draining: Arc::new(AtomicBool::new(false)),
-        }
-    }
-
-    pub fn with_gauges(mut self, gauges: Arc<dyn RefreshGauges>) -> Self {
-        self.gauges = Some(gauges);
-        self
+            gauges,
+            draining: AtomicBool::new(false),
+        }))
     }
 
     /// From now on `/readyz` answers 503, so load balancers stop sending

@@ -127,7 +127,7 @@ impl Application {
                 "likes",
             ],
         );
-        let state = HttpState::new(app.clone(), Some(metrics)).with_gauges(Arc::new(gauges));
+        let state = HttpState::new(app.clone(), Some(metrics), Some(Arc::new(gauges)));
 
         let router = starling_http::router(
             state.clone(),

@@ -1,14 +1,16 @@
 //! `/api/v1/feed`: the caller's home timeline.
 
-use axum::Json;
 use axum::extract::State;
 use starling_domain::PostId;
 
 use crate::extract::{AppQuery, AuthUser};
-use crate::models::PostBody;
+use crate::models::{PostBody, PostJson};
 use crate::pagination::{PageBody, PageParams};
 use crate::problem::{ApiError, Problem};
+use crate::routes::json_now;
 use crate::state::HttpState;
+use axum::http::StatusCode;
+use axum::response::Response;
 
 /// The caller's home timeline: their own posts and those of everyone they
 /// follow, newest first. Page with `next_cursor` down to the oldest post.
@@ -23,7 +25,7 @@ pub(crate) async fn home_feed(
     State(state): State<HttpState>,
     AuthUser(caller): AuthUser,
     AppQuery(params): AppQuery<PageParams>,
-) -> Result<Json<PageBody<PostBody>>, ApiError> {
+) -> Result<Response, ApiError> {
     // The cursor is bound to the reader: another user's cursor is refused.
     let list = format!("feed:{caller}");
     let request = params.for_list(&list)?;
@@ -31,5 +33,6 @@ pub(crate) async fn home_feed(
         .app
         .home_feed(caller, request.after.map(PostId), request.limit)
         .await?;
-    Ok(Json(PageBody::from_page(page, &list, PostBody::from)))
+    let body = PageBody::from_page_ref(&page, &list, PostJson);
+    Ok(json_now(StatusCode::OK, &body))
 }

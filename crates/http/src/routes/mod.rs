@@ -8,6 +8,8 @@ pub(crate) mod ops;
 pub(crate) mod posts;
 pub(crate) mod users;
 
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use starling_app::accounts::UserRef;
 use starling_domain::UserId;
 use utoipa_axum::router::OpenApiRouter;
@@ -32,6 +34,18 @@ pub(crate) fn api_router() -> OpenApiRouter<HttpState> {
         .routes(routes!(posts::post, posts::delete_post))
         .routes(routes!(posts::like, posts::unlike))
         .routes(routes!(feed::home_feed))
+}
+
+/// A JSON response serialised on the spot, so that its body may borrow from
+/// data the handler holds.
+pub(crate) fn json_now<T: serde::Serialize>(status: StatusCode, value: &T) -> Response {
+    match serde_json::to_vec(value) {
+        Ok(body) => (status, [(header::CONTENT_TYPE, "application/json")], body).into_response(),
+        Err(error) => {
+            tracing::error!(error = %error, "cannot serialise a response");
+            crate::problem::generic_problem(StatusCode::INTERNAL_SERVER_ERROR).into_response()
+        }
+    }
 }
 
 /// The id of the account a path names; `@handle`s are looked up.

@@ -1,14 +1,15 @@
 //! `/api/v1/posts`: create, read, delete, like.
 
-use axum::Json;
 use axum::extract::State;
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderValue, StatusCode, header};
 use starling_domain::{PostId, ValidationErrors};
 
 use crate::extract::{AppJson, AuthUser, PostPath};
-use crate::models::{CreatePostRequest, PostBody};
+use crate::models::{CreatePostRequest, PostBody, PostJson};
 use crate::problem::{ApiError, Problem};
+use crate::routes::json_now;
 use crate::state::HttpState;
+use axum::response::Response;
 
 /// Publish a post (optionally as a reply).
 #[utoipa::path(post, path = "/api/v1/posts", tag = "posts", security(("bearer" = [])),
@@ -21,7 +22,7 @@ pub(crate) async fn create_post(
     State(state): State<HttpState>,
     AuthUser(caller): AuthUser,
     AppJson(request): AppJson<CreatePostRequest>,
-) -> Result<(StatusCode, HeaderMap, Json<PostBody>), ApiError> {
+) -> Result<Response, ApiError> {
     let reply_to = match request.reply_to.as_deref() {
         None => None,
         Some(text) => Some(text.parse::<PostId>().map_err(|_| {
@@ -32,11 +33,11 @@ pub(crate) async fn create_post(
         .app
         .create_post(caller, &request.text, reply_to)
         .await?;
-    let mut headers = HeaderMap::new();
+    let mut response = json_now(StatusCode::CREATED, &PostJson(&view));
     if let Ok(location) = HeaderValue::from_str(&format!("/api/v1/posts/{}", view.post.id)) {
-        headers.insert(header::LOCATION, location);
+        response.headers_mut().insert(header::LOCATION, location);
     }
-    Ok((StatusCode::CREATED, headers, Json(view.into())))
+    Ok(response)
 }
 
 /// A post.
@@ -50,12 +51,12 @@ pub(crate) async fn post(
     State(state): State<HttpState>,
     viewer: Option<AuthUser>,
     PostPath(id): PostPath,
-) -> Result<Json<PostBody>, ApiError> {
+) -> Result<Response, ApiError> {
     let view = state
         .app
         .post(viewer.map(|AuthUser(user)| user), id)
         .await?;
-    Ok(Json(view.into()))
+    Ok(json_now(StatusCode::OK, &PostJson(&view)))
 }
 
 /// Delete one of your posts.

@@ -5,11 +5,14 @@ use axum::extract::State;
 use starling_app::accounts::ProfileChanges;
 
 use crate::extract::{AppJson, AppQuery, AuthUser, UserPath};
-use crate::models::{PostBody, UpdateProfileRequest, UserBody};
+use crate::models::{PostBody, PostJson, UpdateProfileRequest, UserBody};
 use crate::pagination::{PageBody, PageParams};
 use crate::problem::{ApiError, Problem};
+use crate::routes::json_now;
 use crate::routes::resolve_user;
 use crate::state::HttpState;
+use axum::http::StatusCode;
+use axum::response::Response;
 use starling_domain::PostId;
 
 /// The caller's own profile.
@@ -79,7 +82,7 @@ pub(crate) async fn user_posts(
     viewer: Option<AuthUser>,
     UserPath(which): UserPath,
     AppQuery(params): AppQuery<PageParams>,
-) -> Result<Json<PageBody<PostBody>>, ApiError> {
+) -> Result<Response, ApiError> {
     let author = resolve_user(&state, which).await?;
     let list = format!("posts:{author}");
     let request = params.for_list(&list)?;
@@ -92,5 +95,6 @@ pub(crate) async fn user_posts(
             request.limit,
         )
         .await?;
-    Ok(Json(PageBody::from_page(page, &list, PostBody::from)))
+    let body = PageBody::from_page_ref(&page, &list, PostJson);
+    Ok(json_now(StatusCode::OK, &body))
 }
