@@ -6,7 +6,7 @@
 //! missed wake only delays delivery.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use starling_app::ports::{
@@ -59,6 +59,9 @@ impl EventLog for OutboxEventLog {
             position,
             appended: self.appended.subscribe(),
             poll_interval: self.poll_interval,
+            acked: position,
+            persisted: position,
+            persisted_at: Instant::now(),
         }))
     }
 
@@ -75,9 +78,30 @@ struct OutboxSubscription {
     position: i64,
     appended: watch::Receiver<u64>,
     poll_interval: Duration,
+    /// The last sequence acknowledged, and the last one written to SQL.
+    acked: i64,
+    persisted: i64,
+    persisted_at: Instant,
 }
 
+/// Checkpoints are written at most this often: one write per event would
+/// double the load on SQLite's single writer. A crash replays at most this
+/// much, which idempotent handlers absorb.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(200);
+
 impl OutboxSubscription {
+    async fn persist(&mut self) -> Result<(), EventLogError> {
+        if self.acked > self.persisted {
+            self.store
+                .save_checkpoint(&self.consumer, self.acked)
+                .await
+                .map_err(unavailable)?;
+            self.persisted = self.acked;
+        }
+        self.persisted_at = Instant::now();
+        Ok(())
+    }
+
     /// Dead-letters a row this version cannot decode and moves past it.
     async fn park(&mut self, row: &UndecodableEvent) -> Result<(), EventLogError> {
         tracing::error!(
@@ -91,10 +115,8 @@ impl OutboxSubscription {
             .dead_letter_undecodable(&self.consumer, row, Timestamp::now())
             .await
             .map_err(unavailable)?;
-        self.store
-            .save_checkpoint(&self.consumer, row.sequence)
-            .await
-            .map_err(unavailable)?;
+        self.acked = self.acked.max(row.sequence);
+        self.persist().await?;
         metrics::counter!("starling_events_dead_lettered_total", "consumer" => self.consumer.clone())
             .increment(1);
         self.position = row.sequence;
@@ -137,10 +159,15 @@ impl EventSubscription for OutboxSubscription {
     }
 
     async fn ack_through(&mut self, envelope: &EventEnvelope) -> Result<(), EventLogError> {
-        self.store
-            .save_checkpoint(&self.consumer, envelope.sequence)
-            .await
-            .map_err(unavailable)
+        self.acked = self.acked.max(envelope.sequence);
+        if self.persisted_at.elapsed() >= CHECKPOINT_EVERY {
+            self.persist().await?;
+        }
+        Ok(())
+    }
+
+    async fn close(&mut self) -> Result<(), EventLogError> {
+        self.persist().await
     }
 
     async fn dead_letter(

@@ -28,8 +28,14 @@ pub trait EventSubscription: Send {
     async fn next_batch(&mut self, max: usize) -> Result<Vec<EventEnvelope>, EventLogError>;
 
     /// Acknowledges every delivered event up to and including `envelope`;
-    /// they are not delivered to this consumer again.
+    /// they are not delivered to this consumer again. An adapter may make
+    /// acknowledgements durable in batches: after a crash, events since the
+    /// last durable one are delivered again (handlers are idempotent).
     async fn ack_through(&mut self, envelope: &EventEnvelope) -> Result<(), EventLogError>;
+
+    /// Makes every acknowledgement so far durable; called before the
+    /// subscription is dropped.
+    async fn close(&mut self) -> Result<(), EventLogError>;
 
     /// Parks an event that keeps failing, so that the rest can flow.
     async fn dead_letter(

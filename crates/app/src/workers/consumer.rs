@@ -118,11 +118,17 @@ pub async fn run_consumer(
             // The subscription has already moved past events that were not
             // acknowledged: start again from the last acknowledgement so
             // they are delivered again, not skipped.
+            if let Err(error) = subscription.close().await {
+                tracing::warn!(consumer = name, error = %error, "cannot save the checkpoint; events will be redelivered");
+            }
             match subscribe(&*events, name, &options, &shutdown).await {
                 Some(fresh) => subscription = fresh,
                 None => break,
             }
         }
+    }
+    if let Err(error) = subscription.close().await {
+        tracing::warn!(consumer = name, error = %error, "cannot save the checkpoint; events will be redelivered");
     }
     tracing::info!(consumer = name, "consumer stopped");
 }
@@ -273,6 +279,10 @@ mod tests {
 
         async fn ack_through(&mut self, envelope: &EventEnvelope) -> Result<(), EventLogError> {
             *self.log.acked_through.lock().unwrap() = envelope.sequence;
+            Ok(())
+        }
+
+        async fn close(&mut self) -> Result<(), EventLogError> {
             Ok(())
         }
 

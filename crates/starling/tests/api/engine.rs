@@ -31,6 +31,7 @@ async fn step_worker(app: &Arc<App>, events: &Arc<OutboxEventLog>) -> Vec<EventE
     if let Some(last) = batch.last() {
         subscription.ack_through(last).await.unwrap();
     }
+    subscription.close().await.unwrap();
     batch
 }
 

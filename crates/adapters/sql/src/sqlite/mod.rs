@@ -206,9 +206,7 @@ pub(crate) async fn append_event(
     event: &Event,
     now: Timestamp,
 ) -> Result<i64, StoreError> {
-    let payload = serde_json::to_string(event).map_err(|error| {
-        StoreError::Unexpected(anyhow::Error::new(error).context("encoding an event"))
-    })?;
+    let payload = encode_event(event)?;
     let sequence: i64 = sqlx::query_scalar(
         "INSERT INTO outbox (event_id, kind, payload, occurred_at, trace_parent) \
          VALUES (?1, ?2, ?3, ?4, ?5) RETURNING sequence",
@@ -222,6 +220,12 @@ pub(crate) async fn append_event(
     .await
     .map_err(translate)?;
     Ok(sequence)
+}
+
+pub(crate) fn encode_event(event: &Event) -> Result<String, StoreError> {
+    serde_json::to_string(event).map_err(|error| {
+        StoreError::Unexpected(anyhow::Error::new(error).context("encoding an event"))
+    })
 }
 
 /// A list of ids as the JSON array `json_each` expands: one prepared
