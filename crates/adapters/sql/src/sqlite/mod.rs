@@ -3,6 +3,7 @@
 mod accounts;
 mod bulk;
 mod graph;
+mod group_commit;
 mod outbox;
 mod posts;
 mod tokens;
@@ -62,6 +63,8 @@ impl Default for SqliteOptions {
 pub struct SqliteStore {
     writer: SqlitePool,
     reader: SqlitePool,
+    /// New posts queue here for group commit.
+    posts: tokio::sync::mpsc::Sender<group_commit::Pending>,
 }
 
 impl SqliteStore {
@@ -96,7 +99,12 @@ impl SqliteStore {
             .connect_with(base.read_only(true))
             .await
             .with_context(|| format!("opening {} for reading", path.display()))?;
-        Ok(Self { writer, reader })
+        let posts = group_commit::start(writer.clone());
+        Ok(Self {
+            writer,
+            reader,
+            posts,
+        })
     }
 
     /// Waits for in-flight queries and closes every connection.

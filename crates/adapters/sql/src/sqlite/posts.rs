@@ -6,7 +6,7 @@ use starling_app::ports::{
 };
 use starling_domain::{Event, EventId, Post, PostId, Timestamp, UserId};
 
-use super::{SqliteStore, append_event, encode_event, json_ids, limit_param, translate};
+use super::{SqliteStore, append_event, json_ids, limit_param, translate};
 
 macro_rules! post_columns {
     () => {
@@ -43,13 +43,6 @@ impl From<PostRow> for Post {
 
 const COUNT_REPLY: &str =
     "UPDATE posts SET reply_count = reply_count + ?2 WHERE id = ?1 AND deleted_at IS NULL";
-/// Three statements, one execution: sqlx runs them in order on the
-/// connection's thread, binding `?N` across all of them.
-const CREATE_POST: &str = "INSERT INTO posts (id, author_id, text, reply_to, created_at) \
-     VALUES (?1, ?2, ?3, ?4, ?5); \
-     UPDATE users SET posts_count = posts_count + 1 WHERE id = ?2; \
-     INSERT INTO outbox (event_id, kind, payload, occurred_at, trace_parent) \
-     VALUES (?6, ?7, ?8, ?5, ?9)";
 const COUNT_POST: &str = "UPDATE users SET posts_count = posts_count + ?2 WHERE id = ?1";
 const POST_FOR_DELETE: &str =
     "SELECT author_id, reply_to FROM posts WHERE id = ?1 AND deleted_at IS NULL";
@@ -155,43 +148,15 @@ impl SqliteStore {
 #[async_trait]
 impl PostStore for SqliteStore {
     async fn create_post(&self, new_post: NewPost) -> Result<Post, StoreError> {
-        let mut tx = self.begin().await?;
-        if let Some(parent) = new_post.reply_to
-            && shift(&mut tx, COUNT_REPLY, parent.get(), 1).await? == 0
-        {
-            return Err(StoreError::NotFound);
-        }
-        let event = Event::PostCreated {
-            post_id: new_post.id,
-            author_id: new_post.author_id,
-            reply_to: new_post.reply_to,
+        let (answer, outcome) = tokio::sync::oneshot::channel();
+        let pending = super::group_commit::Pending {
+            post: new_post,
+            trace_parent: starling_app::telemetry::current_traceparent(),
+            answer,
         };
-        // Post, counter and event in one round trip to SQLite's thread: the
-        // hops between statements, not SQLite, bounded the write rate.
-        sqlx::query(CREATE_POST)
-            .bind(new_post.id.get())
-            .bind(new_post.author_id.get())
-            .bind(&new_post.text)
-            .bind(new_post.reply_to.map(PostId::get))
-            .bind(new_post.created_at.millis())
-            .bind(new_post.event_id.get())
-            .bind(event.kind())
-            .bind(encode_event(&event)?)
-            .bind(starling_app::telemetry::current_traceparent())
-            .execute(&mut *tx)
-            .await
-            .map_err(translate)?;
-        tx.commit().await.map_err(translate)?;
-        Ok(Post {
-            id: new_post.id,
-            author_id: new_post.author_id,
-            text: new_post.text,
-            reply_to: new_post.reply_to,
-            created_at: new_post.created_at,
-            like_count: 0,
-            reply_count: 0,
-            deleted: false,
-        })
+        let closed = || StoreError::Unavailable(anyhow::anyhow!("the store is closed"));
+        self.posts.send(pending).await.map_err(|_| closed())?;
+        outcome.await.map_err(|_| closed())?
     }
 
     async fn delete_post(

@@ -37,6 +37,7 @@ macro_rules! store_contract {
             home_entries_merge_self_and_followees_newest_first,
             likes_are_idempotent_counted_and_need_a_live_post,
             concurrent_likes_and_follows_keep_counters_exact,
+            concurrent_posts_succeed_or_fail_on_their_own,
             the_outbox_delivers_every_change_in_commit_order,
             checkpoints_start_at_zero_and_never_move_back,
             the_backlog_counts_what_a_consumer_has_not_handled,
@@ -898,4 +899,55 @@ pub async fn the_highest_id_covers_everything_stored(store: Arc<dyn Store>) {
     assert!(highest >= post.id.get() && highest >= bob.id.get());
     let later = fixture.ids.next_raw();
     assert!(later > highest);
+}
+
+/// Adapters may commit concurrent posts together; each must still succeed
+/// or fail on its own merits.
+pub async fn concurrent_posts_succeed_or_fail_on_their_own(store: Arc<dyn Store>) {
+    let fixture = Arc::new(Fixture::new(store.clone()));
+    let ada = fixture.user("ada").await;
+    let parent = fixture.post(ada.id, None).await.unwrap();
+    let mut tasks = Vec::new();
+    for index in 0..60 {
+        let fixture = fixture.clone();
+        tasks.push(tokio::spawn(async move {
+            let (author, reply_to) = match index % 20 {
+                // A reply to a post that does not exist.
+                7 => (ada.id, Some(PostId(424_242))),
+                // An author this database does not know.
+                13 => (UserId(31_337), None),
+                3 => (ada.id, Some(parent.id)),
+                _ => (ada.id, None),
+            };
+            (index, fixture.post(author, reply_to).await)
+        }));
+    }
+    let mut stored = 0;
+    for task in tasks {
+        let (index, outcome) = task.await.unwrap();
+        match index % 20 {
+            7 => assert!(
+                matches!(outcome, Err(StoreError::NotFound)),
+                "{index}: {outcome:?}"
+            ),
+            13 => assert!(outcome.is_err(), "{index}: {outcome:?}"),
+            _ => {
+                let post = outcome.unwrap();
+                assert_eq!(fixture.stored_post(post.id).await, post);
+                stored += 1;
+            }
+        }
+    }
+    assert_eq!(stored, 54);
+    assert_eq!(fixture.fresh(ada.id).await.posts_count, 55);
+    assert_eq!(fixture.stored_post(parent.id).await.reply_count, 3);
+    let created = decoded(&*store, 0, 1_000)
+        .await
+        .into_iter()
+        .filter(|envelope| envelope.event.kind() == "post_created")
+        .count();
+    assert_eq!(
+        created, 55,
+        "one event per stored post, none for refused ones"
+    );
 }

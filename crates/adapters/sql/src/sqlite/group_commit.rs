@@ -1,0 +1,156 @@
+//! Group commit for new posts. Concurrent `create_post` calls queue here; one
+//! task writes whatever has queued as a single transaction of multi-row
+//! statements, then answers each caller. A post is answered only after its
+//! transaction commits, so a 2xx still means durable; one commit and a
+//! handful of round trips to SQLite's thread carry many posts, where each
+//! used to pay its own (the round trips, not SQLite, bounded the rate).
+//!
+//! If a batch fails as a whole, its posts are written one by one, so one
+//! bad post (say, by an account that no longer exists) fails alone.
+
+use sqlx::{QueryBuilder, Sqlite, SqlitePool};
+use starling_app::ports::{NewPost, StoreError};
+use starling_domain::{Event, Post, PostId};
+use tokio::sync::{mpsc, oneshot};
+
+use super::{encode_event, translate};
+
+/// Posts written per transaction at most.
+const MAX_BATCH: usize = 64;
+
+pub(crate) struct Pending {
+    pub(crate) post: NewPost,
+    /// Captured by the caller: the writing task is not in the request's span.
+    pub(crate) trace_parent: Option<String>,
+    pub(crate) answer: oneshot::Sender<Result<Post, StoreError>>,
+}
+
+pub(crate) fn start(writer: SqlitePool) -> mpsc::Sender<Pending> {
+    let (queue, pending) = mpsc::channel(MAX_BATCH * 16);
+    tokio::spawn(write_batches(writer, pending));
+    queue
+}
+
+async fn write_batches(writer: SqlitePool, mut pending: mpsc::Receiver<Pending>) {
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    while pending.recv_many(&mut batch, MAX_BATCH).await > 0 {
+        metrics::histogram!("starling_post_commit_batch_size").record(batch.len() as f64);
+        match write(&writer, &batch).await {
+            Ok(outcomes) => {
+                for (entry, outcome) in batch.drain(..).zip(outcomes) {
+                    let _ = entry.answer.send(outcome);
+                }
+            }
+            Err(_) if batch.len() > 1 => {
+                for entry in batch.drain(..) {
+                    let outcome = match write(&writer, std::slice::from_ref(&entry)).await {
+                        Ok(mut outcomes) => outcomes
+                            .pop()
+                            .unwrap_or(Err(StoreError::Unexpected(anyhow::anyhow!("no outcome")))),
+                        Err(error) => Err(error),
+                    };
+                    let _ = entry.answer.send(outcome);
+                }
+            }
+            Err(error) => {
+                for entry in batch.drain(..) {
+                    let _ = entry.answer.send(Err(clone_error(&error)));
+                }
+            }
+        }
+    }
+}
+
+fn clone_error(error: &StoreError) -> StoreError {
+    match error {
+        StoreError::HandleTaken => StoreError::HandleTaken,
+        StoreError::EmailTaken => StoreError::EmailTaken,
+        StoreError::NotFound => StoreError::NotFound,
+        StoreError::UnknownAccount => StoreError::UnknownAccount,
+        StoreError::Unavailable(cause) => StoreError::Unavailable(anyhow::anyhow!("{cause:#}")),
+        StoreError::Unexpected(cause) => StoreError::Unexpected(anyhow::anyhow!("{cause:#}")),
+    }
+}
+
+/// One transaction for `batch`: each post's outcome, or an error for all.
+async fn write(
+    writer: &SqlitePool,
+    batch: &[Pending],
+) -> Result<Vec<Result<Post, StoreError>>, StoreError> {
+    let started = std::time::Instant::now();
+    let mut tx = writer.begin().await.map_err(translate)?;
+    metrics::histogram!("starling_db_pool_acquire_seconds", "pool" => "writer")
+        .record(started.elapsed().as_secs_f64());
+    let mut outcomes = Vec::with_capacity(batch.len());
+    let mut accepted = Vec::with_capacity(batch.len());
+    for entry in batch {
+        let post = &entry.post;
+        if let Some(parent) = post.reply_to {
+            let counted = sqlx::query(
+                "UPDATE posts SET reply_count = reply_count + 1 WHERE id = ?1 AND deleted_at IS NULL",
+            )
+            .bind(parent.get())
+            .execute(&mut *tx)
+            .await
+            .map_err(translate)?;
+            if counted.rows_affected() == 0 {
+                outcomes.push(Err(StoreError::NotFound));
+                continue;
+            }
+        }
+        outcomes.push(Ok(Post {
+            id: post.id,
+            author_id: post.author_id,
+            text: post.text.clone(),
+            reply_to: post.reply_to,
+            created_at: post.created_at,
+            like_count: 0,
+            reply_count: 0,
+            deleted: false,
+        }));
+        accepted.push(entry);
+    }
+    if !accepted.is_empty() {
+        let mut statements: QueryBuilder<Sqlite> =
+            QueryBuilder::new("INSERT INTO posts (id, author_id, text, reply_to, created_at) ");
+        statements.push_values(&accepted, |mut row, entry| {
+            let post = &entry.post;
+            row.push_bind(post.id.get())
+                .push_bind(post.author_id.get())
+                .push_bind(post.text.clone())
+                .push_bind(post.reply_to.map(PostId::get))
+                .push_bind(post.created_at.millis());
+        });
+        for entry in &accepted {
+            statements
+                .push("; UPDATE users SET posts_count = posts_count + 1 WHERE id = ")
+                .push_bind(entry.post.author_id.get());
+        }
+        let mut events = Vec::with_capacity(accepted.len());
+        for entry in &accepted {
+            let post = &entry.post;
+            let event = Event::PostCreated {
+                post_id: post.id,
+                author_id: post.author_id,
+                reply_to: post.reply_to,
+            };
+            events.push((entry, event.kind(), encode_event(&event)?));
+        }
+        statements
+            .push("; INSERT INTO outbox (event_id, kind, payload, occurred_at, trace_parent) ");
+        statements.push_values(events, |mut row, (entry, kind, payload)| {
+            row.push_bind(entry.post.event_id.get())
+                .push_bind(kind)
+                .push_bind(payload)
+                .push_bind(entry.post.created_at.millis())
+                .push_bind(entry.trace_parent.clone());
+        });
+        statements
+            .build()
+            .execute(&mut *tx)
+            .await
+            .map_err(translate)?;
+    }
+    tx.commit().await.map_err(translate)?;
+    Ok(outcomes)
+}
