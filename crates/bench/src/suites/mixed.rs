@@ -9,6 +9,7 @@ use serde::Serialize;
 
 use super::{Capacity, SuiteArgs};
 use crate::machine::Machine;
+use crate::manifest::Manifest;
 use crate::report::{RunReport, write_json};
 use crate::run::{RunArgs, run as run_mix};
 use crate::seed::{SeedArgs, seed};
@@ -44,9 +45,68 @@ pub struct MixedArgs {
     pub data_dir: Option<PathBuf>,
 }
 
+/// Steady state has the active readers' timelines in memory; a restart
+/// does not. Reading each once first measures the rebuilds on their own.
+struct Warmup {
+    count: usize,
+    elapsed: Duration,
+    per_rebuild_ms: f64,
+}
+
+async fn warm_timelines(base: &str, manifest: &Manifest) -> anyhow::Result<Warmup> {
+    let http = crate::load::client(4)?;
+    let started = std::time::Instant::now();
+    let url = format!("{base}/api/v1/feed?limit=20");
+    let mut pending = spawn_warm_reads(manifest, &http, &url);
+    let mut count = 0;
+    while let Some(done) = pending.join_next().await {
+        done??;
+        count += 1;
+    }
+    let elapsed = started.elapsed();
+    Ok(Warmup {
+        count,
+        elapsed,
+        per_rebuild_ms: elapsed.as_secs_f64() * 1000.0 * 4.0 / count.max(1) as f64,
+    })
+}
+
+/// Reads every seeded reader's feed, four at a time.
+fn spawn_warm_reads(
+    manifest: &Manifest,
+    http: &reqwest::Client,
+    url: &str,
+) -> tokio::task::JoinSet<anyhow::Result<()>> {
+    let mut tasks = tokio::task::JoinSet::new();
+    let tokens: Vec<String> = manifest
+        .users
+        .iter()
+        .map(|user| user.token.clone())
+        .collect();
+    let chunk = tokens.len().div_ceil(4).max(1);
+    for part in tokens.chunks(chunk) {
+        let (http, url, part) = (http.clone(), url.to_owned(), part.to_vec());
+        tasks.spawn(async move {
+            for token in part {
+                let response = http.get(&url).bearer_auth(&token).send().await?;
+                anyhow::ensure!(
+                    response.status().is_success(),
+                    "warm-up read failed: {}",
+                    response.status()
+                );
+                response.bytes().await?;
+            }
+            Ok(())
+        });
+    }
+    tasks
+}
+
 #[derive(Debug, Serialize)]
 pub struct MixedResult {
     pub machine: Machine,
+    /// Milliseconds per cold timeline rebuild during the warm-up.
+    pub rebuild_ms: f64,
     pub best_rate_per_s: Option<f64>,
     pub steps: Vec<RunReport>,
 }
@@ -85,6 +145,13 @@ pub async fn run(args: &MixedArgs) -> anyhow::Result<MixedResult> {
             .collect::<Vec<_>>()
     );
     let starling = start_starling(&data_dir, &[]).await?;
+    let warm = warm_timelines(&starling.base, &seeded.manifest).await?;
+    println!(
+        "warmed {} timelines in {:.1} s ({:.1} ms per cold rebuild, 4 at a time)",
+        warm.count,
+        warm.elapsed.as_secs_f64(),
+        warm.per_rebuild_ms
+    );
 
     let mut steps = Vec::new();
     let mut best = None;
@@ -112,6 +179,7 @@ pub async fn run(args: &MixedArgs) -> anyhow::Result<MixedResult> {
     starling.stop().await?;
     let result = MixedResult {
         machine: Machine::this(),
+        rebuild_ms: warm.per_rebuild_ms,
         best_rate_per_s: best,
         steps,
     };
