@@ -125,6 +125,7 @@ impl Application {
                 "high_fanout_followees",
                 "author_recent",
                 "likes",
+                "audiences",
             ],
         );
         let state = HttpState::new(app.clone(), Some(metrics), Some(Arc::new(gauges)));

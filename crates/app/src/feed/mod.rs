@@ -5,6 +5,6 @@
 mod hydrate;
 mod likes;
 pub use likes::LikedPosts;
-pub(crate) use maintain::floor_of;
+pub(crate) use maintain::{FANOUT_BATCH, floor_of};
 mod maintain;
 mod read;

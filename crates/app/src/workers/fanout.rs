@@ -9,19 +9,24 @@ use starling_domain::{Event, EventEnvelope, Post, PostId, Timestamp, UserId};
 
 use crate::App;
 use crate::error::AppResult;
-use crate::feed::floor_of;
+use crate::feed::{FANOUT_BATCH, floor_of};
 use crate::ports::TimelineEntry;
 use crate::workers::EventHandler;
+use crate::workers::audiences::Audiences;
 
 pub struct FanoutWorker {
     app: Arc<App>,
+    audiences: Audiences,
 }
 
 impl FanoutWorker {
     pub const CONSUMER: &'static str = "fanout";
 
     pub fn new(app: Arc<App>) -> Self {
-        Self { app }
+        Self {
+            app,
+            audiences: Audiences::new(),
+        }
     }
 }
 
@@ -40,7 +45,10 @@ impl EventHandler for FanoutWorker {
                 // A reader may have cached the author's recent posts from just
                 // before this one committed.
                 app.ports.caches.author_recent.invalidate(author_id).await;
-                let fanned_out = app.fan_out_post(*post_id, *author_id).await?;
+                let audience = self.audiences.of(app, *author_id).await?;
+                let fanned_out = app
+                    .fan_out_post(*post_id, *author_id, audience.as_deref())
+                    .await?;
                 if fanned_out {
                     // From the commit of the post to its arrival in the last
                     // follower's timeline.
@@ -51,13 +59,16 @@ impl EventHandler for FanoutWorker {
                 Ok(())
             }
             Event::PostDeleted { post_id, author_id } => {
-                app.retract_post(*post_id, *author_id).await
+                let audience = self.audiences.of(app, *author_id).await?;
+                app.retract_post(*post_id, *author_id, audience.as_deref())
+                    .await
             }
             Event::Followed {
                 follower_id,
                 followee_id,
                 followee_followers,
             } => {
+                self.audiences.followed(*followee_id, *follower_id);
                 app.ports
                     .caches
                     .high_fanout_followees
@@ -78,6 +89,7 @@ impl EventHandler for FanoutWorker {
                 followee_id,
                 followee_followers,
             } => {
+                self.audiences.unfollowed(*followee_id, *follower_id);
                 app.ports
                     .caches
                     .high_fanout_followees
@@ -104,33 +116,40 @@ impl EventHandler for FanoutWorker {
 }
 
 impl App {
-    /// Delivers a post to its author's followers; false when it was not
-    /// fanned out (the author is gone or above the threshold).
+    /// Delivers a post to `audience` (its author's followers); false when it
+    /// was not fanned out (`None`: the author is above the threshold).
     #[tracing::instrument(skip_all, fields(post_id = %post_id, author_id = %author_id))]
-    async fn fan_out_post(&self, post_id: PostId, author_id: UserId) -> AppResult<bool> {
+    async fn fan_out_post(
+        &self,
+        post_id: PostId,
+        author_id: UserId,
+        audience: Option<&[UserId]>,
+    ) -> AppResult<bool> {
         let entry = TimelineEntry { post_id, author_id };
         let timelines = &self.ports.timelines;
         timelines.insert(&[author_id], entry).await?;
-        let Some(author) = self.ports.store.user_by_id(author_id).await? else {
-            return Ok(false);
-        };
-        if author.followers_count >= self.settings.fanout_threshold {
+        let Some(audience) = audience else {
             metrics::counter!("starling_fanout_skipped_high_fanout_total").increment(1);
             return Ok(false);
-        }
-
-        self.for_each_follower_batch(author_id, |followers| async move {
-            timelines.insert(&followers, entry).await?;
+        };
+        for followers in audience.chunks(FANOUT_BATCH) {
+            timelines.insert(followers, entry).await?;
             metrics::counter!("starling_fanout_timeline_inserts_total")
                 .increment(followers.len() as u64);
-            Ok(())
-        })
-        .await?;
+        }
         metrics::counter!("starling_fanout_posts_total").increment(1);
         Ok(true)
     }
 
-    async fn retract_post(&self, post_id: PostId, author_id: UserId) -> AppResult<()> {
+    /// Removes a deleted post from its author's followers' timelines; when
+    /// the author is above the threshold (`None`) their followers are read
+    /// from SQL, as the post may predate the crossing.
+    async fn retract_post(
+        &self,
+        post_id: PostId,
+        author_id: UserId,
+        audience: Option<&[UserId]>,
+    ) -> AppResult<()> {
         let timelines = &self.ports.timelines;
         let caches = &self.ports.caches;
         caches
@@ -142,6 +161,12 @@ impl App {
             .await;
         caches.author_recent.invalidate(&author_id).await;
         timelines.remove_post(&[author_id], post_id).await?;
+        if let Some(audience) = audience {
+            for followers in audience.chunks(FANOUT_BATCH) {
+                timelines.remove_post(followers, post_id).await?;
+            }
+            return Ok(());
+        }
         self.for_each_follower_batch(author_id, |followers| async move {
             timelines.remove_post(&followers, post_id).await?;
             Ok(())

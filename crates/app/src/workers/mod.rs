@@ -1,6 +1,7 @@
 //! Background workers: a generic consumer loop over the event log, and the
 //! handlers it drives (the fan-out worker keeps home timelines up to date).
 
+mod audiences;
 mod consumer;
 mod fanout;
 

@@ -254,6 +254,49 @@ fn with_threshold(dir: &std::path::Path, threshold: i64) -> Config {
 }
 
 #[tokio::test]
+async fn the_worker_keeps_the_followers_it_remembers_up_to_date() {
+    let dir = tempfile::tempdir().unwrap();
+    let application = Application::build(Config::for_test(dir.path()))
+        .await
+        .unwrap();
+    let (app, events) = (application.app(), application.event_log());
+    let author = register(&app, "author").await;
+    let early = register(&app, "early").await;
+    let late = register(&app, "late").await;
+    app.follow(early, author).await.unwrap();
+    feed(&app, early).await;
+    feed(&app, late).await;
+    // One worker for the whole test, so its remembered followers carry over.
+    let mut subscription = events.subscribe(FanoutWorker::CONSUMER).await.unwrap();
+    let worker = FanoutWorker::new(app.clone());
+    let mut step = async || {
+        while let Ok(Ok(batch)) =
+            tokio::time::timeout(Duration::from_millis(200), subscription.next_batch(1_000)).await
+        {
+            for envelope in &batch {
+                worker.handle(envelope).await.unwrap();
+            }
+        }
+    };
+    let first = app.create_post(author, "one", None).await.unwrap().post.id;
+    step().await;
+    // The author's followers are now remembered; a follow and an unfollow change them.
+    app.follow(late, author).await.unwrap();
+    app.unfollow(early, author).await.unwrap();
+    let second = app.create_post(author, "two", None).await.unwrap().post.id;
+    step().await;
+    assert_eq!(
+        stored(&app, late).await,
+        vec![second, first],
+        "late got the backfill and the new post"
+    );
+    assert!(
+        stored(&app, early).await.is_empty(),
+        "early unfollowed: nothing stays or arrives"
+    );
+}
+
+#[tokio::test]
 async fn posts_of_high_fan_out_accounts_are_merged_not_stored() {
     let dir = tempfile::tempdir().unwrap();
     let application = Application::build(with_threshold(dir.path(), 2))
