@@ -35,6 +35,52 @@ async fn step_worker(app: &Arc<App>, events: &Arc<OutboxEventLog>) -> Vec<EventE
     batch
 }
 
+/// An application on a fresh SQLite store, with the given timeline store and settings.
+async fn assemble(
+    dir: &std::path::Path,
+    timelines: Arc<dyn TimelineStore>,
+    settings: Settings,
+) -> App {
+    let store = SqliteStore::open(&dir.join("starling.db"), &SqliteOptions::default())
+        .await
+        .unwrap();
+    let ttl = Duration::from_secs(60);
+    fn cache<K, V>(name: &'static str) -> Arc<MemoryCache<K, V>>
+    where
+        K: std::hash::Hash + Eq + Send + Sync + Clone + 'static,
+        V: Clone + Send + Sync + 'static,
+    {
+        Arc::new(MemoryCache::new(name, 1_000, Duration::from_secs(60)))
+    }
+    App::new(
+        Ports {
+            store: Arc::new(store.clone()),
+            timelines,
+            events: Arc::new(OutboxEventLog::new(Arc::new(store), ttl)),
+            caches: Caches {
+                posts: cache("posts"),
+                users: cache("users"),
+                high_fanout_followees: cache("high_fanout_followees"),
+                author_recent: cache("author_recent"),
+                likes: cache("likes"),
+            },
+        },
+        IdGenerator::new(1),
+        PasswordHashing::new(PasswordParams {
+            memory_kib: 1024,
+            iterations: 1,
+            parallelism: 1,
+        })
+        .unwrap(),
+        AccessTokens::from_pem(
+            &starling_app::auth::tokens::generate_signing_key_pem().unwrap(),
+            60,
+        )
+        .unwrap(),
+        settings,
+    )
+}
+
 async fn register(app: &App, handle: &str) -> UserId {
     app.register(RegisterInput {
         handle: handle.to_owned(),
@@ -178,41 +224,7 @@ impl TimelineStore for BrokenTimelines {
 #[tokio::test]
 async fn feeds_come_from_sql_when_the_timeline_store_is_down() {
     let dir = tempfile::tempdir().unwrap();
-    let store = SqliteStore::open(&dir.path().join("starling.db"), &SqliteOptions::default())
-        .await
-        .unwrap();
-    let ttl = Duration::from_secs(60);
-    let app = App::new(
-        Ports {
-            store: Arc::new(store.clone()),
-            timelines: Arc::new(BrokenTimelines),
-            events: Arc::new(OutboxEventLog::new(Arc::new(store), ttl)),
-            caches: Caches {
-                posts: Arc::new(MemoryCache::new("posts", 1000, ttl)),
-                users: Arc::new(MemoryCache::new("users", 1000, ttl)),
-                high_fanout_followees: Arc::new(MemoryCache::new(
-                    "high_fanout_followees",
-                    1000,
-                    ttl,
-                )),
-                author_recent: Arc::new(MemoryCache::new("author_recent", 1000, ttl)),
-                likes: Arc::new(MemoryCache::new("likes", 1000, ttl)),
-            },
-        },
-        IdGenerator::new(1),
-        PasswordHashing::new(PasswordParams {
-            memory_kib: 1024,
-            iterations: 1,
-            parallelism: 1,
-        })
-        .unwrap(),
-        AccessTokens::from_pem(
-            &starling_app::auth::tokens::generate_signing_key_pem().unwrap(),
-            60,
-        )
-        .unwrap(),
-        Settings::default(),
-    );
+    let app = assemble(dir.path(), Arc::new(BrokenTimelines), Settings::default()).await;
     let author = register(&app, "author").await;
     let reader = register(&app, "reader").await;
     // Accepted writes stay accepted: the timeline store is a projection.
@@ -358,44 +370,15 @@ async fn dropping_below_the_threshold_writes_recent_posts_into_timelines() {
 #[tokio::test]
 async fn liked_by_me_is_right_on_both_sides_of_the_remembered_window() {
     let dir = tempfile::tempdir().unwrap();
-    let store = SqliteStore::open(&dir.path().join("starling.db"), &SqliteOptions::default())
-        .await
-        .unwrap();
-    let ttl = Duration::from_secs(60);
-    let app = App::new(
-        Ports {
-            store: Arc::new(store.clone()),
-            timelines: Arc::new(starling_local::LocalTimelines::new(800, 100)),
-            events: Arc::new(OutboxEventLog::new(Arc::new(store), ttl)),
-            caches: Caches {
-                posts: Arc::new(MemoryCache::new("posts", 1000, ttl)),
-                users: Arc::new(MemoryCache::new("users", 1000, ttl)),
-                high_fanout_followees: Arc::new(MemoryCache::new(
-                    "high_fanout_followees",
-                    1000,
-                    ttl,
-                )),
-                author_recent: Arc::new(MemoryCache::new("author_recent", 1000, ttl)),
-                likes: Arc::new(MemoryCache::new("likes", 1000, ttl)),
-            },
-        },
-        IdGenerator::new(1),
-        PasswordHashing::new(PasswordParams {
-            memory_kib: 1024,
-            iterations: 1,
-            parallelism: 1,
-        })
-        .unwrap(),
-        AccessTokens::from_pem(
-            &starling_app::auth::tokens::generate_signing_key_pem().unwrap(),
-            60,
-        )
-        .unwrap(),
+    let app = assemble(
+        dir.path(),
+        Arc::new(starling_local::LocalTimelines::new(800, 100)),
         Settings {
             liked_window: 3,
             ..Settings::default()
         },
-    );
+    )
+    .await;
     let author = register(&app, "author").await;
     let reader = register(&app, "reader").await;
     let mut posts = Vec::new();
