@@ -259,8 +259,8 @@ mod tests {
         async fn prune_outbox(&self, _: &[&str], _: Timestamp) -> StoreResult<u64> {
             Ok(0)
         }
-        async fn append_event(&self, _: EventId, _: &Event, _: Timestamp) -> StoreResult<i64> {
-            Ok(0)
+        async fn append_event(&self, _: EventId, _: &Event, _: Timestamp) -> StoreResult<()> {
+            Ok(())
         }
     }
 

@@ -241,8 +241,8 @@ impl TimelineStore for LocalTimelines {
 mod tests {
     use super::*;
 
-    async fn make(cap: usize) -> (Arc<dyn TimelineStore>, ()) {
-        (Arc::new(LocalTimelines::new(cap, 10_000)), ())
+    async fn make(cap: usize) -> Option<(Arc<dyn TimelineStore>, ())> {
+        Some((Arc::new(LocalTimelines::new(cap, 10_000)), ()))
     }
 
     starling_app::timeline_store_contract!(make);

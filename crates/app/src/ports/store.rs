@@ -370,5 +370,5 @@ pub trait OutboxStore: Send + Sync {
     async fn prune_outbox(&self, consumers: &[&str], older_than: Timestamp) -> StoreResult<u64>;
 
     /// Appends an event outside any other change (used by tests and tools).
-    async fn append_event(&self, id: EventId, event: &Event, now: Timestamp) -> StoreResult<i64>;
+    async fn append_event(&self, id: EventId, event: &Event, now: Timestamp) -> StoreResult<()>;
 }

@@ -187,10 +187,10 @@ impl OutboxStore for SqliteStore {
         id: EventId,
         event: &Event,
         now: Timestamp,
-    ) -> Result<i64, StoreError> {
+    ) -> Result<(), StoreError> {
         let mut tx = self.begin().await?;
-        let sequence = append_event(&mut tx, id, event, now).await?;
+        append_event(&mut tx, id, event, now).await?;
         tx.commit().await.map_err(translate)?;
-        Ok(sequence)
+        Ok(())
     }
 }

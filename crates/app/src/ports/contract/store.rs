@@ -49,7 +49,11 @@ macro_rules! store_contract {
         $(
             #[tokio::test]
             async fn $case() {
-                let (store, _guard) = ($make)().await;
+                // `None`: the adapter's engine is not available here (the
+                // constructor says why, or fails when services are required).
+                let Some((store, _guard)) = ($make)().await else {
+                    return;
+                };
                 $crate::ports::contract::store::$case(store).await;
             }
         )+
@@ -770,7 +774,7 @@ pub async fn the_outbox_delivers_every_change_in_commit_order(store: Arc<dyn Sto
     let tail = decoded(&*store, events[2].sequence, 1).await;
     assert_eq!(tail.len(), 1);
     assert_eq!(tail[0].event.kind(), "post_created");
-    let appended = store
+    store
         .append_event(
             EventId(5),
             &Event::ProfileUpdated { user_id: ada.id },
@@ -778,7 +782,10 @@ pub async fn the_outbox_delivers_every_change_in_commit_order(store: Arc<dyn Sto
         )
         .await
         .unwrap();
-    assert!(appended > events[4].sequence);
+    let appended = decoded(&*store, events[4].sequence, 10).await;
+    assert_eq!(appended.len(), 1);
+    assert_eq!(appended[0].id, EventId(5));
+    assert!(appended[0].sequence > events[4].sequence);
 }
 
 pub async fn checkpoints_start_at_zero_and_never_move_back(store: Arc<dyn Store>) {
