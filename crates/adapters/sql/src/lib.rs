@@ -5,6 +5,8 @@
 //! of read-only connections that never wait for the writer, and migrations
 //! embedded in the binary and applied at start.
 
+mod postgres;
 mod sqlite;
 
+pub use postgres::{PostgresOptions, PostgresStore};
 pub use sqlite::{BulkFollow, BulkPost, BulkUser, SqliteOptions, SqliteStore, Synchronous};

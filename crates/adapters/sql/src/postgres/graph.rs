@@ -1,0 +1,234 @@
+//! The follow graph, with exact follower/following counters.
+
+use async_trait::async_trait;
+use starling_app::ports::{FollowOutcome, GraphStore, StoreError, UnfollowOutcome};
+use starling_domain::{Event, EventId, Timestamp, User, UserId};
+
+use super::accounts::UserRow;
+use super::{PostgresStore, Tx, append_event, limit_param, translate};
+
+const USER_EXISTS: &str = "SELECT 1 FROM users WHERE id = $1";
+const INSERT_FOLLOW: &str = "INSERT INTO follows (follower_id, followee_id, follow_id, created_at) \
+     VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING";
+const DELETE_FOLLOW: &str = "DELETE FROM follows WHERE follower_id = $1 AND followee_id = $2";
+// Both counters in one statement: the two rows are locked in index order,
+// so concurrent follows in opposite directions cannot deadlock.
+const SHIFT_FOLLOW_COUNTERS: &str = "UPDATE users SET \
+     followers_count = followers_count + CASE WHEN id = $2 THEN $3 ELSE 0 END, \
+     following_count = following_count + CASE WHEN id = $1 THEN $3 ELSE 0 END \
+     WHERE id IN ($1, $2) RETURNING id, followers_count";
+
+#[derive(sqlx::FromRow)]
+struct PositionedUser {
+    position: i64,
+    #[sqlx(flatten)]
+    user: UserRow,
+}
+
+const FOLLOWERS: &str = "SELECT f.follow_id AS position, u.id, u.handle, u.display_name, u.bio, \
+     u.created_at, u.followers_count, u.following_count, u.posts_count \
+     FROM follows f JOIN users u ON u.id = f.follower_id \
+     WHERE f.followee_id = $1 AND f.follow_id < $2 ORDER BY f.follow_id DESC LIMIT $3";
+const FOLLOWING: &str = "SELECT f.follow_id AS position, u.id, u.handle, u.display_name, u.bio, \
+     u.created_at, u.followers_count, u.following_count, u.posts_count \
+     FROM follows f JOIN users u ON u.id = f.followee_id \
+     WHERE f.follower_id = $1 AND f.follow_id < $2 ORDER BY f.follow_id DESC LIMIT $3";
+const FOLLOWER_IDS: &str = "SELECT follow_id, follower_id FROM follows \
+     WHERE followee_id = $1 AND follow_id > $2 ORDER BY follow_id LIMIT $3";
+const FOLLOWED_WITH_FOLLOWERS_AT_LEAST: &str = "SELECT f.followee_id FROM follows f \
+     JOIN users u ON u.id = f.followee_id WHERE f.follower_id = $1 AND u.followers_count >= $2";
+
+impl PostgresStore {
+    /// Runs `change` (inserting or deleting one follow row); when it changed
+    /// a row, moves both counters by `delta` and commits with the event
+    /// `make_event` builds from the followee's new follower count, which it
+    /// answers. `None`: nothing to change, nothing committed.
+    #[allow(clippy::too_many_arguments)]
+    async fn change_follow<'q>(
+        &self,
+        follower: UserId,
+        followee: UserId,
+        change: sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>,
+        delta: i64,
+        event_id: EventId,
+        now: Timestamp,
+        make_event: impl FnOnce(i64) -> Event + Send,
+    ) -> Result<Option<i64>, StoreError> {
+        let mut tx = self.begin().await?;
+        let exists: Option<i32> = sqlx::query_scalar(USER_EXISTS)
+            .bind(followee.get())
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(translate)?;
+        if exists.is_none() {
+            return Err(StoreError::NotFound);
+        }
+        let changed = change.execute(&mut *tx).await.map_err(translate)?;
+        if changed.rows_affected() == 0 {
+            return Ok(None);
+        }
+        let followee_followers = shift_follow_counters(&mut tx, follower, followee, delta).await?;
+        append_event(&mut tx, event_id, &make_event(followee_followers), now).await?;
+        tx.commit().await.map_err(translate)?;
+        Ok(Some(followee_followers))
+    }
+
+    async fn follow_list(
+        &self,
+        query: &'static str,
+        user: UserId,
+        before: Option<i64>,
+        limit: usize,
+    ) -> Result<Vec<(i64, User)>, StoreError> {
+        let rows: Vec<PositionedUser> = sqlx::query_as(query)
+            .bind(user.get())
+            .bind(before.unwrap_or(i64::MAX))
+            .bind(limit_param(limit))
+            .fetch_all(self.pool())
+            .await
+            .map_err(translate)?;
+        Ok(rows
+            .into_iter()
+            .map(|row| (row.position, row.user.into()))
+            .collect())
+    }
+}
+
+/// Moves both counters by `delta`; answers the followee's new follower count.
+async fn shift_follow_counters(
+    tx: &mut Tx,
+    follower: UserId,
+    followee: UserId,
+    delta: i64,
+) -> Result<i64, StoreError> {
+    let rows: Vec<(i64, i64)> = sqlx::query_as(SHIFT_FOLLOW_COUNTERS)
+        .bind(follower.get())
+        .bind(followee.get())
+        .bind(delta)
+        .fetch_all(&mut **tx)
+        .await
+        .map_err(translate)?;
+    rows.into_iter()
+        .find(|(id, _)| *id == followee.get())
+        .map(|(_, followers)| followers)
+        .ok_or(StoreError::UnknownAccount)
+}
+
+#[async_trait]
+impl GraphStore for PostgresStore {
+    async fn follow(
+        &self,
+        follower: UserId,
+        followee: UserId,
+        follow_id: i64,
+        event_id: EventId,
+        now: Timestamp,
+    ) -> Result<FollowOutcome, StoreError> {
+        let change = sqlx::query(INSERT_FOLLOW)
+            .bind(follower.get())
+            .bind(followee.get())
+            .bind(follow_id)
+            .bind(now.millis());
+        let changed = self
+            .change_follow(
+                follower,
+                followee,
+                change,
+                1,
+                event_id,
+                now,
+                |followee_followers| Event::Followed {
+                    follower_id: follower,
+                    followee_id: followee,
+                    followee_followers,
+                },
+            )
+            .await?;
+        Ok(match changed {
+            Some(followee_followers) => FollowOutcome::Followed { followee_followers },
+            None => FollowOutcome::AlreadyFollowing,
+        })
+    }
+
+    async fn unfollow(
+        &self,
+        follower: UserId,
+        followee: UserId,
+        event_id: EventId,
+        now: Timestamp,
+    ) -> Result<UnfollowOutcome, StoreError> {
+        let change = sqlx::query(DELETE_FOLLOW)
+            .bind(follower.get())
+            .bind(followee.get());
+        let changed = self
+            .change_follow(
+                follower,
+                followee,
+                change,
+                -1,
+                event_id,
+                now,
+                |followee_followers| Event::Unfollowed {
+                    follower_id: follower,
+                    followee_id: followee,
+                    followee_followers,
+                },
+            )
+            .await?;
+        Ok(match changed {
+            Some(followee_followers) => UnfollowOutcome::Unfollowed { followee_followers },
+            None => UnfollowOutcome::NotFollowing,
+        })
+    }
+
+    async fn followers(
+        &self,
+        user: UserId,
+        before: Option<i64>,
+        limit: usize,
+    ) -> Result<Vec<(i64, User)>, StoreError> {
+        self.follow_list(FOLLOWERS, user, before, limit).await
+    }
+
+    async fn following(
+        &self,
+        user: UserId,
+        before: Option<i64>,
+        limit: usize,
+    ) -> Result<Vec<(i64, User)>, StoreError> {
+        self.follow_list(FOLLOWING, user, before, limit).await
+    }
+
+    async fn follower_ids(
+        &self,
+        user: UserId,
+        after: Option<i64>,
+        limit: usize,
+    ) -> Result<Vec<(i64, UserId)>, StoreError> {
+        let rows: Vec<(i64, i64)> = sqlx::query_as(FOLLOWER_IDS)
+            .bind(user.get())
+            .bind(after.unwrap_or(i64::MIN))
+            .bind(limit_param(limit))
+            .fetch_all(self.pool())
+            .await
+            .map_err(translate)?;
+        Ok(rows
+            .into_iter()
+            .map(|(position, follower)| (position, UserId(follower)))
+            .collect())
+    }
+
+    async fn followed_with_followers_at_least(
+        &self,
+        user: UserId,
+        threshold: i64,
+    ) -> Result<Vec<UserId>, StoreError> {
+        let rows: Vec<i64> = sqlx::query_scalar(FOLLOWED_WITH_FOLLOWERS_AT_LEAST)
+            .bind(user.get())
+            .bind(threshold)
+            .fetch_all(self.pool())
+            .await
+            .map_err(translate)?;
+        Ok(rows.into_iter().map(UserId).collect())
+    }
+}

@@ -1,0 +1,258 @@
+//! The outbox read as a log, consumer checkpoints and dead letters.
+//!
+//! Rows get their log `position` from a sequencer, not at insert: see the
+//! migration. Any reader may sequence; an advisory lock makes it one at a time.
+
+use async_trait::async_trait;
+use starling_app::ports::{OutboxStore, StoreError, UndecodableEvent};
+use starling_domain::{Event, EventEnvelope, EventId, Timestamp};
+
+use super::{PostgresStore, append_event, limit_param, translate};
+
+/// Advisory lock key of the outbox sequencer ("STARLING" in ASCII hex, roughly).
+const SEQUENCER_LOCK: i64 = 0x5354_4152_4c49;
+/// Rows sequenced per pass.
+const SEQUENCE_BATCH: i64 = 10_000;
+
+/// How long a read waits for committed rows to become positionable.
+const CATCH_UP: std::time::Duration = std::time::Duration::from_millis(200);
+
+const TRY_SEQUENCER_LOCK: &str = "SELECT pg_try_advisory_xact_lock($1)";
+const UNPOSITIONED: &str = "SELECT EXISTS (SELECT 1 FROM outbox WHERE position IS NULL)";
+// Positions for rows whose transactions have all finished (xid below the
+// snapshot's xmin: no transaction still running can add a row before them),
+// in transaction order, continuing after the highest position given.
+const SEQUENCE: &str = "WITH pending AS ( \
+         SELECT sequence, row_number() OVER (ORDER BY xid, sequence) AS rank \
+         FROM outbox \
+         WHERE position IS NULL AND xid < pg_snapshot_xmin(pg_current_snapshot()) \
+         ORDER BY xid, sequence LIMIT $1 \
+     ), top AS (SELECT coalesce(max(position), 0) AS position FROM outbox) \
+     UPDATE outbox SET position = top.position + pending.rank \
+     FROM pending, top WHERE outbox.sequence = pending.sequence";
+const EVENTS_AFTER: &str = "SELECT position, event_id, kind, payload, occurred_at, trace_parent \
+     FROM outbox WHERE position > $1 ORDER BY position LIMIT $2";
+const CHECKPOINT: &str = "SELECT position FROM consumer_checkpoints WHERE consumer = $1";
+const SAVE_CHECKPOINT: &str = "INSERT INTO consumer_checkpoints (consumer, position, updated_at) \
+     VALUES ($1, $2, $3) \
+     ON CONFLICT (consumer) DO UPDATE SET position = GREATEST(consumer_checkpoints.position, excluded.position), \
+     updated_at = excluded.updated_at";
+const DEAD_LETTER: &str = "INSERT INTO dead_letters \
+     (consumer, position, event_id, kind, payload, error, failed_at) VALUES ($1, $2, $3, $4, $5, $6, $7) \
+     ON CONFLICT (consumer, position) DO UPDATE SET error = excluded.error, failed_at = excluded.failed_at";
+const PRUNE: &str = "DELETE FROM outbox WHERE position <= $1 AND occurred_at < $2";
+const BACKLOG: &str = "SELECT count(*), min(occurred_at) FROM outbox \
+     WHERE position IS NULL OR position > \
+     (SELECT coalesce(max(position), 0) FROM consumer_checkpoints WHERE consumer = $1)";
+
+#[derive(sqlx::FromRow)]
+struct OutboxRow {
+    position: i64,
+    event_id: i64,
+    kind: String,
+    payload: String,
+    occurred_at: i64,
+    trace_parent: Option<String>,
+}
+
+impl OutboxRow {
+    fn decode(self) -> Result<EventEnvelope, UndecodableEvent> {
+        match serde_json::from_str::<Event>(&self.payload) {
+            Ok(event) => Ok(EventEnvelope {
+                id: EventId(self.event_id),
+                sequence: self.position,
+                occurred_at: Timestamp(self.occurred_at),
+                event,
+                trace_parent: self.trace_parent,
+            }),
+            Err(error) => Err(UndecodableEvent {
+                sequence: self.position,
+                id: EventId(self.event_id),
+                kind: self.kind,
+                payload: self.payload,
+                error: error.to_string(),
+            }),
+        }
+    }
+}
+
+impl PostgresStore {
+    /// Gives positions to finished rows, unless another reader is doing so.
+    async fn sequence_outbox(&self) -> Result<(), StoreError> {
+        let mut tx = self.begin().await?;
+        let locked: bool = sqlx::query_scalar(TRY_SEQUENCER_LOCK)
+            .bind(SEQUENCER_LOCK)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(translate)?;
+        if locked {
+            sqlx::query(SEQUENCE)
+                .bind(SEQUENCE_BATCH)
+                .execute(&mut *tx)
+                .await
+                .map_err(translate)?;
+        }
+        tx.commit().await.map_err(translate)?;
+        Ok(())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn park(
+        &self,
+        consumer: &str,
+        position: i64,
+        event_id: EventId,
+        kind: &str,
+        payload: &str,
+        error: &str,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        sqlx::query(DEAD_LETTER)
+            .bind(consumer)
+            .bind(position)
+            .bind(event_id.get())
+            .bind(kind)
+            .bind(payload)
+            .bind(error)
+            .bind(now.millis())
+            .execute(self.pool())
+            .await
+            .map_err(translate)?;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl OutboxStore for PostgresStore {
+    async fn events_after(
+        &self,
+        after: i64,
+        limit: usize,
+    ) -> Result<Vec<Result<EventEnvelope, UndecodableEvent>>, StoreError> {
+        let started = std::time::Instant::now();
+        loop {
+            self.sequence_outbox().await?;
+            let rows: Vec<OutboxRow> = sqlx::query_as(EVENTS_AFTER)
+                .bind(after)
+                .bind(limit_param(limit))
+                .fetch_all(self.pool())
+                .await
+                .map_err(translate)?;
+            // Committed rows still without a position wait for a transaction
+            // that began before them (anywhere in the cluster) to end. Give
+            // it a moment, so that what committed before this call is read.
+            let waiting = rows.len() < limit
+                && started.elapsed() < CATCH_UP
+                && sqlx::query_scalar::<_, bool>(UNPOSITIONED)
+                    .fetch_one(self.pool())
+                    .await
+                    .map_err(translate)?;
+            if !waiting {
+                return Ok(rows.into_iter().map(OutboxRow::decode).collect());
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+    }
+
+    async fn checkpoint(&self, consumer: &str) -> Result<i64, StoreError> {
+        let found: Option<i64> = sqlx::query_scalar(CHECKPOINT)
+            .bind(consumer)
+            .fetch_optional(self.pool())
+            .await
+            .map_err(translate)?;
+        Ok(found.unwrap_or(0))
+    }
+
+    async fn save_checkpoint(&self, consumer: &str, sequence: i64) -> Result<(), StoreError> {
+        sqlx::query(SAVE_CHECKPOINT)
+            .bind(consumer)
+            .bind(sequence)
+            .bind(Timestamp::now().millis())
+            .execute(self.pool())
+            .await
+            .map_err(translate)?;
+        Ok(())
+    }
+
+    async fn backlog(&self, consumer: &str) -> Result<(u64, Option<Timestamp>), StoreError> {
+        let (count, oldest): (i64, Option<i64>) = sqlx::query_as(BACKLOG)
+            .bind(consumer)
+            .fetch_one(self.pool())
+            .await
+            .map_err(translate)?;
+        Ok((u64::try_from(count).unwrap_or(0), oldest.map(Timestamp)))
+    }
+
+    async fn dead_letter_undecodable(
+        &self,
+        consumer: &str,
+        row: &UndecodableEvent,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        self.park(
+            consumer,
+            row.sequence,
+            row.id,
+            &row.kind,
+            &row.payload,
+            &row.error,
+            now,
+        )
+        .await
+    }
+
+    async fn dead_letter(
+        &self,
+        consumer: &str,
+        envelope: &EventEnvelope,
+        error: &str,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        let payload = serde_json::to_string(&envelope.event)
+            .map_err(|encode| StoreError::Unexpected(encode.into()))?;
+        let kind = envelope.event.kind();
+        self.park(
+            consumer,
+            envelope.sequence,
+            envelope.id,
+            kind,
+            &payload,
+            error,
+            now,
+        )
+        .await
+    }
+
+    async fn prune_outbox(
+        &self,
+        consumers: &[&str],
+        older_than: Timestamp,
+    ) -> Result<u64, StoreError> {
+        let mut handled_by_all = i64::MAX;
+        for consumer in consumers {
+            handled_by_all = handled_by_all.min(self.checkpoint(consumer).await?);
+        }
+        if consumers.is_empty() || handled_by_all == 0 {
+            return Ok(0);
+        }
+        let done = sqlx::query(PRUNE)
+            .bind(handled_by_all)
+            .bind(older_than.millis())
+            .execute(self.pool())
+            .await
+            .map_err(translate)?;
+        Ok(done.rows_affected())
+    }
+
+    async fn append_event(
+        &self,
+        id: EventId,
+        event: &Event,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.begin().await?;
+        append_event(&mut tx, id, event, now).await?;
+        tx.commit().await.map_err(translate)?;
+        Ok(())
+    }
+}

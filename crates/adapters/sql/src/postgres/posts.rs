@@ -1,0 +1,362 @@
+//! Posts and likes, with exact post/reply/like counters.
+
+use async_trait::async_trait;
+use starling_app::ports::{
+    DeleteOutcome, LikeOutcome, NewPost, PostStore, StoreError, TimelineEntry, UnlikeOutcome,
+};
+use starling_domain::{Event, EventId, Post, PostId, Timestamp, UserId};
+
+use super::{PostgresStore, Tx, append_event, id_array, limit_param, translate};
+
+macro_rules! post_columns {
+    () => {
+        "id, author_id, text, reply_to, created_at, deleted_at, like_count, reply_count"
+    };
+}
+
+#[derive(sqlx::FromRow)]
+struct PostRow {
+    id: i64,
+    author_id: i64,
+    text: String,
+    reply_to: Option<i64>,
+    created_at: i64,
+    deleted_at: Option<i64>,
+    like_count: i64,
+    reply_count: i64,
+}
+
+impl From<PostRow> for Post {
+    fn from(row: PostRow) -> Self {
+        Post {
+            id: PostId(row.id),
+            author_id: UserId(row.author_id),
+            text: row.text,
+            reply_to: row.reply_to.map(PostId),
+            created_at: Timestamp(row.created_at),
+            like_count: row.like_count,
+            reply_count: row.reply_count,
+            deleted: row.deleted_at.is_some(),
+        }
+    }
+}
+
+const COUNT_REPLY: &str =
+    "UPDATE posts SET reply_count = reply_count + $2 WHERE id = $1 AND deleted_at IS NULL";
+const INSERT_POST: &str = "INSERT INTO posts (id, author_id, text, reply_to, created_at) \
+     VALUES ($1, $2, $3, $4, $5)";
+const COUNT_POST: &str = "UPDATE users SET posts_count = posts_count + $2 WHERE id = $1";
+// FOR UPDATE: a concurrent delete or like waits, so counters stay exact.
+const POST_FOR_DELETE: &str =
+    "SELECT author_id, reply_to FROM posts WHERE id = $1 AND deleted_at IS NULL FOR UPDATE";
+const TOMBSTONE_POST: &str = "UPDATE posts SET deleted_at = $2, text = '' WHERE id = $1";
+const POSTS_BY_IDS: &str = concat!("SELECT ", post_columns!(), " FROM posts WHERE id = ANY($1)");
+const POSTS_BY_AUTHOR: &str = concat!(
+    "SELECT ",
+    post_columns!(),
+    " FROM posts WHERE author_id = $1 AND deleted_at IS NULL AND id < $2 ORDER BY id DESC LIMIT $3"
+);
+const AUTHOR_ENTRIES: &str = "SELECT id, author_id FROM posts \
+     WHERE author_id = $1 AND deleted_at IS NULL AND id < $2 ORDER BY id DESC LIMIT $3";
+// Fan-out on read: for each source account, its newest $4 posts below $2
+// from `posts_by_author` (LATERAL top-N), then the newest $4 of those. The
+// cost is bounded by accounts followed x page size, whatever anyone posted.
+const HOME_ENTRIES: &str = "SELECT p.id, p.author_id FROM ( \
+         SELECT $1::BIGINT AS author_id \
+         UNION \
+         SELECT f.followee_id FROM follows f JOIN users u ON u.id = f.followee_id \
+         WHERE f.follower_id = $1 AND u.followers_count < $3 \
+     ) s \
+     CROSS JOIN LATERAL ( \
+         SELECT id, author_id FROM posts \
+         WHERE author_id = s.author_id AND deleted_at IS NULL AND id < $2 \
+         ORDER BY id DESC LIMIT $4 \
+     ) p \
+     ORDER BY p.id DESC LIMIT $4";
+// No row lock here: the like's foreign key takes a key-share lock and the
+// counter update a no-key-update lock, which do not conflict, so concurrent
+// likes of one post do not deadlock; the update re-checks that it is live.
+const LIVE_POST_AUTHOR: &str = "SELECT author_id FROM posts WHERE id = $1 AND deleted_at IS NULL";
+const INSERT_LIKE: &str =
+    "INSERT INTO likes (user_id, post_id, created_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING";
+const DELETE_LIKE: &str = "DELETE FROM likes WHERE user_id = $1 AND post_id = $2";
+const COUNT_LIKE: &str =
+    "UPDATE posts SET like_count = like_count + $2 WHERE id = $1 AND deleted_at IS NULL";
+const LIKED_AMONG: &str = "SELECT post_id FROM likes WHERE user_id = $1 AND post_id = ANY($2)";
+const RECENT_LIKES: &str =
+    "SELECT post_id FROM likes WHERE user_id = $1 ORDER BY post_id DESC LIMIT $2";
+
+async fn live_post_author(tx: &mut Tx, post: PostId) -> Result<UserId, StoreError> {
+    let author: Option<i64> = sqlx::query_scalar(LIVE_POST_AUTHOR)
+        .bind(post.get())
+        .fetch_optional(&mut **tx)
+        .await
+        .map_err(translate)?;
+    author.map(UserId).ok_or(StoreError::NotFound)
+}
+
+async fn shift(
+    tx: &mut Tx,
+    statement: &'static str,
+    id: i64,
+    delta: i64,
+) -> Result<u64, StoreError> {
+    let done = sqlx::query(statement)
+        .bind(id)
+        .bind(delta)
+        .execute(&mut **tx)
+        .await
+        .map_err(translate)?;
+    Ok(done.rows_affected())
+}
+
+fn entries(rows: Vec<(i64, i64)>) -> Vec<TimelineEntry> {
+    rows.into_iter()
+        .map(|(post, author)| TimelineEntry {
+            post_id: PostId(post),
+            author_id: UserId(author),
+        })
+        .collect()
+}
+
+impl PostgresStore {
+    /// Runs `change` (inserting or deleting one like of a live post); when it
+    /// changed a row, moves the post's like count by `delta` and commits with
+    /// the event `make_event` builds from the post's author. False: nothing
+    /// to change, nothing committed.
+    async fn change_like(
+        &self,
+        post: PostId,
+        change: sqlx::query::Query<'_, sqlx::Postgres, sqlx::postgres::PgArguments>,
+        delta: i64,
+        event_id: EventId,
+        now: Timestamp,
+        make_event: impl FnOnce(UserId) -> Event + Send,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.begin().await?;
+        let post_author_id = live_post_author(&mut tx, post).await?;
+        let changed = change.execute(&mut *tx).await.map_err(translate)?;
+        if changed.rows_affected() == 0 {
+            return Ok(false);
+        }
+        if shift(&mut tx, COUNT_LIKE, post.get(), delta).await? == 0 {
+            // Deleted while we liked it.
+            return Err(StoreError::NotFound);
+        }
+        append_event(&mut tx, event_id, &make_event(post_author_id), now).await?;
+        tx.commit().await.map_err(translate)?;
+        Ok(true)
+    }
+}
+
+#[async_trait]
+impl PostStore for PostgresStore {
+    async fn create_post(&self, new_post: NewPost) -> Result<Post, StoreError> {
+        let mut tx = self.begin().await?;
+        if let Some(parent) = new_post.reply_to
+            && shift(&mut tx, COUNT_REPLY, parent.get(), 1).await? == 0
+        {
+            return Err(StoreError::NotFound);
+        }
+        sqlx::query(INSERT_POST)
+            .bind(new_post.id.get())
+            .bind(new_post.author_id.get())
+            .bind(&new_post.text)
+            .bind(new_post.reply_to.map(PostId::get))
+            .bind(new_post.created_at.millis())
+            .execute(&mut *tx)
+            .await
+            .map_err(translate)?;
+        shift(&mut tx, COUNT_POST, new_post.author_id.get(), 1).await?;
+        let event = Event::PostCreated {
+            post_id: new_post.id,
+            author_id: new_post.author_id,
+            reply_to: new_post.reply_to,
+        };
+        append_event(&mut tx, new_post.event_id, &event, new_post.created_at).await?;
+        tx.commit().await.map_err(translate)?;
+        Ok(Post {
+            id: new_post.id,
+            author_id: new_post.author_id,
+            text: new_post.text,
+            reply_to: new_post.reply_to,
+            created_at: new_post.created_at,
+            like_count: 0,
+            reply_count: 0,
+            deleted: false,
+        })
+    }
+
+    async fn delete_post(
+        &self,
+        post: PostId,
+        requester: UserId,
+        event_id: EventId,
+        now: Timestamp,
+    ) -> Result<DeleteOutcome, StoreError> {
+        let mut tx = self.begin().await?;
+        let row: Option<(i64, Option<i64>)> = sqlx::query_as(POST_FOR_DELETE)
+            .bind(post.get())
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(translate)?;
+        let Some((author, reply_to)) = row else {
+            return Err(StoreError::NotFound);
+        };
+        if author != requester.get() {
+            return Ok(DeleteOutcome::NotAuthor);
+        }
+        sqlx::query(TOMBSTONE_POST)
+            .bind(post.get())
+            .bind(now.millis())
+            .execute(&mut *tx)
+            .await
+            .map_err(translate)?;
+        shift(&mut tx, COUNT_POST, author, -1).await?;
+        if let Some(parent) = reply_to {
+            shift(&mut tx, COUNT_REPLY, parent, -1).await?;
+        }
+        let event = Event::PostDeleted {
+            post_id: post,
+            author_id: requester,
+        };
+        append_event(&mut tx, event_id, &event, now).await?;
+        tx.commit().await.map_err(translate)?;
+        Ok(DeleteOutcome::Deleted {
+            reply_to: reply_to.map(PostId),
+        })
+    }
+
+    async fn posts_by_ids(&self, ids: &[PostId]) -> Result<Vec<Post>, StoreError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let rows: Vec<PostRow> = sqlx::query_as(POSTS_BY_IDS)
+            .bind(id_array(ids, |id| id.get()))
+            .fetch_all(self.pool())
+            .await
+            .map_err(translate)?;
+        Ok(rows.into_iter().map(Post::from).collect())
+    }
+
+    async fn posts_by_author(
+        &self,
+        author: UserId,
+        before: Option<PostId>,
+        limit: usize,
+    ) -> Result<Vec<Post>, StoreError> {
+        let rows: Vec<PostRow> = sqlx::query_as(POSTS_BY_AUTHOR)
+            .bind(author.get())
+            .bind(before.map_or(i64::MAX, PostId::get))
+            .bind(limit_param(limit))
+            .fetch_all(self.pool())
+            .await
+            .map_err(translate)?;
+        Ok(rows.into_iter().map(Post::from).collect())
+    }
+
+    async fn author_entries(
+        &self,
+        author: UserId,
+        before: Option<PostId>,
+        limit: usize,
+    ) -> Result<Vec<TimelineEntry>, StoreError> {
+        let rows: Vec<(i64, i64)> = sqlx::query_as(AUTHOR_ENTRIES)
+            .bind(author.get())
+            .bind(before.map_or(i64::MAX, PostId::get))
+            .bind(limit_param(limit))
+            .fetch_all(self.pool())
+            .await
+            .map_err(translate)?;
+        Ok(entries(rows))
+    }
+
+    async fn home_entries(
+        &self,
+        user: UserId,
+        exclude_followers_at_least: Option<i64>,
+        before: Option<PostId>,
+        limit: usize,
+    ) -> Result<Vec<TimelineEntry>, StoreError> {
+        let rows: Vec<(i64, i64)> = sqlx::query_as(HOME_ENTRIES)
+            .bind(user.get())
+            .bind(before.map_or(i64::MAX, PostId::get))
+            .bind(exclude_followers_at_least.unwrap_or(i64::MAX))
+            .bind(limit_param(limit))
+            .fetch_all(self.pool())
+            .await
+            .map_err(translate)?;
+        Ok(entries(rows))
+    }
+
+    async fn like(
+        &self,
+        user: UserId,
+        post: PostId,
+        event_id: EventId,
+        now: Timestamp,
+    ) -> Result<LikeOutcome, StoreError> {
+        let change = sqlx::query(INSERT_LIKE)
+            .bind(user.get())
+            .bind(post.get())
+            .bind(now.millis());
+        let changed = self
+            .change_like(post, change, 1, event_id, now, |post_author_id| {
+                Event::Liked {
+                    user_id: user,
+                    post_id: post,
+                    post_author_id,
+                }
+            })
+            .await?;
+        Ok(if changed {
+            LikeOutcome::Liked
+        } else {
+            LikeOutcome::AlreadyLiked
+        })
+    }
+
+    async fn unlike(
+        &self,
+        user: UserId,
+        post: PostId,
+        event_id: EventId,
+        now: Timestamp,
+    ) -> Result<UnlikeOutcome, StoreError> {
+        let change = sqlx::query(DELETE_LIKE).bind(user.get()).bind(post.get());
+        let changed = self
+            .change_like(post, change, -1, event_id, now, |_| Event::Unliked {
+                user_id: user,
+                post_id: post,
+            })
+            .await?;
+        Ok(if changed {
+            UnlikeOutcome::Unliked
+        } else {
+            UnlikeOutcome::NotLiked
+        })
+    }
+
+    async fn liked_among(&self, user: UserId, posts: &[PostId]) -> Result<Vec<PostId>, StoreError> {
+        if posts.is_empty() {
+            return Ok(Vec::new());
+        }
+        let rows: Vec<i64> = sqlx::query_scalar(LIKED_AMONG)
+            .bind(user.get())
+            .bind(id_array(posts, |id| id.get()))
+            .fetch_all(self.pool())
+            .await
+            .map_err(translate)?;
+        Ok(rows.into_iter().map(PostId).collect())
+    }
+
+    async fn recent_likes(&self, user: UserId, limit: usize) -> Result<Vec<PostId>, StoreError> {
+        let rows: Vec<i64> = sqlx::query_scalar(RECENT_LIKES)
+            .bind(user.get())
+            .bind(limit_param(limit))
+            .fetch_all(self.pool())
+            .await
+            .map_err(translate)?;
+        Ok(rows.into_iter().map(PostId).collect())
+    }
+}
