@@ -19,4 +19,6 @@ pub use store::{
     OutboxStore, PostStore, RefreshTokenRecord, RotateOutcome, Store, StoreError, StoreHealth,
     StoreResult, TokenStore, UndecodableEvent, UnfollowOutcome, UnlikeOutcome, UserCredentials,
 };
-pub use timeline::{TimelineEntry, TimelineError, TimelineRead, TimelineSlice, TimelineStore};
+pub use timeline::{
+    TimelineEntry, TimelineError, TimelineRead, TimelineResult, TimelineSlice, TimelineStore,
+};

@@ -206,16 +206,13 @@ pub(crate) fn id_array<T>(ids: &[T], raw: impl Fn(&T) -> i64) -> Vec<i64> {
 }
 
 #[cfg(test)]
-pub(crate) mod testing;
-
-#[cfg(test)]
 mod tests {
     use std::sync::Arc;
 
     use starling_app::ports::Store;
 
-    use super::testing::{TestDatabase, test_database};
     use super::*;
+    use starling_testing::{TestDatabase, test_database};
 
     async fn make() -> Option<(Arc<dyn Store>, TestDatabase)> {
         let database = test_database().await?;

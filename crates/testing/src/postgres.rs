@@ -1,31 +1,20 @@
 //! A fresh PostgreSQL database per test, dropped afterwards, on the server
 //! named by `STARLING_TEST_DATABASE_URL`.
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use sqlx::Connection;
 use sqlx::postgres::PgConnection;
 
-pub(crate) struct TestDatabase {
-    pub(crate) url: String,
+pub struct TestDatabase {
+    pub url: String,
     admin_url: String,
     name: String,
 }
 
 /// A new empty database, or `None` (with the reason printed) when no server
 /// is configured; with `STARLING_REQUIRE_SERVICES=1` a missing server fails.
-pub(crate) async fn test_database() -> Option<TestDatabase> {
-    let Ok(admin_url) = std::env::var("STARLING_TEST_DATABASE_URL") else {
-        if std::env::var("STARLING_REQUIRE_SERVICES").as_deref() == Ok("1") {
-            panic!("STARLING_TEST_DATABASE_URL is not set and STARLING_REQUIRE_SERVICES=1");
-        }
-        eprintln!("skipped: set STARLING_TEST_DATABASE_URL to run the PostgreSQL tests");
-        return None;
-    };
-    let unique = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |elapsed| elapsed.as_nanos());
-    let name = format!("starling_test_{unique:x}_{}", rand_suffix());
+pub async fn test_database() -> Option<TestDatabase> {
+    let admin_url = crate::service_url("STARLING_TEST_DATABASE_URL", "PostgreSQL")?;
+    let name = crate::unique_name("starling_test");
     let mut admin = PgConnection::connect(&admin_url)
         .await
         .expect("connect to STARLING_TEST_DATABASE_URL");
@@ -50,13 +39,6 @@ pub(crate) async fn test_database() -> Option<TestDatabase> {
         admin_url,
         name,
     })
-}
-
-fn rand_suffix() -> u32 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
-    hasher.write_u64(std::process::id().into());
-    hasher.finish() as u32
 }
 
 impl Drop for TestDatabase {
