@@ -66,7 +66,20 @@ impl Event {
         }
     }
 
-    /// The account whose order of events matters (partitioning key).
+    /// The account whose events must be handled in order, the partitioning
+    /// key of a partitioned log: the author for posts (a delete after its
+    /// create), the followee for follows (its audience changes in order with
+    /// its posts), the acting account otherwise.
+    pub fn partition_key(&self) -> UserId {
+        match self {
+            Event::Followed { followee_id, .. } | Event::Unfollowed { followee_id, .. } => {
+                *followee_id
+            }
+            other => other.actor(),
+        }
+    }
+
+    /// The account that acted.
     pub fn actor(&self) -> UserId {
         match self {
             Event::UserRegistered { user_id }

@@ -44,3 +44,13 @@ pub trait EventSubscription: Send {
         error: &str,
     ) -> Result<(), EventLogError>;
 }
+
+/// The producer side of a broker-backed event log: the relay hands it
+/// committed outbox events, oldest first.
+#[async_trait]
+pub trait EventPublisher: Send + Sync {
+    /// Publishes `events` and returns once the broker has stored every one.
+    /// Idempotent per event id: publishing an event again (after a crash
+    /// before the outbox checkpoint moved) stores nothing new.
+    async fn publish(&self, events: &[EventEnvelope]) -> Result<(), EventLogError>;
+}

@@ -13,7 +13,7 @@ pub mod timeline;
 pub mod contract;
 
 pub use cache::Cache;
-pub use events::{EventLog, EventLogError, EventSubscription};
+pub use events::{EventLog, EventLogError, EventPublisher, EventSubscription};
 pub use store::{
     AccountStore, DeleteOutcome, FollowOutcome, GraphStore, LikeOutcome, NewPost, NewUser,
     OutboxStore, PostStore, RefreshTokenRecord, RotateOutcome, Store, StoreError, StoreHealth,

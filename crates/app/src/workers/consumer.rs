@@ -46,7 +46,7 @@ impl Default for ConsumerOptions {
 
 impl ConsumerOptions {
     /// Full jitter: a uniform wait in [0, min(max, initial * 2^attempt)].
-    fn backoff(&self, attempt: u32) -> Duration {
+    pub(crate) fn backoff(&self, attempt: u32) -> Duration {
         let ceiling = self
             .initial_backoff
             .saturating_mul(2u32.saturating_pow(attempt.min(16)))
@@ -134,7 +134,7 @@ pub async fn run_consumer(
 }
 
 /// Subscribes, retrying with backoff; `None` when shutdown came first.
-async fn subscribe(
+pub(crate) async fn subscribe(
     events: &dyn EventLog,
     name: &str,
     options: &ConsumerOptions,
@@ -212,7 +212,7 @@ async fn handle_with_retries(
 }
 
 /// Sleeps for `duration`; true when shutdown came first.
-async fn sleep_or_shutdown(duration: Duration, shutdown: &CancellationToken) -> bool {
+pub(crate) async fn sleep_or_shutdown(duration: Duration, shutdown: &CancellationToken) -> bool {
     tokio::select! {
         () = shutdown.cancelled() => true,
         () = tokio::time::sleep(duration) => false,

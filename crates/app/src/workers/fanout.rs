@@ -22,10 +22,21 @@ pub struct FanoutWorker {
 impl FanoutWorker {
     pub const CONSUMER: &'static str = "fanout";
 
+    /// A worker that sees every event of the log, in order (embedded mode).
     pub fn new(app: Arc<App>) -> Self {
         Self {
             app,
-            audiences: Audiences::new(),
+            audiences: Audiences::new(true),
+        }
+    }
+
+    /// A worker sharing partitions of the log with other workers: it cannot
+    /// keep follower lists exact from the events it sees, so it reads each
+    /// post's audience from SQL.
+    pub fn sharing_the_log(app: Arc<App>) -> Self {
+        Self {
+            app,
+            audiences: Audiences::new(false),
         }
     }
 }

@@ -1,9 +1,12 @@
-//! Background workers: a generic consumer loop over the event log, and the
-//! handlers it drives (the fan-out worker keeps home timelines up to date).
+//! Background workers: a generic consumer loop over the event log, the
+//! handlers it drives (the fan-out worker keeps home timelines up to date),
+//! and the relay that moves outbox events onto a broker in scaled-out mode.
 
 mod audiences;
 mod consumer;
 mod fanout;
+mod relay;
 
 pub use consumer::{ConsumerOptions, EventHandler, run_consumer};
 pub use fanout::FanoutWorker;
+pub use relay::{RELAY_CONSUMER, run_relay};

@@ -1,0 +1,724 @@
+//! The JetStream streams, the publisher the relay uses and the partitioned
+//! pull consumers the workers read.
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use async_nats::jetstream::consumer::pull::Config as PullConfig;
+use async_nats::jetstream::consumer::{AckPolicy, DeliverPolicy, PullConsumer};
+use async_nats::jetstream::stream::{Config as StreamConfig, StorageType};
+use async_nats::jetstream::{self, AckKind, Context};
+use async_nats::{HeaderMap, header};
+use async_trait::async_trait;
+use futures::StreamExt;
+use futures::future::try_join_all;
+use starling_app::ports::{EventLog, EventLogError, EventPublisher, EventSubscription};
+use starling_domain::{EventEnvelope, UserId};
+
+use crate::wire::{self, TRACEPARENT};
+
+#[derive(Debug, Clone)]
+pub struct JetStreamOptions {
+    /// The stream holding the events; dead letters go to `<stream>_DEAD`.
+    pub stream: String,
+    /// Subjects are `<prefix>.events.<partition>.<kind>`, `<prefix>.dead.<consumer>`.
+    pub subject_prefix: String,
+    /// Number of partitions; fixed for the life of a stream (changing it
+    /// moves accounts between partitions, so drain the stream first).
+    pub partitions: u32,
+    /// Deliveries after which an event is parked as a dead letter.
+    pub max_deliveries: i64,
+    /// An unacknowledged delivery is sent again after this long.
+    pub ack_wait: Duration,
+    /// Events per partition in flight at once, across all workers. At 1 (the
+    /// default) one partition's events are handled strictly in order even
+    /// with several workers pulling from it; above 1 events come in batches,
+    /// and order holds only while a single worker pulls the partition.
+    pub max_in_flight: usize,
+    /// How long the server remembers an event id to drop a duplicate.
+    pub duplicate_window: Duration,
+    /// Events are kept this long (consumers far behind lose older ones).
+    pub retention: Duration,
+}
+
+impl Default for JetStreamOptions {
+    fn default() -> Self {
+        Self {
+            stream: "STARLING".to_owned(),
+            subject_prefix: "starling".to_owned(),
+            partitions: 16,
+            max_deliveries: 5,
+            ack_wait: Duration::from_secs(30),
+            max_in_flight: 1,
+            duplicate_window: Duration::from_secs(600),
+            retention: Duration::from_secs(7 * 24 * 3600),
+        }
+    }
+}
+
+/// A connection to JetStream with the streams in place.
+#[derive(Clone)]
+pub struct JetStream {
+    client: async_nats::Client,
+    context: Context,
+    options: JetStreamOptions,
+}
+
+fn unavailable(error: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> EventLogError {
+    EventLogError::Unavailable(error.into())
+}
+
+impl JetStream {
+    /// Connects to `url` and creates the event and dead-letter streams if
+    /// they do not exist.
+    pub async fn connect(url: &str, options: JetStreamOptions) -> anyhow::Result<Self> {
+        anyhow::ensure!(options.partitions > 0, "nats.partitions must be at least 1");
+        let client = async_nats::ConnectOptions::new()
+            .connection_timeout(Duration::from_secs(5))
+            .name("starling")
+            .connect(url)
+            .await
+            .with_context(|| format!("connecting to NATS at {url}"))?;
+        let context = jetstream::new(client.clone());
+        let prefix = &options.subject_prefix;
+        context
+            .get_or_create_stream(StreamConfig {
+                name: options.stream.clone(),
+                subjects: vec![format!("{prefix}.events.>")],
+                storage: StorageType::File,
+                duplicate_window: options.duplicate_window,
+                max_age: options.retention,
+                ..StreamConfig::default()
+            })
+            .await
+            .context("creating the JetStream event stream")?;
+        context
+            .get_or_create_stream(StreamConfig {
+                name: format!("{}_DEAD", options.stream),
+                subjects: vec![format!("{prefix}.dead.>")],
+                storage: StorageType::File,
+                max_age: Duration::from_secs(30 * 24 * 3600),
+                ..StreamConfig::default()
+            })
+            .await
+            .context("creating the JetStream dead-letter stream")?;
+        Ok(Self {
+            client,
+            context,
+            options,
+        })
+    }
+
+    pub fn options(&self) -> &JetStreamOptions {
+        &self.options
+    }
+
+    /// The partition of an account's events: a fixed mix of its id, so every
+    /// process and version agrees.
+    pub fn partition_of(&self, key: UserId) -> u32 {
+        let mut mixed = key.0 as u64;
+        // splitmix64's finaliser: ids close together spread evenly.
+        mixed = (mixed ^ (mixed >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        mixed = (mixed ^ (mixed >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        mixed ^= mixed >> 31;
+        (mixed % u64::from(self.options.partitions)) as u32
+    }
+
+    /// The event log of one partition, for one consumer task.
+    pub fn partition(&self, partition: u32) -> JetStreamPartition {
+        JetStreamPartition {
+            log: self.clone(),
+            partition,
+        }
+    }
+
+    fn subject(&self, envelope: &EventEnvelope) -> String {
+        format!(
+            "{}.events.{}.{}",
+            self.options.subject_prefix,
+            self.partition_of(envelope.event.partition_key()),
+            envelope.event.kind()
+        )
+    }
+
+    /// Events not yet acknowledged by `consumer`, over all partitions.
+    pub async fn backlog(&self, consumer: &str) -> Result<u64, EventLogError> {
+        let stream = self
+            .context
+            .get_stream(&self.options.stream)
+            .await
+            .map_err(unavailable)?;
+        let mut total = 0;
+        for partition in 0..self.options.partitions {
+            match stream
+                .consumer_info(durable_name(consumer, partition))
+                .await
+            {
+                Ok(info) => total += info.num_pending + info.num_ack_pending as u64,
+                // Not created yet: its worker has not started.
+                Err(error)
+                    if error.kind()
+                        == async_nats::jetstream::context::ConsumerInfoErrorKind::NotFound => {}
+                Err(error) => return Err(unavailable(error)),
+            }
+        }
+        Ok(total)
+    }
+
+    async fn publish_dead(
+        &self,
+        consumer: &str,
+        payload: Vec<u8>,
+        reason: &str,
+    ) -> Result<(), EventLogError> {
+        let mut headers = HeaderMap::new();
+        headers.insert("Starling-Consumer", consumer);
+        headers.insert("Starling-Error", reason.replace(['\r', '\n'], " ").as_str());
+        let subject = format!("{}.dead.{consumer}", self.options.subject_prefix);
+        self.context
+            .publish_with_headers(subject, headers, payload.into())
+            .await
+            .map_err(unavailable)?
+            .await
+            .map_err(unavailable)?;
+        metrics::counter!("starling_events_dead_lettered_total", "consumer" => consumer.to_owned())
+            .increment(1);
+        Ok(())
+    }
+}
+
+fn durable_name(consumer: &str, partition: u32) -> String {
+    format!("{consumer}-p{partition}")
+}
+
+#[async_trait]
+impl EventPublisher for JetStream {
+    async fn publish(&self, events: &[EventEnvelope]) -> Result<(), EventLogError> {
+        // Send all, then wait for the acknowledgements together: one round
+        // trip per batch, not per event.
+        let mut acks = Vec::with_capacity(events.len());
+        for envelope in events {
+            let payload = wire::encode(envelope).map_err(unavailable)?;
+            let mut headers = HeaderMap::new();
+            headers.insert(header::NATS_MESSAGE_ID, envelope.id.0.to_string().as_str());
+            if let Some(trace_parent) = &envelope.trace_parent {
+                headers.insert(TRACEPARENT, trace_parent.as_str());
+            }
+            let ack = self
+                .context
+                .publish_with_headers(self.subject(envelope), headers, payload.into())
+                .await
+                .map_err(unavailable)?;
+            acks.push(ack.into_future());
+        }
+        let stored = try_join_all(acks).await.map_err(unavailable)?;
+        let duplicates = stored.iter().filter(|ack| ack.duplicate).count();
+        if duplicates > 0 {
+            metrics::counter!("starling_relay_duplicates_total").increment(duplicates as u64);
+        }
+        Ok(())
+    }
+}
+
+/// One partition of the log, as the consumer loop sees an event log.
+pub struct JetStreamPartition {
+    log: JetStream,
+    partition: u32,
+}
+
+impl JetStreamPartition {
+    async fn consumer(&self, consumer: &str) -> Result<PullConsumer, EventLogError> {
+        let options = &self.log.options;
+        let name = durable_name(consumer, self.partition);
+        let stream = self
+            .log
+            .context
+            .get_stream(&options.stream)
+            .await
+            .map_err(unavailable)?;
+        stream
+            .get_or_create_consumer(
+                &name,
+                PullConfig {
+                    durable_name: Some(name.clone()),
+                    filter_subject: format!(
+                        "{}.events.{}.>",
+                        options.subject_prefix, self.partition
+                    ),
+                    deliver_policy: DeliverPolicy::All,
+                    ack_policy: AckPolicy::Explicit,
+                    ack_wait: options.ack_wait,
+                    max_ack_pending: i64::try_from(options.max_in_flight).unwrap_or(i64::MAX),
+                    ..PullConfig::default()
+                },
+            )
+            .await
+            .map_err(unavailable)
+    }
+}
+
+#[async_trait]
+impl EventLog for JetStreamPartition {
+    async fn subscribe(&self, consumer: &str) -> Result<Box<dyn EventSubscription>, EventLogError> {
+        Ok(Box::new(PartitionSubscription {
+            log: self.log.clone(),
+            consumer_name: consumer.to_owned(),
+            consumer: self.consumer(consumer).await?,
+            delivered: VecDeque::new(),
+        }))
+    }
+
+    /// The server answers waiting pulls at once: nothing to wake.
+    fn wake(&self) {}
+}
+
+/// Pulls with requests that are complete before `next_batch` returns: a
+/// pull left waiting would take events handed back for redelivery (or the
+/// next ones) and hold them unseen until the acknowledgement wait.
+struct PartitionSubscription {
+    log: JetStream,
+    consumer_name: String,
+    consumer: PullConsumer,
+    /// Handed out, not yet acknowledged: (stream sequence, message).
+    delivered: VecDeque<(i64, jetstream::Message)>,
+}
+
+/// How long one waiting pull lasts before it is renewed.
+const PULL_WAIT: Duration = Duration::from_secs(5);
+
+impl PartitionSubscription {
+    /// Waits for the next event, then takes whatever else is ready, up to
+    /// `max` in all.
+    async fn pull(&mut self, max: usize) -> Result<Vec<jetstream::Message>, EventLogError> {
+        let mut messages = Vec::with_capacity(max.min(64));
+        let mut first = self
+            .consumer
+            .batch()
+            .max_messages(1)
+            .expires(PULL_WAIT)
+            .messages()
+            .await
+            .map_err(unavailable)?;
+        while let Some(message) = first.next().await {
+            messages.push(message.map_err(unavailable)?);
+        }
+        let rest = max.min(self.log.options.max_in_flight).saturating_sub(1);
+        if messages.is_empty() || rest == 0 {
+            return Ok(messages);
+        }
+        // Not waiting for more, but the in-flight limit can hold back what
+        // exists (another worker's events pending): bounded by a short expiry.
+        let mut rest = self
+            .consumer
+            .fetch()
+            .max_messages(rest)
+            .expires(Duration::from_millis(100))
+            .messages()
+            .await
+            .map_err(unavailable)?;
+        while let Some(message) = rest.next().await {
+            messages.push(message.map_err(unavailable)?);
+        }
+        Ok(messages)
+    }
+
+    /// Copies a message that must not be handled to the dead-letter stream,
+    /// then acknowledges it.
+    async fn park(
+        &mut self,
+        message: jetstream::Message,
+        reason: &str,
+    ) -> Result<(), EventLogError> {
+        tracing::error!(consumer = %self.consumer_name, reason, "parking an event as a dead letter");
+        self.log
+            .publish_dead(&self.consumer_name, message.payload.to_vec(), reason)
+            .await?;
+        message.ack().await.map_err(unavailable)
+    }
+}
+
+#[async_trait]
+impl EventSubscription for PartitionSubscription {
+    async fn next_batch(&mut self, max: usize) -> Result<Vec<EventEnvelope>, EventLogError> {
+        loop {
+            let messages = self.pull(max.max(1)).await?;
+            let mut batch = Vec::with_capacity(messages.len());
+            for message in messages {
+                let (sequence, delivered) = match message.info() {
+                    Ok(info) => (info.stream_sequence, info.delivered),
+                    Err(error) => return Err(unavailable(error.to_string())),
+                };
+                let trace_parent = message
+                    .headers
+                    .as_ref()
+                    .and_then(|headers| headers.get(TRACEPARENT))
+                    .map(|value| value.as_str().to_owned());
+                match wire::decode(&message.payload, sequence, trace_parent) {
+                    Ok(envelope) if delivered <= self.log.options.max_deliveries => {
+                        self.delivered.push_back((envelope.sequence, message));
+                        batch.push(envelope);
+                    }
+                    Ok(_) => {
+                        let reason = format!("delivered {delivered} times without success");
+                        self.park(message, &reason).await?;
+                    }
+                    Err(error) => {
+                        self.park(message, &format!("undecodable event: {error}"))
+                            .await?;
+                    }
+                }
+            }
+            if !batch.is_empty() {
+                return Ok(batch);
+            }
+        }
+    }
+
+    async fn ack_through(&mut self, envelope: &EventEnvelope) -> Result<(), EventLogError> {
+        while self
+            .delivered
+            .front()
+            .is_some_and(|(sequence, _)| *sequence <= envelope.sequence)
+        {
+            if let Some((_, message)) = self.delivered.pop_front() {
+                message.ack().await.map_err(unavailable)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Hands back what was delivered and not acknowledged, for redelivery
+    /// now rather than after the acknowledgement wait.
+    async fn close(&mut self) -> Result<(), EventLogError> {
+        while let Some((_, message)) = self.delivered.pop_front() {
+            message
+                .ack_with(AckKind::Nak(None))
+                .await
+                .map_err(unavailable)?;
+        }
+        self.log.client.flush().await.map_err(unavailable)
+    }
+
+    async fn dead_letter(
+        &mut self,
+        envelope: &EventEnvelope,
+        error: &str,
+    ) -> Result<(), EventLogError> {
+        let payload = wire::encode(envelope).map_err(unavailable)?;
+        self.log
+            .publish_dead(&self.consumer_name, payload, error)
+            .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use starling_domain::{Event, EventId, PostId, Timestamp};
+
+    use super::*;
+
+    /// A JetStream with streams and subjects of its own, deleted afterwards.
+    struct TestStream {
+        log: JetStream,
+        url: String,
+    }
+
+    impl Drop for TestStream {
+        fn drop(&mut self) {
+            let (url, stream) = (self.url.clone(), self.log.options.stream.clone());
+            let _ = std::thread::spawn(move || {
+                let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                else {
+                    return;
+                };
+                runtime.block_on(async move {
+                    if let Ok(client) = async_nats::connect(url).await {
+                        let context = jetstream::new(client);
+                        let _ = context.delete_stream(&stream).await;
+                        let _ = context.delete_stream(format!("{stream}_DEAD")).await;
+                    }
+                });
+            })
+            .join();
+        }
+    }
+
+    async fn test_stream(configure: impl FnOnce(&mut JetStreamOptions)) -> Option<TestStream> {
+        let url = starling_testing::nats_url()?;
+        let name = starling_testing::unique_name("starling_test");
+        let mut options = JetStreamOptions {
+            stream: name.to_uppercase(),
+            subject_prefix: name,
+            partitions: 4,
+            ..JetStreamOptions::default()
+        };
+        configure(&mut options);
+        let log = JetStream::connect(&url, options)
+            .await
+            .expect("connect to STARLING_TEST_NATS_URL");
+        Some(TestStream { log, url })
+    }
+
+    fn post(id: i64, author: i64) -> EventEnvelope {
+        EventEnvelope {
+            id: EventId(1000 + id),
+            sequence: id,
+            occurred_at: Timestamp::now(),
+            event: Event::PostCreated {
+                post_id: PostId(id),
+                author_id: UserId(author),
+                reply_to: None,
+            },
+            trace_parent: Some(format!("00-{id:032x}-{id:016x}-01")),
+        }
+    }
+
+    fn ids(batch: &[EventEnvelope]) -> Vec<i64> {
+        batch.iter().map(|envelope| envelope.id.0 - 1000).collect()
+    }
+
+    async fn stored(log: &JetStream) -> u64 {
+        let mut stream = log.context.get_stream(&log.options.stream).await.unwrap();
+        stream.info().await.unwrap().state.messages
+    }
+
+    async fn dead_letters(log: &JetStream) -> u64 {
+        let mut stream = log
+            .context
+            .get_stream(format!("{}_DEAD", log.options.stream))
+            .await
+            .unwrap();
+        stream.info().await.unwrap().state.messages
+    }
+
+    /// Reads batches from `subscription` until `count` events came.
+    async fn take(
+        subscription: &mut Box<dyn EventSubscription>,
+        count: usize,
+    ) -> Vec<EventEnvelope> {
+        let mut events = Vec::new();
+        while events.len() < count {
+            let batch = tokio::time::timeout(Duration::from_secs(10), subscription.next_batch(64))
+                .await
+                .expect("events arrive")
+                .unwrap();
+            events.extend(batch);
+        }
+        events
+    }
+
+    /// Reads and acknowledges events until `count` came, as a worker does.
+    async fn take_acking(
+        subscription: &mut Box<dyn EventSubscription>,
+        count: usize,
+    ) -> Vec<EventEnvelope> {
+        let mut events = Vec::new();
+        while events.len() < count {
+            let batch = take(subscription, 1).await;
+            subscription
+                .ack_through(batch.last().unwrap())
+                .await
+                .unwrap();
+            events.extend(batch);
+        }
+        events
+    }
+
+    #[tokio::test]
+    async fn an_event_published_twice_is_stored_once() {
+        let Some(test) = test_stream(|_| {}).await else {
+            return;
+        };
+        let events = [post(1, 7), post(2, 7)];
+        test.log.publish(&events).await.unwrap();
+        // The relay crashed before moving its checkpoint and publishes again.
+        test.log.publish(&events).await.unwrap();
+        assert_eq!(stored(&test.log).await, 2);
+    }
+
+    #[tokio::test]
+    async fn one_authors_events_arrive_in_order_in_one_partition() {
+        let Some(test) = test_stream(|_| {}).await else {
+            return;
+        };
+        let log = &test.log;
+        let events: Vec<_> = (1..=20).map(|id| post(id, 1 + id % 3)).collect();
+        log.publish(&events).await.unwrap();
+        let mut seen = Vec::new();
+        for partition in 0..log.options.partitions {
+            let expected: Vec<i64> = events
+                .iter()
+                .filter(|envelope| log.partition_of(envelope.event.partition_key()) == partition)
+                .map(|envelope| envelope.id.0 - 1000)
+                .collect();
+            if expected.is_empty() {
+                continue;
+            }
+            let mut subscription = log.partition(partition).subscribe("fanout").await.unwrap();
+            let batch = take_acking(&mut subscription, expected.len()).await;
+            assert_eq!(ids(&batch), expected, "partition {partition}");
+            assert_eq!(
+                batch[0].trace_parent,
+                events[usize::try_from(expected[0] - 1).unwrap()].trace_parent
+            );
+            subscription.close().await.unwrap();
+            seen.extend(expected);
+        }
+        seen.sort_unstable();
+        assert_eq!(seen, (1..=20).collect::<Vec<_>>());
+    }
+
+    #[tokio::test]
+    async fn what_was_not_acknowledged_is_delivered_again_and_nothing_else() {
+        let Some(test) = test_stream(|options| {
+            options.partitions = 1;
+            options.max_in_flight = 64;
+        })
+        .await
+        else {
+            return;
+        };
+        let log = &test.log;
+        log.publish(&[post(1, 5), post(2, 5), post(3, 5)])
+            .await
+            .unwrap();
+        let mut subscription = log.partition(0).subscribe("fanout").await.unwrap();
+        let batch = take(&mut subscription, 3).await;
+        subscription.ack_through(&batch[0]).await.unwrap();
+        subscription.close().await.unwrap();
+        drop(subscription);
+
+        let mut again = log.partition(0).subscribe("fanout").await.unwrap();
+        let batch = take(&mut again, 2).await;
+        assert_eq!(ids(&batch), vec![2, 3]);
+        again.ack_through(&batch[1]).await.unwrap();
+        again.close().await.unwrap();
+        log.publish(&[post(4, 5)]).await.unwrap();
+        let mut third = log.partition(0).subscribe("fanout").await.unwrap();
+        assert_eq!(ids(&take(&mut third, 1).await), vec![4]);
+    }
+
+    #[tokio::test]
+    async fn a_second_worker_waits_until_the_first_acknowledges() {
+        let Some(test) = test_stream(|options| options.partitions = 1).await else {
+            return;
+        };
+        let log = &test.log;
+        log.publish(&[post(1, 5), post(2, 5)]).await.unwrap();
+        let mut first = log.partition(0).subscribe("fanout").await.unwrap();
+        let mut second = log.partition(0).subscribe("fanout").await.unwrap();
+        let batch = take(&mut first, 1).await;
+        assert_eq!(ids(&batch), vec![1]);
+        // Event 2 must not overtake event 1 in another worker.
+        let waiting = tokio::spawn(async move {
+            let events = take(&mut second, 1).await;
+            (ids(&events), std::time::Instant::now())
+        });
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert!(
+            !waiting.is_finished(),
+            "the second worker got an event while the first held one"
+        );
+        let acknowledged = std::time::Instant::now();
+        first.ack_through(&batch[0]).await.unwrap();
+        first.close().await.unwrap();
+        let (events, received) = waiting.await.unwrap();
+        assert_eq!(events, vec![2]);
+        assert!(received >= acknowledged);
+    }
+
+    #[tokio::test]
+    async fn with_more_in_flight_events_come_in_batches() {
+        let Some(test) = test_stream(|options| {
+            options.partitions = 1;
+            options.max_in_flight = 64;
+        })
+        .await
+        else {
+            return;
+        };
+        let log = &test.log;
+        let events: Vec<_> = (1..=10).map(|id| post(id, 5)).collect();
+        log.publish(&events).await.unwrap();
+        let mut subscription = log.partition(0).subscribe("fanout").await.unwrap();
+        let batch = subscription.next_batch(64).await.unwrap();
+        assert_eq!(ids(&batch), (1..=10).collect::<Vec<_>>());
+    }
+
+    #[tokio::test]
+    async fn an_event_delivered_too_often_is_parked_and_the_rest_flows() {
+        let Some(test) = test_stream(|options| {
+            options.partitions = 1;
+            options.max_deliveries = 2;
+            options.max_in_flight = 64;
+        })
+        .await
+        else {
+            return;
+        };
+        let log = &test.log;
+        log.publish(&[post(1, 5), post(2, 5)]).await.unwrap();
+        // A worker that crashes on event 1, twice.
+        for _ in 0..2 {
+            let mut subscription = log.partition(0).subscribe("fanout").await.unwrap();
+            assert_eq!(ids(&take(&mut subscription, 2).await)[0], 1);
+            subscription.close().await.unwrap();
+        }
+        let mut subscription = log.partition(0).subscribe("fanout").await.unwrap();
+        // Both were delivered twice: both are parked, none comes out.
+        log.publish(&[post(3, 5)]).await.unwrap();
+        assert_eq!(ids(&take(&mut subscription, 1).await), vec![3]);
+        assert_eq!(dead_letters(log).await, 2);
+    }
+
+    #[tokio::test]
+    async fn a_dead_letter_is_stored_with_its_reason() {
+        let Some(test) = test_stream(|options| options.partitions = 1).await else {
+            return;
+        };
+        let log = &test.log;
+        log.publish(&[post(1, 5)]).await.unwrap();
+        let mut subscription = log.partition(0).subscribe("fanout").await.unwrap();
+        let batch = take(&mut subscription, 1).await;
+        subscription
+            .dead_letter(&batch[0], "handler failed: boom")
+            .await
+            .unwrap();
+        assert_eq!(dead_letters(log).await, 1);
+        let stream = log
+            .context
+            .get_stream(format!("{}_DEAD", log.options.stream))
+            .await
+            .unwrap();
+        let subject = format!("{}.dead.fanout", log.options.subject_prefix);
+        let parked = stream
+            .get_last_raw_message_by_subject(&subject)
+            .await
+            .unwrap();
+        let headers = parked.headers;
+        assert_eq!(
+            headers.get("Starling-Error").map(|value| value.as_str()),
+            Some("handler failed: boom")
+        );
+    }
+
+    #[tokio::test]
+    async fn the_backlog_counts_what_consumers_have_not_acknowledged() {
+        let Some(test) = test_stream(|options| options.partitions = 2).await else {
+            return;
+        };
+        let log = &test.log;
+        assert_eq!(log.backlog("fanout").await.unwrap(), 0);
+        let events: Vec<_> = (1..=6).map(|id| post(id, id)).collect();
+        log.publish(&events).await.unwrap();
+        for partition in 0..2 {
+            let _ = log.partition(partition).consumer("fanout").await.unwrap();
+        }
+        assert_eq!(log.backlog("fanout").await.unwrap(), 6);
+    }
+}
