@@ -35,39 +35,47 @@ pub const BODY_LIMIT_BYTES: usize = 64 * 1024;
 pub struct HttpSettings {
     /// A request taking longer is answered 503 (its work is cancelled).
     pub request_timeout: Duration,
+    /// Off for processes that only run workers: they serve `/healthz`,
+    /// `/readyz` and `/metrics`, and nothing else.
+    pub serve_api: bool,
 }
 
 impl Default for HttpSettings {
     fn default() -> Self {
         Self {
             request_timeout: Duration::from_secs(30),
+            serve_api: true,
         }
     }
 }
 
 /// The whole HTTP surface: `/api/v1/*`, ops endpoints, OpenAPI and docs.
 pub fn router(state: HttpState, settings: &HttpSettings) -> Router {
-    let (api, openapi) = OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
-        .merge(routes::api_router())
-        .split_for_parts();
-    let openapi_json = serde_json::to_string_pretty(&openapi).unwrap_or_default();
-
     let x_request_id = axum::http::HeaderName::from_static(middleware::REQUEST_ID_HEADER);
-    Router::new()
-        .merge(api)
+    let ops = Router::new()
         .route("/healthz", get(routes::ops::healthz))
         .route("/readyz", get(routes::ops::readyz))
-        .route("/metrics", get(routes::ops::metrics))
-        .route(
-            "/openapi.json",
-            get(move || async move {
-                (
-                    [(axum::http::header::CONTENT_TYPE, "application/json")],
-                    openapi_json,
-                )
-            }),
-        )
-        .merge(Scalar::with_url("/docs", openapi))
+        .route("/metrics", get(routes::ops::metrics));
+    let routes = if settings.serve_api {
+        let (api, openapi) = OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
+            .merge(routes::api_router())
+            .split_for_parts();
+        let openapi_json = serde_json::to_string_pretty(&openapi).unwrap_or_default();
+        ops.merge(api)
+            .route(
+                "/openapi.json",
+                get(move || async move {
+                    (
+                        [(axum::http::header::CONTENT_TYPE, "application/json")],
+                        openapi_json,
+                    )
+                }),
+            )
+            .merge(Scalar::with_url("/docs", openapi))
+    } else {
+        ops
+    };
+    routes
         .fallback(|| async { problem::generic_problem(StatusCode::NOT_FOUND).into_response() })
         .layer(DefaultBodyLimit::max(BODY_LIMIT_BYTES))
         .layer(CatchPanicLayer::custom(middleware::panic_response))

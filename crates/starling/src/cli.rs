@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::config::Overrides;
+use crate::config::{Overrides, Role};
 
 #[derive(Debug, Parser)]
 #[command(name = "starling", version, about = "Starling: a social feed backend")]
@@ -20,8 +20,12 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Serve the API (the default when no command is given).
+    /// Serve the API and run the workers (the default when no command is given).
     Serve(ServeArgs),
+    /// Apply the database migrations this build knows, then exit.
+    Migrate,
+    /// Rebuild home timelines from SQL (after losing Redis, or to apply a new cap).
+    RebuildTimelines(RebuildArgs),
     /// Measure Starling: seed data, drive load, run the benchmark suites.
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -56,6 +60,9 @@ pub struct ServeArgs {
     /// Data directory [env: STARLING_DATA_DIR] [default: ./data].
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
+    /// What this process runs; repeatable [default: all].
+    #[arg(long = "role", value_enum)]
+    pub roles: Vec<Role>,
 }
 
 impl ServeArgs {
@@ -63,6 +70,14 @@ impl ServeArgs {
         Overrides {
             listen: self.listen,
             data_dir: self.data_dir.clone(),
+            roles: (!self.roles.is_empty()).then(|| self.roles.clone()),
         }
     }
+}
+
+#[derive(Debug, Default, Args)]
+pub struct RebuildArgs {
+    /// Only this account's timeline [default: every account's].
+    #[arg(long)]
+    pub user: Option<i64>,
 }

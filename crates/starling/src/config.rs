@@ -27,6 +27,17 @@ pub struct Config {
     pub log_format: LogFormat,
     /// A tracing filter, e.g. `info` or `starling=debug,sqlx=warn`; `RUST_LOG` wins.
     pub log_level: String,
+    /// What this process does; every role when empty (`--role`, repeatable).
+    pub roles: Vec<Role>,
+    /// PostgreSQL primary, e.g. `postgres://starling@db1/starling`. Unset:
+    /// SQLite in `data_dir` (embedded mode).
+    pub database_url: Option<String>,
+    /// Redis for timelines, e.g. `redis://cache1:6379`; with `redis.cluster`,
+    /// a comma-separated list of seed nodes. Unset: timelines in process.
+    pub redis_url: Option<String>,
+    /// NATS with JetStream, e.g. `nats://nats1:4222`. Unset: workers tail
+    /// the outbox in process.
+    pub nats_url: Option<String>,
     pub auth: AuthConfig,
     pub timeline: TimelineConfig,
     pub cache: CacheConfig,
@@ -34,6 +45,91 @@ pub struct Config {
     pub http: HttpConfig,
     pub outbox: OutboxConfig,
     pub traces: TracesConfig,
+    pub postgres: PostgresConfig,
+    pub redis: RedisConfig,
+    pub nats: NatsConfig,
+}
+
+/// The parts of Starling one process can run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// The HTTP API (stateless; run several behind a load balancer).
+    Api,
+    /// Moves committed outbox events to NATS JetStream (with `nats_url`).
+    Relay,
+    /// Keeps home timelines up to date from the event log.
+    Fanout,
+    /// Every role, in one process.
+    All,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PostgresConfig {
+    pub max_connections: u32,
+    /// Apply pending migrations at start (they take a lock, so several
+    /// instances starting together are safe). Off: run `starling migrate`.
+    pub migrate_on_start: bool,
+}
+
+impl Default for PostgresConfig {
+    fn default() -> Self {
+        Self {
+            max_connections: 16,
+            migrate_on_start: true,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RedisConfig {
+    /// `redis_url` lists seed nodes of a Redis Cluster.
+    pub cluster: bool,
+    /// Prefix of every key Starling writes.
+    pub key_prefix: String,
+    /// A home timeline nobody reads for this long expires (rebuilt on read).
+    pub timeline_idle_ttl_secs: u64,
+    /// A command not answered in this time fails.
+    pub response_timeout_ms: u64,
+}
+
+impl Default for RedisConfig {
+    fn default() -> Self {
+        Self {
+            cluster: false,
+            key_prefix: "starling:".to_owned(),
+            timeline_idle_ttl_secs: 7 * 24 * 3600,
+            response_timeout_ms: 2000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NatsConfig {
+    pub stream: String,
+    pub subject_prefix: String,
+    /// Fixed for the life of a stream.
+    pub partitions: u32,
+    /// Deliveries after which an event is parked on the dead-letter subject.
+    pub max_deliveries: i64,
+    /// Events of one partition in flight at once; 1 keeps strict order with
+    /// several fan-out workers.
+    pub max_in_flight: usize,
+}
+
+impl Default for NatsConfig {
+    fn default() -> Self {
+        Self {
+            stream: "STARLING".to_owned(),
+            subject_prefix: "starling".to_owned(),
+            partitions: 16,
+            max_deliveries: 5,
+            max_in_flight: 1,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -129,6 +225,10 @@ impl Default for Config {
             node_id: 0,
             log_format: LogFormat::Pretty,
             log_level: "info".to_owned(),
+            roles: Vec::new(),
+            database_url: None,
+            redis_url: None,
+            nats_url: None,
             auth: AuthConfig::default(),
             timeline: TimelineConfig::default(),
             cache: CacheConfig::default(),
@@ -136,6 +236,9 @@ impl Default for Config {
             http: HttpConfig::default(),
             outbox: OutboxConfig::default(),
             traces: TracesConfig::default(),
+            postgres: PostgresConfig::default(),
+            redis: RedisConfig::default(),
+            nats: NatsConfig::default(),
         }
     }
 }
@@ -213,6 +316,13 @@ const ENV_KEYS: &[&str] = &[
     "http",
     "outbox",
     "traces",
+    "roles",
+    "database_url",
+    "redis_url",
+    "nats_url",
+    "postgres",
+    "redis",
+    "nats",
 ];
 
 /// Values given on the command line, the last layer.
@@ -222,6 +332,8 @@ pub struct Overrides {
     pub listen: Option<SocketAddr>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub data_dir: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub roles: Option<Vec<Role>>,
 }
 
 impl Config {
@@ -290,7 +402,29 @@ impl Config {
         if self.sqlite.read_connections == 0 {
             bail!("sqlite.read_connections must be at least 1");
         }
+        if self.nats.partitions == 0 || self.nats.max_in_flight == 0 {
+            bail!("nats.partitions and nats.max_in_flight must be at least 1");
+        }
+        if self.roles.contains(&Role::Relay) && self.nats_url.is_none() {
+            bail!("the relay role needs nats_url");
+        }
         Ok(())
+    }
+
+    /// Whether this process runs `role`.
+    pub fn runs(&self, role: Role) -> bool {
+        self.roles.is_empty() || self.roles.contains(&Role::All) || self.roles.contains(&role)
+    }
+
+    /// The Redis URLs: one, or the seed nodes of a cluster.
+    pub fn redis_urls(&self) -> Vec<String> {
+        self.redis_url
+            .iter()
+            .flat_map(|urls| urls.split(','))
+            .map(str::trim)
+            .filter(|url| !url.is_empty())
+            .map(str::to_owned)
+            .collect()
     }
 
     pub fn signing_key_path(&self) -> PathBuf {
@@ -329,7 +463,7 @@ mod tests {
             jail.set_env("STARLING_REQUIRE_SERVICES", "1");
             let overrides = Overrides {
                 listen: Some(SocketAddr::from(([0, 0, 0, 0], 7000))),
-                data_dir: None,
+                ..Overrides::default()
             };
             let config = Config::load(Some(Path::new("custom.toml")), &overrides)
                 .map_err(|error| error.to_string())?;

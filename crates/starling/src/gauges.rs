@@ -9,12 +9,17 @@ use parking_lot::Mutex;
 use starling_app::ports::{OutboxStore, TimelineStore};
 use starling_domain::Timestamp;
 use starling_http::RefreshGauges;
-use starling_sql::SqliteStore;
+use starling_nats::JetStream;
+
+use crate::engines::SqlStore;
 
 pub struct Gauges {
-    store: SqliteStore,
+    sql: SqlStore,
+    store: Arc<dyn OutboxStore>,
     timelines: Arc<dyn TimelineStore>,
+    /// Consumers of the SQL outbox.
     consumers: Vec<&'static str>,
+    jetstream: Option<JetStream>,
     runtime: tokio::runtime::Handle,
     /// When the runtime was last sampled and its workers' busy time then.
     last_busy: Mutex<(Instant, Duration)>,
@@ -22,16 +27,19 @@ pub struct Gauges {
 
 impl Gauges {
     pub fn new(
-        store: SqliteStore,
+        sql: SqlStore,
         timelines: Arc<dyn TimelineStore>,
         consumers: Vec<&'static str>,
+        jetstream: Option<JetStream>,
     ) -> Self {
         let runtime = tokio::runtime::Handle::current();
         let busy = total_busy(&runtime);
         Self {
-            store,
+            store: sql.port(),
+            sql,
             timelines,
             consumers,
+            jetstream,
             runtime,
             last_busy: Mutex::new((Instant::now(), busy)),
         }
@@ -66,7 +74,7 @@ fn total_busy(runtime: &tokio::runtime::Handle) -> Duration {
 #[async_trait]
 impl RefreshGauges for Gauges {
     async fn refresh(&self) {
-        for (pool, open, idle) in self.store.pool_usage() {
+        for (pool, open, idle) in self.sql.pool_usage() {
             metrics::gauge!("starling_db_pool_connections", "pool" => pool, "state" => "idle")
                 .set(idle as f64);
             metrics::gauge!("starling_db_pool_connections", "pool" => pool, "state" => "in_use")
@@ -87,6 +95,16 @@ impl RefreshGauges for Gauges {
                         .set(age_ms as f64 / 1000.0);
                 }
                 Err(error) => tracing::warn!(error = %error, "cannot measure the outbox backlog"),
+            }
+        }
+        if let Some(jetstream) = &self.jetstream {
+            let consumer = starling_app::workers::FanoutWorker::CONSUMER;
+            match jetstream.backlog(consumer).await {
+                Ok(count) => {
+                    metrics::gauge!("starling_stream_backlog_events", "consumer" => consumer)
+                        .set(count as f64);
+                }
+                Err(error) => tracing::warn!(error = %error, "cannot measure the stream backlog"),
             }
         }
         self.sample_runtime();

@@ -3,6 +3,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod engines;
 pub mod gauges;
 pub mod startup;
 pub mod telemetry;

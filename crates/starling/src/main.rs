@@ -8,7 +8,9 @@ use std::process::ExitCode;
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use clap::Parser;
-use starling::cli::{BenchCommand, Cli, Command, ServeArgs};
+use starling::cli::{BenchCommand, Cli, Command, RebuildArgs, ServeArgs};
+use starling::config::Overrides;
+use starling::engines::SqlStore;
 use starling::{Application, Config, telemetry};
 
 fn main() -> ExitCode {
@@ -38,6 +40,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         None => ServeArgs::default(),
         Some(Command::Bench(command)) => return bench(command).await,
         Some(Command::Plan(args)) => return starling_bench::plan::run(&args),
+        Some(Command::Migrate) => {
+            let config = Config::load(cli.config.as_deref(), &Overrides::default())?;
+            SqlStore::migrate(&config).await?;
+            println!("migrations applied");
+            return Ok(());
+        }
+        Some(Command::RebuildTimelines(args)) => {
+            return rebuild_timelines(cli.config.as_deref(), &args).await;
+        }
     };
     let config = Config::load(cli.config.as_deref(), &serve.overrides())?;
     let telemetry = telemetry::init(config.log_format, &config.log_level, &config.traces)?;
@@ -46,6 +57,36 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let result = application.run_until_stopped(shutdown_signal()).await;
     telemetry.shutdown();
     result
+}
+
+/// Rebuilds timelines with the configured engines, then exits.
+async fn rebuild_timelines(
+    file: Option<&std::path::Path>,
+    args: &RebuildArgs,
+) -> anyhow::Result<()> {
+    let mut config = Config::load(file, &Overrides::default())?;
+    anyhow::ensure!(
+        config.redis_url.is_some(),
+        "embedded timelines live in the server's memory and are rebuilt from SQL on \
+         each start; rebuild-timelines is for timelines in Redis (set redis_url)"
+    );
+    // Only the application core is needed: no listener on the service port.
+    config.listen = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+    let application = Application::build(config).await?;
+    let app = application.app();
+    match args.user {
+        Some(id) => {
+            app.rebuild_timeline_from_scratch(starling_domain::UserId(id))
+                .await?;
+            println!("rebuilt the timeline of {id}");
+        }
+        None => {
+            let rebuilt = app.rebuild_all_timelines(16).await?;
+            println!("rebuilt {rebuilt} timelines");
+        }
+    }
+    application.close().await;
+    Ok(())
 }
 
 /// Completes on SIGINT (Ctrl-C) or SIGTERM.

@@ -8,17 +8,21 @@ use std::time::Duration;
 
 use anyhow::Context;
 use starling_app::auth::{AccessTokens, PasswordHashing};
-use starling_app::ports::{StoreHealth, TokenStore};
-use starling_app::workers::{ConsumerOptions, FanoutWorker, run_consumer};
+use starling_app::ports::EventLog;
+use starling_app::workers::{
+    ConsumerOptions, FanoutWorker, RELAY_CONSUMER, run_consumer, run_relay,
+};
 use starling_app::{App, Caches, Ports, Settings};
 use starling_domain::{IdGenerator, Timestamp};
 use starling_http::{HttpSettings, HttpState};
-use starling_local::{LocalTimelines, MemoryCache, OutboxEventLog};
-use starling_sql::{SqliteOptions, SqliteStore};
+use starling_local::{MemoryCache, OutboxEventLog};
+use starling_nats::JetStream;
 use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::Config;
+use crate::config::{Config, Role};
+use crate::engines::{self, SqlStore};
 
 /// Lifetime of a reader's cached list of followed high-fan-out accounts.
 const HIGH_FANOUT_LIST_TTL: Duration = Duration::from_secs(30);
@@ -35,37 +39,28 @@ pub struct Application {
     router: axum::Router,
     state: HttpState,
     app: Arc<App>,
-    store: SqliteStore,
+    store: SqlStore,
     events: Arc<OutboxEventLog>,
+    jetstream: Option<JetStream>,
     config: Config,
 }
 
 impl Application {
-    /// Opens the store (applying migrations), builds the application and
+    /// Opens the engines (applying migrations), builds the application and
     /// binds the listener, so that the port is known before serving.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
         std::fs::create_dir_all(&config.data_dir)
             .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
-        let store = SqliteStore::open(
-            &config.data_dir.join("starling.db"),
-            &SqliteOptions {
-                synchronous: config.sqlite.synchronous,
-                read_connections: config.sqlite.read_connections,
-                ..SqliteOptions::default()
-            },
-        )
-        .await?;
+        let store = SqlStore::open(&config).await?;
         let events = Arc::new(OutboxEventLog::new(
-            Arc::new(store.clone()),
+            store.port(),
             Duration::from_millis(config.outbox.poll_interval_ms),
         ));
+        let jetstream = engines::jetstream(&config).await?;
         let cache_ttl = Duration::from_secs(config.cache.ttl_secs);
         let ports = Ports {
-            store: Arc::new(store.clone()),
-            timelines: Arc::new(LocalTimelines::new(
-                config.timeline.cap,
-                config.timeline.max_cached_timelines,
-            )),
+            store: store.port(),
+            timelines: engines::timelines(&config).await?,
             events: events.clone(),
             caches: Caches {
                 posts: Arc::new(MemoryCache::new(
@@ -101,7 +96,7 @@ impl Application {
             starling_app::auth::tokens::load_or_create_signing_key(&config.signing_key_path())?;
         let app = Arc::new(App::new(
             ports,
-            IdGenerator::resuming_after(config.node_id, store.highest_id().await?),
+            IdGenerator::resuming_after(config.node_id, store.port().highest_id().await?),
             PasswordHashing::new(config.auth.password_hashing)?,
             AccessTokens::from_pem(&signing_key, config.auth.access_token_ttl_secs)?,
             Settings {
@@ -114,11 +109,12 @@ impl Application {
         let gauges = crate::gauges::Gauges::new(
             store.clone(),
             app.ports().timelines.clone(),
-            vec![FanoutWorker::CONSUMER],
+            vec![outbox_consumer(jetstream.as_ref())],
+            jetstream.clone(),
         );
         let metrics = crate::telemetry::metrics_handle()?;
         crate::telemetry::describe_metrics(
-            &[FanoutWorker::CONSUMER],
+            &[FanoutWorker::CONSUMER, RELAY_CONSUMER],
             &[
                 "posts",
                 "users",
@@ -134,6 +130,7 @@ impl Application {
             state.clone(),
             &HttpSettings {
                 request_timeout: Duration::from_secs(config.http.request_timeout_secs),
+                serve_api: config.runs(Role::Api),
             },
         );
         let listener = TcpListener::bind(config.listen)
@@ -148,12 +145,18 @@ impl Application {
             app,
             store,
             events,
+            jetstream,
             config,
         })
     }
 
     pub fn address(&self) -> SocketAddr {
         self.address
+    }
+
+    /// Closes the engines without serving (for one-off commands).
+    pub async fn close(self) {
+        self.store.close().await;
     }
 
     pub fn port(&self) -> u16 {
@@ -165,9 +168,73 @@ impl Application {
         self.app.clone()
     }
 
-    /// The event log the workers consume.
+    /// The outbox, as an event log (what the embedded workers consume).
     pub fn event_log(&self) -> Arc<OutboxEventLog> {
         self.events.clone()
+    }
+
+    /// Starts the workers this process's roles call for.
+    fn spawn_workers(&self, stop: &CancellationToken) -> Vec<JoinHandle<()>> {
+        let config = &self.config;
+        let mut tasks = Vec::new();
+        match &self.jetstream {
+            None => {
+                if config.runs(Role::Fanout) {
+                    tasks.push(tokio::spawn(run_consumer(
+                        self.events.clone(),
+                        Arc::new(FanoutWorker::new(self.app.clone())),
+                        ConsumerOptions::default(),
+                        stop.clone(),
+                    )));
+                }
+            }
+            Some(jetstream) => {
+                if config.runs(Role::Relay) {
+                    tasks.push(tokio::spawn(run_relay(
+                        self.events.clone(),
+                        Arc::new(jetstream.clone()),
+                        ConsumerOptions::default(),
+                        stop.clone(),
+                    )));
+                }
+                if config.runs(Role::Fanout) {
+                    // One consumer per partition; other fan-out processes
+                    // pull from the same partitions and share the load.
+                    let worker = Arc::new(FanoutWorker::sharing_the_log(self.app.clone()));
+                    for partition in 0..jetstream.options().partitions {
+                        let log: Arc<dyn EventLog> = Arc::new(jetstream.partition(partition));
+                        tasks.push(tokio::spawn(run_consumer(
+                            log,
+                            worker.clone(),
+                            ConsumerOptions {
+                                batch_size: config.nats.max_in_flight,
+                                ..ConsumerOptions::default()
+                            },
+                            stop.clone(),
+                        )));
+                    }
+                }
+            }
+        }
+        // The outbox is pruned by whoever consumes it; tokens by the API.
+        let outbox_reader = if self.jetstream.is_some() {
+            config.runs(Role::Relay)
+        } else {
+            config.runs(Role::Fanout)
+        };
+        tasks.push(tokio::spawn(prune_periodically(
+            self.store.clone(),
+            outbox_reader.then(|| {
+                (
+                    self.events.clone(),
+                    outbox_consumer(self.jetstream.as_ref()),
+                )
+            }),
+            config.runs(Role::Api),
+            Duration::from_secs(config.outbox.retention_hours * 3600),
+            stop.clone(),
+        )));
+        tasks
     }
 
     /// Serves until `shutdown` completes, then stops taking connections,
@@ -178,18 +245,7 @@ impl Application {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         let workers = CancellationToken::new();
-        let fanout = tokio::spawn(run_consumer(
-            self.events.clone(),
-            Arc::new(FanoutWorker::new(self.app.clone())),
-            ConsumerOptions::default(),
-            workers.clone(),
-        ));
-        let pruner = tokio::spawn(prune_periodically(
-            self.store.clone(),
-            self.events.clone(),
-            Duration::from_secs(self.config.outbox.retention_hours * 3600),
-            workers.clone(),
-        ));
+        let tasks = self.spawn_workers(&workers);
 
         let stopping = CancellationToken::new();
         let state = self.state.clone();
@@ -214,7 +270,7 @@ impl Application {
         };
 
         workers.cancel();
-        for task in [fanout, pruner] {
+        for task in tasks {
             if let Err(error) = task.await {
                 tracing::error!(error = %error, "a worker ended abnormally");
             }
@@ -225,28 +281,44 @@ impl Application {
     }
 }
 
-/// Deletes what nothing needs any more: handled outbox events past their
-/// retention, expired refresh tokens.
+/// The consumer that reads the SQL outbox: the relay when a broker carries
+/// events on, else the fan-out worker itself.
+fn outbox_consumer(jetstream: Option<&JetStream>) -> &'static str {
+    if jetstream.is_some() {
+        RELAY_CONSUMER
+    } else {
+        FanoutWorker::CONSUMER
+    }
+}
+
+/// Deletes what nothing needs any more: outbox events its reader handled,
+/// past their retention; expired refresh tokens.
 async fn prune_periodically(
-    store: SqliteStore,
-    events: Arc<OutboxEventLog>,
+    store: SqlStore,
+    outbox: Option<(Arc<OutboxEventLog>, &'static str)>,
+    tokens: bool,
     retention: Duration,
     stop: CancellationToken,
 ) {
+    let store = store.port();
     loop {
         tokio::select! {
             () = stop.cancelled() => return,
             () = tokio::time::sleep(PRUNE_EVERY) => {}
         }
-        match events.prune(&[FanoutWorker::CONSUMER], retention).await {
-            Ok(0) => {}
-            Ok(pruned) => tracing::info!(pruned, "pruned handled outbox events"),
-            Err(error) => tracing::warn!(error = %error, "cannot prune the outbox"),
+        if let Some((events, consumer)) = &outbox {
+            match events.prune(&[consumer], retention).await {
+                Ok(0) => {}
+                Ok(pruned) => tracing::info!(pruned, "pruned handled outbox events"),
+                Err(error) => tracing::warn!(error = %error, "cannot prune the outbox"),
+            }
         }
-        match store.prune_refresh_tokens(Timestamp::now()).await {
-            Ok(0) => {}
-            Ok(pruned) => tracing::info!(pruned, "pruned expired refresh tokens"),
-            Err(error) => tracing::warn!(error = %error, "cannot prune refresh tokens"),
+        if tokens {
+            match store.prune_refresh_tokens(Timestamp::now()).await {
+                Ok(0) => {}
+                Ok(pruned) => tracing::info!(pruned, "pruned expired refresh tokens"),
+                Err(error) => tracing::warn!(error = %error, "cannot prune refresh tokens"),
+            }
         }
     }
 }

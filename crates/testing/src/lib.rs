@@ -50,3 +50,95 @@ pub fn unique_name(prefix: &str) -> String {
         COUNTER.fetch_add(1, Ordering::Relaxed)
     )
 }
+
+/// Runs `work` on a runtime of its own, on a thread of its own: for clean-up
+/// in `Drop`, which may run inside or outside a test's runtime (and after
+/// that runtime's connections are gone).
+pub(crate) fn run_detached<F>(work: F)
+where
+    F: std::future::Future<Output = ()> + Send + 'static,
+{
+    let _ = std::thread::spawn(move || {
+        if let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        {
+            runtime.block_on(work);
+        }
+    })
+    .join();
+}
+
+/// A Redis key prefix of a test's own; its keys are deleted when dropped.
+pub struct RedisPrefix {
+    pub url: String,
+    pub prefix: String,
+}
+
+impl RedisPrefix {
+    /// A fresh prefix on `STARLING_TEST_REDIS_URL`, or `None` (skip).
+    pub fn new() -> Option<Self> {
+        Some(Self {
+            url: redis_url()?,
+            prefix: format!("{}:", unique_name("starling_test")),
+        })
+    }
+}
+
+impl Drop for RedisPrefix {
+    fn drop(&mut self) {
+        let (url, pattern) = (self.url.clone(), format!("{}*", self.prefix));
+        run_detached(async move {
+            let Ok(client) = redis::Client::open(url) else {
+                return;
+            };
+            let Ok(mut connection) = client.get_multiplexed_async_connection().await else {
+                return;
+            };
+            let keys: Vec<String> = redis::cmd("KEYS")
+                .arg(&pattern)
+                .query_async(&mut connection)
+                .await
+                .unwrap_or_default();
+            if !keys.is_empty() {
+                let _: redis::RedisResult<()> = redis::cmd("DEL")
+                    .arg(&keys)
+                    .query_async(&mut connection)
+                    .await;
+            }
+        });
+    }
+}
+
+/// JetStream stream and subject names of a test's own; the streams
+/// (`<stream>` and `<stream>_DEAD`) are deleted when dropped.
+pub struct NatsStream {
+    pub url: String,
+    pub stream: String,
+    pub subject_prefix: String,
+}
+
+impl NatsStream {
+    /// Fresh names on `STARLING_TEST_NATS_URL`, or `None` (skip).
+    pub fn new() -> Option<Self> {
+        let name = unique_name("starling_test");
+        Some(Self {
+            url: nats_url()?,
+            stream: name.to_uppercase(),
+            subject_prefix: name,
+        })
+    }
+}
+
+impl Drop for NatsStream {
+    fn drop(&mut self) {
+        let (url, stream) = (self.url.clone(), self.stream.clone());
+        run_detached(async move {
+            if let Ok(client) = async_nats::connect(url).await {
+                let context = async_nats::jetstream::new(client);
+                let _ = context.delete_stream(&stream).await;
+                let _ = context.delete_stream(format!("{stream}_DEAD")).await;
+            }
+        });
+    }
+}

@@ -417,51 +417,29 @@ mod tests {
     use std::time::Duration;
 
     use starling_domain::{Event, EventId, PostId, Timestamp};
+    use starling_testing::NatsStream;
 
     use super::*;
 
     /// A JetStream with streams and subjects of its own, deleted afterwards.
     struct TestStream {
         log: JetStream,
-        url: String,
-    }
-
-    impl Drop for TestStream {
-        fn drop(&mut self) {
-            let (url, stream) = (self.url.clone(), self.log.options.stream.clone());
-            let _ = std::thread::spawn(move || {
-                let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                else {
-                    return;
-                };
-                runtime.block_on(async move {
-                    if let Ok(client) = async_nats::connect(url).await {
-                        let context = jetstream::new(client);
-                        let _ = context.delete_stream(&stream).await;
-                        let _ = context.delete_stream(format!("{stream}_DEAD")).await;
-                    }
-                });
-            })
-            .join();
-        }
+        _names: NatsStream,
     }
 
     async fn test_stream(configure: impl FnOnce(&mut JetStreamOptions)) -> Option<TestStream> {
-        let url = starling_testing::nats_url()?;
-        let name = starling_testing::unique_name("starling_test");
+        let names = NatsStream::new()?;
         let mut options = JetStreamOptions {
-            stream: name.to_uppercase(),
-            subject_prefix: name,
+            stream: names.stream.clone(),
+            subject_prefix: names.subject_prefix.clone(),
             partitions: 4,
             ..JetStreamOptions::default()
         };
         configure(&mut options);
-        let log = JetStream::connect(&url, options)
+        let log = JetStream::connect(&names.url, options)
             .await
             .expect("connect to STARLING_TEST_NATS_URL");
-        Some(TestStream { log, url })
+        Some(TestStream { log, _names: names })
     }
 
     fn post(id: i64, author: i64) -> EventEnvelope {

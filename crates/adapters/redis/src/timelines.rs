@@ -367,60 +367,20 @@ impl TimelineStore for RedisTimelines {
 mod tests {
     use std::sync::Arc;
 
+    use starling_testing::RedisPrefix;
+
     use super::*;
     use crate::RedisOptions;
 
-    /// Deletes the test's keys when the test ends.
-    pub(crate) struct Prefix {
-        url: String,
-        prefix: String,
-    }
-
-    impl Drop for Prefix {
-        fn drop(&mut self) {
-            let (url, pattern) = (self.url.clone(), format!("{}*", self.prefix));
-            let _ = std::thread::spawn(move || {
-                let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                else {
-                    return;
-                };
-                runtime.block_on(async move {
-                    // A connection of this runtime's own: the test's is gone.
-                    let Ok(client) = redis::Client::open(url) else {
-                        return;
-                    };
-                    let Ok(mut connection) = client.get_multiplexed_async_connection().await else {
-                        return;
-                    };
-                    let keys: Vec<String> = redis::cmd("KEYS")
-                        .arg(&pattern)
-                        .query_async(&mut connection)
-                        .await
-                        .unwrap_or_default();
-                    if !keys.is_empty() {
-                        let _: redis::RedisResult<()> = redis::cmd("DEL")
-                            .arg(&keys)
-                            .query_async(&mut connection)
-                            .await;
-                    }
-                });
-            })
-            .join();
-        }
-    }
-
-    async fn make(cap: usize) -> Option<(Arc<dyn TimelineStore>, Prefix)> {
-        let url = starling_testing::redis_url()?;
+    async fn make(cap: usize) -> Option<(Arc<dyn TimelineStore>, RedisPrefix)> {
+        let prefix = RedisPrefix::new()?;
         let connection =
-            RedisConnection::connect(std::slice::from_ref(&url), &RedisOptions::default())
+            RedisConnection::connect(std::slice::from_ref(&prefix.url), &RedisOptions::default())
                 .await
                 .expect("connect to STARLING_TEST_REDIS_URL");
-        let prefix = format!("{}:", starling_testing::unique_name("starling_test"));
-        let store = RedisTimelines::new(connection, &prefix, cap, Duration::from_secs(3600))
+        let store = RedisTimelines::new(connection, &prefix.prefix, cap, Duration::from_secs(3600))
             .reusing_counts_for(Duration::ZERO);
-        Some((Arc::new(store), Prefix { url, prefix }))
+        Some((Arc::new(store), prefix))
     }
 
     starling_app::timeline_store_contract!(make);

@@ -45,6 +45,38 @@ impl App {
         Ok(())
     }
 
+    /// Rebuilds `user`'s timeline from SQL now, dropping what it held (so a
+    /// new cap or a lost projection takes effect at once).
+    pub async fn rebuild_timeline_from_scratch(&self, user: UserId) -> AppResult<()> {
+        self.ports.timelines.evict(user).await?;
+        self.rebuild_timeline(user).await
+    }
+
+    /// Rebuilds every account's timeline, in id order, `concurrency` at a
+    /// time; returns how many were rebuilt.
+    pub async fn rebuild_all_timelines(&self, concurrency: usize) -> AppResult<u64> {
+        use futures::StreamExt;
+
+        let mut after = None;
+        let mut rebuilt = 0u64;
+        loop {
+            let users = self.ports.store.user_ids_after(after, 1_000).await?;
+            let Some(last) = users.last() else {
+                return Ok(rebuilt);
+            };
+            after = Some(*last);
+            let results: Vec<AppResult<()>> = futures::stream::iter(users)
+                .map(|user| self.rebuild_timeline_from_scratch(user))
+                .buffer_unordered(concurrency.max(1))
+                .collect()
+                .await;
+            for result in results {
+                result?;
+                rebuilt += 1;
+            }
+        }
+    }
+
     /// Puts `followee`'s recent posts into `follower`'s timeline, unless the
     /// followee has so many followers that reads merge their posts instead.
     pub(crate) async fn apply_follow_to_timeline(

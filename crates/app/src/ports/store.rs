@@ -88,6 +88,11 @@ pub trait AccountStore: Send + Sync {
     /// Summaries of the accounts that exist among `ids`, in no particular order.
     async fn user_summaries(&self, ids: &[UserId]) -> StoreResult<Vec<UserSummary>>;
 
+    /// Up to `limit` account ids above `after` (from the lowest when `None`),
+    /// ascending: for jobs that visit every account.
+    async fn user_ids_after(&self, after: Option<UserId>, limit: usize)
+    -> StoreResult<Vec<UserId>>;
+
     /// Changes the given fields and commits a `ProfileUpdated` event.
     /// Errors: `NotFound`.
     async fn update_profile(

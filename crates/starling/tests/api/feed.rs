@@ -4,7 +4,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use crate::helpers::{
-    FANOUT_WAIT, TestApp, TestUser, eventually, spawn_app, spawn_app_in, spawn_app_with,
+    FANOUT_WAIT, TestApp, TestUser, eventually, restart, spawn_app, spawn_app_with,
 };
 
 async fn feed_contains(app: &TestApp, reader: &TestUser, post: &str) -> bool {
@@ -296,8 +296,8 @@ async fn timelines_are_rebuilt_after_a_restart() {
     })
     .await;
 
-    let data_dir = app.stop().await;
-    let app = spawn_app_in(data_dir, |_| {}).await;
+    let stopped = app.stop().await;
+    let app = restart(stopped, |_| {}).await;
     // Tokens survive: the signing key lives in the data directory.
     assert_eq!(app.feed_ids(&ada).await, expected);
     let post = app.create_post(&bob, "after restart").await;

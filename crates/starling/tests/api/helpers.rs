@@ -16,6 +16,45 @@ pub struct TestApp {
     data_dir: Option<TempDir>,
     shutdown: Option<oneshot::Sender<()>>,
     server: Option<JoinHandle<anyhow::Result<()>>>,
+    /// The engines' per-test databases, key prefixes and streams, removed
+    /// when the app is dropped.
+    engines: Option<Engines>,
+}
+
+/// What a stopped app leaves behind, to start it again on.
+pub struct Stopped {
+    data_dir: TempDir,
+    engines: Option<Engines>,
+}
+
+/// What a scaled-out test app runs on, each piece its own.
+pub struct Engines {
+    pub database: starling_testing::TestDatabase,
+    pub redis: starling_testing::RedisPrefix,
+    pub nats: starling_testing::NatsStream,
+}
+
+impl Engines {
+    /// Fresh engines, or `None` (with the reason printed) when a service is
+    /// not configured.
+    pub async fn new() -> Option<Self> {
+        Some(Self {
+            database: starling_testing::test_database().await?,
+            redis: starling_testing::RedisPrefix::new()?,
+            nats: starling_testing::NatsStream::new()?,
+        })
+    }
+
+    /// Points `config` at these engines: PostgreSQL, Redis and JetStream.
+    pub fn configure(&self, config: &mut Config) {
+        config.database_url = Some(self.database.url.clone());
+        config.redis_url = Some(self.redis.url.clone());
+        config.redis.key_prefix = self.redis.prefix.clone();
+        config.nats_url = Some(self.nats.url.clone());
+        config.nats.stream = self.nats.stream.clone();
+        config.nats.subject_prefix = self.nats.subject_prefix.clone();
+        config.nats.partitions = 4;
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -85,12 +124,30 @@ pub async fn spawn_app() -> TestApp {
 }
 
 pub async fn spawn_app_with(configure: impl FnOnce(&mut Config)) -> TestApp {
-    spawn_app_in(tempfile::tempdir().unwrap(), configure).await
+    let engines = if crate::SCALED_OUT {
+        let engines = Engines::new().await;
+        if engines.is_none() {
+            eprintln!("scaled-out engines not configured: this test ran embedded");
+        }
+        engines
+    } else {
+        None
+    };
+    let stopped = Stopped {
+        data_dir: tempfile::tempdir().unwrap(),
+        engines,
+    };
+    restart(stopped, configure).await
 }
 
-/// Starts Starling on `data_dir` (for restarts, pass the directory a stopped app gave back).
-pub async fn spawn_app_in(data_dir: TempDir, configure: impl FnOnce(&mut Config)) -> TestApp {
+/// Starts Starling again on what a stopped app left: its data directory
+/// and, scaled out, its engines.
+pub async fn restart(stopped: Stopped, configure: impl FnOnce(&mut Config)) -> TestApp {
+    let Stopped { data_dir, engines } = stopped;
     let mut config = Config::for_test(data_dir.path());
+    if let Some(engines) = &engines {
+        engines.configure(&mut config);
+    }
     configure(&mut config);
     let application = Application::build(config)
         .await
@@ -109,19 +166,23 @@ pub async fn spawn_app_in(data_dir: TempDir, configure: impl FnOnce(&mut Config)
         data_dir: Some(data_dir),
         shutdown: Some(shutdown),
         server: Some(server),
+        engines,
     }
 }
 
 impl TestApp {
-    /// Stops the server gracefully and hands back its data directory.
-    pub async fn stop(mut self) -> TempDir {
+    /// Stops the server gracefully and hands back what it ran on.
+    pub async fn stop(mut self) -> Stopped {
         if let Some(shutdown) = self.shutdown.take() {
             let _ = shutdown.send(());
         }
         if let Some(server) = self.server.take() {
             server.await.unwrap().expect("the server stops cleanly");
         }
-        self.data_dir.take().unwrap()
+        Stopped {
+            data_dir: self.data_dir.take().unwrap(),
+            engines: self.engines.take(),
+        }
     }
 
     pub fn url(&self, path: &str) -> String {

@@ -3,6 +3,9 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, unreachable_pub)]
 
+/// This binary runs every test on the embedded engines.
+pub const SCALED_OUT: bool = false;
+
 mod helpers;
 mod process;
 
@@ -17,5 +20,6 @@ mod graph;
 mod logging;
 mod ops;
 mod posts;
+mod roles;
 mod traces;
 mod users;

@@ -37,13 +37,30 @@ pub async fn start_with(
     env: &[(&str, &str)],
     capture_stdout: bool,
 ) -> Server {
+    start_serving(data_dir, subcommand.then_some(&[][..]), env, capture_stdout).await
+}
+
+/// Starts `starling serve` with `roles` (`--role` each).
+pub async fn start_roles(data_dir: &Path, roles: &[&str], env: &[(&str, &str)]) -> Server {
+    start_serving(data_dir, Some(roles), env, false).await
+}
+
+async fn start_serving(
+    data_dir: &Path,
+    roles: Option<&[&str]>,
+    env: &[(&str, &str)],
+    capture_stdout: bool,
+) -> Server {
     let port = free_port();
     let listen = format!("127.0.0.1:{port}");
     let mut command = Command::new(env!("CARGO_BIN_EXE_starling"));
-    if subcommand {
+    if let Some(roles) = roles {
         command
             .args(["serve", "--listen", &listen, "--data-dir"])
             .arg(data_dir);
+        for role in roles {
+            command.args(["--role", role]);
+        }
     } else {
         command
             .env("STARLING_LISTEN", &listen)

@@ -52,6 +52,7 @@ const USER_BY_HANDLE: &str = concat!(
     " FROM users WHERE handle_key = $1"
 );
 const USER_SUMMARIES: &str = "SELECT id, handle, display_name FROM users WHERE id = ANY($1)";
+const USER_IDS_AFTER: &str = "SELECT id FROM users WHERE id > $1 ORDER BY id LIMIT $2";
 const UPDATE_PROFILE: &str = concat!(
     "UPDATE users SET display_name = COALESCE($2, display_name), bio = COALESCE($3, bio), updated_at = $4 \
      WHERE id = $1 RETURNING ",
@@ -116,6 +117,10 @@ impl AccountStore for PostgresStore {
         &self,
         login: &str,
     ) -> Result<Option<UserCredentials>, StoreError> {
+        // PostgreSQL text cannot hold NUL, and no handle or email has one.
+        if login.contains('\0') {
+            return Ok(None);
+        }
         let row: Option<(i64, String)> = sqlx::query_as(CREDENTIALS_BY_LOGIN)
             .bind(login)
             .fetch_optional(self.pool())
@@ -137,6 +142,9 @@ impl AccountStore for PostgresStore {
     }
 
     async fn user_by_handle(&self, handle_canonical: &str) -> Result<Option<User>, StoreError> {
+        if handle_canonical.contains('\0') {
+            return Ok(None);
+        }
         let row: Option<UserRow> = sqlx::query_as(USER_BY_HANDLE)
             .bind(handle_canonical)
             .fetch_optional(self.pool())
@@ -162,6 +170,20 @@ impl AccountStore for PostgresStore {
                 display_name,
             })
             .collect())
+    }
+
+    async fn user_ids_after(
+        &self,
+        after: Option<UserId>,
+        limit: usize,
+    ) -> Result<Vec<UserId>, StoreError> {
+        let rows: Vec<(i64,)> = sqlx::query_as(USER_IDS_AFTER)
+            .bind(after.map_or(i64::MIN, |id| id.0))
+            .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+            .fetch_all(self.pool())
+            .await
+            .map_err(translate)?;
+        Ok(rows.into_iter().map(|(id,)| UserId(id)).collect())
     }
 
     async fn update_profile(

@@ -53,6 +53,7 @@ const USER_BY_HANDLE: &str = concat!(
 );
 const USER_SUMMARIES: &str = "SELECT id, handle, display_name FROM users \
      WHERE id IN (SELECT value FROM json_each(?1))";
+const USER_IDS_AFTER: &str = "SELECT id FROM users WHERE id > ?1 ORDER BY id LIMIT ?2";
 const UPDATE_PROFILE: &str = concat!(
     "UPDATE users SET display_name = COALESCE(?2, display_name), bio = COALESCE(?3, bio), updated_at = ?4 \
      WHERE id = ?1 RETURNING ",
@@ -163,6 +164,20 @@ impl AccountStore for SqliteStore {
                 display_name,
             })
             .collect())
+    }
+
+    async fn user_ids_after(
+        &self,
+        after: Option<UserId>,
+        limit: usize,
+    ) -> Result<Vec<UserId>, StoreError> {
+        let rows: Vec<(i64,)> = sqlx::query_as(USER_IDS_AFTER)
+            .bind(after.map_or(i64::MIN, |id| id.0))
+            .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+            .fetch_all(&mut *self.read().await?)
+            .await
+            .map_err(translate)?;
+        Ok(rows.into_iter().map(|(id,)| UserId(id)).collect())
     }
 
     async fn update_profile(

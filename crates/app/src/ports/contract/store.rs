@@ -20,6 +20,8 @@ macro_rules! store_contract {
             handles_ignore_case_and_emails_are_unique,
             profiles_change_only_the_given_fields,
             summaries_answer_known_ids_only,
+            every_account_is_visited_in_id_order,
+            impossible_logins_and_handles_find_nobody,
             refresh_tokens_rotate_once_and_reuse_revokes_the_family,
             expired_refresh_tokens_do_not_rotate,
             revoked_families_stop_rotating,
@@ -262,6 +264,35 @@ pub async fn summaries_answer_known_ids_only(store: Arc<dyn Store>) {
     found.sort_by_key(|summary| summary.id);
     assert_eq!(found, vec![ada.summary(), bob.summary()]);
     assert!(store.user_summaries(&[]).await.unwrap().is_empty());
+}
+
+pub async fn impossible_logins_and_handles_find_nobody(store: Arc<dyn Store>) {
+    Fixture::new(store.clone()).user("ada").await;
+    for login in ["ada\0", "\0", "", "ada@example.org\0x"] {
+        assert!(store.credentials_by_login(login).await.unwrap().is_none());
+        assert!(store.user_by_handle(login).await.unwrap().is_none());
+    }
+}
+
+pub async fn every_account_is_visited_in_id_order(store: Arc<dyn Store>) {
+    let fixture = Fixture::new(store.clone());
+    assert!(store.user_ids_after(None, 10).await.unwrap().is_empty());
+    let mut users = Vec::new();
+    for handle in ["ada", "bob", "cy", "dee", "eve"] {
+        users.push(fixture.user(handle).await.id);
+    }
+    users.sort_unstable();
+    let first = store.user_ids_after(None, 2).await.unwrap();
+    assert_eq!(first, users[..2]);
+    let rest = store.user_ids_after(Some(first[1]), 10).await.unwrap();
+    assert_eq!(rest, users[2..]);
+    assert!(
+        store
+            .user_ids_after(Some(users[4]), 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
 
 pub async fn refresh_tokens_rotate_once_and_reuse_revokes_the_family(store: Arc<dyn Store>) {

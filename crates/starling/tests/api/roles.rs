@@ -1,0 +1,188 @@
+//! Scaled out for real: separate `starling` processes in separate roles (two
+//! API instances, a relay, a fan-out worker) on PostgreSQL, Redis and NATS
+//! JetStream, plus the `migrate` and `rebuild-timelines` commands.
+
+use std::time::Duration;
+
+use serde_json::json;
+
+use crate::helpers::{Engines, FANOUT_WAIT, eventually, read};
+use crate::process::{register, start_roles};
+
+/// The environment every process of one deployment shares.
+fn deployment_env(engines: &Engines, key_file: &str) -> Vec<(String, String)> {
+    vec![
+        ("STARLING_DATABASE_URL".into(), engines.database.url.clone()),
+        ("STARLING_REDIS_URL".into(), engines.redis.url.clone()),
+        (
+            "STARLING_REDIS__KEY_PREFIX".into(),
+            engines.redis.prefix.clone(),
+        ),
+        ("STARLING_NATS_URL".into(), engines.nats.url.clone()),
+        ("STARLING_NATS__STREAM".into(), engines.nats.stream.clone()),
+        (
+            "STARLING_NATS__SUBJECT_PREFIX".into(),
+            engines.nats.subject_prefix.clone(),
+        ),
+        ("STARLING_NATS__PARTITIONS".into(), "4".into()),
+        ("STARLING_AUTH__SIGNING_KEY_FILE".into(), key_file.into()),
+        ("STARLING_POSTGRES__MIGRATE_ON_START".into(), "false".into()),
+    ]
+}
+
+fn with_node<'a>(env: &'a [(String, String)], node: &'a str) -> Vec<(&'a str, &'a str)> {
+    env.iter()
+        .map(|(key, value)| (key.as_str(), value.as_str()))
+        .chain([("STARLING_NODE_ID", node)])
+        .collect()
+}
+
+fn command(env: &[(String, String)]) -> std::process::Command {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_starling"));
+    command
+        .envs(env.iter().map(|(key, value)| (key, value)))
+        .env_remove("RUST_LOG")
+        .env("STARLING_LOG_LEVEL", "warn");
+    command
+}
+
+async fn feed_ids(client: &reqwest::Client, base: &str, token: &str) -> Vec<String> {
+    let reply = read(
+        client
+            .get(format!("{base}/api/v1/feed"))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(reply.status, 200, "{}", reply.text);
+    reply.body["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|post| post["id"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn separate_roles_serve_one_deployment() {
+    let Some(engines) = Engines::new().await else {
+        return;
+    };
+    let shared = tempfile::tempdir().unwrap();
+    let key_file = shared.path().join("jwt.pem");
+    let env = deployment_env(&engines, key_file.to_str().unwrap());
+
+    let migrated = command(&env).arg("migrate").output().unwrap();
+    assert!(
+        migrated.status.success(),
+        "{}",
+        String::from_utf8_lossy(&migrated.stderr)
+    );
+
+    let dirs: Vec<_> = (0..4).map(|_| tempfile::tempdir().unwrap()).collect();
+    // The first start creates the shared signing key; the rest read it.
+    let api_a = start_roles(dirs[0].path(), &["api"], &with_node(&env, "1")).await;
+    let api_b = start_roles(dirs[1].path(), &["api"], &with_node(&env, "2")).await;
+    let relay = start_roles(dirs[2].path(), &["relay"], &with_node(&env, "3")).await;
+    let fanout = start_roles(dirs[3].path(), &["fanout"], &with_node(&env, "4")).await;
+    let client = reqwest::Client::new();
+
+    // Worker processes serve operations endpoints only.
+    for worker in [&relay, &fanout] {
+        let status = client
+            .get(format!("{}/api/v1/feed", worker.base))
+            .send()
+            .await
+            .unwrap()
+            .status();
+        assert_eq!(status, 404);
+        let metrics = client
+            .get(format!("{}/metrics", worker.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(metrics.status(), 200);
+    }
+
+    let ada = register(&client, &api_a.base, "ada").await;
+    let bob = register(&client, &api_b.base, "bob").await;
+    let followed = client
+        .post(format!("{}/api/v1/users/{}/follow", api_b.base, bob.id))
+        .bearer_auth(&ada.access_token)
+        .send()
+        .await
+        .unwrap();
+    assert!(followed.status().is_success(), "{}", followed.status());
+    // Ada's timeline exists before the post, so it arrives by fan-out.
+    assert!(
+        feed_ids(&client, &api_a.base, &ada.access_token)
+            .await
+            .is_empty()
+    );
+    let created = read(
+        client
+            .post(format!("{}/api/v1/posts", api_a.base))
+            .bearer_auth(&bob.access_token)
+            .json(&json!({"text": "hello from instance A"}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(created.status, 201, "{}", created.text);
+    let post = created.body["id"].as_str().unwrap().to_owned();
+    eventually(
+        "the post reaches ada's feed on the other instance",
+        FANOUT_WAIT,
+        || async { feed_ids(&client, &api_b.base, &ada.access_token).await == [post.clone()] },
+    )
+    .await;
+
+    // Redis loses ada's timeline; the command rebuilds it from SQL.
+    let connection = redis::Client::open(engines.redis.url.as_str()).unwrap();
+    let mut connection = connection.get_multiplexed_async_connection().await.unwrap();
+    let meta = format!("{}tm:{{{}}}", engines.redis.prefix, ada.id);
+    let timeline = format!("{}tl:{{{}}}", engines.redis.prefix, ada.id);
+    let _: () = redis::cmd("DEL")
+        .arg(&meta)
+        .arg(&timeline)
+        .query_async(&mut connection)
+        .await
+        .unwrap();
+    let rebuilt = command(&env)
+        .args(["rebuild-timelines", "--user", &ada.id])
+        .output()
+        .unwrap();
+    assert!(
+        rebuilt.status.success(),
+        "{}",
+        String::from_utf8_lossy(&rebuilt.stderr)
+    );
+    let entries: Vec<String> = redis::cmd("ZRANGE")
+        .arg(&timeline)
+        .arg(0)
+        .arg(-1)
+        .query_async(&mut connection)
+        .await
+        .unwrap();
+    assert_eq!(entries.len(), 1, "the rebuilt timeline holds bob's post");
+    let everyone = command(&env).arg("rebuild-timelines").output().unwrap();
+    assert!(everyone.status.success());
+    assert!(String::from_utf8_lossy(&everyone.stdout).contains("rebuilt 2 timelines"));
+
+    // The post went through the stream, once.
+    let nats = async_nats::connect(engines.nats.url.as_str())
+        .await
+        .unwrap();
+    let mut stream = async_nats::jetstream::new(nats)
+        .get_stream(&engines.nats.stream)
+        .await
+        .unwrap();
+    let stored = stream.info().await.unwrap().state.messages;
+    // Two registrations, a follow, a post.
+    assert_eq!(stored, 4);
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    drop((api_a, api_b, relay, fanout));
+}
