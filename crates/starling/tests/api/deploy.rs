@@ -119,3 +119,42 @@ async fn rules_and_dashboard_use_only_metrics_the_binary_exports() {
     assert!(dashboard["panels"].as_array().unwrap().len() >= 12);
     assert!(terminate(&mut server).await.success());
 }
+
+#[test]
+fn the_example_role_configs_load_and_each_unit_runs_a_real_role() {
+    use clap::ValueEnum;
+    use starling::config::{Overrides, Role};
+
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let common = root.join("deploy/config/common.toml");
+    let config = starling::Config::load(Some(&common), &Overrides::default())
+        .expect("deploy/config/common.toml is a valid configuration");
+    assert!(config.database_url.is_some() && config.redis_url.is_some());
+    assert!(config.nats_url.is_some());
+    for role in ["api", "relay", "fanout"] {
+        let parsed = Role::from_str(role, false).expect("a role the binary knows");
+        let unit = repository_file(&format!("deploy/systemd/starling-{role}.service"));
+        assert!(
+            unit.contains(&format!("serve --role {role}")),
+            "starling-{role}.service runs another role"
+        );
+        assert!(unit.contains(&format!("EnvironmentFile=/etc/starling/{role}.env")));
+        let env = repository_file(&format!("deploy/config/{role}.env"));
+        assert!(
+            env.contains("STARLING_NODE_ID="),
+            "{role}.env sets no node id"
+        );
+        assert!(config.runs(parsed) || !config.roles.is_empty());
+    }
+    // Every process writing the database has its own id part.
+    let ids: BTreeSet<String> = ["api", "relay", "fanout"]
+        .iter()
+        .map(|role| {
+            repository_file(&format!("deploy/config/{role}.env"))
+                .lines()
+                .find_map(|line| line.strip_prefix("STARLING_NODE_ID=").map(str::to_owned))
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(ids.len(), 3);
+}

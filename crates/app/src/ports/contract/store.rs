@@ -143,14 +143,32 @@ impl Fixture {
 }
 
 /// Events after `after`, every one of them decodable.
+/// The committed events after `after`, once the log shows all of them. An
+/// outbox may show a commit a little later than it happened (PostgreSQL's
+/// holds events back while an older transaction anywhere on the server is
+/// still open, so that none is skipped): read until reads over 300 ms agree.
 async fn decoded(store: &dyn Store, after: i64, limit: usize) -> Vec<EventEnvelope> {
-    store
-        .events_after(after, limit)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|row| row.expect("our own events decode"))
-        .collect()
+    let read = || async {
+        store
+            .events_after(after, limit)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|row| row.expect("our own events decode"))
+            .collect::<Vec<_>>()
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let mut events = read().await;
+    let mut agreeing = 0;
+    loop {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        let again = read().await;
+        agreeing = if again == events { agreeing + 1 } else { 0 };
+        if agreeing == 3 || std::time::Instant::now() > deadline {
+            return again;
+        }
+        events = again;
+    }
 }
 
 fn post_ids(entries: &[TimelineEntry]) -> Vec<PostId> {
