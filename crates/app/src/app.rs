@@ -21,6 +21,19 @@ pub struct Settings {
     pub liked_window: usize,
 }
 
+impl Settings {
+    /// Accounts with at least this many followers are merged at read time:
+    /// a band (a tenth of the threshold, at least one follower) below the
+    /// fan-out threshold. In the band an account's posts are both fanned
+    /// out and merged (reads drop the duplicates), so crossing the threshold
+    /// either way leaves no moment in which a reader gets them from neither
+    /// source: not while followers' timelines are backfilled after it drops
+    /// below, nor while readers' cached lists catch up as it rises.
+    pub fn merge_threshold(&self) -> i64 {
+        (self.fanout_threshold - (self.fanout_threshold / 10).max(1)).max(1)
+    }
+}
+
 impl Default for Settings {
     fn default() -> Self {
         Self {

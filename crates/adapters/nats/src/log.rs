@@ -15,6 +15,7 @@ use futures::StreamExt;
 use futures::future::try_join_all;
 use starling_app::ports::{EventLog, EventLogError, EventPublisher, EventSubscription};
 use starling_domain::{EventEnvelope, UserId};
+use tokio::task::JoinHandle;
 
 use crate::wire::{self, TRACEPARENT};
 
@@ -108,6 +109,24 @@ impl JetStream {
             context,
             options,
         })
+    }
+
+    /// Closes the connection after its subscriptions: a worker's pull still
+    /// waiting at shutdown would otherwise take the next event and hold it
+    /// unseen until the acknowledgement wait; without the connection's
+    /// interest the server skips it.
+    pub async fn close(&self) {
+        if self.client.drain().await.is_err() {
+            return;
+        }
+        // The unsubscriptions go out at once; the connection then lingers
+        // until its last handle is dropped. A moment for them to be sent:
+        let deadline = std::time::Instant::now() + Duration::from_millis(250);
+        while self.client.connection_state() == async_nats::connection::State::Connected
+            && std::time::Instant::now() < deadline
+        {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
     }
 
     pub fn options(&self) -> &JetStreamOptions {
@@ -266,6 +285,7 @@ impl EventLog for JetStreamPartition {
             consumer_name: consumer.to_owned(),
             consumer: self.consumer(consumer).await?,
             delivered: VecDeque::new(),
+            pulling: None,
         }))
     }
 
@@ -275,52 +295,40 @@ impl EventLog for JetStreamPartition {
 
 /// Pulls with requests that are complete before `next_batch` returns: a
 /// pull left waiting would take events handed back for redelivery (or the
-/// next ones) and hold them unseen until the acknowledgement wait.
+/// next ones) and hold them unseen until the acknowledgement wait. Each pull
+/// runs as a task of its own that always finishes its request: when
+/// `next_batch` is dropped mid-pull (shutdown), the next call or `close`
+/// takes up the same pull, and what it brought is handed back at once.
 struct PartitionSubscription {
     log: JetStream,
     consumer_name: String,
     consumer: PullConsumer,
     /// Handed out, not yet acknowledged: (stream sequence, message).
     delivered: VecDeque<(i64, jetstream::Message)>,
+    /// The pull under way, if any.
+    pulling: Option<JoinHandle<Result<Vec<jetstream::Message>, EventLogError>>>,
 }
 
-/// How long one waiting pull lasts before it is renewed.
-const PULL_WAIT: Duration = Duration::from_secs(5);
+type PullResult = Result<Vec<jetstream::Message>, EventLogError>;
+
+/// How long one waiting pull lasts before it is renewed (and the longest a
+/// shutdown waits for the pull under way).
+const PULL_WAIT: Duration = Duration::from_secs(1);
 
 impl PartitionSubscription {
-    /// Waits for the next event, then takes whatever else is ready, up to
-    /// `max` in all.
-    async fn pull(&mut self, max: usize) -> Result<Vec<jetstream::Message>, EventLogError> {
-        let mut messages = Vec::with_capacity(max.min(64));
-        let mut first = self
-            .consumer
-            .batch()
-            .max_messages(1)
-            .expires(PULL_WAIT)
-            .messages()
-            .await
-            .map_err(unavailable)?;
-        while let Some(message) = first.next().await {
-            messages.push(message.map_err(unavailable)?);
-        }
-        let rest = max.min(self.log.options.max_in_flight).saturating_sub(1);
-        if messages.is_empty() || rest == 0 {
-            return Ok(messages);
-        }
-        // Not waiting for more, but the in-flight limit can hold back what
-        // exists (another worker's events pending): bounded by a short expiry.
-        let mut rest = self
-            .consumer
-            .fetch()
-            .max_messages(rest)
-            .expires(Duration::from_millis(100))
-            .messages()
-            .await
-            .map_err(unavailable)?;
-        while let Some(message) = rest.next().await {
-            messages.push(message.map_err(unavailable)?);
-        }
-        Ok(messages)
+    /// The result of the pull under way, starting one when none is.
+    /// Cancel-safe: dropped while waiting, the pull carries on and the next
+    /// call gets its result.
+    async fn pull(&mut self, max: usize) -> PullResult {
+        let handle = self.pulling.get_or_insert_with(|| {
+            tokio::spawn(pull(
+                self.consumer.clone(),
+                max.min(self.log.options.max_in_flight),
+            ))
+        });
+        let result = handle.await;
+        self.pulling = None;
+        result.map_err(unavailable)?
     }
 
     /// Copies a message that must not be handled to the dead-letter stream,
@@ -336,6 +344,39 @@ impl PartitionSubscription {
             .await?;
         message.ack().await.map_err(unavailable)
     }
+}
+
+/// Waits for the next event, then takes whatever else is ready, up to `max`
+/// in all; both requests are complete when this returns.
+async fn pull(consumer: PullConsumer, max: usize) -> PullResult {
+    let mut messages = Vec::with_capacity(max.min(64));
+    let mut first = consumer
+        .batch()
+        .max_messages(1)
+        .expires(PULL_WAIT)
+        .messages()
+        .await
+        .map_err(unavailable)?;
+    while let Some(message) = first.next().await {
+        messages.push(message.map_err(unavailable)?);
+    }
+    let rest = max.saturating_sub(1);
+    if messages.is_empty() || rest == 0 {
+        return Ok(messages);
+    }
+    // Not waiting for more, but the in-flight limit can hold back what
+    // exists (another worker's events pending): bounded by a short expiry.
+    let mut rest = consumer
+        .fetch()
+        .max_messages(rest)
+        .expires(Duration::from_millis(100))
+        .messages()
+        .await
+        .map_err(unavailable)?;
+    while let Some(message) = rest.next().await {
+        messages.push(message.map_err(unavailable)?);
+    }
+    Ok(messages)
 }
 
 #[async_trait]
@@ -391,7 +432,19 @@ impl EventSubscription for PartitionSubscription {
     /// Hands back what was delivered and not acknowledged, for redelivery
     /// now rather than after the acknowledgement wait.
     async fn close(&mut self) -> Result<(), EventLogError> {
-        while let Some((_, message)) = self.delivered.pop_front() {
+        let mut unhandled: Vec<jetstream::Message> = self
+            .delivered
+            .drain(..)
+            .map(|(_, message)| message)
+            .collect();
+        // A pull under way finishes (within its wait); what it brought was
+        // never handed out.
+        if let Some(pulling) = self.pulling.take()
+            && let Ok(Ok(messages)) = pulling.await
+        {
+            unhandled.extend(messages);
+        }
+        for message in unhandled {
             message
                 .ack_with(AckKind::Nak(None))
                 .await
@@ -608,6 +661,30 @@ mod tests {
         let (events, received) = waiting.await.unwrap();
         assert_eq!(events, vec![2]);
         assert!(received >= acknowledged);
+    }
+
+    #[tokio::test]
+    async fn a_pull_cut_short_by_shutdown_hands_its_event_back() {
+        let Some(test) = test_stream(|options| options.partitions = 1).await else {
+            return;
+        };
+        let log = &test.log;
+        let mut stopping = log.partition(0).subscribe("fanout").await.unwrap();
+        // Shutdown drops the wait for events while a pull is under way...
+        assert!(
+            tokio::time::timeout(Duration::from_millis(100), stopping.next_batch(64))
+                .await
+                .is_err()
+        );
+        // ...and an event arrives before that pull ends.
+        log.publish(&[post(1, 5)]).await.unwrap();
+        stopping.close().await.unwrap();
+        drop(stopping);
+        // The next worker gets it now, not after the acknowledgement wait.
+        let mut next = log.partition(0).subscribe("fanout").await.unwrap();
+        let started = std::time::Instant::now();
+        assert_eq!(ids(&take(&mut next, 1).await), vec![1]);
+        assert!(started.elapsed() < Duration::from_secs(5));
     }
 
     #[tokio::test]

@@ -112,7 +112,7 @@ impl App {
         let followees = Arc::new(
             self.ports
                 .store
-                .followed_with_followers_at_least(reader, self.settings.fanout_threshold)
+                .followed_with_followers_at_least(reader, self.settings.merge_threshold())
                 .await?,
         );
         cache.fill_many(vec![(reader, followees.clone())]).await;

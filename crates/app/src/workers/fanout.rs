@@ -85,10 +85,11 @@ impl EventHandler for FanoutWorker {
                     .high_fanout_followees
                     .invalidate(follower_id)
                     .await;
-                if *followee_followers == app.settings.fanout_threshold {
-                    // The account just reached the threshold: from now on its
-                    // posts are merged at read time, so its followers' cached
-                    // lists of such accounts are out of date.
+                if *followee_followers == app.settings.merge_threshold() {
+                    // The account just entered the band merged at read time
+                    // (before its posts stop being fanned out, at the
+                    // threshold), so its followers' cached lists of such
+                    // accounts are out of date.
                     app.forget_high_fanout_lists_of_followers(*followee_id)
                         .await?;
                 }
