@@ -71,15 +71,32 @@ where
 
 /// A Redis key prefix of a test's own; its keys are deleted when dropped.
 pub struct RedisPrefix {
+    /// The single Redis, or the cluster's seed nodes (see `nodes`).
     pub url: String,
     pub prefix: String,
+    /// Every node holding keys: the one Redis, or each cluster master.
+    pub nodes: Vec<String>,
 }
 
 impl RedisPrefix {
     /// A fresh prefix on `STARLING_TEST_REDIS_URL`, or `None` (skip).
     pub fn new() -> Option<Self> {
+        let url = redis_url()?;
         Some(Self {
-            url: redis_url()?,
+            nodes: vec![url.clone()],
+            url,
+            prefix: format!("{}:", unique_name("starling_test")),
+        })
+    }
+
+    /// A fresh prefix on the Redis Cluster whose masters
+    /// `STARLING_TEST_REDIS_CLUSTER_URLS` lists (comma-separated; started by
+    /// `.ci/start-redis-cluster`), or `None` (skip).
+    pub fn on_cluster() -> Option<Self> {
+        let urls = service_url("STARLING_TEST_REDIS_CLUSTER_URLS", "Redis Cluster")?;
+        Some(Self {
+            nodes: urls.split(',').map(str::to_owned).collect(),
+            url: urls,
             prefix: format!("{}:", unique_name("starling_test")),
         })
     }
@@ -87,24 +104,28 @@ impl RedisPrefix {
 
 impl Drop for RedisPrefix {
     fn drop(&mut self) {
-        let (url, pattern) = (self.url.clone(), format!("{}*", self.prefix));
+        let (nodes, pattern) = (self.nodes.clone(), format!("{}*", self.prefix));
         run_detached(async move {
-            let Ok(client) = redis::Client::open(url) else {
-                return;
-            };
-            let Ok(mut connection) = client.get_multiplexed_async_connection().await else {
-                return;
-            };
-            let keys: Vec<String> = redis::cmd("KEYS")
-                .arg(&pattern)
-                .query_async(&mut connection)
-                .await
-                .unwrap_or_default();
-            if !keys.is_empty() {
-                let _: redis::RedisResult<()> = redis::cmd("DEL")
-                    .arg(&keys)
+            for node in nodes {
+                let Ok(client) = redis::Client::open(node) else {
+                    continue;
+                };
+                let Ok(mut connection) = client.get_multiplexed_async_connection().await else {
+                    continue;
+                };
+                let keys: Vec<String> = redis::cmd("KEYS")
+                    .arg(&pattern)
                     .query_async(&mut connection)
-                    .await;
+                    .await
+                    .unwrap_or_default();
+                // One key per command: a cluster node refuses keys of
+                // different slots in one command.
+                for key in keys {
+                    let _: redis::RedisResult<()> = redis::cmd("UNLINK")
+                        .arg(&key)
+                        .query_async(&mut connection)
+                        .await;
+                }
             }
         });
     }

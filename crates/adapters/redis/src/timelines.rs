@@ -385,6 +385,70 @@ mod tests {
 
     starling_app::timeline_store_contract!(make);
 
+    /// The same contract on a Redis Cluster of three masters: every script
+    /// touches one user's keys, which share a hash slot.
+    mod on_a_cluster {
+        use super::*;
+
+        async fn make(cap: usize) -> Option<(Arc<dyn TimelineStore>, RedisPrefix)> {
+            let prefix = RedisPrefix::on_cluster()?;
+            let connection = RedisConnection::connect(
+                &prefix.nodes,
+                &RedisOptions {
+                    cluster: true,
+                    ..RedisOptions::default()
+                },
+            )
+            .await
+            .expect("connect to STARLING_TEST_REDIS_CLUSTER_URLS");
+            let store =
+                RedisTimelines::new(connection, &prefix.prefix, cap, Duration::from_secs(3600))
+                    .reusing_counts_for(Duration::ZERO);
+            Some((Arc::new(store), prefix))
+        }
+
+        starling_app::timeline_store_contract!(make);
+
+        #[tokio::test]
+        async fn a_fan_out_batch_reaches_users_on_every_master() {
+            let Some((store, prefix)) = make(100).await else {
+                return;
+            };
+            let users: Vec<UserId> = (1..=64).map(UserId).collect();
+            for user in &users {
+                store.begin_rebuild(*user).await.unwrap();
+                store.finish_rebuild(*user, &[], None).await.unwrap();
+            }
+            let entry = TimelineEntry {
+                post_id: PostId(500),
+                author_id: UserId(9),
+            };
+            store.insert(&users, entry).await.unwrap();
+            for user in &users {
+                let TimelineRead::Ready(slice) = store.read(*user, None, 10).await.unwrap() else {
+                    panic!("timeline of {user:?} is not materialised");
+                };
+                assert_eq!(slice.entries, vec![entry]);
+            }
+            // The keys really are spread over the masters.
+            let mut masters_used = 0;
+            for node in &prefix.nodes {
+                let client = redis::Client::open(node.as_str()).unwrap();
+                let mut connection = client.get_multiplexed_async_connection().await.unwrap();
+                let keys: Vec<String> = redis::cmd("KEYS")
+                    .arg(format!("{}tl:*", prefix.prefix))
+                    .query_async(&mut connection)
+                    .await
+                    .unwrap();
+                if !keys.is_empty() {
+                    masters_used += 1;
+                }
+            }
+            assert_eq!(masters_used, prefix.nodes.len());
+            assert_eq!(store.materialised_count().await.unwrap(), 64);
+        }
+    }
+
     #[test]
     fn members_sort_as_their_post_ids_and_round_trip() {
         let entries =
