@@ -2,24 +2,20 @@
 //! (by route template), request ids, problem documents for every error
 //! produced outside the handlers (routing, timeouts, panics).
 
-use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use starling_domain::UserId;
 use tower_http::request_id::{MakeRequestId, RequestId};
 use tracing::Instrument;
+
+use starling_app::ports::caller::CallerSlot;
 
 use crate::problem::{PROBLEM_JSON, generic_problem};
 
 pub(crate) const REQUEST_ID_HEADER: &str = "x-request-id";
-
-/// Where the auth extractor records who is calling, for the request log.
-#[derive(Clone, Default)]
-pub(crate) struct CallerSlot(pub(crate) Arc<OnceLock<UserId>>);
 
 /// Logs and measures each request, and turns bare error responses into problem documents.
 pub(crate) async fn observe(mut request: Request, next: Next) -> Response {
@@ -35,6 +31,8 @@ pub(crate) async fn observe(mut request: Request, next: Next) -> Response {
         .and_then(|value| value.to_str().ok())
         .unwrap_or_default()
         .to_owned();
+    // Where the auth extractor records who is calling: for the request log,
+    // and for adapters that route by caller (read-your-writes).
     let caller = CallerSlot::default();
     request.extensions_mut().insert(caller.clone());
 
@@ -42,7 +40,9 @@ pub(crate) async fn observe(mut request: Request, next: Next) -> Response {
     starling_app::telemetry::adopt_remote_parent(&span, &HeaderCarrier(request.headers()));
     let in_flight = metrics::gauge!("http_requests_in_flight");
     in_flight.increment(1.0);
-    let response = next.run(request).instrument(span.clone()).await;
+    let response = caller
+        .scope(next.run(request).instrument(span.clone()))
+        .await;
     in_flight.decrement(1.0);
     let response = problem_for_bare_errors(response);
 
@@ -56,7 +56,7 @@ pub(crate) async fn observe(mut request: Request, next: Next) -> Response {
     metrics::counter!("http_requests_total", &labels).increment(1);
     metrics::histogram!("http_request_duration_seconds", &labels).record(elapsed.as_secs_f64());
     span.in_scope(|| {
-        let user_id = caller.0.get().map(ToString::to_string).unwrap_or_default();
+        let user_id = caller.get().map(|id| id.to_string()).unwrap_or_default();
         let latency_ms = elapsed.as_secs_f64() * 1000.0;
         if status.is_server_error() {
             tracing::error!(status = status.as_u16(), latency_ms, %user_id, "request failed");

@@ -32,6 +32,9 @@ pub struct Config {
     /// PostgreSQL primary, e.g. `postgres://starling@db1/starling`. Unset:
     /// SQLite in `data_dir` (embedded mode).
     pub database_url: Option<String>,
+    /// Streaming replicas of `database_url`, comma-separated: reads that
+    /// tolerate lag go there while they keep up.
+    pub replica_urls: Option<String>,
     /// Redis for timelines, e.g. `redis://cache1:6379`; with `redis.cluster`,
     /// a comma-separated list of seed nodes. Unset: timelines in process.
     pub redis_url: Option<String>,
@@ -71,6 +74,8 @@ pub struct PostgresConfig {
     /// Apply pending migrations at start (they take a lock, so several
     /// instances starting together are safe). Off: run `starling migrate`.
     pub migrate_on_start: bool,
+    /// A replica further behind serves no reads until it catches up.
+    pub replica_max_lag_ms: u64,
 }
 
 impl Default for PostgresConfig {
@@ -78,6 +83,7 @@ impl Default for PostgresConfig {
         Self {
             max_connections: 16,
             migrate_on_start: true,
+            replica_max_lag_ms: 1000,
         }
     }
 }
@@ -227,6 +233,7 @@ impl Default for Config {
             log_level: "info".to_owned(),
             roles: Vec::new(),
             database_url: None,
+            replica_urls: None,
             redis_url: None,
             nats_url: None,
             auth: AuthConfig::default(),
@@ -318,6 +325,7 @@ const ENV_KEYS: &[&str] = &[
     "traces",
     "roles",
     "database_url",
+    "replica_urls",
     "redis_url",
     "nats_url",
     "postgres",
@@ -405,6 +413,9 @@ impl Config {
         if self.nats.partitions == 0 || self.nats.max_in_flight == 0 {
             bail!("nats.partitions and nats.max_in_flight must be at least 1");
         }
+        if self.replica_urls.is_some() && self.database_url.is_none() {
+            bail!("replica_urls needs database_url (replicas are of PostgreSQL)");
+        }
         if self.roles.contains(&Role::Relay) && self.nats_url.is_none() {
             bail!("the relay role needs nats_url");
         }
@@ -418,13 +429,12 @@ impl Config {
 
     /// The Redis URLs: one, or the seed nodes of a cluster.
     pub fn redis_urls(&self) -> Vec<String> {
-        self.redis_url
-            .iter()
-            .flat_map(|urls| urls.split(','))
-            .map(str::trim)
-            .filter(|url| !url.is_empty())
-            .map(str::to_owned)
-            .collect()
+        split_urls(self.redis_url.as_deref())
+    }
+
+    /// The read replicas' URLs.
+    pub fn replica_urls(&self) -> Vec<String> {
+        split_urls(self.replica_urls.as_deref())
     }
 
     pub fn signing_key_path(&self) -> PathBuf {
@@ -433,6 +443,15 @@ impl Config {
             .clone()
             .unwrap_or_else(|| self.data_dir.join("jwt-ed25519.pem"))
     }
+}
+
+fn split_urls(urls: Option<&str>) -> Vec<String> {
+    urls.into_iter()
+        .flat_map(|urls| urls.split(','))
+        .map(str::trim)
+        .filter(|url| !url.is_empty())
+        .map(str::to_owned)
+        .collect()
 }
 
 #[cfg(test)]

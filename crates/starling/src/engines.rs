@@ -31,6 +31,7 @@ impl SqlStore {
             } else {
                 PostgresStore::connect(url, &options).await?
             };
+            let store = store.with_replicas(&config.replica_urls(), &options)?;
             return Ok(Self::Postgres(store));
         }
         let store = SqliteStore::open(
@@ -68,7 +69,7 @@ impl SqlStore {
     pub fn pool_usage(&self) -> Vec<(&'static str, u32, usize)> {
         match self {
             Self::Sqlite(store) => store.pool_usage().to_vec(),
-            Self::Postgres(store) => store.pool_usage().to_vec(),
+            Self::Postgres(store) => store.pool_usage(),
         }
     }
 
@@ -83,6 +84,7 @@ impl SqlStore {
 fn postgres_options(config: &Config) -> PostgresOptions {
     PostgresOptions {
         max_connections: config.postgres.max_connections,
+        replica_max_lag: Duration::from_millis(config.postgres.replica_max_lag_ms),
         ..PostgresOptions::default()
     }
 }

@@ -10,6 +10,30 @@ pub struct TestDatabase {
     name: String,
 }
 
+impl TestDatabase {
+    /// The same database on the streaming replica named by
+    /// `STARLING_TEST_REPLICA_URL` (started by `.ci/start-pg-replica`), or
+    /// `None` (skip).
+    pub fn on_replica(&self) -> Option<String> {
+        let replica = crate::service_url("STARLING_TEST_REPLICA_URL", "PostgreSQL replica")?;
+        Some(with_database(&replica, &self.name))
+    }
+}
+
+/// `url` with its database replaced by `name`, keeping any query.
+fn with_database(url: &str, name: &str) -> String {
+    match url.rsplit_once('/') {
+        Some((server, rest)) => {
+            let query = rest
+                .split_once('?')
+                .map(|(_, query)| format!("?{query}"))
+                .unwrap_or_default();
+            format!("{server}/{name}{query}")
+        }
+        None => panic!("a PostgreSQL URL must name a database: {url}"),
+    }
+}
+
 /// A new empty database, or `None` (with the reason printed) when no server
 /// is configured; with `STARLING_REQUIRE_SERVICES=1` a missing server fails.
 pub async fn test_database() -> Option<TestDatabase> {
@@ -24,16 +48,7 @@ pub async fn test_database() -> Option<TestDatabase> {
         .await
         .expect("create a test database");
     admin.close().await.ok();
-    let url = match admin_url.rsplit_once('/') {
-        Some((server, rest)) => {
-            let query = rest
-                .split_once('?')
-                .map(|(_, query)| format!("?{query}"))
-                .unwrap_or_default();
-            format!("{server}/{name}{query}")
-        }
-        None => panic!("STARLING_TEST_DATABASE_URL must name a database: {admin_url}"),
-    };
+    let url = with_database(&admin_url, &name);
     Some(TestDatabase {
         url,
         admin_url,

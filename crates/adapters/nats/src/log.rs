@@ -83,27 +83,43 @@ impl JetStream {
             .with_context(|| format!("connecting to NATS at {url}"))?;
         let context = jetstream::new(client.clone());
         let prefix = &options.subject_prefix;
-        context
-            .get_or_create_stream(StreamConfig {
+        let streams = [
+            StreamConfig {
                 name: options.stream.clone(),
                 subjects: vec![format!("{prefix}.events.>")],
                 storage: StorageType::File,
                 duplicate_window: options.duplicate_window,
                 max_age: options.retention,
                 ..StreamConfig::default()
-            })
-            .await
-            .context("creating the JetStream event stream")?;
-        context
-            .get_or_create_stream(StreamConfig {
+            },
+            StreamConfig {
                 name: format!("{}_DEAD", options.stream),
                 subjects: vec![format!("{prefix}.dead.>")],
                 storage: StorageType::File,
                 max_age: Duration::from_secs(30 * 24 * 3600),
                 ..StreamConfig::default()
-            })
-            .await
-            .context("creating the JetStream dead-letter stream")?;
+            },
+        ];
+        for stream in streams {
+            // A server busy creating other streams can time a request out;
+            // creating is idempotent, so ask again.
+            let mut attempt = 0;
+            loop {
+                attempt += 1;
+                match context.get_or_create_stream(stream.clone()).await {
+                    Ok(_) => break,
+                    Err(error) if attempt < 4 => {
+                        tracing::warn!(stream = %stream.name, error = %error, "cannot create the stream yet; retrying");
+                        tokio::time::sleep(Duration::from_millis(250 * attempt)).await;
+                    }
+                    Err(error) => {
+                        return Err(anyhow::Error::new(error)).with_context(|| {
+                            format!("creating the JetStream stream {}", stream.name)
+                        });
+                    }
+                }
+            }
+        }
         Ok(Self {
             client,
             context,

@@ -5,6 +5,7 @@
 //! `contract-tests` feature), so embedded and scaled-out modes cannot drift.
 
 pub mod cache;
+pub mod caller;
 pub mod events;
 pub mod store;
 pub mod timeline;

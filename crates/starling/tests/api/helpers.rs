@@ -27,7 +27,9 @@ pub struct Stopped {
     engines: Option<Engines>,
 }
 
-/// What a scaled-out test app runs on, each piece its own.
+/// What a scaled-out test app runs on, each piece its own. No read replica:
+/// these tests read other accounts' writes at once, which replicas promise
+/// only within their lag; the replica has tests of its own.
 pub struct Engines {
     pub database: starling_testing::TestDatabase,
     pub redis: starling_testing::RedisPrefix,

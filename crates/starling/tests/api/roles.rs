@@ -1,6 +1,7 @@
 //! Scaled out for real: separate `starling` processes in separate roles (two
-//! API instances, a relay, a fan-out worker) on PostgreSQL, Redis and NATS
-//! JetStream, plus the `migrate` and `rebuild-timelines` commands.
+//! API instances, a relay, a fan-out worker) on PostgreSQL with a streaming
+//! replica, Redis and NATS JetStream, plus the `migrate` and
+//! `rebuild-timelines` commands.
 
 use std::time::Duration;
 
@@ -10,7 +11,7 @@ use crate::helpers::{Engines, FANOUT_WAIT, eventually, read};
 use crate::process::{register, start_roles};
 
 /// The environment every process of one deployment shares.
-fn deployment_env(engines: &Engines, key_file: &str) -> Vec<(String, String)> {
+fn deployment_env(engines: &Engines, key_file: &str, replica_url: &str) -> Vec<(String, String)> {
     vec![
         ("STARLING_DATABASE_URL".into(), engines.database.url.clone()),
         ("STARLING_REDIS_URL".into(), engines.redis.url.clone()),
@@ -27,6 +28,7 @@ fn deployment_env(engines: &Engines, key_file: &str) -> Vec<(String, String)> {
         ("STARLING_NATS__PARTITIONS".into(), "4".into()),
         ("STARLING_AUTH__SIGNING_KEY_FILE".into(), key_file.into()),
         ("STARLING_POSTGRES__MIGRATE_ON_START".into(), "false".into()),
+        ("STARLING_REPLICA_URLS".into(), replica_url.into()),
     ]
 }
 
@@ -70,9 +72,12 @@ async fn separate_roles_serve_one_deployment() {
     let Some(engines) = Engines::new().await else {
         return;
     };
+    let Some(replica_url) = engines.database.on_replica() else {
+        return;
+    };
     let shared = tempfile::tempdir().unwrap();
     let key_file = shared.path().join("jwt.pem");
-    let env = deployment_env(&engines, key_file.to_str().unwrap());
+    let env = deployment_env(&engines, key_file.to_str().unwrap(), &replica_url);
 
     let migrated = command(&env).arg("migrate").output().unwrap();
     assert!(

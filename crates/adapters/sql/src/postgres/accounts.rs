@@ -1,6 +1,7 @@
 //! Accounts and profiles.
 
 use async_trait::async_trait;
+use sqlx::postgres::PgPool;
 use starling_app::ports::{AccountStore, NewUser, StoreError, UserCredentials};
 use starling_domain::{Event, EventId, Timestamp, User, UserId, UserSummary};
 
@@ -145,11 +146,17 @@ impl AccountStore for PostgresStore {
         if handle_canonical.contains('\0') {
             return Ok(None);
         }
-        let row: Option<UserRow> = sqlx::query_as(USER_BY_HANDLE)
-            .bind(handle_canonical)
-            .fetch_optional(self.pool())
-            .await
-            .map_err(translate)?;
+        let fetch = |pool: PgPool| async move {
+            sqlx::query_as::<_, UserRow>(USER_BY_HANDLE)
+                .bind(handle_canonical)
+                .fetch_optional(&pool)
+                .await
+        };
+        let row = match self.read_tolerant(fetch).await? {
+            Some(row) => Some(row),
+            // Not on the replica (yet): ask the primary before saying so.
+            None => fetch(self.pool().clone()).await.map_err(translate)?,
+        };
         Ok(row.map(User::from))
     }
 
@@ -157,6 +164,7 @@ impl AccountStore for PostgresStore {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
+        // On the primary, as posts are: hydration's results are cached.
         let rows: Vec<(i64, String, String)> = sqlx::query_as(USER_SUMMARIES)
             .bind(id_array(ids, |id| id.get()))
             .fetch_all(self.pool())

@@ -80,13 +80,18 @@ impl PostgresStore {
         before: Option<i64>,
         limit: usize,
     ) -> Result<Vec<(i64, User)>, StoreError> {
-        let rows: Vec<PositionedUser> = sqlx::query_as(query)
-            .bind(user.get())
-            .bind(before.unwrap_or(i64::MAX))
-            .bind(limit_param(limit))
-            .fetch_all(self.pool())
-            .await
-            .map_err(translate)?;
+        // Tolerates replica lag (an account that just followed reads from
+        // the primary).
+        let rows: Vec<PositionedUser> = self
+            .read_tolerant(|pool| async move {
+                sqlx::query_as(query)
+                    .bind(user.get())
+                    .bind(before.unwrap_or(i64::MAX))
+                    .bind(limit_param(limit))
+                    .fetch_all(&pool)
+                    .await
+            })
+            .await?;
         Ok(rows
             .into_iter()
             .map(|row| (row.position, row.user.into()))

@@ -6,8 +6,10 @@ mod accounts;
 mod graph;
 mod outbox;
 mod posts;
+mod replicas;
 mod tokens;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -24,6 +26,8 @@ pub struct PostgresOptions {
     pub acquire_timeout: Duration,
     /// Statements running longer are cancelled by the server.
     pub statement_timeout: Duration,
+    /// A replica further behind than this serves no reads.
+    pub replica_max_lag: Duration,
 }
 
 impl Default for PostgresOptions {
@@ -32,14 +36,16 @@ impl Default for PostgresOptions {
             max_connections: 16,
             acquire_timeout: Duration::from_secs(10),
             statement_timeout: Duration::from_secs(15),
+            replica_max_lag: Duration::from_secs(1),
         }
     }
 }
 
-/// The PostgreSQL store: one pool on the primary.
+/// The PostgreSQL store: a pool on the primary, and one per read replica.
 #[derive(Clone)]
 pub struct PostgresStore {
     primary: PgPool,
+    replicas: Arc<replicas::Replicas>,
 }
 
 type Tx = Transaction<'static, Postgres>;
@@ -52,14 +58,46 @@ impl PostgresStore {
             .run(&primary)
             .await
             .context("applying PostgreSQL migrations")?;
-        Ok(Self { primary })
+        Ok(Self::on(primary))
     }
 
     /// Connects without migrating (for roles that must not change the schema).
     pub async fn connect(url: &str, options: &PostgresOptions) -> anyhow::Result<Self> {
-        Ok(Self {
-            primary: pool(url, options).await?,
-        })
+        Ok(Self::on(pool(url, options).await?))
+    }
+
+    fn on(primary: PgPool) -> Self {
+        Self {
+            primary,
+            replicas: replicas::Replicas::new(Vec::new(), Duration::ZERO),
+        }
+    }
+
+    /// Sends lag-tolerant reads to the replicas at `urls` while they keep
+    /// within `options.replica_max_lag`. A replica that is down at start is
+    /// tried again by the monitor; it does not stop the start.
+    pub fn with_replicas(
+        mut self,
+        urls: &[String],
+        options: &PostgresOptions,
+    ) -> anyhow::Result<Self> {
+        let mut members = Vec::with_capacity(urls.len());
+        for url in urls {
+            let connect: PgConnectOptions = url
+                .parse()
+                .with_context(|| "parsing a replica's PostgreSQL URL".to_owned())?;
+            let name = format!("{}:{}", connect.get_host(), connect.get_port());
+            let statement_timeout = options.statement_timeout.as_millis().to_string();
+            let pool = PgPoolOptions::new()
+                .max_connections(options.max_connections.max(1))
+                .acquire_timeout(Duration::from_secs(2))
+                .connect_lazy_with(
+                    connect.options([("statement_timeout", statement_timeout.as_str())]),
+                );
+            members.push((name, pool));
+        }
+        self.replicas = replicas::Replicas::new(members, options.replica_max_lag);
+        Ok(self)
     }
 
     /// Applies the migrations this build knows to the database at `url`.
@@ -74,15 +112,48 @@ impl PostgresStore {
     }
 
     pub async fn close(&self) {
+        self.replicas.close().await;
         self.primary.close().await;
     }
 
-    /// Connections: `(pool, open, idle)`.
-    pub fn pool_usage(&self) -> [(&'static str, u32, usize); 1] {
-        [("primary", self.primary.size(), self.primary.num_idle())]
+    /// Connections: `(pool, open, idle)`; replicas' pools summed.
+    pub fn pool_usage(&self) -> Vec<(&'static str, u32, usize)> {
+        let mut usage = vec![("primary", self.primary.size(), self.primary.num_idle())];
+        if !self.replicas.members().is_empty() {
+            let (open, idle) =
+                self.replicas
+                    .members()
+                    .iter()
+                    .fold((0, 0), |(open, idle), replica| {
+                        (open + replica.pool.size(), idle + replica.pool.num_idle())
+                    });
+            usage.push(("replica", open, idle));
+        }
+        usage
+    }
+
+    /// Reads served by replicas since the store opened.
+    pub fn replica_reads(&self) -> u64 {
+        self.replicas.served()
+    }
+
+    /// Runs a read that tolerates replica lag: on a fit replica, else on
+    /// the primary.
+    async fn read_tolerant<T, F, Fut>(&self, query: F) -> Result<T, StoreError>
+    where
+        F: Fn(PgPool) -> Fut,
+        Fut: std::future::Future<Output = Result<T, sqlx::Error>>,
+    {
+        self.replicas
+            .read(&self.primary, query)
+            .await
+            .map_err(translate)
     }
 
     async fn begin(&self) -> Result<Tx, StoreError> {
+        // Every change is a transaction begun here: the caller it is made
+        // for reads from the primary for a while (read-your-writes).
+        self.replicas.wrote();
         let started = std::time::Instant::now();
         let tx = self.primary.begin().await.map_err(translate)?;
         record_acquire("primary", started);
@@ -209,7 +280,11 @@ pub(crate) fn id_array<T>(ids: &[T], raw: impl Fn(&T) -> i64) -> Vec<i64> {
 mod tests {
     use std::sync::Arc;
 
-    use starling_app::ports::Store;
+    use sqlx::Connection;
+    use sqlx::postgres::PgConnection;
+    use starling_app::ports::caller::CallerSlot;
+    use starling_app::ports::{AccountStore, NewUser, Store};
+    use starling_domain::{Email, Handle, IdGenerator};
 
     use super::*;
     use starling_testing::{TestDatabase, test_database};
@@ -223,4 +298,164 @@ mod tests {
     }
 
     starling_app::store_contract!(make);
+
+    /// Resumes replay on the replica when the test ends, however it ends.
+    struct ReplayPaused(String);
+
+    impl ReplayPaused {
+        async fn pause(admin_url: &str) -> Self {
+            let mut admin = PgConnection::connect(admin_url).await.unwrap();
+            sqlx::query("SELECT pg_wal_replay_pause()")
+                .execute(&mut admin)
+                .await
+                .unwrap();
+            Self(admin_url.to_owned())
+        }
+    }
+
+    impl Drop for ReplayPaused {
+        fn drop(&mut self) {
+            let url = self.0.clone();
+            let _ = std::thread::spawn(move || {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap();
+                runtime.block_on(async move {
+                    let mut admin = PgConnection::connect(&url).await.unwrap();
+                    sqlx::query("SELECT pg_wal_replay_resume()")
+                        .execute(&mut admin)
+                        .await
+                        .unwrap();
+                });
+            })
+            .join();
+        }
+    }
+
+    async fn wait_until<F, Fut>(what: &str, mut condition: F)
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = bool>,
+    {
+        let deadline = std::time::Instant::now() + Duration::from_secs(15);
+        while !condition().await {
+            assert!(std::time::Instant::now() < deadline, "timed out: {what}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    fn new_user(ids: &IdGenerator, handle: &str) -> NewUser {
+        NewUser {
+            id: ids.next_user_id(),
+            handle: Handle::parse(handle).unwrap(),
+            email: Email::parse(&format!("{handle}@example.org")).unwrap(),
+            display_name: handle.to_owned(),
+            password_hash: "hash".to_owned(),
+            created_at: Timestamp::now(),
+            event_id: ids.next_event_id(),
+        }
+    }
+
+    /// A profile read, which replicas may serve.
+    async fn name_of(store: &PostgresStore, handle: &str) -> String {
+        store
+            .user_by_handle(handle)
+            .await
+            .unwrap()
+            .unwrap()
+            .display_name
+    }
+
+    /// One test, in steps, because it pauses the shared replica.
+    #[tokio::test]
+    async fn replicas_serve_tolerant_reads_and_never_hide_a_callers_writes() {
+        let Some(database) = test_database().await else {
+            return;
+        };
+        let Some(replica_url) = database.on_replica() else {
+            return;
+        };
+        let replica_admin = std::env::var("STARLING_TEST_REPLICA_URL").unwrap();
+        let options = PostgresOptions {
+            replica_max_lag: Duration::from_millis(300),
+            ..PostgresOptions::default()
+        };
+        let store = PostgresStore::open(&database.url, &options)
+            .await
+            .unwrap()
+            .with_replicas(std::slice::from_ref(&replica_url), &options)
+            .unwrap();
+        let ids = IdGenerator::new(3);
+        let ada = store.create_user(new_user(&ids, "ada")).await.unwrap();
+
+        // A replica in step serves reads.
+        wait_until("the replica serves a read", || async {
+            let before = store.replica_reads();
+            store.user_by_handle("ada").await.unwrap().is_some() && store.replica_reads() > before
+        })
+        .await;
+
+        let paused = ReplayPaused::pause(&replica_admin).await;
+        // The account that writes reads its write back at once...
+        let caller = CallerSlot::default();
+        caller.set(ada.id);
+        caller
+            .scope(async {
+                store
+                    .update_profile(
+                        ada.id,
+                        Some("Ada Lovelace".to_owned()),
+                        None,
+                        ids.next_event_id(),
+                        Timestamp::now(),
+                    )
+                    .await
+                    .unwrap();
+                assert_eq!(name_of(&store, "ada").await, "Ada Lovelace");
+            })
+            .await;
+        // ...an account created meanwhile is found by anyone (a replica
+        // miss asks the primary)...
+        let bob = store.create_user(new_user(&ids, "bob")).await.unwrap();
+        assert_eq!(
+            store
+                .user_by_handle("bob")
+                .await
+                .unwrap()
+                .map(|user| user.id),
+            Some(bob.id)
+        );
+        // ...and once the replica is further behind than allowed, nobody
+        // is served its stale rows.
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let served = store.replica_reads();
+        assert_eq!(name_of(&store, "ada").await, "Ada Lovelace");
+        assert_eq!(
+            store.replica_reads(),
+            served,
+            "a lagging replica served a read"
+        );
+
+        drop(paused);
+        wait_until("the replica catches up and serves again", || async {
+            let before = store.replica_reads();
+            name_of(&store, "ada").await == "Ada Lovelace" && store.replica_reads() > before
+        })
+        .await;
+        store.close().await;
+
+        // A replica that is down: every read goes to the primary.
+        let unreachable = "postgres://postgres@127.0.0.1:1/nothing".to_owned();
+        let store = PostgresStore::open(&database.url, &options)
+            .await
+            .unwrap()
+            .with_replicas(&[unreachable], &options)
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        assert_eq!(name_of(&store, "ada").await, "Ada Lovelace");
+        assert!(store.user_by_handle("bob").await.unwrap().is_some());
+        assert_eq!(store.replica_reads(), 0);
+        store.close().await;
+    }
 }

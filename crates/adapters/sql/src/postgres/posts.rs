@@ -231,6 +231,9 @@ impl PostStore for PostgresStore {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
+        // On the primary: what hydration loads is cached, and a row read
+        // from a replica a moment behind would be served stale for the
+        // cache's whole lifetime.
         let rows: Vec<PostRow> = sqlx::query_as(POSTS_BY_IDS)
             .bind(id_array(ids, |id| id.get()))
             .fetch_all(self.pool())
@@ -245,13 +248,18 @@ impl PostStore for PostgresStore {
         before: Option<PostId>,
         limit: usize,
     ) -> Result<Vec<Post>, StoreError> {
-        let rows: Vec<PostRow> = sqlx::query_as(POSTS_BY_AUTHOR)
-            .bind(author.get())
-            .bind(before.map_or(i64::MAX, PostId::get))
-            .bind(limit_param(limit))
-            .fetch_all(self.pool())
-            .await
-            .map_err(translate)?;
+        // A profile's posts tolerate replica lag (their author, having just
+        // posted, reads from the primary).
+        let rows: Vec<PostRow> = self
+            .read_tolerant(|pool| async move {
+                sqlx::query_as(POSTS_BY_AUTHOR)
+                    .bind(author.get())
+                    .bind(before.map_or(i64::MAX, PostId::get))
+                    .bind(limit_param(limit))
+                    .fetch_all(&pool)
+                    .await
+            })
+            .await?;
         Ok(rows.into_iter().map(Post::from).collect())
     }
 
