@@ -18,6 +18,7 @@ mod errors;
 mod feed;
 mod graph;
 mod logging;
+mod nginx;
 mod ops;
 mod posts;
 mod roles;

@@ -11,7 +11,11 @@ use crate::helpers::{Engines, FANOUT_WAIT, eventually, read};
 use crate::process::{register, start_roles};
 
 /// The environment every process of one deployment shares.
-fn deployment_env(engines: &Engines, key_file: &str, replica_url: &str) -> Vec<(String, String)> {
+pub fn deployment_env(
+    engines: &Engines,
+    key_file: &str,
+    replica_url: &str,
+) -> Vec<(String, String)> {
     vec![
         ("STARLING_DATABASE_URL".into(), engines.database.url.clone()),
         ("STARLING_REDIS_URL".into(), engines.redis.url.clone()),
@@ -32,7 +36,7 @@ fn deployment_env(engines: &Engines, key_file: &str, replica_url: &str) -> Vec<(
     ]
 }
 
-fn with_node<'a>(env: &'a [(String, String)], node: &'a str) -> Vec<(&'a str, &'a str)> {
+pub fn with_node<'a>(env: &'a [(String, String)], node: &'a str) -> Vec<(&'a str, &'a str)> {
     env.iter()
         .map(|(key, value)| (key.as_str(), value.as_str()))
         .chain([("STARLING_NODE_ID", node)])

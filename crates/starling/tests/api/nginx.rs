@@ -1,0 +1,353 @@
+//! nginx in front of two API instances, with the relay and a fan-out worker,
+//! on PostgreSQL, Redis and JetStream: the configuration in `deploy/nginx/`
+//! as shipped (only addresses and paths changed), a client's flow through
+//! it, and one instance killed in the middle of a load.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use reqwest::StatusCode;
+use serde_json::json;
+use tokio::process::{Child, Command};
+
+use crate::helpers::{Engines, FANOUT_WAIT, TestUser, eventually, read};
+use crate::process::{Server, register, start_roles};
+use crate::roles::{deployment_env, with_node};
+
+struct Nginx {
+    child: Child,
+    base: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Nginx {
+    /// A graceful stop: the master takes its workers down with it (killed
+    /// outright, it would leave them running, holding the test's output).
+    fn drop(&mut self) {
+        if let Some(pid) = self.child.id() {
+            let _ = std::process::Command::new("kill")
+                .args(["-QUIT", &pid.to_string()])
+                .status();
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = self.child.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        let _ = self.child.start_kill();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// `deploy/nginx/starling.conf` with the test's instances, port and paths.
+fn shipped_config(upstreams: &[&Server], port: u16, dir: &Path) -> String {
+    let shipped = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/nginx/starling.conf"),
+    )
+    .unwrap();
+    let mut servers = upstreams
+        .iter()
+        .map(|server| server.base.trim_start_matches("http://").to_owned());
+    let mut config = String::new();
+    for line in shipped.lines() {
+        let trimmed = line.trim_start();
+        if trimmed.starts_with("server 10.0.0.") {
+            // Keep the health parameters; only the address changes.
+            let (_, parameters) = trimmed
+                .trim_start_matches("server ")
+                .split_once(' ')
+                .unwrap();
+            if let Some(address) = servers.next() {
+                config.push_str(&format!("    server {address} {parameters}\n"));
+            }
+        } else if trimmed == "listen 80;" {
+            config.push_str(&format!("    listen 127.0.0.1:{port};\n"));
+        } else if trimmed.starts_with("access_log ") {
+            config.push_str(&format!(
+                "    access_log {}/access.log starling;\n",
+                dir.display()
+            ));
+        } else {
+            config.push_str(line);
+            config.push('\n');
+        }
+    }
+    assert!(
+        servers.next().is_none(),
+        "the shipped upstream lists fewer servers"
+    );
+    config
+}
+
+async fn start_nginx(binary: &str, upstreams: &[&Server]) -> Nginx {
+    let dir = tempfile::tempdir().unwrap();
+    // nginx's workers may run as another user: let them in.
+    std::fs::set_permissions(
+        dir.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let port = free_port();
+    let path = dir.path();
+    std::fs::write(
+        path.join("starling.conf"),
+        shipped_config(upstreams, port, path),
+    )
+    .unwrap();
+    std::fs::write(
+        path.join("nginx.conf"),
+        format!(
+            "worker_processes 1;\nerror_log {0}/error.log warn;\npid {0}/nginx.pid;\n\
+             events {{ worker_connections 1024; }}\n\
+             http {{\n  client_body_temp_path {0}/body;\n  proxy_temp_path {0}/proxy;\n\
+             fastcgi_temp_path {0}/fastcgi;\n  uwsgi_temp_path {0}/uwsgi;\n  scgi_temp_path {0}/scgi;\n\
+             include {0}/starling.conf;\n}}\n",
+            path.display()
+        ),
+    )
+    .unwrap();
+    let child = Command::new(binary)
+        .arg("-p")
+        .arg(path)
+        .arg("-c")
+        .arg(path.join("nginx.conf"))
+        .args(["-g", "daemon off;"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("nginx starts");
+    let base = format!("http://127.0.0.1:{port}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .is_err()
+    {
+        assert!(Instant::now() < deadline, "nginx did not listen");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Nginx {
+        child,
+        base,
+        _dir: dir,
+    }
+}
+
+async fn create_post(
+    client: &reqwest::Client,
+    base: &str,
+    user: &TestUser,
+    text: &str,
+) -> (StatusCode, Option<String>) {
+    match client
+        .post(format!("{base}/api/v1/posts"))
+        .bearer_auth(&user.access_token)
+        .json(&json!({ "text": text }))
+        .send()
+        .await
+    {
+        Ok(response) => {
+            let reply = read(response).await;
+            let id = reply.body["id"].as_str().map(str::to_owned);
+            (reply.status, id)
+        }
+        Err(_) => (StatusCode::from_u16(599).unwrap(), None),
+    }
+}
+
+async fn feed(client: &reqwest::Client, base: &str, user: &TestUser) -> (StatusCode, Vec<String>) {
+    match client
+        .get(format!("{base}/api/v1/feed"))
+        .bearer_auth(&user.access_token)
+        .send()
+        .await
+    {
+        Ok(response) => {
+            let reply = read(response).await;
+            let ids = reply.body["data"]
+                .as_array()
+                .map(|posts| {
+                    posts
+                        .iter()
+                        .filter_map(|post| post["id"].as_str().map(str::to_owned))
+                        .collect()
+                })
+                .unwrap_or_default();
+            (reply.status, ids)
+        }
+        Err(_) => (StatusCode::from_u16(599).unwrap(), Vec::new()),
+    }
+}
+
+#[tokio::test]
+async fn two_instances_behind_nginx_lose_no_accepted_write_when_one_dies() {
+    let Some(nginx_binary) = starling_testing::service_url("STARLING_TEST_NGINX", "nginx") else {
+        return;
+    };
+    let Some(engines) = Engines::new().await else {
+        return;
+    };
+    let Some(replica_url) = engines.database.on_replica() else {
+        return;
+    };
+    let shared = tempfile::tempdir().unwrap();
+    let key_file = shared.path().join("jwt.pem");
+    let env = deployment_env(&engines, key_file.to_str().unwrap(), &replica_url);
+    let dirs: Vec<_> = (0..4).map(|_| tempfile::tempdir().unwrap()).collect();
+    // The first instance applies the migrations and creates the key.
+    let mut first_env = with_node(&env, "1");
+    first_env.push(("STARLING_POSTGRES__MIGRATE_ON_START", "true"));
+    let api_a = start_roles(dirs[0].path(), &["api"], &first_env).await;
+    let mut api_b = start_roles(dirs[1].path(), &["api"], &with_node(&env, "2")).await;
+    let _relay = start_roles(dirs[2].path(), &["relay"], &with_node(&env, "3")).await;
+    let _fanout = start_roles(dirs[3].path(), &["fanout"], &with_node(&env, "4")).await;
+    let nginx = start_nginx(&nginx_binary, &[&api_a, &api_b]).await;
+    let base = nginx.base.clone();
+    let client = reqwest::Client::new();
+
+    // A client's flow, through nginx.
+    let ada = register(&client, &base, "ada").await;
+    let bob = register(&client, &base, "bob").await;
+    let followed = client
+        .post(format!("{base}/api/v1/users/{}/follow", bob.id))
+        .bearer_auth(&ada.access_token)
+        .header("X-Request-Id", "e2e-follow-1")
+        .send()
+        .await
+        .unwrap();
+    assert!(followed.status().is_success());
+    assert_eq!(
+        followed.headers()["x-request-id"],
+        "e2e-follow-1",
+        "the request id passes through nginx both ways"
+    );
+    assert_eq!(feed(&client, &base, &ada).await.0, StatusCode::OK);
+    let (status, first) = create_post(&client, &base, &bob, "through nginx").await;
+    assert_eq!(status, StatusCode::CREATED);
+    let first = first.unwrap();
+    eventually("the post reaches ada's feed", FANOUT_WAIT, || async {
+        feed(&client, &base, &ada).await.1.contains(&first)
+    })
+    .await;
+    let invalid = read(
+        client
+            .post(format!("{base}/api/v1/posts"))
+            .bearer_auth(&bob.access_token)
+            .json(&json!({ "text": "" }))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    invalid.assert_problem(422);
+    let too_large = read(
+        client
+            .post(format!("{base}/api/v1/posts"))
+            .bearer_auth(&bob.access_token)
+            .header("content-type", "application/json")
+            .body(format!("{{\"text\":\"{}\"}}", "x".repeat(100 * 1024)))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    too_large.assert_problem(413);
+    let metrics = client.get(format!("{base}/metrics")).send().await.unwrap();
+    assert_eq!(metrics.status(), StatusCode::NOT_FOUND);
+
+    // A load of writes and reads; one instance dies in the middle of it.
+    let client = Arc::new(client);
+    let (ada, bob) = (Arc::new(ada), Arc::new(bob));
+    let stop_at = Instant::now() + Duration::from_secs(3);
+    let mut workers = Vec::new();
+    for worker in 0..8 {
+        let (client, base, ada, bob) = (client.clone(), base.clone(), ada.clone(), bob.clone());
+        workers.push(tokio::spawn(async move {
+            let mut accepted = Vec::new();
+            let mut write_errors: BTreeMap<u16, u32> = BTreeMap::new();
+            let mut read_errors: BTreeMap<u16, u32> = BTreeMap::new();
+            let mut sequence = 0;
+            while Instant::now() < stop_at {
+                sequence += 1;
+                let text = format!("load {worker}-{sequence}");
+                match create_post(&client, &base, &bob, &text).await {
+                    (StatusCode::CREATED, Some(id)) => accepted.push(id),
+                    (status, _) => *write_errors.entry(status.as_u16()).or_default() += 1,
+                }
+                let (status, _) = feed(&client, &base, &ada).await;
+                if status != StatusCode::OK {
+                    *read_errors.entry(status.as_u16()).or_default() += 1;
+                }
+            }
+            (accepted, write_errors, read_errors)
+        }));
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    api_b.child.start_kill().unwrap();
+    api_b.child.wait().await.unwrap();
+
+    let mut accepted = Vec::new();
+    let mut write_errors: BTreeMap<u16, u32> = BTreeMap::new();
+    let mut read_errors: BTreeMap<u16, u32> = BTreeMap::new();
+    for worker in workers {
+        let (posts, writes, reads) = worker.await.unwrap();
+        accepted.extend(posts);
+        for (status, count) in writes {
+            *write_errors.entry(status).or_default() += count;
+        }
+        for (status, count) in reads {
+            *read_errors.entry(status).or_default() += count;
+        }
+    }
+    eprintln!(
+        "nginx failover: {} posts accepted, write errors {write_errors:?}, read errors {read_errors:?}",
+        accepted.len()
+    );
+    assert!(
+        accepted.len() > 50,
+        "the load barely ran: {}",
+        accepted.len()
+    );
+    // Reads are idempotent: nginx moves them to the live instance.
+    assert!(read_errors.is_empty(), "reads failed: {read_errors:?}");
+    // A write can fail only if it was in flight on the instance that died
+    // (nginx does not resend a POST it already sent): at most one per client.
+    let failed_writes: u32 = write_errors.values().sum();
+    assert!(failed_writes <= 8, "write errors: {write_errors:?}");
+    assert!(
+        write_errors.keys().all(|status| *status == 502),
+        "write errors other than 502: {write_errors:?}"
+    );
+    // Every accepted write is there, and reaches the follower's feed.
+    for id in &accepted {
+        let status = client
+            .get(format!("{base}/api/v1/posts/{id}"))
+            .send()
+            .await
+            .unwrap()
+            .status();
+        assert_eq!(status, StatusCode::OK, "accepted post {id} is lost");
+    }
+    let last = accepted
+        .iter()
+        .max_by_key(|id| id.parse::<i64>().unwrap())
+        .unwrap()
+        .clone();
+    eventually(
+        "the last accepted post reaches ada",
+        FANOUT_WAIT,
+        || async { feed(&client, &base, &ada).await.1.first() == Some(&last) },
+    )
+    .await;
+}
