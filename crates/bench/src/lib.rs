@@ -10,6 +10,7 @@ pub mod baseline;
 pub mod load;
 pub mod machine;
 pub mod manifest;
+pub mod nginx;
 pub mod plan;
 pub mod report;
 pub mod run;

@@ -47,6 +47,8 @@ pub enum BenchCommand {
     Fanout(starling_bench::suites::fanout::FanoutArgs),
     /// Benchmark 4: the highest mixed-workload rate with p99 under 50 ms.
     Mixed(starling_bench::suites::mixed::MixedArgs),
+    /// Benchmark 5: scaled out behind nginx, one API instance vs two.
+    Scaled(starling_bench::suites::scaled::ScaledArgs),
     /// The minimal handler the feed-read benchmark compares with.
     #[command(hide = true)]
     BaselineServer(starling_bench::baseline::BaselineArgs),

@@ -161,6 +161,9 @@ async fn bench(command: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Mixed(args) => {
             suites::mixed::run(&args).await?;
         }
+        BenchCommand::Scaled(args) => {
+            suites::scaled::run(&args).await?;
+        }
         BenchCommand::BaselineServer(args) => baseline::serve(&args).await?,
     }
     Ok(())

@@ -137,6 +137,13 @@ impl EventSubscription for OutboxSubscription {
                 .await
                 .map_err(unavailable)?;
             if rows.is_empty() {
+                // Caught up: make the acknowledgements so far durable before
+                // waiting, or an idle consumer's checkpoint (and the backlog
+                // and age that operators watch) would trail until the next
+                // event arrives.
+                if self.acked > self.persisted {
+                    self.persist().await?;
+                }
                 // A closed channel means the log is gone; polling still works.
                 let _ = tokio::time::timeout(self.poll_interval, self.appended.changed()).await;
                 continue;
@@ -262,6 +269,26 @@ mod tests {
         async fn append_event(&self, _: EventId, _: &Event, _: Timestamp) -> StoreResult<()> {
             Ok(())
         }
+    }
+
+    #[tokio::test]
+    async fn a_consumer_that_caught_up_makes_its_checkpoint_durable() {
+        let outbox = Arc::new(ScriptedOutbox::default());
+        let log = OutboxEventLog::new(outbox.clone(), Duration::from_millis(10));
+        let mut subscription = log.subscribe("relay").await.unwrap();
+        subscription.next_batch(10).await.unwrap();
+        let batch = subscription.next_batch(10).await.unwrap();
+        // Acknowledged within the checkpoint interval: not written yet.
+        subscription
+            .ack_through(batch.last().unwrap())
+            .await
+            .unwrap();
+        assert_eq!(*outbox.checkpoint.lock().unwrap(), 2);
+        // Waiting for more (there is none) writes it.
+        let waited =
+            tokio::time::timeout(Duration::from_millis(100), subscription.next_batch(10)).await;
+        assert!(waited.is_err(), "no event was left to hand out");
+        assert_eq!(*outbox.checkpoint.lock().unwrap(), 4);
     }
 
     #[tokio::test]

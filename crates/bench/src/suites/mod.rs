@@ -7,6 +7,7 @@ pub mod fanout;
 pub mod feed_read;
 pub mod mixed;
 pub mod post_create;
+pub mod scaled;
 
 use std::path::{Path, PathBuf};
 

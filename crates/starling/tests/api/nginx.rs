@@ -4,145 +4,16 @@
 //! it, and one instance killed in the middle of a load.
 
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
 use serde_json::json;
-use tokio::process::{Child, Command};
+use starling_bench::nginx::Nginx;
 
 use crate::helpers::{Engines, FANOUT_WAIT, TestUser, eventually, read};
-use crate::process::{Server, register, start_roles};
+use crate::process::{register, start_roles};
 use crate::roles::{deployment_env, with_node};
-
-struct Nginx {
-    child: Child,
-    base: String,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Nginx {
-    /// A graceful stop: the master takes its workers down with it (killed
-    /// outright, it would leave them running, holding the test's output).
-    fn drop(&mut self) {
-        if let Some(pid) = self.child.id() {
-            let _ = std::process::Command::new("kill")
-                .args(["-QUIT", &pid.to_string()])
-                .status();
-            let deadline = Instant::now() + Duration::from_secs(5);
-            while Instant::now() < deadline {
-                if let Ok(Some(_)) = self.child.try_wait() {
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-        }
-        let _ = self.child.start_kill();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// `deploy/nginx/starling.conf` with the test's instances, port and paths.
-fn shipped_config(upstreams: &[&Server], port: u16, dir: &Path) -> String {
-    let shipped = std::fs::read_to_string(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/nginx/starling.conf"),
-    )
-    .unwrap();
-    let mut servers = upstreams
-        .iter()
-        .map(|server| server.base.trim_start_matches("http://").to_owned());
-    let mut config = String::new();
-    for line in shipped.lines() {
-        let trimmed = line.trim_start();
-        if trimmed.starts_with("server 10.0.0.") {
-            // Keep the health parameters; only the address changes.
-            let (_, parameters) = trimmed
-                .trim_start_matches("server ")
-                .split_once(' ')
-                .unwrap();
-            if let Some(address) = servers.next() {
-                config.push_str(&format!("    server {address} {parameters}\n"));
-            }
-        } else if trimmed == "listen 80;" {
-            config.push_str(&format!("    listen 127.0.0.1:{port};\n"));
-        } else if trimmed.starts_with("access_log ") {
-            config.push_str(&format!(
-                "    access_log {}/access.log starling;\n",
-                dir.display()
-            ));
-        } else {
-            config.push_str(line);
-            config.push('\n');
-        }
-    }
-    assert!(
-        servers.next().is_none(),
-        "the shipped upstream lists fewer servers"
-    );
-    config
-}
-
-async fn start_nginx(binary: &str, upstreams: &[&Server]) -> Nginx {
-    let dir = tempfile::tempdir().unwrap();
-    // nginx's workers may run as another user: let them in.
-    std::fs::set_permissions(
-        dir.path(),
-        std::os::unix::fs::PermissionsExt::from_mode(0o755),
-    )
-    .unwrap();
-    let port = free_port();
-    let path = dir.path();
-    std::fs::write(
-        path.join("starling.conf"),
-        shipped_config(upstreams, port, path),
-    )
-    .unwrap();
-    std::fs::write(
-        path.join("nginx.conf"),
-        format!(
-            "worker_processes 1;\nerror_log {0}/error.log warn;\npid {0}/nginx.pid;\n\
-             events {{ worker_connections 1024; }}\n\
-             http {{\n  client_body_temp_path {0}/body;\n  proxy_temp_path {0}/proxy;\n\
-             fastcgi_temp_path {0}/fastcgi;\n  uwsgi_temp_path {0}/uwsgi;\n  scgi_temp_path {0}/scgi;\n\
-             include {0}/starling.conf;\n}}\n",
-            path.display()
-        ),
-    )
-    .unwrap();
-    let child = Command::new(binary)
-        .arg("-p")
-        .arg(path)
-        .arg("-c")
-        .arg(path.join("nginx.conf"))
-        .args(["-g", "daemon off;"])
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("nginx starts");
-    let base = format!("http://127.0.0.1:{port}");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .is_err()
-    {
-        assert!(Instant::now() < deadline, "nginx did not listen");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    Nginx {
-        child,
-        base,
-        _dir: dir,
-    }
-}
 
 async fn create_post(
     client: &reqwest::Client,
@@ -212,7 +83,9 @@ async fn two_instances_behind_nginx_lose_no_accepted_write_when_one_dies() {
     let mut api_b = start_roles(dirs[1].path(), &["api"], &with_node(&env, "2")).await;
     let _relay = start_roles(dirs[2].path(), &["relay"], &with_node(&env, "3")).await;
     let _fanout = start_roles(dirs[3].path(), &["fanout"], &with_node(&env, "4")).await;
-    let nginx = start_nginx(&nginx_binary, &[&api_a, &api_b]).await;
+    let upstreams =
+        [&api_a, &api_b].map(|server| server.base.trim_start_matches("http://").to_owned());
+    let nginx = Nginx::start(&nginx_binary, &upstreams).await.unwrap();
     let base = nginx.base.clone();
     let client = reqwest::Client::new();
 

@@ -1,0 +1,444 @@
+//! Benchmark 5: scaled-out mode. The binary in roles (two API instances, a
+//! relay, a fan-out worker) on PostgreSQL, Redis and NATS JetStream, behind
+//! nginx with the shipped configuration. Measured in one run: home-timeline
+//! reads and post creation through nginx to one API instance, then to two.
+//! On one machine the instances share its cores with every engine, so the
+//! second instance shows what the extra hop and coordination cost, not what
+//! a second machine would add.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use futures::StreamExt;
+use rand::Rng;
+use reqwest::Method;
+use serde::Serialize;
+use serde_json::json;
+use sqlx::Connection;
+
+use super::SuiteArgs;
+use crate::load::{Limits, Pacing, Request, RequestSource, client, drive};
+use crate::machine::Machine;
+use crate::nginx::Nginx;
+use crate::report::{RunReport, write_json};
+use crate::server::{Spawned, start_starling};
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct ScaledArgs {
+    #[command(flatten)]
+    pub suite: SuiteArgs,
+    /// A PostgreSQL database to create the benchmark's own database from.
+    #[arg(
+        long,
+        env = "STARLING_BENCH_DATABASE_URL",
+        default_value = "postgres://postgres@127.0.0.1:5432/postgres"
+    )]
+    pub database_url: String,
+    #[arg(
+        long,
+        env = "STARLING_BENCH_REDIS_URL",
+        default_value = "redis://127.0.0.1:6379"
+    )]
+    pub redis_url: String,
+    #[arg(
+        long,
+        env = "STARLING_BENCH_NATS_URL",
+        default_value = "nats://127.0.0.1:4222"
+    )]
+    pub nats_url: String,
+    /// The nginx binary.
+    #[arg(long, env = "STARLING_BENCH_NGINX", default_value = "/usr/sbin/nginx")]
+    pub nginx: String,
+    #[arg(long, default_value_t = 1_000)]
+    pub users: usize,
+    /// Accounts each account follows.
+    #[arg(long, default_value_t = 20)]
+    pub follows: usize,
+    #[arg(long, default_value_t = 20_000)]
+    pub posts: usize,
+    /// Connections of each closed-loop measurement.
+    #[arg(long, default_value_t = 32)]
+    pub connections: usize,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ScaledResult {
+    pub machine: Machine,
+    pub users: usize,
+    pub posts: usize,
+    pub feed_one_instance: RunReport,
+    pub feed_two_instances: RunReport,
+    pub post_one_instance: RunReport,
+    pub post_two_instances: RunReport,
+}
+
+/// Names of the benchmark's own database, key prefix and streams.
+struct Isolation {
+    database: String,
+    admin_url: String,
+    database_url: String,
+    redis_url: String,
+    prefix: String,
+    nats_url: String,
+    stream: String,
+}
+
+impl Isolation {
+    async fn create(args: &ScaledArgs) -> anyhow::Result<Self> {
+        let unique = format!("starling_bench_{}", std::process::id());
+        let mut admin = sqlx::postgres::PgConnection::connect(&args.database_url)
+            .await
+            .context("connecting to --database-url")?;
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "DROP DATABASE IF EXISTS {unique} WITH (FORCE)"
+        )))
+        .execute(&mut admin)
+        .await?;
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {unique}")))
+            .execute(&mut admin)
+            .await?;
+        let (server, _) = args
+            .database_url
+            .rsplit_once('/')
+            .context("--database-url must name a database")?;
+        Ok(Self {
+            database_url: format!("{server}/{unique}"),
+            database: unique.clone(),
+            admin_url: args.database_url.clone(),
+            redis_url: args.redis_url.clone(),
+            prefix: format!("{unique}:"),
+            nats_url: args.nats_url.clone(),
+            stream: unique.to_uppercase(),
+        })
+    }
+
+    fn env(&self, node: u16, key_file: &str) -> Vec<(&'static str, String)> {
+        vec![
+            ("STARLING_DATABASE_URL", self.database_url.clone()),
+            ("STARLING_REDIS_URL", self.redis_url.clone()),
+            ("STARLING_REDIS__KEY_PREFIX", self.prefix.clone()),
+            ("STARLING_NATS_URL", self.nats_url.clone()),
+            ("STARLING_NATS__STREAM", self.stream.clone()),
+            ("STARLING_NATS__SUBJECT_PREFIX", self.stream.to_lowercase()),
+            ("STARLING_AUTH__SIGNING_KEY_FILE", key_file.to_owned()),
+            ("STARLING_NODE_ID", node.to_string()),
+            // Seeding registers many accounts: cheap hashes.
+            (
+                "STARLING_AUTH__PASSWORD_HASHING__MEMORY_KIB",
+                "1024".to_owned(),
+            ),
+            (
+                "STARLING_AUTH__PASSWORD_HASHING__ITERATIONS",
+                "1".to_owned(),
+            ),
+        ]
+    }
+
+    async fn remove(self) {
+        if let Ok(mut admin) = sqlx::postgres::PgConnection::connect(&self.admin_url).await {
+            let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                self.database
+            )))
+            .execute(&mut admin)
+            .await;
+        }
+        if let Ok(client) = redis::Client::open(self.redis_url.as_str())
+            && let Ok(mut connection) = client.get_multiplexed_async_connection().await
+        {
+            let keys: Vec<String> = redis::cmd("KEYS")
+                .arg(format!("{}*", self.prefix))
+                .query_async(&mut connection)
+                .await
+                .unwrap_or_default();
+            for chunk in keys.chunks(1000) {
+                let _: redis::RedisResult<()> = redis::cmd("DEL")
+                    .arg(chunk)
+                    .query_async(&mut connection)
+                    .await;
+            }
+        }
+        if let Ok(client) = async_nats::connect(self.nats_url.as_str()).await {
+            let context = async_nats::jetstream::new(client);
+            let _ = context.delete_stream(&self.stream).await;
+            let _ = context.delete_stream(format!("{}_DEAD", self.stream)).await;
+        }
+    }
+}
+
+async fn start_role(
+    isolation: &Isolation,
+    role: &str,
+    node: u16,
+    key_file: &str,
+) -> anyhow::Result<(Spawned, tempfile::TempDir)> {
+    let dir = tempfile::tempdir()?;
+    let mut env = isolation.env(node, key_file);
+    env.push(("STARLING_ROLES", format!("[\"{role}\"]")));
+    Ok((start_starling(dir.path(), &env).await?, dir))
+}
+
+/// Registers, follows and posts through `base`; answers the tokens.
+async fn seed(
+    http: &reqwest::Client,
+    base: &str,
+    args: &ScaledArgs,
+) -> anyhow::Result<Vec<(String, String)>> {
+    let users: Vec<(String, String)> = futures::stream::iter(0..args.users)
+        .map(|index| async move {
+            let session: serde_json::Value = http
+                .post(format!("{base}/api/v1/auth/register"))
+                .json(&json!({"handle": format!("user{index}"), "email": format!("user{index}@bench.invalid"), "password": "bench-password"}))
+                .send()
+                .await?
+                .json()
+                .await?;
+            let id = session["user"]["id"].as_str().unwrap_or_default().to_owned();
+            let token = session["access_token"].as_str().unwrap_or_default().to_owned();
+            anyhow::ensure!(!token.is_empty() && !id.is_empty(), "registration failed: {session}");
+            Ok((id, token))
+        })
+        .buffer_unordered(16)
+        .collect::<Vec<anyhow::Result<_>>>()
+        .await
+        .into_iter()
+        .collect::<anyhow::Result<_>>()?;
+    let users = Arc::new(users);
+    let mut follows = Vec::new();
+    {
+        let mut rng = rand::thread_rng();
+        for (index, _) in users.iter().enumerate() {
+            for _ in 0..args.follows.min(args.users.saturating_sub(1)) {
+                let mut other = rng.gen_range(0..users.len());
+                if other == index {
+                    other = (other + 1) % users.len();
+                }
+                follows.push((index, other));
+            }
+        }
+    }
+    let failures = futures::stream::iter(follows)
+        .map(|(follower, followee)| {
+            let users = users.clone();
+            async move {
+                http.post(format!("{base}/api/v1/users/{}/follow", users[followee].0))
+                    .bearer_auth(&users[follower].1)
+                    .send()
+                    .await
+                    .map(|response| response.status().is_success())
+                    .unwrap_or(false)
+            }
+        })
+        .buffer_unordered(32)
+        .filter(|ok| futures::future::ready(!ok))
+        .count()
+        .await;
+    anyhow::ensure!(failures == 0, "{failures} follows failed");
+    // Timelines exist before the posts, so the posts arrive by fan-out.
+    for (_, token) in users.iter() {
+        http.get(format!("{base}/api/v1/feed"))
+            .bearer_auth(token)
+            .send()
+            .await?;
+    }
+    let authors: Vec<usize> = {
+        let mut rng = rand::thread_rng();
+        (0..args.posts)
+            .map(|_| rng.gen_range(0..users.len()))
+            .collect()
+    };
+    let failures = futures::stream::iter(authors.into_iter().enumerate())
+        .map(|(index, author)| {
+            let users = users.clone();
+            async move {
+                http.post(format!("{base}/api/v1/posts"))
+                    .bearer_auth(&users[author].1)
+                    .json(&json!({"text": format!("seeded post {index}")}))
+                    .send()
+                    .await
+                    .map(|response| response.status().is_success())
+                    .unwrap_or(false)
+            }
+        })
+        .buffer_unordered(32)
+        .filter(|ok| futures::future::ready(!ok))
+        .count()
+        .await;
+    anyhow::ensure!(failures == 0, "{failures} posts failed");
+    Ok(Arc::try_unwrap(users).unwrap_or_else(|users| (*users).clone()))
+}
+
+/// Waits until the relay and the fan-out worker have no events left.
+async fn wait_drained(
+    http: &reqwest::Client,
+    relay: &Spawned,
+    fanout: &Spawned,
+) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(300);
+    loop {
+        let relay_metrics = http
+            .get(format!("{}/metrics", relay.base))
+            .send()
+            .await?
+            .text()
+            .await?;
+        let fanout_metrics = http
+            .get(format!("{}/metrics", fanout.base))
+            .send()
+            .await?
+            .text()
+            .await?;
+        let relayed = gauge(
+            &relay_metrics,
+            "starling_outbox_backlog_events{consumer=\"relay\"}",
+        ) == Some(0.0);
+        let fanned = gauge(
+            &fanout_metrics,
+            "starling_stream_backlog_events{consumer=\"fanout\"}",
+        ) == Some(0.0);
+        if relayed && fanned {
+            return Ok(());
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "the workers did not drain in 300 s"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+fn gauge(metrics: &str, series: &str) -> Option<f64> {
+    metrics
+        .lines()
+        .find_map(|line| line.strip_prefix(series))
+        .and_then(|value| value.trim().parse().ok())
+}
+
+pub async fn run(args: &ScaledArgs) -> anyhow::Result<ScaledResult> {
+    let isolation = Isolation::create(args).await?;
+    let outcome = measure(args, &isolation).await;
+    isolation.remove().await;
+    outcome
+}
+
+async fn measure(args: &ScaledArgs, isolation: &Isolation) -> anyhow::Result<ScaledResult> {
+    let keys = tempfile::tempdir()?;
+    let key_file = keys.path().join("jwt.pem");
+    let key_file = key_file
+        .to_str()
+        .context("a temporary path that is not UTF-8")?;
+    // The first instance migrates and creates the shared signing key.
+    let (api_a, _a) = start_role(isolation, "api", 1, key_file).await?;
+    let (api_b, _b) = start_role(isolation, "api", 2, key_file).await?;
+    let (relay, _r) = start_role(isolation, "relay", 3, key_file).await?;
+    let (fanout, _f) = start_role(isolation, "fanout", 4, key_file).await?;
+    let one = Nginx::start(&args.nginx, std::slice::from_ref(&api_a.address)).await?;
+    let two = Nginx::start(&args.nginx, &[api_a.address.clone(), api_b.address.clone()]).await?;
+    let http = client(64)?;
+
+    println!(
+        "seeding {} accounts following {} each and {} posts through the API ...",
+        args.users, args.follows, args.posts
+    );
+    let started = Instant::now();
+    let users = seed(&http, &api_a.base, args).await?;
+    wait_drained(&http, &relay, &fanout).await?;
+    println!(
+        "seeded and fanned out in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+
+    let tokens: Arc<Vec<String>> = Arc::new(users.iter().map(|(_, token)| token.clone()).collect());
+    let feed: RequestSource = {
+        let tokens = tokens.clone();
+        Arc::new(move |rng| Request {
+            op: "feed",
+            method: Method::GET,
+            path: "/api/v1/feed?limit=20".to_owned(),
+            token: Some(tokens[rng.gen_range(0..tokens.len())].clone()),
+            body: None,
+        })
+    };
+    let post: RequestSource = {
+        let tokens = tokens.clone();
+        Arc::new(move |rng| Request {
+            op: "post",
+            method: Method::POST,
+            path: "/api/v1/posts".to_owned(),
+            token: Some(tokens[rng.gen_range(0..tokens.len())].clone()),
+            body: Some(json!({"text": format!("benchmark post {}", rng.r#gen::<u64>())})),
+        })
+    };
+    let closed = Pacing::Closed {
+        connections: args.connections,
+    };
+    let limits = Limits {
+        duration: Duration::from_secs(args.suite.duration),
+        max_requests: None,
+    };
+    // Warm both instances' caches with a short pass each.
+    let warm = Limits {
+        duration: Duration::from_secs(2),
+        max_requests: None,
+    };
+    drive(&two.address, feed.clone(), closed, warm).await;
+    let feed_one_instance = drive(&one.address, feed.clone(), closed, limits).await;
+    let feed_two_instances = drive(&two.address, feed, closed, limits).await;
+    let post_one_instance = drive(&one.address, post.clone(), closed, limits).await;
+    let post_two_instances = drive(&two.address, post, closed, limits).await;
+    wait_drained(&http, &relay, &fanout).await?;
+    drop((one, two));
+    for process in [api_a, api_b, relay, fanout] {
+        process.stop().await?;
+    }
+
+    let result = ScaledResult {
+        machine: Machine::this(),
+        users: args.users,
+        posts: args.posts,
+        feed_one_instance,
+        feed_two_instances,
+        post_one_instance,
+        post_two_instances,
+    };
+    result
+        .feed_one_instance
+        .print("GET /api/v1/feed through nginx, one API instance");
+    result
+        .feed_two_instances
+        .print("GET /api/v1/feed through nginx, two API instances");
+    result
+        .post_one_instance
+        .print("POST /api/v1/posts through nginx, one API instance");
+    result
+        .post_two_instances
+        .print("POST /api/v1/posts through nginx, two API instances");
+    println!(
+        "\nScaled out, PostgreSQL + Redis + JetStream + nginx ({}):",
+        result.machine.describe()
+    );
+    for (what, one, two) in [
+        (
+            "feed reads",
+            &result.feed_one_instance,
+            &result.feed_two_instances,
+        ),
+        (
+            "post creations",
+            &result.post_one_instance,
+            &result.post_two_instances,
+        ),
+    ] {
+        println!(
+            "  {what}: one instance {:.0}/s (p99 {:.1} ms), two instances {:.0}/s (p99 {:.1} ms) -> x{:.2}",
+            one.throughput_per_s,
+            one.overall.p99_ms,
+            two.throughput_per_s,
+            two.overall.p99_ms,
+            super::ratio(two.throughput_per_s, one.throughput_per_s)
+        );
+    }
+    write_json(&args.suite.results.join("scaled.json"), &result)?;
+    Ok(result)
+}
