@@ -43,8 +43,8 @@ impl PostText {
 }
 
 /// A stored post. `deleted` posts are tombstones: kept so replies stay threaded,
-/// never shown.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// never shown. Serialisable for shared caches.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Post {
     pub id: PostId,
     pub author_id: UserId,

@@ -192,8 +192,8 @@ impl User {
     }
 }
 
-/// What a post shows of its author.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// What a post shows of its author. Serialisable for shared caches.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct UserSummary {
     pub id: UserId,
     pub handle: String,

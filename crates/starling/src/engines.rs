@@ -5,10 +5,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use starling_app::Caches;
 use starling_app::ports::{Store, TimelineStore};
-use starling_local::LocalTimelines;
+use starling_local::{LocalTimelines, MemoryCache};
 use starling_nats::{JetStream, JetStreamOptions};
-use starling_redis::{RedisConnection, RedisOptions, RedisTimelines};
+use starling_redis::{
+    BroadcastCache, InvalidationBus, RedisConnection, RedisOptions, RedisTimelines, TieredCache,
+};
 use starling_sql::{PostgresOptions, PostgresStore, SqliteOptions, SqliteStore};
 
 use crate::config::Config;
@@ -89,15 +92,24 @@ fn postgres_options(config: &Config) -> PostgresOptions {
     }
 }
 
-/// The configured timeline store.
-pub async fn timelines(config: &Config) -> anyhow::Result<Arc<dyn TimelineStore>> {
+/// Lifetime of a reader's cached list of followed high-fan-out accounts.
+const HIGH_FANOUT_LIST_TTL: Duration = Duration::from_secs(30);
+/// Lifetime of an author's cached recent post ids (read-time merge).
+const AUTHOR_RECENT_TTL: Duration = Duration::from_secs(10);
+
+/// Redis, when `redis_url` is set.
+pub struct Redis {
+    connection: RedisConnection,
+    /// Where the cache invalidation subscription connects (a single Redis,
+    /// or one node of the cluster).
+    pubsub_url: String,
+}
+
+pub async fn redis(config: &Config) -> anyhow::Result<Option<Redis>> {
     let urls = config.redis_urls();
-    if urls.is_empty() {
-        return Ok(Arc::new(LocalTimelines::new(
-            config.timeline.cap,
-            config.timeline.max_cached_timelines,
-        )));
-    }
+    let Some(first) = urls.first() else {
+        return Ok(None);
+    };
     let connection = RedisConnection::connect(
         &urls,
         &RedisOptions {
@@ -107,12 +119,82 @@ pub async fn timelines(config: &Config) -> anyhow::Result<Arc<dyn TimelineStore>
         },
     )
     .await?;
-    Ok(Arc::new(RedisTimelines::new(
+    Ok(Some(Redis {
+        pubsub_url: first.clone(),
         connection,
-        &config.redis.key_prefix,
-        config.timeline.cap,
-        Duration::from_secs(config.redis.timeline_idle_ttl_secs),
-    )))
+    }))
+}
+
+/// The timeline store: Redis when configured, else process memory.
+pub fn timelines(config: &Config, redis: Option<&Redis>) -> Arc<dyn TimelineStore> {
+    match redis {
+        Some(redis) => Arc::new(RedisTimelines::new(
+            redis.connection.clone(),
+            &config.redis.key_prefix,
+            config.timeline.cap,
+            Duration::from_secs(config.redis.timeline_idle_ttl_secs),
+        )),
+        None => Arc::new(LocalTimelines::new(
+            config.timeline.cap,
+            config.timeline.max_cached_timelines,
+        )),
+    }
+}
+
+/// The read-side caches. Each process has its own memory tier; with Redis,
+/// posts and authors also have a shared tier there, and every cache's
+/// changes reach the other processes' memory tiers.
+pub async fn caches(config: &Config, redis: Option<&Redis>) -> anyhow::Result<Caches> {
+    let ttl = Duration::from_secs(config.cache.ttl_secs);
+    let (posts_capacity, users_capacity) =
+        (config.cache.posts_capacity, config.cache.users_capacity);
+    let posts = MemoryCache::new("posts", posts_capacity, ttl);
+    let users = MemoryCache::new("users", users_capacity, ttl);
+    // Invalidated on change, but a reload racing the change can store a
+    // stale copy: short lives bound that.
+    let high_fanout = MemoryCache::new(
+        "high_fanout_followees",
+        users_capacity,
+        HIGH_FANOUT_LIST_TTL,
+    );
+    let author_recent = MemoryCache::new("author_recent", users_capacity, AUTHOR_RECENT_TTL);
+    let likes = MemoryCache::new("likes", users_capacity, ttl);
+    let Some(redis) = redis else {
+        return Ok(Caches {
+            posts: Arc::new(posts),
+            users: Arc::new(users),
+            high_fanout_followees: Arc::new(high_fanout),
+            author_recent: Arc::new(author_recent),
+            likes: Arc::new(likes),
+        });
+    };
+    let prefix = &config.redis.key_prefix;
+    let bus = InvalidationBus::start(redis.connection.clone(), &redis.pubsub_url, prefix).await?;
+    Ok(Caches {
+        posts: Arc::new(TieredCache::new(
+            BroadcastCache::new("posts", posts, bus.clone()),
+            redis.connection.clone(),
+            prefix,
+            ttl,
+        )),
+        users: Arc::new(TieredCache::new(
+            BroadcastCache::new("users", users, bus.clone()),
+            redis.connection.clone(),
+            prefix,
+            ttl,
+        )),
+        high_fanout_followees: Arc::new(BroadcastCache::new(
+            "high_fanout_followees",
+            high_fanout,
+            bus.clone(),
+        )),
+        author_recent: Arc::new(BroadcastCache::new(
+            "author_recent",
+            author_recent,
+            bus.clone(),
+        )),
+        likes: Arc::new(BroadcastCache::new("likes", likes, bus)),
+    })
 }
 
 /// JetStream, when `nats_url` is set.

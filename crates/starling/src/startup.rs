@@ -12,10 +12,10 @@ use starling_app::ports::EventLog;
 use starling_app::workers::{
     ConsumerOptions, FanoutWorker, RELAY_CONSUMER, run_consumer, run_relay,
 };
-use starling_app::{App, Caches, Ports, Settings};
+use starling_app::{App, Ports, Settings};
 use starling_domain::{IdGenerator, Timestamp};
 use starling_http::{HttpSettings, HttpState};
-use starling_local::{MemoryCache, OutboxEventLog};
+use starling_local::OutboxEventLog;
 use starling_nats::JetStream;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
@@ -23,11 +23,6 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, Role};
 use crate::engines::{self, SqlStore};
-
-/// Lifetime of a reader's cached list of followed high-fan-out accounts.
-const HIGH_FANOUT_LIST_TTL: Duration = Duration::from_secs(30);
-/// Lifetime of an author's cached recent post ids (read-time merge).
-const AUTHOR_RECENT_TTL: Duration = Duration::from_secs(10);
 
 /// How often handled outbox events are pruned.
 const PRUNE_EVERY: Duration = Duration::from_secs(600);
@@ -57,40 +52,12 @@ impl Application {
             Duration::from_millis(config.outbox.poll_interval_ms),
         ));
         let jetstream = engines::jetstream(&config).await?;
-        let cache_ttl = Duration::from_secs(config.cache.ttl_secs);
+        let redis = engines::redis(&config).await?;
         let ports = Ports {
             store: store.port(),
-            timelines: engines::timelines(&config).await?,
+            timelines: engines::timelines(&config, redis.as_ref()),
             events: events.clone(),
-            caches: Caches {
-                posts: Arc::new(MemoryCache::new(
-                    "posts",
-                    config.cache.posts_capacity,
-                    cache_ttl,
-                )),
-                users: Arc::new(MemoryCache::new(
-                    "users",
-                    config.cache.users_capacity,
-                    cache_ttl,
-                )),
-                // Both are invalidated on change, but a reload racing the
-                // change can store a stale copy: short lives bound that.
-                high_fanout_followees: Arc::new(MemoryCache::new(
-                    "high_fanout_followees",
-                    config.cache.users_capacity,
-                    HIGH_FANOUT_LIST_TTL,
-                )),
-                author_recent: Arc::new(MemoryCache::new(
-                    "author_recent",
-                    config.cache.users_capacity,
-                    AUTHOR_RECENT_TTL,
-                )),
-                likes: Arc::new(MemoryCache::new(
-                    "likes",
-                    config.cache.users_capacity,
-                    cache_ttl,
-                )),
-            },
+            caches: engines::caches(&config, redis.as_ref()).await?,
         };
         let signing_key =
             starling_app::auth::tokens::load_or_create_signing_key(&config.signing_key_path())?;

@@ -45,6 +45,16 @@ where
         self.inner.len()
     }
 
+    /// Forgets `key` (synchronously, for invalidations from elsewhere).
+    pub fn remove(&self, key: &K) {
+        self.inner.remove(key);
+    }
+
+    /// Forgets everything (after missing invalidations, say).
+    pub fn clear(&self) {
+        self.inner.clear();
+    }
+
     pub fn is_empty(&self) -> bool {
         self.inner.is_empty()
     }

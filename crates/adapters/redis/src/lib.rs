@@ -1,12 +1,15 @@
 //! Redis adapters of the scaled-out mode: the timeline-store port (each home
-//! timeline a capped sorted set) and the shared tier of the hydration caches.
+//! timeline a capped sorted set), the shared tier of the hydration caches,
+//! and the bus that carries cache invalidations between instances.
 //!
 //! Every key of one user carries the user id as a hash tag (`tl:{42}`), so
 //! the scripts that touch several keys of one user run on one Redis Cluster
 //! slot; nothing ever touches two users' keys in one command.
 
+mod cache;
 mod connection;
 mod timelines;
 
+pub use cache::{BroadcastCache, CacheKey, InvalidationBus, TieredCache};
 pub use connection::{RedisConnection, RedisOptions};
 pub use timelines::RedisTimelines;

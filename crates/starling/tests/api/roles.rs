@@ -149,6 +149,50 @@ async fn separate_roles_serve_one_deployment() {
     )
     .await;
 
+    // A delete on one instance reaches what the other holds in memory at
+    // once, not when its cached copy expires.
+    let post_url = |base: &str| format!("{base}/api/v1/posts/{post}");
+    let cached = client.get(post_url(&api_b.base)).send().await.unwrap();
+    assert_eq!(cached.status(), 200);
+    let deleted = client
+        .delete(post_url(&api_a.base))
+        .bearer_auth(&bob.access_token)
+        .send()
+        .await
+        .unwrap();
+    assert!(deleted.status().is_success(), "{}", deleted.status());
+    eventually(
+        "instance B stops showing the deleted post",
+        Duration::from_secs(2),
+        || async {
+            client
+                .get(post_url(&api_b.base))
+                .send()
+                .await
+                .unwrap()
+                .status()
+                == 404
+        },
+    )
+    .await;
+    let post = {
+        let created = read(
+            client
+                .post(format!("{}/api/v1/posts", api_a.base))
+                .bearer_auth(&bob.access_token)
+                .json(&json!({"text": "another one"}))
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        created.body["id"].as_str().unwrap().to_owned()
+    };
+    eventually("the new post reaches ada", FANOUT_WAIT, || async {
+        feed_ids(&client, &api_b.base, &ada.access_token).await == [post.clone()]
+    })
+    .await;
+
     // Redis loses ada's timeline; the command rebuilds it from SQL.
     let connection = redis::Client::open(engines.redis.url.as_str()).unwrap();
     let mut connection = connection.get_multiplexed_async_connection().await.unwrap();
@@ -190,8 +234,8 @@ async fn separate_roles_serve_one_deployment() {
         .await
         .unwrap();
     let stored = stream.info().await.unwrap().state.messages;
-    // Two registrations, a follow, a post.
-    assert_eq!(stored, 4);
+    // Two registrations, a follow, two posts, a delete.
+    assert_eq!(stored, 6);
     tokio::time::sleep(Duration::from_millis(10)).await;
     drop((api_a, api_b, relay, fanout));
 }
