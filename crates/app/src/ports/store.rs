@@ -185,6 +185,9 @@ pub trait GraphStore: Send + Sync {
         now: Timestamp,
     ) -> StoreResult<UnfollowOutcome>;
 
+    /// Whether `follower` follows `followee` now.
+    async fn is_following(&self, follower: UserId, followee: UserId) -> StoreResult<bool>;
+
     /// Accounts following `user`, most recent follow first, with the follow's
     /// id as the keyset position; only follows with id < `before`.
     async fn followers(

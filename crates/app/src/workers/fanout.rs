@@ -93,6 +93,18 @@ impl EventHandler for FanoutWorker {
                     app.forget_high_fanout_lists_of_followers(*followee_id)
                         .await?;
                 }
+                // The follow's request backfilled already; this is the retry
+                // for when it could not. Not once the follow is gone: an
+                // unfollow since then removed the followee's posts, and
+                // backfilling now would bring them back until its own event.
+                if !app
+                    .ports
+                    .store
+                    .is_following(*follower_id, *followee_id)
+                    .await?
+                {
+                    return Ok(());
+                }
                 app.apply_follow_to_timeline(*follower_id, *followee_id, *followee_followers)
                     .await
             }

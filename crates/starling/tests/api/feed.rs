@@ -169,7 +169,7 @@ async fn high_fan_out_accounts_are_merged_at_read_time() {
         .all_pages("/api/v1/feed", Some(&fan1.access_token), 1)
         .await;
     assert_eq!(paged, expected);
-    let metrics = app.get("/metrics", None).await.text;
+    let metrics = app.metrics().await;
     assert!(
         metrics.contains("starling_fanout_skipped_high_fanout_total"),
         "the star's posts were not fanned out"

@@ -11,7 +11,10 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 pub struct TestApp {
+    /// Where clients go: the app, or nginx in front of it.
     pub address: String,
+    /// The app itself, for operations endpoints nginx keeps from the public.
+    pub direct: String,
     pub client: reqwest::Client,
     data_dir: Option<TempDir>,
     shutdown: Option<oneshot::Sender<()>>,
@@ -19,6 +22,8 @@ pub struct TestApp {
     /// The engines' per-test databases, key prefixes and streams, removed
     /// when the app is dropped.
     engines: Option<Engines>,
+    /// In front of the app when scaled out.
+    _nginx: Option<starling_bench::nginx::Nginx>,
 }
 
 /// What a stopped app leaves behind, to start it again on.
@@ -154,13 +159,30 @@ pub async fn restart(stopped: Stopped, configure: impl FnOnce(&mut Config)) -> T
     let application = Application::build(config)
         .await
         .expect("the application builds");
-    let address = format!("http://{}", application.address());
+    // Scaled out, clients reach the instance through nginx with the shipped
+    // configuration, as in production.
+    let nginx = match &engines {
+        Some(_) => match starling_testing::service_url("STARLING_TEST_NGINX", "nginx") {
+            Some(binary) => Some(
+                starling_bench::nginx::Nginx::start(&binary, &[application.address().to_string()])
+                    .await
+                    .expect("nginx starts"),
+            ),
+            None => None,
+        },
+        None => None,
+    };
+    let direct = format!("http://{}", application.address());
+    let address = nginx
+        .as_ref()
+        .map_or_else(|| direct.clone(), |nginx| nginx.base.clone());
     let (shutdown, stop) = oneshot::channel::<()>();
     let server = tokio::spawn(application.run_until_stopped(async {
         let _ = stop.await;
     }));
     TestApp {
         address,
+        direct,
         client: reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .build()
@@ -169,6 +191,7 @@ pub async fn restart(stopped: Stopped, configure: impl FnOnce(&mut Config)) -> T
         shutdown: Some(shutdown),
         server: Some(server),
         engines,
+        _nginx: nginx,
     }
 }
 
@@ -185,6 +208,18 @@ impl TestApp {
             data_dir: self.data_dir.take().unwrap(),
             engines: self.engines.take(),
         }
+    }
+
+    /// The app's Prometheus text, read from the app itself.
+    pub async fn metrics(&self) -> String {
+        self.client
+            .get(format!("{}/metrics", self.direct))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
     }
 
     pub fn url(&self, path: &str) -> String {

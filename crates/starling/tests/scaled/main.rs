@@ -2,8 +2,10 @@
 //! runs on a PostgreSQL database, a Redis key prefix and JetStream streams
 //! of its own (`STARLING_TEST_DATABASE_URL`, `STARLING_TEST_REDIS_URL`,
 //! `STARLING_TEST_NATS_URL`), with the relay between outbox and stream and
-//! the fan-out worker reading partitions, exactly as separate roles would.
-//! The test files are the embedded suite's own: one behaviour, two modes.
+//! the fan-out worker reading partitions, exactly as separate roles would,
+//! and the client talks to it through nginx running the shipped
+//! `deploy/nginx/starling.conf` (`STARLING_TEST_NGINX`). The test files are
+//! the embedded suite's own: one behaviour, two modes.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, unreachable_pub, dead_code)]
 

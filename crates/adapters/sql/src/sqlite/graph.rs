@@ -7,6 +7,8 @@ use starling_domain::{Event, EventId, Timestamp, User, UserId};
 use super::accounts::UserRow;
 use super::{SqliteStore, append_event, limit_param, translate};
 
+const IS_FOLLOWING: &str =
+    "SELECT EXISTS (SELECT 1 FROM follows WHERE follower_id = ?1 AND followee_id = ?2)";
 const USER_EXISTS: &str = "SELECT 1 FROM users WHERE id = ?1";
 const INSERT_FOLLOW: &str = "INSERT INTO follows (follower_id, followee_id, follow_id, created_at) \
      VALUES (?1, ?2, ?3, ?4) ON CONFLICT DO NOTHING";
@@ -223,6 +225,15 @@ impl GraphStore for SqliteStore {
             .into_iter()
             .map(|(position, follower)| (position, UserId(follower)))
             .collect())
+    }
+
+    async fn is_following(&self, follower: UserId, followee: UserId) -> Result<bool, StoreError> {
+        sqlx::query_scalar(IS_FOLLOWING)
+            .bind(follower.get())
+            .bind(followee.get())
+            .fetch_one(&mut *self.read().await?)
+            .await
+            .map_err(translate)
     }
 
     async fn followed_with_followers_at_least(

@@ -413,6 +413,7 @@ pub async fn follows_are_idempotent_and_counted(store: Arc<dyn Store>) {
     let fixture = Fixture::new(store.clone());
     let ada = fixture.user("ada").await;
     let bob = fixture.user("bob").await;
+    assert!(!store.is_following(ada.id, bob.id).await.unwrap());
     assert_eq!(
         fixture.follow(ada.id, bob.id).await,
         FollowOutcome::Followed {
@@ -425,6 +426,8 @@ pub async fn follows_are_idempotent_and_counted(store: Arc<dyn Store>) {
     );
     assert_eq!(fixture.fresh(ada.id).await.following_count, 1);
     assert_eq!(fixture.fresh(bob.id).await.followers_count, 1);
+    assert!(store.is_following(ada.id, bob.id).await.unwrap());
+    assert!(!store.is_following(bob.id, ada.id).await.unwrap());
     let missing = store
         .follow(
             ada.id,
@@ -451,6 +454,7 @@ pub async fn follows_are_idempotent_and_counted(store: Arc<dyn Store>) {
         }
     );
     assert_eq!(unfollow().await.unwrap(), UnfollowOutcome::NotFollowing);
+    assert!(!store.is_following(ada.id, bob.id).await.unwrap());
     assert_eq!(fixture.fresh(ada.id).await.following_count, 0);
     assert_eq!(fixture.fresh(bob.id).await.followers_count, 0);
 }
