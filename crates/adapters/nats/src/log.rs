@@ -511,6 +511,15 @@ mod tests {
         Some(TestStream { log, _names: names })
     }
 
+    /// One partition that hands out up to 64 events at once.
+    async fn batching_partition() -> Option<TestStream> {
+        test_stream(|options| {
+            options.partitions = 1;
+            options.max_in_flight = 64;
+        })
+        .await
+    }
+
     fn post(id: i64, author: i64) -> EventEnvelope {
         EventEnvelope {
             id: EventId(1000 + id),
@@ -622,12 +631,7 @@ mod tests {
 
     #[tokio::test]
     async fn what_was_not_acknowledged_is_delivered_again_and_nothing_else() {
-        let Some(test) = test_stream(|options| {
-            options.partitions = 1;
-            options.max_in_flight = 64;
-        })
-        .await
-        else {
+        let Some(test) = batching_partition().await else {
             return;
         };
         let log = &test.log;
@@ -705,12 +709,7 @@ mod tests {
 
     #[tokio::test]
     async fn with_more_in_flight_events_come_in_batches() {
-        let Some(test) = test_stream(|options| {
-            options.partitions = 1;
-            options.max_in_flight = 64;
-        })
-        .await
-        else {
+        let Some(test) = batching_partition().await else {
             return;
         };
         let log = &test.log;

@@ -204,7 +204,6 @@ async fn seed(
         .await
         .into_iter()
         .collect::<anyhow::Result<_>>()?;
-    let users = Arc::new(users);
     let mut follows = Vec::new();
     {
         let mut rng = rand::thread_rng();
@@ -218,22 +217,16 @@ async fn seed(
             }
         }
     }
-    let failures = futures::stream::iter(follows)
-        .map(|(follower, followee)| {
-            let users = users.clone();
-            async move {
+    let failures = count_failures(
+        follows
+            .into_iter()
+            .map(|(follower, followee)| {
                 http.post(format!("{base}/api/v1/users/{}/follow", users[followee].0))
                     .bearer_auth(&users[follower].1)
-                    .send()
-                    .await
-                    .map(|response| response.status().is_success())
-                    .unwrap_or(false)
-            }
-        })
-        .buffer_unordered(32)
-        .filter(|ok| futures::future::ready(!ok))
-        .count()
-        .await;
+            })
+            .collect(),
+    )
+    .await;
     anyhow::ensure!(failures == 0, "{failures} follows failed");
     // Timelines exist before the posts, so the posts arrive by fan-out.
     for (_, token) in users.iter() {
@@ -248,25 +241,36 @@ async fn seed(
             .map(|_| rng.gen_range(0..users.len()))
             .collect()
     };
-    let failures = futures::stream::iter(authors.into_iter().enumerate())
-        .map(|(index, author)| {
-            let users = users.clone();
-            async move {
+    let failures = count_failures(
+        authors
+            .into_iter()
+            .enumerate()
+            .map(|(index, author)| {
                 http.post(format!("{base}/api/v1/posts"))
                     .bearer_auth(&users[author].1)
                     .json(&json!({"text": format!("seeded post {index}")}))
-                    .send()
-                    .await
-                    .map(|response| response.status().is_success())
-                    .unwrap_or(false)
-            }
+            })
+            .collect(),
+    )
+    .await;
+    anyhow::ensure!(failures == 0, "{failures} posts failed");
+    Ok(users)
+}
+
+/// Sends every request, 32 at a time; answers how many did not succeed.
+async fn count_failures(requests: Vec<reqwest::RequestBuilder>) -> usize {
+    futures::stream::iter(requests)
+        .map(|request| async move {
+            request
+                .send()
+                .await
+                .map(|response| response.status().is_success())
+                .unwrap_or(false)
         })
         .buffer_unordered(32)
         .filter(|ok| futures::future::ready(!ok))
         .count()
-        .await;
-    anyhow::ensure!(failures == 0, "{failures} posts failed");
-    Ok(Arc::try_unwrap(users).unwrap_or_else(|users| (*users).clone()))
+        .await
 }
 
 /// Waits until the relay and the fan-out worker have no events left.

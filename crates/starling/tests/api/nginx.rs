@@ -12,7 +12,7 @@ use serde_json::json;
 use starling_bench::nginx::Nginx;
 
 use crate::helpers::{Engines, FANOUT_WAIT, TestUser, eventually, read};
-use crate::process::{register, start_roles};
+use crate::process::{feed, register, start_roles};
 use crate::roles::{deployment_env, with_node};
 
 async fn create_post(
@@ -34,30 +34,6 @@ async fn create_post(
             (reply.status, id)
         }
         Err(_) => (StatusCode::from_u16(599).unwrap(), None),
-    }
-}
-
-async fn feed(client: &reqwest::Client, base: &str, user: &TestUser) -> (StatusCode, Vec<String>) {
-    match client
-        .get(format!("{base}/api/v1/feed"))
-        .bearer_auth(&user.access_token)
-        .send()
-        .await
-    {
-        Ok(response) => {
-            let reply = read(response).await;
-            let ids = reply.body["data"]
-                .as_array()
-                .map(|posts| {
-                    posts
-                        .iter()
-                        .filter_map(|post| post["id"].as_str().map(str::to_owned))
-                        .collect()
-                })
-                .unwrap_or_default();
-            (reply.status, ids)
-        }
-        Err(_) => (StatusCode::from_u16(599).unwrap(), Vec::new()),
     }
 }
 

@@ -124,3 +124,32 @@ pub async fn register(client: &reqwest::Client, base: &str, handle: &str) -> Tes
     assert_eq!(reply.status, 201, "{}", reply.text);
     session_user(&reply.body)
 }
+
+/// A home-timeline read: its status and post ids (599 when no answer came).
+pub async fn feed(
+    client: &reqwest::Client,
+    base: &str,
+    user: &TestUser,
+) -> (reqwest::StatusCode, Vec<String>) {
+    match client
+        .get(format!("{base}/api/v1/feed"))
+        .bearer_auth(&user.access_token)
+        .send()
+        .await
+    {
+        Ok(response) => {
+            let reply = read(response).await;
+            let ids = reply.body["data"]
+                .as_array()
+                .map(|posts| {
+                    posts
+                        .iter()
+                        .filter_map(|post| post["id"].as_str().map(str::to_owned))
+                        .collect()
+                })
+                .unwrap_or_default();
+            (reply.status, ids)
+        }
+        Err(_) => (reqwest::StatusCode::from_u16(599).unwrap(), Vec::new()),
+    }
+}

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use crate::helpers::{Engines, FANOUT_WAIT, eventually, read};
-use crate::process::{register, start_roles};
+use crate::helpers::{Engines, FANOUT_WAIT, TestUser, eventually, read};
+use crate::process::{feed, register, start_roles};
 
 /// The environment every process of one deployment shares.
 pub fn deployment_env(
@@ -52,23 +52,11 @@ fn command(env: &[(String, String)]) -> std::process::Command {
     command
 }
 
-async fn feed_ids(client: &reqwest::Client, base: &str, token: &str) -> Vec<String> {
-    let reply = read(
-        client
-            .get(format!("{base}/api/v1/feed"))
-            .bearer_auth(token)
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
-    assert_eq!(reply.status, 200, "{}", reply.text);
-    reply.body["data"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|post| post["id"].as_str().unwrap().to_owned())
-        .collect()
+/// `user`'s feed, which must answer 200.
+async fn feed_ids(client: &reqwest::Client, base: &str, user: &TestUser) -> Vec<String> {
+    let (status, ids) = feed(client, base, user).await;
+    assert_eq!(status, 200);
+    ids
 }
 
 #[tokio::test]
@@ -125,11 +113,7 @@ async fn separate_roles_serve_one_deployment() {
         .unwrap();
     assert!(followed.status().is_success(), "{}", followed.status());
     // Ada's timeline exists before the post, so it arrives by fan-out.
-    assert!(
-        feed_ids(&client, &api_a.base, &ada.access_token)
-            .await
-            .is_empty()
-    );
+    assert!(feed_ids(&client, &api_a.base, &ada).await.is_empty());
     let created = read(
         client
             .post(format!("{}/api/v1/posts", api_a.base))
@@ -145,7 +129,7 @@ async fn separate_roles_serve_one_deployment() {
     eventually(
         "the post reaches ada's feed on the other instance",
         FANOUT_WAIT,
-        || async { feed_ids(&client, &api_b.base, &ada.access_token).await == [post.clone()] },
+        || async { feed_ids(&client, &api_b.base, &ada).await == [post.clone()] },
     )
     .await;
 
@@ -189,7 +173,7 @@ async fn separate_roles_serve_one_deployment() {
         created.body["id"].as_str().unwrap().to_owned()
     };
     eventually("the new post reaches ada", FANOUT_WAIT, || async {
-        feed_ids(&client, &api_b.base, &ada.access_token).await == [post.clone()]
+        feed_ids(&client, &api_b.base, &ada).await == [post.clone()]
     })
     .await;
 
