@@ -5,8 +5,10 @@ use std::path::Path;
 
 use serde_json::json;
 
+use crate::helpers::Engines;
 use crate::helpers::{FANOUT_WAIT, eventually, read};
-use crate::process::{register, start, terminate};
+use crate::process::{register, start, start_roles, terminate};
+use crate::roles::{deployment_env, with_node};
 
 fn repository_file(relative: &str) -> String {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -44,14 +46,12 @@ fn referenced_metrics(text: &str) -> BTreeSet<String> {
     names
 }
 
-#[tokio::test]
-async fn rules_and_dashboard_use_only_metrics_the_binary_exports() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut server = start(dir.path(), true).await;
+/// Runs a client's flow against `base` (register, follow, read, post, see
+/// it fanned out) and answers the metrics `metrics_base` then exports.
+async fn exercise(base: &str, metrics_base: &str) -> String {
     let client = reqwest::Client::new();
-    let base = server.base.clone();
-    let author = register(&client, &base, "author").await;
-    let fan = register(&client, &base, "fan").await;
+    let author = register(&client, base, "author").await;
+    let fan = register(&client, base, "fan").await;
     client
         .post(format!("{base}/api/v1/users/{}/follow", author.id))
         .bearer_auth(&fan.access_token)
@@ -84,19 +84,61 @@ async fn rules_and_dashboard_use_only_metrics_the_binary_exports() {
             .is_some_and(|posts| !posts.is_empty())
     })
     .await;
-    let exported_text = read(client.get(format!("{base}/metrics")).send().await.unwrap())
-        .await
-        .text;
+    // Gauges sampled at a scrape (replica health needs its monitor's first
+    // round): the second scrape has them all.
+    tokio::time::sleep(std::time::Duration::from_millis(600)).await;
+    read(
+        client
+            .get(format!("{metrics_base}/metrics"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await
+    .text
+}
+
+#[tokio::test]
+async fn rules_and_dashboard_use_only_metrics_the_binary_exports() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = start(dir.path(), true).await;
+    let exported_text = exercise(&server.base, &server.base).await;
+    assert!(
+        exported_text.contains("# HELP starling_fanout_lag_seconds"),
+        "metrics carry help text"
+    );
+    // Scaled out (when the engines are configured), some metrics exist only
+    // there: the replica's health, the stream's backlog.
+    let mut scaled_text = String::new();
+    if let Some(engines) = Engines::new().await
+        && let Some(replica_url) = engines.database.on_replica()
+    {
+        let scaled_dir = tempfile::tempdir().unwrap();
+        let key_file = scaled_dir.path().join("jwt.pem");
+        let env = deployment_env(&engines, key_file.to_str().unwrap(), &replica_url);
+        let mut env = with_node(&env, "1");
+        env.push(("STARLING_POSTGRES__MIGRATE_ON_START", "true"));
+        let scaled = start_roles(scaled_dir.path(), &["all"], &env).await;
+        scaled_text = exercise(&scaled.base, &scaled.base).await;
+        scaled_text = format!(
+            "{scaled_text}\n{}",
+            read(
+                reqwest::get(format!("{}/metrics", scaled.base))
+                    .await
+                    .unwrap()
+            )
+            .await
+            .text
+        );
+        assert!(scaled_text.contains("starling_db_replica_healthy"));
+        assert!(scaled_text.contains("starling_stream_backlog_events"));
+    }
     let exported = referenced_metrics(
-        &exported_text
+        &format!("{exported_text}\n{scaled_text}")
             .lines()
             .filter(|line| !line.starts_with('#'))
             .collect::<Vec<_>>()
             .join("\n"),
-    );
-    assert!(
-        exported_text.contains("# HELP starling_fanout_lag_seconds"),
-        "metrics carry help text"
     );
 
     for asset in [
