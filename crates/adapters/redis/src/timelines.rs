@@ -122,6 +122,18 @@ impl RedisTimelines {
         Ok(())
     }
 
+    /// The arguments of the scripts that merge a list in: cap, the list's
+    /// floor, its entries.
+    fn merge_args(
+        &self,
+        entries: &[TimelineEntry],
+        source_floor: Option<PostId>,
+    ) -> impl Iterator<Item = String> {
+        [self.cap.to_string(), floor_arg(source_floor)]
+            .into_iter()
+            .chain(entries.iter().map(member))
+    }
+
     async fn count_keys(&self) -> TimelineResult<u64> {
         let pattern = format!("{}tm:*", self.prefix);
         let mut total = 0u64;
@@ -307,10 +319,8 @@ impl TimelineStore for RedisTimelines {
         entries: &[TimelineEntry],
         source_floor: Option<PostId>,
     ) -> TimelineResult<()> {
-        let args = [self.cap.to_string(), floor_arg(source_floor)]
-            .into_iter()
-            .chain(entries.iter().map(member));
-        self.run(&INSERT_MANY, user, args).await?;
+        self.run(&INSERT_MANY, user, self.merge_args(entries, source_floor))
+            .await?;
         Ok(())
     }
 
@@ -335,10 +345,12 @@ impl TimelineStore for RedisTimelines {
         entries: &[TimelineEntry],
         source_floor: Option<PostId>,
     ) -> TimelineResult<()> {
-        let args = [self.cap.to_string(), floor_arg(source_floor)]
-            .into_iter()
-            .chain(entries.iter().map(member));
-        self.run(&FINISH_REBUILD, user, args).await?;
+        self.run(
+            &FINISH_REBUILD,
+            user,
+            self.merge_args(entries, source_floor),
+        )
+        .await?;
         Ok(())
     }
 
