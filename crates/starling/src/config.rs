@@ -127,13 +127,15 @@ pub struct NatsConfig {
 }
 
 impl Default for NatsConfig {
+    /// The adapter's own defaults, so the two cannot drift apart.
     fn default() -> Self {
+        let defaults = starling_nats::JetStreamOptions::default();
         Self {
-            stream: "STARLING".to_owned(),
-            subject_prefix: "starling".to_owned(),
-            partitions: 16,
-            max_deliveries: 5,
-            max_in_flight: 1,
+            stream: defaults.stream,
+            subject_prefix: defaults.subject_prefix,
+            partitions: defaults.partitions,
+            max_deliveries: defaults.max_deliveries,
+            max_in_flight: defaults.max_in_flight,
         }
     }
 }

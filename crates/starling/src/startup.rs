@@ -242,9 +242,6 @@ impl Application {
                 tracing::error!(error = %error, "a worker ended abnormally");
             }
         }
-        if let Some(jetstream) = &self.jetstream {
-            jetstream.close().await;
-        }
         self.store.close().await;
         tracing::info!("stopped");
         served

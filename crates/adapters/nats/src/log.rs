@@ -127,24 +127,6 @@ impl JetStream {
         })
     }
 
-    /// Closes the connection after its subscriptions: a worker's pull still
-    /// waiting at shutdown would otherwise take the next event and hold it
-    /// unseen until the acknowledgement wait; without the connection's
-    /// interest the server skips it.
-    pub async fn close(&self) {
-        if self.client.drain().await.is_err() {
-            return;
-        }
-        // The unsubscriptions go out at once; the connection then lingers
-        // until its last handle is dropped. A moment for them to be sent:
-        let deadline = std::time::Instant::now() + Duration::from_millis(250);
-        while self.client.connection_state() == async_nats::connection::State::Connected
-            && std::time::Instant::now() < deadline
-        {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    }
-
     pub fn options(&self) -> &JetStreamOptions {
         &self.options
     }

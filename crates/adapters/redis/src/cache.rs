@@ -240,10 +240,19 @@ where
     }
 }
 
+/// What a lookup in the Redis tier came to.
+enum L2 {
+    Hit,
+    Miss,
+    Error,
+}
+
 /// An L1 per instance in front of an L2 in Redis (keys
 /// `<prefix>c:<name>:<key>`), invalidations shared through the bus.
 pub struct TieredCache<K, V> {
     l1: BroadcastCache<K, Arc<V>>,
+    /// `<name>_l2`, the label of this tier's hit, miss and error counters.
+    l2_label: &'static str,
     connection: RedisConnection,
     prefix: String,
     ttl_secs: u64,
@@ -261,6 +270,8 @@ where
         ttl: Duration,
     ) -> Self {
         Self {
+            // Made once per cache (a handful per process), not per lookup.
+            l2_label: Box::leak(format!("{}_l2", l1.name).into_boxed_str()),
             l1,
             connection,
             prefix: prefix.to_owned(),
@@ -272,14 +283,18 @@ where
         format!("{}c:{}:{key}", self.prefix, self.l1.name)
     }
 
-    fn l2_counter(&self, what: &'static str) {
-        let cache = format!("{}_l2", self.l1.name);
-        match what {
-            "hit" => metrics::counter!("starling_cache_hits_total", "cache" => cache).increment(1),
-            "miss" => {
+    fn count(&self, outcome: L2) {
+        let cache = self.l2_label;
+        match outcome {
+            L2::Hit => {
+                metrics::counter!("starling_cache_hits_total", "cache" => cache).increment(1)
+            }
+            L2::Miss => {
                 metrics::counter!("starling_cache_misses_total", "cache" => cache).increment(1)
             }
-            _ => metrics::counter!("starling_cache_errors_total", "cache" => cache).increment(1),
+            L2::Error => {
+                metrics::counter!("starling_cache_errors_total", "cache" => cache).increment(1)
+            }
         }
     }
 }
@@ -314,14 +329,14 @@ where
         for (index, reply) in missing.into_iter().zip(replies) {
             match reply.map(|bytes| bytes.map(|bytes| serde_json::from_slice::<V>(&bytes))) {
                 Ok(Some(Ok(value))) => {
-                    self.l2_counter("hit");
+                    self.count(L2::Hit);
                     let value = Arc::new(value);
                     filled.push((keys[index].clone(), value.clone()));
                     found[index] = Some(value);
                 }
-                Ok(Some(Err(_)) | None) => self.l2_counter("miss"),
+                Ok(Some(Err(_)) | None) => self.count(L2::Miss),
                 // Redis unavailable: a miss; the caller loads from SQL.
-                Err(_) => self.l2_counter("error"),
+                Err(_) => self.count(L2::Error),
             }
         }
         if !filled.is_empty() {
@@ -344,7 +359,7 @@ where
                     .query_async(&mut connection)
                     .await;
                 if stored.is_err() {
-                    self.l2_counter("error");
+                    self.count(L2::Error);
                 }
             })
         }))
@@ -388,7 +403,7 @@ where
             .query_async(&mut connection)
             .await;
         if deleted.is_err() {
-            self.l2_counter("error");
+            self.count(L2::Error);
         }
         self.l1.invalidate(key).await;
     }

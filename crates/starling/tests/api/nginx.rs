@@ -11,9 +11,9 @@ use reqwest::StatusCode;
 use serde_json::json;
 use starling_bench::nginx::Nginx;
 
-use crate::helpers::{Engines, FANOUT_WAIT, TestUser, eventually, read};
-use crate::process::{feed, register, start_roles};
-use crate::roles::{deployment_env, with_node};
+use crate::helpers::{FANOUT_WAIT, TestUser, eventually, read};
+use crate::process::{feed, register};
+use crate::roles::Deployment;
 
 async fn create_post(
     client: &reqwest::Client,
@@ -42,25 +42,11 @@ async fn two_instances_behind_nginx_lose_no_accepted_write_when_one_dies() {
     let Some(nginx_binary) = starling_testing::service_url("STARLING_TEST_NGINX", "nginx") else {
         return;
     };
-    let Some(engines) = Engines::new().await else {
+    let Some(mut deployment) = Deployment::start().await else {
         return;
     };
-    let Some(replica_url) = engines.database.on_replica() else {
-        return;
-    };
-    let shared = tempfile::tempdir().unwrap();
-    let key_file = shared.path().join("jwt.pem");
-    let env = deployment_env(&engines, key_file.to_str().unwrap(), &replica_url);
-    let dirs: Vec<_> = (0..4).map(|_| tempfile::tempdir().unwrap()).collect();
-    // The first instance applies the migrations and creates the key.
-    let mut first_env = with_node(&env, "1");
-    first_env.push(("STARLING_POSTGRES__MIGRATE_ON_START", "true"));
-    let api_a = start_roles(dirs[0].path(), &["api"], &first_env).await;
-    let mut api_b = start_roles(dirs[1].path(), &["api"], &with_node(&env, "2")).await;
-    let _relay = start_roles(dirs[2].path(), &["relay"], &with_node(&env, "3")).await;
-    let _fanout = start_roles(dirs[3].path(), &["fanout"], &with_node(&env, "4")).await;
-    let upstreams =
-        [&api_a, &api_b].map(|server| server.base.trim_start_matches("http://").to_owned());
+    let upstreams = [&deployment.api_a, &deployment.api_b]
+        .map(|server| server.base.trim_start_matches("http://").to_owned());
     let nginx = Nginx::start(&nginx_binary, &upstreams).await.unwrap();
     let base = nginx.base.clone();
     let client = reqwest::Client::new();
@@ -143,8 +129,8 @@ async fn two_instances_behind_nginx_lose_no_accepted_write_when_one_dies() {
         }));
     }
     tokio::time::sleep(Duration::from_secs(1)).await;
-    api_b.child.start_kill().unwrap();
-    api_b.child.wait().await.unwrap();
+    deployment.api_b.child.start_kill().unwrap();
+    deployment.api_b.child.wait().await.unwrap();
 
     let mut accepted = Vec::new();
     let mut write_errors: BTreeMap<u16, u32> = BTreeMap::new();

@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde_json::json;
 
 use crate::helpers::{Engines, FANOUT_WAIT, TestUser, eventually, read};
-use crate::process::{feed, register, start_roles};
+use crate::process::{Server, feed, register, start_roles};
 
 /// The environment every process of one deployment shares.
 pub fn deployment_env(
@@ -59,35 +59,67 @@ async fn feed_ids(client: &reqwest::Client, base: &str, user: &TestUser) -> Vec<
     ids
 }
 
+/// One deployment as separate processes on the test's own engines: two API
+/// instances, a relay and a fan-out worker, after `starling migrate`.
+pub struct Deployment {
+    pub engines: Engines,
+    pub env: Vec<(String, String)>,
+    pub api_a: Server,
+    pub api_b: Server,
+    pub relay: Server,
+    pub fanout: Server,
+    _dirs: Vec<tempfile::TempDir>,
+}
+
+impl Deployment {
+    /// `None` (skip) when the engines are not configured.
+    pub async fn start() -> Option<Self> {
+        let engines = Engines::new().await?;
+        let replica_url = engines.database.on_replica()?;
+        let dirs: Vec<_> = (0..5).map(|_| tempfile::tempdir().unwrap()).collect();
+        let key_file = dirs[4].path().join("jwt.pem");
+        let env = deployment_env(&engines, key_file.to_str().unwrap(), &replica_url);
+        let migrated = command(&env).arg("migrate").output().unwrap();
+        assert!(
+            migrated.status.success(),
+            "{}",
+            String::from_utf8_lossy(&migrated.stderr)
+        );
+        // The first start creates the shared signing key; the rest read it.
+        let api_a = start_roles(dirs[0].path(), &["api"], &with_node(&env, "1")).await;
+        let api_b = start_roles(dirs[1].path(), &["api"], &with_node(&env, "2")).await;
+        let relay = start_roles(dirs[2].path(), &["relay"], &with_node(&env, "3")).await;
+        let fanout = start_roles(dirs[3].path(), &["fanout"], &with_node(&env, "4")).await;
+        Some(Self {
+            engines,
+            env,
+            api_a,
+            api_b,
+            relay,
+            fanout,
+            _dirs: dirs,
+        })
+    }
+}
+
 #[tokio::test]
 async fn separate_roles_serve_one_deployment() {
-    let Some(engines) = Engines::new().await else {
+    let Some(deployment) = Deployment::start().await else {
         return;
     };
-    let Some(replica_url) = engines.database.on_replica() else {
-        return;
-    };
-    let shared = tempfile::tempdir().unwrap();
-    let key_file = shared.path().join("jwt.pem");
-    let env = deployment_env(&engines, key_file.to_str().unwrap(), &replica_url);
-
-    let migrated = command(&env).arg("migrate").output().unwrap();
-    assert!(
-        migrated.status.success(),
-        "{}",
-        String::from_utf8_lossy(&migrated.stderr)
-    );
-
-    let dirs: Vec<_> = (0..4).map(|_| tempfile::tempdir().unwrap()).collect();
-    // The first start creates the shared signing key; the rest read it.
-    let api_a = start_roles(dirs[0].path(), &["api"], &with_node(&env, "1")).await;
-    let api_b = start_roles(dirs[1].path(), &["api"], &with_node(&env, "2")).await;
-    let relay = start_roles(dirs[2].path(), &["relay"], &with_node(&env, "3")).await;
-    let fanout = start_roles(dirs[3].path(), &["fanout"], &with_node(&env, "4")).await;
+    let Deployment {
+        engines,
+        env,
+        api_a,
+        api_b,
+        relay,
+        fanout,
+        ..
+    } = &deployment;
     let client = reqwest::Client::new();
 
     // Worker processes serve operations endpoints only.
-    for worker in [&relay, &fanout] {
+    for worker in [relay, fanout] {
         let status = client
             .get(format!("{}/api/v1/feed", worker.base))
             .send()
@@ -188,7 +220,7 @@ async fn separate_roles_serve_one_deployment() {
         .query_async(&mut connection)
         .await
         .unwrap();
-    let rebuilt = command(&env)
+    let rebuilt = command(env)
         .args(["rebuild-timelines", "--user", &ada.id])
         .output()
         .unwrap();
@@ -205,7 +237,7 @@ async fn separate_roles_serve_one_deployment() {
         .await
         .unwrap();
     assert_eq!(entries.len(), 1, "the rebuilt timeline holds bob's post");
-    let everyone = command(&env).arg("rebuild-timelines").output().unwrap();
+    let everyone = command(env).arg("rebuild-timelines").output().unwrap();
     assert!(everyone.status.success());
     assert!(String::from_utf8_lossy(&everyone.stdout).contains("rebuilt 2 timelines"));
 
@@ -221,5 +253,4 @@ async fn separate_roles_serve_one_deployment() {
     // Two registrations, a follow, two posts, a delete.
     assert_eq!(stored, 6);
     tokio::time::sleep(Duration::from_millis(10)).await;
-    drop((api_a, api_b, relay, fanout));
 }
