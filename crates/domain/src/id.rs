@@ -102,6 +102,10 @@ impl IdGenerator {
     pub fn next_event_id(&self) -> EventId {
         EventId(self.next_raw())
     }
+
+    pub fn next_notification_id(&self) -> NotificationId {
+        NotificationId(self.next_raw())
+    }
 }
 
 /// The id a generator on `node` would give the `sequence`-th id of the
@@ -185,6 +189,10 @@ id_type!(
 id_type!(
     /// Identifies a post.
     PostId
+);
+id_type!(
+    /// Identifies a notification; notifications list newest id first.
+    NotificationId
 );
 id_type!(
     /// Identifies an event in the outbox / event log; the idempotency key of its handlers.

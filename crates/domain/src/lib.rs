@@ -3,6 +3,7 @@
 
 pub mod event;
 pub mod id;
+pub mod notification;
 pub mod post;
 mod text;
 pub mod time;
@@ -10,7 +11,8 @@ pub mod user;
 pub mod validation;
 
 pub use event::{Event, EventEnvelope};
-pub use id::{EventId, IdGenerator, PostId, UserId};
+pub use id::{EventId, IdGenerator, NotificationId, PostId, UserId};
+pub use notification::{Notification, NotificationKind};
 pub use post::{Post, PostText};
 pub use time::Timestamp;
 pub use user::{Bio, DisplayName, Email, Handle, Password, User, UserSummary};

@@ -17,8 +17,9 @@ pub use cache::Cache;
 pub use events::{EventLog, EventLogError, EventPublisher, EventSubscription};
 pub use store::{
     AccountStore, DeleteOutcome, FollowOutcome, GraphStore, LikeOutcome, NewPost, NewUser,
-    OutboxStore, PostStore, RefreshTokenRecord, RotateOutcome, Store, StoreError, StoreHealth,
-    StoreResult, TokenStore, UndecodableEvent, UnfollowOutcome, UnlikeOutcome, UserCredentials,
+    NotificationState, NotificationStore, OutboxStore, PostStore, RefreshTokenRecord,
+    RotateOutcome, Store, StoreError, StoreHealth, StoreResult, TokenStore, UndecodableEvent,
+    UnfollowOutcome, UnlikeOutcome, UserCredentials,
 };
 pub use timeline::{
     TimelineEntry, TimelineError, TimelineRead, TimelineResult, TimelineSlice, TimelineStore,

@@ -8,8 +8,8 @@
 
 use async_trait::async_trait;
 use starling_domain::{
-    Email, Event, EventEnvelope, EventId, Handle, Post, PostId, Timestamp, User, UserId,
-    UserSummary,
+    Email, Event, EventEnvelope, EventId, Handle, Notification, NotificationId, NotificationKind,
+    Post, PostId, Timestamp, User, UserId, UserSummary,
 };
 
 use super::timeline::TimelineEntry;
@@ -36,11 +36,17 @@ pub type StoreResult<T> = Result<T, StoreError>;
 
 /// Everything any use case needs from SQL, as one object.
 pub trait Store:
-    AccountStore + TokenStore + GraphStore + PostStore + OutboxStore + StoreHealth
+    AccountStore + TokenStore + GraphStore + PostStore + NotificationStore + OutboxStore + StoreHealth
 {
 }
 impl<T> Store for T where
-    T: AccountStore + TokenStore + GraphStore + PostStore + OutboxStore + StoreHealth
+    T: AccountStore
+        + TokenStore
+        + GraphStore
+        + PostStore
+        + NotificationStore
+        + OutboxStore
+        + StoreHealth
 {
 }
 
@@ -322,6 +328,65 @@ pub trait PostStore: Send + Sync {
 
     /// The posts `user` liked, highest post id first, at most `limit`.
     async fn recent_likes(&self, user: UserId, limit: usize) -> StoreResult<Vec<PostId>>;
+}
+
+/// Where an account stands with its notifications.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NotificationState {
+    /// Every notification with an id up to this one is read (0: none yet).
+    pub read_through: i64,
+    /// How many are above `read_through`, counted up to the cap asked for.
+    pub unread: u64,
+}
+
+/// Notifications, written by the notifier and read by their recipient.
+/// Unlike the rest of the store, these writes commit no event: they are the
+/// effect of one.
+#[async_trait]
+pub trait NotificationStore: Send + Sync {
+    /// Stores the notifications that are new and returns how many were. One
+    /// already stored for the same recipient, kind, actor and post stays as
+    /// it is, so a redelivered event or a like given twice notifies once.
+    async fn add_notifications(&self, notifications: &[Notification]) -> StoreResult<u64>;
+
+    /// `recipient`'s notifications of the given kinds (all when empty),
+    /// newest first, with id < `before`.
+    async fn notifications(
+        &self,
+        recipient: UserId,
+        kinds: &[NotificationKind],
+        before: Option<NotificationId>,
+        limit: usize,
+    ) -> StoreResult<Vec<Notification>>;
+
+    /// Marks read every notification of `recipient` up to `through` (up to
+    /// the newest when `None`) and returns the read position, which never
+    /// moves back.
+    async fn mark_notifications_read(
+        &self,
+        recipient: UserId,
+        through: Option<NotificationId>,
+    ) -> StoreResult<i64>;
+
+    /// The read position and the unread count, counted up to `cap`.
+    async fn notification_state(
+        &self,
+        recipient: UserId,
+        cap: u64,
+    ) -> StoreResult<NotificationState>;
+
+    /// Removes the `kind` notification by `actor` about `post` when it
+    /// happened at or after `since` (an action taken back soon after).
+    async fn withdraw_notification(
+        &self,
+        kind: NotificationKind,
+        actor: UserId,
+        post: PostId,
+        since: Timestamp,
+    ) -> StoreResult<u64>;
+
+    /// Removes every notification about `post` (it was deleted).
+    async fn remove_post_notifications(&self, post: PostId) -> StoreResult<u64>;
 }
 
 /// An outbox row this version cannot read (written by a newer release, or damaged).

@@ -4,6 +4,7 @@
 
 mod accounts;
 mod graph;
+mod notifications;
 mod outbox;
 mod posts;
 mod replicas;
@@ -200,6 +201,7 @@ impl starling_app::ports::StoreHealth for PostgresStore {
                (SELECT coalesce(max(id), 0) FROM posts), \
                (SELECT coalesce(max(follow_id), 0) FROM follows), \
                (SELECT coalesce(max(event_id), 0) FROM outbox), \
+               (SELECT coalesce(max(id), 0) FROM notifications), \
                (SELECT coalesce(max(family_id), 0) FROM refresh_tokens))",
         )
         .fetch_one(self.pool())

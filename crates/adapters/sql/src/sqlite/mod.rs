@@ -4,6 +4,7 @@ mod accounts;
 mod bulk;
 mod graph;
 mod group_commit;
+mod notifications;
 mod outbox;
 mod posts;
 mod tokens;
@@ -202,6 +203,7 @@ const HIGHEST_ID: &str = "SELECT max( \
      (SELECT coalesce(max(id), 0) FROM posts), \
      (SELECT coalesce(max(follow_id), 0) FROM follows), \
      (SELECT coalesce(max(event_id), 0) FROM outbox), \
+     (SELECT coalesce(max(id), 0) FROM notifications), \
      (SELECT coalesce(max(family_id), 0) FROM refresh_tokens))";
 
 const SQLITE_BUSY: i32 = 5;

@@ -3,8 +3,8 @@
 use std::sync::Arc;
 
 use starling_domain::{
-    Email, Event, EventEnvelope, EventId, Handle, IdGenerator, Post, PostId, Timestamp, User,
-    UserId,
+    Email, Event, EventEnvelope, EventId, Handle, IdGenerator, Notification, NotificationKind,
+    Post, PostId, Timestamp, User, UserId,
 };
 
 use crate::ports::{
@@ -45,6 +45,11 @@ macro_rules! store_contract {
             the_backlog_counts_what_a_consumer_has_not_handled,
 
             pruning_keeps_events_a_consumer_has_not_handled,
+
+            notifications_are_stored_once_per_thing_that_happened,
+            notifications_page_newest_first_and_filter_by_kind,
+            the_read_position_counts_unread_and_never_moves_back,
+            withdrawn_and_deleted_post_notifications_go,
         );
     };
     (@cases $make:expr; $($case:ident),+ $(,)?) => {
@@ -128,6 +133,23 @@ impl Fixture {
         self.store
             .like(user, post, self.ids.next_event_id(), Timestamp::now())
             .await
+    }
+
+    fn notification(
+        &self,
+        recipient: UserId,
+        kind: NotificationKind,
+        actor: UserId,
+        post: Option<PostId>,
+    ) -> Notification {
+        Notification {
+            id: self.ids.next_notification_id(),
+            recipient,
+            kind,
+            actor,
+            post,
+            created_at: Timestamp::now(),
+        }
     }
 
     fn token(&self, user: UserId, token: &[u8], expires_in_secs: i64) -> RefreshTokenRecord {
@@ -1010,4 +1032,244 @@ pub async fn concurrent_posts_succeed_or_fail_on_their_own(store: Arc<dyn Store>
         created, 55,
         "one event per stored post, none for refused ones"
     );
+}
+
+fn kinds_and_actors(notifications: &[Notification]) -> Vec<(NotificationKind, UserId)> {
+    notifications.iter().map(|n| (n.kind, n.actor)).collect()
+}
+
+pub async fn notifications_are_stored_once_per_thing_that_happened(store: Arc<dyn Store>) {
+    let fixture = Fixture::new(store.clone());
+    let ada = fixture.user("ada").await;
+    let bob = fixture.user("bob").await;
+    let cat = fixture.user("cat").await;
+    let post = fixture.post(ada.id, None).await.unwrap();
+    let follow = fixture.notification(ada.id, NotificationKind::Follow, bob.id, None);
+    let like = fixture.notification(ada.id, NotificationKind::Like, bob.id, Some(post.id));
+    assert_eq!(
+        store
+            .add_notifications(&[follow.clone(), like.clone()])
+            .await
+            .unwrap(),
+        2
+    );
+    // The same things again, under new ids (a redelivered event): nothing new.
+    let again = [
+        fixture.notification(ada.id, NotificationKind::Follow, bob.id, None),
+        fixture.notification(ada.id, NotificationKind::Like, bob.id, Some(post.id)),
+    ];
+    assert_eq!(store.add_notifications(&again).await.unwrap(), 0);
+    // Another actor, kind or recipient is another thing that happened.
+    let others = [
+        fixture.notification(ada.id, NotificationKind::Like, cat.id, Some(post.id)),
+        fixture.notification(ada.id, NotificationKind::Mention, bob.id, Some(post.id)),
+        fixture.notification(cat.id, NotificationKind::Follow, bob.id, None),
+    ];
+    assert_eq!(store.add_notifications(&others).await.unwrap(), 3);
+    assert_eq!(store.add_notifications(&[]).await.unwrap(), 0);
+
+    let listed = store.notifications(ada.id, &[], None, 10).await.unwrap();
+    assert_eq!(listed.len(), 4);
+    let stored_like = listed.iter().find(|n| n.id == like.id).unwrap();
+    assert_eq!(stored_like, &like, "stored as given");
+    let stored_follow = listed.iter().find(|n| n.id == follow.id).unwrap();
+    assert_eq!(stored_follow.post, None);
+    // Ids above every notification are never handed out again after a restart.
+    assert!(store.highest_id().await.unwrap() >= others[2].id.get());
+}
+
+pub async fn notifications_page_newest_first_and_filter_by_kind(store: Arc<dyn Store>) {
+    let fixture = Fixture::new(store.clone());
+    let ada = fixture.user("ada").await;
+    let post = fixture.post(ada.id, None).await.unwrap();
+    let mut fans = Vec::new();
+    for index in 0..5 {
+        fans.push(fixture.user(&format!("fan{index}")).await);
+    }
+    for fan in &fans {
+        let follow = fixture.notification(ada.id, NotificationKind::Follow, fan.id, None);
+        let like = fixture.notification(ada.id, NotificationKind::Like, fan.id, Some(post.id));
+        store.add_notifications(&[follow, like]).await.unwrap();
+    }
+    // Someone else's notifications never show.
+    let other = fixture.notification(fans[0].id, NotificationKind::Follow, ada.id, None);
+    store.add_notifications(&[other]).await.unwrap();
+
+    let first = store.notifications(ada.id, &[], None, 4).await.unwrap();
+    let expected_first: Vec<_> = [
+        (NotificationKind::Like, fans[4].id),
+        (NotificationKind::Follow, fans[4].id),
+        (NotificationKind::Like, fans[3].id),
+        (NotificationKind::Follow, fans[3].id),
+    ]
+    .into();
+    assert_eq!(kinds_and_actors(&first), expected_first);
+    let rest = store
+        .notifications(ada.id, &[], Some(first[3].id), 100)
+        .await
+        .unwrap();
+    assert_eq!(rest.len(), 6);
+    assert!(rest.windows(2).all(|pair| pair[0].id > pair[1].id));
+    assert!(rest[0].id < first[3].id);
+
+    let likes = store
+        .notifications(ada.id, &[NotificationKind::Like], None, 100)
+        .await
+        .unwrap();
+    assert_eq!(likes.len(), 5);
+    assert!(likes.iter().all(|n| n.kind == NotificationKind::Like));
+    let both = store
+        .notifications(
+            ada.id,
+            &[NotificationKind::Follow, NotificationKind::Like],
+            None,
+            100,
+        )
+        .await
+        .unwrap();
+    assert_eq!(both.len(), 10);
+    let mentions = store
+        .notifications(ada.id, &[NotificationKind::Mention], None, 100)
+        .await
+        .unwrap();
+    assert!(mentions.is_empty());
+}
+
+pub async fn the_read_position_counts_unread_and_never_moves_back(store: Arc<dyn Store>) {
+    let fixture = Fixture::new(store.clone());
+    let ada = fixture.user("ada").await;
+    let state = store.notification_state(ada.id, 100).await.unwrap();
+    assert_eq!((state.read_through, state.unread), (0, 0));
+    // Marking with nothing to read stays at the start.
+    assert_eq!(
+        store.mark_notifications_read(ada.id, None).await.unwrap(),
+        0
+    );
+
+    let mut notifications = Vec::new();
+    for index in 0..6 {
+        let fan = fixture.user(&format!("fan{index}")).await;
+        notifications.push(fixture.notification(ada.id, NotificationKind::Follow, fan.id, None));
+    }
+    store.add_notifications(&notifications).await.unwrap();
+    assert_eq!(
+        store.notification_state(ada.id, 100).await.unwrap().unread,
+        6
+    );
+    assert_eq!(
+        store.notification_state(ada.id, 4).await.unwrap().unread,
+        4,
+        "counted up to the cap"
+    );
+
+    let through = notifications[2].id;
+    assert_eq!(
+        store
+            .mark_notifications_read(ada.id, Some(through))
+            .await
+            .unwrap(),
+        through.get()
+    );
+    let state = store.notification_state(ada.id, 100).await.unwrap();
+    assert_eq!((state.read_through, state.unread), (through.get(), 3));
+    // An older position changes nothing.
+    assert_eq!(
+        store
+            .mark_notifications_read(ada.id, Some(notifications[0].id))
+            .await
+            .unwrap(),
+        through.get()
+    );
+    // No position: everything so far.
+    let newest = notifications[5].id.get();
+    assert_eq!(
+        store.mark_notifications_read(ada.id, None).await.unwrap(),
+        newest
+    );
+    assert_eq!(
+        store.notification_state(ada.id, 100).await.unwrap().unread,
+        0
+    );
+    // A later notification is unread again.
+    let late = fixture.user("late").await;
+    store
+        .add_notifications(&[fixture.notification(ada.id, NotificationKind::Follow, late.id, None)])
+        .await
+        .unwrap();
+    assert_eq!(
+        store.notification_state(ada.id, 100).await.unwrap().unread,
+        1
+    );
+    // Another account's position is its own.
+    let bob = fixture.user("bob").await;
+    assert_eq!(
+        store
+            .notification_state(bob.id, 100)
+            .await
+            .unwrap()
+            .read_through,
+        0
+    );
+}
+
+pub async fn withdrawn_and_deleted_post_notifications_go(store: Arc<dyn Store>) {
+    let fixture = Fixture::new(store.clone());
+    let ada = fixture.user("ada").await;
+    let bob = fixture.user("bob").await;
+    let cat = fixture.user("cat").await;
+    let post = fixture.post(ada.id, None).await.unwrap();
+    let other_post = fixture.post(ada.id, None).await.unwrap();
+    let like = fixture.notification(ada.id, NotificationKind::Like, bob.id, Some(post.id));
+    let cat_like = fixture.notification(ada.id, NotificationKind::Like, cat.id, Some(post.id));
+    let other_like =
+        fixture.notification(ada.id, NotificationKind::Like, bob.id, Some(other_post.id));
+    let follow = fixture.notification(ada.id, NotificationKind::Follow, bob.id, None);
+    store
+        .add_notifications(&[
+            like.clone(),
+            cat_like.clone(),
+            other_like.clone(),
+            follow.clone(),
+        ])
+        .await
+        .unwrap();
+
+    // Taken back later than the window: kept.
+    let after = like.created_at.plus_seconds(1);
+    assert_eq!(
+        store
+            .withdraw_notification(NotificationKind::Like, bob.id, post.id, after)
+            .await
+            .unwrap(),
+        0
+    );
+    // Within the window: only that actor's notification about that post goes.
+    let before = Timestamp(like.created_at.millis() - 60_000);
+    assert_eq!(
+        store
+            .withdraw_notification(NotificationKind::Like, bob.id, post.id, before)
+            .await
+            .unwrap(),
+        1
+    );
+    let left: Vec<_> = store
+        .notifications(ada.id, &[], None, 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|n| n.id)
+        .collect();
+    assert_eq!(left, vec![follow.id, other_like.id, cat_like.id]);
+
+    // A deleted post takes its notifications with it; follows stay.
+    assert_eq!(store.remove_post_notifications(post.id).await.unwrap(), 1);
+    assert_eq!(store.remove_post_notifications(post.id).await.unwrap(), 0);
+    let left: Vec<_> = store
+        .notifications(ada.id, &[], None, 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|n| n.id)
+        .collect();
+    assert_eq!(left, vec![follow.id, other_like.id]);
 }
