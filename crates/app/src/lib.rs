@@ -14,6 +14,7 @@ pub mod workers;
 pub mod accounts;
 pub mod feed;
 pub mod graph;
+pub mod notifications;
 pub mod posts;
 
 mod page;

@@ -4,6 +4,7 @@
 use serde::{Deserialize, Serialize};
 use starling_app::PostView;
 use starling_app::accounts::Session;
+use starling_app::notifications::NotificationView;
 use starling_domain::{Timestamp, User, UserSummary};
 use utoipa::ToSchema;
 
@@ -37,6 +38,15 @@ impl From<User> for UserBody {
             posts_count: user.posts_count,
         }
     }
+}
+
+/// The caller's own profile: the public one, and what only they see.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct MeBody {
+    #[serde(flatten)]
+    pub user: UserBody,
+    /// Notifications above the read position, counted up to 1000.
+    pub unread_notifications: u64,
 }
 
 /// What a post shows of its author.
@@ -89,6 +99,65 @@ impl Serialize for PostJson<'_> {
         out.serialize_field("liked_by_me", liked_by_me)?;
         out.end()
     }
+}
+
+/// A notification. `post` is the liked post, the reply or the post with the
+/// mention; null for follows.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct NotificationBody {
+    pub id: String,
+    /// `follow`, `like`, `reply` or `mention`.
+    #[serde(rename = "type")]
+    #[schema(example = "like")]
+    pub kind: String,
+    /// RFC 3339: when the action happened.
+    pub created_at: String,
+    /// At or below the read position (`POST /notifications/read`).
+    pub read: bool,
+    /// Who followed, liked, replied or mentioned.
+    pub actor: AuthorBody,
+    pub post: Option<PostBody>,
+}
+
+/// `NotificationBody` on the wire, written from the view.
+pub(crate) struct NotificationJson<'a>(pub(crate) &'a NotificationView);
+
+impl Serialize for NotificationJson<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let NotificationView {
+            notification,
+            actor,
+            post,
+            read,
+        } = self.0;
+        let mut out = serializer.serialize_struct("NotificationBody", 6)?;
+        out.serialize_field("id", &IdJson(notification.id.get()))?;
+        out.serialize_field("type", notification.kind.as_str())?;
+        out.serialize_field("created_at", &TimeJson(notification.created_at))?;
+        out.serialize_field("read", read)?;
+        out.serialize_field("actor", &AuthorJson(actor))?;
+        out.serialize_field("post", &post.as_ref().map(PostJson))?;
+        out.end()
+    }
+}
+
+/// Marks notifications read.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct MarkReadRequest {
+    /// Mark read up to and including this notification id; every
+    /// notification so far when absent.
+    pub up_to: Option<String>,
+}
+
+/// Where the caller stands with their notifications.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct ReadStateBody {
+    /// The newest notification id marked read; null before the first mark.
+    pub read_through: Option<String>,
+    /// Notifications above `read_through`, counted up to 1000.
+    pub unread_count: u64,
 }
 
 struct AuthorJson<'a>(&'a UserSummary);

@@ -19,6 +19,7 @@ use utoipa::{Modify, OpenApi};
         (name = "graph", description = "Following"),
         (name = "posts", description = "Posts and likes"),
         (name = "feed", description = "The home timeline"),
+        (name = "notifications", description = "Follows, likes, replies and mentions of the caller"),
     )
 )]
 pub(crate) struct ApiDoc;

@@ -63,6 +63,9 @@ pub enum Role {
     Relay,
     /// Keeps home timelines up to date from the event log.
     Fanout,
+    /// Turns follows, likes, replies and mentions into notifications, from
+    /// the event log.
+    Notifier,
     /// Every role, in one process.
     All,
 }

@@ -98,13 +98,19 @@ impl RefreshGauges for Gauges {
             }
         }
         if let Some(jetstream) = &self.jetstream {
-            let consumer = starling_app::workers::FanoutWorker::CONSUMER;
-            match jetstream.backlog(consumer).await {
-                Ok(count) => {
-                    metrics::gauge!("starling_stream_backlog_events", "consumer" => consumer)
-                        .set(count as f64);
+            for consumer in [
+                starling_app::workers::FanoutWorker::CONSUMER,
+                starling_app::workers::Notifier::CONSUMER,
+            ] {
+                match jetstream.backlog(consumer).await {
+                    Ok(count) => {
+                        metrics::gauge!("starling_stream_backlog_events", "consumer" => consumer)
+                            .set(count as f64);
+                    }
+                    Err(error) => {
+                        tracing::warn!(error = %error, "cannot measure the stream backlog");
+                    }
                 }
-                Err(error) => tracing::warn!(error = %error, "cannot measure the stream backlog"),
             }
         }
         self.sample_runtime();

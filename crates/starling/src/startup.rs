@@ -10,7 +10,7 @@ use anyhow::Context;
 use starling_app::auth::{AccessTokens, PasswordHashing};
 use starling_app::ports::EventLog;
 use starling_app::workers::{
-    ConsumerOptions, FanoutWorker, RELAY_CONSUMER, run_consumer, run_relay,
+    ConsumerOptions, EventHandler, FanoutWorker, Notifier, RELAY_CONSUMER, run_consumer, run_relay,
 };
 use starling_app::{App, Ports, Settings};
 use starling_domain::{IdGenerator, Timestamp};
@@ -76,12 +76,12 @@ impl Application {
         let gauges = crate::gauges::Gauges::new(
             store.clone(),
             app.ports().timelines.clone(),
-            vec![outbox_consumer(jetstream.as_ref())],
+            outbox_consumers(jetstream.as_ref()).to_vec(),
             jetstream.clone(),
         );
         let metrics = crate::telemetry::metrics_handle()?;
         crate::telemetry::describe_metrics(
-            &[FanoutWorker::CONSUMER, RELAY_CONSUMER],
+            &[FanoutWorker::CONSUMER, Notifier::CONSUMER, RELAY_CONSUMER],
             &[
                 "posts",
                 "users",
@@ -143,13 +143,23 @@ impl Application {
     /// Starts the workers this process's roles call for.
     fn spawn_workers(&self, stop: &CancellationToken) -> Vec<JoinHandle<()>> {
         let config = &self.config;
+        let mut handlers: Vec<Arc<dyn EventHandler>> = Vec::new();
+        if config.runs(Role::Fanout) {
+            handlers.push(Arc::new(match self.jetstream {
+                None => FanoutWorker::new(self.app.clone()),
+                Some(_) => FanoutWorker::sharing_the_log(self.app.clone()),
+            }));
+        }
+        if config.runs(Role::Notifier) {
+            handlers.push(Arc::new(Notifier::new(self.app.clone())));
+        }
         let mut tasks = Vec::new();
         match &self.jetstream {
             None => {
-                if config.runs(Role::Fanout) {
+                for handler in handlers {
                     tasks.push(tokio::spawn(run_consumer(
                         self.events.clone(),
-                        Arc::new(FanoutWorker::new(self.app.clone())),
+                        handler,
                         ConsumerOptions::default(),
                         stop.clone(),
                     )));
@@ -164,15 +174,15 @@ impl Application {
                         stop.clone(),
                     )));
                 }
-                if config.runs(Role::Fanout) {
-                    // One consumer per partition; other fan-out processes
-                    // pull from the same partitions and share the load.
-                    let worker = Arc::new(FanoutWorker::sharing_the_log(self.app.clone()));
+                // One consumer per partition and handler; other processes
+                // with the same role pull from the same durable consumers
+                // and share the load.
+                for handler in handlers {
                     for partition in 0..jetstream.options().partitions {
                         let log: Arc<dyn EventLog> = Arc::new(jetstream.partition(partition));
                         tasks.push(tokio::spawn(run_consumer(
                             log,
-                            worker.clone(),
+                            handler.clone(),
                             ConsumerOptions {
                                 batch_size: config.nats.max_in_flight,
                                 ..ConsumerOptions::default()
@@ -187,14 +197,14 @@ impl Application {
         let outbox_reader = if self.jetstream.is_some() {
             config.runs(Role::Relay)
         } else {
-            config.runs(Role::Fanout)
+            config.runs(Role::Fanout) || config.runs(Role::Notifier)
         };
         tasks.push(tokio::spawn(prune_periodically(
             self.store.clone(),
             outbox_reader.then(|| {
                 (
                     self.events.clone(),
-                    outbox_consumer(self.jetstream.as_ref()),
+                    outbox_consumers(self.jetstream.as_ref()),
                 )
             }),
             config.runs(Role::Api),
@@ -248,13 +258,14 @@ impl Application {
     }
 }
 
-/// The consumer that reads the SQL outbox: the relay when a broker carries
-/// events on, else the fan-out worker itself.
-fn outbox_consumer(jetstream: Option<&JetStream>) -> &'static str {
+/// The consumers that read the SQL outbox: the relay when a broker carries
+/// events on, else the workers themselves. An event is pruned once every one
+/// of them has handled it.
+fn outbox_consumers(jetstream: Option<&JetStream>) -> &'static [&'static str] {
     if jetstream.is_some() {
-        RELAY_CONSUMER
+        &[RELAY_CONSUMER]
     } else {
-        FanoutWorker::CONSUMER
+        &[FanoutWorker::CONSUMER, Notifier::CONSUMER]
     }
 }
 
@@ -262,7 +273,7 @@ fn outbox_consumer(jetstream: Option<&JetStream>) -> &'static str {
 /// past their retention; expired refresh tokens.
 async fn prune_periodically(
     store: SqlStore,
-    outbox: Option<(Arc<OutboxEventLog>, &'static str)>,
+    outbox: Option<(Arc<OutboxEventLog>, &'static [&'static str])>,
     tokens: bool,
     retention: Duration,
     stop: CancellationToken,
@@ -273,8 +284,8 @@ async fn prune_periodically(
             () = stop.cancelled() => return,
             () = tokio::time::sleep(PRUNE_EVERY) => {}
         }
-        if let Some((events, consumer)) = &outbox {
-            match events.prune(&[consumer], retention).await {
+        if let Some((events, consumers)) = &outbox {
+            match events.prune(consumers, retention).await {
                 Ok(0) => {}
                 Ok(pruned) => tracing::info!(pruned, "pruned handled outbox events"),
                 Err(error) => tracing::warn!(error = %error, "cannot prune the outbox"),

@@ -197,6 +197,10 @@ pub fn describe_metrics(consumers: &[&'static str], caches: &[&'static str]) {
         "Event handling attempts that failed and were retried"
     );
     describe_counter!(
+        "starling_notifications_created_total",
+        "Notifications stored by the notifier (repeats of one already stored not counted)"
+    );
+    describe_counter!(
         "starling_events_dead_lettered_total",
         "Events parked after failing for good"
     );

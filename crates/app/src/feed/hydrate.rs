@@ -22,7 +22,7 @@ impl App {
         self.views_of(viewer, posts).await
     }
 
-    async fn load_posts(&self, ids: &[PostId]) -> AppResult<Vec<Arc<Post>>> {
+    pub(crate) async fn load_posts(&self, ids: &[PostId]) -> AppResult<Vec<Arc<Post>>> {
         let cache = &self.ports.caches.posts;
         let cached = cache.get_many(ids).await;
         let missing: Vec<PostId> = ids
@@ -69,28 +69,25 @@ impl App {
         Ok(summary)
     }
 
-    /// Attaches authors and the viewer's likes to loaded posts, keeping order.
-    pub(crate) async fn views_of(
+    /// The summaries of the accounts among `ids` that exist, through the
+    /// cache, with one SQL query for the misses.
+    pub(crate) async fn summaries(
         &self,
-        viewer: Option<UserId>,
-        posts: Vec<Arc<Post>>,
-    ) -> AppResult<Vec<PostView>> {
-        if posts.is_empty() {
-            return Ok(Vec::new());
-        }
-        let author_ids: Vec<UserId> = posts
+        ids: &[UserId],
+    ) -> AppResult<HashMap<UserId, Arc<UserSummary>>> {
+        let ids: Vec<UserId> = ids
             .iter()
-            .map(|post| post.author_id)
+            .copied()
             .collect::<HashSet<_>>()
             .into_iter()
             .collect();
         let cache = &self.ports.caches.users;
-        let mut authors: HashMap<UserId, _> = HashMap::with_capacity(author_ids.len());
+        let mut found = HashMap::with_capacity(ids.len());
         let mut missing = Vec::new();
-        for (id, hit) in author_ids.iter().zip(cache.get_many(&author_ids).await) {
+        for (id, hit) in ids.iter().zip(cache.get_many(&ids).await) {
             match hit {
-                Some(author) => {
-                    authors.insert(*id, author);
+                Some(summary) => {
+                    found.insert(*id, summary);
                 }
                 None => missing.push(*id),
             }
@@ -101,9 +98,23 @@ impl App {
                 .into_iter()
                 .map(|summary| (summary.id, Arc::new(summary)))
                 .collect();
-            authors.extend(entries.iter().cloned());
+            found.extend(entries.iter().cloned());
             cache.fill_many(entries).await;
         }
+        Ok(found)
+    }
+
+    /// Attaches authors and the viewer's likes to loaded posts, keeping order.
+    pub(crate) async fn views_of(
+        &self,
+        viewer: Option<UserId>,
+        posts: Vec<Arc<Post>>,
+    ) -> AppResult<Vec<PostView>> {
+        if posts.is_empty() {
+            return Ok(Vec::new());
+        }
+        let author_ids: Vec<UserId> = posts.iter().map(|post| post.author_id).collect();
+        let authors = self.summaries(&author_ids).await?;
 
         let liked: HashSet<PostId> = match viewer {
             Some(viewer) => {

@@ -360,8 +360,8 @@ pub trait NotificationStore: Send + Sync {
     ) -> StoreResult<Vec<Notification>>;
 
     /// Marks read every notification of `recipient` up to `through` (up to
-    /// the newest when `None`) and returns the read position, which never
-    /// moves back.
+    /// the newest when `None`; never beyond the newest) and returns the read
+    /// position, which never moves back.
     async fn mark_notifications_read(
         &self,
         recipient: UserId,

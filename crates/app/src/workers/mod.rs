@@ -5,8 +5,10 @@
 mod audiences;
 mod consumer;
 mod fanout;
+mod notifier;
 mod relay;
 
 pub use consumer::{ConsumerOptions, EventHandler, run_consumer};
 pub use fanout::FanoutWorker;
+pub use notifier::{LIKE_WITHDRAW_WINDOW_MS, Notifier};
 pub use relay::{RELAY_CONSUMER, run_relay};

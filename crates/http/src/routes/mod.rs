@@ -4,6 +4,7 @@
 pub(crate) mod auth;
 pub(crate) mod feed;
 pub(crate) mod graph;
+pub(crate) mod notifications;
 pub(crate) mod ops;
 pub(crate) mod posts;
 pub(crate) mod users;
@@ -34,6 +35,8 @@ pub(crate) fn api_router() -> OpenApiRouter<HttpState> {
         .routes(routes!(posts::post, posts::delete_post))
         .routes(routes!(posts::like, posts::unlike))
         .routes(routes!(feed::home_feed))
+        .routes(routes!(notifications::notifications))
+        .routes(routes!(notifications::mark_read))
 }
 
 /// A JSON response serialised on the spot, so that its body may borrow from

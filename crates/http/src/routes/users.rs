@@ -5,7 +5,7 @@ use axum::extract::State;
 use starling_app::accounts::ProfileChanges;
 
 use crate::extract::{AppJson, AppQuery, AuthUser, UserPath};
-use crate::models::{PostBody, PostJson, UpdateProfileRequest, UserBody};
+use crate::models::{MeBody, PostBody, PostJson, UpdateProfileRequest, UserBody};
 use crate::pagination::{PageBody, PageParams};
 use crate::problem::{ApiError, Problem};
 use crate::routes::json_now;
@@ -18,15 +18,19 @@ use starling_domain::PostId;
 /// The caller's own profile.
 #[utoipa::path(get, path = "/api/v1/me", tag = "users", security(("bearer" = [])),
     responses(
-        (status = 200, body = UserBody),
+        (status = 200, body = MeBody),
         (status = 401, body = Problem, content_type = "application/problem+json"),
     ))]
 pub(crate) async fn me(
     State(state): State<HttpState>,
     AuthUser(caller): AuthUser,
-) -> Result<Json<UserBody>, ApiError> {
+) -> Result<Json<MeBody>, ApiError> {
     let user = state.app.me(caller).await?;
-    Ok(Json(user.into()))
+    let notifications = state.app.notification_state(caller).await?;
+    Ok(Json(MeBody {
+        user: user.into(),
+        unread_notifications: notifications.unread,
+    }))
 }
 
 /// Change the caller's display name and/or bio; absent fields stay as they are.

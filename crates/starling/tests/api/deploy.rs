@@ -173,7 +173,7 @@ fn the_example_role_configs_load_and_each_unit_runs_a_real_role() {
         .expect("deploy/config/common.toml is a valid configuration");
     assert!(config.database_url.is_some() && config.redis_url.is_some());
     assert!(config.nats_url.is_some());
-    for role in ["api", "relay", "fanout"] {
+    for role in ["api", "relay", "fanout", "notifier"] {
         let parsed = Role::from_str(role, false).expect("a role the binary knows");
         let unit = repository_file(&format!("deploy/systemd/starling-{role}.service"));
         assert!(
@@ -190,7 +190,7 @@ fn the_example_role_configs_load_and_each_unit_runs_a_real_role() {
         assert!(config.runs(parsed));
     }
     // Every process writing the database has its own id part.
-    let ids: BTreeSet<String> = ["api", "relay", "fanout"]
+    let ids: BTreeSet<String> = ["api", "relay", "fanout", "notifier"]
         .iter()
         .map(|role| {
             repository_file(&format!("deploy/config/{role}.env"))
@@ -199,5 +199,5 @@ fn the_example_role_configs_load_and_each_unit_runs_a_real_role() {
                 .unwrap()
         })
         .collect();
-    assert_eq!(ids.len(), 3);
+    assert_eq!(ids.len(), 4);
 }

@@ -16,6 +16,9 @@ pub struct TestApp {
     /// The app itself, for operations endpoints nginx keeps from the public.
     pub direct: String,
     pub client: reqwest::Client,
+    /// The application core, for tests that play a worker (e.g. redelivering
+    /// events as a broker would after a crash).
+    pub core: std::sync::Arc<starling_app::App>,
     data_dir: Option<TempDir>,
     shutdown: Option<oneshot::Sender<()>>,
     server: Option<JoinHandle<anyhow::Result<()>>>,
@@ -176,6 +179,7 @@ pub async fn restart(stopped: Stopped, configure: impl FnOnce(&mut Config)) -> T
     let address = nginx
         .as_ref()
         .map_or_else(|| direct.clone(), |nginx| nginx.base.clone());
+    let core = application.app();
     let (shutdown, stop) = oneshot::channel::<()>();
     let server = tokio::spawn(application.run_until_stopped(async {
         let _ = stop.await;
@@ -187,6 +191,7 @@ pub async fn restart(stopped: Stopped, configure: impl FnOnce(&mut Config)) -> T
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .unwrap(),
+        core,
         data_dir: Some(data_dir),
         shutdown: Some(shutdown),
         server: Some(server),

@@ -19,6 +19,7 @@ mod feed;
 mod graph;
 mod logging;
 mod nginx;
+mod notifications;
 mod ops;
 mod posts;
 mod roles;

@@ -82,6 +82,8 @@ async fn the_openapi_document_describes_every_endpoint() {
         ("/api/v1/posts/{post}/like", "post"),
         ("/api/v1/posts/{post}/like", "delete"),
         ("/api/v1/feed", "get"),
+        ("/api/v1/notifications", "get"),
+        ("/api/v1/notifications/read", "post"),
     ] {
         assert!(
             paths.get(path).and_then(|item| item.get(method)).is_some(),

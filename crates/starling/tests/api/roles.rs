@@ -1,5 +1,5 @@
 //! Scaled out for real: separate `starling` processes in separate roles (two
-//! API instances, a relay, a fan-out worker) on PostgreSQL with a streaming
+//! API instances, a relay, a fan-out worker, a notifier) on PostgreSQL with a streaming
 //! replica, Redis and NATS JetStream, plus the `migrate` and
 //! `rebuild-timelines` commands.
 
@@ -60,7 +60,7 @@ async fn feed_ids(client: &reqwest::Client, base: &str, user: &TestUser) -> Vec<
 }
 
 /// One deployment as separate processes on the test's own engines: two API
-/// instances, a relay and a fan-out worker, after `starling migrate`.
+/// instances, a relay, a fan-out worker and a notifier, after `starling migrate`.
 pub struct Deployment {
     pub engines: Engines,
     pub env: Vec<(String, String)>,
@@ -68,6 +68,7 @@ pub struct Deployment {
     pub api_b: Server,
     pub relay: Server,
     pub fanout: Server,
+    pub notifier: Server,
     _dirs: Vec<tempfile::TempDir>,
 }
 
@@ -76,8 +77,8 @@ impl Deployment {
     pub async fn start() -> Option<Self> {
         let engines = Engines::new().await?;
         let replica_url = engines.database.on_replica()?;
-        let dirs: Vec<_> = (0..5).map(|_| tempfile::tempdir().unwrap()).collect();
-        let key_file = dirs[4].path().join("jwt.pem");
+        let dirs: Vec<_> = (0..6).map(|_| tempfile::tempdir().unwrap()).collect();
+        let key_file = dirs[5].path().join("jwt.pem");
         let env = deployment_env(&engines, key_file.to_str().unwrap(), &replica_url);
         let migrated = command(&env).arg("migrate").output().unwrap();
         assert!(
@@ -90,6 +91,7 @@ impl Deployment {
         let api_b = start_roles(dirs[1].path(), &["api"], &with_node(&env, "2")).await;
         let relay = start_roles(dirs[2].path(), &["relay"], &with_node(&env, "3")).await;
         let fanout = start_roles(dirs[3].path(), &["fanout"], &with_node(&env, "4")).await;
+        let notifier = start_roles(dirs[4].path(), &["notifier"], &with_node(&env, "5")).await;
         Some(Self {
             engines,
             env,
@@ -97,6 +99,7 @@ impl Deployment {
             api_b,
             relay,
             fanout,
+            notifier,
             _dirs: dirs,
         })
     }
@@ -114,12 +117,13 @@ async fn separate_roles_serve_one_deployment() {
         api_b,
         relay,
         fanout,
+        notifier,
         ..
     } = &deployment;
     let client = reqwest::Client::new();
 
     // Worker processes serve operations endpoints only.
-    for worker in [relay, fanout] {
+    for worker in [relay, fanout, notifier] {
         let status = client
             .get(format!("{}/api/v1/feed", worker.base))
             .send()
@@ -163,6 +167,30 @@ async fn separate_roles_serve_one_deployment() {
         FANOUT_WAIT,
         || async { feed_ids(&client, &api_b.base, &ada).await == [post.clone()] },
     )
+    .await;
+
+    // The notifier process tells bob of the follow, read on either instance.
+    let notified = || async {
+        let reply = read(
+            client
+                .get(format!("{}/api/v1/notifications", api_a.base))
+                .bearer_auth(&bob.access_token)
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(reply.status, 200, "{}", reply.text);
+        reply.body["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| (n["type"].clone(), n["actor"]["id"].clone()))
+            .collect::<Vec<_>>()
+    };
+    eventually("bob is notified of ada's follow", FANOUT_WAIT, || async {
+        notified().await == [(json!("follow"), json!(ada.id))]
+    })
     .await;
 
     // A delete on one instance reaches what the other holds in memory at

@@ -23,6 +23,8 @@ mod errors;
 mod feed;
 #[path = "../api/graph.rs"]
 mod graph;
+#[path = "../api/notifications.rs"]
+mod notifications;
 #[path = "../api/posts.rs"]
 mod posts;
 #[path = "../api/users.rs"]

@@ -17,8 +17,11 @@ const LIST: &str = "SELECT id, recipient_id, kind, actor_id, post_id, created_at
      FROM notifications WHERE recipient_id = $1 \
      AND ($2::TEXT[] IS NULL OR kind = ANY($2)) \
      AND id < $3 ORDER BY id DESC LIMIT $4";
+/// Never beyond the newest notification: a position from the future would
+/// mark notifications read before they exist.
 const MARK_READ: &str = "INSERT INTO notification_reads (user_id, read_through) \
-     VALUES ($1, coalesce($2, (SELECT max(id) FROM notifications WHERE recipient_id = $1), 0)) \
+     SELECT $1, LEAST(coalesce($2, newest), newest) FROM \
+     (SELECT coalesce(max(id), 0) AS newest FROM notifications WHERE recipient_id = $1) AS latest \
      ON CONFLICT (user_id) DO UPDATE \
      SET read_through = GREATEST(notification_reads.read_through, EXCLUDED.read_through) \
      RETURNING read_through";

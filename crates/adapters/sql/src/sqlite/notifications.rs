@@ -14,8 +14,13 @@ const LIST: &str = "SELECT id, recipient_id, kind, actor_id, post_id, created_at
      FROM notifications WHERE recipient_id = ?1 \
      AND (?2 IS NULL OR kind IN (SELECT value FROM json_each(?2))) \
      AND id < ?3 ORDER BY id DESC LIMIT ?4";
+/// Never beyond the newest notification: a position from the future would
+/// mark notifications read before they exist. (`WHERE true` lets SQLite
+/// parse the upsert after a SELECT.)
 const MARK_READ: &str = "INSERT INTO notification_reads (user_id, read_through) \
-     VALUES (?1, coalesce(?2, (SELECT max(id) FROM notifications WHERE recipient_id = ?1), 0)) \
+     SELECT ?1, min(coalesce(?2, newest), newest) FROM \
+     (SELECT coalesce(max(id), 0) AS newest FROM notifications WHERE recipient_id = ?1) \
+     WHERE true \
      ON CONFLICT (user_id) DO UPDATE SET read_through = max(read_through, excluded.read_through) \
      RETURNING read_through";
 const READ_THROUGH: &str =
@@ -135,7 +140,7 @@ impl NotificationStore for SqliteStore {
             .fetch_one(&mut *connection)
             .await
             .map_err(translate)?;
-        let unread = unread(&mut *connection, recipient, read_through, cap).await?;
+        let unread = unread(&mut connection, recipient, read_through, cap).await?;
         Ok(NotificationState {
             read_through,
             unread,

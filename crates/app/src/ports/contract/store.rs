@@ -3,8 +3,8 @@
 use std::sync::Arc;
 
 use starling_domain::{
-    Email, Event, EventEnvelope, EventId, Handle, IdGenerator, Notification, NotificationKind,
-    Post, PostId, Timestamp, User, UserId,
+    Email, Event, EventEnvelope, EventId, Handle, IdGenerator, Notification, NotificationId,
+    NotificationKind, Post, PostId, Timestamp, User, UserId,
 };
 
 use crate::ports::{
@@ -1179,6 +1179,15 @@ pub async fn the_read_position_counts_unread_and_never_moves_back(store: Arc<dyn
             .await
             .unwrap(),
         through.get()
+    );
+    // A position beyond the newest marks up to the newest only.
+    let future = NotificationId(notifications[5].id.get() + 1_000_000);
+    assert_eq!(
+        store
+            .mark_notifications_read(ada.id, Some(future))
+            .await
+            .unwrap(),
+        notifications[5].id.get()
     );
     // No position: everything so far.
     let newest = notifications[5].id.get();

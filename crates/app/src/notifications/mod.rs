@@ -1,0 +1,111 @@
+//! Notifications, the recipient's side: the list, the read position and the
+//! unread count. They are made by the notifier worker from events
+//! (`workers::notifier`), never inside the request that caused them.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use starling_domain::{Notification, NotificationId, NotificationKind, UserId, UserSummary};
+
+use crate::App;
+use crate::error::AppResult;
+use crate::page::{Page, PostView};
+
+/// The unread count is counted up to this many (clients show "999+").
+pub const UNREAD_COUNT_CAP: u64 = 1_000;
+
+/// A notification ready to show.
+#[derive(Debug, Clone)]
+pub struct NotificationView {
+    pub notification: Notification,
+    pub actor: Arc<UserSummary>,
+    /// The post it is about (the liked post, the reply, the mentioning post).
+    pub post: Option<PostView>,
+    /// At or below the recipient's read position.
+    pub read: bool,
+}
+
+/// Where an account stands with its notifications.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReadState {
+    pub read_through: Option<NotificationId>,
+    /// Counted up to `UNREAD_COUNT_CAP`.
+    pub unread: u64,
+}
+
+impl App {
+    /// `recipient`'s notifications of the given kinds (all when empty),
+    /// newest first. A notification about a post deleted since is left out
+    /// (the notifier also removes it, moments after the deletion).
+    pub async fn notifications(
+        &self,
+        recipient: UserId,
+        kinds: &[NotificationKind],
+        before: Option<NotificationId>,
+        limit: usize,
+    ) -> AppResult<Page<NotificationView>> {
+        let store = &self.ports.store;
+        let rows = store
+            .notifications(recipient, kinds, before, limit + 1)
+            .await?;
+        let page = Page::from_overfetch(rows, limit, |notification| notification.id.get());
+        let read_through = store.notification_state(recipient, 0).await?.read_through;
+
+        let post_ids: Vec<_> = page.items.iter().filter_map(|n| n.post).collect();
+        let posts: HashMap<_, PostView> = self
+            .hydrate(Some(recipient), &post_ids)
+            .await?
+            .into_iter()
+            .map(|view| (view.post.id, view))
+            .collect();
+        let actor_ids: Vec<UserId> = page.items.iter().map(|n| n.actor).collect();
+        let actors = self.summaries(&actor_ids).await?;
+
+        let items = page
+            .items
+            .into_iter()
+            .filter_map(|notification| {
+                let post = match notification.post {
+                    Some(id) => Some(posts.get(&id)?.clone()),
+                    None => None,
+                };
+                Some(NotificationView {
+                    actor: actors.get(&notification.actor)?.clone(),
+                    post,
+                    read: notification.id.get() <= read_through,
+                    notification,
+                })
+            })
+            .collect();
+        Ok(Page {
+            items,
+            next: page.next,
+        })
+    }
+
+    /// Marks `recipient`'s notifications read up to `through` (all of them
+    /// when `None`); never beyond the newest, never back.
+    pub async fn mark_notifications_read(
+        &self,
+        recipient: UserId,
+        through: Option<NotificationId>,
+    ) -> AppResult<ReadState> {
+        self.ports
+            .store
+            .mark_notifications_read(recipient, through)
+            .await?;
+        self.notification_state(recipient).await
+    }
+
+    pub async fn notification_state(&self, recipient: UserId) -> AppResult<ReadState> {
+        let state = self
+            .ports
+            .store
+            .notification_state(recipient, UNREAD_COUNT_CAP)
+            .await?;
+        Ok(ReadState {
+            read_through: (state.read_through > 0).then_some(NotificationId(state.read_through)),
+            unread: state.unread,
+        })
+    }
+}

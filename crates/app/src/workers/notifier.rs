@@ -1,0 +1,150 @@
+//! The notifier: turns events into notifications. A follow notifies the
+//! followee, a like the post's author, a reply the author of the post it
+//! answers. Never inside the request: the event log delivers each event
+//! here at least once, and the store keeps one notification per thing that
+//! happened, so redelivery notifies nobody twice.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use starling_domain::{
+    Event, EventEnvelope, Notification, NotificationKind, PostId, Timestamp, UserId,
+};
+
+use crate::App;
+use crate::error::AppResult;
+use crate::workers::EventHandler;
+
+/// A like taken back within this long after it was given withdraws its
+/// notification (a slip of the thumb should not reach the author).
+pub const LIKE_WITHDRAW_WINDOW_MS: i64 = 60_000;
+
+pub struct Notifier {
+    app: Arc<App>,
+}
+
+impl Notifier {
+    pub const CONSUMER: &'static str = "notifier";
+
+    pub fn new(app: Arc<App>) -> Self {
+        Self { app }
+    }
+
+    /// Stores what is new among `notifications`, leaving out anything that
+    /// would notify an account of its own action.
+    async fn notify(&self, notifications: Vec<Notification>) -> AppResult<()> {
+        let notifications: Vec<Notification> = notifications
+            .into_iter()
+            .filter(|n| n.recipient != n.actor)
+            .collect();
+        if notifications.is_empty() {
+            return Ok(());
+        }
+        let added = self
+            .app
+            .ports
+            .store
+            .add_notifications(&notifications)
+            .await?;
+        if added > 0 {
+            metrics::counter!("starling_notifications_created_total").increment(added);
+        }
+        Ok(())
+    }
+
+    fn notification(
+        &self,
+        envelope: &EventEnvelope,
+        recipient: UserId,
+        kind: NotificationKind,
+        actor: UserId,
+        post: Option<PostId>,
+    ) -> Notification {
+        Notification {
+            id: self.app.ids.next_notification_id(),
+            recipient,
+            kind,
+            actor,
+            post,
+            created_at: envelope.occurred_at,
+        }
+    }
+}
+
+#[async_trait]
+impl EventHandler for Notifier {
+    fn name(&self) -> &'static str {
+        Self::CONSUMER
+    }
+
+    async fn handle(&self, envelope: &EventEnvelope) -> AppResult<()> {
+        let store = &self.app.ports.store;
+        match &envelope.event {
+            Event::Followed {
+                follower_id,
+                followee_id,
+                ..
+            } => {
+                // A follow already taken back notifies nobody.
+                if !store.is_following(*follower_id, *followee_id).await? {
+                    return Ok(());
+                }
+                let follow = self.notification(
+                    envelope,
+                    *followee_id,
+                    NotificationKind::Follow,
+                    *follower_id,
+                    None,
+                );
+                self.notify(vec![follow]).await
+            }
+            Event::Liked {
+                user_id,
+                post_id,
+                post_author_id,
+            } => {
+                let like = self.notification(
+                    envelope,
+                    *post_author_id,
+                    NotificationKind::Like,
+                    *user_id,
+                    Some(*post_id),
+                );
+                self.notify(vec![like]).await
+            }
+            Event::Unliked { user_id, post_id } => {
+                let since = Timestamp(envelope.occurred_at.millis() - LIKE_WITHDRAW_WINDOW_MS);
+                store
+                    .withdraw_notification(NotificationKind::Like, *user_id, *post_id, since)
+                    .await?;
+                Ok(())
+            }
+            Event::PostCreated {
+                post_id,
+                author_id,
+                reply_to: Some(parent),
+            } => {
+                let Some(parent) = self.app.load_posts(&[*parent]).await?.pop() else {
+                    // The post answered is gone: nobody to tell.
+                    return Ok(());
+                };
+                let reply = self.notification(
+                    envelope,
+                    parent.author_id,
+                    NotificationKind::Reply,
+                    *author_id,
+                    Some(*post_id),
+                );
+                self.notify(vec![reply]).await
+            }
+            Event::PostDeleted { post_id, .. } => {
+                store.remove_post_notifications(*post_id).await?;
+                Ok(())
+            }
+            Event::PostCreated { reply_to: None, .. }
+            | Event::Unfollowed { .. }
+            | Event::UserRegistered { .. }
+            | Event::ProfileUpdated { .. } => Ok(()),
+        }
+    }
+}
