@@ -22,6 +22,10 @@ pub enum Event {
         post_id: PostId,
         author_id: UserId,
         reply_to: Option<PostId>,
+        /// The accounts the post mentions (absent in events from before
+        /// mentions existed).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        mentions: Vec<UserId>,
     },
     PostDeleted {
         post_id: PostId,
@@ -118,6 +122,7 @@ mod tests {
             post_id: PostId(10),
             author_id: UserId(3),
             reply_to: None,
+            mentions: Vec::new(),
         };
         let json = serde_json::to_string(&event).unwrap();
         assert_eq!(
@@ -126,5 +131,17 @@ mod tests {
         );
         assert_eq!(serde_json::from_str::<Event>(&json).unwrap(), event);
         assert_eq!(event.kind(), "post_created");
+        let mentioning = Event::PostCreated {
+            post_id: PostId(11),
+            author_id: UserId(3),
+            reply_to: Some(PostId(10)),
+            mentions: vec![UserId(4), UserId(5)],
+        };
+        let json = serde_json::to_string(&mentioning).unwrap();
+        assert_eq!(
+            json,
+            r#"{"type":"post_created","post_id":"11","author_id":"3","reply_to":"10","mentions":["4","5"]}"#
+        );
+        assert_eq!(serde_json::from_str::<Event>(&json).unwrap(), mentioning);
     }
 }

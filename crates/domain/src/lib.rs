@@ -3,6 +3,7 @@
 
 pub mod event;
 pub mod id;
+pub mod mention;
 pub mod notification;
 pub mod post;
 mod text;
@@ -12,6 +13,9 @@ pub mod validation;
 
 pub use event::{Event, EventEnvelope};
 pub use id::{EventId, IdGenerator, NotificationId, PostId, UserId};
+pub use mention::{
+    MAX_MENTIONS, Mention, MentionCandidate, find_mentions, mentioned_accounts, mentioned_keys,
+};
 pub use notification::{Notification, NotificationKind};
 pub use post::{Post, PostText};
 pub use time::Timestamp;

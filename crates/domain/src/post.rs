@@ -1,6 +1,7 @@
 //! Posts: validated text and the post entity.
 
 use crate::id::{PostId, UserId};
+use crate::mention::Mention;
 use crate::time::Timestamp;
 use crate::validation::{FieldError, field_error};
 
@@ -54,6 +55,9 @@ pub struct Post {
     pub like_count: i64,
     pub reply_count: i64,
     pub deleted: bool,
+    /// The accounts its text mentions, with where.
+    #[serde(default)]
+    pub mentions: Vec<Mention>,
 }
 
 impl Post {
@@ -68,6 +72,7 @@ impl Post {
             like_count: 0,
             reply_count: 0,
             deleted: true,
+            mentions: Vec::new(),
         }
     }
 }

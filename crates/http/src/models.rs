@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use starling_app::PostView;
 use starling_app::accounts::Session;
 use starling_app::notifications::NotificationView;
-use starling_domain::{Timestamp, User, UserSummary};
+use starling_domain::{Mention, Timestamp, User, UserSummary};
 use utoipa::ToSchema;
 
 /// A public profile.
@@ -70,6 +70,21 @@ pub(crate) struct PostBody {
     pub reply_count: i64,
     /// Whether the authenticated caller likes this post (false when anonymous).
     pub liked_by_me: bool,
+    /// The accounts the text mentions, in order of appearance.
+    pub mentions: Vec<MentionBody>,
+}
+
+/// An `@handle` in a post's text that names an account.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct MentionBody {
+    /// The account's id.
+    pub id: String,
+    /// As the account spells it.
+    pub handle: String,
+    /// Where the `@handle` starts in `text`, counted in Unicode code points.
+    pub start: u32,
+    /// Where it ends (exclusive), in code points.
+    pub end: u32,
 }
 
 /// `PostBody` on the wire, written straight from the view: no string is
@@ -85,7 +100,7 @@ impl Serialize for PostJson<'_> {
             author,
             liked_by_me,
         } = self.0;
-        let mut out = serializer.serialize_struct("PostBody", 8)?;
+        let mut out = serializer.serialize_struct("PostBody", 9)?;
         out.serialize_field("id", &IdJson(post.id.get()))?;
         out.serialize_field("author", &AuthorJson(author))?;
         out.serialize_field("text", &post.text)?;
@@ -97,6 +112,7 @@ impl Serialize for PostJson<'_> {
         out.serialize_field("like_count", &post.like_count)?;
         out.serialize_field("reply_count", &post.reply_count)?;
         out.serialize_field("liked_by_me", liked_by_me)?;
+        out.serialize_field("mentions", &MentionsJson(&post.mentions))?;
         out.end()
     }
 }
@@ -158,6 +174,30 @@ pub(crate) struct ReadStateBody {
     pub read_through: Option<String>,
     /// Notifications above `read_through`, counted up to 1000.
     pub unread_count: u64,
+}
+
+struct MentionsJson<'a>(&'a [Mention]);
+
+impl Serialize for MentionsJson<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::{SerializeSeq, SerializeStruct};
+        struct One<'a>(&'a Mention);
+        impl Serialize for One<'_> {
+            fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                let mut out = serializer.serialize_struct("MentionBody", 4)?;
+                out.serialize_field("id", &IdJson(self.0.user_id.get()))?;
+                out.serialize_field("handle", &self.0.handle)?;
+                out.serialize_field("start", &self.0.start)?;
+                out.serialize_field("end", &self.0.end)?;
+                out.end()
+            }
+        }
+        let mut out = serializer.serialize_seq(Some(self.0.len()))?;
+        for mention in self.0 {
+            out.serialize_element(&One(mention))?;
+        }
+        out.end()
+    }
 }
 
 struct AuthorJson<'a>(&'a UserSummary);
@@ -283,6 +323,12 @@ mod tests {
                 like_count: 3,
                 reply_count: 0,
                 deleted: false,
+                mentions: vec![starling_domain::Mention {
+                    user_id: UserId(9),
+                    handle: "Bob".to_owned(),
+                    start: 0,
+                    end: 4,
+                }],
             }),
             author: Arc::new(UserSummary {
                 id: UserId(7),
@@ -302,7 +348,8 @@ mod tests {
                 "reply_to": "5",
                 "like_count": 3,
                 "reply_count": 0,
-                "liked_by_me": true
+                "liked_by_me": true,
+                "mentions": [{"id": "9", "handle": "Bob", "start": 0, "end": 4}]
             })
         );
         // The OpenAPI schema names the same fields.

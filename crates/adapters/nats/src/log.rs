@@ -511,6 +511,7 @@ mod tests {
                 post_id: PostId(id),
                 author_id: UserId(author),
                 reply_to: None,
+                mentions: Vec::new(),
             },
             trace_parent: Some(format!("00-{id:032x}-{id:016x}-01")),
         }

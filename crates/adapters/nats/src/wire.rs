@@ -56,6 +56,7 @@ mod tests {
                 post_id: PostId(9),
                 author_id: UserId(2),
                 reply_to: None,
+                mentions: Vec::new(),
             },
             trace_parent: Some("00-abc-def-01".to_owned()),
         };

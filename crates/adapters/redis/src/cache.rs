@@ -454,6 +454,7 @@ mod tests {
             like_count: likes,
             reply_count: 0,
             deleted: false,
+            mentions: Vec::new(),
         })
     }
 

@@ -8,5 +8,24 @@
 mod postgres;
 mod sqlite;
 
+use starling_app::ports::StoreError;
+use starling_domain::Mention;
+
+/// A post's mentions as stored (a JSON array; see the migrations).
+fn encode_mentions(mentions: &[Mention]) -> Result<String, StoreError> {
+    serde_json::to_string(mentions).map_err(|error| {
+        StoreError::Unexpected(anyhow::Error::new(error).context("encoding mentions"))
+    })
+}
+
+/// The stored mentions of post `id`. A column this version cannot read
+/// (damaged by hand) shows as no mentions, not as a post that cannot load.
+fn decode_mentions(id: i64, stored: &str) -> Vec<Mention> {
+    serde_json::from_str(stored).unwrap_or_else(|error| {
+        tracing::error!(post_id = id, error = %error, "cannot decode a post's mentions");
+        Vec::new()
+    })
+}
+
 pub use postgres::{PostgresOptions, PostgresStore};
 pub use sqlite::{BulkFollow, BulkPost, BulkUser, SqliteOptions, SqliteStore, Synchronous};

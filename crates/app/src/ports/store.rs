@@ -8,8 +8,8 @@
 
 use async_trait::async_trait;
 use starling_domain::{
-    Email, Event, EventEnvelope, EventId, Handle, Notification, NotificationId, NotificationKind,
-    Post, PostId, Timestamp, User, UserId, UserSummary,
+    Email, Event, EventEnvelope, EventId, Handle, Mention, Notification, NotificationId,
+    NotificationKind, Post, PostId, Timestamp, User, UserId, UserSummary,
 };
 
 use super::timeline::TimelineEntry;
@@ -93,6 +93,10 @@ pub trait AccountStore: Send + Sync {
 
     /// Summaries of the accounts that exist among `ids`, in no particular order.
     async fn user_summaries(&self, ids: &[UserId]) -> StoreResult<Vec<UserSummary>>;
+
+    /// Summaries of the accounts whose lower-cased handles are among
+    /// `handle_keys`, in no particular order (mentions are resolved so).
+    async fn users_by_handles(&self, handle_keys: &[String]) -> StoreResult<Vec<UserSummary>>;
 
     /// Up to `limit` account ids above `after` (from the lowest when `None`),
     /// ascending: for jobs that visit every account.
@@ -235,6 +239,8 @@ pub struct NewPost {
     pub author_id: UserId,
     pub text: String,
     pub reply_to: Option<PostId>,
+    /// Resolved by the use case; stored with the post and named in its event.
+    pub mentions: Vec<Mention>,
     pub created_at: Timestamp,
     pub event_id: EventId,
 }
@@ -282,6 +288,15 @@ pub trait PostStore: Send + Sync {
         &self,
         author: UserId,
         before: Option<PostId>,
+        limit: usize,
+    ) -> StoreResult<Vec<Post>>;
+
+    /// Live replies to `parent`, oldest first (conversation order), with
+    /// id > `after`.
+    async fn replies(
+        &self,
+        parent: PostId,
+        after: Option<PostId>,
         limit: usize,
     ) -> StoreResult<Vec<Post>>;
 

@@ -1,10 +1,14 @@
-//! Creating a post: one transaction stores the post and its `PostCreated`
-//! event; the author's own timeline gets it before we answer (read-your-writes);
+//! Creating a post: its `@handle`s are resolved to accounts, then one
+//! transaction stores the post and its `PostCreated` event; the author's own timeline gets it before we answer (read-your-writes);
 //! the fan-out worker delivers it to followers from the event.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
-use starling_domain::{PostId, PostText, Timestamp, UserId, ValidationErrors};
+use starling_domain::{
+    Mention, PostId, PostText, Timestamp, UserId, UserSummary, ValidationErrors, find_mentions,
+    mentioned_keys,
+};
 
 use crate::App;
 use crate::error::{AppError, AppResult};
@@ -21,6 +25,7 @@ impl App {
         reply_to: Option<PostId>,
     ) -> AppResult<PostView> {
         let text = PostText::parse(text).map_err(|error| ValidationErrors(vec![error]))?;
+        let mentions = self.resolve_mentions(text.as_str()).await?;
         let post = self
             .ports
             .store
@@ -29,6 +34,7 @@ impl App {
                 author_id: author,
                 text: text.into_string(),
                 reply_to,
+                mentions,
                 created_at: Timestamp::now(),
                 event_id: self.ids.next_event_id(),
             })
@@ -65,5 +71,39 @@ impl App {
             // Nobody can have liked a post that did not exist a moment ago.
             liked_by_me: false,
         })
+    }
+}
+
+impl App {
+    /// The `@handle`s in `text` that name accounts, with where they are.
+    /// Handles naming nobody stay plain text; past `MAX_MENTIONS` distinct
+    /// accounts, the rest do too.
+    async fn resolve_mentions(&self, text: &str) -> AppResult<Vec<Mention>> {
+        let candidates = find_mentions(text);
+        let keys = mentioned_keys(&candidates);
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let accounts: HashMap<String, UserSummary> = self
+            .ports
+            .store
+            .users_by_handles(&keys)
+            .await?
+            .into_iter()
+            .map(|account| (account.handle.to_ascii_lowercase(), account))
+            .collect();
+        Ok(candidates
+            .into_iter()
+            .filter(|candidate| keys.contains(&candidate.handle_key))
+            .filter_map(|candidate| {
+                let account = accounts.get(&candidate.handle_key)?;
+                Some(Mention {
+                    user_id: account.id,
+                    handle: account.handle.clone(),
+                    start: candidate.start,
+                    end: candidate.end,
+                })
+            })
+            .collect())
     }
 }

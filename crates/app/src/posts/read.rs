@@ -1,4 +1,5 @@
-//! Reading one post, or one author's posts newest first.
+//! Reading one post, one author's posts newest first, or a post's replies
+//! in conversation order.
 
 use std::sync::Arc;
 
@@ -29,6 +30,26 @@ impl App {
             .store
             .posts_by_author(author, before, limit + 1)
             .await?;
+        let posts = posts.into_iter().map(Arc::new).collect();
+        let views = self.views_of(viewer, posts).await?;
+        Ok(Page::from_overfetch(views, limit, |view| {
+            view.post.id.get()
+        }))
+    }
+
+    /// Live replies to `parent`, oldest first. A deleted parent still lists
+    /// its replies (threads keep their shape); one that never existed is 404.
+    pub async fn replies(
+        &self,
+        viewer: Option<UserId>,
+        parent: PostId,
+        after: Option<PostId>,
+        limit: usize,
+    ) -> AppResult<Page<PostView>> {
+        if self.ports.store.posts_by_ids(&[parent]).await?.is_empty() {
+            return Err(AppError::NotFound("post"));
+        }
+        let posts = self.ports.store.replies(parent, after, limit + 1).await?;
         let posts = posts.into_iter().map(Arc::new).collect();
         let views = self.views_of(viewer, posts).await?;
         Ok(Page::from_overfetch(views, limit, |view| {

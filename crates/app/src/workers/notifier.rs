@@ -1,6 +1,6 @@
 //! The notifier: turns events into notifications. A follow notifies the
 //! followee, a like the post's author, a reply the author of the post it
-//! answers. Never inside the request: the event log delivers each event
+//! answers, a mention the account mentioned. Never inside the request: the event log delivers each event
 //! here at least once, and the store keeps one notification per thing that
 //! happened, so redelivery notifies nobody twice.
 
@@ -122,27 +122,48 @@ impl EventHandler for Notifier {
             Event::PostCreated {
                 post_id,
                 author_id,
-                reply_to: Some(parent),
+                reply_to,
+                mentions,
             } => {
-                let Some(parent) = self.app.load_posts(&[*parent]).await?.pop() else {
-                    // The post answered is gone: nobody to tell.
-                    return Ok(());
+                let mut notifications = Vec::with_capacity(mentions.len() + 1);
+                // The post answered, unless it is gone since.
+                let parent_author = match reply_to {
+                    Some(parent) => self
+                        .app
+                        .load_posts(&[*parent])
+                        .await?
+                        .pop()
+                        .map(|parent| parent.author_id),
+                    None => None,
                 };
-                let reply = self.notification(
-                    envelope,
-                    parent.author_id,
-                    NotificationKind::Reply,
-                    *author_id,
-                    Some(*post_id),
-                );
-                self.notify(vec![reply]).await
+                if let Some(parent_author) = parent_author {
+                    notifications.push(self.notification(
+                        envelope,
+                        parent_author,
+                        NotificationKind::Reply,
+                        *author_id,
+                        Some(*post_id),
+                    ));
+                }
+                // Whoever the reply already notifies is not told twice.
+                for mentioned in mentions {
+                    if Some(*mentioned) != parent_author {
+                        notifications.push(self.notification(
+                            envelope,
+                            *mentioned,
+                            NotificationKind::Mention,
+                            *author_id,
+                            Some(*post_id),
+                        ));
+                    }
+                }
+                self.notify(notifications).await
             }
             Event::PostDeleted { post_id, .. } => {
                 store.remove_post_notifications(*post_id).await?;
                 Ok(())
             }
-            Event::PostCreated { reply_to: None, .. }
-            | Event::Unfollowed { .. }
+            Event::Unfollowed { .. }
             | Event::UserRegistered { .. }
             | Event::ProfileUpdated { .. } => Ok(()),
         }

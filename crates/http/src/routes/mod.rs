@@ -34,6 +34,7 @@ pub(crate) fn api_router() -> OpenApiRouter<HttpState> {
         .routes(routes!(posts::create_post))
         .routes(routes!(posts::post, posts::delete_post))
         .routes(routes!(posts::like, posts::unlike))
+        .routes(routes!(posts::replies))
         .routes(routes!(feed::home_feed))
         .routes(routes!(notifications::notifications))
         .routes(routes!(notifications::mark_read))

@@ -4,8 +4,9 @@ use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
 use starling_domain::{PostId, ValidationErrors};
 
-use crate::extract::{AppJson, AuthUser, PostPath};
+use crate::extract::{AppJson, AppQuery, AuthUser, PostPath};
 use crate::models::{CreatePostRequest, PostBody, PostJson};
+use crate::pagination::{PageBody, PageParams};
 use crate::problem::{ApiError, Problem};
 use crate::routes::json_now;
 use crate::state::HttpState;
@@ -57,6 +58,36 @@ pub(crate) async fn post(
         .post(viewer.map(|AuthUser(user)| user), id)
         .await?;
     Ok(json_now(StatusCode::OK, &PostJson(&view)))
+}
+
+/// A post's replies, oldest first (conversation order). A deleted post
+/// still lists its replies.
+#[utoipa::path(get, path = "/api/v1/posts/{post}/replies", tag = "posts",
+    params(("post" = String, Path, description = "The post id"), PageParams),
+    responses(
+        (status = 200, body = PageBody<PostBody>),
+        (status = 400, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+    ))]
+pub(crate) async fn replies(
+    State(state): State<HttpState>,
+    viewer: Option<AuthUser>,
+    PostPath(id): PostPath,
+    AppQuery(params): AppQuery<PageParams>,
+) -> Result<Response, ApiError> {
+    let list = format!("replies:{id}");
+    let request = params.for_list(&list)?;
+    let page = state
+        .app
+        .replies(
+            viewer.map(|AuthUser(user)| user),
+            id,
+            request.after.map(PostId),
+            request.limit,
+        )
+        .await?;
+    let body = PageBody::from_page_ref(&page, &list, PostJson);
+    Ok(json_now(StatusCode::OK, &body))
 }
 
 /// Delete one of your posts.

@@ -161,7 +161,8 @@ async fn events_not_acknowledged_before_a_crash_are_delivered_after_it() {
         starling_domain::Event::PostCreated {
             post_id: unhandled.post.id,
             author_id: author,
-            reply_to: None
+            reply_to: None,
+            mentions: Vec::new(),
         }
     );
     assert_eq!(feed(&app, reader).await.len(), 2);

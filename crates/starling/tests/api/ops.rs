@@ -81,6 +81,7 @@ async fn the_openapi_document_describes_every_endpoint() {
         ("/api/v1/posts/{post}", "delete"),
         ("/api/v1/posts/{post}/like", "post"),
         ("/api/v1/posts/{post}/like", "delete"),
+        ("/api/v1/posts/{post}/replies", "get"),
         ("/api/v1/feed", "get"),
         ("/api/v1/notifications", "get"),
         ("/api/v1/notifications/read", "post"),

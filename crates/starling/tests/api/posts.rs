@@ -231,3 +231,124 @@ async fn a_users_posts_page_newest_first() {
         .await
         .assert_problem(404);
 }
+
+/// Where `needle` starts in `haystack`, counted in code points.
+fn code_point_offset(haystack: &str, needle: &str) -> u64 {
+    let byte = haystack.find(needle).unwrap();
+    haystack[..byte].chars().count() as u64
+}
+
+#[tokio::test]
+async fn mentions_are_entities_with_code_point_offsets() {
+    let app = spawn_app().await;
+    let ada = app.register("ada").await;
+    let bob = app.register("bob").await;
+    let cat = app.register("Cat_9").await;
+    let text = "é🐦 hi @BOB and @cat_9, not @nobody nor x@bob.org; again @bob";
+    let reply = app
+        .post(
+            "/api/v1/posts",
+            Some(&ada.access_token),
+            json!({ "text": text }),
+        )
+        .await;
+    assert_eq!(reply.status, 201, "{}", reply.text);
+    let first_bob = code_point_offset(text, "@BOB");
+    let cat_at = code_point_offset(text, "@cat_9");
+    // The last four code points.
+    let second_bob = text.chars().count() as u64 - 4;
+    let expected = json!([
+        {"id": bob.id, "handle": "bob", "start": first_bob, "end": first_bob + 4},
+        {"id": cat.id, "handle": "Cat_9", "start": cat_at, "end": cat_at + 6},
+        {"id": bob.id, "handle": "bob", "start": second_bob, "end": second_bob + 4},
+    ]);
+    assert_eq!(reply.body["mentions"], expected, "{}", reply.text);
+    // The offsets pick the mentions out of the text as a client would.
+    let chars: Vec<char> = text.chars().collect();
+    for mention in expected.as_array().unwrap() {
+        let start = mention["start"].as_u64().unwrap() as usize;
+        let end = mention["end"].as_u64().unwrap() as usize;
+        let written: String = chars[start..end].iter().collect();
+        assert_eq!(
+            written.to_lowercase(),
+            format!("@{}", mention["handle"].as_str().unwrap().to_lowercase())
+        );
+    }
+    let id = reply.body["id"].as_str().unwrap();
+    let fetched = app.get(&format!("/api/v1/posts/{id}"), None).await;
+    assert_eq!(fetched.body["mentions"], expected);
+    let listed = app
+        .get(&format!("/api/v1/users/{}/posts", ada.id), None)
+        .await;
+    assert_eq!(listed.body["data"][0]["mentions"], expected);
+    // A post without mentions has an empty list.
+    let plain = app.create_post(&ada, "nobody here").await;
+    let plain = app.get(&format!("/api/v1/posts/{plain}"), None).await;
+    assert_eq!(plain.body["mentions"], json!([]));
+}
+
+#[tokio::test]
+async fn replies_list_in_conversation_order_and_page() {
+    let app = spawn_app().await;
+    let ada = app.register("ada").await;
+    let bob = app.register("bob").await;
+    let parent = app.create_post(&ada, "what do you think?").await;
+    let mut answers = Vec::new();
+    for (index, author) in [&bob, &ada, &bob, &ada].into_iter().enumerate() {
+        let reply = app
+            .post(
+                "/api/v1/posts",
+                Some(&author.access_token),
+                json!({"text": format!("answer {index}"), "reply_to": parent}),
+            )
+            .await;
+        assert_eq!(reply.status, 201, "{}", reply.text);
+        answers.push(reply.body["id"].as_str().unwrap().to_owned());
+    }
+    // A reply to a reply belongs to that reply's thread.
+    let nested = app
+        .post(
+            "/api/v1/posts",
+            Some(&ada.access_token),
+            json!({"text": "nested", "reply_to": answers[0]}),
+        )
+        .await;
+    assert_eq!(nested.status, 201);
+    app.delete_post(&bob, &answers[2]).await;
+
+    let path = format!("/api/v1/posts/{parent}/replies");
+    let listed = app.all_pages(&path, None, 1).await;
+    assert_eq!(
+        listed,
+        vec![answers[0].clone(), answers[1].clone(), answers[3].clone()]
+    );
+    let page = app
+        .get(&format!("{path}?limit=2"), Some(&bob.access_token))
+        .await;
+    assert_eq!(page.status, 200);
+    assert_eq!(page.body["data"][0]["text"], "answer 0");
+    assert_eq!(page.body["data"][0]["reply_to"], parent.as_str());
+    assert_eq!(page.body["data"][0]["reply_count"], 1);
+    assert_eq!(page.body["pagination"]["has_more"], true);
+    let nested_path = format!("/api/v1/posts/{}/replies", answers[0]);
+    assert_eq!(app.all_pages(&nested_path, None, 10).await.len(), 1);
+
+    // The parent deleted, its replies still list; an unknown post is 404.
+    app.delete_post(&ada, &parent).await;
+    assert_eq!(app.all_pages(&path, None, 10).await.len(), 3);
+    app.get("/api/v1/posts/12345/replies", None)
+        .await
+        .assert_problem(404);
+    app.get(&format!("{path}?cursor=bogus"), None)
+        .await
+        .assert_problem(400);
+    // A cursor from another thread is refused.
+    let other = app
+        .get(&format!("/api/v1/users/{}/posts?limit=1", ada.id), None)
+        .await;
+    if let Some(cursor) = other.body["pagination"]["next_cursor"].as_str() {
+        app.get(&format!("{path}?cursor={cursor}"), None)
+            .await
+            .assert_problem(400);
+    }
+}

@@ -53,6 +53,8 @@ const USER_BY_HANDLE: &str = concat!(
     " FROM users WHERE handle_key = $1"
 );
 const USER_SUMMARIES: &str = "SELECT id, handle, display_name FROM users WHERE id = ANY($1)";
+const USERS_BY_HANDLES: &str =
+    "SELECT id, handle, display_name FROM users WHERE handle_key = ANY($1)";
 const USER_IDS_AFTER: &str = "SELECT id FROM users WHERE id > $1 ORDER BY id LIMIT $2";
 const UPDATE_PROFILE: &str = concat!(
     "UPDATE users SET display_name = COALESCE($2, display_name), bio = COALESCE($3, bio), updated_at = $4 \
@@ -158,6 +160,30 @@ impl AccountStore for PostgresStore {
             None => fetch(self.pool().clone()).await.map_err(translate)?,
         };
         Ok(row.map(User::from))
+    }
+
+    async fn users_by_handles(
+        &self,
+        handle_keys: &[String],
+    ) -> Result<Vec<UserSummary>, StoreError> {
+        if handle_keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        // On the primary: a mention of an account registered a moment ago
+        // must resolve.
+        let rows: Vec<(i64, String, String)> = sqlx::query_as(USERS_BY_HANDLES)
+            .bind(handle_keys)
+            .fetch_all(self.pool())
+            .await
+            .map_err(translate)?;
+        Ok(rows
+            .into_iter()
+            .map(|(id, handle, display_name)| UserSummary {
+                id: UserId(id),
+                handle,
+                display_name,
+            })
+            .collect())
     }
 
     async fn user_summaries(&self, ids: &[UserId]) -> Result<Vec<UserSummary>, StoreError> {

@@ -10,7 +10,7 @@ use super::{PostgresStore, Tx, append_event, id_array, limit_param, translate};
 
 macro_rules! post_columns {
     () => {
-        "id, author_id, text, reply_to, created_at, deleted_at, like_count, reply_count"
+        "id, author_id, text, reply_to, created_at, deleted_at, like_count, reply_count, mentions"
     };
 }
 
@@ -24,6 +24,7 @@ struct PostRow {
     deleted_at: Option<i64>,
     like_count: i64,
     reply_count: i64,
+    mentions: String,
 }
 
 impl From<PostRow> for Post {
@@ -37,24 +38,31 @@ impl From<PostRow> for Post {
             like_count: row.like_count,
             reply_count: row.reply_count,
             deleted: row.deleted_at.is_some(),
+            mentions: crate::decode_mentions(row.id, &row.mentions),
         }
     }
 }
 
 const COUNT_REPLY: &str =
     "UPDATE posts SET reply_count = reply_count + $2 WHERE id = $1 AND deleted_at IS NULL";
-const INSERT_POST: &str = "INSERT INTO posts (id, author_id, text, reply_to, created_at) \
-     VALUES ($1, $2, $3, $4, $5)";
+const INSERT_POST: &str = "INSERT INTO posts (id, author_id, text, reply_to, created_at, mentions) \
+     VALUES ($1, $2, $3, $4, $5, $6)";
 const COUNT_POST: &str = "UPDATE users SET posts_count = posts_count + $2 WHERE id = $1";
 // FOR UPDATE: a concurrent delete or like waits, so counters stay exact.
 const POST_FOR_DELETE: &str =
     "SELECT author_id, reply_to FROM posts WHERE id = $1 AND deleted_at IS NULL FOR UPDATE";
-const TOMBSTONE_POST: &str = "UPDATE posts SET deleted_at = $2, text = '' WHERE id = $1";
+const TOMBSTONE_POST: &str =
+    "UPDATE posts SET deleted_at = $2, text = '', mentions = '[]' WHERE id = $1";
 const POSTS_BY_IDS: &str = concat!("SELECT ", post_columns!(), " FROM posts WHERE id = ANY($1)");
 const POSTS_BY_AUTHOR: &str = concat!(
     "SELECT ",
     post_columns!(),
     " FROM posts WHERE author_id = $1 AND deleted_at IS NULL AND id < $2 ORDER BY id DESC LIMIT $3"
+);
+const REPLIES: &str = concat!(
+    "SELECT ",
+    post_columns!(),
+    " FROM posts WHERE reply_to = $1 AND deleted_at IS NULL AND id > $2 ORDER BY id LIMIT $3"
 );
 const AUTHOR_ENTRIES: &str = "SELECT id, author_id FROM posts \
      WHERE author_id = $1 AND deleted_at IS NULL AND id < $2 ORDER BY id DESC LIMIT $3";
@@ -164,6 +172,7 @@ impl PostStore for PostgresStore {
             .bind(&new_post.text)
             .bind(new_post.reply_to.map(PostId::get))
             .bind(new_post.created_at.millis())
+            .bind(crate::encode_mentions(&new_post.mentions)?)
             .execute(&mut *tx)
             .await
             .map_err(translate)?;
@@ -172,6 +181,7 @@ impl PostStore for PostgresStore {
             post_id: new_post.id,
             author_id: new_post.author_id,
             reply_to: new_post.reply_to,
+            mentions: starling_domain::mentioned_accounts(&new_post.mentions),
         };
         append_event(&mut tx, new_post.event_id, &event, new_post.created_at).await?;
         tx.commit().await.map_err(translate)?;
@@ -184,6 +194,7 @@ impl PostStore for PostgresStore {
             like_count: 0,
             reply_count: 0,
             deleted: false,
+            mentions: new_post.mentions,
         })
     }
 
@@ -255,6 +266,26 @@ impl PostStore for PostgresStore {
                 sqlx::query_as(POSTS_BY_AUTHOR)
                     .bind(author.get())
                     .bind(before.map_or(i64::MAX, PostId::get))
+                    .bind(limit_param(limit))
+                    .fetch_all(&pool)
+                    .await
+            })
+            .await?;
+        Ok(rows.into_iter().map(Post::from).collect())
+    }
+
+    async fn replies(
+        &self,
+        parent: PostId,
+        after: Option<PostId>,
+        limit: usize,
+    ) -> Result<Vec<Post>, StoreError> {
+        // A thread tolerates replica lag like a profile's posts do.
+        let rows: Vec<PostRow> = self
+            .read_tolerant(|pool| async move {
+                sqlx::query_as(REPLIES)
+                    .bind(parent.get())
+                    .bind(after.map_or(0, PostId::get))
                     .bind(limit_param(limit))
                     .fetch_all(&pool)
                     .await

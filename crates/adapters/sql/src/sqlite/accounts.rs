@@ -53,6 +53,8 @@ const USER_BY_HANDLE: &str = concat!(
 );
 const USER_SUMMARIES: &str = "SELECT id, handle, display_name FROM users \
      WHERE id IN (SELECT value FROM json_each(?1))";
+const USERS_BY_HANDLES: &str = "SELECT id, handle, display_name FROM users \
+     WHERE handle_key IN (SELECT value FROM json_each(?1))";
 const USER_IDS_AFTER: &str = "SELECT id FROM users WHERE id > ?1 ORDER BY id LIMIT ?2";
 const UPDATE_PROFILE: &str = concat!(
     "UPDATE users SET display_name = COALESCE(?2, display_name), bio = COALESCE(?3, bio), updated_at = ?4 \
@@ -145,6 +147,28 @@ impl AccountStore for SqliteStore {
             .await
             .map_err(translate)?;
         Ok(row.map(User::from))
+    }
+
+    async fn users_by_handles(
+        &self,
+        handle_keys: &[String],
+    ) -> Result<Vec<UserSummary>, StoreError> {
+        if handle_keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let rows: Vec<(i64, String, String)> = sqlx::query_as(USERS_BY_HANDLES)
+            .bind(serde_json::Value::from(handle_keys.to_vec()).to_string())
+            .fetch_all(&mut *self.read().await?)
+            .await
+            .map_err(translate)?;
+        Ok(rows
+            .into_iter()
+            .map(|(id, handle, display_name)| UserSummary {
+                id: UserId(id),
+                handle,
+                display_name,
+            })
+            .collect())
     }
 
     async fn user_summaries(&self, ids: &[UserId]) -> Result<Vec<UserSummary>, StoreError> {

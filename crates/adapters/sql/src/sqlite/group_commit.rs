@@ -107,20 +107,30 @@ async fn write(
             like_count: 0,
             reply_count: 0,
             deleted: false,
+            mentions: post.mentions.clone(),
         }));
         accepted.push(entry);
     }
     if !accepted.is_empty() {
-        let mut statements: QueryBuilder<Sqlite> =
-            QueryBuilder::new("INSERT INTO posts (id, author_id, text, reply_to, created_at) ");
-        statements.push_values(&accepted, |mut row, entry| {
-            let post = &entry.post;
-            row.push_bind(post.id.get())
-                .push_bind(post.author_id.get())
-                .push_bind(post.text.clone())
-                .push_bind(post.reply_to.map(PostId::get))
-                .push_bind(post.created_at.millis());
-        });
+        let mut statements: QueryBuilder<Sqlite> = QueryBuilder::new(
+            "INSERT INTO posts (id, author_id, text, reply_to, created_at, mentions) ",
+        );
+        let mentions = accepted
+            .iter()
+            .map(|entry| crate::encode_mentions(&entry.post.mentions))
+            .collect::<Result<Vec<_>, _>>()?;
+        statements.push_values(
+            accepted.iter().zip(mentions),
+            |mut row, (entry, mentions)| {
+                let post = &entry.post;
+                row.push_bind(post.id.get())
+                    .push_bind(post.author_id.get())
+                    .push_bind(post.text.clone())
+                    .push_bind(post.reply_to.map(PostId::get))
+                    .push_bind(post.created_at.millis())
+                    .push_bind(mentions);
+            },
+        );
         for entry in &accepted {
             statements
                 .push("; UPDATE users SET posts_count = posts_count + 1 WHERE id = ")
@@ -133,6 +143,7 @@ async fn write(
                 post_id: post.id,
                 author_id: post.author_id,
                 reply_to: post.reply_to,
+                mentions: starling_domain::mentioned_accounts(&post.mentions),
             };
             events.push((entry, event.kind(), encode_event(&event)?));
         }

@@ -10,7 +10,7 @@ use super::{SqliteStore, append_event, json_ids, limit_param, translate};
 
 macro_rules! post_columns {
     () => {
-        "id, author_id, text, reply_to, created_at, deleted_at, like_count, reply_count"
+        "id, author_id, text, reply_to, created_at, deleted_at, like_count, reply_count, mentions"
     };
 }
 
@@ -24,6 +24,7 @@ struct PostRow {
     deleted_at: Option<i64>,
     like_count: i64,
     reply_count: i64,
+    mentions: String,
 }
 
 impl From<PostRow> for Post {
@@ -37,6 +38,7 @@ impl From<PostRow> for Post {
             like_count: row.like_count,
             reply_count: row.reply_count,
             deleted: row.deleted_at.is_some(),
+            mentions: crate::decode_mentions(row.id, &row.mentions),
         }
     }
 }
@@ -46,7 +48,8 @@ const COUNT_REPLY: &str =
 const COUNT_POST: &str = "UPDATE users SET posts_count = posts_count + ?2 WHERE id = ?1";
 const POST_FOR_DELETE: &str =
     "SELECT author_id, reply_to FROM posts WHERE id = ?1 AND deleted_at IS NULL";
-const TOMBSTONE_POST: &str = "UPDATE posts SET deleted_at = ?2, text = '' WHERE id = ?1";
+const TOMBSTONE_POST: &str =
+    "UPDATE posts SET deleted_at = ?2, text = '', mentions = '[]' WHERE id = ?1";
 const POSTS_BY_IDS: &str = concat!(
     "SELECT ",
     post_columns!(),
@@ -56,6 +59,11 @@ const POSTS_BY_AUTHOR: &str = concat!(
     "SELECT ",
     post_columns!(),
     " FROM posts WHERE author_id = ?1 AND deleted_at IS NULL AND id < ?2 ORDER BY id DESC LIMIT ?3"
+);
+const REPLIES: &str = concat!(
+    "SELECT ",
+    post_columns!(),
+    " FROM posts WHERE reply_to = ?1 AND deleted_at IS NULL AND id > ?2 ORDER BY id LIMIT ?3"
 );
 const AUTHOR_ENTRIES: &str = "SELECT id, author_id FROM posts \
      WHERE author_id = ?1 AND deleted_at IS NULL AND id < ?2 ORDER BY id DESC LIMIT ?3";
@@ -220,6 +228,22 @@ impl PostStore for SqliteStore {
         let rows: Vec<PostRow> = sqlx::query_as(POSTS_BY_AUTHOR)
             .bind(author.get())
             .bind(before.map_or(i64::MAX, PostId::get))
+            .bind(limit_param(limit))
+            .fetch_all(&mut *self.read().await?)
+            .await
+            .map_err(translate)?;
+        Ok(rows.into_iter().map(Post::from).collect())
+    }
+
+    async fn replies(
+        &self,
+        parent: PostId,
+        after: Option<PostId>,
+        limit: usize,
+    ) -> Result<Vec<Post>, StoreError> {
+        let rows: Vec<PostRow> = sqlx::query_as(REPLIES)
+            .bind(parent.get())
+            .bind(after.map_or(0, PostId::get))
             .bind(limit_param(limit))
             .fetch_all(&mut *self.read().await?)
             .await

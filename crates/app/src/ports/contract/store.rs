@@ -3,8 +3,8 @@
 use std::sync::Arc;
 
 use starling_domain::{
-    Email, Event, EventEnvelope, EventId, Handle, IdGenerator, Notification, NotificationId,
-    NotificationKind, Post, PostId, Timestamp, User, UserId,
+    Email, Event, EventEnvelope, EventId, Handle, IdGenerator, Mention, Notification,
+    NotificationId, NotificationKind, Post, PostId, Timestamp, User, UserId,
 };
 
 use crate::ports::{
@@ -45,6 +45,10 @@ macro_rules! store_contract {
             the_backlog_counts_what_a_consumer_has_not_handled,
 
             pruning_keeps_events_a_consumer_has_not_handled,
+
+            accounts_are_found_by_handle_keys,
+            posts_keep_their_mentions_and_their_event_names_each_account_once,
+            replies_list_oldest_first_without_deleted_ones,
 
             notifications_are_stored_once_per_thing_that_happened,
             notifications_page_newest_first_and_filter_by_kind,
@@ -102,6 +106,7 @@ impl Fixture {
                 author_id: author,
                 text: "hello".to_owned(),
                 reply_to,
+                mentions: Vec::new(),
                 created_at: Timestamp::now(),
                 event_id: self.ids.next_event_id(),
             })
@@ -1281,4 +1286,145 @@ pub async fn withdrawn_and_deleted_post_notifications_go(store: Arc<dyn Store>) 
         .map(|n| n.id)
         .collect();
     assert_eq!(left, vec![follow.id, other_like.id]);
+}
+
+pub async fn accounts_are_found_by_handle_keys(store: Arc<dyn Store>) {
+    let fixture = Fixture::new(store.clone());
+    let ada = fixture.user("Ada_L").await;
+    let bob = fixture.user("bob").await;
+    let mut found = store
+        .users_by_handles(&["ada_l".to_owned(), "bob".to_owned(), "nobody".to_owned()])
+        .await
+        .unwrap();
+    found.sort_by_key(|summary| summary.id);
+    let found: Vec<_> = found.iter().map(|s| (s.id, s.handle.as_str())).collect();
+    assert_eq!(found, vec![(ada.id, "Ada_L"), (bob.id, "bob")]);
+    // Keys are lower-cased handles: another spelling finds nobody.
+    assert!(
+        store
+            .users_by_handles(&["Ada_L".to_owned()])
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(store.users_by_handles(&[]).await.unwrap().is_empty());
+}
+
+pub async fn posts_keep_their_mentions_and_their_event_names_each_account_once(
+    store: Arc<dyn Store>,
+) {
+    let fixture = Fixture::new(store.clone());
+    let ada = fixture.user("ada").await;
+    let bob = fixture.user("bob").await;
+    let cat = fixture.user("cat").await;
+    let mention = |user: &User, start: u32| Mention {
+        user_id: user.id,
+        handle: user.handle.clone(),
+        start,
+        end: start + 4,
+    };
+    let mentions = vec![mention(&bob, 0), mention(&cat, 5), mention(&bob, 10)];
+    let after = store.events_after(0, 1000).await.unwrap().len();
+    let post = store
+        .create_post(NewPost {
+            id: fixture.ids.next_post_id(),
+            author_id: ada.id,
+            text: "@bob @cat @bob".to_owned(),
+            reply_to: None,
+            mentions: mentions.clone(),
+            created_at: Timestamp::now(),
+            event_id: fixture.ids.next_event_id(),
+        })
+        .await
+        .unwrap();
+    assert_eq!(post.mentions, mentions);
+    assert_eq!(fixture.stored_post(post.id).await.mentions, mentions);
+    let events = decoded(&*store, 0, 1000).await;
+    assert_eq!(
+        events[after..].last().unwrap().event,
+        Event::PostCreated {
+            post_id: post.id,
+            author_id: ada.id,
+            reply_to: None,
+            mentions: vec![bob.id, cat.id],
+        }
+    );
+    // A post without mentions stores none.
+    let plain = fixture.post(ada.id, None).await.unwrap();
+    assert!(fixture.stored_post(plain.id).await.mentions.is_empty());
+    // A tombstone keeps nothing of what the post said.
+    store
+        .delete_post(
+            post.id,
+            ada.id,
+            fixture.ids.next_event_id(),
+            Timestamp::now(),
+        )
+        .await
+        .unwrap();
+    assert!(fixture.stored_post(post.id).await.mentions.is_empty());
+}
+
+pub async fn replies_list_oldest_first_without_deleted_ones(store: Arc<dyn Store>) {
+    let fixture = Fixture::new(store.clone());
+    let ada = fixture.user("ada").await;
+    let bob = fixture.user("bob").await;
+    let parent = fixture.post(ada.id, None).await.unwrap();
+    let other = fixture.post(ada.id, None).await.unwrap();
+    let mut replies = Vec::new();
+    for index in 0..5 {
+        let author = if index % 2 == 0 { bob.id } else { ada.id };
+        replies.push(fixture.post(author, Some(parent.id)).await.unwrap().id);
+    }
+    // Replies elsewhere, and replies to replies, are not this post's.
+    fixture.post(bob.id, Some(other.id)).await.unwrap();
+    fixture.post(bob.id, Some(replies[0])).await.unwrap();
+    store
+        .delete_post(
+            replies[2],
+            bob.id,
+            fixture.ids.next_event_id(),
+            Timestamp::now(),
+        )
+        .await
+        .unwrap();
+
+    let ids = |posts: Vec<Post>| posts.into_iter().map(|p| p.id).collect::<Vec<_>>();
+    let all = ids(store.replies(parent.id, None, 10).await.unwrap());
+    assert_eq!(all, vec![replies[0], replies[1], replies[3], replies[4]]);
+    let first = ids(store.replies(parent.id, None, 2).await.unwrap());
+    assert_eq!(first, vec![replies[0], replies[1]]);
+    let rest = ids(store
+        .replies(parent.id, Some(replies[1]), 10)
+        .await
+        .unwrap());
+    assert_eq!(rest, vec![replies[3], replies[4]]);
+    assert!(
+        store
+            .replies(other.id, Some(PostId(i64::MAX - 1)), 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        store
+            .replies(PostId(42), None, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // Replies outlive their parent's deletion: the thread keeps its shape.
+    store
+        .delete_post(
+            parent.id,
+            ada.id,
+            fixture.ids.next_event_id(),
+            Timestamp::now(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        ids(store.replies(parent.id, None, 10).await.unwrap()).len(),
+        4
+    );
 }
