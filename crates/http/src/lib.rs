@@ -1,6 +1,7 @@
 //! Starling's HTTP API: the axum router, handlers, extractors, problem
 //! documents, pagination and the OpenAPI document. The only crate that knows HTTP.
 
+mod edge;
 mod extract;
 mod middleware;
 mod models;
@@ -25,6 +26,7 @@ use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_scalar::{Scalar, Servable};
 
+pub use edge::{LoadShedding, TrustedProxies};
 pub use problem::{PROBLEM_JSON, Problem};
 pub use state::{HttpState, RefreshGauges, Shared};
 
@@ -38,6 +40,10 @@ pub struct HttpSettings {
     /// Off for processes that only run workers: they serve `/healthz`,
     /// `/readyz` and `/metrics`, and nothing else.
     pub serve_api: bool,
+    /// Whose `X-Forwarded-For` names the client (rate limits key on it).
+    pub trusted_proxies: TrustedProxies,
+    /// Sheds API requests past a number in flight; `None`: never.
+    pub load_shedding: Option<LoadShedding>,
 }
 
 impl Default for HttpSettings {
@@ -45,6 +51,8 @@ impl Default for HttpSettings {
         Self {
             request_timeout: Duration::from_secs(30),
             serve_api: true,
+            trusted_proxies: TrustedProxies::default(),
+            load_shedding: None,
         }
     }
 }
@@ -61,6 +69,19 @@ pub fn router(state: HttpState, settings: &HttpSettings) -> Router {
             .merge(routes::api_router())
             .split_for_parts();
         let openapi_json = serde_json::to_string_pretty(&openapi).unwrap_or_default();
+        // Operations endpoints stay outside both: a health check must answer
+        // while the API sheds load, and probes are not rate limited.
+        let api = api.layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            edge::limit_rate,
+        ));
+        let api = match &settings.load_shedding {
+            Some(shedding) => api.layer(axum::middleware::from_fn_with_state(
+                edge::shedding_state(shedding),
+                edge::shed_load,
+            )),
+            None => api,
+        };
         ops.merge(api)
             .route(
                 "/openapi.json",
@@ -84,6 +105,10 @@ pub fn router(state: HttpState, settings: &HttpSettings) -> Router {
             settings.request_timeout,
         ))
         .layer(axum::middleware::from_fn(middleware::observe))
+        .layer(axum::middleware::from_fn_with_state(
+            settings.trusted_proxies.clone(),
+            edge::identify_client,
+        ))
         .layer(
             ServiceBuilder::new()
                 .layer(SetRequestIdLayer::new(

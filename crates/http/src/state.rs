@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use metrics_exporter_prometheus::PrometheusHandle;
 use starling_app::App;
+use starling_app::ports::{RateLimiter, RateLimits};
 
 /// Brings sampled gauges (pool usage, backlog, runtime figures) up to date
 /// right before `/metrics` is rendered, so they cost nothing between scrapes.
@@ -21,6 +22,9 @@ pub struct Shared {
     pub app: Arc<App>,
     pub metrics: Option<PrometheusHandle>,
     pub gauges: Option<Arc<dyn RefreshGauges>>,
+    /// Enforces `rate_limits` at the edge; `None`: no rate limiting.
+    pub rate_limiter: Option<Arc<dyn RateLimiter>>,
+    pub rate_limits: Option<RateLimits>,
     draining: AtomicBool,
 }
 
@@ -37,11 +41,18 @@ impl HttpState {
         app: Arc<App>,
         metrics: Option<PrometheusHandle>,
         gauges: Option<Arc<dyn RefreshGauges>>,
+        rate_limiting: Option<(Arc<dyn RateLimiter>, RateLimits)>,
     ) -> Self {
+        let (rate_limiter, rate_limits) = match rate_limiting {
+            Some((limiter, limits)) => (Some(limiter), Some(limits)),
+            None => (None, None),
+        };
         Self(Arc::new(Shared {
             app,
             metrics,
             gauges,
+            rate_limiter,
+            rate_limits,
             draining: AtomicBool::new(false),
         }))
     }

@@ -46,6 +46,7 @@ pub struct Config {
     pub cache: CacheConfig,
     pub sqlite: SqliteConfig,
     pub http: HttpConfig,
+    pub rate_limits: RateLimitsConfig,
     pub outbox: OutboxConfig,
     pub traces: TracesConfig,
     pub postgres: PostgresConfig,
@@ -196,6 +197,67 @@ pub struct HttpConfig {
     pub request_timeout_secs: u64,
     /// On SIGTERM/SIGINT, how long in-flight requests get to finish.
     pub shutdown_grace_secs: u64,
+    /// API requests running at once; past it a request waits up to
+    /// `max_queue_wait_ms` for a slot, then gets 503 + `Retry-After`.
+    /// 0: no limit.
+    pub max_in_flight: usize,
+    pub max_queue_wait_ms: u64,
+    /// Proxies whose `X-Forwarded-For` names the client (for rate limits).
+    pub trusted_proxies: Vec<std::net::IpAddr>,
+}
+
+/// Requests per client and route class: per account with a token, per
+/// address without (and for auth routes, always per address).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RateLimitsConfig {
+    pub enabled: bool,
+    pub read: QuotaConfig,
+    pub write: QuotaConfig,
+    pub auth: QuotaConfig,
+}
+
+/// `limit` requests per `window_secs`, all of which may come at once.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QuotaConfig {
+    pub limit: u32,
+    pub window_secs: u64,
+}
+
+impl Default for RateLimitsConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            read: QuotaConfig {
+                limit: 600,
+                window_secs: 60,
+            },
+            write: QuotaConfig {
+                limit: 120,
+                window_secs: 60,
+            },
+            auth: QuotaConfig {
+                limit: 20,
+                window_secs: 60,
+            },
+        }
+    }
+}
+
+impl RateLimitsConfig {
+    /// The quotas, when limiting is on.
+    pub fn limits(&self) -> Option<starling_app::ports::RateLimits> {
+        let quota = |config: QuotaConfig| starling_app::ports::Quota {
+            limit: config.limit,
+            window: std::time::Duration::from_secs(config.window_secs),
+        };
+        self.enabled.then(|| starling_app::ports::RateLimits {
+            read: quota(self.read),
+            write: quota(self.write),
+            auth: quota(self.auth),
+        })
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -246,6 +308,7 @@ impl Default for Config {
             cache: CacheConfig::default(),
             sqlite: SqliteConfig::default(),
             http: HttpConfig::default(),
+            rate_limits: RateLimitsConfig::default(),
             outbox: OutboxConfig::default(),
             traces: TracesConfig::default(),
             postgres: PostgresConfig::default(),
@@ -300,6 +363,12 @@ impl Default for HttpConfig {
         Self {
             request_timeout_secs: 30,
             shutdown_grace_secs: 30,
+            max_in_flight: 1024,
+            max_queue_wait_ms: 50,
+            trusted_proxies: vec![
+                std::net::IpAddr::from([127, 0, 0, 1]),
+                std::net::IpAddr::from(std::net::Ipv6Addr::LOCALHOST),
+            ],
         }
     }
 }
@@ -326,6 +395,7 @@ const ENV_KEYS: &[&str] = &[
     "cache",
     "sqlite",
     "http",
+    "rate_limits",
     "outbox",
     "traces",
     "roles",
@@ -393,6 +463,9 @@ impl Config {
             parallelism: 1,
         };
         config.outbox.poll_interval_ms = 50;
+        // Tests drive many accounts from one address as fast as they can;
+        // the rate-limit tests turn limiting back on.
+        config.rate_limits.enabled = false;
         config
     }
 
@@ -411,6 +484,15 @@ impl Config {
         }
         if !(0.0..=1.0).contains(&self.traces.sample_ratio) {
             bail!("traces.sample_ratio must be between 0 and 1");
+        }
+        for (name, quota) in [
+            ("read", self.rate_limits.read),
+            ("write", self.rate_limits.write),
+            ("auth", self.rate_limits.auth),
+        ] {
+            if quota.limit == 0 || quota.window_secs == 0 {
+                bail!("rate_limits.{name} needs a limit and a window of at least 1");
+            }
         }
         if self.sqlite.read_connections == 0 {
             bail!("sqlite.read_connections must be at least 1");
@@ -473,6 +555,18 @@ mod tests {
         assert_eq!(config.data_dir, PathBuf::from("./data"));
         assert_eq!(config.timeline.cap, 800);
         assert_eq!(config.timeline.fanout_threshold, 10_000);
+    }
+
+    #[test]
+    fn every_setting_can_come_from_the_environment() {
+        let defaults = serde_json::to_value(Config::default()).unwrap();
+        for key in defaults.as_object().unwrap().keys() {
+            assert!(
+                ENV_KEYS.contains(&key.as_str()),
+                "STARLING_{} would be ignored: add {key:?} to ENV_KEYS",
+                key.to_uppercase()
+            );
+        }
     }
 
     #[test]

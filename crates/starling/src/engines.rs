@@ -6,11 +6,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use starling_app::Caches;
-use starling_app::ports::{Store, TimelineStore};
-use starling_local::{LocalTimelines, MemoryCache};
+use starling_app::ports::{RateLimiter, RateLimits, Store, TimelineStore};
+use starling_local::{LocalRateLimiter, LocalTimelines, MemoryCache};
 use starling_nats::{JetStream, JetStreamOptions};
 use starling_redis::{
-    BroadcastCache, InvalidationBus, RedisConnection, RedisOptions, RedisTimelines, TieredCache,
+    BroadcastCache, InvalidationBus, RedisConnection, RedisOptions, RedisRateLimiter,
+    RedisTimelines, TieredCache,
 };
 use starling_sql::{PostgresOptions, PostgresStore, SqliteOptions, SqliteStore};
 
@@ -123,6 +124,34 @@ pub async fn redis(config: &Config) -> anyhow::Result<Option<Redis>> {
         pubsub_url: first.clone(),
         connection,
     }))
+}
+
+/// The edge's rate limiter, when limits are on: shared through Redis when
+/// configured (with the in-process one as its fallback), else in process.
+/// The in-process limiter comes back too, for its periodic clean-up.
+pub fn rate_limiter(config: &Config, redis: Option<&Redis>) -> Option<RateLimiting> {
+    let limits = config.rate_limits.limits()?;
+    let local = LocalRateLimiter::new(&limits);
+    let limiter: Arc<dyn RateLimiter> = match redis {
+        Some(redis) => Arc::new(RedisRateLimiter::new(
+            redis.connection.clone(),
+            &config.redis.key_prefix,
+            limits,
+            local.clone(),
+        )),
+        None => Arc::new(local.clone()),
+    };
+    Some(RateLimiting {
+        limiter,
+        limits,
+        local,
+    })
+}
+
+pub struct RateLimiting {
+    pub limiter: Arc<dyn RateLimiter>,
+    pub limits: RateLimits,
+    pub local: LocalRateLimiter,
 }
 
 /// The timeline store: Redis when configured, else process memory.

@@ -14,7 +14,7 @@ use starling_app::workers::{
 };
 use starling_app::{App, Ports, Settings};
 use starling_domain::{IdGenerator, Timestamp};
-use starling_http::{HttpSettings, HttpState};
+use starling_http::{HttpSettings, HttpState, LoadShedding, TrustedProxies};
 use starling_local::OutboxEventLog;
 use starling_nats::JetStream;
 use tokio::net::TcpListener;
@@ -37,6 +37,8 @@ pub struct Application {
     store: SqlStore,
     events: Arc<OutboxEventLog>,
     jetstream: Option<JetStream>,
+    /// The in-process rate limiter, cleaned of idle clients periodically.
+    local_limiter: Option<starling_local::LocalRateLimiter>,
     config: Config,
 }
 
@@ -91,13 +93,26 @@ impl Application {
                 "audiences",
             ],
         );
-        let state = HttpState::new(app.clone(), Some(metrics), Some(Arc::new(gauges)));
+        let rate_limiting = engines::rate_limiter(&config, redis.as_ref());
+        let state = HttpState::new(
+            app.clone(),
+            Some(metrics),
+            Some(Arc::new(gauges)),
+            rate_limiting
+                .as_ref()
+                .map(|limiting| (limiting.limiter.clone(), limiting.limits)),
+        );
 
         let router = starling_http::router(
             state.clone(),
             &HttpSettings {
                 request_timeout: Duration::from_secs(config.http.request_timeout_secs),
                 serve_api: config.runs(Role::Api),
+                trusted_proxies: TrustedProxies(config.http.trusted_proxies.clone()),
+                load_shedding: (config.http.max_in_flight > 0).then(|| LoadShedding {
+                    max_in_flight: config.http.max_in_flight,
+                    max_queue_wait: Duration::from_millis(config.http.max_queue_wait_ms),
+                }),
             },
         );
         let listener = TcpListener::bind(config.listen)
@@ -113,6 +128,7 @@ impl Application {
             store,
             events,
             jetstream,
+            local_limiter: rate_limiting.map(|limiting| limiting.local),
             config,
         })
     }
@@ -193,6 +209,9 @@ impl Application {
                 }
             }
         }
+        if let Some(limiter) = self.local_limiter.clone() {
+            tasks.push(tokio::spawn(forget_idle_clients(limiter, stop.clone())));
+        }
         // The outbox is pruned by whoever consumes it; tokens by the API.
         let outbox_reader = if self.jetstream.is_some() {
             config.runs(Role::Relay)
@@ -233,7 +252,13 @@ impl Application {
             state.start_draining();
             stop_signal.cancel();
         };
-        let server = axum::serve(self.listener, self.router).with_graceful_shutdown(graceful);
+        // With the peer's address: rate limits key on it.
+        let server = axum::serve(
+            self.listener,
+            self.router
+                .into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(graceful);
         let grace = Duration::from_secs(self.config.http.shutdown_grace_secs);
         let served = tokio::select! {
             served = server => served.context("serving HTTP"),
@@ -266,6 +291,17 @@ fn outbox_consumers(jetstream: Option<&JetStream>) -> &'static [&'static str] {
         &[RELAY_CONSUMER]
     } else {
         &[FanoutWorker::CONSUMER, Notifier::CONSUMER]
+    }
+}
+
+/// Drops the rate-limit state of clients whose buckets are full again, so
+/// that memory does not grow with every address ever seen.
+async fn forget_idle_clients(limiter: starling_local::LocalRateLimiter, stop: CancellationToken) {
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = tokio::time::sleep(Duration::from_secs(60)) => limiter.forget_idle(),
+        }
     }
 }
 

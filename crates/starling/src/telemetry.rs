@@ -197,6 +197,18 @@ pub fn describe_metrics(consumers: &[&'static str], caches: &[&'static str]) {
         "Event handling attempts that failed and were retried"
     );
     describe_counter!(
+        "starling_rate_limited_total",
+        "Requests refused with 429, by route class"
+    );
+    describe_counter!(
+        "starling_rate_limit_fallbacks_total",
+        "Requests judged by the local limiter because the shared one (Redis) failed or its breaker was open"
+    );
+    describe_counter!(
+        "starling_requests_shed_total",
+        "API requests answered 503 at once because too many were in flight"
+    );
+    describe_counter!(
         "starling_notifications_created_total",
         "Notifications stored by the notifier (repeats of one already stored not counted)"
     );

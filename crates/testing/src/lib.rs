@@ -1,15 +1,18 @@
 //! Test support shared by the adapters' and the binary's tests: finding the
 //! services a test needs, and giving each test its own isolated piece of them
-//! (a database, a key prefix, a stream name).
+//! (a database, a key prefix, a stream name), and servers of its own to
+//! break on purpose (fault injection).
 
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
 mod postgres;
+mod processes;
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 pub use postgres::{TestDatabase, test_database};
+pub use processes::{RedisServer, program, spare_port, wait_for_port};
 
 /// The URL in `variable`, or `None` with the reason printed, so the test
 /// skips. With `STARLING_REQUIRE_SERVICES=1` (as in CI) a missing service

@@ -1,10 +1,12 @@
 //! In-process adapters for embedded mode: the timeline store, the hydration
-//! caches, and the event log that tails the SQL outbox.
+//! caches, the event log that tails the SQL outbox, and the rate limiter.
 
 mod cache;
 mod event_log;
+mod rate_limit;
 mod timelines;
 
 pub use cache::MemoryCache;
 pub use event_log::OutboxEventLog;
+pub use rate_limit::LocalRateLimiter;
 pub use timelines::LocalTimelines;

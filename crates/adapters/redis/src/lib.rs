@@ -1,6 +1,7 @@
 //! Redis adapters of the scaled-out mode: the timeline-store port (each home
 //! timeline a capped sorted set), the shared tier of the hydration caches,
-//! and the bus that carries cache invalidations between instances.
+//! the bus that carries cache invalidations between instances, and the
+//! rate limiter all instances share.
 //!
 //! Every key of one user carries the user id as a hash tag (`tl:{42}`), so
 //! the scripts that touch several keys of one user run on one Redis Cluster
@@ -8,8 +9,10 @@
 
 mod cache;
 mod connection;
+mod rate_limit;
 mod timelines;
 
 pub use cache::{BroadcastCache, CacheKey, InvalidationBus, TieredCache};
 pub use connection::{RedisConnection, RedisOptions};
+pub use rate_limit::RedisRateLimiter;
 pub use timelines::RedisTimelines;

@@ -7,6 +7,7 @@
 pub mod cache;
 pub mod caller;
 pub mod events;
+pub mod rate_limit;
 pub mod store;
 pub mod timeline;
 
@@ -15,6 +16,7 @@ pub mod contract;
 
 pub use cache::Cache;
 pub use events::{EventLog, EventLogError, EventPublisher, EventSubscription};
+pub use rate_limit::{Quota, RateDecision, RateLimitError, RateLimiter, RateLimits, RouteClass};
 pub use store::{
     AccountStore, DeleteOutcome, FollowOutcome, GraphStore, LikeOutcome, NewPost, NewUser,
     NotificationState, NotificationStore, OutboxStore, PostStore, RefreshTokenRecord,

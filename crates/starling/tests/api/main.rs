@@ -13,6 +13,7 @@ mod auth;
 mod bench;
 mod deploy;
 mod durability;
+mod edge;
 mod engine;
 mod errors;
 mod feed;

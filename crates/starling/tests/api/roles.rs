@@ -33,6 +33,9 @@ pub fn deployment_env(
         ("STARLING_AUTH__SIGNING_KEY_FILE".into(), key_file.into()),
         ("STARLING_POSTGRES__MIGRATE_ON_START".into(), "false".into()),
         ("STARLING_REPLICA_URLS".into(), replica_url.into()),
+        // The load these tests drive from one address would be limited;
+        // `two_instances_enforce_one_rate_limit` turns limits back on.
+        ("STARLING_RATE_LIMITS__ENABLED".into(), "false".into()),
     ]
 }
 
@@ -281,4 +284,66 @@ async fn separate_roles_serve_one_deployment() {
     // Two registrations, a follow, two posts, a delete.
     assert_eq!(stored, 6);
     tokio::time::sleep(Duration::from_millis(10)).await;
+}
+
+/// Two API instances on one Redis count one client against one quota.
+#[tokio::test]
+async fn two_instances_enforce_one_rate_limit() {
+    let Some(engines) = Engines::new().await else {
+        return;
+    };
+    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let key_file = dirs[2].path().join("jwt.pem");
+    let env: Vec<(String, String)> = deployment_env(&engines, key_file.to_str().unwrap(), "")
+        .into_iter()
+        .filter(|(key, _)| key != "STARLING_REPLICA_URLS" && key != "STARLING_RATE_LIMITS__ENABLED")
+        .chain([
+            (
+                "STARLING_RATE_LIMITS__ENABLED".to_owned(),
+                "true".to_owned(),
+            ),
+            (
+                "STARLING_RATE_LIMITS__READ__LIMIT".to_owned(),
+                "6".to_owned(),
+            ),
+        ])
+        .collect();
+    let migrated = command(&env).arg("migrate").output().unwrap();
+    assert!(migrated.status.success());
+    let api_a = start_roles(dirs[0].path(), &["api"], &with_node(&env, "1")).await;
+    let api_b = start_roles(dirs[1].path(), &["api"], &with_node(&env, "2")).await;
+    let client = reqwest::Client::new();
+    let get = |base: String| {
+        let client = client.clone();
+        async move {
+            read(
+                client
+                    .get(format!("{base}/api/v1/users/@nobody"))
+                    .send()
+                    .await
+                    .unwrap(),
+            )
+            .await
+        }
+    };
+    // Alternating instances, one quota: 6 answers (404: nobody is there),
+    // counting down across both, then 429 from either.
+    for (index, remaining) in (0..6).rev().enumerate() {
+        let base = if index % 2 == 0 {
+            &api_a.base
+        } else {
+            &api_b.base
+        };
+        let reply = get(base.clone()).await;
+        assert_eq!(reply.status, 404, "{}", reply.text);
+        assert_eq!(
+            reply.headers["ratelimit-remaining"].to_str().unwrap(),
+            remaining.to_string()
+        );
+    }
+    for base in [&api_a.base, &api_b.base] {
+        let refused = get(base.clone()).await;
+        assert_eq!(refused.status, 429, "{}", refused.text);
+        assert!(refused.headers.contains_key("retry-after"));
+    }
 }

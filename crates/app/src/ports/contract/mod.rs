@@ -9,5 +9,6 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+pub mod rate_limit;
 pub mod store;
 pub mod timeline;
