@@ -71,10 +71,15 @@ pub fn router(state: HttpState, settings: &HttpSettings) -> Router {
         let openapi_json = serde_json::to_string_pretty(&openapi).unwrap_or_default();
         // Operations endpoints stay outside both: a health check must answer
         // while the API sheds load, and probes are not rate limited.
-        let api = api.layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            edge::limit_rate,
-        ));
+        let api = api
+            .layer(axum::middleware::from_fn_with_state(
+                state.clone(),
+                edge::honour_idempotency_keys,
+            ))
+            .layer(axum::middleware::from_fn_with_state(
+                state.clone(),
+                edge::limit_rate,
+            ));
         let api = match &settings.load_shedding {
             Some(shedding) => api.layer(axum::middleware::from_fn_with_state(
                 edge::shedding_state(shedding),

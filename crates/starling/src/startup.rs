@@ -306,7 +306,7 @@ async fn forget_idle_clients(limiter: starling_local::LocalRateLimiter, stop: Ca
 }
 
 /// Deletes what nothing needs any more: outbox events its reader handled,
-/// past their retention; expired refresh tokens.
+/// past their retention; expired refresh tokens and idempotency keys.
 async fn prune_periodically(
     store: SqlStore,
     outbox: Option<(Arc<OutboxEventLog>, &'static [&'static str])>,
@@ -332,6 +332,12 @@ async fn prune_periodically(
                 Ok(0) => {}
                 Ok(pruned) => tracing::info!(pruned, "pruned expired refresh tokens"),
                 Err(error) => tracing::warn!(error = %error, "cannot prune refresh tokens"),
+            }
+            let day_ago = Timestamp::now().plus_seconds(-24 * 3600);
+            match store.prune_idempotency_keys(day_ago).await {
+                Ok(0) => {}
+                Ok(pruned) => tracing::info!(pruned, "pruned expired idempotency keys"),
+                Err(error) => tracing::warn!(error = %error, "cannot prune idempotency keys"),
             }
         }
     }

@@ -205,6 +205,10 @@ pub fn describe_metrics(consumers: &[&'static str], caches: &[&'static str]) {
         "Requests judged by the local limiter because the shared one (Redis) failed or its breaker was open"
     );
     describe_counter!(
+        "starling_idempotent_replays_total",
+        "Creates answered from an idempotency key's kept answer"
+    );
+    describe_counter!(
         "starling_requests_shed_total",
         "API requests answered 503 at once because too many were in flight"
     );

@@ -8,8 +8,8 @@
 mod postgres;
 mod sqlite;
 
-use starling_app::ports::StoreError;
-use starling_domain::Mention;
+use starling_app::ports::{IdempotencyClaim, StoreError, StoredResponse};
+use starling_domain::{Mention, Timestamp};
 
 /// A post's mentions as stored (a JSON array; see the migrations).
 fn encode_mentions(mentions: &[Mention]) -> Result<String, StoreError> {
@@ -29,3 +29,50 @@ fn decode_mentions(id: i64, stored: &str) -> Vec<Mention> {
 
 pub use postgres::{PostgresOptions, PostgresStore};
 pub use sqlite::{BulkFollow, BulkPost, BulkUser, SqliteOptions, SqliteStore, Synchronous};
+
+/// An idempotency key's row, as both engines read it.
+#[derive(sqlx::FromRow)]
+struct IdempotencyRow {
+    fingerprint: Vec<u8>,
+    status: Option<i32>,
+    headers: Option<String>,
+    body: Option<Vec<u8>>,
+    created_at: i64,
+}
+
+/// What a claim finds in an existing row: `None` when the row may be taken
+/// over (expired, or left in progress by an attempt that died).
+fn judge_idempotency_row(
+    row: IdempotencyRow,
+    fingerprint: &[u8],
+    stale_before: Timestamp,
+    expired_before: Timestamp,
+) -> Option<IdempotencyClaim> {
+    if row.created_at < expired_before.millis()
+        || (row.status.is_none() && row.created_at < stale_before.millis())
+    {
+        return None;
+    }
+    if row.fingerprint != fingerprint {
+        return Some(IdempotencyClaim::Mismatch);
+    }
+    let Some(status) = row.status else {
+        return Some(IdempotencyClaim::InProgress);
+    };
+    let headers = row
+        .headers
+        .as_deref()
+        .and_then(|text| serde_json::from_str(text).ok())
+        .unwrap_or_default();
+    Some(IdempotencyClaim::Completed(StoredResponse {
+        status: u16::try_from(status).unwrap_or(500),
+        headers,
+        body: row.body.unwrap_or_default(),
+    }))
+}
+
+fn encode_headers(response: &StoredResponse) -> Result<String, StoreError> {
+    serde_json::to_string(&response.headers).map_err(|error| {
+        StoreError::Unexpected(anyhow::Error::new(error).context("encoding response headers"))
+    })
+}

@@ -36,7 +36,14 @@ pub type StoreResult<T> = Result<T, StoreError>;
 
 /// Everything any use case needs from SQL, as one object.
 pub trait Store:
-    AccountStore + TokenStore + GraphStore + PostStore + NotificationStore + OutboxStore + StoreHealth
+    AccountStore
+    + TokenStore
+    + GraphStore
+    + PostStore
+    + NotificationStore
+    + IdempotencyStore
+    + OutboxStore
+    + StoreHealth
 {
 }
 impl<T> Store for T where
@@ -45,6 +52,7 @@ impl<T> Store for T where
         + GraphStore
         + PostStore
         + NotificationStore
+        + IdempotencyStore
         + OutboxStore
         + StoreHealth
 {
@@ -402,6 +410,60 @@ pub trait NotificationStore: Send + Sync {
 
     /// Removes every notification about `post` (it was deleted).
     async fn remove_post_notifications(&self, post: PostId) -> StoreResult<u64>;
+}
+
+/// A response kept for an idempotency key, to answer its retries with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredResponse {
+    pub status: u16,
+    /// The headers worth replaying (content type, location), as name/value pairs.
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+/// What became of claiming an idempotency key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IdempotencyClaim {
+    /// New (or expired, or abandoned by a crashed attempt): run the request.
+    Claimed,
+    /// Another attempt with the same request is running now.
+    InProgress,
+    /// Answered before: replay this.
+    Completed(StoredResponse),
+    /// The key was used for a different request.
+    Mismatch,
+}
+
+/// Idempotency keys: a retried create answers what the first attempt did.
+#[async_trait]
+pub trait IdempotencyStore: Send + Sync {
+    /// Claims `key` within `scope` (the caller) for the request whose digest
+    /// is `fingerprint`. A key older than `expired_before` counts as new; so
+    /// does one still in progress since before `stale_before` (its attempt
+    /// died without finishing).
+    async fn claim_idempotency_key(
+        &self,
+        scope: &str,
+        key: &str,
+        fingerprint: &[u8],
+        now: Timestamp,
+        stale_before: Timestamp,
+        expired_before: Timestamp,
+    ) -> StoreResult<IdempotencyClaim>;
+
+    /// Keeps the response of a claimed key.
+    async fn complete_idempotency_key(
+        &self,
+        scope: &str,
+        key: &str,
+        response: &StoredResponse,
+    ) -> StoreResult<()>;
+
+    /// Lets go of a claimed key whose attempt failed in a way worth retrying.
+    async fn release_idempotency_key(&self, scope: &str, key: &str) -> StoreResult<()>;
+
+    /// Deletes keys created before `expired_before`; returns how many went.
+    async fn prune_idempotency_keys(&self, expired_before: Timestamp) -> StoreResult<u64>;
 }
 
 /// An outbox row this version cannot read (written by a newer release, or damaged).

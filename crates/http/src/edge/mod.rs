@@ -1,8 +1,10 @@
 //! What an API gateway does before a request reaches its handler: knowing
-//! the client (behind trusted proxies), shedding load past capacity, and
-//! enforcing rate limits with the standard headers.
+//! the client (behind trusted proxies), shedding load past capacity,
+//! enforcing rate limits with the standard headers, and answering retried
+//! creates from their idempotency keys.
 
 mod client;
+mod idempotency;
 mod rate_limit;
 mod shedding;
 
@@ -14,6 +16,7 @@ use axum::response::Response;
 
 pub(crate) use client::ClientIp;
 pub use client::TrustedProxies;
+pub(crate) use idempotency::honour_idempotency_keys;
 pub(crate) use rate_limit::limit_rate;
 pub use shedding::LoadShedding;
 pub(crate) use shedding::shed_load;

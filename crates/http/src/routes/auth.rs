@@ -13,6 +13,7 @@ use crate::state::HttpState;
 /// Create an account and sign in.
 #[utoipa::path(post, path = "/api/v1/auth/register", tag = "auth",
     request_body = RegisterRequest,
+    params(("Idempotency-Key" = Option<String>, Header, description = "Retry safely: the same key and request within 24 h answer what the first did")),
     responses(
         (status = 201, body = SessionBody),
         (status = 409, description = "Handle or email taken", body = Problem, content_type = "application/problem+json"),

@@ -13,7 +13,7 @@ use crate::state::HttpState;
 
 /// Follow a user. Idempotent.
 #[utoipa::path(post, path = "/api/v1/users/{user}/follow", tag = "graph", security(("bearer" = [])),
-    params(("user" = String, Path, description = "A user id, or @handle")),
+    params(("user" = String, Path, description = "A user id, or @handle"), ("Idempotency-Key" = Option<String>, Header, description = "Retry safely: the same key and request within 24 h answer what the first did")),
     responses(
         (status = 204, description = "Following"),
         (status = 404, body = Problem, content_type = "application/problem+json"),

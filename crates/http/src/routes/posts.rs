@@ -15,6 +15,7 @@ use axum::response::Response;
 /// Publish a post (optionally as a reply).
 #[utoipa::path(post, path = "/api/v1/posts", tag = "posts", security(("bearer" = [])),
     request_body = CreatePostRequest,
+    params(("Idempotency-Key" = Option<String>, Header, description = "Retry safely: the same key and request within 24 h answer what the first did")),
     responses(
         (status = 201, body = PostBody, headers(("Location" = String, description = "The post's URL"))),
         (status = 422, body = Problem, content_type = "application/problem+json"),
@@ -109,7 +110,7 @@ pub(crate) async fn delete_post(
 
 /// Like a post. Idempotent.
 #[utoipa::path(post, path = "/api/v1/posts/{post}/like", tag = "posts", security(("bearer" = [])),
-    params(("post" = String, Path, description = "The post id")),
+    params(("post" = String, Path, description = "The post id"), ("Idempotency-Key" = Option<String>, Header, description = "Retry safely: the same key and request within 24 h answer what the first did")),
     responses(
         (status = 204, description = "Liked"),
         (status = 404, body = Problem, content_type = "application/problem+json"),

@@ -18,6 +18,7 @@ mod engine;
 mod errors;
 mod feed;
 mod graph;
+mod idempotency;
 mod logging;
 mod nginx;
 mod notifications;

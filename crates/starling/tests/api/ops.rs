@@ -92,6 +92,25 @@ async fn the_openapi_document_describes_every_endpoint() {
         );
     }
     assert!(document["components"]["securitySchemes"]["bearer"].is_object());
+    // Creates say they take an idempotency key.
+    for (path, method) in [
+        ("/api/v1/posts", "post"),
+        ("/api/v1/posts/{post}/like", "post"),
+        ("/api/v1/users/{user}/follow", "post"),
+        ("/api/v1/auth/register", "post"),
+    ] {
+        let parameters = document["paths"][path][method]["parameters"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        assert!(
+            parameters
+                .iter()
+                .any(|parameter| parameter["name"] == "Idempotency-Key"
+                    && parameter["in"] == "header"),
+            "{method} {path} does not document Idempotency-Key"
+        );
+    }
     let docs = app.get("/docs", None).await;
     assert_eq!(docs.status, 200);
     assert!(docs.content_type().starts_with("text/html"));

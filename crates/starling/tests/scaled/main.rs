@@ -25,6 +25,8 @@ mod errors;
 mod feed;
 #[path = "../api/graph.rs"]
 mod graph;
+#[path = "../api/idempotency.rs"]
+mod idempotency;
 #[path = "../api/notifications.rs"]
 mod notifications;
 #[path = "../api/posts.rs"]

@@ -4,6 +4,7 @@
 
 mod accounts;
 mod graph;
+mod idempotency;
 mod notifications;
 mod outbox;
 mod posts;

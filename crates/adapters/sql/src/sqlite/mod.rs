@@ -4,6 +4,7 @@ mod accounts;
 mod bulk;
 mod graph;
 mod group_commit;
+mod idempotency;
 mod notifications;
 mod outbox;
 mod posts;

@@ -8,8 +8,9 @@ use starling_domain::{
 };
 
 use crate::ports::{
-    DeleteOutcome, FollowOutcome, LikeOutcome, NewPost, NewUser, RefreshTokenRecord, RotateOutcome,
-    Store, StoreError, TimelineEntry, UnfollowOutcome, UnlikeOutcome,
+    DeleteOutcome, FollowOutcome, IdempotencyClaim, LikeOutcome, NewPost, NewUser,
+    RefreshTokenRecord, RotateOutcome, Store, StoreError, StoredResponse, TimelineEntry,
+    UnfollowOutcome, UnlikeOutcome,
 };
 
 #[macro_export]
@@ -49,6 +50,10 @@ macro_rules! store_contract {
             accounts_are_found_by_handle_keys,
             posts_keep_their_mentions_and_their_event_names_each_account_once,
             replies_list_oldest_first_without_deleted_ones,
+
+            idempotency_keys_claim_once_then_replay,
+            idempotency_keys_refuse_another_request_and_expire,
+            concurrent_claims_of_one_key_let_one_through,
 
             notifications_are_stored_once_per_thing_that_happened,
             notifications_page_newest_first_and_filter_by_kind,
@@ -1427,4 +1432,149 @@ pub async fn replies_list_oldest_first_without_deleted_ones(store: Arc<dyn Store
         ids(store.replies(parent.id, None, 10).await.unwrap()).len(),
         4
     );
+}
+
+fn stored(status: u16, body: &str) -> StoredResponse {
+    StoredResponse {
+        status,
+        headers: vec![
+            ("content-type".to_owned(), "application/json".to_owned()),
+            ("location".to_owned(), "/api/v1/posts/1".to_owned()),
+        ],
+        body: body.as_bytes().to_vec(),
+    }
+}
+
+async fn claim(store: &dyn Store, scope: &str, key: &str, fingerprint: &[u8]) -> IdempotencyClaim {
+    let now = Timestamp::now();
+    store
+        .claim_idempotency_key(
+            scope,
+            key,
+            fingerprint,
+            now,
+            Timestamp(now.millis() - 60_000),
+            Timestamp(now.millis() - 24 * 3600 * 1000),
+        )
+        .await
+        .unwrap()
+}
+
+pub async fn idempotency_keys_claim_once_then_replay(store: Arc<dyn Store>) {
+    assert_eq!(
+        claim(&*store, "u:1", "k1", b"post A").await,
+        IdempotencyClaim::Claimed
+    );
+    // While the first attempt runs, a retry is told so.
+    assert_eq!(
+        claim(&*store, "u:1", "k1", b"post A").await,
+        IdempotencyClaim::InProgress
+    );
+    let response = stored(201, r#"{"id":"1"}"#);
+    store
+        .complete_idempotency_key("u:1", "k1", &response)
+        .await
+        .unwrap();
+    assert_eq!(
+        claim(&*store, "u:1", "k1", b"post A").await,
+        IdempotencyClaim::Completed(response.clone())
+    );
+    // Keys are per scope: another caller's same key is its own.
+    assert_eq!(
+        claim(&*store, "u:2", "k1", b"post A").await,
+        IdempotencyClaim::Claimed
+    );
+    // A released key (its attempt failed) can be claimed again.
+    store.release_idempotency_key("u:2", "k1").await.unwrap();
+    assert_eq!(
+        claim(&*store, "u:2", "k1", b"post A").await,
+        IdempotencyClaim::Claimed
+    );
+    // Releasing never drops a completed answer.
+    store.release_idempotency_key("u:1", "k1").await.unwrap();
+    assert_eq!(
+        claim(&*store, "u:1", "k1", b"post A").await,
+        IdempotencyClaim::Completed(response)
+    );
+}
+
+pub async fn idempotency_keys_refuse_another_request_and_expire(store: Arc<dyn Store>) {
+    assert_eq!(
+        claim(&*store, "u:1", "k", b"post A").await,
+        IdempotencyClaim::Claimed
+    );
+    assert_eq!(
+        claim(&*store, "u:1", "k", b"post B").await,
+        IdempotencyClaim::Mismatch
+    );
+    store
+        .complete_idempotency_key("u:1", "k", &stored(201, "{}"))
+        .await
+        .unwrap();
+    assert_eq!(
+        claim(&*store, "u:1", "k", b"post B").await,
+        IdempotencyClaim::Mismatch
+    );
+
+    // An attempt that died mid-way (still in progress past the stale mark)
+    // is taken over.
+    let long_ago = Timestamp(Timestamp::now().millis() - 120_000);
+    store
+        .claim_idempotency_key("u:1", "stuck", b"x", long_ago, long_ago, Timestamp(0))
+        .await
+        .unwrap();
+    assert_eq!(
+        claim(&*store, "u:1", "stuck", b"x").await,
+        IdempotencyClaim::Claimed
+    );
+
+    // Past 24 hours a key is new again, whatever it was used for.
+    let yesterday = Timestamp(Timestamp::now().millis() - 25 * 3600 * 1000);
+    store
+        .claim_idempotency_key("u:1", "old", b"x", yesterday, Timestamp(0), Timestamp(0))
+        .await
+        .unwrap();
+    store
+        .complete_idempotency_key("u:1", "old", &stored(201, "{}"))
+        .await
+        .unwrap();
+    assert_eq!(
+        claim(&*store, "u:1", "old", b"y").await,
+        IdempotencyClaim::Claimed
+    );
+
+    // Pruning removes what expired and keeps the rest.
+    let before = Timestamp(Timestamp::now().millis() - 60_000);
+    store
+        .claim_idempotency_key(
+            "u:9",
+            "ancient",
+            b"x",
+            yesterday,
+            Timestamp(0),
+            Timestamp(0),
+        )
+        .await
+        .unwrap();
+    assert_eq!(store.prune_idempotency_keys(before).await.unwrap(), 1);
+    assert_eq!(
+        claim(&*store, "u:1", "k", b"post A").await,
+        IdempotencyClaim::Completed(stored(201, "{}"))
+    );
+}
+
+pub async fn concurrent_claims_of_one_key_let_one_through(store: Arc<dyn Store>) {
+    let claims = (0..16).map(|_| {
+        let store = store.clone();
+        tokio::spawn(async move { claim(&*store, "u:7", "same", b"post").await })
+    });
+    let mut claimed = 0;
+    for outcome in claims {
+        match outcome.await.unwrap() {
+            IdempotencyClaim::Claimed => claimed += 1,
+            IdempotencyClaim::InProgress => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(claimed, 1);
 }

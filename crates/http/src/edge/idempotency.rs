@@ -1,0 +1,221 @@
+//! Idempotency keys on creates: `Idempotency-Key` on `POST` to posts, likes,
+//! follows and registration. The first request with a key runs and its
+//! answer is kept for 24 hours; a retry with the same key and the same
+//! request gets that answer again (with `Idempotent-Replayed: true`), even
+//! while the first is still running (it waits for it); the same key with a
+//! different request is a 422. A client that lost an answer can thus retry
+//! a create without making two.
+
+use std::time::{Duration, Instant};
+
+use axum::body::{Body, to_bytes};
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::header::{AUTHORIZATION, CONTENT_TYPE, LOCATION};
+use axum::http::{HeaderValue, Method, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use sha2::{Digest, Sha256};
+use starling_app::AppError;
+use starling_app::ports::{IdempotencyClaim, StoredResponse};
+use starling_domain::Timestamp;
+
+use crate::BODY_LIMIT_BYTES;
+use crate::problem::ApiError;
+use crate::state::HttpState;
+
+const HEADER: &str = "idempotency-key";
+const KEY_MAX_LEN: usize = 255;
+/// The creates that take a key (route templates).
+const ROUTES: [&str; 4] = [
+    "/api/v1/posts",
+    "/api/v1/posts/{post}/like",
+    "/api/v1/users/{user}/follow",
+    "/api/v1/auth/register",
+];
+const LIFETIME: Duration = Duration::from_secs(24 * 3600);
+/// A first attempt still unfinished after this long died (the request
+/// timeout is shorter): a retry takes its key over.
+const STALE_AFTER: Duration = Duration::from_secs(60);
+/// How long a retry waits for the first attempt to finish.
+const WAIT_FOR_FIRST: Duration = Duration::from_secs(10);
+/// Responses kept for replay are at most this big (creates answer far less).
+const RESPONSE_LIMIT_BYTES: usize = 1 << 20;
+
+pub(crate) async fn honour_idempotency_keys(
+    State(state): State<HttpState>,
+    request: Request,
+    next: Next,
+) -> Response {
+    if request.method() != Method::POST {
+        return next.run(request).await;
+    }
+    let Some(key) = request.headers().get(HEADER).cloned() else {
+        return next.run(request).await;
+    };
+    let takes_keys = request
+        .extensions()
+        .get::<MatchedPath>()
+        .is_some_and(|path| ROUTES.contains(&path.as_str()));
+    if !takes_keys {
+        return next.run(request).await;
+    }
+    let key = match key.to_str() {
+        Ok(key)
+            if (1..=KEY_MAX_LEN).contains(&key.len())
+                && key.bytes().all(|b| b.is_ascii_graphic()) =>
+        {
+            key.to_owned()
+        }
+        _ => {
+            return ApiError::invalid_parameter(
+                "Idempotency-Key",
+                format!("must be 1 to {KEY_MAX_LEN} visible ASCII characters"),
+            )
+            .into_response();
+        }
+    };
+    let scope = scope_of(&state, &request);
+    let (parts, body) = request.into_parts();
+    let Ok(body) = to_bytes(body, BODY_LIMIT_BYTES).await else {
+        return ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload-too-large",
+            format!("the body is over {BODY_LIMIT_BYTES} bytes"),
+        )
+        .into_response();
+    };
+    let mut digest = Sha256::new();
+    digest.update(parts.method.as_str());
+    digest.update(b" ");
+    digest.update(parts.uri.path());
+    digest.update(b"\n");
+    digest.update(&body);
+    let fingerprint = digest.finalize();
+
+    let store = state.app.ports().store.clone();
+    let started = Instant::now();
+    loop {
+        let now = Timestamp::now();
+        let claim = store
+            .claim_idempotency_key(
+                &scope,
+                &key,
+                &fingerprint,
+                now,
+                before(now, STALE_AFTER),
+                before(now, LIFETIME),
+            )
+            .await;
+        match claim {
+            Ok(IdempotencyClaim::Claimed) => break,
+            Ok(IdempotencyClaim::Completed(stored)) => {
+                metrics::counter!("starling_idempotent_replays_total").increment(1);
+                return replay(stored);
+            }
+            Ok(IdempotencyClaim::Mismatch) => {
+                return ApiError::from(AppError::Validation(
+                    starling_domain::ValidationErrors::single(
+                        "Idempotency-Key",
+                        "was already used for a different request",
+                    ),
+                ))
+                .into_response();
+            }
+            Ok(IdempotencyClaim::InProgress) if started.elapsed() < WAIT_FOR_FIRST => {
+                tokio::time::sleep(Duration::from_millis(25)).await;
+            }
+            Ok(IdempotencyClaim::InProgress) => {
+                let mut response = ApiError::new(
+                    StatusCode::CONFLICT,
+                    "idempotency-key-in-use",
+                    "a request with this Idempotency-Key is still running; retry later",
+                )
+                .into_response();
+                response
+                    .headers_mut()
+                    .insert("retry-after", HeaderValue::from_static("1"));
+                return response;
+            }
+            Err(error) => {
+                // Without the key's record the create could run twice: refuse.
+                return ApiError::from(AppError::from(error)).into_response();
+            }
+        }
+    }
+
+    let response = next.run(Request::from_parts(parts, Body::from(body))).await;
+    let status = response.status();
+    // Answers that would be the same again are kept; failures worth a
+    // retry (5xx, 401, 429, ...) let the key go so that the retry runs.
+    let keep = status.is_success()
+        || matches!(
+            status,
+            StatusCode::BAD_REQUEST
+                | StatusCode::NOT_FOUND
+                | StatusCode::CONFLICT
+                | StatusCode::UNPROCESSABLE_ENTITY
+        );
+    if !keep {
+        if let Err(error) = store.release_idempotency_key(&scope, &key).await {
+            tracing::warn!(error = %error, "cannot release an idempotency key");
+        }
+        return response;
+    }
+    let (parts, body) = response.into_parts();
+    let Ok(body) = to_bytes(body, RESPONSE_LIMIT_BYTES).await else {
+        tracing::error!("a create's response is too large to keep for its idempotency key");
+        return ApiError::from(AppError::Unexpected(anyhow::anyhow!("response too large")))
+            .into_response();
+    };
+    let stored = StoredResponse {
+        status: status.as_u16(),
+        headers: [CONTENT_TYPE, LOCATION]
+            .iter()
+            .filter_map(|name| {
+                let value = parts.headers.get(name)?.to_str().ok()?;
+                Some((name.as_str().to_owned(), value.to_owned()))
+            })
+            .collect(),
+        body: body.to_vec(),
+    };
+    if let Err(error) = store.complete_idempotency_key(&scope, &key, &stored).await {
+        // The create happened; a retry within a minute is told to wait,
+        // one after that may create again. Worth an alert, not a failure.
+        tracing::error!(error = %error, "cannot keep the answer of an idempotency key");
+    }
+    Response::from_parts(parts, Body::from(body))
+}
+
+/// Keys are per caller: the account of a valid token, else anonymous (the
+/// request fingerprint still has to match).
+fn scope_of(state: &HttpState, request: &Request) -> String {
+    request
+        .headers()
+        .get(AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .and_then(|(_, token)| state.app.authenticate(token.trim()).ok())
+        .map_or_else(|| "anon".to_owned(), |user| format!("u:{user}"))
+}
+
+fn before(now: Timestamp, span: Duration) -> Timestamp {
+    Timestamp(now.millis() - i64::try_from(span.as_millis()).unwrap_or(i64::MAX))
+}
+
+fn replay(stored: StoredResponse) -> Response {
+    let mut response = Response::new(Body::from(stored.body));
+    *response.status_mut() = StatusCode::from_u16(stored.status).unwrap_or(StatusCode::OK);
+    for (name, value) in stored.headers {
+        if let (Ok(name), Ok(value)) = (
+            axum::http::HeaderName::from_bytes(name.as_bytes()),
+            HeaderValue::from_str(&value),
+        ) {
+            response.headers_mut().insert(name, value);
+        }
+    }
+    response
+        .headers_mut()
+        .insert("idempotent-replayed", HeaderValue::from_static("true"));
+    response
+}

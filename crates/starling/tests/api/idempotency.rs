@@ -1,0 +1,228 @@
+//! Idempotency keys: a retried create answers what its first attempt did.
+
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use crate::helpers::{Reply, TestApp, TestUser, read, spawn_app};
+
+async fn post_with_key(
+    app: &TestApp,
+    path: &str,
+    token: Option<&str>,
+    key: &str,
+    body: Option<Value>,
+) -> Reply {
+    let mut request = app
+        .client
+        .request(Method::POST, app.url(path))
+        .header("idempotency-key", key);
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    read(request.send().await.unwrap()).await
+}
+
+async fn posts_of(app: &TestApp, user: &TestUser) -> Vec<String> {
+    app.all_pages(&format!("/api/v1/users/{}/posts", user.id), None, 100)
+        .await
+}
+
+#[tokio::test]
+async fn a_retried_post_is_created_once_and_answered_the_same() {
+    let app = spawn_app().await;
+    let ada = app.register("ada").await;
+    let token = Some(ada.access_token.as_str());
+    let body = json!({"text": "exactly once"});
+    let first = post_with_key(&app, "/api/v1/posts", token, "key-1", Some(body.clone())).await;
+    assert_eq!(first.status, 201, "{}", first.text);
+    assert!(first.headers.get("idempotent-replayed").is_none());
+    let again = post_with_key(&app, "/api/v1/posts", token, "key-1", Some(body.clone())).await;
+    assert_eq!(again.status, 201);
+    assert_eq!(again.body, first.body);
+    assert_eq!(again.headers["location"], first.headers["location"]);
+    assert_eq!(again.headers["content-type"], "application/json");
+    assert_eq!(again.headers["idempotent-replayed"], "true");
+    assert_eq!(posts_of(&app, &ada).await.len(), 1);
+
+    // Another key is another post; no key at all is as before.
+    let other = post_with_key(&app, "/api/v1/posts", token, "key-2", Some(body.clone())).await;
+    assert_ne!(other.body["id"], first.body["id"]);
+    assert_eq!(app.post("/api/v1/posts", token, body).await.status, 201);
+    assert_eq!(posts_of(&app, &ada).await.len(), 3);
+}
+
+#[tokio::test]
+async fn concurrent_retries_create_one_post() {
+    let app = spawn_app().await;
+    let ada = app.register("ada").await;
+    let attempts = (0..20).map(|_| {
+        let (client, url, token) = (
+            app.client.clone(),
+            app.url("/api/v1/posts"),
+            ada.access_token.clone(),
+        );
+        tokio::spawn(async move {
+            read(
+                client
+                    .post(url)
+                    .bearer_auth(token)
+                    .header("idempotency-key", "burst")
+                    .json(&json!({"text": "once, however many times it is sent"}))
+                    .send()
+                    .await
+                    .unwrap(),
+            )
+            .await
+        })
+    });
+    let mut ids = Vec::new();
+    for attempt in attempts {
+        let reply = attempt.await.unwrap();
+        assert_eq!(reply.status, 201, "{}", reply.text);
+        ids.push(reply.body["id"].as_str().unwrap().to_owned());
+    }
+    ids.dedup();
+    assert_eq!(ids.len(), 1, "every attempt answered with the one post");
+    assert_eq!(posts_of(&app, &ada).await, ids);
+}
+
+#[tokio::test]
+async fn a_key_belongs_to_one_request_and_one_caller() {
+    let app = spawn_app().await;
+    let ada = app.register("ada").await;
+    let bob = app.register("bob").await;
+    let token = Some(ada.access_token.as_str());
+    let first = post_with_key(
+        &app,
+        "/api/v1/posts",
+        token,
+        "mine",
+        Some(json!({"text": "one"})),
+    )
+    .await;
+    assert_eq!(first.status, 201);
+    let reused = post_with_key(
+        &app,
+        "/api/v1/posts",
+        token,
+        "mine",
+        Some(json!({"text": "two"})),
+    )
+    .await;
+    reused.assert_problem(422);
+    assert_eq!(reused.field_errors(), vec!["Idempotency-Key"]);
+    // Bob's "mine" is his own.
+    let bobs = post_with_key(
+        &app,
+        "/api/v1/posts",
+        Some(&bob.access_token),
+        "mine",
+        Some(json!({"text": "one"})),
+    )
+    .await;
+    assert_eq!(bobs.status, 201);
+    assert_ne!(bobs.body["id"], first.body["id"]);
+
+    for bad in ["", &"k".repeat(256), "has space"] {
+        let reply = app
+            .client
+            .post(app.url("/api/v1/posts"))
+            .bearer_auth(&ada.access_token)
+            .header("idempotency-key", bad)
+            .json(&json!({"text": "x"}))
+            .send()
+            .await
+            .unwrap();
+        read(reply).await.assert_problem(400);
+    }
+    // A refused create is answered the same way again, and creates nothing.
+    let invalid = post_with_key(
+        &app,
+        "/api/v1/posts",
+        token,
+        "empty",
+        Some(json!({"text": " "})),
+    )
+    .await;
+    invalid.assert_problem(422);
+    let again = post_with_key(
+        &app,
+        "/api/v1/posts",
+        token,
+        "empty",
+        Some(json!({"text": " "})),
+    )
+    .await;
+    again.assert_problem(422);
+    assert_eq!(again.headers["idempotent-replayed"], "true");
+    // An unauthenticated attempt does not use the key up.
+    let unauthenticated = post_with_key(
+        &app,
+        "/api/v1/posts",
+        None,
+        "later",
+        Some(json!({"text": "x"})),
+    )
+    .await;
+    unauthenticated.assert_problem(401);
+    let later = post_with_key(
+        &app,
+        "/api/v1/posts",
+        token,
+        "later",
+        Some(json!({"text": "x"})),
+    )
+    .await;
+    assert_eq!(later.status, 201);
+}
+
+#[tokio::test]
+async fn registration_likes_and_follows_take_keys_too() {
+    let app = spawn_app().await;
+    let body =
+        json!({"handle": "ada", "email": "ada@example.org", "password": "correct horse battery"});
+    let first = post_with_key(
+        &app,
+        "/api/v1/auth/register",
+        None,
+        "signup",
+        Some(body.clone()),
+    )
+    .await;
+    assert_eq!(first.status, 201, "{}", first.text);
+    // Without the key, the retry would be a 409 (handle taken).
+    let again = post_with_key(&app, "/api/v1/auth/register", None, "signup", Some(body)).await;
+    assert_eq!(again.status, 201, "{}", again.text);
+    assert_eq!(again.body["user"]["id"], first.body["user"]["id"]);
+
+    let ada = crate::helpers::session_user(&first.body);
+    let bob = app.register("bob").await;
+    let post = app.create_post(&bob, "like me once").await;
+    for _ in 0..2 {
+        let liked = post_with_key(
+            &app,
+            &format!("/api/v1/posts/{post}/like"),
+            Some(&ada.access_token),
+            "like-1",
+            None,
+        )
+        .await;
+        assert_eq!(liked.status, 204, "{}", liked.text);
+        let followed = post_with_key(
+            &app,
+            &format!("/api/v1/users/{}/follow", bob.id),
+            Some(&ada.access_token),
+            "follow-1",
+            None,
+        )
+        .await;
+        assert_eq!(followed.status, 204, "{}", followed.text);
+    }
+    let profile = app.get(&format!("/api/v1/users/{}", bob.id), None).await;
+    assert_eq!(profile.body["followers_count"], 1);
+    let liked = app.get(&format!("/api/v1/posts/{post}"), None).await;
+    assert_eq!(liked.body["like_count"], 1);
+}
