@@ -5,7 +5,7 @@ use std::sync::Arc;
 use starling_domain::{IdGenerator, Post, PostId, UserId, UserSummary};
 
 use crate::auth::{AccessTokens, PasswordHashing};
-use crate::feed::LikedPosts;
+use crate::feed::{LikedPosts, SingleFlight};
 use crate::ports::{Cache, EventLog, Store, TimelineEntry, TimelineStore};
 
 /// Tunables of the use cases.
@@ -73,6 +73,8 @@ pub struct App {
     pub(crate) passwords: PasswordHashing,
     pub(crate) tokens: AccessTokens,
     pub(crate) settings: Settings,
+    /// Post loads in flight, joined by concurrent readers of the same posts.
+    pub(crate) post_flights: SingleFlight<PostId, Arc<Post>>,
 }
 
 impl App {
@@ -89,7 +91,14 @@ impl App {
             passwords,
             tokens,
             settings,
+            post_flights: SingleFlight::new("posts"),
         }
+    }
+
+    /// Post loads from SQL by hydration so far: each one query, shared by
+    /// every reader that missed the same posts meanwhile.
+    pub fn post_loads(&self) -> u64 {
+        self.post_flights.loads()
     }
 
     pub fn settings(&self) -> &Settings {

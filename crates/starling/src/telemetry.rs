@@ -205,6 +205,14 @@ pub fn describe_metrics(consumers: &[&'static str], caches: &[&'static str]) {
         "Requests judged by the local limiter because the shared one (Redis) failed or its breaker was open"
     );
     describe_counter!(
+        "starling_cache_loads_total",
+        "SQL loads on cache misses (one query each, shared by concurrent misses)"
+    );
+    describe_counter!(
+        "starling_cache_loads_coalesced_total",
+        "Cache misses that joined a load already in flight instead of querying"
+    );
+    describe_counter!(
         "starling_idempotent_replays_total",
         "Creates answered from an idempotency key's kept answer"
     );

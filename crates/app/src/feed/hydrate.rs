@@ -4,11 +4,16 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use starling_domain::{Post, PostId, UserId, UserSummary};
+use starling_domain::id::lowest_id_at;
+use starling_domain::{Post, PostId, Timestamp, UserId, UserSummary};
 
 use crate::App;
 use crate::error::AppResult;
 use crate::page::PostView;
+
+/// Ids this far ahead of the clock may come from a node whose clock runs
+/// ahead; beyond it an id cannot name a post yet.
+const FUTURE_ID_TOLERANCE_MS: i64 = 5 * 60 * 1000;
 
 impl App {
     /// The live posts among `ids`, in the order of `ids`. Tombstones and
@@ -22,27 +27,45 @@ impl App {
         self.views_of(viewer, posts).await
     }
 
+    /// The live posts among `ids`, through the post cache. Misses load in
+    /// one SQL query, shared with concurrent readers missing the same posts
+    /// (single flight); ids that name no post are remembered as tombstones
+    /// (negative caching), so a flood of reads of missing posts stays off
+    /// SQL; ids from the future cannot name a post and are not looked up.
     pub(crate) async fn load_posts(&self, ids: &[PostId]) -> AppResult<Vec<Arc<Post>>> {
         let cache = &self.ports.caches.posts;
         let cached = cache.get_many(ids).await;
+        let latest_possible = lowest_id_at(Timestamp::now_ms() + FUTURE_ID_TOLERANCE_MS);
         let missing: Vec<PostId> = ids
             .iter()
             .zip(&cached)
-            .filter(|(_, hit)| hit.is_none())
+            .filter(|(id, hit)| hit.is_none() && id.get() < latest_possible)
             .map(|(id, _)| *id)
             .collect::<HashSet<_>>()
             .into_iter()
             .collect();
-        let mut loaded: HashMap<PostId, Arc<Post>> = HashMap::with_capacity(missing.len());
-        if !missing.is_empty() {
-            let rows = self.ports.store.posts_by_ids(&missing).await?;
-            let entries: Vec<(PostId, Arc<Post>)> = rows
-                .into_iter()
-                .map(|post| (post.id, Arc::new(post)))
-                .collect();
-            loaded.extend(entries.iter().cloned());
-            cache.fill_many(entries).await;
-        }
+        let loaded = if missing.is_empty() {
+            HashMap::new()
+        } else {
+            let (store, cache) = (self.ports.store.clone(), cache.clone());
+            self.post_flights
+                .load(&missing, move |ids| async move {
+                    let rows = store.posts_by_ids(&ids).await?;
+                    let found: HashSet<PostId> = rows.iter().map(|post| post.id).collect();
+                    let mut entries: Vec<(PostId, Arc<Post>)> = rows
+                        .into_iter()
+                        .map(|post| (post.id, Arc::new(post)))
+                        .collect();
+                    entries.extend(
+                        ids.iter()
+                            .filter(|id| !found.contains(id))
+                            .map(|id| (*id, Arc::new(Post::tombstone(*id, UserId(0))))),
+                    );
+                    cache.fill_many(entries.clone()).await;
+                    Ok(entries)
+                })
+                .await?
+        };
         Ok(ids
             .iter()
             .zip(cached)

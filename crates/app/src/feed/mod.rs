@@ -1,5 +1,6 @@
 //! The home timeline: read path (stored timeline + read-time merge of
-//! high-fan-out authors + SQL below the floor), hydration, and the timeline
+//! high-fan-out authors + SQL below the floor), hydration (with single-flight
+//! loading), and the timeline
 //! maintenance shared by the request path and the fan-out worker.
 
 mod hydrate;
@@ -8,3 +9,5 @@ pub use likes::LikedPosts;
 pub(crate) use maintain::{FANOUT_BATCH, floor_of};
 mod maintain;
 mod read;
+mod single_flight;
+pub(crate) use single_flight::SingleFlight;

@@ -58,26 +58,28 @@ async fn a_retried_post_is_created_once_and_answered_the_same() {
 async fn concurrent_retries_create_one_post() {
     let app = spawn_app().await;
     let ada = app.register("ada").await;
-    let attempts = (0..20).map(|_| {
-        let (client, url, token) = (
-            app.client.clone(),
-            app.url("/api/v1/posts"),
-            ada.access_token.clone(),
-        );
-        tokio::spawn(async move {
-            read(
-                client
-                    .post(url)
-                    .bearer_auth(token)
-                    .header("idempotency-key", "burst")
-                    .json(&json!({"text": "once, however many times it is sent"}))
-                    .send()
-                    .await
-                    .unwrap(),
-            )
-            .await
+    let attempts = (0..20)
+        .map(|_| {
+            let (client, url, token) = (
+                app.client.clone(),
+                app.url("/api/v1/posts"),
+                ada.access_token.clone(),
+            );
+            tokio::spawn(async move {
+                read(
+                    client
+                        .post(url)
+                        .bearer_auth(token)
+                        .header("idempotency-key", "burst")
+                        .json(&json!({"text": "once, however many times it is sent"}))
+                        .send()
+                        .await
+                        .unwrap(),
+                )
+                .await
+            })
         })
-    });
+        .collect::<Vec<_>>();
     let mut ids = Vec::new();
     for attempt in attempts {
         let reply = attempt.await.unwrap();

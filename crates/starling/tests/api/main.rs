@@ -11,6 +11,7 @@ mod process;
 
 mod auth;
 mod bench;
+mod caching;
 mod deploy;
 mod durability;
 mod edge;

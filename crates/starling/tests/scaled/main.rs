@@ -17,6 +17,8 @@ mod helpers;
 
 #[path = "../api/auth.rs"]
 mod auth;
+#[path = "../api/caching.rs"]
+mod caching;
 #[path = "../api/edge.rs"]
 mod edge;
 #[path = "../api/errors.rs"]

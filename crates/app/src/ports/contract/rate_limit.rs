@@ -153,11 +153,13 @@ pub async fn the_bucket_drips_back_one_interval_at_a_time(limiter: Arc<dyn RateL
 
 pub async fn concurrent_requests_never_exceed_the_burst(limiter: Arc<dyn RateLimiter>) {
     let who = client("ip");
-    let checks = (0..40).map(|_| {
-        let limiter = limiter.clone();
-        let who = who.clone();
-        tokio::spawn(async move { limiter.check(RouteClass::Auth, &who).await.unwrap() })
-    });
+    let checks = (0..40)
+        .map(|_| {
+            let limiter = limiter.clone();
+            let who = who.clone();
+            tokio::spawn(async move { limiter.check(RouteClass::Auth, &who).await.unwrap() })
+        })
+        .collect::<Vec<_>>();
     let mut allowed = 0;
     for check in checks {
         if check.await.unwrap().allowed {

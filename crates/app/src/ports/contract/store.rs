@@ -1564,10 +1564,12 @@ pub async fn idempotency_keys_refuse_another_request_and_expire(store: Arc<dyn S
 }
 
 pub async fn concurrent_claims_of_one_key_let_one_through(store: Arc<dyn Store>) {
-    let claims = (0..16).map(|_| {
-        let store = store.clone();
-        tokio::spawn(async move { claim(&*store, "u:7", "same", b"post").await })
-    });
+    let claims = (0..16)
+        .map(|_| {
+            let store = store.clone();
+            tokio::spawn(async move { claim(&*store, "u:7", "same", b"post").await })
+        })
+        .collect::<Vec<_>>();
     let mut claimed = 0;
     for outcome in claims {
         match outcome.await.unwrap() {
