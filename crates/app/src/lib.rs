@@ -8,6 +8,7 @@ mod app;
 pub mod auth;
 pub mod error;
 pub mod ports;
+pub mod resilience;
 pub mod telemetry;
 pub mod workers;
 

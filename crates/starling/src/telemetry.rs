@@ -204,6 +204,26 @@ pub fn describe_metrics(consumers: &[&'static str], caches: &[&'static str]) {
         "starling_rate_limit_fallbacks_total",
         "Requests judged by the local limiter because the shared one (Redis) failed or its breaker was open"
     );
+    describe_gauge!(
+        "starling_breaker_state",
+        "Circuit breaker per dependency: 0 closed, 1 half-open, 2 open"
+    );
+    describe_counter!(
+        "starling_breaker_transitions_total",
+        "Circuit breaker state changes, by dependency and new state"
+    );
+    describe_counter!(
+        "starling_breaker_rejections_total",
+        "Calls failed at once by an open circuit breaker"
+    );
+    describe_counter!(
+        "starling_bulkhead_rejections_total",
+        "Calls failed at once because a dependency had too many in flight"
+    );
+    describe_counter!(
+        "starling_dependency_timeouts_total",
+        "Calls to a dependency that got no answer within their timeout"
+    );
     describe_counter!(
         "starling_cache_loads_total",
         "SQL loads on cache misses (one query each, shared by concurrent misses)"

@@ -2,14 +2,13 @@
 //! request, on the Redis server's clock, so N API instances enforce one
 //! limit. When Redis cannot answer, the request is judged by the instance's
 //! own in-process limiter instead (fail open to a local limit, never closed,
-//! never unlimited); a breaker stops asking Redis for a while after
-//! failures, so an outage does not add a timeout to every request.
+//! never unlimited); the connection's breaker stops asking Redis for a while
+//! after failures, so an outage does not add a timeout to every request.
 
 use std::sync::LazyLock;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use recloser::{AsyncRecloser, Recloser};
 use redis::Script;
 use starling_app::ports::{RateDecision, RateLimitError, RateLimiter, RateLimits, RouteClass};
 use starling_local::LocalRateLimiter;
@@ -23,7 +22,6 @@ pub struct RedisRateLimiter {
     prefix: String,
     limits: RateLimits,
     fallback: LocalRateLimiter,
-    breaker: AsyncRecloser,
 }
 
 impl RedisRateLimiter {
@@ -35,18 +33,11 @@ impl RedisRateLimiter {
         limits: RateLimits,
         fallback: LocalRateLimiter,
     ) -> Self {
-        let breaker = Recloser::custom()
-            .error_rate(0.5)
-            .closed_len(10)
-            .half_open_len(3)
-            .open_wait(Duration::from_secs(2))
-            .build();
         Self {
             connection,
             prefix: prefix.to_owned(),
             limits,
             fallback,
-            breaker: AsyncRecloser::from(breaker),
         }
     }
 
@@ -78,18 +69,11 @@ impl RedisRateLimiter {
 #[async_trait]
 impl RateLimiter for RedisRateLimiter {
     async fn check(&self, class: RouteClass, client: &str) -> Result<RateDecision, RateLimitError> {
-        match self.breaker.call(self.ask_redis(class, client)).await {
+        match self.ask_redis(class, client).await {
             Ok(decision) => Ok(decision),
             Err(error) => {
-                let reason = match error {
-                    recloser::Error::Rejected => "breaker_open",
-                    recloser::Error::Inner(error) => {
-                        tracing::warn!(error = %error, "rate limiter: Redis failed; limiting locally");
-                        "redis_error"
-                    }
-                };
-                metrics::counter!("starling_rate_limit_fallbacks_total", "reason" => reason)
-                    .increment(1);
+                tracing::debug!(error = %error, "rate limiter: Redis failed; limiting locally");
+                metrics::counter!("starling_rate_limit_fallbacks_total").increment(1);
                 Ok(self.fallback.decide(class, client))
             }
         }

@@ -170,9 +170,9 @@ impl RedisTimelines {
     /// The nodes to scan: `None` for the single Redis, else each cluster
     /// primary's `host:port`.
     async fn nodes(&self) -> TimelineResult<Vec<Option<(String, u16)>>> {
-        let RedisConnection::Cluster(_) = &self.connection else {
+        if self.connection.cluster().is_none() {
             return Ok(vec![None]);
-        };
+        }
         let mut connection = self.connection.clone();
         let listing: String = redis::cmd("CLUSTER")
             .arg("NODES")
@@ -188,7 +188,7 @@ impl RedisTimelines {
         command: &redis::Cmd,
     ) -> TimelineResult<T> {
         use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
-        let RedisConnection::Cluster(connection) = &self.connection else {
+        let Some(connection) = self.connection.cluster() else {
             return Err(unavailable("not a cluster"));
         };
         let mut connection = connection.clone();
