@@ -13,6 +13,10 @@ use starling_nats::JetStream;
 
 use crate::engines::SqlStore;
 
+/// How long one source of gauges may take before a scrape goes on without
+/// it (its gauges keep their last value).
+const SLOW_SOURCE: Duration = Duration::from_secs(1);
+
 pub struct Gauges {
     sql: SqlStore,
     store: Arc<dyn OutboxStore>,
@@ -80,9 +84,10 @@ impl RefreshGauges for Gauges {
             metrics::gauge!("starling_db_pool_connections", "pool" => pool, "state" => "in_use")
                 .set(f64::from(open).max(idle as f64) - idle as f64);
         }
-        match self.timelines.materialised_count().await {
-            Ok(count) => metrics::gauge!("starling_timelines_materialised").set(count as f64),
-            Err(error) => tracing::warn!(error = %error, "cannot count timelines"),
+        match tokio::time::timeout(SLOW_SOURCE, self.timelines.materialised_count()).await {
+            Ok(Ok(count)) => metrics::gauge!("starling_timelines_materialised").set(count as f64),
+            Ok(Err(error)) => tracing::warn!(error = %error, "cannot count timelines"),
+            Err(_) => tracing::warn!("counting timelines took too long"),
         }
         for consumer in &self.consumers {
             match self.store.backlog(consumer).await {
@@ -98,19 +103,35 @@ impl RefreshGauges for Gauges {
             }
         }
         if let Some(jetstream) = &self.jetstream {
-            for consumer in [
+            let consumers = [
                 starling_app::workers::FanoutWorker::CONSUMER,
                 starling_app::workers::Notifier::CONSUMER,
-            ] {
-                match jetstream.backlog(consumer).await {
-                    Ok(count) => {
-                        metrics::gauge!("starling_stream_backlog_events", "consumer" => consumer)
-                            .set(count as f64);
-                    }
-                    Err(error) => {
-                        tracing::warn!(error = %error, "cannot measure the stream backlog");
+            ];
+            // A broker that is down must not hold up the scrape: measured
+            // together, within one deadline, or left at their last values.
+            let measured = tokio::time::timeout(SLOW_SOURCE, async {
+                let (fanout, notifier) = tokio::join!(
+                    jetstream.backlog(consumers[0]),
+                    jetstream.backlog(consumers[1])
+                );
+                [fanout, notifier]
+            })
+            .await;
+            match measured {
+                Ok(backlogs) => {
+                    for (consumer, backlog) in consumers.into_iter().zip(backlogs) {
+                        match backlog {
+                            Ok(count) => {
+                                metrics::gauge!("starling_stream_backlog_events", "consumer" => consumer)
+                                    .set(count as f64);
+                            }
+                            Err(error) => {
+                                tracing::warn!(error = %error, "cannot measure the stream backlog");
+                            }
+                        }
                     }
                 }
+                Err(_) => tracing::warn!("the stream backlog took too long to measure"),
             }
         }
         self.sample_runtime();

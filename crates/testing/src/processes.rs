@@ -56,51 +56,102 @@ fn signal(child: &Child, name: &str) {
         .status();
 }
 
-/// A `redis-server` of the test's own, keeping nothing on disk.
-pub struct RedisServer {
+/// A server of the test's own on a spare port (`redis-server`, or
+/// `nats-server` with JetStream), to kill, freeze or restart.
+pub struct OwnServer {
     pub port: u16,
     pub url: String,
     program: PathBuf,
+    args: Vec<String>,
+    /// Kept for the server's life (JetStream's store survives restarts).
+    _dir: Option<tempfile::TempDir>,
     child: Option<Child>,
 }
 
-impl RedisServer {
-    /// Started and answering, or `None` (skip) when redis-server is missing.
-    pub fn start() -> Option<Self> {
+impl OwnServer {
+    /// A `redis-server` keeping nothing on disk, started and answering, or
+    /// `None` (skip) when redis-server is missing.
+    pub fn redis() -> Option<Self> {
         let program = program("STARLING_TEST_REDIS_SERVER", "redis-server")?;
         let port = spare_port();
+        let args = [
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ]
+        .map(str::to_owned)
+        .to_vec();
+        Some(Self::launch(
+            program,
+            port,
+            format!("redis://127.0.0.1:{port}"),
+            args,
+            None,
+        ))
+    }
+
+    /// A `nats-server` with JetStream, its store in a directory of its own
+    /// that outlives restarts (as a real server's disk would).
+    pub fn nats() -> Option<Self> {
+        let program = program("STARLING_TEST_NATS_SERVER", "nats-server")?;
+        let port = spare_port();
+        let dir = tempfile::tempdir().expect("a JetStream store directory");
+        let args = vec![
+            "-js".to_owned(),
+            "-a".to_owned(),
+            "127.0.0.1".to_owned(),
+            "-p".to_owned(),
+            port.to_string(),
+            "-sd".to_owned(),
+            dir.path().display().to_string(),
+        ];
+        Some(Self::launch(
+            program,
+            port,
+            format!("nats://127.0.0.1:{port}"),
+            args,
+            Some(dir),
+        ))
+    }
+
+    fn launch(
+        program: PathBuf,
+        port: u16,
+        url: String,
+        args: Vec<String>,
+        dir: Option<tempfile::TempDir>,
+    ) -> Self {
         let mut server = Self {
             port,
-            url: format!("redis://127.0.0.1:{port}"),
+            url,
             program,
+            args,
+            _dir: dir,
             child: None,
         };
         server.restart();
-        Some(server)
+        server
     }
 
-    /// Starts it again on the same port (empty: it keeps nothing).
+    /// Starts it again on the same port (Redis empty; JetStream with its store).
     pub fn restart(&mut self) {
         self.kill();
         let child = Command::new(&self.program)
-            .args([
-                "--port",
-                &self.port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
+            .args(&self.args)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .expect("redis-server starts");
+            .unwrap_or_else(|error| panic!("{} starts: {error}", self.program.display()));
         self.child = Some(child);
         assert!(
             wait_for_port(self.port, Duration::from_secs(10)),
-            "redis-server listens on {}",
+            "{} listens on {}",
+            self.program.display(),
             self.port
         );
     }
@@ -128,7 +179,7 @@ impl RedisServer {
     }
 }
 
-impl Drop for RedisServer {
+impl Drop for OwnServer {
     fn drop(&mut self) {
         self.resume();
         self.kill();

@@ -164,7 +164,7 @@ mod tests {
     /// find it answering again.
     #[tokio::test]
     async fn a_hanging_redis_opens_the_breaker_and_calls_then_fail_at_once() {
-        let Some(server) = starling_testing::RedisServer::start() else {
+        let Some(server) = starling_testing::OwnServer::redis() else {
             return;
         };
         let options = RedisOptions {
@@ -191,7 +191,10 @@ mod tests {
         );
         let started = Instant::now();
         assert!(connection.ping().await.is_err());
-        assert!(started.elapsed() < Duration::from_millis(20), "failed at once");
+        assert!(
+            started.elapsed() < Duration::from_millis(20),
+            "failed at once"
+        );
 
         server.resume();
         // Open for two seconds, then probes close it.

@@ -143,7 +143,7 @@ mod tests {
     #[tokio::test]
     async fn a_redis_gone_falls_back_to_the_local_limit() {
         let limits = starling_app::ports::contract::rate_limit::LIMITS;
-        let Some(mut server) = starling_testing::RedisServer::start() else {
+        let Some(mut server) = starling_testing::OwnServer::redis() else {
             return;
         };
         let options = RedisOptions {

@@ -25,6 +25,7 @@ async fn a_stampede_on_one_uncached_post_loads_it_once() {
         .await;
     assert!(statuses.iter().all(|status| *status == 200), "{statuses:?}");
     let loads = app.core.post_loads() - before;
+    println!("stampede: 500 concurrent reads of one uncached post, {loads} SQL load(s)");
     if crate::SCALED_OUT {
         assert!(loads <= 1, "{loads} loads");
     } else {
@@ -52,11 +53,20 @@ async fn reads_of_missing_posts_stay_off_sql() {
             let (client, url) = (app.client.clone(), app.url(&format!("/api/v1/posts/{id}")));
             async move { client.get(url).send().await.unwrap().status().as_u16() }
         })
-        .buffer_unordered(64)
+        .buffer_unordered(16)
         .collect()
         .await;
-    assert!(statuses.iter().all(|status| *status == 404));
+    let mut by_status = std::collections::BTreeMap::new();
+    for status in &statuses {
+        *by_status.entry(*status).or_insert(0) += 1;
+    }
+    assert_eq!(
+        by_status.keys().copied().collect::<Vec<_>>(),
+        vec![404],
+        "{by_status:?}"
+    );
     let loads = app.core.post_loads() - before;
+    println!("penetration: 10,000 reads of 20 missing ids (10 past, 10 future), {loads} SQL loads");
     assert!(
         loads <= 10,
         "10,000 reads of missing posts made {loads} SQL loads"

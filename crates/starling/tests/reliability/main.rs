@@ -1,0 +1,426 @@
+//! Reliability scenarios: a bounded write and read load while a fault is
+//! injected into a dependency the test owns (its own redis-server or
+//! nats-server on a spare port, killed or frozen mid-load). Each scenario asserts what users
+//! must keep getting and prints its figures; RELIABILITY.md records them.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, unreachable_pub, dead_code)]
+
+/// The app runs embedded (SQLite) except for the dependency under test.
+pub const SCALED_OUT: bool = false;
+
+#[path = "../api/helpers.rs"]
+mod helpers;
+mod load;
+
+use std::time::{Duration, Instant};
+
+use helpers::{TestApp, TestUser, spawn_app_with};
+use load::{Load, summarise};
+use starling_testing::OwnServer;
+
+const FOLLOWERS: usize = 20;
+
+/// The scenarios measure latency and throughput: one at a time, so that
+/// they do not measure each other.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// An app on SQLite with timelines, caches and rate limits in `redis`,
+/// and an author with `FOLLOWERS` followers whose timelines exist.
+async fn app_on(redis: &OwnServer, response_timeout_ms: u64) -> (TestApp, TestUser, Vec<TestUser>) {
+    let url = redis.url.clone();
+    let app = spawn_app_with(move |config| {
+        config.redis_url = Some(url);
+        config.redis.key_prefix = starling_testing::unique_name("rel") + ":";
+        config.redis.response_timeout_ms = response_timeout_ms;
+    })
+    .await;
+    let (author, followers) = audience(&app).await;
+    (app, author, followers)
+}
+
+/// An author with `FOLLOWERS` followers whose timelines exist.
+async fn audience(app: &TestApp) -> (TestUser, Vec<TestUser>) {
+    let author = app.register("author").await;
+    let mut followers = Vec::new();
+    for index in 0..FOLLOWERS {
+        let follower = app.register(&format!("reader{index}")).await;
+        app.follow(&follower, &author).await;
+        // Materialise the timeline, so posts reach it by fan-out.
+        assert_eq!(app.feed_page(&follower, None, 5).await.status, 200);
+        followers.push(follower);
+    }
+    (author, followers)
+}
+
+/// Every acknowledged post is stored, and shows in every follower's feed;
+/// the time it took after `since` for the feeds to show them all.
+async fn assert_converged(
+    app: &TestApp,
+    followers: &[TestUser],
+    acknowledged: &[String],
+    since: Instant,
+) -> Duration {
+    for id in acknowledged {
+        let reply = app.get(&format!("/api/v1/posts/{id}"), None).await;
+        assert_eq!(reply.status, 200, "acknowledged post {id} was lost");
+    }
+    let mut expected = acknowledged.to_vec();
+    expected.sort();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    for follower in followers {
+        loop {
+            let mut feed = app
+                .all_pages("/api/v1/feed", Some(&follower.access_token), 100)
+                .await;
+            feed.sort();
+            if feed == expected {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "a follower's feed never converged: {} of {} posts",
+                feed.len(),
+                expected.len()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    since.elapsed()
+}
+
+fn print_figures(scenario: &str, lines: &[String]) {
+    println!("\n== {scenario}");
+    for line in lines {
+        println!("   {line}");
+    }
+}
+
+/// Scenario 1: Redis killed mid-load. Feeds keep answering (from SQL), no
+/// acknowledged post is lost, and timelines converge once Redis is back.
+#[tokio::test]
+async fn redis_killed_mid_load() {
+    let _alone = ONE_AT_A_TIME.lock().await;
+    let Some(mut redis) = OwnServer::redis() else {
+        return;
+    };
+    let (app, author, followers) = app_on(&redis, 500).await;
+    let load = Load::start(
+        &app,
+        &author,
+        &followers,
+        2,
+        8,
+        Duration::from_millis(10),
+        Duration::from_secs(6),
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let killed_at = load.started.elapsed();
+    redis.kill();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    redis.restart();
+    let back_at = load.started.elapsed();
+    let back = Instant::now();
+    let recorded = load.finish().await;
+
+    let reads = summarise(&recorded.samples, "read", None);
+    let writes = summarise(&recorded.samples, "write", None);
+    let outage = summarise(&recorded.samples, "read", Some((killed_at, back_at)));
+    assert_eq!(
+        reads.by_status.keys().copied().collect::<Vec<_>>(),
+        vec![200],
+        "every read answered 200: {reads}"
+    );
+    assert_eq!(
+        writes.by_status.keys().copied().collect::<Vec<_>>(),
+        vec![201],
+        "every write answered 201: {writes}"
+    );
+    assert!(outage.requests > 0, "reads ran during the outage");
+    let recovery = assert_converged(&app, &followers, &recorded.acknowledged, back).await;
+    print_figures(
+        "scenario 1: Redis killed for 2 s of a 6 s load",
+        &[
+            format!("reads:  {reads}"),
+            format!("  while Redis was down: {outage}"),
+            format!("writes: {writes}"),
+            format!("posts acknowledged {}, lost 0", recorded.acknowledged.len()),
+            format!(
+                "every follower's feed complete {:.1} s after Redis came back",
+                recovery.as_secs_f64()
+            ),
+        ],
+    );
+}
+
+/// The relay's outbox backlog, as `/metrics` shows it.
+async fn relay_backlog(app: &TestApp) -> f64 {
+    let metrics = app.metrics().await;
+    metrics
+        .lines()
+        .find_map(|line| line.strip_prefix("starling_outbox_backlog_events{consumer=\"relay\"} "))
+        .and_then(|value| value.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// Scenario 2: NATS killed mid-load. Writes keep succeeding, the outbox
+/// keeps every event while the broker is gone and drains when it is back,
+/// and every follower's timeline converges.
+#[tokio::test]
+async fn nats_killed_mid_load() {
+    let _alone = ONE_AT_A_TIME.lock().await;
+    let Some(mut nats) = OwnServer::nats() else {
+        return;
+    };
+    let url = nats.url.clone();
+    let app = spawn_app_with(move |config| {
+        config.nats_url = Some(url);
+    })
+    .await;
+    let (author, followers) = audience(&app).await;
+    let load = Load::start(
+        &app,
+        &author,
+        &followers,
+        2,
+        8,
+        Duration::from_millis(10),
+        Duration::from_secs(6),
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let killed_at = load.started.elapsed();
+    nats.kill();
+    let mut backlog_peak: f64 = 0.0;
+    let mut scrape_max = Duration::ZERO;
+    while load.started.elapsed() < killed_at + Duration::from_secs(2) {
+        let scrape = Instant::now();
+        backlog_peak = backlog_peak.max(relay_backlog(&app).await);
+        scrape_max = scrape_max.max(scrape.elapsed());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    nats.restart();
+    let back_at = load.started.elapsed();
+    let back = Instant::now();
+    let recorded = load.finish().await;
+
+    let reads = summarise(&recorded.samples, "read", None);
+    let writes = summarise(&recorded.samples, "write", None);
+    let outage = summarise(&recorded.samples, "write", Some((killed_at, back_at)));
+    assert_eq!(
+        reads.by_status.keys().copied().collect::<Vec<_>>(),
+        vec![200],
+        "{reads}"
+    );
+    assert_eq!(
+        writes.by_status.keys().copied().collect::<Vec<_>>(),
+        vec![201],
+        "{writes}"
+    );
+    assert!(outage.requests > 0, "posts were written during the outage");
+    assert!(
+        backlog_peak > 0.0,
+        "the outbox kept the events the broker could not take"
+    );
+    let recovery = assert_converged(&app, &followers, &recorded.acknowledged, back).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while relay_backlog(&app).await > 0.0 {
+        assert!(Instant::now() < deadline, "the outbox never drained");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let drained = back.elapsed();
+    print_figures(
+        "scenario 2: NATS killed for 2 s of a 6 s load (SQLite outbox, JetStream, relay)",
+        &[
+            format!("reads:  {reads}"),
+            format!("writes: {writes}"),
+            format!("  while NATS was down: {outage}"),
+            format!(
+                "outbox backlog at its peak: {backlog_peak:.0} events; /metrics answered within {:.0} ms",
+                scrape_max.as_secs_f64() * 1000.0
+            ),
+            format!("posts acknowledged {}, lost 0", recorded.acknowledged.len()),
+            format!(
+                "every follower's feed complete {:.1} s after NATS came back; outbox drained at {:.1} s",
+                recovery.as_secs_f64(),
+                drained.as_secs_f64()
+            ),
+        ],
+    );
+}
+
+/// Scenario 3: Redis hangs (SIGSTOP) mid-load. Its breaker opens, so after
+/// the first calls' timeouts nobody waits on it; no request waits longer
+/// than Redis's timeout plus the request's own work.
+#[tokio::test]
+async fn redis_hanging_mid_load() {
+    let _alone = ONE_AT_A_TIME.lock().await;
+    let Some(redis) = OwnServer::redis() else {
+        return;
+    };
+    let timeout_ms = 300;
+    let (app, author, followers) = app_on(&redis, timeout_ms).await;
+    let load = Load::start(
+        &app,
+        &author,
+        &followers,
+        2,
+        8,
+        Duration::from_millis(10),
+        Duration::from_secs(7),
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let frozen_at = load.started.elapsed();
+    redis.pause();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    redis.resume();
+    let thawed_at = load.started.elapsed();
+    let thawed = Instant::now();
+    // Health answers at once all along.
+    let health_started = Instant::now();
+    assert_eq!(app.get("/healthz", None).await.status, 200);
+    let health = health_started.elapsed();
+    let recorded = load.finish().await;
+
+    let reads = summarise(&recorded.samples, "read", None);
+    let writes = summarise(&recorded.samples, "write", None);
+    let frozen = summarise(&recorded.samples, "read", Some((frozen_at, thawed_at)));
+    // After the breaker opened (the first second of the freeze at most).
+    let settled = summarise(
+        &recorded.samples,
+        "read",
+        Some((frozen_at + Duration::from_secs(1), thawed_at)),
+    );
+    assert_eq!(
+        reads.by_status.keys().copied().collect::<Vec<_>>(),
+        vec![200],
+        "{reads}"
+    );
+    assert_eq!(
+        writes.by_status.keys().copied().collect::<Vec<_>>(),
+        vec![201],
+        "{writes}"
+    );
+    let bound = Duration::from_millis(timeout_ms * 3 + 500);
+    assert!(reads.max < bound, "a read waited {:?}: {reads}", reads.max);
+    assert!(
+        writes.max < bound,
+        "a write waited {:?}: {writes}",
+        writes.max
+    );
+    assert!(
+        settled.p99 < Duration::from_millis(timeout_ms),
+        "with the breaker open, reads stop waiting on Redis: {settled}"
+    );
+    let metrics = app.metrics().await;
+    assert!(
+        metrics.contains("starling_breaker_transitions_total{dependency=\"redis\",to=\"open\"}"),
+        "the breaker's opening is in the metrics"
+    );
+    let recovery = assert_converged(&app, &followers, &recorded.acknowledged, thawed).await;
+    print_figures(
+        "scenario 3: Redis frozen (SIGSTOP) for 3 s of a 7 s load, 300 ms Redis timeout",
+        &[
+            format!("reads:  {reads}"),
+            format!("  while frozen: {frozen}"),
+            format!("  frozen, after the first second: {settled}"),
+            format!("writes: {writes}"),
+            format!(
+                "/healthz during the load: {:.1} ms",
+                health.as_secs_f64() * 1000.0
+            ),
+            format!("posts acknowledged {}, lost 0", recorded.acknowledged.len()),
+            format!(
+                "every follower's feed complete {:.1} s after Redis thawed",
+                recovery.as_secs_f64()
+            ),
+        ],
+    );
+}
+
+/// Scenario 7: three times the load the server can take at once. It sheds
+/// the excess with 503 + `Retry-After` at once, keeps serving at its
+/// sustainable rate, keeps answering its probes, and is itself again when
+/// the load drops.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn overload_is_shed_and_the_server_recovers() {
+    let _alone = ONE_AT_A_TIME.lock().await;
+    let app = spawn_app_with(|config| {
+        config.http.max_in_flight = 2;
+        config.http.max_queue_wait_ms = 0;
+    })
+    .await;
+    let (author, followers) = audience(&app).await;
+    // What it sustains: as many writers as it has slots. (Writes, because a
+    // feed read served from memory never yields, so reads alone hardly
+    // ever overlap in one process.)
+    let span = Duration::from_secs(2);
+    let sustained = Load::start(&app, &author, &followers, 2, 0, Duration::ZERO, span)
+        .finish()
+        .await;
+    let baseline = summarise(&sustained.samples, "write", None);
+    assert_eq!(
+        baseline.by_status.keys().copied().collect::<Vec<_>>(),
+        vec![201],
+        "{baseline}"
+    );
+    let sustainable_rate = baseline.requests as f64 / span.as_secs_f64();
+
+    // Three times that.
+    let load = Load::start(&app, &author, &followers, 6, 0, Duration::ZERO, span);
+    let mut health = Vec::new();
+    while load.started.elapsed() < span {
+        let started = Instant::now();
+        assert_eq!(app.get("/healthz", None).await.status, 200);
+        health.push(started.elapsed());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let recorded = load.finish().await;
+    let ended = Instant::now();
+    let writes = summarise(&recorded.samples, "write", None);
+    let shed = writes.by_status.get(&503).copied().unwrap_or(0);
+    let served = writes.by_status.get(&201).copied().unwrap_or(0);
+    assert!(shed > 0, "nothing was shed: {writes}");
+    assert_eq!(
+        shed + served,
+        writes.requests,
+        "only 201s and 503s: {writes}"
+    );
+    let served_rate = served as f64 / span.as_secs_f64();
+    assert!(
+        served_rate > sustainable_rate * 0.5,
+        "overload must not collapse throughput: {served_rate:.0}/s served vs {sustainable_rate:.0}/s sustainable"
+    );
+    assert!(
+        writes.max < Duration::from_secs(1),
+        "nobody waited long: {writes}"
+    );
+    health.sort();
+    let health_max = *health.last().unwrap();
+    assert!(
+        health_max < Duration::from_millis(500),
+        "health answered slowly: {health_max:?}"
+    );
+    // Load gone: answered at once.
+    let reply = app.feed_page(&followers[0], None, 20).await;
+    assert_eq!(reply.status, 200);
+    let recovery = ended.elapsed();
+    print_figures(
+        "scenario 7: 6 writers without pause (3x) against max_in_flight = 2, no queueing, 2 s",
+        &[
+            format!("sustained with 2 writers: {baseline} ({sustainable_rate:.0} posts/s)"),
+            format!("at 3x: {writes}"),
+            format!(
+                "shed {shed} of {} at once with 503 + Retry-After; served {served_rate:.0} posts/s",
+                writes.requests
+            ),
+            format!(
+                "/healthz during the overload: {} probes, max {:.1} ms",
+                health.len(),
+                health_max.as_secs_f64() * 1000.0
+            ),
+            format!(
+                "first request after the load: 200 in {:.1} ms",
+                recovery.as_secs_f64() * 1000.0
+            ),
+        ],
+    );
+}
