@@ -128,6 +128,12 @@ pub struct NatsConfig {
     /// Events of one partition in flight at once; 1 keeps strict order with
     /// several fan-out workers.
     pub max_in_flight: usize,
+    /// An event delivered and not acknowledged within this is delivered
+    /// again. Bounds how long a partition waits after a worker (or the
+    /// broker) died between a delivery and its acknowledgement; must exceed
+    /// the slowest handling. Applies to durable consumers created after it
+    /// is set.
+    pub ack_wait_secs: u64,
 }
 
 impl Default for NatsConfig {
@@ -140,6 +146,7 @@ impl Default for NatsConfig {
             partitions: defaults.partitions,
             max_deliveries: defaults.max_deliveries,
             max_in_flight: defaults.max_in_flight,
+            ack_wait_secs: defaults.ack_wait.as_secs(),
         }
     }
 }
@@ -497,8 +504,9 @@ impl Config {
         if self.sqlite.read_connections == 0 {
             bail!("sqlite.read_connections must be at least 1");
         }
-        if self.nats.partitions == 0 || self.nats.max_in_flight == 0 {
-            bail!("nats.partitions and nats.max_in_flight must be at least 1");
+        if self.nats.partitions == 0 || self.nats.max_in_flight == 0 || self.nats.ack_wait_secs == 0
+        {
+            bail!("nats.partitions, nats.max_in_flight and nats.ack_wait_secs must be at least 1");
         }
         if self.replica_urls.is_some() && self.database_url.is_none() {
             bail!("replica_urls needs database_url (replicas are of PostgreSQL)");

@@ -238,6 +238,7 @@ pub async fn jetstream(config: &Config) -> anyhow::Result<Option<JetStream>> {
         partitions: nats.partitions,
         max_deliveries: nats.max_deliveries,
         max_in_flight: nats.max_in_flight,
+        ack_wait: Duration::from_secs(nats.ack_wait_secs),
         ..JetStreamOptions::default()
     };
     Ok(Some(JetStream::connect(url, options).await?))

@@ -221,6 +221,14 @@ pub fn describe_metrics(consumers: &[&'static str], caches: &[&'static str]) {
         "Calls failed at once because a dependency had too many in flight"
     );
     describe_counter!(
+        "starling_dependency_retries_total",
+        "Idempotent calls to a dependency sent again after a failure"
+    );
+    describe_counter!(
+        "starling_retry_budget_exhausted_total",
+        "Failed idempotent calls not retried because retries were over budget"
+    );
+    describe_counter!(
         "starling_dependency_timeouts_total",
         "Calls to a dependency that got no answer within their timeout"
     );

@@ -273,7 +273,8 @@ where
             // Made once per cache (a handful per process), not per lookup.
             l2_label: Box::leak(format!("{}_l2", l1.name).into_boxed_str()),
             l1,
-            connection,
+            // GET, SET and SET NX of one value: safe to resend.
+            connection: connection.for_idempotent_commands(),
             prefix: prefix.to_owned(),
             ttl_secs: ttl.as_secs().max(1),
         }

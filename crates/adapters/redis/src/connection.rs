@@ -39,6 +39,9 @@ impl Default for RedisOptions {
 pub struct RedisConnection {
     link: Link,
     guard: Guard,
+    /// Commands sent through this handle are idempotent: a failed one may
+    /// be sent again (within the guard's retry budget).
+    idempotent: bool,
 }
 
 #[derive(Clone)]
@@ -80,6 +83,7 @@ impl RedisConnection {
     fn guarded(link: Link, options: &RedisOptions) -> Self {
         Self {
             link,
+            idempotent: false,
             guard: Guard::new(
                 "redis",
                 &GuardSettings {
@@ -88,6 +92,16 @@ impl RedisConnection {
                     ..GuardSettings::default()
                 },
             ),
+        }
+    }
+
+    /// The same connection, for callers whose every command is idempotent
+    /// (timeline scripts, cache reads and fills): failures are retried
+    /// with jittered backoff while the retry budget allows.
+    pub fn for_idempotent_commands(&self) -> Self {
+        Self {
+            idempotent: true,
+            ..self.clone()
         }
     }
 
@@ -113,12 +127,24 @@ impl RedisConnection {
 
 impl ConnectionLike for RedisConnection {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
-        let guard = self.guard.clone();
-        let call = match &mut self.link {
-            Link::Single(connection) => connection.req_packed_command(cmd),
-            Link::Cluster(connection) => connection.req_packed_command(cmd),
+        let (guard, link, idempotent) = (self.guard.clone(), self.link.clone(), self.idempotent);
+        let send = move || {
+            let mut link = link.clone();
+            async move {
+                match &mut link {
+                    Link::Single(connection) => connection.req_packed_command(cmd).await,
+                    Link::Cluster(connection) => connection.req_packed_command(cmd).await,
+                }
+            }
         };
-        Box::pin(async move { guard.call(call).await.map_err(guard_error) })
+        Box::pin(async move {
+            let answer = if idempotent {
+                guard.call_retrying(send).await
+            } else {
+                guard.call(send()).await
+            };
+            answer.map_err(guard_error)
+        })
     }
 
     fn req_packed_commands<'a>(
@@ -127,12 +153,28 @@ impl ConnectionLike for RedisConnection {
         offset: usize,
         count: usize,
     ) -> RedisFuture<'a, Vec<Value>> {
-        let guard = self.guard.clone();
-        let call = match &mut self.link {
-            Link::Single(connection) => connection.req_packed_commands(cmd, offset, count),
-            Link::Cluster(connection) => connection.req_packed_commands(cmd, offset, count),
+        let (guard, link, idempotent) = (self.guard.clone(), self.link.clone(), self.idempotent);
+        let send = move || {
+            let mut link = link.clone();
+            async move {
+                match &mut link {
+                    Link::Single(connection) => {
+                        connection.req_packed_commands(cmd, offset, count).await
+                    }
+                    Link::Cluster(connection) => {
+                        connection.req_packed_commands(cmd, offset, count).await
+                    }
+                }
+            }
         };
-        Box::pin(async move { guard.call(call).await.map_err(guard_error) })
+        Box::pin(async move {
+            let answer = if idempotent {
+                guard.call_retrying(send).await
+            } else {
+                guard.call(send()).await
+            };
+            answer.map_err(guard_error)
+        })
     }
 
     fn get_db(&self) -> i64 {

@@ -58,7 +58,9 @@ impl RedisTimelines {
     /// capped at `cap` entries and expiring after `idle_ttl` unread.
     pub fn new(connection: RedisConnection, prefix: &str, cap: usize, idle_ttl: Duration) -> Self {
         Self {
-            connection,
+            // Every timeline script is idempotent (inserting a known entry
+            // or removing an absent one changes nothing): safe to resend.
+            connection: connection.for_idempotent_commands(),
             prefix: prefix.to_owned(),
             cap,
             idle_ttl_ms: u64::try_from(idle_ttl.as_millis())

@@ -12,7 +12,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use breaker::{Breaker, BreakerSettings, BreakerState};
+use rand::Rng;
 use tokio::sync::Semaphore;
+use tower::retry::budget::{Budget, TpsBudget};
 
 #[derive(Debug, Clone)]
 pub struct GuardSettings {
@@ -21,6 +23,11 @@ pub struct GuardSettings {
     /// Calls allowed at once; one more fails at once.
     pub max_concurrent: usize,
     pub breaker: BreakerSettings,
+    /// Retries of idempotent calls, at most this share of calls (after a
+    /// floor of `retry_floor_per_sec`), so retries cannot multiply the load
+    /// on a dependency that is struggling.
+    pub retry_share: f32,
+    pub retry_floor_per_sec: u32,
 }
 
 impl Default for GuardSettings {
@@ -29,6 +36,8 @@ impl Default for GuardSettings {
             timeout: Duration::from_secs(2),
             max_concurrent: 256,
             breaker: BreakerSettings::default(),
+            retry_share: 0.1,
+            retry_floor_per_sec: 10,
         }
     }
 }
@@ -54,7 +63,13 @@ pub struct Guard {
     timeout: Duration,
     bulkhead: Arc<Semaphore>,
     breaker: Arc<Breaker>,
+    retries: Arc<TpsBudget>,
 }
+
+/// Retries of one idempotent call at most.
+const MAX_RETRIES: u32 = 2;
+/// Full jitter: a retry waits a uniform time up to this, doubled per retry.
+const RETRY_BACKOFF: Duration = Duration::from_millis(20);
 
 impl Guard {
     pub fn new(name: &'static str, settings: &GuardSettings) -> Self {
@@ -63,6 +78,44 @@ impl Guard {
             timeout: settings.timeout,
             bulkhead: Arc::new(Semaphore::new(settings.max_concurrent.max(1))),
             breaker: Arc::new(Breaker::new(name, settings.breaker.clone())),
+            retries: Arc::new(TpsBudget::new(
+                Duration::from_secs(10),
+                settings.retry_floor_per_sec,
+                settings.retry_share,
+            )),
+        }
+    }
+
+    /// Like `call`, for an idempotent call `make` can start again: a failure
+    /// or timeout is retried (up to twice, after a jittered wait) while the
+    /// retry budget allows; an open breaker or full bulkhead is not.
+    pub async fn call_retrying<T, E, F, Fut>(&self, make: F) -> Result<T, GuardError<E>>
+    where
+        F: Fn() -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+    {
+        self.retries.deposit();
+        let mut retried = 0;
+        loop {
+            let error = match self.call(make()).await {
+                Ok(value) => return Ok(value),
+                Err(error) => error,
+            };
+            let transient = matches!(error, GuardError::Failed(_) | GuardError::TimedOut(..));
+            if !transient || retried == MAX_RETRIES {
+                return Err(error);
+            }
+            if !self.retries.withdraw() {
+                metrics::counter!("starling_retry_budget_exhausted_total", "dependency" => self.name)
+                    .increment(1);
+                return Err(error);
+            }
+            retried += 1;
+            metrics::counter!("starling_dependency_retries_total", "dependency" => self.name)
+                .increment(1);
+            let ceiling = RETRY_BACKOFF * 2u32.pow(retried - 1);
+            let wait = rand::thread_rng().gen_range(Duration::ZERO..=ceiling);
+            tokio::time::sleep(wait).await;
         }
     }
 
@@ -127,6 +180,7 @@ mod tests {
                     open_for: Duration::from_secs(60),
                     probes: 1,
                 },
+                ..GuardSettings::default()
             },
         )
     }
@@ -148,6 +202,57 @@ mod tests {
             started.elapsed() < Duration::from_millis(5),
             "no wait at all"
         );
+    }
+
+    #[tokio::test]
+    async fn a_flaky_idempotent_call_is_retried() {
+        let guard = guard(8);
+        let attempts = std::sync::atomic::AtomicU32::new(0);
+        let answered = guard
+            .call_retrying(|| {
+                let attempt = attempts.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                async move {
+                    if attempt == 0 {
+                        Err("blip")
+                    } else {
+                        Ok(attempt)
+                    }
+                }
+            })
+            .await;
+        assert_eq!(answered.unwrap(), 1);
+    }
+
+    #[tokio::test]
+    async fn retries_stay_within_their_budget() {
+        let guard = Guard::new(
+            "budget",
+            &GuardSettings {
+                timeout: Duration::from_millis(30),
+                max_concurrent: 8,
+                // Never opens: the budget alone bounds the retries here.
+                breaker: BreakerSettings {
+                    min_calls: usize::MAX,
+                    ..BreakerSettings::default()
+                },
+                retry_share: 0.1,
+                retry_floor_per_sec: 1,
+            },
+        );
+        let attempts = std::sync::atomic::AtomicU32::new(0);
+        for _ in 0..100 {
+            let failed = guard
+                .call_retrying(|| {
+                    attempts.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    async { Err::<(), _>("down") }
+                })
+                .await;
+            assert!(failed.is_err());
+        }
+        let retries = attempts.load(std::sync::atomic::Ordering::SeqCst) - 100;
+        // A tenth of the calls, plus the floor's reserve (1/s over 10 s).
+        assert!(retries <= 10 + 10 + 1, "{retries} retries for 100 calls");
+        assert!(retries >= 5, "some retries were allowed: {retries}");
     }
 
     #[tokio::test]
