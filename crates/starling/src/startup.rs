@@ -46,6 +46,10 @@ impl Application {
     /// Opens the engines (applying migrations), builds the application and
     /// binds the listener, so that the port is known before serving.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
+        // First: adapters register metrics as they are built (a breaker's
+        // state, its counters at zero), which a recorder installed later
+        // would never see.
+        let metrics = crate::telemetry::metrics_handle()?;
         std::fs::create_dir_all(&config.data_dir)
             .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
         let store = SqlStore::open(&config).await?;
@@ -81,7 +85,6 @@ impl Application {
             outbox_consumers(jetstream.as_ref()).to_vec(),
             jetstream.clone(),
         );
-        let metrics = crate::telemetry::metrics_handle()?;
         crate::telemetry::describe_metrics(
             &[FanoutWorker::CONSUMER, Notifier::CONSUMER, RELAY_CONSUMER],
             &[

@@ -306,8 +306,20 @@ pub fn describe_metrics(consumers: &[&'static str], caches: &[&'static str]) {
         "starling_timeline_rebuilds_total",
         "starling_feed_sql_fallbacks_total",
         "starling_password_hashing_saturated_total",
+        "starling_requests_shed_total",
+        "starling_idempotent_replays_total",
+        "starling_rate_limit_fallbacks_total",
     ] {
         metrics::counter!(name).increment(0);
+    }
+    for class in starling_app::ports::RouteClass::ALL {
+        metrics::counter!("starling_rate_limited_total", "class" => class.as_str()).increment(0);
+    }
+    for name in [
+        "starling_cache_loads_total",
+        "starling_cache_loads_coalesced_total",
+    ] {
+        metrics::counter!(name, "cache" => "posts").increment(0);
     }
     for consumer in consumers {
         for name in [

@@ -14,6 +14,7 @@ use async_trait::async_trait;
 use futures::StreamExt;
 use futures::future::try_join_all;
 use starling_app::ports::{EventLog, EventLogError, EventPublisher, EventSubscription};
+use starling_app::resilience::{Guard, GuardError, GuardSettings};
 use starling_domain::{EventEnvelope, UserId};
 use tokio::task::JoinHandle;
 
@@ -64,10 +65,22 @@ pub struct JetStream {
     client: async_nats::Client,
     context: Context,
     options: JetStreamOptions,
+    /// Publishes and stream queries (not the pulls, which wait for events
+    /// by design) pass a timeout, a bulkhead and a circuit breaker: a broker
+    /// that is down or hangs fails them at once.
+    guard: Guard,
 }
 
 fn unavailable(error: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> EventLogError {
     EventLogError::Unavailable(error.into())
+}
+
+/// The guard's refusals, or the call's own error.
+fn guarded(error: GuardError<EventLogError>) -> EventLogError {
+    match error {
+        GuardError::Failed(error) => error,
+        refused => unavailable(refused.to_string()),
+    }
 }
 
 impl JetStream {
@@ -124,6 +137,14 @@ impl JetStream {
             client,
             context,
             options,
+            guard: Guard::new(
+                "nats",
+                &GuardSettings {
+                    timeout: Duration::from_secs(5),
+                    max_concurrent: 64,
+                    ..GuardSettings::default()
+                },
+            ),
         })
     }
 
@@ -161,6 +182,13 @@ impl JetStream {
 
     /// Events not yet acknowledged by `consumer`, over all partitions.
     pub async fn backlog(&self, consumer: &str) -> Result<u64, EventLogError> {
+        self.guard
+            .call(self.backlog_unguarded(consumer))
+            .await
+            .map_err(guarded)
+    }
+
+    async fn backlog_unguarded(&self, consumer: &str) -> Result<u64, EventLogError> {
         let stream = self
             .context
             .get_stream(&self.options.stream)
@@ -212,6 +240,15 @@ fn durable_name(consumer: &str, partition: u32) -> String {
 #[async_trait]
 impl EventPublisher for JetStream {
     async fn publish(&self, events: &[EventEnvelope]) -> Result<(), EventLogError> {
+        self.guard
+            .call(self.publish_unguarded(events))
+            .await
+            .map_err(guarded)
+    }
+}
+
+impl JetStream {
+    async fn publish_unguarded(&self, events: &[EventEnvelope]) -> Result<(), EventLogError> {
         // Send all, then wait for the acknowledgements together: one round
         // trip per batch, not per event.
         let mut acks = Vec::with_capacity(events.len());

@@ -73,6 +73,20 @@ const RETRY_BACKOFF: Duration = Duration::from_millis(20);
 
 impl Guard {
     pub fn new(name: &'static str, settings: &GuardSettings) -> Self {
+        // Exported from the start, so that alerts and rate() see the first one.
+        for counter in [
+            "starling_bulkhead_rejections_total",
+            "starling_dependency_timeouts_total",
+            "starling_dependency_retries_total",
+            "starling_retry_budget_exhausted_total",
+            "starling_breaker_rejections_total",
+        ] {
+            metrics::counter!(counter, "dependency" => name).increment(0);
+        }
+        for state in ["open", "half_open", "closed"] {
+            metrics::counter!("starling_breaker_transitions_total", "dependency" => name, "to" => state)
+                .increment(0);
+        }
         Self {
             name,
             timeout: settings.timeout,

@@ -107,6 +107,15 @@ async fn rules_and_dashboard_use_only_metrics_the_binary_exports() {
         exported_text.contains("# HELP starling_fanout_lag_seconds"),
         "metrics carry help text"
     );
+    // Every protection of the edge and the caches shows before it acts.
+    for metric in [
+        "starling_rate_limited_total{class=\"auth\"} 0",
+        "starling_requests_shed_total 0",
+        "starling_idempotent_replays_total 0",
+        "starling_cache_loads_coalesced_total{cache=\"posts\"} 0",
+    ] {
+        assert!(exported_text.contains(metric), "{metric} is not exported");
+    }
     // Scaled out (when the engines are configured), some metrics exist only
     // there: the replica's health, the stream's backlog.
     let mut scaled_text = String::new();
@@ -132,6 +141,18 @@ async fn rules_and_dashboard_use_only_metrics_the_binary_exports() {
         );
         assert!(scaled_text.contains("starling_db_replica_healthy"));
         assert!(scaled_text.contains("starling_stream_backlog_events"));
+        // Every dependency's guard shows, before anything went wrong.
+        for dependency in ["redis", "nats"] {
+            assert!(
+                scaled_text.contains(&format!(
+                    "starling_breaker_state{{dependency=\"{dependency}\"}} 0"
+                )),
+                "{dependency}'s breaker is exported, closed"
+            );
+            assert!(scaled_text.contains(&format!(
+                "starling_breaker_transitions_total{{dependency=\"{dependency}\",to=\"open\"}} 0"
+            )));
+        }
     }
     let exported = referenced_metrics(
         &format!("{exported_text}\n{scaled_text}")
