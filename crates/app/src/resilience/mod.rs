@@ -101,8 +101,8 @@ impl Guard {
     }
 
     /// Like `call`, for an idempotent call `make` can start again: a failure
-    /// or timeout is retried (up to twice, after a jittered wait) while the
-    /// retry budget allows; an open breaker or full bulkhead is not.
+    /// is retried (up to twice, after a jittered wait) while the retry budget
+    /// allows; a timeout, an open breaker or a full bulkhead is not.
     pub async fn call_retrying<T, E, F, Fut>(&self, make: F) -> Result<T, GuardError<E>>
     where
         F: Fn() -> Fut,
@@ -115,7 +115,9 @@ impl Guard {
                 Ok(value) => return Ok(value),
                 Err(error) => error,
             };
-            let transient = matches!(error, GuardError::Failed(_) | GuardError::TimedOut(..));
+            // A timeout is not retried: a dependency that is slow would get
+            // more load and the caller a longer wait.
+            let transient = matches!(error, GuardError::Failed(_));
             if !transient || retried == MAX_RETRIES {
                 return Err(error);
             }

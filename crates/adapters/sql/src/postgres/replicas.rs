@@ -3,8 +3,9 @@
 //! fit, goes to the primary.
 //!
 //! A monitor measures each replica's replay lag twice a second; a replica
-//! further behind than the allowed lag, or one that fails a query, serves
-//! nothing until it measures healthy again. Reads that must see the
+//! further behind than the allowed lag, or one that fails a query or takes
+//! longer than a second to answer, serves nothing until it measures healthy
+//! again. Replica reads also pass a guard (timeout, bulkhead, breaker). Reads that must see the
 //! reader's own writes (their account, their posts being created) stay on
 //! the primary, and a replica read that misses rows asks the primary for
 //! them, so a row just written is never reported missing.
@@ -16,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use sqlx::postgres::PgPool;
 use starling_app::ports::caller::current_caller;
+use starling_app::resilience::{Guard, GuardError, GuardSettings};
 use starling_domain::UserId;
 
 /// How often each replica's lag is measured.
@@ -41,7 +43,14 @@ pub(crate) struct Replicas {
     /// Callers who changed something lately, and when.
     recent_writers: quick_cache::sync::Cache<UserId, Instant>,
     served: std::sync::atomic::AtomicU64,
+    /// Replica reads pass a client-side timeout (a frozen replica cannot
+    /// enforce its own statement timeout), a bulkhead and a breaker; any
+    /// refusal sends the read to the primary.
+    guard: Guard,
 }
+
+/// A replica read taking longer is abandoned for the primary.
+const REPLICA_READ_TIMEOUT: Duration = Duration::from_secs(1);
 
 impl Replicas {
     pub(crate) fn new(members: Vec<(String, PgPool)>, max_lag: Duration) -> Arc<Self> {
@@ -59,6 +68,13 @@ impl Replicas {
             max_lag,
             recent_writers: quick_cache::sync::Cache::new(100_000),
             served: std::sync::atomic::AtomicU64::new(0),
+            guard: Guard::new(
+                "replica",
+                &GuardSettings {
+                    timeout: REPLICA_READ_TIMEOUT,
+                    ..GuardSettings::default()
+                },
+            ),
         });
         if !replicas.members.is_empty() {
             tokio::spawn(monitor(Arc::downgrade(&replicas)));
@@ -115,16 +131,18 @@ impl Replicas {
         Fut: Future<Output = Result<T, sqlx::Error>>,
     {
         if let Some(replica) = self.pick() {
-            match query(replica.pool.clone()).await {
+            match self.guard.call(query(replica.pool.clone())).await {
                 Ok(value) => {
                     self.served.fetch_add(1, Ordering::Relaxed);
                     metrics::counter!("starling_db_reads_total", "pool" => "replica").increment(1);
                     return Ok(value);
                 }
-                Err(error) => {
+                Err(error @ (GuardError::Failed(_) | GuardError::TimedOut(..))) => {
                     replica.healthy.store(false, Ordering::Relaxed);
                     tracing::warn!(replica = %replica.name, error = %error, "replica read failed; using the primary");
                 }
+                // The breaker is open or the bulkhead full: the primary.
+                Err(GuardError::Open(_) | GuardError::Full(_)) => {}
             }
         }
         metrics::counter!("starling_db_reads_total", "pool" => "primary").increment(1);
