@@ -18,10 +18,11 @@ pub use cache::Cache;
 pub use events::{EventLog, EventLogError, EventPublisher, EventSubscription};
 pub use rate_limit::{Quota, RateDecision, RateLimitError, RateLimiter, RateLimits, RouteClass};
 pub use store::{
-    AccountStore, DeleteOutcome, FollowOutcome, GraphStore, IdempotencyClaim, IdempotencyStore,
-    LikeOutcome, NewPost, NewUser, NotificationState, NotificationStore, OutboxStore, PostStore,
-    RefreshTokenRecord, RotateOutcome, Store, StoreError, StoreHealth, StoreResult, StoredResponse,
-    TokenStore, UndecodableEvent, UnfollowOutcome, UnlikeOutcome, UserCredentials,
+    AccountStore, DeleteOutcome, FollowOutcome, GraphStore, Hidden, IdempotencyClaim,
+    IdempotencyStore, LikeOutcome, NewPost, NewUser, NotificationState, NotificationStore,
+    OutboxStore, PostStore, RefreshTokenRecord, Relation, RelationStore, RotateOutcome, Store,
+    StoreError, StoreHealth, StoreResult, StoredResponse, TokenStore, UndecodableEvent,
+    UnfollowOutcome, UnlikeOutcome, UserCredentials,
 };
 pub use timeline::{
     TimelineEntry, TimelineError, TimelineRead, TimelineResult, TimelineSlice, TimelineStore,

@@ -42,6 +42,7 @@ pub trait Store:
     + PostStore
     + NotificationStore
     + IdempotencyStore
+    + RelationStore
     + OutboxStore
     + StoreHealth
 {
@@ -53,6 +54,7 @@ impl<T> Store for T where
         + PostStore
         + NotificationStore
         + IdempotencyStore
+        + RelationStore
         + OutboxStore
         + StoreHealth
 {
@@ -410,6 +412,61 @@ pub trait NotificationStore: Send + Sync {
 
     /// Removes every notification about `post` (it was deleted).
     async fn remove_post_notifications(&self, post: PostId) -> StoreResult<u64>;
+}
+
+/// Blocks and mutes between accounts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Relation {
+    /// Hides both accounts from each other and forbids follows between them.
+    Block,
+    /// Hides the muted account's posts and notifications from the muter.
+    Mute,
+}
+
+/// The accounts hidden from one viewer.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Hidden {
+    /// Blocked by the viewer, or blocking the viewer.
+    pub blocked: Vec<UserId>,
+    /// Muted by the viewer.
+    pub muted: Vec<UserId>,
+}
+
+#[async_trait]
+pub trait RelationStore: Send + Sync {
+    /// Idempotent; true when it is new. Errors: `NotFound` (the other account).
+    async fn add_relation(
+        &self,
+        relation: Relation,
+        owner: UserId,
+        other: UserId,
+        position: i64,
+        now: Timestamp,
+    ) -> StoreResult<bool>;
+
+    /// Idempotent; true when there was one.
+    async fn remove_relation(
+        &self,
+        relation: Relation,
+        owner: UserId,
+        other: UserId,
+    ) -> StoreResult<bool>;
+
+    /// The accounts `owner` blocks (or mutes), newest first, with position
+    /// < `before`.
+    async fn relations(
+        &self,
+        relation: Relation,
+        owner: UserId,
+        before: Option<i64>,
+        limit: usize,
+    ) -> StoreResult<Vec<(i64, User)>>;
+
+    /// Whether either account blocks the other.
+    async fn blocked_either_way(&self, first: UserId, second: UserId) -> StoreResult<bool>;
+
+    /// Everyone hidden from `viewer`.
+    async fn hidden_from(&self, viewer: UserId) -> StoreResult<Hidden>;
 }
 
 /// A response kept for an idempotency key, to answer its retries with.

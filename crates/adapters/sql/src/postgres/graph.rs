@@ -10,8 +10,12 @@ use super::{PostgresStore, Tx, append_event, limit_param, translate};
 const IS_FOLLOWING: &str =
     "SELECT EXISTS (SELECT 1 FROM follows WHERE follower_id = $1 AND followee_id = $2)";
 const USER_EXISTS: &str = "SELECT 1 FROM users WHERE id = $1";
+// No follow between accounts where either blocks the other: checked in
+// the insert itself, so a block committed just before cannot be raced.
 const INSERT_FOLLOW: &str = "INSERT INTO follows (follower_id, followee_id, follow_id, created_at) \
-     VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING";
+     SELECT $1::BIGINT, $2::BIGINT, $3::BIGINT, $4::BIGINT WHERE NOT EXISTS (SELECT 1 FROM blocks \
+     WHERE (blocker_id = $1 AND blocked_id = $2) OR (blocker_id = $2 AND blocked_id = $1)) \
+     ON CONFLICT DO NOTHING";
 const DELETE_FOLLOW: &str = "DELETE FROM follows WHERE follower_id = $1 AND followee_id = $2";
 // Both counters in one statement: the two rows are locked in index order,
 // so concurrent follows in opposite directions cannot deadlock.

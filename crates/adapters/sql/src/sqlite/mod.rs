@@ -8,6 +8,7 @@ mod idempotency;
 mod notifications;
 mod outbox;
 mod posts;
+mod relations;
 mod tokens;
 
 pub use bulk::{BulkFollow, BulkPost, BulkUser};

@@ -8,8 +8,8 @@ use starling_domain::{
 };
 
 use crate::ports::{
-    DeleteOutcome, FollowOutcome, IdempotencyClaim, LikeOutcome, NewPost, NewUser,
-    RefreshTokenRecord, RotateOutcome, Store, StoreError, StoredResponse, TimelineEntry,
+    DeleteOutcome, FollowOutcome, Hidden, IdempotencyClaim, LikeOutcome, NewPost, NewUser,
+    RefreshTokenRecord, Relation, RotateOutcome, Store, StoreError, StoredResponse, TimelineEntry,
     UnfollowOutcome, UnlikeOutcome,
 };
 
@@ -50,6 +50,9 @@ macro_rules! store_contract {
             accounts_are_found_by_handle_keys,
             posts_keep_their_mentions_and_their_event_names_each_account_once,
             replies_list_oldest_first_without_deleted_ones,
+
+            blocks_and_mutes_are_idempotent_listed_and_hidden,
+            a_block_forbids_follows_both_ways,
 
             idempotency_keys_claim_once_then_replay,
             idempotency_keys_refuse_another_request_and_expire,
@@ -1579,4 +1582,139 @@ pub async fn concurrent_claims_of_one_key_let_one_through(store: Arc<dyn Store>)
         }
     }
     assert_eq!(claimed, 1);
+}
+
+pub async fn blocks_and_mutes_are_idempotent_listed_and_hidden(store: Arc<dyn Store>) {
+    let fixture = Fixture::new(store.clone());
+    let ada = fixture.user("ada").await;
+    let bob = fixture.user("bob").await;
+    let cat = fixture.user("cat").await;
+    let dan = fixture.user("dan").await;
+    let add = |relation, owner: UserId, other: UserId| {
+        let store = store.clone();
+        let position = fixture.ids.next_raw();
+        async move {
+            store
+                .add_relation(relation, owner, other, position, Timestamp::now())
+                .await
+        }
+    };
+    assert!(add(Relation::Block, ada.id, bob.id).await.unwrap());
+    assert!(
+        !add(Relation::Block, ada.id, bob.id).await.unwrap(),
+        "idempotent"
+    );
+    assert!(add(Relation::Block, ada.id, cat.id).await.unwrap());
+    assert!(add(Relation::Block, dan.id, ada.id).await.unwrap());
+    assert!(add(Relation::Mute, ada.id, dan.id).await.unwrap());
+    assert!(matches!(
+        add(Relation::Mute, ada.id, UserId(424_242)).await,
+        Err(StoreError::NotFound)
+    ));
+
+    let listed: Vec<UserId> = store
+        .relations(Relation::Block, ada.id, None, 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(_, user)| user.id)
+        .collect();
+    assert_eq!(listed, vec![cat.id, bob.id], "newest first");
+    let first = store
+        .relations(Relation::Block, ada.id, None, 1)
+        .await
+        .unwrap();
+    let rest = store
+        .relations(Relation::Block, ada.id, Some(first[0].0), 10)
+        .await
+        .unwrap();
+    assert_eq!(rest.len(), 1);
+    assert_eq!(rest[0].1.id, bob.id);
+
+    assert!(store.blocked_either_way(ada.id, bob.id).await.unwrap());
+    assert!(store.blocked_either_way(bob.id, ada.id).await.unwrap());
+    assert!(store.blocked_either_way(ada.id, dan.id).await.unwrap());
+    assert!(!store.blocked_either_way(bob.id, cat.id).await.unwrap());
+
+    let mut hidden = store.hidden_from(ada.id).await.unwrap();
+    hidden.blocked.sort();
+    let mut expected = vec![bob.id, cat.id, dan.id];
+    expected.sort();
+    assert_eq!(
+        hidden,
+        Hidden {
+            blocked: expected,
+            muted: vec![dan.id]
+        }
+    );
+    // A block hides both ways; a mute only for the muter.
+    assert_eq!(
+        store.hidden_from(bob.id).await.unwrap().blocked,
+        vec![ada.id]
+    );
+    assert!(store.hidden_from(dan.id).await.unwrap().muted.is_empty());
+
+    assert!(
+        store
+            .remove_relation(Relation::Block, ada.id, bob.id)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .remove_relation(Relation::Block, ada.id, bob.id)
+            .await
+            .unwrap()
+    );
+    assert!(!store.blocked_either_way(ada.id, bob.id).await.unwrap());
+    assert!(
+        store
+            .remove_relation(Relation::Mute, ada.id, dan.id)
+            .await
+            .unwrap()
+    );
+    assert!(store.hidden_from(ada.id).await.unwrap().muted.is_empty());
+}
+
+pub async fn a_block_forbids_follows_both_ways(store: Arc<dyn Store>) {
+    let fixture = Fixture::new(store.clone());
+    let ada = fixture.user("ada").await;
+    let bob = fixture.user("bob").await;
+    store
+        .add_relation(
+            Relation::Block,
+            ada.id,
+            bob.id,
+            fixture.ids.next_raw(),
+            Timestamp::now(),
+        )
+        .await
+        .unwrap();
+    let after = store.events_after(0, 1000).await.unwrap().len();
+    for (follower, followee) in [(ada.id, bob.id), (bob.id, ada.id)] {
+        assert_eq!(
+            fixture.follow(follower, followee).await,
+            FollowOutcome::AlreadyFollowing,
+            "nothing changes"
+        );
+        assert!(!store.is_following(follower, followee).await.unwrap());
+    }
+    assert_eq!(fixture.fresh(ada.id).await.followers_count, 0);
+    assert_eq!(fixture.fresh(bob.id).await.followers_count, 0);
+    assert_eq!(
+        decoded(&*store, 0, 1000).await.len(),
+        after,
+        "no follow event committed"
+    );
+    // Unblocked, they may follow again.
+    store
+        .remove_relation(Relation::Block, ada.id, bob.id)
+        .await
+        .unwrap();
+    assert!(matches!(
+        fixture.follow(bob.id, ada.id).await,
+        FollowOutcome::Followed {
+            followee_followers: 1
+        }
+    ));
 }
