@@ -6,6 +6,7 @@ use starling_domain::{IdGenerator, Post, PostId, UserId, UserSummary};
 
 use crate::auth::{AccessTokens, PasswordHashing};
 use crate::feed::{LikedPosts, SingleFlight};
+use crate::graph::HiddenAccounts;
 use crate::ports::{Cache, EventLog, Store, TimelineEntry, TimelineStore};
 
 /// Tunables of the use cases.
@@ -56,6 +57,8 @@ pub struct Caches {
     pub author_recent: Arc<dyn Cache<UserId, Arc<Vec<TimelineEntry>>>>,
     /// Per reader: the posts they liked recently (`liked_by_me`).
     pub likes: Arc<dyn Cache<UserId, Arc<LikedPosts>>>,
+    /// Per viewer: the accounts blocked either way, and muted.
+    pub hidden: Arc<dyn Cache<UserId, Arc<HiddenAccounts>>>,
 }
 
 /// The adapters the use cases run on.

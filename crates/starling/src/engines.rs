@@ -188,6 +188,8 @@ pub async fn caches(config: &Config, redis: Option<&Redis>) -> anyhow::Result<Ca
     );
     let author_recent = MemoryCache::new("author_recent", users_capacity, AUTHOR_RECENT_TTL);
     let likes = MemoryCache::new("likes", users_capacity, ttl);
+    // Invalidated on every change; short lives bound a reload racing one.
+    let hidden = MemoryCache::new("hidden", users_capacity, HIGH_FANOUT_LIST_TTL);
     let Some(redis) = redis else {
         return Ok(Caches {
             posts: Arc::new(posts),
@@ -195,6 +197,7 @@ pub async fn caches(config: &Config, redis: Option<&Redis>) -> anyhow::Result<Ca
             high_fanout_followees: Arc::new(high_fanout),
             author_recent: Arc::new(author_recent),
             likes: Arc::new(likes),
+            hidden: Arc::new(hidden),
         });
     };
     let prefix = &config.redis.key_prefix;
@@ -222,7 +225,8 @@ pub async fn caches(config: &Config, redis: Option<&Redis>) -> anyhow::Result<Ca
             author_recent,
             bus.clone(),
         )),
-        likes: Arc::new(BroadcastCache::new("likes", likes, bus)),
+        likes: Arc::new(BroadcastCache::new("likes", likes, bus.clone())),
+        hidden: Arc::new(BroadcastCache::new("hidden", hidden, bus)),
     })
 }
 

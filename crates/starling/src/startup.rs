@@ -94,6 +94,7 @@ impl Application {
                 "author_recent",
                 "likes",
                 "audiences",
+                "hidden",
             ],
         );
         let rate_limiting = engines::rate_limiter(&config, redis.as_ref());

@@ -46,6 +46,14 @@ impl App {
         found.ok_or(AppError::NotFound("user"))
     }
 
+    /// A profile as `viewer` may see it: 404 when the two block each other
+    /// either way.
+    pub async fn profile(&self, viewer: Option<UserId>, which: &UserRef) -> AppResult<User> {
+        let user = self.user(which).await?;
+        self.ensure_not_blocked(viewer, user.id).await?;
+        Ok(user)
+    }
+
     #[tracing::instrument(skip_all, fields(user_id = %user))]
     pub async fn update_profile(&self, user: UserId, changes: ProfileChanges) -> AppResult<User> {
         let mut errors = ValidationErrors::default();

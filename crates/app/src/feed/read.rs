@@ -29,6 +29,9 @@ impl App {
     ) -> AppResult<Page<PostView>> {
         let wanted = limit + 1;
         let high_fanout = self.high_fanout_followees(reader).await?;
+        // Blocked and muted accounts' posts stay out, including those the
+        // timeline held before the block or mute.
+        let hidden = self.hidden_from(reader).await?;
         let mut views: Vec<PostView> = Vec::with_capacity(wanted);
         let mut bound = before;
         // Candidates can turn out deleted; keep going until the page is full
@@ -44,7 +47,12 @@ impl App {
             bound = Some(last.post_id);
             let exhausted = candidates.len() < needed;
             let ids: Vec<PostId> = candidates.iter().map(|entry| entry.post_id).collect();
-            views.extend(self.hydrate(Some(reader), &ids).await?);
+            views.extend(
+                self.hydrate(Some(reader), &ids)
+                    .await?
+                    .into_iter()
+                    .filter(|view| !hidden.hides_content_of(view.post.author_id)),
+            );
             if views.len() >= wanted || exhausted {
                 break;
             }

@@ -23,6 +23,9 @@ impl App {
         if follower == followee {
             return Err(ValidationErrors::single("id", "you cannot follow yourself").into());
         }
+        // Not between accounts where either blocks the other: 404, as if the
+        // account were not there (the store refuses the row regardless).
+        self.ensure_not_blocked(Some(follower), followee).await?;
         let outcome = self
             .ports
             .store

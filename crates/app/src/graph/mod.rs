@@ -1,4 +1,8 @@
-//! The follow graph: follow, unfollow, and the lists of followers and followees.
+//! The follow graph: follow, unfollow, the lists of followers and followees,
+//! and blocks and mutes.
 
 mod follow;
 mod lists;
+mod relations;
+
+pub use relations::HiddenAccounts;

@@ -48,7 +48,11 @@ impl App {
         let rows = store
             .notifications(recipient, kinds, before, limit + 1)
             .await?;
-        let page = Page::from_overfetch(rows, limit, |notification| notification.id.get());
+        let mut page = Page::from_overfetch(rows, limit, |notification| notification.id.get());
+        // Nothing from accounts blocked either way, or muted.
+        let hidden = self.hidden_from(recipient).await?;
+        page.items
+            .retain(|notification| !hidden.hides_content_of(notification.actor));
         let read_through = store.notification_state(recipient, 0).await?.read_through;
 
         let post_ids: Vec<_> = page.items.iter().filter_map(|n| n.post).collect();

@@ -10,11 +10,18 @@ use crate::error::{AppError, AppResult};
 use crate::page::{Page, PostView};
 
 impl App {
+    /// One post; 404 when it is gone, or when its author and the viewer
+    /// block each other either way.
     pub async fn post(&self, viewer: Option<UserId>, id: PostId) -> AppResult<PostView> {
-        self.hydrate(viewer, &[id])
+        let view = self
+            .hydrate(viewer, &[id])
             .await?
             .pop()
-            .ok_or(AppError::NotFound("post"))
+            .ok_or(AppError::NotFound("post"))?;
+        self.ensure_not_blocked(viewer, view.post.author_id)
+            .await
+            .map_err(|_| AppError::NotFound("post"))?;
+        Ok(view)
     }
 
     pub async fn user_posts(
@@ -25,6 +32,7 @@ impl App {
         limit: usize,
     ) -> AppResult<Page<PostView>> {
         self.existing_user(author).await?;
+        self.ensure_not_blocked(viewer, author).await?;
         let posts = self
             .ports
             .store
@@ -46,14 +54,37 @@ impl App {
         after: Option<PostId>,
         limit: usize,
     ) -> AppResult<Page<PostView>> {
-        if self.ports.store.posts_by_ids(&[parent]).await?.is_empty() {
+        let Some(parent) = self.ports.store.posts_by_ids(&[parent]).await?.pop() else {
             return Err(AppError::NotFound("post"));
-        }
-        let posts = self.ports.store.replies(parent, after, limit + 1).await?;
-        let posts = posts.into_iter().map(Arc::new).collect();
-        let views = self.views_of(viewer, posts).await?;
-        Ok(Page::from_overfetch(views, limit, |view| {
-            view.post.id.get()
-        }))
+        };
+        self.ensure_not_blocked(viewer, parent.author_id)
+            .await
+            .map_err(|_| AppError::NotFound("post"))?;
+        let posts = self
+            .ports
+            .store
+            .replies(parent.id, after, limit + 1)
+            .await?;
+        let hidden = match viewer {
+            Some(viewer) => Some(self.hidden_from(viewer).await?),
+            None => None,
+        };
+        // Hidden replies still count for the page's position, so paging
+        // neither repeats nor skips.
+        let page = Page::from_overfetch(posts, limit, |post| post.id.get());
+        let posts = page
+            .items
+            .into_iter()
+            .filter(|post| {
+                hidden
+                    .as_ref()
+                    .is_none_or(|hidden| !hidden.hides_content_of(post.author_id))
+            })
+            .map(Arc::new)
+            .collect();
+        Ok(Page {
+            items: self.views_of(viewer, posts).await?,
+            next: page.next,
+        })
     }
 }

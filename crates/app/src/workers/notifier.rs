@@ -33,10 +33,24 @@ impl Notifier {
     /// Stores what is new among `notifications`, leaving out anything that
     /// would notify an account of its own action.
     async fn notify(&self, notifications: Vec<Notification>) -> AppResult<()> {
-        let notifications: Vec<Notification> = notifications
-            .into_iter()
-            .filter(|n| n.recipient != n.actor)
-            .collect();
+        let mut kept = Vec::with_capacity(notifications.len());
+        for notification in notifications {
+            if notification.recipient == notification.actor {
+                continue;
+            }
+            // Nothing between accounts where either blocks the other.
+            if self
+                .app
+                .hidden_from(notification.recipient)
+                .await?
+                .blocked
+                .contains(&notification.actor)
+            {
+                continue;
+            }
+            kept.push(notification);
+        }
+        let notifications = kept;
         if notifications.is_empty() {
             return Ok(());
         }

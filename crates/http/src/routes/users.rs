@@ -67,9 +67,13 @@ pub(crate) async fn update_me(
     ))]
 pub(crate) async fn user(
     State(state): State<HttpState>,
+    viewer: Option<AuthUser>,
     UserPath(which): UserPath,
 ) -> Result<Json<UserBody>, ApiError> {
-    let user = state.app.user(&which).await?;
+    let user = state
+        .app
+        .profile(viewer.map(|AuthUser(id)| id), &which)
+        .await?;
     Ok(Json(user.into()))
 }
 

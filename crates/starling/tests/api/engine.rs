@@ -63,6 +63,7 @@ async fn assemble(
                 high_fanout_followees: cache("high_fanout_followees"),
                 author_recent: cache("author_recent"),
                 likes: cache("likes"),
+                hidden: cache("hidden"),
             },
         },
         IdGenerator::new(1),

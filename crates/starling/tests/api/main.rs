@@ -25,6 +25,7 @@ mod nginx;
 mod notifications;
 mod ops;
 mod posts;
+mod relations;
 mod roles;
 mod traces;
 mod users;

@@ -84,6 +84,12 @@ async fn the_openapi_document_describes_every_endpoint() {
         ("/api/v1/posts/{post}/replies", "get"),
         ("/api/v1/feed", "get"),
         ("/api/v1/notifications", "get"),
+        ("/api/v1/users/{user}/block", "post"),
+        ("/api/v1/users/{user}/block", "delete"),
+        ("/api/v1/users/{user}/mute", "post"),
+        ("/api/v1/users/{user}/mute", "delete"),
+        ("/api/v1/me/blocks", "get"),
+        ("/api/v1/me/mutes", "get"),
         ("/api/v1/notifications/read", "post"),
     ] {
         assert!(

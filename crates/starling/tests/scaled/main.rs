@@ -33,5 +33,7 @@ mod idempotency;
 mod notifications;
 #[path = "../api/posts.rs"]
 mod posts;
+#[path = "../api/relations.rs"]
+mod relations;
 #[path = "../api/users.rs"]
 mod users;

@@ -1,0 +1,155 @@
+//! Blocks and mutes. A block removes follows both ways, stops new ones, and
+//! hides the two accounts from each other everywhere (answering 404, so the
+//! block is not revealed); a mute hides the muted account's posts and
+//! notifications from the muter only. Both apply at read time, so they
+//! cover what timelines already hold, not only what comes after.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use starling_domain::{Timestamp, User, UserId, ValidationErrors};
+
+use crate::App;
+use crate::error::{AppError, AppResult};
+use crate::page::Page;
+use crate::ports::{Relation, StoreError};
+
+/// The accounts hidden from one viewer.
+#[derive(Debug, Clone, Default)]
+pub struct HiddenAccounts {
+    /// Blocked by the viewer or blocking the viewer: hidden everywhere.
+    pub blocked: HashSet<UserId>,
+    /// Muted by the viewer: hidden from their feed, replies and notifications.
+    pub muted: HashSet<UserId>,
+}
+
+impl HiddenAccounts {
+    /// Whether posts and notifications by `author` stay out of view.
+    pub fn hides_content_of(&self, author: UserId) -> bool {
+        self.blocked.contains(&author) || self.muted.contains(&author)
+    }
+}
+
+impl App {
+    #[tracing::instrument(skip_all, fields(owner = %owner, other = %other))]
+    pub async fn block(&self, owner: UserId, other: UserId) -> AppResult<()> {
+        self.relate(Relation::Block, owner, other).await?;
+        // Follows both ways go, as unfollows do (events, counters, timelines).
+        // Done after the block row exists, so no follow can slip in between;
+        // a block repeated after a crash finishes what was left.
+        self.unfollow(owner, other).await?;
+        self.unfollow(other, owner).await?;
+        Ok(())
+    }
+
+    pub async fn unblock(&self, owner: UserId, other: UserId) -> AppResult<()> {
+        self.unrelate(Relation::Block, owner, other).await
+    }
+
+    pub async fn mute(&self, owner: UserId, other: UserId) -> AppResult<()> {
+        self.relate(Relation::Mute, owner, other).await
+    }
+
+    pub async fn unmute(&self, owner: UserId, other: UserId) -> AppResult<()> {
+        self.unrelate(Relation::Mute, owner, other).await
+    }
+
+    /// Whom `owner` blocks (or mutes), most recent first.
+    pub async fn relations(
+        &self,
+        relation: Relation,
+        owner: UserId,
+        before: Option<i64>,
+        limit: usize,
+    ) -> AppResult<Page<User>> {
+        let rows = self
+            .ports
+            .store
+            .relations(relation, owner, before, limit + 1)
+            .await?;
+        let page = Page::from_overfetch(rows, limit, |(position, _)| *position);
+        Ok(Page {
+            items: page.items.into_iter().map(|(_, user)| user).collect(),
+            next: page.next,
+        })
+    }
+
+    /// Who is hidden from `viewer`, through the cache (dropped on every
+    /// change of the viewer's blocks and mutes, and of blocks of the viewer).
+    pub async fn hidden_from(&self, viewer: UserId) -> AppResult<Arc<HiddenAccounts>> {
+        let cache = &self.ports.caches.hidden;
+        if let Some(Some(hidden)) = cache.get_many(&[viewer]).await.pop() {
+            return Ok(hidden);
+        }
+        let stored = self.ports.store.hidden_from(viewer).await?;
+        let hidden = Arc::new(HiddenAccounts {
+            blocked: stored.blocked.into_iter().collect(),
+            muted: stored.muted.into_iter().collect(),
+        });
+        cache.fill_many(vec![(viewer, hidden.clone())]).await;
+        Ok(hidden)
+    }
+
+    /// `NotFound("user")` when `viewer` and `other` block each other either
+    /// way: what a viewer sees of an account that is not there.
+    pub(crate) async fn ensure_not_blocked(
+        &self,
+        viewer: Option<UserId>,
+        other: UserId,
+    ) -> AppResult<()> {
+        if let Some(viewer) = viewer
+            && viewer != other
+            && self.hidden_from(viewer).await?.blocked.contains(&other)
+        {
+            return Err(AppError::NotFound("user"));
+        }
+        Ok(())
+    }
+
+    async fn relate(&self, relation: Relation, owner: UserId, other: UserId) -> AppResult<()> {
+        if owner == other {
+            let what = match relation {
+                Relation::Block => "you cannot block yourself",
+                Relation::Mute => "you cannot mute yourself",
+            };
+            return Err(ValidationErrors::single("id", what).into());
+        }
+        self.ports
+            .store
+            .add_relation(
+                relation,
+                owner,
+                other,
+                self.ids.next_raw(),
+                Timestamp::now(),
+            )
+            .await
+            .map_err(|error| match error {
+                StoreError::NotFound => AppError::NotFound("user"),
+                other => other.into(),
+            })?;
+        self.forget_hidden(relation, owner, other).await;
+        Ok(())
+    }
+
+    async fn unrelate(&self, relation: Relation, owner: UserId, other: UserId) -> AppResult<()> {
+        if owner == other {
+            return Ok(());
+        }
+        self.existing_user(other).await?;
+        self.ports
+            .store
+            .remove_relation(relation, owner, other)
+            .await?;
+        self.forget_hidden(relation, owner, other).await;
+        Ok(())
+    }
+
+    async fn forget_hidden(&self, relation: Relation, owner: UserId, other: UserId) {
+        let cache = &self.ports.caches.hidden;
+        cache.invalidate(&owner).await;
+        if relation == Relation::Block {
+            cache.invalidate(&other).await;
+        }
+    }
+}
