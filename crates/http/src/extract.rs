@@ -168,6 +168,13 @@ fn bearer_token(parts: &Parts) -> Result<Option<&str>, ApiError> {
 }
 
 fn verify(parts: &Parts, state: &HttpState, token: &str) -> Result<AuthUser, ApiError> {
+    // The rate limiter verified this request's token already.
+    if let Some(crate::edge::Verified(caller)) = parts.extensions.get::<crate::edge::Verified>() {
+        if let Some(slot) = parts.extensions.get::<CallerSlot>() {
+            slot.set(*caller);
+        }
+        return Ok(AuthUser(*caller));
+    }
     let caller = state.app.authenticate(token).map_err(|error| {
         let detail = match error {
             TokenError::Expired => "the access token has expired; refresh it",

@@ -9,7 +9,9 @@ mod postgres;
 mod sqlite;
 
 use starling_app::ports::{IdempotencyClaim, StoreError, StoredResponse};
-use starling_domain::{Mention, Timestamp};
+use starling_domain::{
+    Mention, Notification, NotificationId, NotificationKind, PostId, Timestamp, UserId,
+};
 
 /// A post's mentions as stored (a JSON array; see the migrations).
 fn encode_mentions(mentions: &[Mention]) -> Result<String, StoreError> {
@@ -75,4 +77,34 @@ fn encode_headers(response: &StoredResponse) -> Result<String, StoreError> {
     serde_json::to_string(&response.headers).map_err(|error| {
         StoreError::Unexpected(anyhow::Error::new(error).context("encoding response headers"))
     })
+}
+
+/// A notification's row, as both engines read it.
+#[derive(sqlx::FromRow)]
+struct NotificationRow {
+    id: i64,
+    recipient_id: i64,
+    kind: String,
+    actor_id: i64,
+    post_id: i64,
+    created_at: i64,
+}
+
+impl TryFrom<NotificationRow> for Notification {
+    type Error = StoreError;
+
+    fn try_from(row: NotificationRow) -> Result<Self, StoreError> {
+        let kind = NotificationKind::parse(&row.kind).ok_or_else(|| {
+            StoreError::Unexpected(anyhow::anyhow!("unknown notification kind {:?}", row.kind))
+        })?;
+        Ok(Notification {
+            id: NotificationId(row.id),
+            recipient: UserId(row.recipient_id),
+            kind,
+            actor: UserId(row.actor_id),
+            // 0 is the stored form of "no post" (see the migrations).
+            post: (row.post_id != 0).then_some(PostId(row.post_id)),
+            created_at: Timestamp(row.created_at),
+        })
+    }
 }

@@ -189,6 +189,9 @@ pub(crate) async fn honour_idempotency_keys(
 /// Keys are per caller: the account of a valid token, else anonymous (the
 /// request fingerprint still has to match).
 fn scope_of(state: &HttpState, request: &Request) -> String {
+    if let Some(crate::edge::Verified(user)) = request.extensions().get::<crate::edge::Verified>() {
+        return format!("u:{user}");
+    }
     request
         .headers()
         .get(AUTHORIZATION)

@@ -17,7 +17,7 @@ use axum::response::Response;
 pub(crate) use client::ClientIp;
 pub use client::TrustedProxies;
 pub(crate) use idempotency::honour_idempotency_keys;
-pub(crate) use rate_limit::limit_rate;
+pub(crate) use rate_limit::{Verified, limit_rate};
 pub use shedding::LoadShedding;
 pub(crate) use shedding::shed_load;
 

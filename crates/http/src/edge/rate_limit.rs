@@ -29,8 +29,9 @@ fn route_class(request: &Request) -> RouteClass {
 }
 
 /// `u:<id>` for a caller with a valid token (not on auth routes), else
-/// `ip:<address>`.
-fn client_key(state: &HttpState, request: &Request, class: RouteClass) -> String {
+/// `ip:<address>`. A token verified here is remembered in the request, so
+/// the handler's extractor does not verify its signature again.
+fn client_key(state: &HttpState, request: &mut Request, class: RouteClass) -> String {
     if class != RouteClass::Auth
         && let Some(token) = request
             .headers()
@@ -41,6 +42,7 @@ fn client_key(state: &HttpState, request: &Request, class: RouteClass) -> String
             .map(|(_, token)| token.trim())
         && let Ok(user) = state.app.authenticate(token)
     {
+        request.extensions_mut().insert(Verified(user));
         return format!("u:{user}");
     }
     match request.extensions().get::<ClientIp>() {
@@ -49,16 +51,20 @@ fn client_key(state: &HttpState, request: &Request, class: RouteClass) -> String
     }
 }
 
+/// A bearer token of this request whose signature was verified already.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Verified(pub(crate) starling_domain::UserId);
+
 pub(crate) async fn limit_rate(
     State(state): State<HttpState>,
-    request: Request,
+    mut request: Request,
     next: Next,
 ) -> Response {
     let Some(limiter) = state.rate_limiter.clone() else {
         return next.run(request).await;
     };
     let class = route_class(&request);
-    let key = client_key(&state, &request, class);
+    let key = client_key(&state, &mut request, class);
     let decision = match limiter.check(class, &key).await {
         Ok(decision) => decision,
         Err(error) => {

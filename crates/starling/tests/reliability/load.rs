@@ -173,6 +173,17 @@ pub fn summarise(samples: &[Sample], kind: &str, window: Option<(Duration, Durat
     }
 }
 
+impl Summary {
+    /// Every request got `status`.
+    pub fn assert_only(&self, status: u16) {
+        assert_eq!(
+            self.by_status.keys().copied().collect::<Vec<_>>(),
+            vec![status],
+            "every request answered {status}: {self}"
+        );
+    }
+}
+
 impl std::fmt::Display for Summary {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let statuses: Vec<String> = self

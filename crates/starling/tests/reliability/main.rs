@@ -125,16 +125,8 @@ async fn redis_killed_mid_load() {
     let reads = summarise(&recorded.samples, "read", None);
     let writes = summarise(&recorded.samples, "write", None);
     let outage = summarise(&recorded.samples, "read", Some((killed_at, back_at)));
-    assert_eq!(
-        reads.by_status.keys().copied().collect::<Vec<_>>(),
-        vec![200],
-        "every read answered 200: {reads}"
-    );
-    assert_eq!(
-        writes.by_status.keys().copied().collect::<Vec<_>>(),
-        vec![201],
-        "every write answered 201: {writes}"
-    );
+    reads.assert_only(200);
+    writes.assert_only(201);
     assert!(outage.requests > 0, "reads ran during the outage");
     let recovery = assert_converged(&app, &followers, &recorded.acknowledged, back).await;
     print_figures(
@@ -208,16 +200,8 @@ async fn nats_killed_mid_load() {
     let reads = summarise(&recorded.samples, "read", None);
     let writes = summarise(&recorded.samples, "write", None);
     let outage = summarise(&recorded.samples, "write", Some((killed_at, back_at)));
-    assert_eq!(
-        reads.by_status.keys().copied().collect::<Vec<_>>(),
-        vec![200],
-        "{reads}"
-    );
-    assert_eq!(
-        writes.by_status.keys().copied().collect::<Vec<_>>(),
-        vec![201],
-        "{writes}"
-    );
+    reads.assert_only(200);
+    writes.assert_only(201);
     assert!(outage.requests > 0, "posts were written during the outage");
     assert!(
         backlog_peak > 0.0,
@@ -301,16 +285,8 @@ async fn redis_hanging_mid_load() {
         "read",
         Some((frozen_at + Duration::from_secs(1), thawed_at)),
     );
-    assert_eq!(
-        reads.by_status.keys().copied().collect::<Vec<_>>(),
-        vec![200],
-        "{reads}"
-    );
-    assert_eq!(
-        writes.by_status.keys().copied().collect::<Vec<_>>(),
-        vec![201],
-        "{writes}"
-    );
+    reads.assert_only(200);
+    writes.assert_only(201);
     let bound = Duration::from_millis(timeout_ms * 3 + 500);
     assert!(reads.max < bound, "a read waited {:?}: {reads}", reads.max);
     assert!(
@@ -370,11 +346,7 @@ async fn overload_is_shed_and_the_server_recovers() {
         .finish()
         .await;
     let baseline = summarise(&sustained.samples, "write", None);
-    assert_eq!(
-        baseline.by_status.keys().copied().collect::<Vec<_>>(),
-        vec![201],
-        "{baseline}"
-    );
+    baseline.assert_only(201);
     let sustainable_rate = baseline.requests as f64 / span.as_secs_f64();
 
     // Three times that.

@@ -5,6 +5,7 @@ use starling_app::ports::{NotificationState, NotificationStore, StoreError};
 use starling_domain::{Notification, NotificationId, NotificationKind, PostId, Timestamp, UserId};
 
 use super::{SqliteStore, limit_param, translate};
+use crate::NotificationRow;
 
 const INSERT: &str = "INSERT INTO notifications \
      (id, recipient_id, kind, actor_id, post_id, created_at) \
@@ -30,34 +31,6 @@ const UNREAD: &str = "SELECT count(*) FROM (SELECT 1 FROM notifications \
 const WITHDRAW: &str = "DELETE FROM notifications \
      WHERE post_id = ?3 AND actor_id = ?2 AND kind = ?1 AND created_at >= ?4";
 const REMOVE_FOR_POST: &str = "DELETE FROM notifications WHERE post_id = ?1";
-
-#[derive(sqlx::FromRow)]
-struct NotificationRow {
-    id: i64,
-    recipient_id: i64,
-    kind: String,
-    actor_id: i64,
-    post_id: i64,
-    created_at: i64,
-}
-
-impl TryFrom<NotificationRow> for Notification {
-    type Error = StoreError;
-
-    fn try_from(row: NotificationRow) -> Result<Self, StoreError> {
-        let kind = NotificationKind::parse(&row.kind).ok_or_else(|| {
-            StoreError::Unexpected(anyhow::anyhow!("unknown notification kind {:?}", row.kind))
-        })?;
-        Ok(Notification {
-            id: NotificationId(row.id),
-            recipient: UserId(row.recipient_id),
-            kind,
-            actor: UserId(row.actor_id),
-            post: (row.post_id != 0).then_some(PostId(row.post_id)),
-            created_at: Timestamp(row.created_at),
-        })
-    }
-}
 
 /// The stored form of "no post" (see the migration).
 fn post_column(notification: &Notification) -> i64 {
