@@ -154,6 +154,6 @@ mod tests {
         assert!(!config.contains("10.0.0."));
         assert!(config.contains("listen 127.0.0.1:9000;"));
         assert!(config.contains("access_log /tmp/x/access.log starling;"));
-        assert!(config.contains("proxy_next_upstream error timeout http_502 http_503 http_504;"));
+        assert!(config.contains("proxy_next_upstream error timeout http_502 http_504;"));
     }
 }
