@@ -134,6 +134,9 @@ pub struct NatsConfig {
     /// the slowest handling. Applies to durable consumers created after it
     /// is set.
     pub ack_wait_secs: u64,
+    /// A publish or stream query slower than this fails and counts against
+    /// the broker's circuit breaker.
+    pub call_timeout_ms: u64,
 }
 
 impl Default for NatsConfig {
@@ -147,6 +150,7 @@ impl Default for NatsConfig {
             max_deliveries: defaults.max_deliveries,
             max_in_flight: defaults.max_in_flight,
             ack_wait_secs: defaults.ack_wait.as_secs(),
+            call_timeout_ms: u64::try_from(defaults.call_timeout.as_millis()).unwrap_or(u64::MAX),
         }
     }
 }

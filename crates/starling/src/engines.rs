@@ -243,6 +243,7 @@ pub async fn jetstream(config: &Config) -> anyhow::Result<Option<JetStream>> {
         max_deliveries: nats.max_deliveries,
         max_in_flight: nats.max_in_flight,
         ack_wait: Duration::from_secs(nats.ack_wait_secs),
+        call_timeout: Duration::from_millis(nats.call_timeout_ms.max(1)),
         ..JetStreamOptions::default()
     };
     Ok(Some(JetStream::connect(url, options).await?))

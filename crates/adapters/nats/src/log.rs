@@ -42,6 +42,9 @@ pub struct JetStreamOptions {
     pub duplicate_window: Duration,
     /// Events are kept this long (consumers far behind lose older ones).
     pub retention: Duration,
+    /// A publish (of a batch, acknowledgements included) or a stream query
+    /// taking longer fails, and counts against the broker's breaker.
+    pub call_timeout: Duration,
 }
 
 impl Default for JetStreamOptions {
@@ -55,6 +58,7 @@ impl Default for JetStreamOptions {
             max_in_flight: 1,
             duplicate_window: Duration::from_secs(600),
             retention: Duration::from_secs(7 * 24 * 3600),
+            call_timeout: Duration::from_secs(5),
         }
     }
 }
@@ -133,18 +137,19 @@ impl JetStream {
                 }
             }
         }
+        let guard = Guard::new(
+            "nats",
+            &GuardSettings {
+                timeout: options.call_timeout,
+                max_concurrent: 64,
+                ..GuardSettings::default()
+            },
+        );
         Ok(Self {
             client,
             context,
             options,
-            guard: Guard::new(
-                "nats",
-                &GuardSettings {
-                    timeout: Duration::from_secs(5),
-                    max_concurrent: 64,
-                    ..GuardSettings::default()
-                },
-            ),
+            guard,
         })
     }
 

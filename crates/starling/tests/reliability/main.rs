@@ -234,6 +234,74 @@ async fn nats_killed_mid_load() {
     );
 }
 
+/// Scenario 2b: NATS frozen (SIGSTOP) mid-load. Requests never wait on the
+/// broker; the relay's publishes time out until NATS's breaker opens, the
+/// outbox keeps every event, and it drains once NATS thaws.
+#[tokio::test]
+async fn nats_frozen_mid_load() {
+    let _alone = ONE_AT_A_TIME.lock().await;
+    let Some(nats) = OwnServer::nats() else {
+        return;
+    };
+    let url = nats.url.clone();
+    let app = spawn_app_with(move |config| {
+        config.nats_url = Some(url);
+        config.nats.ack_wait_secs = 5;
+        config.nats.call_timeout_ms = 300;
+    })
+    .await;
+    let (author, followers) = audience(&app).await;
+    let load = Load::start(
+        &app,
+        &author,
+        &followers,
+        2,
+        8,
+        Duration::from_millis(10),
+        Duration::from_secs(7),
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let frozen_at = load.started.elapsed();
+    nats.pause();
+    let mut opened = false;
+    while load.started.elapsed() < frozen_at + Duration::from_secs(3) {
+        opened |= app.metrics().await.lines().any(|line| {
+            line.starts_with("starling_breaker_state{dependency=\"nats\"}") && line.ends_with(" 2")
+        });
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    nats.resume();
+    let thawed_at = load.started.elapsed();
+    let thawed = Instant::now();
+    let recorded = load.finish().await;
+
+    let reads = summarise(&recorded.samples, "read", None);
+    let writes = summarise(&recorded.samples, "write", None);
+    let frozen = summarise(&recorded.samples, "write", Some((frozen_at, thawed_at)));
+    reads.assert_only(200);
+    writes.assert_only(201);
+    assert!(opened, "NATS's breaker opened while it was frozen");
+    assert!(
+        frozen.max < Duration::from_millis(500),
+        "writes never wait on the broker: {frozen}"
+    );
+    let recovery = assert_converged(&app, &followers, &recorded.acknowledged, thawed).await;
+    print_figures(
+        "scenario 2b: NATS frozen (SIGSTOP) for 3 s of a 7 s load, 300 ms NATS timeout",
+        &[
+            format!("reads:  {reads}"),
+            format!("writes: {writes}"),
+            format!("  while frozen: {frozen}"),
+            "NATS's circuit breaker opened while frozen".to_owned(),
+            format!("posts acknowledged {}, lost 0", recorded.acknowledged.len()),
+            format!(
+                "every follower's feed complete {:.1} s after NATS thawed",
+                recovery.as_secs_f64()
+            ),
+        ],
+    );
+}
+
 /// Scenario 3: Redis hangs (SIGSTOP) mid-load. Its breaker opens, so after
 /// the first calls' timeouts nobody waits on it; no request waits longer
 /// than Redis's timeout plus the request's own work.
