@@ -1,4 +1,5 @@
-//! Followers and following lists, most recent follow first.
+//! Followers and following lists, most recent follow first. An account
+//! blocked either way by the viewer has no lists for them (404).
 
 use starling_domain::{User, UserId};
 
@@ -9,22 +10,26 @@ use crate::page::Page;
 impl App {
     pub async fn followers(
         &self,
+        viewer: Option<UserId>,
         user: UserId,
         before: Option<i64>,
         limit: usize,
     ) -> AppResult<Page<User>> {
         self.existing_user(user).await?;
+        self.ensure_not_blocked(viewer, user).await?;
         let rows = self.ports.store.followers(user, before, limit + 1).await?;
         Ok(follow_page(rows, limit))
     }
 
     pub async fn following(
         &self,
+        viewer: Option<UserId>,
         user: UserId,
         before: Option<i64>,
         limit: usize,
     ) -> AppResult<Page<User>> {
         self.existing_user(user).await?;
+        self.ensure_not_blocked(viewer, user).await?;
         let rows = self.ports.store.following(user, before, limit + 1).await?;
         Ok(follow_page(rows, limit))
     }

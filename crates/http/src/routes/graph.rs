@@ -59,6 +59,7 @@ pub(crate) async fn unfollow(
     ))]
 pub(crate) async fn followers(
     State(state): State<HttpState>,
+    viewer: Option<AuthUser>,
     UserPath(which): UserPath,
     AppQuery(params): AppQuery<PageParams>,
 ) -> Result<Json<PageBody<UserBody>>, ApiError> {
@@ -67,7 +68,12 @@ pub(crate) async fn followers(
     let request = params.for_list(&list)?;
     let page = state
         .app
-        .followers(user, request.after, request.limit)
+        .followers(
+            viewer.map(|AuthUser(id)| id),
+            user,
+            request.after,
+            request.limit,
+        )
         .await?;
     Ok(Json(PageBody::from_page(page, &list, UserBody::from)))
 }
@@ -81,6 +87,7 @@ pub(crate) async fn followers(
     ))]
 pub(crate) async fn following(
     State(state): State<HttpState>,
+    viewer: Option<AuthUser>,
     UserPath(which): UserPath,
     AppQuery(params): AppQuery<PageParams>,
 ) -> Result<Json<PageBody<UserBody>>, ApiError> {
@@ -89,7 +96,12 @@ pub(crate) async fn following(
     let request = params.for_list(&list)?;
     let page = state
         .app
-        .following(user, request.after, request.limit)
+        .following(
+            viewer.map(|AuthUser(id)| id),
+            user,
+            request.after,
+            request.limit,
+        )
         .await?;
     Ok(Json(PageBody::from_page(page, &list, UserBody::from)))
 }

@@ -101,6 +101,8 @@ async fn blocked_accounts_disappear_for_each_other() {
         (ada_token, "/api/v1/users/@bob".to_owned()),
         (ada_token, format!("/api/v1/posts/{bobs_post}")),
         (ada_token, format!("/api/v1/users/{}/posts", bob.id)),
+        (ada_token, format!("/api/v1/users/{}/followers", bob.id)),
+        (bob_token, format!("/api/v1/users/{}/following", ada.id)),
         (bob_token, format!("/api/v1/users/{}", ada.id)),
         (bob_token, format!("/api/v1/posts/{adas_post}")),
     ] {
