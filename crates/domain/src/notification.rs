@@ -42,11 +42,6 @@ impl NotificationKind {
     pub fn parse(name: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|kind| kind.as_str() == name)
     }
-
-    /// Whether notifications of this kind point at a post.
-    pub fn has_post(self) -> bool {
-        !matches!(self, NotificationKind::Follow)
-    }
 }
 
 /// A stored notification.
@@ -77,7 +72,5 @@ mod tests {
         }
         assert_eq!(NotificationKind::parse("Follow"), None);
         assert_eq!(NotificationKind::parse(""), None);
-        assert!(!NotificationKind::Follow.has_post());
-        assert!(NotificationKind::Mention.has_post());
     }
 }

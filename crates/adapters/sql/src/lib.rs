@@ -10,7 +10,7 @@ mod sqlite;
 
 use starling_app::ports::{IdempotencyClaim, StoreError, StoredResponse};
 use starling_domain::{
-    Mention, Notification, NotificationId, NotificationKind, PostId, Timestamp, UserId,
+    Mention, Notification, NotificationId, NotificationKind, PostId, Timestamp, UserId, UserSummary,
 };
 
 /// A post's mentions as stored (a JSON array; see the migrations).
@@ -107,4 +107,15 @@ impl TryFrom<NotificationRow> for Notification {
             created_at: Timestamp(row.created_at),
         })
     }
+}
+
+/// `(id, handle, display_name)` rows, as both engines read summaries.
+fn summaries(rows: Vec<(i64, String, String)>) -> Vec<UserSummary> {
+    rows.into_iter()
+        .map(|(id, handle, display_name)| UserSummary {
+            id: UserId(id),
+            handle,
+            display_name,
+        })
+        .collect()
 }

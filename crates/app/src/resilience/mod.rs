@@ -135,10 +135,6 @@ impl Guard {
         }
     }
 
-    pub fn name(&self) -> &'static str {
-        self.name
-    }
-
     pub fn state(&self) -> BreakerState {
         self.breaker.state()
     }

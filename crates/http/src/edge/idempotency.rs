@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use axum::body::{Body, to_bytes};
 use axum::extract::{MatchedPath, Request, State};
-use axum::http::header::{AUTHORIZATION, CONTENT_TYPE, LOCATION};
+use axum::http::header::{CONTENT_TYPE, LOCATION};
 use axum::http::{HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -43,7 +43,7 @@ const RESPONSE_LIMIT_BYTES: usize = 1 << 20;
 
 pub(crate) async fn honour_idempotency_keys(
     State(state): State<HttpState>,
-    request: Request,
+    mut request: Request,
     next: Next,
 ) -> Response {
     if request.method() != Method::POST {
@@ -74,7 +74,7 @@ pub(crate) async fn honour_idempotency_keys(
             .into_response();
         }
     };
-    let scope = scope_of(&state, &request);
+    let scope = scope_of(&state, &mut request);
     let (parts, body) = request.into_parts();
     let Ok(body) = to_bytes(body, BODY_LIMIT_BYTES).await else {
         return ApiError::new(
@@ -188,17 +188,8 @@ pub(crate) async fn honour_idempotency_keys(
 
 /// Keys are per caller: the account of a valid token, else anonymous (the
 /// request fingerprint still has to match).
-fn scope_of(state: &HttpState, request: &Request) -> String {
-    if let Some(crate::edge::Verified(user)) = request.extensions().get::<crate::edge::Verified>() {
-        return format!("u:{user}");
-    }
-    request
-        .headers()
-        .get(AUTHORIZATION)
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.split_once(' '))
-        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-        .and_then(|(_, token)| state.app.authenticate(token.trim()).ok())
+fn scope_of(state: &HttpState, request: &mut Request) -> String {
+    crate::edge::verified_caller(state, request)
         .map_or_else(|| "anon".to_owned(), |user| format!("u:{user}"))
 }
 

@@ -17,9 +17,37 @@ use axum::response::Response;
 pub(crate) use client::ClientIp;
 pub use client::TrustedProxies;
 pub(crate) use idempotency::honour_idempotency_keys;
-pub(crate) use rate_limit::{Verified, limit_rate};
+pub(crate) use rate_limit::limit_rate;
 pub use shedding::LoadShedding;
 pub(crate) use shedding::shed_load;
+
+/// A bearer token of this request whose signature was verified already.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Verified(pub(crate) starling_domain::UserId);
+
+/// The account of the request's bearer token when it is valid, verifying
+/// its signature at most once per request: the result stays in the request
+/// for the later layers and the handler's extractor.
+pub(crate) fn verified_caller(
+    state: &crate::state::HttpState,
+    request: &mut Request,
+) -> Option<starling_domain::UserId> {
+    if let Some(Verified(user)) = request.extensions().get::<Verified>() {
+        return Some(*user);
+    }
+    let token = request
+        .headers()
+        .get(axum::http::header::AUTHORIZATION)?
+        .to_str()
+        .ok()?
+        .split_once(' ')
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))?
+        .1
+        .trim();
+    let user = state.app.authenticate(token).ok()?;
+    request.extensions_mut().insert(Verified(user));
+    Some(user)
+}
 
 /// Decides who the client is once, for every later layer and handler.
 pub(crate) async fn identify_client(

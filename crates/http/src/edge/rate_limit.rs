@@ -8,13 +8,12 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::extract::{Request, State};
-use axum::http::header::AUTHORIZATION;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use starling_app::ports::{RateDecision, RouteClass};
 
-use crate::edge::ClientIp;
+use crate::edge::{ClientIp, verified_caller};
 use crate::problem::ApiError;
 use crate::state::HttpState;
 
@@ -33,16 +32,8 @@ fn route_class(request: &Request) -> RouteClass {
 /// the handler's extractor does not verify its signature again.
 fn client_key(state: &HttpState, request: &mut Request, class: RouteClass) -> String {
     if class != RouteClass::Auth
-        && let Some(token) = request
-            .headers()
-            .get(AUTHORIZATION)
-            .and_then(|value| value.to_str().ok())
-            .and_then(|value| value.split_once(' '))
-            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-            .map(|(_, token)| token.trim())
-        && let Ok(user) = state.app.authenticate(token)
+        && let Some(user) = verified_caller(state, request)
     {
-        request.extensions_mut().insert(Verified(user));
         return format!("u:{user}");
     }
     match request.extensions().get::<ClientIp>() {
@@ -50,10 +41,6 @@ fn client_key(state: &HttpState, request: &mut Request, class: RouteClass) -> St
         _ => "ip:unknown".to_owned(),
     }
 }
-
-/// A bearer token of this request whose signature was verified already.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Verified(pub(crate) starling_domain::UserId);
 
 pub(crate) async fn limit_rate(
     State(state): State<HttpState>,

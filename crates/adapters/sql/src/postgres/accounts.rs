@@ -176,14 +176,7 @@ impl AccountStore for PostgresStore {
             .fetch_all(self.pool())
             .await
             .map_err(translate)?;
-        Ok(rows
-            .into_iter()
-            .map(|(id, handle, display_name)| UserSummary {
-                id: UserId(id),
-                handle,
-                display_name,
-            })
-            .collect())
+        Ok(crate::summaries(rows))
     }
 
     async fn user_summaries(&self, ids: &[UserId]) -> Result<Vec<UserSummary>, StoreError> {
@@ -196,14 +189,7 @@ impl AccountStore for PostgresStore {
             .fetch_all(self.pool())
             .await
             .map_err(translate)?;
-        Ok(rows
-            .into_iter()
-            .map(|(id, handle, display_name)| UserSummary {
-                id: UserId(id),
-                handle,
-                display_name,
-            })
-            .collect())
+        Ok(crate::summaries(rows))
     }
 
     async fn user_ids_after(

@@ -161,14 +161,7 @@ impl AccountStore for SqliteStore {
             .fetch_all(&mut *self.read().await?)
             .await
             .map_err(translate)?;
-        Ok(rows
-            .into_iter()
-            .map(|(id, handle, display_name)| UserSummary {
-                id: UserId(id),
-                handle,
-                display_name,
-            })
-            .collect())
+        Ok(crate::summaries(rows))
     }
 
     async fn user_summaries(&self, ids: &[UserId]) -> Result<Vec<UserSummary>, StoreError> {
@@ -180,14 +173,7 @@ impl AccountStore for SqliteStore {
             .fetch_all(&mut *self.read().await?)
             .await
             .map_err(translate)?;
-        Ok(rows
-            .into_iter()
-            .map(|(id, handle, display_name)| UserSummary {
-                id: UserId(id),
-                handle,
-                display_name,
-            })
-            .collect())
+        Ok(crate::summaries(rows))
     }
 
     async fn user_ids_after(
