@@ -7,7 +7,7 @@ use starling_domain::{IdGenerator, Post, PostId, UserId, UserSummary};
 use crate::auth::{AccessTokens, PasswordHashing};
 use crate::feed::{LikedPosts, SingleFlight};
 use crate::graph::HiddenAccounts;
-use crate::ports::{Cache, EventLog, Store, TimelineEntry, TimelineStore};
+use crate::ports::{Cache, EventLog, LiveLog, Store, TimelineEntry, TimelineStore};
 
 /// Tunables of the use cases.
 #[derive(Debug, Clone)]
@@ -67,6 +67,8 @@ pub struct Ports {
     pub store: Arc<dyn Store>,
     pub timelines: Arc<dyn TimelineStore>,
     pub events: Arc<dyn EventLog>,
+    /// Where workers publish live updates for streaming clients.
+    pub live: Arc<dyn LiveLog>,
     pub caches: Caches,
 }
 

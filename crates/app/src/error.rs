@@ -4,7 +4,7 @@
 
 use starling_domain::ValidationErrors;
 
-use crate::ports::{EventLogError, StoreError, TimelineError};
+use crate::ports::{EventLogError, LiveError, StoreError, TimelineError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
@@ -23,6 +23,12 @@ pub enum AppError {
         field: &'static str,
         message: &'static str,
     },
+    /// The caller holds as many of something as it may (e.g. live streams).
+    #[error("{0}")]
+    TooMany(&'static str),
+    /// This instance holds as many of something as it can; another may not.
+    #[error("{0}")]
+    AtCapacity(&'static str),
     #[error("a dependency is unavailable")]
     Unavailable(#[source] anyhow::Error),
     #[error("unexpected error")]
@@ -54,6 +60,12 @@ impl From<StoreError> for AppError {
 
 impl From<TimelineError> for AppError {
     fn from(error: TimelineError) -> Self {
+        AppError::Unavailable(anyhow::Error::new(error))
+    }
+}
+
+impl From<LiveError> for AppError {
+    fn from(error: LiveError) -> Self {
         AppError::Unavailable(anyhow::Error::new(error))
     }
 }

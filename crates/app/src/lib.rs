@@ -15,6 +15,7 @@ pub mod workers;
 pub mod accounts;
 pub mod feed;
 pub mod graph;
+pub mod live;
 pub mod notifications;
 pub mod posts;
 

@@ -3,6 +3,7 @@
 
 pub mod event;
 pub mod id;
+pub mod live;
 pub mod mention;
 pub mod notification;
 pub mod post;
@@ -13,6 +14,7 @@ pub mod validation;
 
 pub use event::{Event, EventEnvelope};
 pub use id::{EventId, IdGenerator, NotificationId, PostId, UserId};
+pub use live::{LiveEvent, Topic};
 pub use mention::{
     MAX_MENTIONS, Mention, MentionCandidate, find_mentions, mentioned_accounts, mentioned_keys,
 };

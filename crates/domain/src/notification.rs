@@ -45,7 +45,7 @@ impl NotificationKind {
 }
 
 /// A stored notification.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Notification {
     pub id: NotificationId,
     pub recipient: UserId,

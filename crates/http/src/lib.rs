@@ -28,7 +28,7 @@ use utoipa_scalar::{Scalar, Servable};
 
 pub use edge::{LoadShedding, TrustedProxies};
 pub use problem::{PROBLEM_JSON, Problem};
-pub use state::{HttpState, RefreshGauges, Shared};
+pub use state::{HttpState, RefreshGauges, Shared, Streaming};
 
 /// JSON bodies above this size are refused with 413.
 pub const BODY_LIMIT_BYTES: usize = 64 * 1024;

@@ -20,6 +20,7 @@ use utoipa::{Modify, OpenApi};
         (name = "posts", description = "Posts and likes"),
         (name = "feed", description = "The home timeline"),
         (name = "notifications", description = "Follows, likes, replies and mentions of the caller"),
+        (name = "stream", description = "Live updates (Server-Sent Events)"),
     )
 )]
 pub(crate) struct ApiDoc;

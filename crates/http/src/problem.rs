@@ -123,6 +123,12 @@ impl From<AppError> for ApiError {
                     },
                 ])
             }
+            AppError::TooMany(detail) => {
+                ApiError::new(StatusCode::TOO_MANY_REQUESTS, "too-many", detail)
+            }
+            AppError::AtCapacity(detail) => {
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "at-capacity", detail)
+            }
             AppError::Unavailable(cause) => {
                 tracing::error!(error = ?cause, "dependency unavailable");
                 ApiError::new(

@@ -2,9 +2,11 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use metrics_exporter_prometheus::PrometheusHandle;
 use starling_app::App;
+use starling_app::live::LiveHub;
 use starling_app::ports::{RateLimiter, RateLimits};
 
 /// Brings sampled gauges (pool usage, backlog, runtime figures) up to date
@@ -25,7 +27,16 @@ pub struct Shared {
     /// Enforces `rate_limits` at the edge; `None`: no rate limiting.
     pub rate_limiter: Option<Arc<dyn RateLimiter>>,
     pub rate_limits: Option<RateLimits>,
+    /// Live streams; `None`: `/api/v1/stream` answers 503.
+    pub streaming: Option<Streaming>,
     draining: AtomicBool,
+}
+
+/// What `/api/v1/stream` runs on.
+pub struct Streaming {
+    pub hub: Arc<LiveHub>,
+    /// An idle stream gets a comment line this often.
+    pub heartbeat: Duration,
 }
 
 impl std::ops::Deref for HttpState {
@@ -53,14 +64,29 @@ impl HttpState {
             gauges,
             rate_limiter,
             rate_limits,
+            streaming: None,
             draining: AtomicBool::new(false),
         }))
     }
 
+    /// Serves live streams from `streaming`. Called while building, before
+    /// the state is shared.
+    pub fn with_streaming(mut self, streaming: Option<Streaming>) -> Self {
+        if let Some(shared) = Arc::get_mut(&mut self.0) {
+            shared.streaming = streaming;
+        }
+        self
+    }
+
     /// From now on `/readyz` answers 503, so load balancers stop sending
     /// new traffic while in-flight requests finish.
+    /// Open live streams end (clients reconnect elsewhere), so that they
+    /// do not hold the shutdown up.
     pub fn start_draining(&self) {
         self.draining.store(true, Ordering::SeqCst);
+        if let Some(streaming) = &self.streaming {
+            streaming.hub.close();
+        }
     }
 
     pub fn is_draining(&self) -> bool {

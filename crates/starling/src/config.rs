@@ -47,6 +47,7 @@ pub struct Config {
     pub sqlite: SqliteConfig,
     pub http: HttpConfig,
     pub rate_limits: RateLimitsConfig,
+    pub stream: StreamConfig,
     pub outbox: OutboxConfig,
     pub traces: TracesConfig,
     pub postgres: PostgresConfig,
@@ -215,6 +216,11 @@ pub struct HttpConfig {
     pub max_queue_wait_ms: u64,
     /// Proxies whose `X-Forwarded-For` names the client (for rate limits).
     pub trusted_proxies: Vec<std::net::IpAddr>,
+    /// The kernel's send buffer per connection (`SO_SNDBUF`); 0: the
+    /// operating system's default, which grows to megabytes per socket.
+    /// Bounds what a live stream's client that stopped reading can hold in
+    /// kernel memory before its stream notices and drops it.
+    pub send_buffer_bytes: usize,
 }
 
 /// Requests per client and route class: per account with a token, per
@@ -271,6 +277,43 @@ impl RateLimitsConfig {
     }
 }
 
+/// Live streams (`GET /api/v1/stream`) and the live-update log behind them.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StreamConfig {
+    /// A comment line is sent this often on an idle stream, so proxies and
+    /// clients do not take it for dead.
+    pub heartbeat_secs: u64,
+    /// Updates are kept this long for clients resuming with `Last-Event-ID`.
+    pub retention_secs: u64,
+    /// Updates queued per stream; a client that lets them pile up past this
+    /// is dropped (and resumes on reconnecting).
+    pub queue: usize,
+    /// Streams one instance holds; past it a new one gets 503.
+    pub max_connections: usize,
+    /// Streams one account may hold at once; past it a new one gets 429.
+    pub max_per_account: usize,
+    /// Embedded: updates kept per topic at most. Scaled out: bytes the
+    /// live stream keeps in NATS memory at most.
+    pub topic_capacity: usize,
+    pub nats_max_bytes: i64,
+}
+
+impl Default for StreamConfig {
+    fn default() -> Self {
+        let hub = starling_app::live::HubSettings::default();
+        Self {
+            heartbeat_secs: 15,
+            retention_secs: 300,
+            queue: hub.queue,
+            max_connections: hub.max_connections,
+            max_per_account: hub.max_per_account,
+            topic_capacity: 1_000,
+            nats_max_bytes: 256 << 20,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct OutboxConfig {
@@ -320,6 +363,7 @@ impl Default for Config {
             sqlite: SqliteConfig::default(),
             http: HttpConfig::default(),
             rate_limits: RateLimitsConfig::default(),
+            stream: StreamConfig::default(),
             outbox: OutboxConfig::default(),
             traces: TracesConfig::default(),
             postgres: PostgresConfig::default(),
@@ -380,6 +424,7 @@ impl Default for HttpConfig {
                 std::net::IpAddr::from([127, 0, 0, 1]),
                 std::net::IpAddr::from(std::net::Ipv6Addr::LOCALHOST),
             ],
+            send_buffer_bytes: 0,
         }
     }
 }
@@ -407,6 +452,7 @@ const ENV_KEYS: &[&str] = &[
     "sqlite",
     "http",
     "rate_limits",
+    "stream",
     "outbox",
     "traces",
     "roles",
@@ -492,6 +538,9 @@ impl Config {
         }
         if self.auth.access_token_ttl_secs < 1 || self.auth.refresh_token_ttl_secs < 1 {
             bail!("token lifetimes must be at least one second");
+        }
+        if self.stream.heartbeat_secs == 0 || self.stream.retention_secs == 0 {
+            bail!("stream.heartbeat_secs and stream.retention_secs must be at least 1");
         }
         if !(0.0..=1.0).contains(&self.traces.sample_ratio) {
             bail!("traces.sample_ratio must be between 0 and 1");

@@ -6,8 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use starling_app::Caches;
-use starling_app::ports::{RateLimiter, RateLimits, Store, TimelineStore};
-use starling_local::{LocalRateLimiter, LocalTimelines, MemoryCache};
+use starling_app::ports::{LiveLog, RateLimiter, RateLimits, Store, TimelineStore};
+use starling_local::{LocalLiveLog, LocalRateLimiter, LocalTimelines, MemoryCache};
 use starling_nats::{JetStream, JetStreamOptions};
 use starling_redis::{
     BroadcastCache, InvalidationBus, RedisConnection, RedisOptions, RedisRateLimiter,
@@ -247,4 +247,21 @@ pub async fn jetstream(config: &Config) -> anyhow::Result<Option<JetStream>> {
         ..JetStreamOptions::default()
     };
     Ok(Some(JetStream::connect(url, options).await?))
+}
+
+/// The live-update log: a stream in NATS memory when scaled out (workers
+/// and API instances are other processes), else rings in this process.
+pub async fn live_log(
+    config: &Config,
+    jetstream: Option<&JetStream>,
+) -> anyhow::Result<Arc<dyn LiveLog>> {
+    let retention = Duration::from_secs(config.stream.retention_secs);
+    Ok(match jetstream {
+        Some(jetstream) => Arc::new(
+            jetstream
+                .live(retention, config.stream.nats_max_bytes)
+                .await?,
+        ),
+        None => Arc::new(LocalLiveLog::new(retention, config.stream.topic_capacity)),
+    })
 }

@@ -7,14 +7,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use axum::serve::ListenerExt;
 use starling_app::auth::{AccessTokens, PasswordHashing};
+use starling_app::live::{HubSettings, LiveHub};
 use starling_app::ports::EventLog;
 use starling_app::workers::{
     ConsumerOptions, EventHandler, FanoutWorker, Notifier, RELAY_CONSUMER, run_consumer, run_relay,
 };
 use starling_app::{App, Ports, Settings};
 use starling_domain::{IdGenerator, Timestamp};
-use starling_http::{HttpSettings, HttpState, LoadShedding, TrustedProxies};
+use starling_http::{HttpSettings, HttpState, LoadShedding, Streaming, TrustedProxies};
 use starling_local::OutboxEventLog;
 use starling_nats::JetStream;
 use tokio::net::TcpListener;
@@ -63,6 +65,7 @@ impl Application {
             store: store.port(),
             timelines: engines::timelines(&config, redis.as_ref()),
             events: events.clone(),
+            live: engines::live_log(&config, jetstream.as_ref()).await?,
             caches: engines::caches(&config, redis.as_ref()).await?,
         };
         let signing_key =
@@ -98,6 +101,25 @@ impl Application {
             ],
         );
         let rate_limiting = engines::rate_limiter(&config, redis.as_ref());
+        let streaming = if config.runs(Role::Api) {
+            let stream = &config.stream;
+            let hub = LiveHub::start(
+                app.ports().live.clone(),
+                HubSettings {
+                    queue: stream.queue,
+                    max_connections: stream.max_connections,
+                    max_per_account: stream.max_per_account,
+                },
+            )
+            .await
+            .context("following the live-update log")?;
+            Some(Streaming {
+                hub,
+                heartbeat: Duration::from_secs(stream.heartbeat_secs),
+            })
+        } else {
+            None
+        };
         let state = HttpState::new(
             app.clone(),
             Some(metrics),
@@ -105,7 +127,8 @@ impl Application {
             rate_limiting
                 .as_ref()
                 .map(|limiting| (limiting.limiter.clone(), limiting.limits)),
-        );
+        )
+        .with_streaming(streaming);
 
         let router = starling_http::router(
             state.clone(),
@@ -257,8 +280,17 @@ impl Application {
             stop_signal.cancel();
         };
         // With the peer's address: rate limits key on it.
+        let send_buffer = self.config.http.send_buffer_bytes;
+        let listener = self.listener.tap_io(move |connection| {
+            if send_buffer > 0
+                && let Err(error) =
+                    socket2::SockRef::from(&*connection).set_send_buffer_size(send_buffer)
+            {
+                tracing::warn!(error = %error, "cannot size a connection's send buffer");
+            }
+        });
         let server = axum::serve(
-            self.listener,
+            listener,
             self.router
                 .into_make_service_with_connect_info::<SocketAddr>(),
         )

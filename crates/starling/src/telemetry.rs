@@ -256,6 +256,30 @@ pub fn describe_metrics(consumers: &[&'static str], caches: &[&'static str]) {
         "starling_events_dead_lettered_total",
         "Events parked after failing for good"
     );
+    describe_gauge!(
+        "starling_stream_connections",
+        "Live streams (Server-Sent Events) open on this instance"
+    );
+    describe_counter!(
+        "starling_stream_events_total",
+        "Events sent on live streams, by type"
+    );
+    describe_counter!(
+        "starling_stream_dropped_total",
+        "Live streams ended by the server: slow (a client not reading filled its queue) or gap (an update never arrived)"
+    );
+    describe_counter!(
+        "starling_stream_resumes_total",
+        "Streams opened with Last-Event-ID: replayed, reset (position outside the window) or failed"
+    );
+    describe_counter!(
+        "starling_stream_refused_total",
+        "Streams refused: the account or the instance holds as many as allowed"
+    );
+    describe_counter!(
+        "starling_live_published_total",
+        "Live updates published by the workers (one per topic)"
+    );
     describe_histogram!(
         "starling_event_handling_lag_seconds",
         Unit::Seconds,
@@ -309,8 +333,15 @@ pub fn describe_metrics(consumers: &[&'static str], caches: &[&'static str]) {
         "starling_requests_shed_total",
         "starling_idempotent_replays_total",
         "starling_rate_limit_fallbacks_total",
+        "starling_live_published_total",
     ] {
         metrics::counter!(name).increment(0);
+    }
+    for reason in ["slow", "gap"] {
+        metrics::counter!("starling_stream_dropped_total", "reason" => reason).increment(0);
+    }
+    for outcome in ["replayed", "reset", "failed"] {
+        metrics::counter!("starling_stream_resumes_total", "outcome" => outcome).increment(0);
     }
     for class in starling_app::ports::RouteClass::ALL {
         metrics::counter!("starling_rate_limited_total", "class" => class.as_str()).increment(0);

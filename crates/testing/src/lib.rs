@@ -162,6 +162,7 @@ impl Drop for NatsStream {
                 let context = async_nats::jetstream::new(client);
                 let _ = context.delete_stream(&stream).await;
                 let _ = context.delete_stream(format!("{stream}_DEAD")).await;
+                let _ = context.delete_stream(format!("{stream}_LIVE")).await;
             }
         });
     }

@@ -10,8 +10,13 @@
 //! batches in order between them. An event delivered too many times, or one
 //! that cannot be decoded, is copied to `<prefix>.dead.<consumer>` (a stream
 //! of its own) and acknowledged, so the rest flows.
+//!
+//! The live-update log (`live.rs`) is a second, in-memory stream that
+//! streaming clients follow through the API instances.
 
+mod live;
 mod log;
 mod wire;
 
+pub use live::JetStreamLive;
 pub use log::{JetStream, JetStreamOptions, JetStreamPartition};

@@ -66,13 +66,13 @@ impl Default for JetStreamOptions {
 /// A connection to JetStream with the streams in place.
 #[derive(Clone)]
 pub struct JetStream {
-    client: async_nats::Client,
-    context: Context,
+    pub(crate) client: async_nats::Client,
+    pub(crate) context: Context,
     options: JetStreamOptions,
     /// Publishes and stream queries (not the pulls, which wait for events
     /// by design) pass a timeout, a bulkhead and a circuit breaker: a broker
     /// that is down or hangs fails them at once.
-    guard: Guard,
+    pub(crate) guard: Guard,
 }
 
 fn unavailable(error: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> EventLogError {

@@ -54,19 +54,32 @@ impl App {
         page.items
             .retain(|notification| !hidden.hides_content_of(notification.actor));
         let read_through = store.notification_state(recipient, 0).await?.read_through;
+        Ok(Page {
+            items: self
+                .notification_views(recipient, page.items, read_through)
+                .await?,
+            next: page.next,
+        })
+    }
 
-        let post_ids: Vec<_> = page.items.iter().filter_map(|n| n.post).collect();
+    /// `notifications` of `recipient` ready to show; any whose post is gone
+    /// is left out.
+    pub(crate) async fn notification_views(
+        &self,
+        recipient: UserId,
+        notifications: Vec<Notification>,
+        read_through: i64,
+    ) -> AppResult<Vec<NotificationView>> {
+        let post_ids: Vec<_> = notifications.iter().filter_map(|n| n.post).collect();
         let posts: HashMap<_, PostView> = self
             .hydrate(Some(recipient), &post_ids)
             .await?
             .into_iter()
             .map(|view| (view.post.id, view))
             .collect();
-        let actor_ids: Vec<UserId> = page.items.iter().map(|n| n.actor).collect();
+        let actor_ids: Vec<UserId> = notifications.iter().map(|n| n.actor).collect();
         let actors = self.summaries(&actor_ids).await?;
-
-        let items = page
-            .items
+        Ok(notifications
             .into_iter()
             .filter_map(|notification| {
                 let post = match notification.post {
@@ -80,11 +93,7 @@ impl App {
                     notification,
                 })
             })
-            .collect();
-        Ok(Page {
-            items,
-            next: page.next,
-        })
+            .collect())
     }
 
     /// Marks `recipient`'s notifications read up to `through` (all of them

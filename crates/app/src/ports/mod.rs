@@ -7,6 +7,7 @@
 pub mod cache;
 pub mod caller;
 pub mod events;
+pub mod live;
 pub mod rate_limit;
 pub mod store;
 pub mod timeline;
@@ -16,6 +17,7 @@ pub mod contract;
 
 pub use cache::Cache;
 pub use events::{EventLog, EventLogError, EventPublisher, EventSubscription};
+pub use live::{LiveError, LiveLog, LiveMessage, LiveSink, Replay};
 pub use rate_limit::{Quota, RateDecision, RateLimitError, RateLimiter, RateLimits, RouteClass};
 pub use store::{
     AccountStore, DeleteOutcome, FollowOutcome, GraphStore, Hidden, IdempotencyClaim,

@@ -369,10 +369,15 @@ pub struct NotificationState {
 /// effect of one.
 #[async_trait]
 pub trait NotificationStore: Send + Sync {
-    /// Stores the notifications that are new and returns how many were. One
-    /// already stored for the same recipient, kind, actor and post stays as
-    /// it is, so a redelivered event or a like given twice notifies once.
-    async fn add_notifications(&self, notifications: &[Notification]) -> StoreResult<u64>;
+    /// Stores the notifications that are new and returns, for each one
+    /// given (in order), the id it is stored under: its own when it was new.
+    /// One already stored for the same recipient, kind, actor and post stays
+    /// as it is (its id comes back), so a redelivered event or a like given
+    /// twice notifies once.
+    async fn add_notifications(
+        &self,
+        notifications: &[Notification],
+    ) -> StoreResult<Vec<NotificationId>>;
 
     /// `recipient`'s notifications of the given kinds (all when empty),
     /// newest first, with id < `before`.

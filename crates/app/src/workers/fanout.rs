@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use starling_domain::{Event, EventEnvelope, Post, PostId, Timestamp, UserId};
+use starling_domain::{Event, EventEnvelope, LiveEvent, Post, PostId, Timestamp, Topic, UserId};
 
 use crate::App;
 use crate::error::AppResult;
@@ -139,6 +139,14 @@ impl EventHandler for FanoutWorker {
     }
 }
 
+/// One live update for each of `followers`' inboxes.
+fn inboxes(followers: &[UserId], update: &LiveEvent) -> Vec<(Topic, LiveEvent)> {
+    followers
+        .iter()
+        .map(|follower| (Topic::Inbox(*follower), update.clone()))
+        .collect()
+}
+
 impl App {
     /// Delivers a post to `audience` (its author's followers); false when it
     /// was not fanned out (`None`: the author is above the threshold).
@@ -150,16 +158,26 @@ impl App {
         audience: Option<&[UserId]>,
     ) -> AppResult<bool> {
         let entry = TimelineEntry { post_id, author_id };
+        let live = LiveEvent::Post { post_id, author_id };
         let timelines = &self.ports.timelines;
         timelines.insert(&[author_id], entry).await?;
         let Some(audience) = audience else {
             metrics::counter!("starling_fanout_skipped_high_fanout_total").increment(1);
+            // Its followers' streams listen to the author instead.
+            self.publish_live(&[
+                (Topic::Inbox(author_id), live.clone()),
+                (Topic::Author(author_id), live),
+            ])
+            .await?;
             return Ok(false);
         };
+        self.publish_live(&[(Topic::Inbox(author_id), live.clone())])
+            .await?;
         for followers in audience.chunks(FANOUT_BATCH) {
             timelines.insert(followers, entry).await?;
             metrics::counter!("starling_fanout_timeline_inserts_total")
                 .increment(followers.len() as u64);
+            self.publish_live(&inboxes(followers, &live)).await?;
         }
         metrics::counter!("starling_fanout_posts_total").increment(1);
         Ok(true)
@@ -185,15 +203,22 @@ impl App {
             .await;
         caches.author_recent.invalidate(&author_id).await;
         timelines.remove_post(&[author_id], post_id).await?;
+        let live = LiveEvent::PostDeleted { post_id, author_id };
+        self.publish_live(&[(Topic::Inbox(author_id), live.clone())])
+            .await?;
         if let Some(audience) = audience {
             for followers in audience.chunks(FANOUT_BATCH) {
                 timelines.remove_post(followers, post_id).await?;
+                self.publish_live(&inboxes(followers, &live)).await?;
             }
             return Ok(());
         }
+        self.publish_live(&[(Topic::Author(author_id), live.clone())])
+            .await?;
+        let live = &live;
         self.for_each_follower_batch(author_id, |followers| async move {
             timelines.remove_post(&followers, post_id).await?;
-            Ok(())
+            self.publish_live(&inboxes(&followers, live)).await
         })
         .await
     }

@@ -8,7 +8,8 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use starling_domain::{
-    Event, EventEnvelope, Notification, NotificationKind, PostId, Timestamp, UserId,
+    Event, EventEnvelope, LiveEvent, Notification, NotificationKind, PostId, Timestamp, Topic,
+    UserId,
 };
 
 use crate::App;
@@ -54,16 +55,29 @@ impl Notifier {
         if notifications.is_empty() {
             return Ok(());
         }
-        let added = self
+        let stored = self
             .app
             .ports
             .store
             .add_notifications(&notifications)
             .await?;
+        let mut live = Vec::with_capacity(notifications.len());
+        let mut added = 0;
+        for (mut notification, id) in notifications.into_iter().zip(stored) {
+            // A notification stored by an earlier delivery keeps its id.
+            added += u64::from(notification.id == id);
+            notification.id = id;
+            live.push((
+                Topic::Inbox(notification.recipient),
+                LiveEvent::Notification { notification },
+            ));
+        }
         if added > 0 {
             metrics::counter!("starling_notifications_created_total").increment(added);
         }
-        Ok(())
+        // Again on a redelivery, in case the first delivery stored the
+        // notifications but failed to publish them (the log drops copies).
+        self.app.publish_live(&live).await
     }
 
     fn notification(

@@ -7,6 +7,7 @@ pub(crate) mod graph;
 pub(crate) mod notifications;
 pub(crate) mod ops;
 pub(crate) mod posts;
+pub(crate) mod stream;
 pub(crate) mod users;
 
 use axum::http::{StatusCode, header};
@@ -42,6 +43,7 @@ pub(crate) fn api_router() -> OpenApiRouter<HttpState> {
         .routes(routes!(feed::home_feed))
         .routes(routes!(notifications::notifications))
         .routes(routes!(notifications::mark_read))
+        .routes(routes!(stream::stream))
 }
 
 /// A JSON response serialised on the spot, so that its body may borrow from

@@ -57,6 +57,7 @@ async fn assemble(
             store: Arc::new(store.clone()),
             timelines,
             events: Arc::new(OutboxEventLog::new(Arc::new(store), ttl)),
+            live: Arc::new(starling_local::LocalLiveLog::new(ttl, 100)),
             caches: Caches {
                 posts: cache("posts"),
                 users: cache("users"),

@@ -417,3 +417,135 @@ where
 
 /// How long asynchronous fan-out may take in tests (generous for slow CI).
 pub const FANOUT_WAIT: Duration = Duration::from_secs(5);
+
+/// One Server-Sent Event as a client parses it.
+#[derive(Debug, Clone, Default)]
+pub struct SseEvent {
+    pub event: String,
+    pub id: Option<String>,
+    pub data: String,
+}
+
+impl SseEvent {
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.data).unwrap_or(Value::Null)
+    }
+}
+
+/// What reading a stream gave.
+#[derive(Debug)]
+pub enum SseRead {
+    Event(SseEvent),
+    /// The server ended the stream.
+    Ended,
+    TimedOut,
+}
+
+/// A live stream opened as a client would, parsed as it arrives.
+pub struct EventStream {
+    pub response: reqwest::Response,
+    buffer: String,
+    /// Comment lines seen (heartbeats).
+    pub comments: usize,
+}
+
+impl TestApp {
+    /// Opens `user`'s stream (resuming after `last_event_id`) and waits for
+    /// its `ready` event, so that what happens next reaches it.
+    pub async fn open_stream(&self, user: &TestUser, last_event_id: Option<&str>) -> EventStream {
+        EventStream::open(&self.client, &self.address, user, last_event_id).await
+    }
+}
+
+impl EventStream {
+    /// `user`'s stream on the server at `base`, once it is `ready`.
+    pub async fn open(
+        client: &reqwest::Client,
+        base: &str,
+        user: &TestUser,
+        last_event_id: Option<&str>,
+    ) -> Self {
+        let mut request = client
+            .get(format!("{base}/api/v1/stream"))
+            .bearer_auth(&user.access_token);
+        if let Some(id) = last_event_id {
+            request = request.header("Last-Event-ID", id);
+        }
+        let response = request.send().await.expect("the stream request is sent");
+        assert_eq!(response.status(), StatusCode::OK, "opening the stream");
+        assert_eq!(
+            response.headers()["content-type"],
+            "text/event-stream",
+            "an event stream"
+        );
+        let mut stream = EventStream {
+            response,
+            buffer: String::new(),
+            comments: 0,
+        };
+        let ready = stream.next_event(FANOUT_WAIT).await;
+        assert_eq!(ready.event, "ready", "{ready:?}");
+        stream
+    }
+}
+
+impl EventStream {
+    /// The next event, the end of the stream, or a timeout.
+    pub async fn read(&mut self, timeout: Duration) -> SseRead {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            if let Some(end) = self.buffer.find("\n\n") {
+                let block: String = self.buffer.drain(..end + 2).collect();
+                let mut event = SseEvent {
+                    event: "message".to_owned(),
+                    ..SseEvent::default()
+                };
+                let mut fields = false;
+                for line in block.lines().filter(|line| !line.is_empty()) {
+                    if line.starts_with(':') {
+                        self.comments += 1;
+                        continue;
+                    }
+                    let (name, value) = line.split_once(':').unwrap_or((line, ""));
+                    let value = value.strip_prefix(' ').unwrap_or(value);
+                    fields = true;
+                    match name {
+                        "event" => event.event = value.to_owned(),
+                        "id" => event.id = Some(value.to_owned()),
+                        "data" => {
+                            if !event.data.is_empty() {
+                                event.data.push('\n');
+                            }
+                            event.data.push_str(value);
+                        }
+                        _ => {}
+                    }
+                }
+                if fields {
+                    return SseRead::Event(event);
+                }
+                continue;
+            }
+            match tokio::time::timeout_at(deadline, self.response.chunk()).await {
+                Err(_) => return SseRead::TimedOut,
+                Ok(Ok(Some(chunk))) => self.buffer.push_str(&String::from_utf8_lossy(&chunk)),
+                Ok(Ok(None)) | Ok(Err(_)) => return SseRead::Ended,
+            }
+        }
+    }
+
+    /// The next event; panics on an end or a timeout.
+    pub async fn next_event(&mut self, timeout: Duration) -> SseEvent {
+        match self.read(timeout).await {
+            SseRead::Event(event) => event,
+            other => panic!("expected an event, got {other:?}"),
+        }
+    }
+
+    /// Asserts no event arrives within `wait`.
+    pub async fn assert_quiet(&mut self, wait: Duration) {
+        if let SseRead::Event(event) = self.read(wait).await {
+            panic!("expected no event, got {event:?}");
+        }
+    }
+}

@@ -27,5 +27,6 @@ mod ops;
 mod posts;
 mod relations;
 mod roles;
+mod stream;
 mod traces;
 mod users;

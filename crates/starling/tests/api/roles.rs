@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use crate::helpers::{Engines, FANOUT_WAIT, TestUser, eventually, read};
+use crate::helpers::{Engines, EventStream, FANOUT_WAIT, TestUser, eventually, read};
 use crate::process::{Server, feed, register, start_roles};
 
 /// The environment every process of one deployment shares.
@@ -153,6 +153,9 @@ async fn separate_roles_serve_one_deployment() {
     assert!(followed.status().is_success(), "{}", followed.status());
     // Ada's timeline exists before the post, so it arrives by fan-out.
     assert!(feed_ids(&client, &api_a.base, &ada).await.is_empty());
+    // She listens on instance B; the post is made on A and fanned out by
+    // the worker process; its live update reaches B through NATS.
+    let mut stream = EventStream::open(&client, &api_b.base, &ada, None).await;
     let created = read(
         client
             .post(format!("{}/api/v1/posts", api_a.base))
@@ -171,6 +174,9 @@ async fn separate_roles_serve_one_deployment() {
         || async { feed_ids(&client, &api_b.base, &ada).await == [post.clone()] },
     )
     .await;
+    let live = stream.next_event(FANOUT_WAIT).await;
+    assert_eq!(live.event, "post", "{live:?}");
+    assert_eq!(live.json()["id"], post.as_str());
 
     // The notifier process tells bob of the follow, read on either instance.
     let notified = || async {

@@ -35,5 +35,7 @@ mod notifications;
 mod posts;
 #[path = "../api/relations.rs"]
 mod relations;
+#[path = "../api/stream.rs"]
+mod stream;
 #[path = "../api/users.rs"]
 mod users;

@@ -12,7 +12,13 @@ use crate::NotificationRow;
 const INSERT: &str = "INSERT INTO notifications \
      (id, recipient_id, kind, actor_id, post_id, created_at) \
      SELECT * FROM UNNEST($1::BIGINT[], $2::BIGINT[], $3::TEXT[], $4::BIGINT[], $5::BIGINT[], $6::BIGINT[]) \
-     ON CONFLICT DO NOTHING";
+     ON CONFLICT DO NOTHING RETURNING id";
+/// The notifications already stored for what happened, by the index of
+/// each in the arrays (a redelivery's, rarely asked).
+const EXISTING: &str = "SELECT wanted.i, n.id FROM \
+     UNNEST($1::BIGINT[], $2::TEXT[], $3::BIGINT[], $4::BIGINT[]) WITH ORDINALITY \
+       AS wanted (recipient_id, kind, actor_id, post_id, i) \
+     JOIN notifications n USING (recipient_id, kind, actor_id, post_id)";
 /// `$2`: the kinds, or NULL for every kind.
 const LIST: &str = "SELECT id, recipient_id, kind, actor_id, post_id, created_at \
      FROM notifications WHERE recipient_id = $1 \
@@ -36,24 +42,46 @@ const REMOVE_FOR_POST: &str = "DELETE FROM notifications WHERE post_id = $1";
 
 #[async_trait]
 impl NotificationStore for PostgresStore {
-    async fn add_notifications(&self, notifications: &[Notification]) -> Result<u64, StoreError> {
+    async fn add_notifications(
+        &self,
+        notifications: &[Notification],
+    ) -> Result<Vec<NotificationId>, StoreError> {
         if notifications.is_empty() {
-            return Ok(0);
+            return Ok(Vec::new());
         }
         let column =
             |get: fn(&Notification) -> i64| notifications.iter().map(get).collect::<Vec<_>>();
         let kinds: Vec<&str> = notifications.iter().map(|n| n.kind.as_str()).collect();
-        Ok(sqlx::query(INSERT)
+        let added: Vec<i64> = sqlx::query_scalar(INSERT)
             .bind(column(|n| n.id.get()))
             .bind(column(|n| n.recipient.get()))
-            .bind(kinds)
+            .bind(&kinds)
             .bind(column(|n| n.actor.get()))
             .bind(column(|n| n.post.map_or(0, PostId::get)))
             .bind(column(|n| n.created_at.millis()))
-            .execute(self.pool())
+            .fetch_all(self.pool())
             .await
-            .map_err(translate)?
-            .rows_affected())
+            .map_err(translate)?;
+        let mut stored: Vec<NotificationId> = notifications.iter().map(|n| n.id).collect();
+        if added.len() < notifications.len() {
+            let existing: Vec<(i64, i64)> = sqlx::query_as(EXISTING)
+                .bind(column(|n| n.recipient.get()))
+                .bind(&kinds)
+                .bind(column(|n| n.actor.get()))
+                .bind(column(|n| n.post.map_or(0, PostId::get)))
+                .fetch_all(self.pool())
+                .await
+                .map_err(translate)?;
+            for (index, id) in existing {
+                if let Some(slot) = usize::try_from(index - 1)
+                    .ok()
+                    .and_then(|index| stored.get_mut(index))
+                {
+                    *slot = NotificationId(id);
+                }
+            }
+        }
+        Ok(stored)
     }
 
     async fn notifications(

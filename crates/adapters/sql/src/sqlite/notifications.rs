@@ -9,7 +9,10 @@ use crate::NotificationRow;
 
 const INSERT: &str = "INSERT INTO notifications \
      (id, recipient_id, kind, actor_id, post_id, created_at) \
-     VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT DO NOTHING";
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT DO NOTHING RETURNING id";
+/// The notification already stored for what happened.
+const EXISTING: &str = "SELECT id FROM notifications \
+     WHERE recipient_id = ?1 AND kind = ?2 AND actor_id = ?3 AND post_id = ?4";
 /// `?2`: the kinds as a JSON array, or NULL for every kind.
 const LIST: &str = "SELECT id, recipient_id, kind, actor_id, post_id, created_at \
      FROM notifications WHERE recipient_id = ?1 \
@@ -48,27 +51,42 @@ fn kinds_filter(kinds: &[NotificationKind]) -> Option<String> {
 
 #[async_trait]
 impl NotificationStore for SqliteStore {
-    async fn add_notifications(&self, notifications: &[Notification]) -> Result<u64, StoreError> {
+    async fn add_notifications(
+        &self,
+        notifications: &[Notification],
+    ) -> Result<Vec<NotificationId>, StoreError> {
         if notifications.is_empty() {
-            return Ok(0);
+            return Ok(Vec::new());
         }
         let mut tx = self.begin().await?;
-        let mut added = 0;
+        let mut stored = Vec::with_capacity(notifications.len());
         for notification in notifications {
-            added += sqlx::query(INSERT)
+            let added: Option<i64> = sqlx::query_scalar(INSERT)
                 .bind(notification.id.get())
                 .bind(notification.recipient.get())
                 .bind(notification.kind.as_str())
                 .bind(notification.actor.get())
                 .bind(post_column(notification))
                 .bind(notification.created_at.millis())
-                .execute(&mut *tx)
+                .fetch_optional(&mut *tx)
                 .await
-                .map_err(translate)?
-                .rows_affected();
+                .map_err(translate)?;
+            let id = match added {
+                Some(id) => id,
+                None => sqlx::query_scalar(EXISTING)
+                    .bind(notification.recipient.get())
+                    .bind(notification.kind.as_str())
+                    .bind(notification.actor.get())
+                    .bind(post_column(notification))
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(translate)?
+                    .unwrap_or(notification.id.get()),
+            };
+            stored.push(NotificationId(id));
         }
         tx.commit().await.map_err(translate)?;
-        Ok(added)
+        Ok(stored)
     }
 
     async fn notifications(

@@ -1064,22 +1064,32 @@ pub async fn notifications_are_stored_once_per_thing_that_happened(store: Arc<dy
             .add_notifications(&[follow.clone(), like.clone()])
             .await
             .unwrap(),
-        2
+        [follow.id, like.id],
+        "new notifications keep their ids"
     );
-    // The same things again, under new ids (a redelivered event): nothing new.
+    // The same things again, under new ids (a redelivered event): nothing
+    // new, and the stored ids come back.
     let again = [
-        fixture.notification(ada.id, NotificationKind::Follow, bob.id, None),
         fixture.notification(ada.id, NotificationKind::Like, bob.id, Some(post.id)),
+        fixture.notification(ada.id, NotificationKind::Follow, bob.id, None),
     ];
-    assert_eq!(store.add_notifications(&again).await.unwrap(), 0);
-    // Another actor, kind or recipient is another thing that happened.
+    assert_eq!(
+        store.add_notifications(&again).await.unwrap(),
+        [like.id, follow.id]
+    );
+    // Another actor, kind or recipient is another thing that happened; new
+    // and known ones mix in one batch.
     let others = [
         fixture.notification(ada.id, NotificationKind::Like, cat.id, Some(post.id)),
+        fixture.notification(ada.id, NotificationKind::Follow, bob.id, None),
         fixture.notification(ada.id, NotificationKind::Mention, bob.id, Some(post.id)),
         fixture.notification(cat.id, NotificationKind::Follow, bob.id, None),
     ];
-    assert_eq!(store.add_notifications(&others).await.unwrap(), 3);
-    assert_eq!(store.add_notifications(&[]).await.unwrap(), 0);
+    assert_eq!(
+        store.add_notifications(&others).await.unwrap(),
+        [others[0].id, follow.id, others[2].id, others[3].id]
+    );
+    assert!(store.add_notifications(&[]).await.unwrap().is_empty());
 
     let listed = store.notifications(ada.id, &[], None, 10).await.unwrap();
     assert_eq!(listed.len(), 4);
@@ -1088,7 +1098,7 @@ pub async fn notifications_are_stored_once_per_thing_that_happened(store: Arc<dy
     let stored_follow = listed.iter().find(|n| n.id == follow.id).unwrap();
     assert_eq!(stored_follow.post, None);
     // Ids above every notification are never handed out again after a restart.
-    assert!(store.highest_id().await.unwrap() >= others[2].id.get());
+    assert!(store.highest_id().await.unwrap() >= others[3].id.get());
 }
 
 pub async fn notifications_page_newest_first_and_filter_by_kind(store: Arc<dyn Store>) {

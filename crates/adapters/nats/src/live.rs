@@ -1,0 +1,281 @@
+//! The live-update log of scaled-out mode: a JetStream stream in memory.
+//!
+//! Workers publish to `<prefix>.live.in.<topic>` with `Nats-Msg-Id` set to
+//! the topic and the update's dedupe key, so an update published again
+//! within the duplicate window is dropped. The stream *republishes* each
+//! stored update to `<prefix>.live.out.<topic>` with its sequence
+//! (`Nats-Sequence`) and the topic's previous sequence
+//! (`Nats-Last-Sequence`); every API instance subscribes to those and hands
+//! them to its hub in stream order. Replays are direct gets by subject.
+//! Memory storage: a restarted server loses the window, and clients
+//! resuming into it are told to reload.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use async_nats::jetstream::stream::{
+    Config as StreamConfig, DirectGetErrorKind, Republish, StorageType,
+};
+use async_nats::{HeaderMap, header};
+use async_trait::async_trait;
+use futures::StreamExt;
+use futures::future::try_join_all;
+use starling_app::ports::{LiveError, LiveLog, LiveMessage, LiveSink, Replay};
+use starling_app::resilience::{Guard, GuardError};
+use starling_domain::{LiveEvent, Topic};
+
+use crate::JetStream;
+
+/// The live log on JetStream.
+#[derive(Clone)]
+pub struct JetStreamLive {
+    log: JetStream,
+    stream: String,
+    /// `<prefix>.live.in.`, `<prefix>.live.out.`
+    inbound: String,
+    outbound: String,
+}
+
+fn unavailable(error: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> LiveError {
+    LiveError::Unavailable(error.into())
+}
+
+fn guarded(error: GuardError<LiveError>) -> LiveError {
+    match error {
+        GuardError::Failed(error) => error,
+        refused => unavailable(refused.to_string()),
+    }
+}
+
+impl JetStream {
+    /// The live log, creating its stream (`<stream>_LIVE`) if needed. Updates
+    /// are kept for `retention` and at most `max_bytes` in all.
+    pub async fn live(&self, retention: Duration, max_bytes: i64) -> anyhow::Result<JetStreamLive> {
+        let prefix = &self.options().subject_prefix;
+        let stream = format!("{}_LIVE", self.options().stream);
+        let inbound = format!("{prefix}.live.in.");
+        let outbound = format!("{prefix}.live.out.");
+        let config = StreamConfig {
+            name: stream.clone(),
+            subjects: vec![format!("{inbound}>")],
+            storage: StorageType::Memory,
+            max_age: retention,
+            max_bytes,
+            // Long enough for a worker's retries and redeliveries.
+            duplicate_window: retention.min(Duration::from_secs(120)),
+            allow_direct: true,
+            republish: Some(Republish {
+                source: format!("{inbound}>"),
+                destination: format!("{outbound}>"),
+                headers_only: false,
+            }),
+            ..StreamConfig::default()
+        };
+        self.context
+            .get_or_create_stream(config)
+            .await
+            .map_err(anyhow::Error::new)
+            .with_context(|| format!("creating the JetStream stream {stream}"))?;
+        Ok(JetStreamLive {
+            log: self.clone(),
+            stream,
+            inbound,
+            outbound,
+        })
+    }
+}
+
+impl JetStreamLive {
+    fn guard(&self) -> &Guard {
+        &self.log.guard
+    }
+
+    async fn stream(&self) -> Result<async_nats::jetstream::stream::Stream, LiveError> {
+        self.log
+            .context
+            .get_stream(&self.stream)
+            .await
+            .map_err(unavailable)
+    }
+
+    async fn publish_unguarded(&self, updates: &[(Topic, LiveEvent)]) -> Result<(), LiveError> {
+        let mut acks = Vec::with_capacity(updates.len());
+        for (topic, event) in updates {
+            let payload = serde_json::to_vec(event).map_err(unavailable)?;
+            let mut headers = HeaderMap::new();
+            headers.insert(
+                header::NATS_MESSAGE_ID,
+                format!("{topic}.{}", event.dedupe_key()).as_str(),
+            );
+            let ack = self
+                .log
+                .context
+                .publish_with_headers(format!("{}{topic}", self.inbound), headers, payload.into())
+                .await
+                .map_err(unavailable)?;
+            acks.push(ack.into_future());
+        }
+        try_join_all(acks).await.map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn replay_unguarded(
+        &self,
+        topics: &[Topic],
+        after: u64,
+        through: u64,
+        limit: usize,
+    ) -> Result<Replay, LiveError> {
+        let stream = self.stream().await?;
+        let state = &stream.cached_info().state;
+        if after > state.last_sequence {
+            return Ok(Replay::default());
+        }
+        // Updates between the position and the oldest kept are gone (of
+        // these topics or others: either way, no promise).
+        let mut complete = after.saturating_add(1) >= state.first_sequence;
+        let mut messages = Vec::new();
+        'topics: for topic in topics {
+            let subject = format!("{}{topic}", self.inbound);
+            let mut next = after + 1;
+            let mut previous = None;
+            loop {
+                let message = match stream
+                    .direct_get_next_for_subject(&subject, Some(next))
+                    .await
+                {
+                    Ok(message) => message,
+                    Err(error) if error.kind() == DirectGetErrorKind::NotFound => break,
+                    Err(error) => return Err(unavailable(error)),
+                };
+                if message.sequence > through {
+                    break;
+                }
+                if messages.len() == limit {
+                    complete = false;
+                    break 'topics;
+                }
+                let event: LiveEvent =
+                    serde_json::from_slice(&message.payload).map_err(unavailable)?;
+                messages.push(LiveMessage {
+                    sequence: message.sequence,
+                    topic: *topic,
+                    event: Arc::new(event),
+                    previous_in_topic: previous,
+                });
+                previous = Some(message.sequence);
+                next = message.sequence + 1;
+            }
+        }
+        messages.sort_by_key(|message| message.sequence);
+        if messages.len() > limit {
+            messages.truncate(limit);
+            complete = false;
+        }
+        Ok(Replay { messages, complete })
+    }
+
+    /// A republished update, as the hub sees it.
+    fn decode(&self, message: &async_nats::Message) -> Option<LiveMessage> {
+        let headers = message.headers.as_ref()?;
+        let number =
+            |name: header::HeaderName| -> Option<u64> { headers.get(name)?.as_str().parse().ok() };
+        let topic = Topic::parse(message.subject.as_str().strip_prefix(&self.outbound)?)?;
+        let event: LiveEvent = serde_json::from_slice(&message.payload).ok()?;
+        Some(LiveMessage {
+            sequence: number(header::NATS_SEQUENCE)?,
+            topic,
+            event: Arc::new(event),
+            previous_in_topic: number(header::NATS_LAST_SEQUENCE).filter(|sequence| *sequence > 0),
+        })
+    }
+}
+
+#[async_trait]
+impl LiveLog for JetStreamLive {
+    async fn publish(&self, updates: &[(Topic, LiveEvent)]) -> Result<(), LiveError> {
+        if updates.is_empty() {
+            return Ok(());
+        }
+        self.guard()
+            .call(self.publish_unguarded(updates))
+            .await
+            .map_err(guarded)
+    }
+
+    async fn head(&self) -> Result<u64, LiveError> {
+        self.guard()
+            .call(async { Ok(self.stream().await?.cached_info().state.last_sequence) })
+            .await
+            .map_err(guarded)
+    }
+
+    async fn replay(
+        &self,
+        topics: &[Topic],
+        after: u64,
+        through: u64,
+        limit: usize,
+    ) -> Result<Replay, LiveError> {
+        self.guard()
+            .call(self.replay_unguarded(topics, after, through, limit))
+            .await
+            .map_err(guarded)
+    }
+
+    async fn attach(&self, sink: Arc<dyn LiveSink>) -> Result<(), LiveError> {
+        let mut subscription = self
+            .log
+            .client
+            .subscribe(format!("{}>", self.outbound))
+            .await
+            .map_err(unavailable)?;
+        // Subscribed at the server before anything is published after this.
+        self.log.client.flush().await.map_err(unavailable)?;
+        let live = self.clone();
+        tokio::spawn(async move {
+            // One subscription, read by one task: updates reach the hub in
+            // the order the stream stored them.
+            while let Some(message) = subscription.next().await {
+                match live.decode(&message) {
+                    Some(update) => sink.deliver(update),
+                    None => tracing::warn!(subject = %message.subject, "undecodable live update"),
+                }
+            }
+        });
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::JetStreamOptions;
+    use starling_testing::NatsStream;
+
+    async fn make(
+        retention: Duration,
+        _topic_capacity: usize,
+    ) -> Option<(Arc<dyn LiveLog>, Box<dyn std::any::Any + Send>)> {
+        let names = NatsStream::new()?;
+        let log = JetStream::connect(
+            &names.url,
+            JetStreamOptions {
+                stream: names.stream.clone(),
+                subject_prefix: names.subject_prefix.clone(),
+                partitions: 1,
+                ..JetStreamOptions::default()
+            },
+        )
+        .await
+        .expect("connect to STARLING_TEST_NATS_URL");
+        let live = log
+            .live(retention, 16 << 20)
+            .await
+            .expect("the live stream is created");
+        Some((Arc::new(live), Box::new(names)))
+    }
+
+    starling_app::live_log_contract!(make);
+}

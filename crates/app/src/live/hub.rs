@@ -1,0 +1,198 @@
+//! The stream hub of one API instance: which connection listens to which
+//! topics, and the hand-over of each update the live log delivers to the
+//! connections listening to its topic.
+//!
+//! Each connection has a bounded queue. The hub never waits for one: an
+//! update that finds a connection's queue full drops that connection (its
+//! client was not reading), which then ends once it has sent what it had
+//! queued; its client reconnects and resumes from the log. So a slow
+//! client costs at most its queue of memory and never slows the others.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use parking_lot::Mutex;
+use starling_domain::{Topic, UserId};
+use tokio::sync::mpsc;
+
+use crate::error::{AppError, AppResult};
+use crate::ports::{LiveLog, LiveMessage, LiveSink};
+
+/// Limits of the hub.
+#[derive(Debug, Clone)]
+pub struct HubSettings {
+    /// Updates queued per connection before it is dropped as too slow.
+    pub queue: usize,
+    /// Streams this instance holds at most.
+    pub max_connections: usize,
+    /// Streams one account may hold at once (across its devices).
+    pub max_per_account: usize,
+}
+
+impl Default for HubSettings {
+    fn default() -> Self {
+        Self {
+            queue: 256,
+            max_connections: 10_000,
+            max_per_account: 5,
+        }
+    }
+}
+
+pub struct LiveHub {
+    log: Arc<dyn LiveLog>,
+    settings: HubSettings,
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    state: Mutex<State>,
+    next_id: AtomicU64,
+}
+
+#[derive(Default)]
+struct State {
+    listeners: HashMap<Topic, Vec<(u64, mpsc::Sender<LiveMessage>)>>,
+    connections: HashMap<u64, (UserId, Vec<Topic>)>,
+    per_account: HashMap<UserId, usize>,
+    closed: bool,
+}
+
+impl State {
+    /// Forgets a connection; dropping its senders ends its queue.
+    fn remove(&mut self, id: u64) -> bool {
+        let Some((account, topics)) = self.connections.remove(&id) else {
+            return false;
+        };
+        for topic in topics {
+            if let Some(listeners) = self.listeners.get_mut(&topic) {
+                listeners.retain(|(listener, _)| *listener != id);
+                if listeners.is_empty() {
+                    self.listeners.remove(&topic);
+                }
+            }
+        }
+        if let Some(count) = self.per_account.get_mut(&account) {
+            *count -= 1;
+            if *count == 0 {
+                self.per_account.remove(&account);
+            }
+        }
+        metrics::gauge!("starling_stream_connections").set(self.connections.len() as f64);
+        true
+    }
+}
+
+impl LiveSink for Shared {
+    fn deliver(&self, message: LiveMessage) {
+        let mut state = self.state.lock();
+        let Some(listeners) = state.listeners.get(&message.topic) else {
+            return;
+        };
+        let mut slow = Vec::new();
+        for (id, queue) in listeners {
+            match queue.try_send(message.clone()) {
+                Ok(()) => {}
+                Err(mpsc::error::TrySendError::Full(_)) => slow.push(*id),
+                // Its stream ended; it is being removed.
+                Err(mpsc::error::TrySendError::Closed(_)) => {}
+            }
+        }
+        for id in slow {
+            if state.remove(id) {
+                metrics::counter!("starling_stream_dropped_total", "reason" => "slow").increment(1);
+            }
+        }
+    }
+}
+
+/// One client's registration with the hub; unregisters when dropped.
+pub struct Connection {
+    id: u64,
+    shared: Arc<Shared>,
+    /// Ends (`None`) when the hub drops the connection: too slow, or the
+    /// instance shutting down.
+    pub(crate) updates: mpsc::Receiver<LiveMessage>,
+}
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        self.shared.state.lock().remove(self.id);
+    }
+}
+
+impl LiveHub {
+    /// A hub receiving every update `log` stores from now on.
+    pub async fn start(log: Arc<dyn LiveLog>, settings: HubSettings) -> AppResult<Arc<Self>> {
+        let shared = Arc::new(Shared {
+            state: Mutex::new(State::default()),
+            next_id: AtomicU64::new(1),
+        });
+        log.attach(shared.clone()).await?;
+        metrics::gauge!("starling_stream_connections").set(0.0);
+        Ok(Arc::new(Self {
+            log,
+            settings,
+            shared,
+        }))
+    }
+
+    pub fn log(&self) -> &Arc<dyn LiveLog> {
+        &self.log
+    }
+
+    /// Registers a connection of `account` listening to `topics`.
+    pub(crate) fn connect(&self, account: UserId, topics: Vec<Topic>) -> AppResult<Connection> {
+        let mut state = self.shared.state.lock();
+        if state.closed {
+            return Err(AppError::AtCapacity("the server is shutting down"));
+        }
+        if state.connections.len() >= self.settings.max_connections {
+            metrics::counter!("starling_stream_refused_total", "reason" => "instance").increment(1);
+            return Err(AppError::AtCapacity(
+                "this server holds as many streams as it can; retry shortly",
+            ));
+        }
+        let held = state.per_account.get(&account).copied().unwrap_or(0);
+        if held >= self.settings.max_per_account {
+            metrics::counter!("starling_stream_refused_total", "reason" => "account").increment(1);
+            return Err(AppError::TooMany(
+                "this account holds as many streams as it may; close one first",
+            ));
+        }
+        let id = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
+        let (sender, updates) = mpsc::channel(self.settings.queue.max(1));
+        for topic in &topics {
+            state
+                .listeners
+                .entry(*topic)
+                .or_default()
+                .push((id, sender.clone()));
+        }
+        state.connections.insert(id, (account, topics));
+        *state.per_account.entry(account).or_default() += 1;
+        metrics::gauge!("starling_stream_connections").set(state.connections.len() as f64);
+        Ok(Connection {
+            id,
+            shared: self.shared.clone(),
+            updates,
+        })
+    }
+
+    /// Streams open now.
+    pub fn connections(&self) -> usize {
+        self.shared.state.lock().connections.len()
+    }
+
+    /// Ends every stream (each sends what it has queued first) and refuses
+    /// new ones: the instance is shutting down.
+    pub fn close(&self) {
+        let mut state = self.shared.state.lock();
+        state.closed = true;
+        let ids: Vec<u64> = state.connections.keys().copied().collect();
+        for id in ids {
+            state.remove(id);
+        }
+    }
+}

@@ -1,0 +1,227 @@
+//! One client's live stream: the updates of its topics, replayed from where
+//! it left off, then as they arrive; each loaded and shaped for its reader.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+
+use starling_domain::{LiveEvent, PostId, Topic, UserId};
+
+use crate::App;
+use crate::error::AppResult;
+use crate::live::hub::{Connection, LiveHub};
+use crate::notifications::NotificationView;
+use crate::page::PostView;
+use crate::ports::LiveMessage;
+
+/// Updates replayed on a resume at most; a client further behind reloads.
+pub const REPLAY_LIMIT: usize = 1_000;
+
+/// Post ids remembered per stream to send each arrival once (a post can
+/// come both through an inbox and its author's topic).
+const RECENT_POSTS: usize = 64;
+
+/// What a stream sends.
+#[derive(Debug, Clone)]
+pub enum StreamItem {
+    /// A post arrived in the home timeline.
+    Post { sequence: u64, view: PostView },
+    /// A post left it (deleted).
+    Deleted { sequence: u64, post_id: PostId },
+    Notification {
+        sequence: u64,
+        view: NotificationView,
+    },
+    /// Updates since the position the client resumed from may be missing:
+    /// it should reload its timeline and notifications. The sequence, when
+    /// known, is where the stream goes on from (the client's next position).
+    Reset { sequence: Option<u64> },
+}
+
+/// Why a stream ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StreamEnd {
+    /// The hub dropped it (a queue left full by a slow reader) or the
+    /// instance is shutting down.
+    Dropped,
+    /// An update of one of its topics never arrived; the client resumes
+    /// (and replays it) on reconnecting.
+    Gap,
+}
+
+pub struct LiveStream {
+    app: Arc<App>,
+    viewer: UserId,
+    connection: Connection,
+    /// Replayed updates not sent yet, oldest first.
+    replayed: VecDeque<LiveMessage>,
+    /// Updates at or below it came in the replay.
+    floor: u64,
+    /// The newest update seen per topic, to notice a missing one.
+    seen: HashMap<Topic, u64>,
+    recent_posts: VecDeque<PostId>,
+    /// A reset to send first, and from where.
+    reset: Option<Option<u64>>,
+}
+
+impl LiveStream {
+    /// Opens `viewer`'s stream, resuming after `after` when given. The hub
+    /// registration comes before the replay, so nothing published in
+    /// between is missed; the replay runs up to the log's head at that
+    /// moment, and live updates at or below it are skipped as replayed.
+    pub async fn open(
+        app: Arc<App>,
+        hub: &LiveHub,
+        viewer: UserId,
+        after: Option<u64>,
+    ) -> AppResult<Self> {
+        let mut topics = vec![Topic::Inbox(viewer)];
+        // The posts of followed high-fan-out accounts reach no inbox.
+        topics.extend(
+            app.high_fanout_followees(viewer)
+                .await?
+                .iter()
+                .map(|author| Topic::Author(*author)),
+        );
+        let connection = hub.connect(viewer, topics.clone())?;
+        let mut stream = Self {
+            app,
+            viewer,
+            connection,
+            replayed: VecDeque::new(),
+            floor: 0,
+            seen: HashMap::new(),
+            recent_posts: VecDeque::with_capacity(RECENT_POSTS),
+            reset: None,
+        };
+        if let Some(after) = after {
+            stream.resume(hub, &topics, after).await;
+        }
+        Ok(stream)
+    }
+
+    async fn resume(&mut self, hub: &LiveHub, topics: &[Topic], after: u64) {
+        let log = hub.log();
+        let replay = async {
+            let head = log.head().await?;
+            let replay = log.replay(topics, after, head, REPLAY_LIMIT).await?;
+            Ok::<_, crate::ports::LiveError>((head, replay))
+        };
+        match replay.await {
+            Ok((head, replay)) if replay.complete => {
+                metrics::counter!("starling_stream_resumes_total", "outcome" => "replayed")
+                    .increment(1);
+                self.floor = head;
+                for topic in topics {
+                    self.seen.insert(*topic, head);
+                }
+                self.replayed = replay.messages.into();
+            }
+            Ok((head, _)) => {
+                metrics::counter!("starling_stream_resumes_total", "outcome" => "reset")
+                    .increment(1);
+                self.floor = head;
+                for topic in topics {
+                    self.seen.insert(*topic, head);
+                }
+                self.reset = Some(Some(head));
+            }
+            Err(error) => {
+                tracing::warn!(error = %error, "cannot replay live updates; the client reloads");
+                metrics::counter!("starling_stream_resumes_total", "outcome" => "failed")
+                    .increment(1);
+                self.reset = Some(None);
+            }
+        }
+    }
+
+    /// The next item to send, or why the stream ends. Cancel-safe between
+    /// updates: an update taken from the queue is sent or skipped before
+    /// this returns.
+    pub async fn next(&mut self) -> Result<StreamItem, StreamEnd> {
+        if let Some(sequence) = self.reset.take() {
+            return Ok(StreamItem::Reset { sequence });
+        }
+        loop {
+            let message = match self.replayed.pop_front() {
+                Some(message) => message,
+                None => {
+                    let message = self
+                        .connection
+                        .updates
+                        .recv()
+                        .await
+                        .ok_or(StreamEnd::Dropped)?;
+                    if message.sequence <= self.floor {
+                        continue;
+                    }
+                    if let (Some(previous), Some(seen)) = (
+                        message.previous_in_topic,
+                        self.seen.get(&message.topic).copied(),
+                    ) && previous > seen
+                    {
+                        metrics::counter!("starling_stream_dropped_total", "reason" => "gap")
+                            .increment(1);
+                        return Err(StreamEnd::Gap);
+                    }
+                    message
+                }
+            };
+            self.seen.insert(message.topic, message.sequence);
+            match self.item(&message).await {
+                Ok(Some(item)) => return Ok(item),
+                Ok(None) => {}
+                Err(error) => {
+                    // The client resumes from the last update it got.
+                    tracing::warn!(error = %error, "cannot load a live update; ending the stream");
+                    return Err(StreamEnd::Gap);
+                }
+            }
+        }
+    }
+
+    /// The update as this reader sees it; `None` when it sees nothing.
+    async fn item(&mut self, message: &LiveMessage) -> AppResult<Option<StreamItem>> {
+        let sequence = message.sequence;
+        let hidden = self.app.hidden_from(self.viewer).await?;
+        if hidden.hides_content_of(message.event.actor()) {
+            return Ok(None);
+        }
+        Ok(match message.event.as_ref() {
+            LiveEvent::Post { post_id, .. } => {
+                if self.recent_posts.contains(post_id) {
+                    return Ok(None);
+                }
+                if self.recent_posts.len() == RECENT_POSTS {
+                    self.recent_posts.pop_front();
+                }
+                self.recent_posts.push_back(*post_id);
+                self.app
+                    .hydrate(Some(self.viewer), &[*post_id])
+                    .await?
+                    .pop()
+                    .map(|view| StreamItem::Post { sequence, view })
+            }
+            LiveEvent::PostDeleted { post_id, .. } => Some(StreamItem::Deleted {
+                sequence,
+                post_id: *post_id,
+            }),
+            LiveEvent::Notification { notification } => {
+                if notification.recipient != self.viewer {
+                    return Ok(None);
+                }
+                let read_through = self
+                    .app
+                    .ports
+                    .store
+                    .notification_state(self.viewer, 0)
+                    .await?
+                    .read_through;
+                self.app
+                    .notification_views(self.viewer, vec![notification.clone()], read_through)
+                    .await?
+                    .pop()
+                    .map(|view| StreamItem::Notification { sequence, view })
+            }
+        })
+    }
+}

@@ -1,0 +1,367 @@
+//! `/api/v1/stream`: live updates over Server-Sent Events.
+
+use std::time::Duration;
+
+use reqwest::Method;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::helpers::{
+    EventStream, FANOUT_WAIT, SseEvent, SseRead, TestApp, TestUser, eventually, spawn_app,
+    spawn_app_with,
+};
+
+/// The next event of `kind`, skipping others (e.g. notifications while
+/// waiting for posts).
+async fn next_of(stream: &mut EventStream, kind: &str) -> SseEvent {
+    loop {
+        let event = stream.next_event(FANOUT_WAIT).await;
+        if event.event == kind {
+            return event;
+        }
+    }
+}
+
+async fn relation(app: &TestApp, owner: &TestUser, other: &TestUser, what: &str) {
+    let reply = app
+        .call(
+            Method::POST,
+            &format!("/api/v1/users/{}/{what}", other.id),
+            Some(&owner.access_token),
+            None,
+        )
+        .await;
+    assert_eq!(reply.status, 204, "{what}: {}", reply.text);
+}
+
+#[tokio::test]
+async fn a_stream_pushes_timeline_posts_deletions_and_notifications() {
+    let app = spawn_app().await;
+    let ada = app.register("ada").await;
+    let bob = app.register("bob").await;
+    app.follow(&ada, &bob).await;
+    let mut stream = app.open_stream(&ada, None).await;
+
+    let post = app.create_post(&bob, "hello @ada, live").await;
+    // The mention notifies ada; the post reaches her timeline. Either may
+    // come first (two workers).
+    let mut seen_post = None;
+    let mut seen_mention = None;
+    while seen_post.is_none() || seen_mention.is_none() {
+        let event = stream.next_event(FANOUT_WAIT).await;
+        match event.event.as_str() {
+            "post" => seen_post = Some(event),
+            "notification" => seen_mention = Some(event),
+            other => panic!("unexpected {other}: {event:?}"),
+        }
+    }
+    let seen_post = seen_post.unwrap();
+    let body = seen_post.json();
+    assert_eq!(body["id"], post.as_str());
+    assert_eq!(body["author"]["handle"], "bob");
+    assert_eq!(body["text"], "hello @ada, live");
+    assert_eq!(body["liked_by_me"], false);
+    assert!(seen_post.id.is_some(), "updates carry ids to resume from");
+    let mention = seen_mention.unwrap().json();
+    assert_eq!(mention["type"], "mention");
+    assert_eq!(mention["actor"]["handle"], "bob");
+    assert_eq!(mention["post"]["id"], post.as_str());
+    assert_eq!(mention["read"], false);
+
+    assert_eq!(app.delete_post(&bob, &post).await.status, 204);
+    let deleted = next_of(&mut stream, "delete").await;
+    assert_eq!(deleted.json()["id"], post.as_str());
+
+    app.follow(&bob, &ada).await;
+    let follow = next_of(&mut stream, "notification").await.json();
+    assert_eq!(follow["type"], "follow");
+    assert_eq!(follow["actor"]["handle"], "bob");
+    assert!(follow["post"].is_null());
+
+    // Her own posts arrive too, as in her timeline.
+    let own = app.create_post(&ada, "my own").await;
+    assert_eq!(
+        next_of(&mut stream, "post").await.json()["id"],
+        own.as_str()
+    );
+}
+
+#[tokio::test]
+async fn blocked_and_muted_accounts_stay_out_of_the_stream() {
+    let app = spawn_app().await;
+    let ada = app.register("ada").await;
+    let bob = app.register("bob").await;
+    let cat = app.register("cat").await;
+    let dan = app.register("dan").await;
+    app.follow(&ada, &bob).await;
+    app.follow(&ada, &cat).await;
+    relation(&app, &ada, &cat, "mute").await;
+    relation(&app, &ada, &dan, "block").await;
+    let mut stream = app.open_stream(&ada, None).await;
+
+    // Posts already fanned out before the mute stay out, as new ones do;
+    // the blocked account's mention notifies nobody.
+    app.create_post(&cat, "muted").await;
+    app.create_post(&dan, "hey @ada").await;
+    let post = app.create_post(&bob, "heard").await;
+    let first = stream.next_event(FANOUT_WAIT).await;
+    assert_eq!(first.event, "post");
+    assert_eq!(first.json()["id"], post.as_str());
+    stream.assert_quiet(Duration::from_millis(300)).await;
+}
+
+#[tokio::test]
+async fn a_stream_resumes_after_its_last_event_id_without_gaps() {
+    let app = spawn_app().await;
+    let ada = app.register("ada").await;
+    let bob = app.register("bob").await;
+    app.follow(&ada, &bob).await;
+
+    let mut stream = app.open_stream(&ada, None).await;
+    app.create_post(&bob, "one").await;
+    let first = next_of(&mut stream, "post").await;
+    let position = first.id.clone().unwrap();
+    drop(stream);
+
+    // Missed while away.
+    let mut missed = Vec::new();
+    for text in ["two", "three", "four"] {
+        missed.push(app.create_post(&bob, text).await);
+    }
+    eventually("the missed posts are fanned out", FANOUT_WAIT, || async {
+        app.feed_ids(&ada).await.len() == 4
+    })
+    .await;
+
+    let mut resumed = app.open_stream(&ada, Some(&position)).await;
+    let mut last = position.parse::<u64>().unwrap();
+    for expected in &missed {
+        let event = next_of(&mut resumed, "post").await;
+        assert_eq!(event.json()["id"], expected.as_str(), "in order, none lost");
+        let id: u64 = event.id.unwrap().parse().unwrap();
+        assert!(id > last);
+        last = id;
+    }
+    // Then live again, nothing twice.
+    let live = app.create_post(&bob, "five").await;
+    assert_eq!(
+        next_of(&mut resumed, "post").await.json()["id"],
+        live.as_str()
+    );
+    resumed.assert_quiet(Duration::from_millis(300)).await;
+
+    // The same through the query parameter, for clients without headers.
+    let response = app
+        .client
+        .get(app.url(&format!(
+            "/api/v1/stream?access_token={}&last_event_id={last}",
+            ada.access_token
+        )))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+}
+
+#[tokio::test]
+async fn a_position_outside_the_retention_window_gets_a_reset() {
+    let app = spawn_app().await;
+    let ada = app.register("ada").await;
+    let bob = app.register("bob").await;
+    app.follow(&ada, &bob).await;
+    // A position the log never gave (older than anything it keeps).
+    let mut stream = app.open_stream(&ada, Some("1")).await;
+    let reset = stream.next_event(FANOUT_WAIT).await;
+    assert_eq!(reset.event, "reset", "{reset:?}");
+    assert!(
+        reset.id.is_some(),
+        "the reset moves the client's position on"
+    );
+    // The stream goes on live.
+    let post = app.create_post(&bob, "after the reset").await;
+    assert_eq!(
+        next_of(&mut stream, "post").await.json()["id"],
+        post.as_str()
+    );
+}
+
+#[tokio::test]
+async fn a_stream_refuses_bad_requests_with_problems() {
+    let app = spawn_app().await;
+    let ada = app.register("ada").await;
+    app.get("/api/v1/stream", None).await.assert_problem(401);
+    app.get("/api/v1/stream?access_token=nonsense", None)
+        .await
+        .assert_problem(401);
+    let reply = app
+        .client
+        .get(app.url("/api/v1/stream"))
+        .bearer_auth(&ada.access_token)
+        .header("Last-Event-ID", "yesterday")
+        .send()
+        .await
+        .unwrap();
+    crate::helpers::read(reply).await.assert_problem(400);
+    app.get("/api/v1/stream?since=1", Some(&ada.access_token))
+        .await
+        .assert_problem(400);
+}
+
+#[tokio::test]
+async fn idle_streams_get_heartbeats_and_accounts_have_a_stream_limit() {
+    let app = spawn_app_with(|config| {
+        config.stream.heartbeat_secs = 1;
+        config.stream.max_per_account = 2;
+    })
+    .await;
+    let ada = app.register("ada").await;
+    let mut stream = app.open_stream(&ada, None).await;
+    let idle = stream.read(Duration::from_millis(2500)).await;
+    assert!(matches!(idle, SseRead::TimedOut), "{idle:?}");
+    assert!(stream.comments >= 1, "a heartbeat within the interval");
+
+    let _second = app.open_stream(&ada, None).await;
+    let third = app.get("/api/v1/stream", Some(&ada.access_token)).await;
+    third.assert_problem(429);
+    let metrics = app.metrics().await;
+    assert!(
+        metrics.contains("starling_stream_connections 2"),
+        "{}",
+        metrics
+            .lines()
+            .filter(|line| line.contains("stream"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    drop(stream);
+    eventually("a closed stream frees its slot", FANOUT_WAIT, || async {
+        app.metrics()
+            .await
+            .contains("starling_stream_connections 1")
+    })
+    .await;
+    let _again = app.open_stream(&ada, None).await;
+}
+
+/// Sum of a counter's samples whose labels contain `label`.
+fn counter(metrics: &str, name: &str, label: &str) -> f64 {
+    metrics
+        .lines()
+        .filter(|line| line.starts_with(name) && line.contains(label))
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+#[tokio::test]
+async fn a_slow_reader_is_dropped_and_resumes_without_slowing_others() {
+    // Small kernel buffers, so that a client that stops reading is noticed
+    // after hundreds of updates rather than thousands.
+    let app = spawn_app_with(|config| {
+        config.stream.queue = 4;
+        config.http.send_buffer_bytes = 16 * 1024;
+    })
+    .await;
+    let ada = app.register("ada").await;
+    let cat = app.register("cat").await;
+    let bob = app.register("bob").await;
+    app.follow(&ada, &bob).await;
+    app.follow(&cat, &bob).await;
+
+    // Ada's client asks for her stream and then reads nothing, through a
+    // small receive window, so that what the server sends piles up. It
+    // talks to the instance itself: nginx in front would buffer megabytes
+    // first (and cut such a client off after its `send_timeout`).
+    let address = app.direct.trim_start_matches("http://").to_owned();
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let mut slow = socket.connect(address.parse().unwrap()).await.unwrap();
+    slow.write_all(
+        format!(
+            "GET /api/v1/stream HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\nAuthorization: Bearer {}\r\n\r\n",
+            ada.access_token
+        )
+        .as_bytes(),
+    )
+    .await
+    .unwrap();
+    let mut fast = app.open_stream(&cat, None).await;
+    eventually("both streams are open", FANOUT_WAIT, || async {
+        app.metrics()
+            .await
+            .contains("starling_stream_connections 2")
+    })
+    .await;
+
+    // Long posts until the server gives up on ada; cat keeps up throughout.
+    let text = "x".repeat(280);
+    let mut posted = Vec::new();
+    let mut dropped = false;
+    while posted.len() < 3000 && !dropped {
+        for _ in 0..50 {
+            posted.push(app.create_post(&bob, &text).await);
+        }
+        for expected in &posted[posted.len() - 50..] {
+            let event = next_of(&mut fast, "post").await;
+            assert_eq!(&event.json()["id"], expected.as_str(), "cat misses nothing");
+        }
+        dropped = counter(
+            &app.metrics().await,
+            "starling_stream_dropped_total",
+            "reason=\"slow\"",
+        ) >= 1.0;
+    }
+    assert!(
+        dropped,
+        "the slow stream was dropped after {} posts",
+        posted.len()
+    );
+
+    // What ada's client got before the drop, then the end of the stream.
+    let mut received = Vec::new();
+    tokio::time::timeout(Duration::from_secs(30), slow.read_to_end(&mut received))
+        .await
+        .expect("the dropped stream ends")
+        .unwrap();
+    let text = String::from_utf8_lossy(&received);
+    let last_id = text
+        .lines()
+        .rev()
+        .find_map(|line| line.strip_prefix("id: "))
+        .expect("some updates arrived before the drop")
+        .trim()
+        .to_owned();
+    let got = text.matches("event: post").count();
+    assert!(
+        got < posted.len(),
+        "it was dropped before getting everything"
+    );
+
+    // Reconnecting with the last id it got replays the rest, in order.
+    let mut resumed = app.open_stream(&ada, Some(&last_id)).await;
+    let mut rest = Vec::new();
+    while rest.len() < posted.len() {
+        match resumed.read(FANOUT_WAIT).await {
+            SseRead::Event(event) if event.event == "post" => {
+                rest.push(event.json()["id"].as_str().unwrap().to_owned());
+            }
+            SseRead::Event(_) => {}
+            _ => break,
+        }
+        if rest.last() == posted.last() {
+            break;
+        }
+    }
+    assert_eq!(
+        rest.last(),
+        posted.last(),
+        "the replay reaches the newest post"
+    );
+    let start = posted
+        .iter()
+        .position(|id| Some(id) == rest.first())
+        .unwrap();
+    assert_eq!(rest, posted[start..], "a contiguous tail, in order");
+    assert!(
+        start <= got,
+        "nothing between what arrived and the replay is lost"
+    );
+}
