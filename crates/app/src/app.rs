@@ -7,7 +7,7 @@ use starling_domain::{IdGenerator, Post, PostId, UserId, UserSummary};
 use crate::auth::{AccessTokens, PasswordHashing};
 use crate::feed::{LikedPosts, SingleFlight};
 use crate::graph::HiddenAccounts;
-use crate::ports::{Cache, EventLog, LiveLog, Store, TimelineEntry, TimelineStore};
+use crate::ports::{BlobStore, Cache, EventLog, LiveLog, Store, TimelineEntry, TimelineStore};
 
 /// Tunables of the use cases.
 #[derive(Debug, Clone)]
@@ -20,6 +20,7 @@ pub struct Settings {
     pub refresh_token_ttl_secs: i64,
     /// Likes remembered per reader for `liked_by_me` (older ones are asked of SQL).
     pub liked_window: usize,
+    pub media: crate::media::MediaSettings,
 }
 
 impl Settings {
@@ -42,6 +43,7 @@ impl Default for Settings {
             fanout_threshold: 10_000,
             refresh_token_ttl_secs: 30 * 24 * 3600,
             liked_window: 1_000,
+            media: crate::media::MediaSettings::default(),
         }
     }
 }
@@ -69,6 +71,8 @@ pub struct Ports {
     pub events: Arc<dyn EventLog>,
     /// Where workers publish live updates for streaming clients.
     pub live: Arc<dyn LiveLog>,
+    /// Image files (object storage).
+    pub blobs: Arc<dyn BlobStore>,
     pub caches: Caches,
 }
 
@@ -80,6 +84,7 @@ pub struct App {
     pub(crate) settings: Settings,
     /// Post loads in flight, joined by concurrent readers of the same posts.
     pub(crate) post_flights: SingleFlight<PostId, Arc<Post>>,
+    pub(crate) image_work: crate::media::ImageWork,
 }
 
 impl App {
@@ -97,6 +102,7 @@ impl App {
             tokens,
             settings,
             post_flights: SingleFlight::new("posts"),
+            image_work: crate::media::ImageWork::new(),
         }
     }
 

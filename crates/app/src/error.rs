@@ -4,7 +4,7 @@
 
 use starling_domain::ValidationErrors;
 
-use crate::ports::{EventLogError, LiveError, StoreError, TimelineError};
+use crate::ports::{BlobError, EventLogError, LiveError, StoreError, TimelineError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
@@ -23,6 +23,12 @@ pub enum AppError {
         field: &'static str,
         message: &'static str,
     },
+    /// The request body is larger than accepted.
+    #[error("{0}")]
+    TooLarge(&'static str),
+    /// The request's content is of a type not accepted.
+    #[error("{0}")]
+    Unsupported(&'static str),
     /// The caller holds as many of something as it may (e.g. live streams).
     #[error("{0}")]
     TooMany(&'static str),
@@ -52,6 +58,10 @@ impl From<StoreError> for AppError {
             StoreError::UnknownAccount => {
                 AppError::Unauthenticated("the account of this token does not exist")
             }
+            StoreError::MediaUnavailable => AppError::Validation(ValidationErrors::single(
+                "media_ids",
+                "each must be your own upload, processed and not yet attached to a post",
+            )),
             StoreError::Unavailable(cause) => AppError::Unavailable(cause),
             StoreError::Unexpected(cause) => AppError::Unexpected(cause),
         }
@@ -60,6 +70,12 @@ impl From<StoreError> for AppError {
 
 impl From<TimelineError> for AppError {
     fn from(error: TimelineError) -> Self {
+        AppError::Unavailable(anyhow::Error::new(error))
+    }
+}
+
+impl From<BlobError> for AppError {
+    fn from(error: BlobError) -> Self {
         AppError::Unavailable(anyhow::Error::new(error))
     }
 }

@@ -16,6 +16,7 @@ pub mod accounts;
 pub mod feed;
 pub mod graph;
 pub mod live;
+pub mod media;
 pub mod notifications;
 pub mod posts;
 

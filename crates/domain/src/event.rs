@@ -6,7 +6,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::id::{EventId, PostId, UserId};
+use crate::id::{EventId, MediaId, PostId, UserId};
 use crate::time::Timestamp;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -53,6 +53,11 @@ pub enum Event {
         user_id: UserId,
         post_id: PostId,
     },
+    /// An image is stored; its thumbnail is to be made.
+    MediaUploaded {
+        media_id: MediaId,
+        owner_id: UserId,
+    },
 }
 
 impl Event {
@@ -67,6 +72,7 @@ impl Event {
             Event::Unfollowed { .. } => "unfollowed",
             Event::Liked { .. } => "liked",
             Event::Unliked { .. } => "unliked",
+            Event::MediaUploaded { .. } => "media_uploaded",
         }
     }
 
@@ -90,6 +96,7 @@ impl Event {
             | Event::ProfileUpdated { user_id }
             | Event::Liked { user_id, .. }
             | Event::Unliked { user_id, .. } => *user_id,
+            Event::MediaUploaded { owner_id, .. } => *owner_id,
             Event::PostCreated { author_id, .. } | Event::PostDeleted { author_id, .. } => {
                 *author_id
             }

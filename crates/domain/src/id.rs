@@ -103,6 +103,10 @@ impl IdGenerator {
         EventId(self.next_raw())
     }
 
+    pub fn next_media_id(&self) -> MediaId {
+        MediaId(self.next_raw())
+    }
+
     pub fn next_notification_id(&self) -> NotificationId {
         NotificationId(self.next_raw())
     }
@@ -193,6 +197,10 @@ id_type!(
 id_type!(
     /// Identifies a notification; notifications list newest id first.
     NotificationId
+);
+id_type!(
+    /// Identifies an uploaded image.
+    MediaId
 );
 id_type!(
     /// Identifies an event in the outbox / event log; the idempotency key of its handlers.

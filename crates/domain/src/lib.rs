@@ -4,6 +4,7 @@
 pub mod event;
 pub mod id;
 pub mod live;
+pub mod media;
 pub mod mention;
 pub mod notification;
 pub mod post;
@@ -13,8 +14,9 @@ pub mod user;
 pub mod validation;
 
 pub use event::{Event, EventEnvelope};
-pub use id::{EventId, IdGenerator, NotificationId, PostId, UserId};
+pub use id::{EventId, IdGenerator, MediaId, NotificationId, PostId, UserId};
 pub use live::{LiveEvent, Topic};
+pub use media::{Attachment, Media, MediaFile, MediaKind, MediaState};
 pub use mention::{
     MAX_MENTIONS, Mention, MentionCandidate, find_mentions, mentioned_accounts, mentioned_keys,
 };

@@ -58,6 +58,9 @@ pub struct Post {
     /// The accounts its text mentions, with where.
     #[serde(default)]
     pub mentions: Vec<Mention>,
+    /// Its images, in order (at most `MAX_MEDIA_PER_POST`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub media: Vec<crate::media::Attachment>,
 }
 
 impl Post {
@@ -73,6 +76,7 @@ impl Post {
             reply_count: 0,
             deleted: true,
             mentions: Vec::new(),
+            media: Vec::new(),
         }
     }
 }

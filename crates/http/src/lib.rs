@@ -44,6 +44,9 @@ pub struct HttpSettings {
     pub trusted_proxies: TrustedProxies,
     /// Sheds API requests past a number in flight; `None`: never.
     pub load_shedding: Option<LoadShedding>,
+    /// Where clients fetch media files: `""` (this server's `/media/...`) or
+    /// a CDN's base URL.
+    pub media_base_url: String,
 }
 
 impl Default for HttpSettings {
@@ -53,6 +56,7 @@ impl Default for HttpSettings {
             serve_api: true,
             trusted_proxies: TrustedProxies::default(),
             load_shedding: None,
+            media_base_url: String::new(),
         }
     }
 }
@@ -60,13 +64,16 @@ impl Default for HttpSettings {
 /// The whole HTTP surface: `/api/v1/*`, ops endpoints, OpenAPI and docs.
 pub fn router(state: HttpState, settings: &HttpSettings) -> Router {
     let x_request_id = axum::http::HeaderName::from_static(middleware::REQUEST_ID_HEADER);
+    models::set_media_base(&settings.media_base_url);
     let ops = Router::new()
         .route("/healthz", get(routes::ops::healthz))
         .route("/readyz", get(routes::ops::readyz))
         .route("/metrics", get(routes::ops::metrics));
     let routes = if settings.serve_api {
         let (api, openapi) = OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
-            .merge(routes::api_router())
+            .merge(routes::api_router(
+                state.app.settings().media.max_upload_bytes,
+            ))
             .split_for_parts();
         let openapi_json = serde_json::to_string_pretty(&openapi).unwrap_or_default();
         // Operations endpoints stay outside both: a health check must answer

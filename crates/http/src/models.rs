@@ -72,6 +72,109 @@ pub(crate) struct PostBody {
     pub liked_by_me: bool,
     /// The accounts the text mentions, in order of appearance.
     pub mentions: Vec<MentionBody>,
+    /// Its images, in order (absent when none).
+    pub media: Option<Vec<AttachmentBody>>,
+}
+
+/// An image of a post.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct AttachmentBody {
+    pub id: String,
+    /// The image (metadata removed), cacheable forever.
+    #[schema(example = "/media/9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08")]
+    pub url: String,
+    pub thumbnail_url: String,
+    /// `image/png`, `image/jpeg`, `image/gif` or `image/webp`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub width: u32,
+    pub height: u32,
+    pub alt: String,
+}
+
+/// An upload, as its owner sees it.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct MediaBody {
+    pub id: String,
+    pub url: String,
+    /// Null until the thumbnail is made (`state` `ready`).
+    pub thumbnail_url: Option<String>,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub width: u32,
+    pub height: u32,
+    /// Bytes of the stored (cleaned) image.
+    pub size: u64,
+    pub alt: String,
+    /// `processing` (thumbnail being made) or `ready` (may be attached).
+    #[schema(example = "processing")]
+    pub state: String,
+    /// The post it is attached to, once posted.
+    pub post_id: Option<String>,
+    pub created_at: String,
+}
+
+/// Where media files are served from: `""` (this server's `/media/...`) or
+/// a CDN's base URL. Set once, when the router is built.
+static MEDIA_BASE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+pub(crate) fn set_media_base(base: &str) {
+    let _ = MEDIA_BASE.set(base.trim_end_matches('/').to_owned());
+}
+
+/// The URL of the stored file `hash`.
+pub(crate) fn media_url(hash: &str) -> String {
+    format!(
+        "{}/media/{hash}",
+        MEDIA_BASE.get().map_or("", String::as_str)
+    )
+}
+
+impl From<&starling_domain::Media> for MediaBody {
+    fn from(media: &starling_domain::Media) -> Self {
+        Self {
+            id: media.id.to_string(),
+            url: media_url(&media.file.hash),
+            thumbnail_url: media
+                .thumbnail
+                .as_ref()
+                .map(|thumbnail| media_url(&thumbnail.hash)),
+            kind: media.file.kind.content_type().to_owned(),
+            width: media.file.width,
+            height: media.file.height,
+            size: media.file.bytes,
+            alt: media.alt.clone(),
+            state: match media.state {
+                starling_domain::MediaState::Ready => "ready",
+                _ => "processing",
+            }
+            .to_owned(),
+            post_id: media.post.map(|post| post.to_string()),
+            created_at: media.created_at.to_rfc3339(),
+        }
+    }
+}
+
+/// `AttachmentBody` on the wire.
+struct AttachmentsJson<'a>(&'a [starling_domain::Attachment]);
+
+impl Serialize for AttachmentsJson<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeSeq;
+        let mut out = serializer.serialize_seq(Some(self.0.len()))?;
+        for attachment in self.0 {
+            out.serialize_element(&AttachmentBody {
+                id: attachment.id.to_string(),
+                url: media_url(&attachment.file.hash),
+                thumbnail_url: media_url(&attachment.thumbnail.hash),
+                kind: attachment.file.kind.content_type().to_owned(),
+                width: attachment.file.width,
+                height: attachment.file.height,
+                alt: attachment.alt.clone(),
+            })?;
+        }
+        out.end()
+    }
 }
 
 /// An `@handle` in a post's text that names an account.
@@ -100,7 +203,7 @@ impl Serialize for PostJson<'_> {
             author,
             liked_by_me,
         } = self.0;
-        let mut out = serializer.serialize_struct("PostBody", 9)?;
+        let mut out = serializer.serialize_struct("PostBody", 10)?;
         out.serialize_field("id", &IdJson(post.id.get()))?;
         out.serialize_field("author", &AuthorJson(author))?;
         out.serialize_field("text", &post.text)?;
@@ -113,6 +216,11 @@ impl Serialize for PostJson<'_> {
         out.serialize_field("reply_count", &post.reply_count)?;
         out.serialize_field("liked_by_me", liked_by_me)?;
         out.serialize_field("mentions", &MentionsJson(&post.mentions))?;
+        if post.media.is_empty() {
+            out.skip_field("media")?;
+        } else {
+            out.serialize_field("media", &AttachmentsJson(&post.media))?;
+        }
         out.end()
     }
 }
@@ -301,6 +409,8 @@ pub(crate) struct CreatePostRequest {
     pub text: String,
     /// The id of the post this one answers.
     pub reply_to: Option<String>,
+    /// Up to 4 of the caller's uploads (`POST /api/v1/media`), once `ready`.
+    pub media_ids: Option<Vec<String>>,
 }
 
 #[cfg(test)]
@@ -329,6 +439,7 @@ mod tests {
                     start: 0,
                     end: 4,
                 }],
+                media: Vec::new(),
             }),
             author: Arc::new(UserSummary {
                 id: UserId(7),
@@ -357,6 +468,9 @@ mod tests {
         let mut documented: Vec<&String> =
             schema["properties"].as_object().unwrap().keys().collect();
         let mut written: Vec<&String> = json.as_object().unwrap().keys().collect();
+        // Written only when the post has images.
+        let media = "media".to_owned();
+        written.push(&media);
         documented.sort();
         written.sort();
         assert_eq!(documented, written);

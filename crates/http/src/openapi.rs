@@ -21,6 +21,7 @@ use utoipa::{Modify, OpenApi};
         (name = "feed", description = "The home timeline"),
         (name = "notifications", description = "Follows, likes, replies and mentions of the caller"),
         (name = "stream", description = "Live updates (Server-Sent Events)"),
+        (name = "media", description = "Images: uploads and their files"),
     )
 )]
 pub(crate) struct ApiDoc;

@@ -123,6 +123,14 @@ impl From<AppError> for ApiError {
                     },
                 ])
             }
+            AppError::TooLarge(detail) => {
+                ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload-too-large", detail)
+            }
+            AppError::Unsupported(detail) => ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported-media-type",
+                detail,
+            ),
             AppError::TooMany(detail) => {
                 ApiError::new(StatusCode::TOO_MANY_REQUESTS, "too-many", detail)
             }

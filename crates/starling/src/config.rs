@@ -48,6 +48,7 @@ pub struct Config {
     pub http: HttpConfig,
     pub rate_limits: RateLimitsConfig,
     pub stream: StreamConfig,
+    pub media: MediaConfig,
     pub outbox: OutboxConfig,
     pub traces: TracesConfig,
     pub postgres: PostgresConfig,
@@ -277,6 +278,61 @@ impl RateLimitsConfig {
     }
 }
 
+/// Uploaded images and where their files are kept.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MediaConfig {
+    /// Bytes of one upload.
+    pub max_upload_bytes: usize,
+    /// Width and height of an image, each, at most.
+    pub max_dimension: u32,
+    /// Pixels of an image (× frames for an animation) at most.
+    pub max_pixels: u64,
+    /// Thumbnails fit in a square of this side.
+    pub thumbnail_size: u32,
+    /// Where clients fetch files: empty for this server's `/media/...`, or
+    /// a CDN's base URL (e.g. `https://cdn.example.org`).
+    pub public_base_url: String,
+    /// An S3-compatible bucket for the files; unset: `<data_dir>/media`.
+    pub s3_bucket: Option<String>,
+    /// E.g. `http://127.0.0.1:9000` (MinIO); unset: AWS.
+    pub s3_endpoint: Option<String>,
+    pub s3_region: String,
+    pub s3_access_key_id: String,
+    pub s3_secret_access_key: String,
+}
+
+impl Default for MediaConfig {
+    fn default() -> Self {
+        let app = starling_app::media::MediaSettings::default();
+        Self {
+            max_upload_bytes: app.max_upload_bytes,
+            max_dimension: app.limits.max_dimension,
+            max_pixels: app.limits.max_pixels,
+            thumbnail_size: app.thumbnail_size,
+            public_base_url: String::new(),
+            s3_bucket: None,
+            s3_endpoint: None,
+            s3_region: "us-east-1".to_owned(),
+            s3_access_key_id: String::new(),
+            s3_secret_access_key: String::new(),
+        }
+    }
+}
+
+impl MediaConfig {
+    pub fn settings(&self) -> starling_app::media::MediaSettings {
+        starling_app::media::MediaSettings {
+            max_upload_bytes: self.max_upload_bytes,
+            limits: starling_app::media::ImageLimits {
+                max_dimension: self.max_dimension,
+                max_pixels: self.max_pixels,
+            },
+            thumbnail_size: self.thumbnail_size,
+        }
+    }
+}
+
 /// Live streams (`GET /api/v1/stream`) and the live-update log behind them.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -364,6 +420,7 @@ impl Default for Config {
             http: HttpConfig::default(),
             rate_limits: RateLimitsConfig::default(),
             stream: StreamConfig::default(),
+            media: MediaConfig::default(),
             outbox: OutboxConfig::default(),
             traces: TracesConfig::default(),
             postgres: PostgresConfig::default(),
@@ -453,6 +510,7 @@ const ENV_KEYS: &[&str] = &[
     "http",
     "rate_limits",
     "stream",
+    "media",
     "outbox",
     "traces",
     "roles",
@@ -538,6 +596,9 @@ impl Config {
         }
         if self.auth.access_token_ttl_secs < 1 || self.auth.refresh_token_ttl_secs < 1 {
             bail!("token lifetimes must be at least one second");
+        }
+        if self.media.max_upload_bytes == 0 || self.media.thumbnail_size == 0 {
+            bail!("media.max_upload_bytes and media.thumbnail_size must be at least 1");
         }
         if self.stream.heartbeat_secs == 0 || self.stream.retention_secs == 0 {
             bail!("stream.heartbeat_secs and stream.retention_secs must be at least 1");

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use starling_app::Caches;
-use starling_app::ports::{LiveLog, RateLimiter, RateLimits, Store, TimelineStore};
+use starling_app::ports::{BlobStore, LiveLog, RateLimiter, RateLimits, Store, TimelineStore};
 use starling_local::{LocalLiveLog, LocalRateLimiter, LocalTimelines, MemoryCache};
 use starling_nats::{JetStream, JetStreamOptions};
 use starling_redis::{
@@ -263,5 +263,29 @@ pub async fn live_log(
                 .await?,
         ),
         None => Arc::new(LocalLiveLog::new(retention, config.stream.topic_capacity)),
+    })
+}
+
+/// Where image files go: the configured S3-compatible bucket, else
+/// `<data_dir>/media`.
+pub fn blobs(config: &Config) -> anyhow::Result<Arc<dyn BlobStore>> {
+    let media = &config.media;
+    Ok(match &media.s3_bucket {
+        Some(bucket) => Arc::new(starling_objects::ObjectBlobs::s3(
+            &starling_objects::S3Settings {
+                bucket: bucket.clone(),
+                endpoint: media.s3_endpoint.clone(),
+                region: media.s3_region.clone(),
+                access_key_id: media.s3_access_key_id.clone(),
+                secret_access_key: media.s3_secret_access_key.clone(),
+                allow_http: media
+                    .s3_endpoint
+                    .as_deref()
+                    .is_some_and(|endpoint| endpoint.starts_with("http://")),
+            },
+        )?),
+        None => Arc::new(starling_objects::ObjectBlobs::local(
+            &config.data_dir.join("media"),
+        )?),
     })
 }

@@ -12,7 +12,8 @@ use starling_app::auth::{AccessTokens, PasswordHashing};
 use starling_app::live::{HubSettings, LiveHub};
 use starling_app::ports::EventLog;
 use starling_app::workers::{
-    ConsumerOptions, EventHandler, FanoutWorker, Notifier, RELAY_CONSUMER, run_consumer, run_relay,
+    ConsumerOptions, EventHandler, FanoutWorker, Notifier, RELAY_CONSUMER, Thumbnailer,
+    run_consumer, run_relay,
 };
 use starling_app::{App, Ports, Settings};
 use starling_domain::{IdGenerator, Timestamp};
@@ -66,6 +67,7 @@ impl Application {
             timelines: engines::timelines(&config, redis.as_ref()),
             events: events.clone(),
             live: engines::live_log(&config, jetstream.as_ref()).await?,
+            blobs: engines::blobs(&config)?,
             caches: engines::caches(&config, redis.as_ref()).await?,
         };
         let signing_key =
@@ -79,6 +81,7 @@ impl Application {
                 timeline_cap: config.timeline.cap,
                 fanout_threshold: config.timeline.fanout_threshold,
                 refresh_token_ttl_secs: config.auth.refresh_token_ttl_secs,
+                media: config.media.settings(),
                 ..Settings::default()
             },
         ));
@@ -89,7 +92,12 @@ impl Application {
             jetstream.clone(),
         );
         crate::telemetry::describe_metrics(
-            &[FanoutWorker::CONSUMER, Notifier::CONSUMER, RELAY_CONSUMER],
+            &[
+                FanoutWorker::CONSUMER,
+                Notifier::CONSUMER,
+                Thumbnailer::CONSUMER,
+                RELAY_CONSUMER,
+            ],
             &[
                 "posts",
                 "users",
@@ -140,6 +148,7 @@ impl Application {
                     max_in_flight: config.http.max_in_flight,
                     max_queue_wait: Duration::from_millis(config.http.max_queue_wait_ms),
                 }),
+                media_base_url: config.media.public_base_url.clone(),
             },
         );
         let listener = TcpListener::bind(config.listen)
@@ -192,6 +201,9 @@ impl Application {
                 None => FanoutWorker::new(self.app.clone()),
                 Some(_) => FanoutWorker::sharing_the_log(self.app.clone()),
             }));
+        }
+        if config.runs(Role::Fanout) {
+            handlers.push(Arc::new(Thumbnailer::new(self.app.clone())));
         }
         if config.runs(Role::Notifier) {
             handlers.push(Arc::new(Notifier::new(self.app.clone())));
@@ -254,6 +266,7 @@ impl Application {
                 )
             }),
             config.runs(Role::Api),
+            config.runs(Role::Api).then(|| self.app.clone()),
             Duration::from_secs(config.outbox.retention_hours * 3600),
             stop.clone(),
         )));
@@ -326,7 +339,11 @@ fn outbox_consumers(jetstream: Option<&JetStream>) -> &'static [&'static str] {
     if jetstream.is_some() {
         &[RELAY_CONSUMER]
     } else {
-        &[FanoutWorker::CONSUMER, Notifier::CONSUMER]
+        &[
+            FanoutWorker::CONSUMER,
+            Thumbnailer::CONSUMER,
+            Notifier::CONSUMER,
+        ]
     }
 }
 
@@ -342,11 +359,13 @@ async fn forget_idle_clients(limiter: starling_local::LocalRateLimiter, stop: Ca
 }
 
 /// Deletes what nothing needs any more: outbox events its reader handled,
-/// past their retention; expired refresh tokens and idempotency keys.
+/// past their retention; expired refresh tokens and idempotency keys;
+/// uploads never posted within a day, with their files.
 async fn prune_periodically(
     store: SqlStore,
     outbox: Option<(Arc<OutboxEventLog>, &'static [&'static str])>,
     tokens: bool,
+    media: Option<Arc<App>>,
     retention: Duration,
     stop: CancellationToken,
 ) {
@@ -361,6 +380,13 @@ async fn prune_periodically(
                 Ok(0) => {}
                 Ok(pruned) => tracing::info!(pruned, "pruned handled outbox events"),
                 Err(error) => tracing::warn!(error = %error, "cannot prune the outbox"),
+            }
+        }
+        if let Some(app) = &media {
+            match app.sweep_media().await {
+                Ok(0) => {}
+                Ok(swept) => tracing::info!(swept, "removed uploads never posted"),
+                Err(error) => tracing::warn!(error = %error, "cannot sweep uploads"),
             }
         }
         if tokens {

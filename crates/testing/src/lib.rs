@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 pub use postgres::{TestDatabase, test_database};
-pub use processes::{OwnServer, program, spare_port, wait_for_port};
+pub use processes::{OwnServer, S3Server, program, spare_port, wait_for_port};
 
 /// The URL in `variable`, or `None` with the reason printed, so the test
 /// skips. With `STARLING_REQUIRE_SERVICES=1` (as in CI) a missing service

@@ -119,6 +119,26 @@ impl OwnServer {
         ))
     }
 
+    /// An S3-compatible server (moto's `moto_server`, from PyPI), keeping
+    /// buckets in memory.
+    pub fn s3() -> Option<Self> {
+        let program = program("STARLING_TEST_S3_SERVER", "moto_server")?;
+        let port = spare_port();
+        let args = vec![
+            "-H".to_owned(),
+            "127.0.0.1".to_owned(),
+            "-p".to_owned(),
+            port.to_string(),
+        ];
+        Some(Self::launch(
+            program,
+            port,
+            format!("http://127.0.0.1:{port}"),
+            args,
+            None,
+        ))
+    }
+
     fn launch(
         program: PathBuf,
         port: u16,
@@ -149,7 +169,7 @@ impl OwnServer {
             .unwrap_or_else(|error| panic!("{} starts: {error}", self.program.display()));
         self.child = Some(child);
         assert!(
-            wait_for_port(self.port, Duration::from_secs(10)),
+            wait_for_port(self.port, Duration::from_secs(30)),
             "{} listens on {}",
             self.program.display(),
             self.port
@@ -183,5 +203,59 @@ impl Drop for OwnServer {
     fn drop(&mut self) {
         self.resume();
         self.kill();
+    }
+}
+
+/// A bucket on an S3-compatible server this test started.
+pub struct S3Server {
+    pub endpoint: String,
+    pub bucket: String,
+    _server: OwnServer,
+}
+
+impl S3Server {
+    /// A server with one empty bucket, or `None` (skip) when there is no
+    /// S3 server program here.
+    pub async fn start() -> Option<Self> {
+        let server = OwnServer::s3()?;
+        let bucket = "starling-test".to_owned();
+        create_bucket(server.port, &bucket);
+        Some(Self {
+            endpoint: server.url.clone(),
+            bucket,
+            _server: server,
+        })
+    }
+}
+
+/// `PUT /<bucket>`: the server's own API (moto does not check signatures).
+fn create_bucket(port: u16, bucket: &str) {
+    use std::io::{Read, Write};
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let attempt = (|| -> std::io::Result<String> {
+            let mut connection = TcpStream::connect(("127.0.0.1", port))?;
+            write!(
+                connection,
+                "PUT /{bucket} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+            )?;
+            let mut answer = String::new();
+            connection.read_to_string(&mut answer)?;
+            Ok(answer)
+        })();
+        match attempt {
+            Ok(answer)
+                if answer.starts_with("HTTP/1.1 200") || answer.starts_with("HTTP/1.0 200") =>
+            {
+                return;
+            }
+            other => {
+                assert!(
+                    Instant::now() < deadline,
+                    "creating bucket {bucket}: {other:?}"
+                );
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        }
     }
 }

@@ -456,6 +456,7 @@ mod tests {
             reply_count: 0,
             deleted: false,
             mentions: Vec::new(),
+            media: Vec::new(),
         })
     }
 

@@ -10,7 +10,8 @@ mod sqlite;
 
 use starling_app::ports::{IdempotencyClaim, StoreError, StoredResponse};
 use starling_domain::{
-    Mention, Notification, NotificationId, NotificationKind, PostId, Timestamp, UserId, UserSummary,
+    Attachment, Media, MediaFile, MediaId, MediaState, Mention, Notification, NotificationId,
+    NotificationKind, PostId, Timestamp, UserId, UserSummary,
 };
 
 /// A post's mentions as stored (a JSON array; see the migrations).
@@ -27,6 +28,69 @@ fn decode_mentions(id: i64, stored: &str) -> Vec<Mention> {
         tracing::error!(post_id = id, error = %error, "cannot decode a post's mentions");
         Vec::new()
     })
+}
+
+/// A post's images as stored (a JSON array; see the migrations).
+fn encode_media(media: &[Attachment]) -> Result<String, StoreError> {
+    serde_json::to_string(media).map_err(|error| {
+        StoreError::Unexpected(anyhow::Error::new(error).context("encoding a post's media"))
+    })
+}
+
+/// The stored images of post `id`; a column this version cannot read shows
+/// as none, not as a post that cannot load.
+fn decode_media(id: i64, stored: &str) -> Vec<Attachment> {
+    if stored == "[]" {
+        return Vec::new();
+    }
+    serde_json::from_str(stored).unwrap_or_else(|error| {
+        tracing::error!(post_id = id, error = %error, "cannot decode a post's media");
+        Vec::new()
+    })
+}
+
+fn encode_file(file: &MediaFile) -> Result<String, StoreError> {
+    serde_json::to_string(file).map_err(|error| {
+        StoreError::Unexpected(anyhow::Error::new(error).context("encoding a media file"))
+    })
+}
+
+/// An upload's row, as both engines read it.
+#[derive(sqlx::FromRow)]
+struct MediaRow {
+    id: i64,
+    owner_id: i64,
+    state: String,
+    file: String,
+    thumbnail: Option<String>,
+    alt: String,
+    post_id: Option<i64>,
+    created_at: i64,
+}
+
+impl TryFrom<MediaRow> for Media {
+    type Error = StoreError;
+
+    fn try_from(row: MediaRow) -> Result<Self, StoreError> {
+        let broken = |what: &str| {
+            StoreError::Unexpected(anyhow::anyhow!("media {} has a broken {what}", row.id))
+        };
+        let file = serde_json::from_str(&row.file).map_err(|_| broken("file"))?;
+        let thumbnail = match &row.thumbnail {
+            Some(text) => Some(serde_json::from_str(text).map_err(|_| broken("thumbnail"))?),
+            None => None,
+        };
+        Ok(Media {
+            id: MediaId(row.id),
+            owner: UserId(row.owner_id),
+            state: MediaState::parse(&row.state).ok_or_else(|| broken("state"))?,
+            file,
+            thumbnail,
+            alt: row.alt,
+            post: row.post_id.map(PostId),
+            created_at: Timestamp(row.created_at),
+        })
+    }
 }
 
 pub use postgres::{PostgresOptions, PostgresStore};

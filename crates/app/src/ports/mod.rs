@@ -4,6 +4,7 @@
 //! of a port runs the same contract suite (`contract`, behind the
 //! `contract-tests` feature), so embedded and scaled-out modes cannot drift.
 
+pub mod blobs;
 pub mod cache;
 pub mod caller;
 pub mod events;
@@ -15,16 +16,17 @@ pub mod timeline;
 #[cfg(feature = "contract-tests")]
 pub mod contract;
 
+pub use blobs::{BlobError, BlobStore};
 pub use cache::Cache;
 pub use events::{EventLog, EventLogError, EventPublisher, EventSubscription};
 pub use live::{LiveError, LiveLog, LiveMessage, LiveSink, Replay};
 pub use rate_limit::{Quota, RateDecision, RateLimitError, RateLimiter, RateLimits, RouteClass};
 pub use store::{
     AccountStore, DeleteOutcome, FollowOutcome, GraphStore, Hidden, IdempotencyClaim,
-    IdempotencyStore, LikeOutcome, NewPost, NewUser, NotificationState, NotificationStore,
-    OutboxStore, PostStore, RefreshTokenRecord, Relation, RelationStore, RotateOutcome, Store,
-    StoreError, StoreHealth, StoreResult, StoredResponse, TokenStore, UndecodableEvent,
-    UnfollowOutcome, UnlikeOutcome, UserCredentials,
+    IdempotencyStore, LikeOutcome, MediaSelection, MediaStore, NewPost, NewUser, NotificationState,
+    NotificationStore, OutboxStore, PostStore, RefreshTokenRecord, Relation, RelationStore,
+    RotateOutcome, Store, StoreError, StoreHealth, StoreResult, StoredResponse, TokenStore,
+    UndecodableEvent, UnfollowOutcome, UnlikeOutcome, UserCredentials,
 };
 pub use timeline::{
     TimelineEntry, TimelineError, TimelineRead, TimelineResult, TimelineSlice, TimelineStore,

@@ -8,8 +8,8 @@
 
 use async_trait::async_trait;
 use starling_domain::{
-    Email, Event, EventEnvelope, EventId, Handle, Mention, Notification, NotificationId,
-    NotificationKind, Post, PostId, Timestamp, User, UserId, UserSummary,
+    Email, Event, EventEnvelope, EventId, Handle, Media, MediaFile, MediaId, Mention, Notification,
+    NotificationId, NotificationKind, Post, PostId, Timestamp, User, UserId, UserSummary,
 };
 
 use super::timeline::TimelineEntry;
@@ -26,6 +26,10 @@ pub enum StoreError {
     /// signed for another installation).
     #[error("the acting account does not exist")]
     UnknownAccount,
+    /// Media named for a post is not the author's, not ready, or attached
+    /// to another post already.
+    #[error("media unavailable for this post")]
+    MediaUnavailable,
     #[error("store unavailable")]
     Unavailable(#[source] anyhow::Error),
     #[error(transparent)]
@@ -43,6 +47,7 @@ pub trait Store:
     + NotificationStore
     + IdempotencyStore
     + RelationStore
+    + MediaStore
     + OutboxStore
     + StoreHealth
 {
@@ -55,6 +60,7 @@ impl<T> Store for T where
         + NotificationStore
         + IdempotencyStore
         + RelationStore
+        + MediaStore
         + OutboxStore
         + StoreHealth
 {
@@ -251,6 +257,9 @@ pub struct NewPost {
     pub reply_to: Option<PostId>,
     /// Resolved by the use case; stored with the post and named in its event.
     pub mentions: Vec<Mention>,
+    /// Ready uploads of the author, checked by the use case and attached
+    /// in the post's transaction only if still unattached.
+    pub media: Vec<starling_domain::Attachment>,
     pub created_at: Timestamp,
     pub event_id: EventId,
 }
@@ -583,4 +592,50 @@ pub trait OutboxStore: Send + Sync {
 
     /// Appends an event outside any other change (used by tests and tools).
     async fn append_event(&self, id: EventId, event: &Event, now: Timestamp) -> StoreResult<()>;
+}
+
+/// Which uploads to remove.
+#[derive(Debug, Clone, Copy)]
+pub enum MediaSelection {
+    /// One upload (a failed upload's compensation).
+    One(MediaId),
+    /// Uploads never attached to a post, or detached by its deletion,
+    /// created before the time; at most `limit`.
+    UnattachedBefore { before: Timestamp, limit: usize },
+}
+
+/// Uploaded images. A row is made before its file is stored, so that a file
+/// is never in storage without a row naming it (except while removal is
+/// under way).
+#[async_trait]
+pub trait MediaStore: Send + Sync {
+    /// Records an upload in state `Uploading`, before its file is stored.
+    async fn add_media(&self, media: &Media) -> StoreResult<()>;
+
+    /// Its file is stored: state `Processing`, and `MediaUploaded` committed
+    /// with it (the thumbnailer's cue).
+    async fn media_stored(
+        &self,
+        id: MediaId,
+        owner: UserId,
+        event_id: EventId,
+        now: Timestamp,
+    ) -> StoreResult<()>;
+
+    async fn media_by_ids(&self, ids: &[MediaId]) -> StoreResult<Vec<Media>>;
+
+    /// Records the thumbnail and makes the upload `Ready`; false when the
+    /// upload is gone or was not `Processing`.
+    async fn set_thumbnail(&self, id: MediaId, thumbnail: &MediaFile) -> StoreResult<bool>;
+
+    /// Removes the selected uploads and, for every file no remaining upload
+    /// names, deletes it from `files` before the removal commits, while no
+    /// new upload of the same file can commit its row (so a concurrent
+    /// upload of identical bytes never loses its file). Returns how many
+    /// uploads were removed.
+    async fn remove_media(
+        &self,
+        which: MediaSelection,
+        files: &dyn crate::ports::BlobStore,
+    ) -> StoreResult<u64>;
 }

@@ -6,8 +6,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use starling_domain::{
-    Mention, PostId, PostText, Timestamp, UserId, UserSummary, ValidationErrors, find_mentions,
-    mentioned_keys,
+    MediaId, Mention, PostId, PostText, Timestamp, UserId, UserSummary, ValidationErrors,
+    find_mentions, mentioned_keys,
 };
 
 use crate::App;
@@ -23,9 +23,11 @@ impl App {
         author: UserId,
         text: &str,
         reply_to: Option<PostId>,
+        media: &[MediaId],
     ) -> AppResult<PostView> {
         let text = PostText::parse(text).map_err(|error| ValidationErrors(vec![error]))?;
         let mentions = self.resolve_mentions(text.as_str()).await?;
+        let media = self.attachments(author, media).await?;
         let post = self
             .ports
             .store
@@ -35,6 +37,7 @@ impl App {
                 text: text.into_string(),
                 reply_to,
                 mentions,
+                media,
                 created_at: Timestamp::now(),
                 event_id: self.ids.next_event_id(),
             })

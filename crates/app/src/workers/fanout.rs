@@ -134,7 +134,8 @@ impl EventHandler for FanoutWorker {
             Event::UserRegistered { .. }
             | Event::ProfileUpdated { .. }
             | Event::Liked { .. }
-            | Event::Unliked { .. } => Ok(()),
+            | Event::Unliked { .. }
+            | Event::MediaUploaded { .. } => Ok(()),
         }
     }
 }

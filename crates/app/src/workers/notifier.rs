@@ -193,7 +193,8 @@ impl EventHandler for Notifier {
             }
             Event::Unfollowed { .. }
             | Event::UserRegistered { .. }
-            | Event::ProfileUpdated { .. } => Ok(()),
+            | Event::ProfileUpdated { .. }
+            | Event::MediaUploaded { .. } => Ok(()),
         }
     }
 }

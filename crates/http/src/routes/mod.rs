@@ -4,6 +4,7 @@
 pub(crate) mod auth;
 pub(crate) mod feed;
 pub(crate) mod graph;
+pub(crate) mod media;
 pub(crate) mod notifications;
 pub(crate) mod ops;
 pub(crate) mod posts;
@@ -20,8 +21,16 @@ use utoipa_axum::routes;
 use crate::problem::ApiError;
 use crate::state::HttpState;
 
-pub(crate) fn api_router() -> OpenApiRouter<HttpState> {
+/// The API's routes; uploads take bodies up to `max_upload_bytes` (and a
+/// little for the form around the file), everything else the JSON limit.
+pub(crate) fn api_router(max_upload_bytes: usize) -> OpenApiRouter<HttpState> {
+    let uploads = OpenApiRouter::new().routes(routes!(media::upload)).layer(
+        axum::extract::DefaultBodyLimit::max(max_upload_bytes.saturating_add(64 * 1024)),
+    );
     OpenApiRouter::new()
+        .merge(uploads)
+        .routes(routes!(media::media))
+        .routes(routes!(media::file))
         .routes(routes!(auth::register))
         .routes(routes!(auth::login))
         .routes(routes!(auth::refresh))

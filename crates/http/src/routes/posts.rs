@@ -2,7 +2,7 @@
 
 use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
-use starling_domain::{PostId, ValidationErrors};
+use starling_domain::{MediaId, PostId, ValidationErrors};
 
 use crate::extract::{AppJson, AppQuery, AuthUser, PostPath};
 use crate::models::{CreatePostRequest, PostBody, PostJson};
@@ -31,9 +31,21 @@ pub(crate) async fn create_post(
             starling_app::AppError::from(ValidationErrors::single("reply_to", "must be a post id"))
         })?),
     };
+    let media_ids = request
+        .media_ids
+        .unwrap_or_default()
+        .iter()
+        .map(|id| id.parse::<MediaId>())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|_| {
+            starling_app::AppError::from(ValidationErrors::single(
+                "media_ids",
+                "each must be a media id",
+            ))
+        })?;
     let view = state
         .app
-        .create_post(caller, &request.text, reply_to)
+        .create_post(caller, &request.text, reply_to, &media_ids)
         .await?;
     let mut response = json_now(StatusCode::CREATED, &PostJson(&view));
     if let Ok(location) = HeaderValue::from_str(&format!("/api/v1/posts/{}", view.post.id)) {

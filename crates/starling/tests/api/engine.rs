@@ -58,6 +58,7 @@ async fn assemble(
             timelines,
             events: Arc::new(OutboxEventLog::new(Arc::new(store), ttl)),
             live: Arc::new(starling_local::LocalLiveLog::new(ttl, 100)),
+            blobs: Arc::new(starling_objects::ObjectBlobs::local(&dir.join("media")).unwrap()),
             caches: Caches {
                 posts: cache("posts"),
                 users: cache("users"),
@@ -117,7 +118,10 @@ async fn a_deleted_post_is_hidden_before_the_worker_removes_it() {
     let reader = register(&app, "reader").await;
     app.follow(reader, author).await.unwrap();
     feed(&app, reader).await;
-    let post = app.create_post(author, "soon gone", None).await.unwrap();
+    let post = app
+        .create_post(author, "soon gone", None, &[])
+        .await
+        .unwrap();
     step_worker(&app, &events).await;
     assert_eq!(feed(&app, reader).await, vec![post.post.id]);
 
@@ -139,10 +143,10 @@ async fn events_not_acknowledged_before_a_crash_are_delivered_after_it() {
     let author = register(&app, "author").await;
     let reader = register(&app, "reader").await;
     app.follow(reader, author).await.unwrap();
-    app.create_post(author, "handled", None).await.unwrap();
+    app.create_post(author, "handled", None, &[]).await.unwrap();
     assert_eq!(step_worker(&app, &events).await.len(), 4);
     let unhandled = app
-        .create_post(author, "in flight at the crash", None)
+        .create_post(author, "in flight at the crash", None, &[])
         .await
         .unwrap();
     drop((app, events, first));
@@ -232,8 +236,8 @@ async fn feeds_come_from_sql_when_the_timeline_store_is_down() {
     let reader = register(&app, "reader").await;
     // Accepted writes stay accepted: the timeline store is a projection.
     app.follow(reader, author).await.unwrap();
-    let first = app.create_post(author, "one", None).await.unwrap();
-    let second = app.create_post(reader, "two", None).await.unwrap();
+    let first = app.create_post(author, "one", None, &[]).await.unwrap();
+    let second = app.create_post(reader, "two", None, &[]).await.unwrap();
     assert_eq!(
         feed(&app, reader).await,
         vec![second.post.id, first.post.id]
@@ -293,12 +297,22 @@ async fn the_worker_keeps_the_followers_it_remembers_up_to_date() {
             }
         }
     };
-    let first = app.create_post(author, "one", None).await.unwrap().post.id;
+    let first = app
+        .create_post(author, "one", None, &[])
+        .await
+        .unwrap()
+        .post
+        .id;
     step().await;
     // The author's followers are now remembered; a follow and an unfollow change them.
     app.follow(late, author).await.unwrap();
     app.unfollow(early, author).await.unwrap();
-    let second = app.create_post(author, "two", None).await.unwrap().post.id;
+    let second = app
+        .create_post(author, "two", None, &[])
+        .await
+        .unwrap()
+        .post
+        .id;
     step().await;
     assert_eq!(
         stored(&app, late).await,
@@ -325,7 +339,10 @@ async fn posts_of_high_fan_out_accounts_are_merged_not_stored() {
         feed(&app, fan).await;
     }
     step_worker(&app, &events).await;
-    let post = app.create_post(star, "to the many", None).await.unwrap();
+    let post = app
+        .create_post(star, "to the many", None, &[])
+        .await
+        .unwrap();
     step_worker(&app, &events).await;
     for fan in fans {
         assert!(
@@ -358,7 +375,10 @@ async fn dropping_below_the_threshold_writes_recent_posts_into_timelines() {
         feed(&app, fan).await;
     }
     step_worker(&app, &events).await;
-    let post = app.create_post(star, "while famous", None).await.unwrap();
+    let post = app
+        .create_post(star, "while famous", None, &[])
+        .await
+        .unwrap();
     step_worker(&app, &events).await;
     assert!(!stored(&app, fans[0]).await.contains(&post.post.id));
     app.unfollow(fans[2], star).await.unwrap();
@@ -387,7 +407,7 @@ async fn liked_by_me_is_right_on_both_sides_of_the_remembered_window() {
     let mut posts = Vec::new();
     for index in 0..6 {
         posts.push(
-            app.create_post(author, &format!("post {index}"), None)
+            app.create_post(author, &format!("post {index}"), None, &[])
                 .await
                 .unwrap()
                 .post

@@ -5,6 +5,7 @@
 mod accounts;
 mod graph;
 mod idempotency;
+mod media;
 mod notifications;
 mod outbox;
 mod posts;

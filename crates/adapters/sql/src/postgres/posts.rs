@@ -10,7 +10,7 @@ use super::{PostgresStore, Tx, append_event, id_array, limit_param, translate};
 
 macro_rules! post_columns {
     () => {
-        "id, author_id, text, reply_to, created_at, deleted_at, like_count, reply_count, mentions"
+        "id, author_id, text, reply_to, created_at, deleted_at, like_count, reply_count, mentions, media"
     };
 }
 
@@ -25,6 +25,7 @@ struct PostRow {
     like_count: i64,
     reply_count: i64,
     mentions: String,
+    media: String,
 }
 
 impl From<PostRow> for Post {
@@ -39,20 +40,27 @@ impl From<PostRow> for Post {
             reply_count: row.reply_count,
             deleted: row.deleted_at.is_some(),
             mentions: crate::decode_mentions(row.id, &row.mentions),
+            media: crate::decode_media(row.id, &row.media),
         }
     }
 }
 
 const COUNT_REPLY: &str =
     "UPDATE posts SET reply_count = reply_count + $2 WHERE id = $1 AND deleted_at IS NULL";
-const INSERT_POST: &str = "INSERT INTO posts (id, author_id, text, reply_to, created_at, mentions) \
-     VALUES ($1, $2, $3, $4, $5, $6)";
+const INSERT_POST: &str = "INSERT INTO posts (id, author_id, text, reply_to, created_at, mentions, media) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7)";
+/// Attaches a new post's uploads, all or (the caller checks the count and
+/// rolls back) none.
+const ATTACH_MEDIA: &str = "UPDATE media SET post_id = $1 WHERE id = ANY($2) \
+     AND owner_id = $3 AND post_id IS NULL AND state = 'ready'";
+/// A deleted post's images go to the sweep.
+const DETACH_MEDIA: &str = "UPDATE media SET post_id = NULL, created_at = 0 WHERE post_id = $1";
 const COUNT_POST: &str = "UPDATE users SET posts_count = posts_count + $2 WHERE id = $1";
 // FOR UPDATE: a concurrent delete or like waits, so counters stay exact.
 const POST_FOR_DELETE: &str =
     "SELECT author_id, reply_to FROM posts WHERE id = $1 AND deleted_at IS NULL FOR UPDATE";
 const TOMBSTONE_POST: &str =
-    "UPDATE posts SET deleted_at = $2, text = '', mentions = '[]' WHERE id = $1";
+    "UPDATE posts SET deleted_at = $2, text = '', mentions = '[]', media = '[]' WHERE id = $1";
 const POSTS_BY_IDS: &str = concat!("SELECT ", post_columns!(), " FROM posts WHERE id = ANY($1)");
 const POSTS_BY_AUTHOR: &str = concat!(
     "SELECT ",
@@ -161,6 +169,25 @@ impl PostgresStore {
 impl PostStore for PostgresStore {
     async fn create_post(&self, new_post: NewPost) -> Result<Post, StoreError> {
         let mut tx = self.begin().await?;
+        if !new_post.media.is_empty() {
+            let attached = sqlx::query(ATTACH_MEDIA)
+                .bind(new_post.id.get())
+                .bind(
+                    new_post
+                        .media
+                        .iter()
+                        .map(|media| media.id.get())
+                        .collect::<Vec<_>>(),
+                )
+                .bind(new_post.author_id.get())
+                .execute(&mut *tx)
+                .await
+                .map_err(translate)?;
+            // Dropping the transaction rolls the partial attach back.
+            if attached.rows_affected() != new_post.media.len() as u64 {
+                return Err(StoreError::MediaUnavailable);
+            }
+        }
         if let Some(parent) = new_post.reply_to
             && shift(&mut tx, COUNT_REPLY, parent.get(), 1).await? == 0
         {
@@ -173,6 +200,7 @@ impl PostStore for PostgresStore {
             .bind(new_post.reply_to.map(PostId::get))
             .bind(new_post.created_at.millis())
             .bind(crate::encode_mentions(&new_post.mentions)?)
+            .bind(crate::encode_media(&new_post.media)?)
             .execute(&mut *tx)
             .await
             .map_err(translate)?;
@@ -195,6 +223,7 @@ impl PostStore for PostgresStore {
             reply_count: 0,
             deleted: false,
             mentions: new_post.mentions,
+            media: new_post.media,
         })
     }
 
@@ -220,6 +249,11 @@ impl PostStore for PostgresStore {
         sqlx::query(TOMBSTONE_POST)
             .bind(post.get())
             .bind(now.millis())
+            .execute(&mut *tx)
+            .await
+            .map_err(translate)?;
+        sqlx::query(DETACH_MEDIA)
+            .bind(post.get())
             .execute(&mut *tx)
             .await
             .map_err(translate)?;

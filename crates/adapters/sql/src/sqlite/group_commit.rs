@@ -67,6 +67,7 @@ fn clone_error(error: &StoreError) -> StoreError {
         StoreError::EmailTaken => StoreError::EmailTaken,
         StoreError::NotFound => StoreError::NotFound,
         StoreError::UnknownAccount => StoreError::UnknownAccount,
+        StoreError::MediaUnavailable => StoreError::MediaUnavailable,
         StoreError::Unavailable(cause) => StoreError::Unavailable(anyhow::anyhow!("{cause:#}")),
         StoreError::Unexpected(cause) => StoreError::Unexpected(anyhow::anyhow!("{cause:#}")),
     }
@@ -85,6 +86,10 @@ async fn write(
     let mut accepted = Vec::with_capacity(batch.len());
     for entry in batch {
         let post = &entry.post;
+        if !post.media.is_empty() && !attach_media(&mut tx, post).await? {
+            outcomes.push(Err(StoreError::MediaUnavailable));
+            continue;
+        }
         if let Some(parent) = post.reply_to {
             let counted = sqlx::query(
                 "UPDATE posts SET reply_count = reply_count + 1 WHERE id = ?1 AND deleted_at IS NULL",
@@ -94,6 +99,7 @@ async fn write(
             .await
             .map_err(translate)?;
             if counted.rows_affected() == 0 {
+                detach_media(&mut tx, post).await?;
                 outcomes.push(Err(StoreError::NotFound));
                 continue;
             }
@@ -108,27 +114,34 @@ async fn write(
             reply_count: 0,
             deleted: false,
             mentions: post.mentions.clone(),
+            media: post.media.clone(),
         }));
         accepted.push(entry);
     }
     if !accepted.is_empty() {
         let mut statements: QueryBuilder<Sqlite> = QueryBuilder::new(
-            "INSERT INTO posts (id, author_id, text, reply_to, created_at, mentions) ",
+            "INSERT INTO posts (id, author_id, text, reply_to, created_at, mentions, media) ",
         );
-        let mentions = accepted
+        let encoded = accepted
             .iter()
-            .map(|entry| crate::encode_mentions(&entry.post.mentions))
+            .map(|entry| {
+                Ok::<_, StoreError>((
+                    crate::encode_mentions(&entry.post.mentions)?,
+                    crate::encode_media(&entry.post.media)?,
+                ))
+            })
             .collect::<Result<Vec<_>, _>>()?;
         statements.push_values(
-            accepted.iter().zip(mentions),
-            |mut row, (entry, mentions)| {
+            accepted.iter().zip(encoded),
+            |mut row, (entry, (mentions, media))| {
                 let post = &entry.post;
                 row.push_bind(post.id.get())
                     .push_bind(post.author_id.get())
                     .push_bind(post.text.clone())
                     .push_bind(post.reply_to.map(PostId::get))
                     .push_bind(post.created_at.millis())
-                    .push_bind(mentions);
+                    .push_bind(mentions)
+                    .push_bind(media);
             },
         );
         for entry in &accepted {
@@ -164,4 +177,44 @@ async fn write(
     }
     tx.commit().await.map_err(translate)?;
     Ok(outcomes)
+}
+
+/// Attaches the post's uploads if every one is still the author's, ready and
+/// unattached; otherwise attaches none and answers false.
+async fn attach_media(
+    tx: &mut sqlx::Transaction<'static, Sqlite>,
+    post: &NewPost,
+) -> Result<bool, StoreError> {
+    let ids = super::json_ids(post.media.iter().map(|media| media.id.get()));
+    let attached = sqlx::query(
+        "UPDATE media SET post_id = ?1 WHERE id IN (SELECT value FROM json_each(?2)) \
+         AND owner_id = ?3 AND post_id IS NULL AND state = 'ready'",
+    )
+    .bind(post.id.get())
+    .bind(ids)
+    .bind(post.author_id.get())
+    .execute(&mut **tx)
+    .await
+    .map_err(translate)?;
+    if attached.rows_affected() == post.media.len() as u64 {
+        return Ok(true);
+    }
+    detach_media(tx, post).await?;
+    Ok(false)
+}
+
+/// Undoes `attach_media` for a post that is not written after all.
+async fn detach_media(
+    tx: &mut sqlx::Transaction<'static, Sqlite>,
+    post: &NewPost,
+) -> Result<(), StoreError> {
+    if post.media.is_empty() {
+        return Ok(());
+    }
+    sqlx::query("UPDATE media SET post_id = NULL WHERE post_id = ?1")
+        .bind(post.id.get())
+        .execute(&mut **tx)
+        .await
+        .map_err(translate)?;
+    Ok(())
 }

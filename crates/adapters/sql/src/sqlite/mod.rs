@@ -5,6 +5,7 @@ mod bulk;
 mod graph;
 mod group_commit;
 mod idempotency;
+mod media;
 mod notifications;
 mod outbox;
 mod posts;

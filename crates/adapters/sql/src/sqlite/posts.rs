@@ -10,7 +10,7 @@ use super::{SqliteStore, append_event, json_ids, limit_param, translate};
 
 macro_rules! post_columns {
     () => {
-        "id, author_id, text, reply_to, created_at, deleted_at, like_count, reply_count, mentions"
+        "id, author_id, text, reply_to, created_at, deleted_at, like_count, reply_count, mentions, media"
     };
 }
 
@@ -25,6 +25,7 @@ struct PostRow {
     like_count: i64,
     reply_count: i64,
     mentions: String,
+    media: String,
 }
 
 impl From<PostRow> for Post {
@@ -39,6 +40,7 @@ impl From<PostRow> for Post {
             reply_count: row.reply_count,
             deleted: row.deleted_at.is_some(),
             mentions: crate::decode_mentions(row.id, &row.mentions),
+            media: crate::decode_media(row.id, &row.media),
         }
     }
 }
@@ -49,7 +51,10 @@ const COUNT_POST: &str = "UPDATE users SET posts_count = posts_count + ?2 WHERE 
 const POST_FOR_DELETE: &str =
     "SELECT author_id, reply_to FROM posts WHERE id = ?1 AND deleted_at IS NULL";
 const TOMBSTONE_POST: &str =
-    "UPDATE posts SET deleted_at = ?2, text = '', mentions = '[]' WHERE id = ?1";
+    "UPDATE posts SET deleted_at = ?2, text = '', mentions = '[]', media = '[]' WHERE id = ?1";
+/// A deleted post's images go to the sweep (as if never attached, and
+/// old enough to go at its next run).
+const DETACH_MEDIA: &str = "UPDATE media SET post_id = NULL, created_at = 0 WHERE post_id = ?1";
 const POSTS_BY_IDS: &str = concat!(
     "SELECT ",
     post_columns!(),
@@ -189,6 +194,11 @@ impl PostStore for SqliteStore {
         sqlx::query(TOMBSTONE_POST)
             .bind(post.get())
             .bind(now.millis())
+            .execute(&mut *tx)
+            .await
+            .map_err(translate)?;
+        sqlx::query(DETACH_MEDIA)
+            .bind(post.get())
             .execute(&mut *tx)
             .await
             .map_err(translate)?;

@@ -9,6 +9,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+pub mod blobs;
 pub mod live;
 pub mod rate_limit;
 pub mod store;

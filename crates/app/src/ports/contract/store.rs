@@ -8,9 +8,9 @@ use starling_domain::{
 };
 
 use crate::ports::{
-    DeleteOutcome, FollowOutcome, Hidden, IdempotencyClaim, LikeOutcome, NewPost, NewUser,
-    RefreshTokenRecord, Relation, RotateOutcome, Store, StoreError, StoredResponse, TimelineEntry,
-    UnfollowOutcome, UnlikeOutcome,
+    DeleteOutcome, FollowOutcome, Hidden, IdempotencyClaim, LikeOutcome, MediaSelection, NewPost,
+    NewUser, RefreshTokenRecord, Relation, RotateOutcome, Store, StoreError, StoredResponse,
+    TimelineEntry, UnfollowOutcome, UnlikeOutcome,
 };
 
 #[macro_export]
@@ -53,6 +53,9 @@ macro_rules! store_contract {
 
             blocks_and_mutes_are_idempotent_listed_and_hidden,
             a_block_forbids_follows_both_ways,
+
+            uploads_go_from_uploading_to_ready_and_attach_once,
+            removing_uploads_deletes_files_no_upload_names,
 
             idempotency_keys_claim_once_then_replay,
             idempotency_keys_refuse_another_request_and_expire,
@@ -115,6 +118,7 @@ impl Fixture {
                 text: "hello".to_owned(),
                 reply_to,
                 mentions: Vec::new(),
+                media: Vec::new(),
                 created_at: Timestamp::now(),
                 event_id: self.ids.next_event_id(),
             })
@@ -1350,6 +1354,7 @@ pub async fn posts_keep_their_mentions_and_their_event_names_each_account_once(
             text: "@bob @cat @bob".to_owned(),
             reply_to: None,
             mentions: mentions.clone(),
+            media: Vec::new(),
             created_at: Timestamp::now(),
             event_id: fixture.ids.next_event_id(),
         })
@@ -1727,4 +1732,214 @@ pub async fn a_block_forbids_follows_both_ways(store: Arc<dyn Store>) {
             followee_followers: 1
         }
     ));
+}
+
+/// Files as the store sees them: which were deleted.
+#[derive(Default)]
+struct Files(parking_lot::Mutex<Vec<String>>);
+
+#[async_trait::async_trait]
+impl crate::ports::BlobStore for Files {
+    async fn put(&self, _: &str, _: bytes::Bytes) -> Result<(), crate::ports::BlobError> {
+        Ok(())
+    }
+    async fn get(&self, _: &str) -> Result<Option<bytes::Bytes>, crate::ports::BlobError> {
+        Ok(None)
+    }
+    async fn get_range(
+        &self,
+        _: &str,
+        _: std::ops::Range<u64>,
+    ) -> Result<Option<bytes::Bytes>, crate::ports::BlobError> {
+        Ok(None)
+    }
+    async fn size(&self, _: &str) -> Result<Option<u64>, crate::ports::BlobError> {
+        Ok(None)
+    }
+    async fn delete(&self, key: &str) -> Result<(), crate::ports::BlobError> {
+        self.0.lock().push(key.to_owned());
+        Ok(())
+    }
+}
+
+fn media_file(hash: &str) -> starling_domain::MediaFile {
+    starling_domain::MediaFile {
+        hash: hash.to_owned(),
+        kind: starling_domain::MediaKind::Png,
+        width: 4,
+        height: 3,
+        bytes: 100,
+    }
+}
+
+async fn upload(
+    store: &Arc<dyn Store>,
+    fixture: &Fixture,
+    owner: UserId,
+    hash: &str,
+    created_at: Timestamp,
+) -> starling_domain::Media {
+    let media = starling_domain::Media {
+        id: fixture.ids.next_media_id(),
+        owner,
+        file: media_file(hash),
+        thumbnail: None,
+        alt: "a cat".to_owned(),
+        state: starling_domain::MediaState::Uploading,
+        post: None,
+        created_at,
+    };
+    store.add_media(&media).await.unwrap();
+    media
+}
+
+pub async fn uploads_go_from_uploading_to_ready_and_attach_once(store: Arc<dyn Store>) {
+    use starling_domain::MediaState;
+    let fixture = Fixture::new(store.clone());
+    let ada = fixture.user("ada").await;
+    let bob = fixture.user("bob").await;
+    let media = upload(&store, &fixture, ada.id, &"a".repeat(64), Timestamp::now()).await;
+    let found = store.media_by_ids(&[media.id]).await.unwrap();
+    assert_eq!(found, [media.clone()]);
+    // Not ready: no thumbnail before the file is stored.
+    assert!(
+        !store
+            .set_thumbnail(media.id, &media_file("t1"))
+            .await
+            .unwrap()
+    );
+    let after = store.events_after(0, 1000).await.unwrap().len();
+    store
+        .media_stored(
+            media.id,
+            ada.id,
+            fixture.ids.next_event_id(),
+            Timestamp::now(),
+        )
+        .await
+        .unwrap();
+    let events: Vec<Event> = decoded(&*store, 0, 1000)
+        .await
+        .into_iter()
+        .map(|envelope| envelope.event)
+        .collect();
+    assert_eq!(
+        events[after..],
+        [Event::MediaUploaded {
+            media_id: media.id,
+            owner_id: ada.id
+        }]
+    );
+    assert!(
+        store
+            .set_thumbnail(media.id, &media_file("t1"))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .set_thumbnail(media.id, &media_file("t2"))
+            .await
+            .unwrap(),
+        "once"
+    );
+    let ready = store
+        .media_by_ids(&[media.id])
+        .await
+        .unwrap()
+        .pop()
+        .unwrap();
+    assert_eq!(ready.state, MediaState::Ready);
+    assert_eq!(ready.thumbnail, Some(media_file("t1")));
+    let attachment = ready.attachment().unwrap();
+
+    let post_with = |author: UserId| NewPost {
+        id: fixture.ids.next_post_id(),
+        author_id: author,
+        text: "look".to_owned(),
+        reply_to: None,
+        mentions: Vec::new(),
+        media: vec![attachment.clone()],
+        created_at: Timestamp::now(),
+        event_id: fixture.ids.next_event_id(),
+    };
+    // Someone else's upload cannot be attached.
+    assert!(matches!(
+        store.create_post(post_with(bob.id)).await,
+        Err(StoreError::MediaUnavailable)
+    ));
+    let post = store.create_post(post_with(ada.id)).await.unwrap();
+    assert_eq!(post.media, [attachment.clone()]);
+    assert_eq!(
+        fixture.stored_post(post.id).await.media,
+        [attachment.clone()]
+    );
+    let attached = store
+        .media_by_ids(&[media.id])
+        .await
+        .unwrap()
+        .pop()
+        .unwrap();
+    assert_eq!(attached.post, Some(post.id));
+    // Nor attached twice.
+    assert!(matches!(
+        store.create_post(post_with(ada.id)).await,
+        Err(StoreError::MediaUnavailable)
+    ));
+    // Deleting the post detaches it, for the sweep.
+    store
+        .delete_post(
+            post.id,
+            ada.id,
+            fixture.ids.next_event_id(),
+            Timestamp::now(),
+        )
+        .await
+        .unwrap();
+    let detached = store
+        .media_by_ids(&[media.id])
+        .await
+        .unwrap()
+        .pop()
+        .unwrap();
+    assert_eq!(detached.post, None);
+    assert!(fixture.stored_post(post.id).await.media.is_empty());
+}
+
+pub async fn removing_uploads_deletes_files_no_upload_names(store: Arc<dyn Store>) {
+    let fixture = Fixture::new(store.clone());
+    let ada = fixture.user("ada").await;
+    let old = Timestamp(Timestamp::now_ms() - 48 * 3600 * 1000);
+    let shared = "b".repeat(64);
+    let alone = "c".repeat(64);
+    // Two uploads of the same bytes, one old; one old upload of its own.
+    let old_twin = upload(&store, &fixture, ada.id, &shared, old).await;
+    let new_twin = upload(&store, &fixture, ada.id, &shared, Timestamp::now()).await;
+    let lonely = upload(&store, &fixture, ada.id, &alone, old).await;
+    let files = Files::default();
+    let removed = store
+        .remove_media(
+            MediaSelection::UnattachedBefore {
+                before: Timestamp(Timestamp::now_ms() - 24 * 3600 * 1000),
+                limit: 100,
+            },
+            &files,
+        )
+        .await
+        .unwrap();
+    assert!(removed >= 2);
+    let gone = store.media_by_ids(&[old_twin.id, lonely.id]).await.unwrap();
+    assert!(gone.is_empty());
+    let deleted = files.0.lock().clone();
+    assert!(deleted.contains(&alone), "a file no upload names goes");
+    assert!(
+        !deleted.contains(&shared),
+        "a file another upload names stays"
+    );
+    // Removing the last upload naming it takes the file.
+    store
+        .remove_media(MediaSelection::One(new_twin.id), &files)
+        .await
+        .unwrap();
+    assert!(files.0.lock().contains(&shared));
 }
