@@ -37,6 +37,15 @@ pub fn render(upstreams: &[String], port: u16, dir: &Path) -> anyhow::Result<Str
             }
         } else if trimmed == "listen 80;" {
             config.push_str(&format!("    listen 127.0.0.1:{port};\n"));
+        } else if let Some(rest) = trimmed.strip_prefix("proxy_cache_path ") {
+            // The cache goes in this instance's own folder.
+            let (_, parameters) = rest
+                .split_once(' ')
+                .context("proxy_cache_path without parameters")?;
+            config.push_str(&format!(
+                "proxy_cache_path {}/media-cache {parameters}\n",
+                dir.display()
+            ));
         } else if trimmed.starts_with("access_log ") {
             config.push_str(&format!(
                 "    access_log {}/access.log starling;\n",

@@ -21,6 +21,7 @@ mod feed;
 mod graph;
 mod idempotency;
 mod logging;
+mod media;
 mod nginx;
 mod notifications;
 mod ops;

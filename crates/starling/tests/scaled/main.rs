@@ -29,6 +29,8 @@ mod feed;
 mod graph;
 #[path = "../api/idempotency.rs"]
 mod idempotency;
+#[path = "../api/media.rs"]
+mod media;
 #[path = "../api/notifications.rs"]
 mod notifications;
 #[path = "../api/posts.rs"]
