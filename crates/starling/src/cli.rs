@@ -49,6 +49,10 @@ pub enum BenchCommand {
     Mixed(starling_bench::suites::mixed::MixedArgs),
     /// Benchmark 5: scaled out behind nginx, one API instance vs two.
     Scaled(starling_bench::suites::scaled::ScaledArgs),
+    /// Benchmark 6: live streams held: memory per stream, delivery latency.
+    Streams(starling_bench::suites::streams::StreamsArgs),
+    /// Benchmark 7: image uploads and serving.
+    Media(starling_bench::suites::media::MediaArgs),
     /// The minimal handler the feed-read benchmark compares with.
     #[command(hide = true)]
     BaselineServer(starling_bench::baseline::BaselineArgs),

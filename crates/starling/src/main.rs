@@ -164,6 +164,12 @@ async fn bench(command: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Scaled(args) => {
             suites::scaled::run(&args).await?;
         }
+        BenchCommand::Streams(args) => {
+            suites::streams::run(&args).await?;
+        }
+        BenchCommand::Media(args) => {
+            suites::media::run(&args).await?;
+        }
         BenchCommand::BaselineServer(args) => baseline::serve(&args).await?,
     }
     Ok(())

@@ -27,11 +27,40 @@ use starling_domain::{LiveEvent, Topic};
 
 use crate::JetStream;
 
+/// Why a publication failed: the stream is gone, or anything else.
+enum Failure {
+    Missing,
+    Other(LiveError),
+}
+
+use Failure::{Missing, Other};
+
+impl From<async_nats::jetstream::context::PublishError> for Failure {
+    fn from(error: async_nats::jetstream::context::PublishError) -> Self {
+        match error.kind() {
+            async_nats::jetstream::context::PublishErrorKind::StreamNotFound => Missing,
+            _ => Other(unavailable(error)),
+        }
+    }
+}
+
+impl Failure {
+    fn into_error(self) -> LiveError {
+        match self {
+            Missing => unavailable("the live stream does not exist"),
+            Other(error) => error,
+        }
+    }
+}
+
 /// The live log on JetStream.
 #[derive(Clone)]
 pub struct JetStreamLive {
     log: JetStream,
     stream: String,
+    /// Kept to create the stream again: a server restart loses a memory
+    /// stream with its messages.
+    config: StreamConfig,
     /// `<prefix>.live.in.`, `<prefix>.live.out.`
     inbound: String,
     outbound: String,
@@ -73,13 +102,14 @@ impl JetStream {
             ..StreamConfig::default()
         };
         self.context
-            .get_or_create_stream(config)
+            .get_or_create_stream(config.clone())
             .await
             .map_err(anyhow::Error::new)
             .with_context(|| format!("creating the JetStream stream {stream}"))?;
         Ok(JetStreamLive {
             log: self.clone(),
             stream,
+            config,
             inbound,
             outbound,
         })
@@ -100,9 +130,28 @@ impl JetStreamLive {
     }
 
     async fn publish_unguarded(&self, updates: &[(Topic, LiveEvent)]) -> Result<(), LiveError> {
+        match self.publish_once(updates).await {
+            Err(Missing) => {
+                // The server restarted and lost the memory stream: make it
+                // again (empty; resuming clients are told to reload).
+                tracing::warn!(stream = %self.stream, "the live stream is gone; creating it again");
+                self.log
+                    .context
+                    .get_or_create_stream(self.config.clone())
+                    .await
+                    .map_err(unavailable)?;
+                self.publish_once(updates)
+                    .await
+                    .map_err(Failure::into_error)
+            }
+            other => other.map_err(Failure::into_error),
+        }
+    }
+
+    async fn publish_once(&self, updates: &[(Topic, LiveEvent)]) -> Result<(), Failure> {
         let mut acks = Vec::with_capacity(updates.len());
         for (topic, event) in updates {
-            let payload = serde_json::to_vec(event).map_err(unavailable)?;
+            let payload = serde_json::to_vec(event).map_err(|error| Other(unavailable(error)))?;
             let mut headers = HeaderMap::new();
             headers.insert(
                 header::NATS_MESSAGE_ID,
@@ -113,10 +162,10 @@ impl JetStreamLive {
                 .context
                 .publish_with_headers(format!("{}{topic}", self.inbound), headers, payload.into())
                 .await
-                .map_err(unavailable)?;
+                .map_err(Failure::from)?;
             acks.push(ack.into_future());
         }
-        try_join_all(acks).await.map_err(unavailable)?;
+        try_join_all(acks).await.map_err(Failure::from)?;
         Ok(())
     }
 
@@ -278,4 +327,50 @@ mod tests {
     }
 
     starling_app::live_log_contract!(make);
+}
+
+#[cfg(test)]
+mod restart {
+    use super::*;
+    use starling_domain::{PostId, UserId};
+
+    /// A server restart loses the memory stream; publishing makes it again.
+    #[tokio::test]
+    async fn publishing_after_a_server_restart_creates_the_stream_again() {
+        let Some(mut server) = starling_testing::OwnServer::nats() else {
+            return;
+        };
+        let log = JetStream::connect(
+            &server.url,
+            crate::JetStreamOptions {
+                partitions: 1,
+                ..crate::JetStreamOptions::default()
+            },
+        )
+        .await
+        .unwrap();
+        let live = log.live(Duration::from_secs(60), 1 << 20).await.unwrap();
+        let update = |id| {
+            (
+                Topic::Inbox(UserId(1)),
+                LiveEvent::Post {
+                    post_id: PostId(id),
+                    author_id: UserId(2),
+                },
+            )
+        };
+        live.publish(&[update(1)]).await.unwrap();
+        server.kill();
+        server.restart();
+        let deadline = std::time::Instant::now() + Duration::from_secs(15);
+        // The client reconnects on its own; then the publish goes through.
+        while live.publish(&[update(2)]).await.is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "never published again"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        assert!(live.head().await.unwrap() >= 1);
+    }
 }

@@ -172,14 +172,16 @@ impl App {
             .await?;
             return Ok(false);
         };
-        self.publish_live(&[(Topic::Inbox(author_id), live.clone())])
-            .await?;
         for followers in audience.chunks(FANOUT_BATCH) {
             timelines.insert(followers, entry).await?;
             metrics::counter!("starling_fanout_timeline_inserts_total")
                 .increment(followers.len() as u64);
-            self.publish_live(&inboxes(followers, &live)).await?;
         }
+        // After the timelines: a live log that fails fails the event (it is
+        // retried; the log drops what it already has), never the timelines.
+        let mut updates = inboxes(audience, &live);
+        updates.push((Topic::Inbox(author_id), live));
+        self.publish_live(&updates).await?;
         metrics::counter!("starling_fanout_posts_total").increment(1);
         Ok(true)
     }
@@ -205,22 +207,24 @@ impl App {
         caches.author_recent.invalidate(&author_id).await;
         timelines.remove_post(&[author_id], post_id).await?;
         let live = LiveEvent::PostDeleted { post_id, author_id };
-        self.publish_live(&[(Topic::Inbox(author_id), live.clone())])
-            .await?;
         if let Some(audience) = audience {
             for followers in audience.chunks(FANOUT_BATCH) {
                 timelines.remove_post(followers, post_id).await?;
-                self.publish_live(&inboxes(followers, &live)).await?;
             }
-            return Ok(());
+            let mut updates = inboxes(audience, &live);
+            updates.push((Topic::Inbox(author_id), live));
+            return self.publish_live(&updates).await;
         }
-        self.publish_live(&[(Topic::Author(author_id), live.clone())])
-            .await?;
-        let live = &live;
         self.for_each_follower_batch(author_id, |followers| async move {
             timelines.remove_post(&followers, post_id).await?;
-            self.publish_live(&inboxes(&followers, live)).await
+            Ok(())
         })
+        .await?;
+        // Its followers' streams listen to the author.
+        self.publish_live(&[
+            (Topic::Inbox(author_id), live.clone()),
+            (Topic::Author(author_id), live),
+        ])
         .await
     }
 

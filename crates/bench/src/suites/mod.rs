@@ -5,9 +5,11 @@
 
 pub mod fanout;
 pub mod feed_read;
+pub mod media;
 pub mod mixed;
 pub mod post_create;
 pub mod scaled;
+pub mod streams;
 
 use std::path::{Path, PathBuf};
 

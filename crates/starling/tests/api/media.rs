@@ -12,7 +12,9 @@ use crate::helpers::{FANOUT_WAIT, Reply, TestApp, TestUser, eventually, read, sp
 
 /// An app whose files go to S3 (moto, started here) when scaled out, to
 /// its data folder when embedded. The server lives as long as the guard.
-async fn media_app(configure: impl FnOnce(&mut Config)) -> (TestApp, Option<starling_testing::S3Server>) {
+async fn media_app(
+    configure: impl FnOnce(&mut Config),
+) -> (TestApp, Option<starling_testing::S3Server>) {
     let s3 = if crate::SCALED_OUT {
         starling_testing::S3Server::start().await
     } else {
@@ -150,19 +152,31 @@ async fn an_image_is_uploaded_posted_and_served_for_caches() {
     assert_eq!(reply.status, 201, "{}", reply.text);
     let body = &reply.body;
     assert_eq!(body["type"], "image/png");
-    assert_eq!((body["width"].as_u64(), body["height"].as_u64()), (Some(900), Some(600)));
+    assert_eq!(
+        (body["width"].as_u64(), body["height"].as_u64()),
+        (Some(900), Some(600))
+    );
     assert_eq!(body["alt"], "a red sky");
     assert_eq!(body["state"], "processing");
     assert!(body["thumbnail_url"].is_null());
     assert!(body["post_id"].is_null());
     let id = body["id"].as_str().unwrap();
-    assert_eq!(reply.headers["location"], format!("/api/v1/media/{id}").as_str());
+    assert_eq!(
+        reply.headers["location"],
+        format!("/api/v1/media/{id}").as_str()
+    );
     // Another account cannot see an upload not yet posted.
     app.get(&format!("/api/v1/media/{id}"), Some(&bob.access_token))
         .await
         .assert_problem(404);
 
-    let media = ready_upload(&app, &ada, encode(&picture(900, 600), ImageFormat::Png), "sky").await;
+    let media = ready_upload(
+        &app,
+        &ada,
+        encode(&picture(900, 600), ImageFormat::Png),
+        "sky",
+    )
+    .await;
     let post = app
         .post(
             "/api/v1/posts",
@@ -176,7 +190,10 @@ async fn an_image_is_uploaded_posted_and_served_for_caches() {
     assert_eq!(shown["url"], media["url"]);
     assert_eq!(shown["thumbnail_url"], media["thumbnail_url"]);
     assert_eq!(shown["alt"], "sky");
-    assert_eq!((shown["width"].as_u64(), shown["height"].as_u64()), (Some(900), Some(600)));
+    assert_eq!(
+        (shown["width"].as_u64(), shown["height"].as_u64()),
+        (Some(900), Some(600))
+    );
     assert_eq!(shown["type"], "image/png");
     // Followers' timelines carry it too.
     let post_id = post.body["id"].as_str().unwrap().to_owned();
@@ -232,7 +249,12 @@ async fn an_image_is_uploaded_posted_and_served_for_caches() {
         format!("bytes */{}", bytes.len()).as_str()
     );
     // A range for another version of the file (If-Range) gets all of it.
-    let stale = fetch(&app, url, &[("range", "bytes=0-9"), ("if-range", "\"other\"")]).await;
+    let stale = fetch(
+        &app,
+        url,
+        &[("range", "bytes=0-9"), ("if-range", "\"other\"")],
+    )
+    .await;
     assert_eq!(stale.status(), 200);
 
     let thumbnail = fetch(&app, media["thumbnail_url"].as_str().unwrap(), &[]).await;
@@ -243,7 +265,9 @@ async fn an_image_is_uploaded_posted_and_served_for_caches() {
 
     // Names that are no file.
     let missing = format!("/media/{}", "0".repeat(64));
-    read(fetch(&app, &missing, &[]).await).await.assert_problem(404);
+    read(fetch(&app, &missing, &[]).await)
+        .await
+        .assert_problem(404);
     read(fetch(&app, "/media/..%2Fstarling.db", &[]).await)
         .await
         .assert_problem(404);
@@ -254,17 +278,33 @@ async fn the_type_comes_from_the_bytes_not_the_claim() {
     let (app, _s3) = media_app(|_| {}).await;
     let ada = app.register("ada").await;
     // Text that says it is a PNG.
-    upload(&app, &ada, b"not an image at all".to_vec(), "image/png", None)
-        .await
-        .assert_problem(415);
+    upload(
+        &app,
+        &ada,
+        b"not an image at all".to_vec(),
+        "image/png",
+        None,
+    )
+    .await
+    .assert_problem(415);
     // SVG (scripts inside) is not accepted at all.
     let svg = br#"<svg xmlns="http://www.w3.org/2000/svg"><script>alert(1)</script></svg>"#;
     upload(&app, &ada, svg.to_vec(), "image/svg+xml", None)
         .await
         .assert_problem(415);
     // A GIF and a WebP sent as "JPEG" are stored as what they are.
-    for (format, kind) in [(ImageFormat::Gif, "image/gif"), (ImageFormat::WebP, "image/webp")] {
-        let reply = upload(&app, &ada, encode(&picture(30, 20), format), "image/jpeg", None).await;
+    for (format, kind) in [
+        (ImageFormat::Gif, "image/gif"),
+        (ImageFormat::WebP, "image/webp"),
+    ] {
+        let reply = upload(
+            &app,
+            &ada,
+            encode(&picture(30, 20), format),
+            "image/jpeg",
+            None,
+        )
+        .await;
         assert_eq!(reply.status, 201, "{}", reply.text);
         assert_eq!(reply.body["type"], kind);
     }
@@ -297,7 +337,11 @@ async fn oversized_and_bomb_images_are_refused() {
     assert!(bomb.len() < 100);
     let reply = upload(&app, &ada, bomb, "image/png", None).await;
     reply.assert_problem(422);
-    assert!(reply.body["detail"].as_str().unwrap().contains("30000"), "{}", reply.text);
+    assert!(
+        reply.body["detail"].as_str().unwrap().contains("30000"),
+        "{}",
+        reply.text
+    );
     // Within the byte limit but past the pixel limit.
     let wide = encode(&picture(2000, 600), ImageFormat::Png);
     upload(&app, &ada, wide, "image/png", None)
@@ -321,7 +365,10 @@ async fn metadata_is_removed_before_the_image_is_stored() {
         .unwrap();
     assert!(stored.starts_with(&[0xFF, 0xD8, 0xFF]));
     assert!(!stored.windows(4).any(|w| w == b"Exif"), "no EXIF block");
-    assert!(!stored.windows(11).any(|w| w == b"GPSLatitude"), "no position");
+    assert!(
+        !stored.windows(11).any(|w| w == b"GPSLatitude"),
+        "no position"
+    );
     let image = image::load_from_memory(&stored).unwrap();
     assert_eq!((image.width(), image.height()), (120, 80));
 }
@@ -333,7 +380,13 @@ async fn posts_take_up_to_four_of_their_authors_ready_uploads_once() {
     let bob = app.register("bob").await;
     let mut ids = Vec::new();
     for index in 0..5 {
-        let media = ready_upload(&app, &ada, encode(&picture(20 + index, 20), ImageFormat::Png), "").await;
+        let media = ready_upload(
+            &app,
+            &ada,
+            encode(&picture(20 + index, 20), ImageFormat::Png),
+            "",
+        )
+        .await;
         ids.push(media["id"].clone());
     }
     let post = |user: &TestUser, ids: Value| {
@@ -354,7 +407,9 @@ async fn posts_take_up_to_four_of_their_authors_ready_uploads_once() {
     post(&bob, json!([ids[0]])).await.assert_problem(422);
     post(&ada, json!(["12345"])).await.assert_problem(422);
     post(&ada, json!(["nope"])).await.assert_problem(422);
-    post(&ada, json!([ids[0], ids[0]])).await.assert_problem(422);
+    post(&ada, json!([ids[0], ids[0]]))
+        .await
+        .assert_problem(422);
     let four = post(&ada, json!(ids[..4])).await;
     assert_eq!(four.status, 201, "{}", four.text);
     let shown: Vec<&Value> = four.body["media"]
@@ -363,7 +418,11 @@ async fn posts_take_up_to_four_of_their_authors_ready_uploads_once() {
         .iter()
         .map(|media| &media["id"])
         .collect();
-    assert_eq!(shown, ids[..4].iter().collect::<Vec<_>>(), "in the order given");
+    assert_eq!(
+        shown,
+        ids[..4].iter().collect::<Vec<_>>(),
+        "in the order given"
+    );
     // Posted once only.
     post(&ada, json!([ids[0]])).await.assert_problem(422);
     let attached = app
@@ -396,9 +455,13 @@ async fn uploads_refuse_bad_requests_with_problems() {
     .await;
     anonymous.assert_problem(401);
     // Not a form.
-    app.post("/api/v1/media", Some(&ada.access_token), json!({"file": "x"}))
-        .await
-        .assert_problem(415);
+    app.post(
+        "/api/v1/media",
+        Some(&ada.access_token),
+        json!({"file": "x"}),
+    )
+    .await
+    .assert_problem(415);
     // No file; an unknown field.
     let form = |form: Form| {
         let app = &app;
@@ -419,11 +482,20 @@ async fn uploads_refuse_bad_requests_with_problems() {
     form(Form::new().text("alt", "nothing"))
         .await
         .assert_problem(400);
-    form(Form::new().part("file", Part::bytes(png.clone())).text("caption", "x"))
-        .await
-        .assert_problem(400);
+    form(
+        Form::new()
+            .part("file", Part::bytes(png.clone()))
+            .text("caption", "x"),
+    )
+    .await
+    .assert_problem(400);
     let long_alt = "x".repeat(1_501);
-    let reply = form(Form::new().part("file", Part::bytes(png)).text("alt", long_alt)).await;
+    let reply = form(
+        Form::new()
+            .part("file", Part::bytes(png))
+            .text("alt", long_alt),
+    )
+    .await;
     reply.assert_problem(422);
     assert_eq!(reply.field_errors(), ["alt"]);
 }
