@@ -11,7 +11,7 @@ mod processes;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-pub use postgres::{TestDatabase, test_database};
+pub use postgres::{OwnReplica, TestDatabase, test_database};
 pub use processes::{OwnServer, S3Server, program, spare_port, wait_for_port};
 
 /// The URL in `variable`, or `None` with the reason printed, so the test

@@ -20,6 +20,107 @@ impl TestDatabase {
     }
 }
 
+/// A streaming replica of the test PostgreSQL that a test owns: started on
+/// a spare port by `.ci/start-pg-replica`, frozen and thawed by the test,
+/// stopped when dropped.
+pub struct OwnReplica {
+    /// The replica, on the test database's name.
+    pub url: String,
+    dir: std::path::PathBuf,
+}
+
+impl OwnReplica {
+    /// A replica holding `database` (made before it, so copied with the
+    /// rest), or `None` (skip) where replicas cannot be made here.
+    pub fn start(database: &TestDatabase) -> Option<Self> {
+        let script =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.ci/start-pg-replica");
+        if crate::program("STARLING_TEST_PG_BASEBACKUP", "pg_basebackup").is_none() {
+            return None;
+        }
+        let port = crate::spare_port();
+        let dir = std::path::PathBuf::from(format!("/var/tmp/starling-pg-replica-{port}"));
+        let output = std::process::Command::new("bash")
+            .arg(&script)
+            .arg(port.to_string())
+            .arg(&dir)
+            .output()
+            .expect("running .ci/start-pg-replica");
+        assert!(
+            output.status.success(),
+            "starting a replica: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let url = String::from_utf8_lossy(&output.stdout).trim().to_owned();
+        Some(Self {
+            url: with_database(&url, &database.name),
+            dir,
+        })
+    }
+
+    fn processes(&self) -> Vec<String> {
+        let Ok(pid_file) = std::fs::read_to_string(self.dir.join("postmaster.pid")) else {
+            return Vec::new();
+        };
+        let Some(postmaster) = pid_file.lines().next().map(str::trim).map(str::to_owned) else {
+            return Vec::new();
+        };
+        let children = std::process::Command::new("pgrep")
+            .args(["-P", &postmaster])
+            .output()
+            .map(|output| String::from_utf8_lossy(&output.stdout).into_owned())
+            .unwrap_or_default();
+        std::iter::once(postmaster)
+            .chain(children.lines().map(str::to_owned))
+            .collect()
+    }
+
+    fn signal(&self, signal: &str) {
+        for pid in self.processes() {
+            let _ = std::process::Command::new("kill")
+                .args([&format!("-{signal}"), &pid])
+                .status();
+        }
+    }
+
+    /// Freezes the postmaster and every backend (SIGSTOP): connections stay
+    /// open and nothing answers.
+    pub fn pause(&self) {
+        self.signal("STOP");
+    }
+
+    pub fn resume(&self) {
+        self.signal("CONT");
+    }
+}
+
+impl Drop for OwnReplica {
+    fn drop(&mut self) {
+        self.resume();
+        let bin = std::fs::read_dir("/usr/lib/postgresql")
+            .ok()
+            .and_then(|versions| {
+                versions
+                    .filter_map(Result::ok)
+                    .map(|entry| entry.path().join("bin/pg_ctl"))
+                    .filter(|path| path.is_file())
+                    .max()
+            });
+        if let Some(pg_ctl) = bin {
+            let _ = std::process::Command::new("runuser")
+                .args(["-u", "postgres", "--"])
+                .arg(pg_ctl)
+                .arg("-D")
+                .arg(&self.dir)
+                .args(["stop", "-m", "immediate"])
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .status();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
 /// `url` with its database replaced by `name`, keeping any query.
 fn with_database(url: &str, name: &str) -> String {
     match url.rsplit_once('/') {

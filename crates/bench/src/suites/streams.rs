@@ -101,7 +101,38 @@ async fn open_stream(address: &str, token: &str) -> anyhow::Result<TcpStream> {
     Ok(connection)
 }
 
+/// The least a held connection costs: the memory `count` idle keep-alive
+/// connections take on a server of their own (allocators keep what they
+/// once held, so one server cannot measure both fairly), in KiB each.
+async fn idle_connection_kib(count: usize) -> anyhow::Result<f64> {
+    let data = tempfile::tempdir()?;
+    let server = start_starling(
+        data.path(),
+        &[("STARLING_HTTP__MAX_IN_FLIGHT", "0".to_owned())],
+    )
+    .await?;
+    let pid = server.child.id().context("the server's pid")?;
+    let before = settled_rss(pid).await?;
+    let mut plain = Vec::with_capacity(count);
+    for _ in 0..count {
+        let mut connection = TcpStream::connect(&server.address).await?;
+        connection
+            .write_all(
+                format!("GET /healthz HTTP/1.1\r\nHost: {}\r\n\r\n", server.address).as_bytes(),
+            )
+            .await?;
+        let mut buffer = [0u8; 1024];
+        let _ = connection.read(&mut buffer).await?;
+        plain.push(connection);
+    }
+    let after = settled_rss(pid).await?;
+    drop(plain);
+    server.stop().await?;
+    Ok(after.saturating_sub(before) as f64 / count.max(1) as f64)
+}
+
 pub async fn run(args: &StreamsArgs) -> anyhow::Result<StreamsResult> {
+    let kib_per_idle_connection = idle_connection_kib(args.streams).await?;
     let data = tempfile::tempdir()?;
     let starling = start_starling(
         data.path(),
@@ -135,28 +166,7 @@ pub async fn run(args: &StreamsArgs) -> anyhow::Result<StreamsResult> {
     }
     let idle = settled_rss(pid).await?;
 
-    // The least a held connection costs: idle keep-alive connections.
-    let mut plain = Vec::with_capacity(args.streams);
-    for _ in 0..args.streams {
-        let mut connection = TcpStream::connect(&starling.address).await?;
-        connection
-            .write_all(
-                format!(
-                    "GET /healthz HTTP/1.1\r\nHost: {}\r\n\r\n",
-                    starling.address
-                )
-                .as_bytes(),
-            )
-            .await?;
-        let mut buffer = [0u8; 1024];
-        let _ = connection.read(&mut buffer).await?;
-        plain.push(connection);
-    }
-    let with_plain = settled_rss(pid).await?;
-    drop(plain);
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let before_streams = settled_rss(pid).await?;
-
+    let before_streams = idle;
     let mut streams = Vec::with_capacity(args.streams);
     for index in 0..args.streams {
         streams.push(open_stream(&starling.address, &tokens[index % tokens.len()]).await?);
@@ -229,7 +239,7 @@ pub async fn run(args: &StreamsArgs) -> anyhow::Result<StreamsResult> {
         streams: args.streams,
         rss_idle_kib: idle,
         kib_per_stream: per(with_streams, before_streams),
-        kib_per_idle_connection: per(with_plain, idle),
+        kib_per_idle_connection,
         deliveries: latencies.len(),
         delivery_p50_ms: quantile(0.5),
         delivery_p99_ms: quantile(0.99),

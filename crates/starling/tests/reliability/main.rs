@@ -393,6 +393,151 @@ async fn redis_hanging_mid_load() {
     );
 }
 
+/// A counter's value in Prometheus text (0 when absent).
+fn counter(metrics: &str, series: &str) -> f64 {
+    metrics
+        .lines()
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
+        .and_then(|value| value.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// Scenario 3c: the read replica hangs (SIGSTOP) mid-load. Reads routed to
+/// it (others' profiles and post lists) wait at most its 1 s timeout once,
+/// then go to the primary; none fails; once it thaws, reads go back to it.
+#[tokio::test]
+async fn replica_frozen_mid_load() {
+    let _alone = ONE_AT_A_TIME.lock().await;
+    let Some(database) = starling_testing::test_database().await else {
+        return;
+    };
+    let Some(replica) = starling_testing::OwnReplica::start(&database) else {
+        return;
+    };
+    let (primary, replica_url) = (database.url.clone(), replica.url.clone());
+    let app = spawn_app_with(move |config| {
+        config.database_url = Some(primary);
+        config.replica_urls = Some(replica_url);
+    })
+    .await;
+    let (author, followers) = audience(&app).await;
+    for index in 0..20 {
+        app.create_post(&author, &format!("before {index}")).await;
+    }
+    let on_replica = "starling_db_reads_total{pool=\"replica\"}";
+    let profile = format!("/api/v1/users/{}/posts?limit=10", author.id);
+    helpers::eventually(
+        "reads reach the replica",
+        Duration::from_secs(15),
+        || async {
+            let _ = app.get(&profile, None).await;
+            counter(&app.metrics().await, on_replica) > 0.0
+        },
+    )
+    .await;
+
+    let load = Load::start(
+        &app,
+        &author,
+        &followers,
+        1,
+        2,
+        Duration::from_millis(20),
+        Duration::from_secs(8),
+    );
+    // Anonymous readers of another account's posts: the replica's reads.
+    let started = load.started;
+    let readers: Vec<_> = (0..4)
+        .map(|_| {
+            let (client, url) = (app.client.clone(), app.url(&profile));
+            tokio::spawn(async move {
+                let mut samples = Vec::new();
+                while started.elapsed() < Duration::from_secs(8) {
+                    let sent = Instant::now();
+                    let at = started.elapsed();
+                    let status = match client.get(&url).send().await {
+                        Ok(response) => response.status().as_u16(),
+                        Err(_) => 0,
+                    };
+                    samples.push((at, status, sent.elapsed()));
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                samples
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let frozen_at = load.started.elapsed();
+    replica.pause();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    replica.resume();
+    let thawed_at = load.started.elapsed();
+    let replica_reads_at_thaw = counter(&app.metrics().await, on_replica);
+    let mut samples = Vec::new();
+    for reader in readers {
+        samples.extend(reader.await.unwrap());
+    }
+    let recorded = load.finish().await;
+    let writes = summarise(&recorded.samples, "write", None);
+    writes.assert_only(201);
+    assert!(
+        samples.iter().all(|(_, status, _)| *status == 200),
+        "every read answered 200"
+    );
+    let during: Vec<Duration> = samples
+        .iter()
+        .filter(|(at, ..)| *at >= frozen_at && *at < thawed_at)
+        .map(|(.., latency)| *latency)
+        .collect();
+    let mut settled: Vec<Duration> = samples
+        .iter()
+        .filter(|(at, ..)| *at >= frozen_at + Duration::from_millis(1500) && *at < thawed_at)
+        .map(|(.., latency)| *latency)
+        .collect();
+    settled.sort();
+    let worst = during.iter().max().copied().unwrap_or_default();
+    let settled_p99 = settled
+        .get((settled.len() * 99).div_ceil(100).saturating_sub(1))
+        .copied()
+        .unwrap_or_default();
+    assert!(!during.is_empty() && !settled.is_empty());
+    assert!(
+        worst < Duration::from_millis(1_600),
+        "no read waits much past the replica's 1 s timeout: {worst:?}"
+    );
+    assert!(
+        settled_p99 < Duration::from_millis(250),
+        "once the replica is set aside, reads go to the primary: p99 {settled_p99:?}"
+    );
+    helpers::eventually(
+        "reads return to the thawed replica",
+        Duration::from_secs(15),
+        || async {
+            let _ = app.get(&profile, None).await;
+            counter(&app.metrics().await, on_replica) > replica_reads_at_thaw
+        },
+    )
+    .await;
+    print_figures(
+        "scenario 3c: the read replica frozen (SIGSTOP) for 3 s of an 8 s load, 1 s replica timeout",
+        &[
+            format!(
+                "replica-routed reads: {} requests, all 200; while frozen {} requests, slowest {:.0} ms",
+                samples.len(),
+                during.len(),
+                worst.as_secs_f64() * 1000.0
+            ),
+            format!(
+                "  frozen, after the first 1.5 s: p99 {:.1} ms (primary)",
+                settled_p99.as_secs_f64() * 1000.0
+            ),
+            format!("writes: {writes}"),
+            "reads went back to the replica after it thawed".to_owned(),
+        ],
+    );
+    drop(replica);
+}
+
 /// Scenario 7: three times the load the server can take at once. It sheds
 /// the excess with 503 + `Retry-After` at once, keeps serving at its
 /// sustainable rate, keeps answering its probes, and is itself again when
