@@ -277,6 +277,22 @@ pub fn describe_metrics(consumers: &[&'static str], caches: &[&'static str]) {
         "Streams refused: the account or the instance holds as many as allowed"
     );
     describe_counter!(
+        "starling_media_uploaded_total",
+        "Images accepted by POST /api/v1/media, by kind detected from their bytes"
+    );
+    describe_counter!(
+        "starling_media_thumbnails_total",
+        "Thumbnails made by the thumbnailer"
+    );
+    describe_counter!(
+        "starling_media_swept_total",
+        "Uploads removed because no post attached them within a day"
+    );
+    describe_counter!(
+        "starling_media_served_total",
+        "GET /media/{hash} answers, by status (200, 206, 304, 404, 416)"
+    );
+    describe_counter!(
         "starling_live_published_total",
         "Live updates published by the workers (one per topic)"
     );
@@ -334,6 +350,8 @@ pub fn describe_metrics(consumers: &[&'static str], caches: &[&'static str]) {
         "starling_idempotent_replays_total",
         "starling_rate_limit_fallbacks_total",
         "starling_live_published_total",
+        "starling_media_thumbnails_total",
+        "starling_media_swept_total",
     ] {
         metrics::counter!(name).increment(0);
     }

@@ -210,7 +210,7 @@ impl Drop for OwnServer {
 pub struct S3Server {
     pub endpoint: String,
     pub bucket: String,
-    _server: OwnServer,
+    server: OwnServer,
 }
 
 impl S3Server {
@@ -223,8 +223,20 @@ impl S3Server {
         Some(Self {
             endpoint: server.url.clone(),
             bucket,
-            _server: server,
+            server,
         })
+    }
+
+    /// Kills the server (SIGKILL): requests are refused.
+    pub fn kill(&mut self) {
+        self.server.kill();
+    }
+
+    /// Starts it again on the same port, with the bucket (empty: moto
+    /// keeps buckets in memory).
+    pub fn restart(&mut self) {
+        self.server.restart();
+        create_bucket(self.server.port, &self.bucket);
     }
 }
 

@@ -15,7 +15,9 @@ use bytes::Bytes;
 use object_store::aws::AmazonS3Builder;
 use object_store::local::LocalFileSystem;
 use object_store::path::Path as ObjectPath;
-use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+use object_store::{
+    BackoffConfig, ClientOptions, ObjectStore, ObjectStoreExt, PutPayload, RetryConfig,
+};
 use starling_app::ports::{BlobError, BlobStore};
 use starling_app::resilience::{Guard, GuardError, GuardSettings};
 
@@ -65,7 +67,27 @@ impl ObjectBlobs {
             .with_region(&settings.region)
             .with_access_key_id(&settings.access_key_id)
             .with_secret_access_key(&settings.secret_access_key)
-            .with_allow_http(settings.allow_http);
+            // Client options first: they replace allow_http, set after.
+            .with_client_options(
+                ClientOptions::new()
+                    .with_connect_timeout(Duration::from_secs(2))
+                    .with_timeout(Duration::from_secs(15)),
+            )
+            .with_allow_http(settings.allow_http)
+            // object_store retries by itself (10 times, for up to 3 min, by
+            // default): a storage that is down would hold each upload for
+            // minutes and the breaker would see one failure per upload.
+            // Two quick retries ride over a dropped connection; the guard
+            // does the rest.
+            .with_retry(RetryConfig {
+                backoff: BackoffConfig {
+                    init_backoff: Duration::from_millis(50),
+                    max_backoff: Duration::from_millis(400),
+                    base: 2.0,
+                },
+                max_retries: 2,
+                retry_timeout: Duration::from_secs(5),
+            });
         if let Some(endpoint) = &settings.endpoint {
             builder = builder
                 .with_endpoint(endpoint)

@@ -538,6 +538,106 @@ async fn replica_frozen_mid_load() {
     drop(replica);
 }
 
+/// A small PNG to upload.
+fn png() -> Vec<u8> {
+    let image = image::DynamicImage::ImageRgb8(image::RgbImage::from_fn(64, 48, |x, y| {
+        image::Rgb([(x * 4) as u8, (y * 5) as u8, 100])
+    }));
+    let mut out = std::io::Cursor::new(Vec::new());
+    image.write_to(&mut out, image::ImageFormat::Png).unwrap();
+    out.into_inner()
+}
+
+async fn upload(app: &TestApp, user: &TestUser) -> (u16, Duration) {
+    let form = reqwest::multipart::Form::new().part(
+        "file",
+        reqwest::multipart::Part::bytes(png()).file_name("a.png"),
+    );
+    let sent = Instant::now();
+    let status = app
+        .client
+        .post(app.url("/api/v1/media"))
+        .bearer_auth(&user.access_token)
+        .multipart(form)
+        .send()
+        .await
+        .map_or(0, |response| response.status().as_u16());
+    (status, sent.elapsed())
+}
+
+/// Scenario 8: object storage down (the S3 server killed). Uploads fail at
+/// once with 503 (not a 500, not after minutes of retries); the object
+/// store's breaker opens; posts and feeds never notice; uploads work again
+/// once it is back.
+#[tokio::test]
+async fn object_storage_down() {
+    let _alone = ONE_AT_A_TIME.lock().await;
+    let Some(mut s3) = starling_testing::S3Server::start().await else {
+        return;
+    };
+    let (endpoint, bucket) = (s3.endpoint.clone(), s3.bucket.clone());
+    let app = spawn_app_with(move |config| {
+        config.media.s3_bucket = Some(bucket);
+        config.media.s3_endpoint = Some(endpoint);
+        config.media.s3_access_key_id = "test".to_owned();
+        config.media.s3_secret_access_key = "test".to_owned();
+    })
+    .await;
+    let (author, followers) = audience(&app).await;
+    assert_eq!(upload(&app, &author).await.0, 201);
+
+    s3.kill();
+    let down = Instant::now();
+    let mut failed = Vec::new();
+    let mut opened = false;
+    while down.elapsed() < Duration::from_secs(3) {
+        let (status, latency) = upload(&app, &author).await;
+        assert_eq!(
+            status, 503,
+            "an upload without storage is refused, not a 500"
+        );
+        failed.push(latency);
+        // Meanwhile everything that needs no storage goes on.
+        app.create_post(&author, "no pictures today").await;
+        assert_eq!(app.feed_page(&followers[0], None, 5).await.status, 200);
+        opened |= app.metrics().await.lines().any(|line| {
+            line.starts_with("starling_breaker_state{dependency=\"object_store\"}")
+                && line.ends_with(" 2")
+        });
+    }
+    assert!(opened, "the object store's breaker opened");
+    failed.sort();
+    let slowest = *failed.last().unwrap();
+    assert!(
+        slowest < Duration::from_secs(2),
+        "failed uploads fail fast: {slowest:?}"
+    );
+
+    s3.restart();
+    let back = Instant::now();
+    helpers::eventually("uploads work again", Duration::from_secs(30), || async {
+        upload(&app, &author).await.0 == 201
+    })
+    .await;
+    let recovery = back.elapsed();
+    print_figures(
+        "scenario 8: object storage (S3 on moto) killed for 3 s",
+        &[
+            format!(
+                "uploads while down: {} × 503, slowest {:.0} ms, p50 {:.1} ms",
+                failed.len(),
+                slowest.as_secs_f64() * 1000.0,
+                failed[failed.len() / 2].as_secs_f64() * 1000.0
+            ),
+            "object_store's circuit breaker opened; posts and feeds answered throughout".to_owned(),
+            format!(
+                "uploads accepted again {:.1} s after storage came back",
+                recovery.as_secs_f64()
+            ),
+        ],
+    );
+}
+
 /// Scenario 7: three times the load the server can take at once. It sheds
 /// the excess with 503 + `Retry-After` at once, keeps serving at its
 /// sustainable rate, keeps answering its probes, and is itself again when
