@@ -35,9 +35,7 @@ impl OwnReplica {
     pub fn start(database: &TestDatabase) -> Option<Self> {
         let script =
             std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.ci/start-pg-replica");
-        if crate::program("STARLING_TEST_PG_BASEBACKUP", "pg_basebackup").is_none() {
-            return None;
-        }
+        crate::program("STARLING_TEST_PG_BASEBACKUP", "pg_basebackup")?;
         let port = crate::spare_port();
         let dir = std::path::PathBuf::from(format!("/var/tmp/starling-pg-replica-{port}"));
         let output = std::process::Command::new("bash")
