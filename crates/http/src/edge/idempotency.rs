@@ -16,8 +16,10 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use sha2::{Digest, Sha256};
 use starling_app::AppError;
+use starling_app::ports::caller::CallerSlot;
 use starling_app::ports::{IdempotencyClaim, StoredResponse};
 use starling_domain::Timestamp;
+use tracing::Instrument;
 
 use crate::BODY_LIMIT_BYTES;
 use crate::problem::ApiError;
@@ -143,7 +145,40 @@ pub(crate) async fn honour_idempotency_keys(
         }
     }
 
-    let response = next.run(Request::from_parts(parts, Body::from(body))).await;
+    // The create and the keeping of its answer run to their end even when
+    // this request is cut short (the request timeout, a client gone):
+    // dropped half-way, a create that had committed would leave its key
+    // claimed with no answer, and the retry, once the claim went stale,
+    // would create a second time. Finished, the retry gets the answer.
+    let request = Request::from_parts(parts, Body::from(body));
+    let caller = request.extensions().get::<CallerSlot>().cloned();
+    let work = run_and_keep(store, scope, key, next, request).instrument(tracing::Span::current());
+    let finishing = tokio::spawn(async move {
+        match caller {
+            Some(caller) => caller.scope(work).await,
+            None => work.await,
+        }
+    });
+    match finishing.await {
+        Ok(response) => response,
+        Err(error) => {
+            tracing::error!(error = %error, "a create with an idempotency key failed");
+            ApiError::from(AppError::Unexpected(anyhow::anyhow!("the create failed")))
+                .into_response()
+        }
+    }
+}
+
+/// Runs the create and keeps its answer for the key (or lets the key go
+/// when the answer is worth a retry).
+async fn run_and_keep(
+    store: std::sync::Arc<dyn starling_app::ports::Store>,
+    scope: String,
+    key: String,
+    next: Next,
+    request: Request,
+) -> Response {
+    let response = next.run(request).await;
     let status = response.status();
     // Answers that would be the same again are kept; failures worth a
     // retry (5xx, 401, 429, ...) let the key go so that the retry runs.
