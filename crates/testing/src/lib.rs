@@ -5,12 +5,14 @@
 
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
+mod fault_proxy;
 mod postgres;
 mod processes;
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+pub use fault_proxy::FaultProxy;
 pub use postgres::{OwnReplica, TestDatabase, test_database};
 pub use processes::{OwnServer, S3Server, program, spare_port, wait_for_port};
 

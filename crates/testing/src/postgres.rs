@@ -11,6 +11,30 @@ pub struct TestDatabase {
 }
 
 impl TestDatabase {
+    /// The server's address, for a [`crate::FaultProxy`] in front of it.
+    pub fn server_address(&self) -> std::net::SocketAddr {
+        let options: sqlx::postgres::PgConnectOptions = self.url.parse().expect("a PostgreSQL URL");
+        let host = match options.get_host() {
+            "localhost" => "127.0.0.1",
+            host => host,
+        };
+        format!("{host}:{}", options.get_port())
+            .parse()
+            .expect("the test PostgreSQL at an IP address")
+    }
+
+    /// The database's URL with the server at `127.0.0.1:port` instead (a
+    /// proxy in front of it).
+    pub fn url_through(&self, port: u16) -> String {
+        let (scheme, rest) = self.url.split_once("://").expect("a PostgreSQL URL");
+        let (authority, path) = rest.split_once('/').expect("a PostgreSQL URL");
+        let user = authority
+            .rsplit_once('@')
+            .map(|(user, _)| format!("{user}@"))
+            .unwrap_or_default();
+        format!("{scheme}://{user}127.0.0.1:{port}/{path}")
+    }
+
     /// The same database on the streaming replica named by
     /// `STARLING_TEST_REPLICA_URL` (started by `.ci/start-pg-replica`), or
     /// `None` (skip).
