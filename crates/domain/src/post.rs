@@ -34,6 +34,16 @@ impl PostText {
         Ok(Self(text.to_owned()))
     }
 
+    /// The text of a post that carries media: empty (or only whitespace,
+    /// stored empty) is allowed, since the pictures say something;
+    /// otherwise as [`PostText::parse`].
+    pub fn parse_caption(text: &str) -> Result<Self, FieldError> {
+        if text.trim().is_empty() {
+            return Ok(Self(String::new()));
+        }
+        Self::parse(text)
+    }
+
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -99,6 +109,10 @@ mod tests {
         }
         assert_eq!(PostText::parse("  hi  ").unwrap().as_str(), "  hi  ");
         assert!(PostText::parse("bell\u{7}").is_err());
+        // Beside pictures, nothing needs saying; the limits still hold.
+        assert_eq!(PostText::parse_caption(" \n").unwrap().as_str(), "");
+        assert!(PostText::parse_caption(&"a".repeat(281)).is_err());
+        assert!(PostText::parse_caption("bell\u{7}").is_err());
         assert_eq!(
             PostText::parse("one\r\ntwo\rthree").unwrap().as_str(),
             "one\ntwo\nthree"

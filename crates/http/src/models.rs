@@ -405,7 +405,9 @@ pub(crate) struct UpdateProfileRequest {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct CreatePostRequest {
-    /// 1–280 characters, not only whitespace.
+    /// Up to 280 characters, not only whitespace; may be empty or left out
+    /// when the post has `media_ids`.
+    #[serde(default)]
     pub text: String,
     /// The id of the post this one answers.
     pub reply_to: Option<String>,

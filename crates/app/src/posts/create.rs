@@ -25,7 +25,13 @@ impl App {
         reply_to: Option<PostId>,
         media: &[MediaId],
     ) -> AppResult<PostView> {
-        let text = PostText::parse(text).map_err(|error| ValidationErrors(vec![error]))?;
+        // A post says something, in words or in pictures.
+        let text = if media.is_empty() {
+            PostText::parse(text)
+        } else {
+            PostText::parse_caption(text)
+        }
+        .map_err(|error| ValidationErrors(vec![error]))?;
         let mentions = self.resolve_mentions(text.as_str()).await?;
         let media = self.attachments(author, media).await?;
         let post = self

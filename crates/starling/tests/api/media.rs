@@ -432,6 +432,24 @@ async fn posts_take_up_to_four_of_their_authors_ready_uploads_once() {
         )
         .await;
     assert_eq!(attached.body["post_id"], four.body["id"]);
+    // Pictures alone make a post; nothing at all does not.
+    let pictures_only = app
+        .post(
+            "/api/v1/posts",
+            Some(&ada.access_token),
+            json!({"media_ids": [ids[4]]}),
+        )
+        .await;
+    assert_eq!(pictures_only.status, 201, "{}", pictures_only.text);
+    assert_eq!(pictures_only.body["text"], "");
+    assert_eq!(pictures_only.body["media"][0]["id"], ids[4]);
+    for empty in [json!({}), json!({"text": " ", "media_ids": []})] {
+        let refused = app
+            .post("/api/v1/posts", Some(&ada.access_token), empty)
+            .await;
+        refused.assert_problem(422);
+        assert_eq!(refused.field_errors(), ["text"]);
+    }
     // A post without images has no `media`.
     let plain = post(&ada, json!([])).await;
     assert_eq!(plain.status, 201);
