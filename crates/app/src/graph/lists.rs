@@ -1,5 +1,7 @@
 //! Followers and following lists, most recent follow first. An account
-//! blocked either way by the viewer has no lists for them (404).
+//! blocked either way by the viewer has no lists for them (404), and shows
+//! in nobody's lists to them (a page may then hold fewer than `limit`
+//! accounts; its cursor still goes on from where the page ended).
 
 use starling_domain::{User, UserId};
 
@@ -18,7 +20,7 @@ impl App {
         self.existing_user(user).await?;
         self.ensure_not_blocked(viewer, user).await?;
         let rows = self.ports.store.followers(user, before, limit + 1).await?;
-        Ok(follow_page(rows, limit))
+        self.visible_page(viewer, rows, limit).await
     }
 
     pub async fn following(
@@ -31,7 +33,23 @@ impl App {
         self.existing_user(user).await?;
         self.ensure_not_blocked(viewer, user).await?;
         let rows = self.ports.store.following(user, before, limit + 1).await?;
-        Ok(follow_page(rows, limit))
+        self.visible_page(viewer, rows, limit).await
+    }
+
+    async fn visible_page(
+        &self,
+        viewer: Option<UserId>,
+        rows: Vec<(i64, User)>,
+        limit: usize,
+    ) -> AppResult<Page<User>> {
+        let mut page = follow_page(rows, limit);
+        if let Some(viewer) = viewer {
+            let hidden = self.hidden_from(viewer).await?;
+            if !hidden.blocked.is_empty() {
+                page.items.retain(|user| !hidden.blocked.contains(&user.id));
+            }
+        }
+        Ok(page)
     }
 }
 

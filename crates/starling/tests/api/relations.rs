@@ -124,6 +124,32 @@ async fn blocked_accounts_disappear_for_each_other() {
         .status,
         200
     );
+    // A third party's follower and following lists: bob is not in them
+    // for ada (nor ada for bob); for anyone else he is.
+    app.follow(&bob, &cat).await;
+    app.follow(&ada, &cat).await;
+    app.follow(&cat, &bob).await;
+    let (cats_followers, cats_following) = (
+        format!("/api/v1/users/{}/followers", cat.id),
+        format!("/api/v1/users/{}/following", cat.id),
+    );
+    assert_eq!(
+        ids(&app.get(&cats_followers, ada_token).await.body),
+        vec![ada.id.clone()]
+    );
+    assert_eq!(
+        ids(&app.get(&cats_followers, bob_token).await.body),
+        vec![bob.id.clone()]
+    );
+    assert_eq!(
+        ids(&app.get(&cats_followers, None).await.body),
+        vec![ada.id.clone(), bob.id.clone()]
+    );
+    assert!(ids(&app.get(&cats_following, ada_token).await.body).is_empty());
+    assert_eq!(
+        ids(&app.get(&cats_following, None).await.body),
+        vec![bob.id.clone()]
+    );
     // Replies in a third party's thread: hidden from ada only.
     let thread = format!("/api/v1/posts/{cats_post}/replies");
     assert!(ids(&app.get(&thread, ada_token).await.body).is_empty());
