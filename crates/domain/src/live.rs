@@ -11,7 +11,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use crate::id::{PostId, UserId};
+use crate::id::{EventId, PostId, UserId};
 use crate::notification::Notification;
 
 /// Where a live update is published.
@@ -51,9 +51,30 @@ impl fmt::Display for Topic {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum LiveEvent {
-    Post { post_id: PostId, author_id: UserId },
-    PostDeleted { post_id: PostId, author_id: UserId },
-    Notification { notification: Notification },
+    Post {
+        post_id: PostId,
+        author_id: UserId,
+    },
+    PostDeleted {
+        post_id: PostId,
+        author_id: UserId,
+    },
+    Notification {
+        notification: Notification,
+    },
+    /// For the follower's own streams, never shown: listen to the
+    /// followee's broadcast from now on (`following`), or stop. Sent when
+    /// an account in the band merged at read time is followed or
+    /// unfollowed, and to every follower of an account entering that band,
+    /// so an open stream follows what its reader follows without
+    /// reconnecting.
+    Following {
+        follower: UserId,
+        followee: UserId,
+        following: bool,
+        /// The event that caused it (names it on redelivery).
+        cause: EventId,
+    },
 }
 
 impl LiveEvent {
@@ -69,6 +90,12 @@ impl LiveEvent {
                 n.actor.0,
                 n.post.map_or(0, |post| post.0)
             ),
+            Self::Following {
+                follower,
+                followee,
+                cause,
+                ..
+            } => format!("f{}.{}.{}", follower.0, followee.0, cause.0),
         }
     }
 
@@ -78,6 +105,7 @@ impl LiveEvent {
         match self {
             Self::Post { author_id, .. } | Self::PostDeleted { author_id, .. } => *author_id,
             Self::Notification { notification } => notification.actor,
+            Self::Following { follower, .. } => *follower,
         }
     }
 }
@@ -116,6 +144,16 @@ mod tests {
             author_id: UserId(2),
         };
         assert_eq!(post.dedupe_key(), "p3");
+        // One per event that caused it: a follow, an unfollow and a follow
+        // again are three updates.
+        let following = |cause| LiveEvent::Following {
+            follower: UserId(1),
+            followee: UserId(2),
+            following: true,
+            cause: crate::EventId(cause),
+        };
+        assert_ne!(following(5).dedupe_key(), following(6).dedupe_key());
+        assert_eq!(following(5).actor(), UserId(1));
         let json = serde_json::to_string(&post).unwrap();
         assert_eq!(serde_json::from_str::<LiveEvent>(&json).unwrap(), post);
     }

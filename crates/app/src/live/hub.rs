@@ -51,10 +51,16 @@ struct Shared {
     next_id: AtomicU64,
 }
 
+struct Listener {
+    account: UserId,
+    topics: Vec<Topic>,
+    queue: mpsc::Sender<LiveMessage>,
+}
+
 #[derive(Default)]
 struct State {
     listeners: HashMap<Topic, Vec<(u64, mpsc::Sender<LiveMessage>)>>,
-    connections: HashMap<u64, (UserId, Vec<Topic>)>,
+    connections: HashMap<u64, Listener>,
     per_account: HashMap<UserId, usize>,
     closed: bool,
 }
@@ -62,16 +68,14 @@ struct State {
 impl State {
     /// Forgets a connection; dropping its senders ends its queue.
     fn remove(&mut self, id: u64) -> bool {
-        let Some((account, topics)) = self.connections.remove(&id) else {
+        let Some(Listener {
+            account, topics, ..
+        }) = self.connections.remove(&id)
+        else {
             return false;
         };
         for topic in topics {
-            if let Some(listeners) = self.listeners.get_mut(&topic) {
-                listeners.retain(|(listener, _)| *listener != id);
-                if listeners.is_empty() {
-                    self.listeners.remove(&topic);
-                }
-            }
+            self.stop_listening(id, topic);
         }
         if let Some(count) = self.per_account.get_mut(&account) {
             *count -= 1;
@@ -81,6 +85,58 @@ impl State {
         }
         metrics::gauge!("starling_stream_connections").set(self.connections.len() as f64);
         true
+    }
+
+    fn register(
+        &mut self,
+        id: u64,
+        account: UserId,
+        topics: Vec<Topic>,
+        queue: mpsc::Sender<LiveMessage>,
+    ) {
+        for topic in &topics {
+            self.listeners
+                .entry(*topic)
+                .or_default()
+                .push((id, queue.clone()));
+        }
+        self.connections.insert(
+            id,
+            Listener {
+                account,
+                topics,
+                queue,
+            },
+        );
+        *self.per_account.entry(account).or_default() += 1;
+    }
+
+    fn stop_listening(&mut self, id: u64, topic: Topic) {
+        if let Some(listeners) = self.listeners.get_mut(&topic) {
+            listeners.retain(|(listener, _)| *listener != id);
+            if listeners.is_empty() {
+                self.listeners.remove(&topic);
+            }
+        }
+    }
+
+    /// Makes connection `id` listen to `topics` instead of what it did
+    /// (nothing when the hub dropped it already).
+    fn retopic(&mut self, id: u64, topics: Vec<Topic>) {
+        let Some(listener) = self.connections.get_mut(&id) else {
+            return;
+        };
+        let old = std::mem::replace(&mut listener.topics, topics.clone());
+        let queue = listener.queue.clone();
+        for topic in old.iter().filter(|topic| !topics.contains(topic)) {
+            self.stop_listening(id, *topic);
+        }
+        for topic in topics.iter().filter(|topic| !old.contains(topic)) {
+            self.listeners
+                .entry(*topic)
+                .or_default()
+                .push((id, queue.clone()));
+        }
     }
 }
 
@@ -114,6 +170,13 @@ pub struct Connection {
     /// Ends (`None`) when the hub drops the connection: too slow, or the
     /// instance shutting down.
     pub(crate) updates: mpsc::Receiver<LiveMessage>,
+}
+
+impl Connection {
+    /// Listens to `topics` from now on, instead of those it had.
+    pub(crate) fn listen_to(&self, topics: Vec<Topic>) {
+        self.shared.state.lock().retopic(self.id, topics);
+    }
 }
 
 impl Drop for Connection {
@@ -163,15 +226,7 @@ impl LiveHub {
         }
         let id = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
         let (sender, updates) = mpsc::channel(self.settings.queue.max(1));
-        for topic in &topics {
-            state
-                .listeners
-                .entry(*topic)
-                .or_default()
-                .push((id, sender.clone()));
-        }
-        state.connections.insert(id, (account, topics));
-        *state.per_account.entry(account).or_default() += 1;
+        state.register(id, account, topics, sender);
         metrics::gauge!("starling_stream_connections").set(state.connections.len() as f64);
         Ok(Connection {
             id,
@@ -194,5 +249,56 @@ impl LiveHub {
         for id in ids {
             state.remove(id);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use starling_domain::{LiveEvent, PostId};
+
+    use super::*;
+
+    fn message(sequence: u64, topic: Topic) -> LiveMessage {
+        LiveMessage {
+            sequence,
+            topic,
+            event: Arc::new(LiveEvent::Post {
+                post_id: PostId(sequence as i64),
+                author_id: UserId(2),
+            }),
+            previous_in_topic: None,
+        }
+    }
+
+    #[test]
+    fn a_connection_gets_the_updates_of_the_topics_it_listens_to_now() {
+        let shared = Shared {
+            state: Mutex::new(State::default()),
+            next_id: AtomicU64::new(1),
+        };
+        let (inbox, star) = (Topic::Inbox(UserId(1)), Topic::Author(UserId(2)));
+        let (queue, mut updates) = mpsc::channel(8);
+        shared
+            .state
+            .lock()
+            .register(1, UserId(1), vec![inbox], queue);
+        let mut received = |sent: LiveMessage| {
+            shared.deliver(sent);
+            updates.try_recv().ok().map(|got| got.sequence)
+        };
+
+        assert_eq!(received(message(1, star)), None);
+        shared.state.lock().retopic(1, vec![inbox, star]);
+        assert_eq!(received(message(2, star)), Some(2));
+        assert_eq!(received(message(3, inbox)), Some(3));
+        shared.state.lock().retopic(1, vec![inbox]);
+        assert_eq!(received(message(4, star)), None);
+        assert_eq!(received(message(5, inbox)), Some(5));
+        assert!(!shared.state.lock().listeners.contains_key(&star));
+
+        // A connection the hub dropped (too slow) is not brought back.
+        assert!(shared.state.lock().remove(1));
+        shared.state.lock().retopic(1, vec![inbox, star]);
+        assert!(shared.state.lock().listeners.is_empty());
     }
 }

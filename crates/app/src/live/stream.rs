@@ -11,7 +11,7 @@ use crate::error::AppResult;
 use crate::live::hub::{Connection, LiveHub};
 use crate::notifications::NotificationView;
 use crate::page::PostView;
-use crate::ports::LiveMessage;
+use crate::ports::{LiveLog, LiveMessage};
 
 /// Updates replayed on a resume at most; a client further behind reloads.
 pub const REPLAY_LIMIT: usize = 1_000;
@@ -51,7 +51,11 @@ pub enum StreamEnd {
 pub struct LiveStream {
     app: Arc<App>,
     viewer: UserId,
+    log: Arc<dyn LiveLog>,
     connection: Connection,
+    /// What it listens to: its reader's inbox, and the broadcasts of the
+    /// high-fan-out accounts its reader follows.
+    topics: Vec<Topic>,
     /// Replayed updates not sent yet, oldest first.
     replayed: VecDeque<LiveMessage>,
     /// Updates at or below it came in the replay.
@@ -86,7 +90,9 @@ impl LiveStream {
         let mut stream = Self {
             app,
             viewer,
+            log: hub.log().clone(),
             connection,
+            topics: topics.clone(),
             replayed: VecDeque::new(),
             floor: 0,
             seen: HashMap::new(),
@@ -94,13 +100,13 @@ impl LiveStream {
             reset: None,
         };
         if let Some(after) = after {
-            stream.resume(hub, &topics, after).await;
+            stream.resume(&topics, after).await;
         }
         Ok(stream)
     }
 
-    async fn resume(&mut self, hub: &LiveHub, topics: &[Topic], after: u64) {
-        let log = hub.log();
+    async fn resume(&mut self, topics: &[Topic], after: u64) {
+        let log = &self.log;
         let replay = async {
             let head = log.head().await?;
             let replay = log.replay(topics, after, head, REPLAY_LIMIT).await?;
@@ -151,7 +157,13 @@ impl LiveStream {
                         .recv()
                         .await
                         .ok_or(StreamEnd::Dropped)?;
-                    if message.sequence <= self.floor {
+                    if message.sequence <= self.floor
+                        || self
+                            .seen
+                            .get(&message.topic)
+                            .is_some_and(|seen| message.sequence <= *seen)
+                    {
+                        // Replayed already.
                         continue;
                     }
                     if let (Some(previous), Some(seen)) = (
@@ -166,7 +178,21 @@ impl LiveStream {
                     message
                 }
             };
-            self.seen.insert(message.topic, message.sequence);
+            let seen = self.seen.entry(message.topic).or_default();
+            *seen = (*seen).max(message.sequence);
+            if let LiveEvent::Following {
+                follower,
+                followee,
+                following,
+                ..
+            } = message.event.as_ref()
+            {
+                if *follower == self.viewer {
+                    self.follow(Topic::Author(*followee), *following, message.sequence)
+                        .await;
+                }
+                continue;
+            }
             match self.item(&message).await {
                 Ok(Some(item)) => return Ok(item),
                 Ok(None) => {}
@@ -175,6 +201,40 @@ impl LiveStream {
                     tracing::warn!(error = %error, "cannot load a live update; ending the stream");
                     return Err(StreamEnd::Gap);
                 }
+            }
+        }
+    }
+
+    /// Starts or stops listening to `topic` (a followed account's
+    /// broadcast), as told at `sequence`. What the topic got since then
+    /// (published before the hub listened for this stream) is replayed.
+    async fn follow(&mut self, topic: Topic, following: bool, sequence: u64) {
+        if following == self.topics.contains(&topic) {
+            return;
+        }
+        if !following {
+            self.topics.retain(|listened| *listened != topic);
+            self.seen.remove(&topic);
+            self.connection.listen_to(self.topics.clone());
+            return;
+        }
+        self.topics.push(topic);
+        self.connection.listen_to(self.topics.clone());
+        let log = &self.log;
+        let replay = async {
+            let head = log.head().await?;
+            let replay = log.replay(&[topic], sequence, head, REPLAY_LIMIT).await?;
+            Ok::<_, crate::ports::LiveError>((head, replay))
+        };
+        match replay.await {
+            Ok((head, replay)) => {
+                self.seen.insert(topic, head);
+                self.replayed.extend(replay.messages);
+            }
+            // Live updates of the topic still come; at worst the posts of
+            // the moment in between show on the next reload.
+            Err(error) => {
+                tracing::warn!(error = %error, "cannot replay a followed account's posts")
             }
         }
     }
@@ -222,6 +282,8 @@ impl LiveStream {
                     .pop()
                     .map(|view| StreamItem::Notification { sequence, view })
             }
+            // Handled by `next`.
+            LiveEvent::Following { .. } => None,
         })
     }
 }

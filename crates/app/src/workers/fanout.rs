@@ -5,7 +5,9 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use starling_domain::{Event, EventEnvelope, LiveEvent, Post, PostId, Timestamp, Topic, UserId};
+use starling_domain::{
+    Event, EventEnvelope, EventId, LiveEvent, Post, PostId, Timestamp, Topic, UserId,
+};
 
 use crate::App;
 use crate::error::AppResult;
@@ -89,8 +91,9 @@ impl EventHandler for FanoutWorker {
                     // The account just entered the band merged at read time
                     // (before its posts stop being fanned out, at the
                     // threshold), so its followers' cached lists of such
-                    // accounts are out of date.
-                    app.forget_high_fanout_lists_of_followers(*followee_id)
+                    // accounts are out of date, and their open streams
+                    // start listening to it.
+                    app.account_entered_merge_band(*followee_id, envelope.id)
                         .await?;
                 }
                 // The follow's request backfilled already; this is the retry
@@ -106,7 +109,19 @@ impl EventHandler for FanoutWorker {
                     return Ok(());
                 }
                 app.apply_follow_to_timeline(*follower_id, *followee_id, *followee_followers)
-                    .await
+                    .await?;
+                if *followee_followers >= app.settings.merge_threshold() {
+                    // Its posts reach no inbox (or soon will not): the
+                    // follower's open streams listen to it from now on.
+                    app.publish_live(&[following_update(
+                        *follower_id,
+                        *followee_id,
+                        true,
+                        envelope.id,
+                    )])
+                    .await?;
+                }
+                Ok(())
             }
             Event::Unfollowed {
                 follower_id,
@@ -129,6 +144,16 @@ impl EventHandler for FanoutWorker {
                     // its followers' timelines.
                     app.backfill_to_followers(*followee_id).await?;
                 }
+                if *followee_followers + 1 >= app.settings.merge_threshold() {
+                    // The follower's open streams listened to it: stop.
+                    app.publish_live(&[following_update(
+                        *follower_id,
+                        *followee_id,
+                        false,
+                        envelope.id,
+                    )])
+                    .await?;
+                }
                 Ok(())
             }
             Event::UserRegistered { .. }
@@ -138,6 +163,24 @@ impl EventHandler for FanoutWorker {
             | Event::MediaUploaded { .. } => Ok(()),
         }
     }
+}
+
+/// Tells `follower`'s streams to listen to `followee`'s broadcast, or stop.
+fn following_update(
+    follower: UserId,
+    followee: UserId,
+    following: bool,
+    cause: EventId,
+) -> (Topic, LiveEvent) {
+    (
+        Topic::Inbox(follower),
+        LiveEvent::Following {
+            follower,
+            followee,
+            following,
+            cause,
+        },
+    )
 }
 
 /// One live update for each of `followers`' inboxes.
@@ -228,13 +271,17 @@ impl App {
         .await
     }
 
-    async fn forget_high_fanout_lists_of_followers(&self, author: UserId) -> AppResult<()> {
+    async fn account_entered_merge_band(&self, author: UserId, cause: EventId) -> AppResult<()> {
         let cache = &self.ports.caches.high_fanout_followees;
         self.for_each_follower_batch(author, |followers| async move {
-            for follower in followers {
-                cache.invalidate(&follower).await;
+            for follower in &followers {
+                cache.invalidate(follower).await;
             }
-            Ok(())
+            let updates: Vec<_> = followers
+                .iter()
+                .map(|follower| following_update(*follower, author, true, cause))
+                .collect();
+            self.publish_live(&updates).await
         })
         .await
     }

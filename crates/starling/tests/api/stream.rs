@@ -364,3 +364,71 @@ async fn a_slow_reader_is_dropped_and_resumes_without_slowing_others() {
         "nothing between what arrived and the replay is lost"
     );
 }
+
+/// The next post event's id, skipping other events.
+async fn next_post(stream: &mut EventStream) -> String {
+    next_of(stream, "post").await.json()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+/// An open stream follows what its reader follows: posts of an account
+/// whose posts reach no inbox (above the fan-out threshold) arrive once the
+/// reader follows it, or once an account it follows crosses into that
+/// band, and stop once the reader unfollows it; no reconnect needed.
+#[tokio::test]
+async fn an_open_stream_follows_high_fan_out_accounts_as_its_reader_does() {
+    // Fan-out stops at 3 followers; from 2 an account is merged at read
+    // time (and listened to by its followers' streams).
+    let app = spawn_app_with(|config| config.timeline.fanout_threshold = 3).await;
+    let ada = app.register("ada").await;
+    let star = app.register("star").await;
+    let bob = app.register("bob").await;
+    let fans = [
+        app.register("fan0").await,
+        app.register("fan1").await,
+        app.register("fan2").await,
+    ];
+    app.follow(&ada, &bob).await;
+    let mut stream = app.open_stream(&ada, None).await;
+
+    // One follower: the star's posts are fanned out to ada's inbox.
+    app.follow(&ada, &star).await;
+    let first = app.create_post(&star, "one follower").await;
+    assert_eq!(next_post(&mut stream).await, first);
+
+    // The star crosses into the merged band, then past the threshold: its
+    // posts reach no inbox, and ada's stream, opened before, gets them.
+    app.follow(&fans[0], &star).await;
+    app.follow(&fans[1], &star).await;
+    let second = app.create_post(&star, "three followers").await;
+    assert_eq!(next_post(&mut stream).await, second);
+
+    // Followed while the stream is open: bob is in the band too now.
+    for fan in &fans[..2] {
+        app.follow(fan, &bob).await;
+    }
+    let from_bob = app.create_post(&bob, "bob is big now").await;
+    assert_eq!(next_post(&mut stream).await, from_bob);
+
+    // Unfollowed while the stream is open: the star's posts stop (a fan's
+    // stream proves the post was published before bob's marker).
+    app.follow(&fans[2], &star).await;
+    let mut fan_stream = app.open_stream(&fans[2], None).await;
+    app.unfollow(&ada, &star).await;
+    // The unfollow reaches ada's stream through the fan-out worker; a post
+    // of a followed account after it shows the worker got that far.
+    eventually("the unfollow is handled", FANOUT_WAIT, || async {
+        !app.feed_ids(&ada).await.contains(&first)
+    })
+    .await;
+    let unseen = app.create_post(&star, "ada left").await;
+    assert_eq!(next_post(&mut fan_stream).await, unseen);
+    let marker = app.create_post(&bob, "marker").await;
+    assert_eq!(
+        next_post(&mut stream).await,
+        marker,
+        "the unfollowed account's post never came"
+    );
+}
