@@ -674,6 +674,24 @@ async fn object_storage_down() {
     );
 }
 
+/// An app on a PostgreSQL database of its own reached through a fault
+/// proxy, with a 1 s request timeout.
+async fn app_behind_fault_proxy() -> Option<(
+    starling_testing::TestDatabase,
+    starling_testing::FaultProxy,
+    TestApp,
+)> {
+    let database = starling_testing::test_database().await?;
+    let proxy = starling_testing::FaultProxy::start(database.server_address()).await;
+    let url = database.url_through(proxy.port);
+    let app = spawn_app_with(move |config| {
+        config.database_url = Some(url);
+        config.http.request_timeout_secs = 1;
+    })
+    .await;
+    Some((database, proxy, app))
+}
+
 /// Scenario 9: the PostgreSQL primary behind a fault proxy: first every
 /// packet delayed 3 s (longer than the 1 s request timeout), then every
 /// connection cut and new ones refused for 1 s. Requests that need the
@@ -684,16 +702,9 @@ async fn object_storage_down() {
 #[tokio::test]
 async fn primary_database_slow_then_cut() {
     let _alone = ONE_AT_A_TIME.lock().await;
-    let Some(database) = starling_testing::test_database().await else {
+    let Some((_database, proxy, app)) = app_behind_fault_proxy().await else {
         return;
     };
-    let proxy = starling_testing::FaultProxy::start(database.server_address()).await;
-    let url = database.url_through(proxy.port);
-    let app = spawn_app_with(move |config| {
-        config.database_url = Some(url);
-        config.http.request_timeout_secs = 1;
-    })
-    .await;
     let (author, followers) = audience(&app).await;
     let load = Load::start(
         &app,
@@ -818,16 +829,9 @@ async fn primary_database_slow_then_cut() {
 #[tokio::test]
 async fn a_create_cut_short_by_the_timeout_finishes_for_its_retry() {
     let _alone = ONE_AT_A_TIME.lock().await;
-    let Some(database) = starling_testing::test_database().await else {
+    let Some((_database, proxy, app)) = app_behind_fault_proxy().await else {
         return;
     };
-    let proxy = starling_testing::FaultProxy::start(database.server_address()).await;
-    let url = database.url_through(proxy.port);
-    let app = spawn_app_with(move |config| {
-        config.database_url = Some(url);
-        config.http.request_timeout_secs = 1;
-    })
-    .await;
     let author = app.register("author").await;
     let send = |key: String, text: String| {
         let request = app
