@@ -82,6 +82,11 @@ pub struct PostgresConfig {
     pub migrate_on_start: bool,
     /// A replica further behind serves no reads until it catches up.
     pub replica_max_lag_ms: u64,
+    /// Group commit: new posts written per transaction at most (one WAL
+    /// flush for all); 1 writes each post in a transaction of its own.
+    pub post_batch: usize,
+    /// Transactions writing new posts at once (each a connection).
+    pub post_writers: usize,
 }
 
 impl Default for PostgresConfig {
@@ -90,6 +95,8 @@ impl Default for PostgresConfig {
             max_connections: 16,
             migrate_on_start: true,
             replica_max_lag_ms: 1000,
+            post_batch: 64,
+            post_writers: 4,
         }
     }
 }
@@ -614,6 +621,14 @@ impl Config {
             if quota.limit == 0 || quota.window_secs == 0 {
                 bail!("rate_limits.{name} needs a limit and a window of at least 1");
             }
+        }
+        if self.postgres.post_batch == 0 || self.postgres.post_writers == 0 {
+            bail!("postgres.post_batch and postgres.post_writers must be at least 1");
+        }
+        if self.postgres.post_writers >= self.postgres.max_connections as usize {
+            bail!(
+                "postgres.post_writers must leave connections of postgres.max_connections to the rest"
+            );
         }
         if self.sqlite.read_connections == 0 {
             bail!("sqlite.read_connections must be at least 1");

@@ -89,6 +89,8 @@ fn postgres_options(config: &Config) -> PostgresOptions {
     PostgresOptions {
         max_connections: config.postgres.max_connections,
         replica_max_lag: Duration::from_millis(config.postgres.replica_max_lag_ms),
+        post_batch: config.postgres.post_batch,
+        post_writers: config.postgres.post_writers,
         ..PostgresOptions::default()
     }
 }

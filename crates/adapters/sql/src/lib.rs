@@ -5,6 +5,7 @@
 //! of read-only connections that never wait for the writer, and migrations
 //! embedded in the binary and applied at start.
 
+mod group_commit;
 mod postgres;
 mod sqlite;
 

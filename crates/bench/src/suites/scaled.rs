@@ -71,6 +71,9 @@ pub struct ScaledResult {
     pub feed_two_instances: RunReport,
     pub post_one_instance: RunReport,
     pub post_two_instances: RunReport,
+    /// One instance writing each post in a transaction of its own
+    /// (`postgres.post_batch = 1`): the baseline of group commit.
+    pub post_one_instance_unbatched: RunReport,
 }
 
 /// Names of the benchmark's own database, key prefix and streams.
@@ -172,10 +175,12 @@ async fn start_role(
     role: &str,
     node: u16,
     key_file: &str,
+    extra: &[(&'static str, String)],
 ) -> anyhow::Result<(Spawned, tempfile::TempDir)> {
     let dir = tempfile::tempdir()?;
     let mut env = isolation.env(node, key_file);
     env.push(("STARLING_ROLES", format!("[\"{role}\"]")));
+    env.extend_from_slice(extra);
     Ok((start_starling(dir.path(), &env).await?, dir))
 }
 
@@ -333,11 +338,14 @@ async fn measure(args: &ScaledArgs, isolation: &Isolation) -> anyhow::Result<Sca
         .to_str()
         .context("a temporary path that is not UTF-8")?;
     // The first instance migrates and creates the shared signing key.
-    let (api_a, _a) = start_role(isolation, "api", 1, key_file).await?;
-    let (api_b, _b) = start_role(isolation, "api", 2, key_file).await?;
-    let (relay, _r) = start_role(isolation, "relay", 3, key_file).await?;
-    let (fanout, _f) = start_role(isolation, "fanout", 4, key_file).await?;
+    let (api_a, _a) = start_role(isolation, "api", 1, key_file, &[]).await?;
+    let (api_b, _b) = start_role(isolation, "api", 2, key_file, &[]).await?;
+    let (relay, _r) = start_role(isolation, "relay", 3, key_file, &[]).await?;
+    let (fanout, _f) = start_role(isolation, "fanout", 4, key_file, &[]).await?;
+    let unbatched_env = [("STARLING_POSTGRES__POST_BATCH", "1".to_owned())];
+    let (api_c, _c) = start_role(isolation, "api", 5, key_file, &unbatched_env).await?;
     let one = Nginx::start(&args.nginx, std::slice::from_ref(&api_a.address)).await?;
+    let unbatched = Nginx::start(&args.nginx, std::slice::from_ref(&api_c.address)).await?;
     let two = Nginx::start(&args.nginx, &[api_a.address.clone(), api_b.address.clone()]).await?;
     let http = client(64)?;
 
@@ -389,11 +397,14 @@ async fn measure(args: &ScaledArgs, isolation: &Isolation) -> anyhow::Result<Sca
     drive(&two.address, feed.clone(), closed, warm).await;
     let feed_one_instance = drive(&one.address, feed.clone(), closed, limits).await;
     let feed_two_instances = drive(&two.address, feed, closed, limits).await;
+    let post_one_instance_unbatched = drive(&unbatched.address, post.clone(), closed, limits).await;
+    wait_drained(&http, &relay, &fanout).await?;
     let post_one_instance = drive(&one.address, post.clone(), closed, limits).await;
+    wait_drained(&http, &relay, &fanout).await?;
     let post_two_instances = drive(&two.address, post, closed, limits).await;
     wait_drained(&http, &relay, &fanout).await?;
-    drop((one, two));
-    for process in [api_a, api_b, relay, fanout] {
+    drop((one, two, unbatched));
+    for process in [api_a, api_b, api_c, relay, fanout] {
         process.stop().await?;
     }
 
@@ -405,6 +416,7 @@ async fn measure(args: &ScaledArgs, isolation: &Isolation) -> anyhow::Result<Sca
         feed_two_instances,
         post_one_instance,
         post_two_instances,
+        post_one_instance_unbatched,
     };
     result
         .feed_one_instance
@@ -412,6 +424,9 @@ async fn measure(args: &ScaledArgs, isolation: &Isolation) -> anyhow::Result<Sca
     result
         .feed_two_instances
         .print("GET /api/v1/feed through nginx, two API instances");
+    result
+        .post_one_instance_unbatched
+        .print("POST /api/v1/posts through nginx, one API instance, a transaction per post");
     result
         .post_one_instance
         .print("POST /api/v1/posts through nginx, one API instance");
@@ -443,6 +458,17 @@ async fn measure(args: &ScaledArgs, isolation: &Isolation) -> anyhow::Result<Sca
             super::ratio(two.throughput_per_s, one.throughput_per_s)
         );
     }
+    println!(
+        "  post creations, one instance: group commit {:.0}/s (p99 {:.1} ms), a transaction per post {:.0}/s (p99 {:.1} ms) -> x{:.2}",
+        result.post_one_instance.throughput_per_s,
+        result.post_one_instance.overall.p99_ms,
+        result.post_one_instance_unbatched.throughput_per_s,
+        result.post_one_instance_unbatched.overall.p99_ms,
+        super::ratio(
+            result.post_one_instance.throughput_per_s,
+            result.post_one_instance_unbatched.throughput_per_s
+        )
+    );
     write_json(&args.suite.results.join("scaled.json"), &result)?;
     Ok(result)
 }

@@ -4,6 +4,7 @@
 
 mod accounts;
 mod graph;
+mod group_commit;
 mod idempotency;
 mod media;
 mod notifications;
@@ -32,6 +33,11 @@ pub struct PostgresOptions {
     pub statement_timeout: Duration,
     /// A replica further behind than this serves no reads.
     pub replica_max_lag: Duration,
+    /// New posts written per transaction at most (group commit); 1: a
+    /// transaction per post.
+    pub post_batch: usize,
+    /// Transactions writing new posts at once.
+    pub post_writers: usize,
 }
 
 impl Default for PostgresOptions {
@@ -41,6 +47,8 @@ impl Default for PostgresOptions {
             acquire_timeout: Duration::from_secs(10),
             statement_timeout: Duration::from_secs(15),
             replica_max_lag: Duration::from_secs(1),
+            post_batch: crate::group_commit::MAX_BATCH,
+            post_writers: 4,
         }
     }
 }
@@ -50,6 +58,8 @@ impl Default for PostgresOptions {
 pub struct PostgresStore {
     primary: PgPool,
     replicas: Arc<replicas::Replicas>,
+    /// New posts queue here for group commit.
+    posts: crate::group_commit::PostQueue,
 }
 
 type Tx = Transaction<'static, Postgres>;
@@ -62,18 +72,24 @@ impl PostgresStore {
             .run(&primary)
             .await
             .context("applying PostgreSQL migrations")?;
-        Ok(Self::on(primary))
+        Ok(Self::on(primary, options))
     }
 
     /// Connects without migrating (for roles that must not change the schema).
     pub async fn connect(url: &str, options: &PostgresOptions) -> anyhow::Result<Self> {
-        Ok(Self::on(pool(url, options).await?))
+        Ok(Self::on(pool(url, options).await?, options))
     }
 
-    fn on(primary: PgPool) -> Self {
+    fn on(primary: PgPool, options: &PostgresOptions) -> Self {
+        let posts = crate::group_commit::PostQueue::start(
+            Arc::new(group_commit::PgBatches(primary.clone())),
+            options.post_writers,
+            options.post_batch,
+        );
         Self {
             primary,
             replicas: replicas::Replicas::new(Vec::new(), Duration::ZERO),
+            posts,
         }
     }
 

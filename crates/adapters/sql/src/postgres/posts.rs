@@ -45,13 +45,11 @@ impl From<PostRow> for Post {
     }
 }
 
-const COUNT_REPLY: &str =
+pub(crate) const COUNT_REPLY: &str =
     "UPDATE posts SET reply_count = reply_count + $2 WHERE id = $1 AND deleted_at IS NULL";
-const INSERT_POST: &str = "INSERT INTO posts (id, author_id, text, reply_to, created_at, mentions, media) \
-     VALUES ($1, $2, $3, $4, $5, $6, $7)";
-/// Attaches a new post's uploads, all or (the caller checks the count and
-/// rolls back) none.
-const ATTACH_MEDIA: &str = "UPDATE media SET post_id = $1 WHERE id = ANY($2) \
+/// Attaches a new post's uploads (the caller checks the count, and undoes
+/// a partial attach).
+pub(crate) const ATTACH_MEDIA: &str = "UPDATE media SET post_id = $1 WHERE id = ANY($2) \
      AND owner_id = $3 AND post_id IS NULL AND state = 'ready'";
 /// A deleted post's images go to the sweep.
 const DETACH_MEDIA: &str = "UPDATE media SET post_id = NULL, created_at = 0 WHERE post_id = $1";
@@ -111,7 +109,7 @@ async fn live_post_author(tx: &mut Tx, post: PostId) -> Result<UserId, StoreErro
     author.map(UserId).ok_or(StoreError::NotFound)
 }
 
-async fn shift(
+pub(crate) async fn shift(
     tx: &mut Tx,
     statement: &'static str,
     id: i64,
@@ -168,63 +166,10 @@ impl PostgresStore {
 #[async_trait]
 impl PostStore for PostgresStore {
     async fn create_post(&self, new_post: NewPost) -> Result<Post, StoreError> {
-        let mut tx = self.begin().await?;
-        if !new_post.media.is_empty() {
-            let attached = sqlx::query(ATTACH_MEDIA)
-                .bind(new_post.id.get())
-                .bind(
-                    new_post
-                        .media
-                        .iter()
-                        .map(|media| media.id.get())
-                        .collect::<Vec<_>>(),
-                )
-                .bind(new_post.author_id.get())
-                .execute(&mut *tx)
-                .await
-                .map_err(translate)?;
-            // Dropping the transaction rolls the partial attach back.
-            if attached.rows_affected() != new_post.media.len() as u64 {
-                return Err(StoreError::MediaUnavailable);
-            }
-        }
-        if let Some(parent) = new_post.reply_to
-            && shift(&mut tx, COUNT_REPLY, parent.get(), 1).await? == 0
-        {
-            return Err(StoreError::NotFound);
-        }
-        sqlx::query(INSERT_POST)
-            .bind(new_post.id.get())
-            .bind(new_post.author_id.get())
-            .bind(&new_post.text)
-            .bind(new_post.reply_to.map(PostId::get))
-            .bind(new_post.created_at.millis())
-            .bind(crate::encode_mentions(&new_post.mentions)?)
-            .bind(crate::encode_media(&new_post.media)?)
-            .execute(&mut *tx)
-            .await
-            .map_err(translate)?;
-        shift(&mut tx, COUNT_POST, new_post.author_id.get(), 1).await?;
-        let event = Event::PostCreated {
-            post_id: new_post.id,
-            author_id: new_post.author_id,
-            reply_to: new_post.reply_to,
-            mentions: starling_domain::mentioned_accounts(&new_post.mentions),
-        };
-        append_event(&mut tx, new_post.event_id, &event, new_post.created_at).await?;
-        tx.commit().await.map_err(translate)?;
-        Ok(Post {
-            id: new_post.id,
-            author_id: new_post.author_id,
-            text: new_post.text,
-            reply_to: new_post.reply_to,
-            created_at: new_post.created_at,
-            like_count: 0,
-            reply_count: 0,
-            deleted: false,
-            mentions: new_post.mentions,
-            media: new_post.media,
-        })
+        // Here, in the request: its caller reads from the primary for a
+        // while (read-your-writes); the batch is written by another task.
+        self.replicas.wrote();
+        self.posts.create(new_post).await
     }
 
     async fn delete_post(

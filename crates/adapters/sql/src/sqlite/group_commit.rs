@@ -1,75 +1,22 @@
-//! Group commit for new posts. Concurrent `create_post` calls queue here; one
-//! task writes whatever has queued as a single transaction of multi-row
-//! statements, then answers each caller. A post is answered only after its
-//! transaction commits, so a 2xx still means durable; one commit and a
-//! handful of round trips to SQLite's thread carry many posts, where each
-//! used to pay its own (the round trips, not SQLite, bounded the rate).
-//!
-//! If a batch fails as a whole, its posts are written one by one, so one
-//! bad post (say, by an account that no longer exists) fails alone.
+//! SQLite's half of group commit (`crate::group_commit`): a batch as one
+//! transaction of multi-row statements on the single writer connection;
+//! the round trips to SQLite's thread, not SQLite, bounded the rate when
+//! each post paid its own.
 
+use async_trait::async_trait;
 use sqlx::{QueryBuilder, Sqlite, SqlitePool};
 use starling_app::ports::{NewPost, StoreError};
 use starling_domain::{Event, Post, PostId};
-use tokio::sync::{mpsc, oneshot};
 
 use super::{encode_event, translate};
+use crate::group_commit::{Pending, WriteBatch, written};
 
-/// Posts written per transaction at most.
-const MAX_BATCH: usize = 64;
+pub(crate) struct SqliteBatches(pub(crate) SqlitePool);
 
-pub(crate) struct Pending {
-    pub(crate) post: NewPost,
-    /// Captured by the caller: the writing task is not in the request's span.
-    pub(crate) trace_parent: Option<String>,
-    pub(crate) answer: oneshot::Sender<Result<Post, StoreError>>,
-}
-
-pub(crate) fn start(writer: SqlitePool) -> mpsc::Sender<Pending> {
-    let (queue, pending) = mpsc::channel(MAX_BATCH * 16);
-    tokio::spawn(write_batches(writer, pending));
-    queue
-}
-
-async fn write_batches(writer: SqlitePool, mut pending: mpsc::Receiver<Pending>) {
-    let mut batch = Vec::with_capacity(MAX_BATCH);
-    while pending.recv_many(&mut batch, MAX_BATCH).await > 0 {
-        metrics::histogram!("starling_post_commit_batch_size").record(batch.len() as f64);
-        match write(&writer, &batch).await {
-            Ok(outcomes) => {
-                for (entry, outcome) in batch.drain(..).zip(outcomes) {
-                    let _ = entry.answer.send(outcome);
-                }
-            }
-            Err(_) if batch.len() > 1 => {
-                for entry in batch.drain(..) {
-                    let outcome = match write(&writer, std::slice::from_ref(&entry)).await {
-                        Ok(mut outcomes) => outcomes
-                            .pop()
-                            .unwrap_or(Err(StoreError::Unexpected(anyhow::anyhow!("no outcome")))),
-                        Err(error) => Err(error),
-                    };
-                    let _ = entry.answer.send(outcome);
-                }
-            }
-            Err(error) => {
-                for entry in batch.drain(..) {
-                    let _ = entry.answer.send(Err(clone_error(&error)));
-                }
-            }
-        }
-    }
-}
-
-fn clone_error(error: &StoreError) -> StoreError {
-    match error {
-        StoreError::HandleTaken => StoreError::HandleTaken,
-        StoreError::EmailTaken => StoreError::EmailTaken,
-        StoreError::NotFound => StoreError::NotFound,
-        StoreError::UnknownAccount => StoreError::UnknownAccount,
-        StoreError::MediaUnavailable => StoreError::MediaUnavailable,
-        StoreError::Unavailable(cause) => StoreError::Unavailable(anyhow::anyhow!("{cause:#}")),
-        StoreError::Unexpected(cause) => StoreError::Unexpected(anyhow::anyhow!("{cause:#}")),
+#[async_trait]
+impl WriteBatch for SqliteBatches {
+    async fn write(&self, batch: &[Pending]) -> Result<Vec<Result<Post, StoreError>>, StoreError> {
+        write(&self.0, batch).await
     }
 }
 
@@ -104,18 +51,7 @@ async fn write(
                 continue;
             }
         }
-        outcomes.push(Ok(Post {
-            id: post.id,
-            author_id: post.author_id,
-            text: post.text.clone(),
-            reply_to: post.reply_to,
-            created_at: post.created_at,
-            like_count: 0,
-            reply_count: 0,
-            deleted: false,
-            mentions: post.mentions.clone(),
-            media: post.media.clone(),
-        }));
+        outcomes.push(Ok(written(post)));
         accepted.push(entry);
     }
     if !accepted.is_empty() {

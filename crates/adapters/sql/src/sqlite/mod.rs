@@ -68,7 +68,7 @@ pub struct SqliteStore {
     writer: SqlitePool,
     reader: SqlitePool,
     /// New posts queue here for group commit.
-    posts: tokio::sync::mpsc::Sender<group_commit::Pending>,
+    posts: crate::group_commit::PostQueue,
 }
 
 impl SqliteStore {
@@ -103,7 +103,11 @@ impl SqliteStore {
             .connect_with(base.read_only(true))
             .await
             .with_context(|| format!("opening {} for reading", path.display()))?;
-        let posts = group_commit::start(writer.clone());
+        let posts = crate::group_commit::PostQueue::start(
+            std::sync::Arc::new(group_commit::SqliteBatches(writer.clone())),
+            1,
+            crate::group_commit::MAX_BATCH,
+        );
         Ok(Self {
             writer,
             reader,

@@ -161,15 +161,7 @@ impl SqliteStore {
 #[async_trait]
 impl PostStore for SqliteStore {
     async fn create_post(&self, new_post: NewPost) -> Result<Post, StoreError> {
-        let (answer, outcome) = tokio::sync::oneshot::channel();
-        let pending = super::group_commit::Pending {
-            post: new_post,
-            trace_parent: starling_app::telemetry::current_traceparent(),
-            answer,
-        };
-        let closed = || StoreError::Unavailable(anyhow::anyhow!("the store is closed"));
-        self.posts.send(pending).await.map_err(|_| closed())?;
-        outcome.await.map_err(|_| closed())?
+        self.posts.create(new_post).await
     }
 
     async fn delete_post(

@@ -1,0 +1,170 @@
+//! PostgreSQL's half of group commit (`crate::group_commit`): a batch as
+//! one transaction, so one WAL flush carries many posts. Each post's
+//! checks (its uploads, the post it answers) run one by one, as a post may
+//! fail alone; the rows themselves go in as one `UNNEST` statement per
+//! table.
+
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+use sqlx::postgres::PgPool;
+use starling_app::ports::{NewPost, StoreError};
+use starling_domain::{Event, Post, PostId};
+
+use super::posts::{ATTACH_MEDIA, COUNT_REPLY, shift};
+use super::{Tx, encode_event, record_acquire, translate};
+use crate::group_commit::{Pending, WriteBatch, written};
+
+const INSERT_POSTS: &str = "INSERT INTO posts (id, author_id, text, reply_to, created_at, mentions, media) \
+     SELECT * FROM UNNEST($1::bigint[], $2::bigint[], $3::text[], $4::bigint[], $5::bigint[], \
+     $6::text[], $7::text[])";
+/// Authors in id order, so concurrent batches lock their rows in one order.
+const COUNT_POSTS: &str = "UPDATE users SET posts_count = posts_count + counted.n \
+     FROM (SELECT * FROM UNNEST($1::bigint[], $2::bigint[]) AS c(id, n) ORDER BY id) AS counted \
+     WHERE users.id = counted.id";
+const INSERT_EVENTS: &str = "INSERT INTO outbox (event_id, kind, payload, occurred_at, trace_parent) \
+     SELECT * FROM UNNEST($1::bigint[], $2::text[], $3::text[], $4::bigint[], $5::text[])";
+/// Undoes an attach of a post that is not written after all.
+const UNDO_ATTACH: &str = "UPDATE media SET post_id = NULL WHERE post_id = $1";
+
+pub(crate) struct PgBatches(pub(crate) PgPool);
+
+#[async_trait]
+impl WriteBatch for PgBatches {
+    async fn write(&self, batch: &[Pending]) -> Result<Vec<Result<Post, StoreError>>, StoreError> {
+        let started = std::time::Instant::now();
+        let mut tx = self.0.begin().await.map_err(translate)?;
+        record_acquire("primary", started);
+        let mut outcomes = Vec::with_capacity(batch.len());
+        let mut accepted = Vec::with_capacity(batch.len());
+        for entry in batch {
+            let post = &entry.post;
+            if !post.media.is_empty() && !attach_media(&mut tx, post).await? {
+                outcomes.push(Err(StoreError::MediaUnavailable));
+                continue;
+            }
+            if let Some(parent) = post.reply_to
+                && shift(&mut tx, COUNT_REPLY, parent.get(), 1).await? == 0
+            {
+                undo_attach(&mut tx, post).await?;
+                outcomes.push(Err(StoreError::NotFound));
+                continue;
+            }
+            outcomes.push(Ok(written(post)));
+            accepted.push(entry);
+        }
+        if !accepted.is_empty() {
+            insert_rows(&mut tx, &accepted).await?;
+        }
+        tx.commit().await.map_err(translate)?;
+        Ok(outcomes)
+    }
+}
+
+async fn insert_rows(tx: &mut Tx, accepted: &[&Pending]) -> Result<(), StoreError> {
+    let posts = || accepted.iter().map(|entry| &entry.post);
+    sqlx::query(INSERT_POSTS)
+        .bind(posts().map(|post| post.id.get()).collect::<Vec<_>>())
+        .bind(posts().map(|post| post.author_id.get()).collect::<Vec<_>>())
+        .bind(posts().map(|post| post.text.clone()).collect::<Vec<_>>())
+        .bind(
+            posts()
+                .map(|post| post.reply_to.map(PostId::get))
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            posts()
+                .map(|post| post.created_at.millis())
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            posts()
+                .map(|post| crate::encode_mentions(&post.mentions))
+                .collect::<Result<Vec<_>, _>>()?,
+        )
+        .bind(
+            posts()
+                .map(|post| crate::encode_media(&post.media))
+                .collect::<Result<Vec<_>, _>>()?,
+        )
+        .execute(&mut **tx)
+        .await
+        .map_err(translate)?;
+
+    let mut per_author: BTreeMap<i64, i64> = BTreeMap::new();
+    for post in posts() {
+        *per_author.entry(post.author_id.get()).or_default() += 1;
+    }
+    sqlx::query(COUNT_POSTS)
+        .bind(per_author.keys().copied().collect::<Vec<_>>())
+        .bind(per_author.values().copied().collect::<Vec<_>>())
+        .execute(&mut **tx)
+        .await
+        .map_err(translate)?;
+
+    let mut kinds = Vec::with_capacity(accepted.len());
+    let mut payloads = Vec::with_capacity(accepted.len());
+    for post in posts() {
+        let event = Event::PostCreated {
+            post_id: post.id,
+            author_id: post.author_id,
+            reply_to: post.reply_to,
+            mentions: starling_domain::mentioned_accounts(&post.mentions),
+        };
+        kinds.push(event.kind());
+        payloads.push(encode_event(&event)?);
+    }
+    sqlx::query(INSERT_EVENTS)
+        .bind(posts().map(|post| post.event_id.get()).collect::<Vec<_>>())
+        .bind(kinds)
+        .bind(payloads)
+        .bind(
+            posts()
+                .map(|post| post.created_at.millis())
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            accepted
+                .iter()
+                .map(|entry| entry.trace_parent.clone())
+                .collect::<Vec<_>>(),
+        )
+        .execute(&mut **tx)
+        .await
+        .map_err(translate)?;
+    Ok(())
+}
+
+/// Attaches the post's uploads if every one is still the author's, ready
+/// and unattached; otherwise attaches none and answers false.
+async fn attach_media(tx: &mut Tx, post: &NewPost) -> Result<bool, StoreError> {
+    let attached = sqlx::query(ATTACH_MEDIA)
+        .bind(post.id.get())
+        .bind(
+            post.media
+                .iter()
+                .map(|media| media.id.get())
+                .collect::<Vec<_>>(),
+        )
+        .bind(post.author_id.get())
+        .execute(&mut **tx)
+        .await
+        .map_err(translate)?;
+    if attached.rows_affected() == post.media.len() as u64 {
+        return Ok(true);
+    }
+    undo_attach(tx, post).await?;
+    Ok(false)
+}
+
+async fn undo_attach(tx: &mut Tx, post: &NewPost) -> Result<(), StoreError> {
+    if post.media.is_empty() {
+        return Ok(());
+    }
+    sqlx::query(UNDO_ATTACH)
+        .bind(post.id.get())
+        .execute(&mut **tx)
+        .await
+        .map_err(translate)?;
+    Ok(())
+}
