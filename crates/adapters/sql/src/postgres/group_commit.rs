@@ -4,7 +4,7 @@
 //! fail alone; the rows themselves go in as one `UNNEST` statement per
 //! table.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use async_trait::async_trait;
 use sqlx::postgres::PgPool;
@@ -18,10 +18,15 @@ use crate::group_commit::{Pending, WriteBatch, written};
 const INSERT_POSTS: &str = "INSERT INTO posts (id, author_id, text, reply_to, created_at, mentions, media) \
      SELECT * FROM UNNEST($1::bigint[], $2::bigint[], $3::text[], $4::bigint[], $5::bigint[], \
      $6::text[], $7::text[])";
-/// Authors in id order, so concurrent batches lock their rows in one order.
+/// The rows a batch updates (the posts it answers, then its authors), locked
+/// first in id order: batches written at once then never wait for each
+/// other in a cycle (a deadlock PostgreSQL would break after a second).
+/// `NO KEY UPDATE` is the lock the updates take, and lets foreign-key checks
+/// of other inserts through.
+const LOCK_PARENTS: &str = "SELECT id FROM posts WHERE id = ANY($1) ORDER BY id FOR NO KEY UPDATE";
+const LOCK_AUTHORS: &str = "SELECT id FROM users WHERE id = ANY($1) ORDER BY id FOR NO KEY UPDATE";
 const COUNT_POSTS: &str = "UPDATE users SET posts_count = posts_count + counted.n \
-     FROM (SELECT * FROM UNNEST($1::bigint[], $2::bigint[]) AS c(id, n) ORDER BY id) AS counted \
-     WHERE users.id = counted.id";
+     FROM UNNEST($1::bigint[], $2::bigint[]) AS counted(id, n) WHERE users.id = counted.id";
 const INSERT_EVENTS: &str = "INSERT INTO outbox (event_id, kind, payload, occurred_at, trace_parent) \
      SELECT * FROM UNNEST($1::bigint[], $2::text[], $3::text[], $4::bigint[], $5::text[])";
 /// Undoes an attach of a post that is not written after all.
@@ -35,6 +40,10 @@ impl WriteBatch for PgBatches {
         let started = std::time::Instant::now();
         let mut tx = self.0.begin().await.map_err(translate)?;
         record_acquire("primary", started);
+        if batch.len() > 1 {
+            // (One post updates its parent, then its author: that order.)
+            lock_in_order(&mut tx, batch).await?;
+        }
         let mut outcomes = Vec::with_capacity(batch.len());
         let mut accepted = Vec::with_capacity(batch.len());
         for entry in batch {
@@ -59,6 +68,30 @@ impl WriteBatch for PgBatches {
         tx.commit().await.map_err(translate)?;
         Ok(outcomes)
     }
+}
+
+async fn lock_in_order(tx: &mut Tx, batch: &[Pending]) -> Result<(), StoreError> {
+    let parents: BTreeSet<i64> = batch
+        .iter()
+        .filter_map(|entry| entry.post.reply_to.map(PostId::get))
+        .collect();
+    if !parents.is_empty() {
+        sqlx::query(LOCK_PARENTS)
+            .bind(parents.into_iter().collect::<Vec<_>>())
+            .execute(&mut **tx)
+            .await
+            .map_err(translate)?;
+    }
+    let authors: BTreeSet<i64> = batch
+        .iter()
+        .map(|entry| entry.post.author_id.get())
+        .collect();
+    sqlx::query(LOCK_AUTHORS)
+        .bind(authors.into_iter().collect::<Vec<_>>())
+        .execute(&mut **tx)
+        .await
+        .map_err(translate)?;
+    Ok(())
 }
 
 async fn insert_rows(tx: &mut Tx, accepted: &[&Pending]) -> Result<(), StoreError> {
