@@ -57,8 +57,17 @@ impl OwnReplica {
     /// A replica holding `database` (made before it, so copied with the
     /// rest), or `None` (skip) where replicas cannot be made here.
     pub fn start(database: &TestDatabase) -> Option<Self> {
-        let script =
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.ci/start-pg-replica");
+        // Found from where the test runs (cargo sets the package's folder),
+        // not where this crate was built: a shared build directory may hold
+        // a build made in another checkout.
+        let base = std::env::var_os("CARGO_MANIFEST_DIR")
+            .map(std::path::PathBuf::from)
+            .or_else(|| std::env::current_dir().ok())?;
+        let script = base
+            .ancestors()
+            .map(|dir| dir.join(".ci/start-pg-replica"))
+            .find(|script| script.exists())
+            .expect("the test runs inside the Starling repository (.ci/start-pg-replica)");
         crate::program("STARLING_TEST_PG_BASEBACKUP", "pg_basebackup")?;
         let port = crate::spare_port();
         let dir = std::path::PathBuf::from(format!("/var/tmp/starling-pg-replica-{port}"));

@@ -10,10 +10,17 @@ use crate::helpers::{FANOUT_WAIT, eventually, read};
 use crate::process::{register, start, start_roles, terminate};
 use crate::roles::{deployment_env, with_node};
 
+/// The repository's root, from where the test runs (cargo sets the
+/// package's folder at run time too; a shared build directory may hold a
+/// test binary built in another checkout).
+fn repository_root() -> std::path::PathBuf {
+    let package = std::env::var("CARGO_MANIFEST_DIR")
+        .unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").to_owned());
+    Path::new(&package).join("../..")
+}
+
 fn repository_file(relative: &str) -> String {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .join(relative);
+    let path = repository_root().join(relative);
     std::fs::read_to_string(&path).unwrap_or_else(|error| panic!("{}: {error}", path.display()))
 }
 
@@ -188,7 +195,7 @@ fn the_example_role_configs_load_and_each_unit_runs_a_real_role() {
     use clap::ValueEnum;
     use starling::config::{Overrides, Role};
 
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let root = repository_root();
     let common = root.join("deploy/config/common.toml");
     let config = starling::Config::load(Some(&common), &Overrides::default())
         .expect("deploy/config/common.toml is a valid configuration");

@@ -127,6 +127,24 @@ impl Load {
         }
     }
 
+    /// The scenarios' usual load: 2 writers and 8 readers, 10 ms apart.
+    pub fn usual(
+        app: &TestApp,
+        author: &TestUser,
+        followers: &[TestUser],
+        duration: Duration,
+    ) -> Self {
+        Self::start(
+            app,
+            author,
+            followers,
+            2,
+            8,
+            Duration::from_millis(10),
+            duration,
+        )
+    }
+
     /// Waits for every task to stop by itself.
     pub async fn finish(self) -> Recorded {
         for task in self.tasks {

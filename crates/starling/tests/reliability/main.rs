@@ -118,15 +118,7 @@ async fn redis_killed_mid_load() {
         return;
     };
     let (app, author, followers) = app_on(&redis, 500).await;
-    let load = Load::start(
-        &app,
-        &author,
-        &followers,
-        2,
-        8,
-        Duration::from_millis(10),
-        Duration::from_secs(6),
-    );
+    let load = Load::usual(&app, &author, &followers, Duration::from_secs(6));
     tokio::time::sleep(Duration::from_secs(2)).await;
     let killed_at = load.started.elapsed();
     redis.kill();
@@ -201,15 +193,7 @@ async fn nats_killed_mid_load_on(database: Option<&starling_testing::TestDatabas
     })
     .await;
     let (author, followers) = audience(&app).await;
-    let load = Load::start(
-        &app,
-        &author,
-        &followers,
-        2,
-        8,
-        Duration::from_millis(10),
-        Duration::from_secs(6),
-    );
+    let load = Load::usual(&app, &author, &followers, Duration::from_secs(6));
     tokio::time::sleep(Duration::from_secs(2)).await;
     let killed_at = load.started.elapsed();
     nats.kill();
@@ -287,15 +271,7 @@ async fn nats_frozen_mid_load() {
     })
     .await;
     let (author, followers) = audience(&app).await;
-    let load = Load::start(
-        &app,
-        &author,
-        &followers,
-        2,
-        8,
-        Duration::from_millis(10),
-        Duration::from_secs(7),
-    );
+    let load = Load::usual(&app, &author, &followers, Duration::from_secs(7));
     tokio::time::sleep(Duration::from_secs(2)).await;
     let frozen_at = load.started.elapsed();
     nats.pause();
@@ -349,15 +325,7 @@ async fn redis_hanging_mid_load() {
     };
     let timeout_ms = 300;
     let (app, author, followers) = app_on(&redis, timeout_ms).await;
-    let load = Load::start(
-        &app,
-        &author,
-        &followers,
-        2,
-        8,
-        Duration::from_millis(10),
-        Duration::from_secs(7),
-    );
+    let load = Load::usual(&app, &author, &followers, Duration::from_secs(7));
     tokio::time::sleep(Duration::from_secs(2)).await;
     let frozen_at = load.started.elapsed();
     redis.pause();
@@ -706,15 +674,7 @@ async fn primary_database_slow_then_cut() {
         return;
     };
     let (author, followers) = audience(&app).await;
-    let load = Load::start(
-        &app,
-        &author,
-        &followers,
-        2,
-        8,
-        Duration::from_millis(10),
-        Duration::from_secs(10),
-    );
+    let load = Load::usual(&app, &author, &followers, Duration::from_secs(10));
     let probe = |until: Duration| {
         let app = &app;
         let started = load.started;
@@ -993,15 +953,7 @@ async fn shutdown_under_load_loses_nothing() {
     let _alone = ONE_AT_A_TIME.lock().await;
     let app = spawn_app_with(|_| {}).await;
     let (author, followers) = audience(&app).await;
-    let load = Load::start(
-        &app,
-        &author,
-        &followers,
-        2,
-        8,
-        Duration::from_millis(10),
-        Duration::from_secs(4),
-    );
+    let load = Load::usual(&app, &author, &followers, Duration::from_secs(4));
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let stopping = Instant::now();
     let stopped_at = load.started.elapsed();
