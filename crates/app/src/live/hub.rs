@@ -95,10 +95,7 @@ impl State {
         queue: mpsc::Sender<LiveMessage>,
     ) {
         for topic in &topics {
-            self.listeners
-                .entry(*topic)
-                .or_default()
-                .push((id, queue.clone()));
+            self.start_listening(id, *topic, &queue);
         }
         self.connections.insert(
             id,
@@ -109,6 +106,13 @@ impl State {
             },
         );
         *self.per_account.entry(account).or_default() += 1;
+    }
+
+    fn start_listening(&mut self, id: u64, topic: Topic, queue: &mpsc::Sender<LiveMessage>) {
+        self.listeners
+            .entry(topic)
+            .or_default()
+            .push((id, queue.clone()));
     }
 
     fn stop_listening(&mut self, id: u64, topic: Topic) {
@@ -132,10 +136,7 @@ impl State {
             self.stop_listening(id, *topic);
         }
         for topic in topics.iter().filter(|topic| !old.contains(topic)) {
-            self.listeners
-                .entry(*topic)
-                .or_default()
-                .push((id, queue.clone()));
+            self.start_listening(id, *topic, &queue);
         }
     }
 }

@@ -11,7 +11,7 @@ use crate::error::AppResult;
 use crate::live::hub::{Connection, LiveHub};
 use crate::notifications::NotificationView;
 use crate::page::PostView;
-use crate::ports::{LiveLog, LiveMessage};
+use crate::ports::{LiveError, LiveLog, LiveMessage, Replay};
 
 /// Updates replayed on a resume at most; a client further behind reloads.
 pub const REPLAY_LIMIT: usize = 1_000;
@@ -105,14 +105,19 @@ impl LiveStream {
         Ok(stream)
     }
 
+    /// The log's head now, and what `topics` got after `after` up to it.
+    async fn replay_to_head(
+        &self,
+        topics: &[Topic],
+        after: u64,
+    ) -> Result<(u64, Replay), LiveError> {
+        let head = self.log.head().await?;
+        let replay = self.log.replay(topics, after, head, REPLAY_LIMIT).await?;
+        Ok((head, replay))
+    }
+
     async fn resume(&mut self, topics: &[Topic], after: u64) {
-        let log = &self.log;
-        let replay = async {
-            let head = log.head().await?;
-            let replay = log.replay(topics, after, head, REPLAY_LIMIT).await?;
-            Ok::<_, crate::ports::LiveError>((head, replay))
-        };
-        match replay.await {
+        match self.replay_to_head(topics, after).await {
             Ok((head, replay)) if replay.complete => {
                 metrics::counter!("starling_stream_resumes_total", "outcome" => "replayed")
                     .increment(1);
@@ -220,13 +225,7 @@ impl LiveStream {
         }
         self.topics.push(topic);
         self.connection.listen_to(self.topics.clone());
-        let log = &self.log;
-        let replay = async {
-            let head = log.head().await?;
-            let replay = log.replay(&[topic], sequence, head, REPLAY_LIMIT).await?;
-            Ok::<_, crate::ports::LiveError>((head, replay))
-        };
-        match replay.await {
+        match self.replay_to_head(&[topic], sequence).await {
             Ok((head, replay)) => {
                 self.seen.insert(topic, head);
                 self.replayed.extend(replay.messages);

@@ -110,9 +110,10 @@ impl EventHandler for FanoutWorker {
                 }
                 app.apply_follow_to_timeline(*follower_id, *followee_id, *followee_followers)
                     .await?;
-                if *followee_followers >= app.settings.merge_threshold() {
-                    // Its posts reach no inbox (or soon will not): the
-                    // follower's open streams listen to it from now on.
+                // Its posts reach no inbox (or soon will not): the
+                // follower's open streams listen to it from now on. (On
+                // entering the band, every follower was told above.)
+                if *followee_followers > app.settings.merge_threshold() {
                     app.publish_live(&[following_update(
                         *follower_id,
                         *followee_id,
