@@ -5,31 +5,60 @@
 
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
+mod browser;
 mod fault_proxy;
 mod postgres;
 mod processes;
+pub mod skips;
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+pub use browser::{Browser, RenderedPage};
 pub use fault_proxy::FaultProxy;
 pub use postgres::{OwnReplica, TestDatabase, test_database};
 pub use processes::{OwnServer, S3Server, program, spare_port, wait_for_port};
 
 /// The URL in `variable`, or `None` with the reason printed, so the test
-/// skips. With `STARLING_REQUIRE_SERVICES=1` (as in CI) a missing service
-/// fails the test instead.
+/// skips (and the run's end counts it, see [`skips`]). With
+/// `STARLING_REQUIRE_SERVICES=1` (as in CI) a missing service fails the
+/// test instead.
 pub fn service_url(variable: &str, service: &str) -> Option<String> {
+    let url = configured(variable, service);
+    if url.is_none() {
+        eprintln!("skipped: set {variable} to run the {service} tests");
+        skips::record(variable, service);
+    }
+    url
+}
+
+/// The URL in `variable` for a test that goes on without the service
+/// (in a smaller setting, asserting only what that setting shows): `None`
+/// is printed, not counted as a skip; with `STARLING_REQUIRE_SERVICES=1` a
+/// missing service fails.
+pub fn optional_service_url(variable: &str, service: &str) -> Option<String> {
+    let url = configured(variable, service);
+    if url.is_none() {
+        eprintln!("{variable} is not set: this test runs without {service}");
+    }
+    url
+}
+
+fn configured(variable: &str, service: &str) -> Option<String> {
     match std::env::var(variable) {
         Ok(url) if !url.is_empty() => Some(url),
         _ => {
-            if std::env::var("STARLING_REQUIRE_SERVICES").as_deref() == Ok("1") {
-                panic!("{variable} is not set and STARLING_REQUIRE_SERVICES=1");
+            if services_required() {
+                panic!("{variable} ({service}) is not set and STARLING_REQUIRE_SERVICES=1");
             }
-            eprintln!("skipped: set {variable} to run the {service} tests");
             None
         }
     }
+}
+
+/// Whether a missing service fails a test rather than skipping it.
+pub(crate) fn services_required() -> bool {
+    std::env::var("STARLING_REQUIRE_SERVICES").as_deref() == Ok("1")
 }
 
 /// `STARLING_TEST_REDIS_URL`, or `None` (skip) as [`service_url`] decides.

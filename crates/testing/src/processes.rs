@@ -21,12 +21,13 @@ pub fn program(variable: &str, name: &str) -> Option<PathBuf> {
             .find(|candidate| candidate.is_file())
     });
     if found.is_none() {
-        if std::env::var("STARLING_REQUIRE_SERVICES").as_deref() == Ok("1") {
+        if crate::services_required() {
             panic!(
                 "{name} is not installed (nor named by {variable}) and STARLING_REQUIRE_SERVICES=1"
             );
         }
         eprintln!("skipped: install {name} (or set {variable}) to run this test");
+        crate::skips::record(variable, &format!("the program {name}"));
     }
     found
 }
