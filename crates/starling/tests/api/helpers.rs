@@ -25,8 +25,8 @@ pub struct TestApp {
     /// The engines' per-test databases, key prefixes and streams, removed
     /// when the app is dropped.
     engines: Option<Engines>,
-    /// In front of the app when scaled out.
-    _nginx: Option<starling_bench::nginx::Nginx>,
+    /// In front of the app when scaled out (and nginx is configured).
+    nginx: Option<starling_bench::nginx::Nginx>,
 }
 
 /// What a stopped app leaves behind, to start it again on.
@@ -129,20 +129,34 @@ impl Reply {
     }
 }
 
-pub async fn spawn_app() -> TestApp {
+/// A fresh app on its own data directory (scaled out: on engines of its
+/// own, behind nginx), or `None` when this binary's mode needs engines that
+/// are not configured: the test is skipped (the reason is printed, and the
+/// run's end counts it).
+pub async fn spawn_app() -> Option<TestApp> {
     spawn_app_with(|_| {}).await
 }
 
-pub async fn spawn_app_with(configure: impl FnOnce(&mut Config)) -> TestApp {
-    let engines = if crate::SCALED_OUT {
-        let engines = Engines::new().await;
-        if engines.is_none() {
-            eprintln!("scaled-out engines not configured: this test ran embedded");
-        }
-        engines
+pub async fn spawn_app_with(configure: impl FnOnce(&mut Config)) -> Option<TestApp> {
+    Some(spawn_app_on(mode_engines().await?, configure).await)
+}
+
+/// What this binary's apps run on: `Some(None)` embedded, `Some(Some(_))`
+/// fresh scaled-out engines, `None` (skip) when those are not configured.
+pub async fn mode_engines() -> Option<Option<Engines>> {
+    if crate::SCALED_OUT {
+        Some(Some(Engines::new().await?))
     } else {
-        None
-    };
+        Some(None)
+    }
+}
+
+/// A fresh app on its own data directory and on `engines` (embedded
+/// without).
+pub async fn spawn_app_on(
+    engines: Option<Engines>,
+    configure: impl FnOnce(&mut Config),
+) -> TestApp {
     let stopped = Stopped {
         data_dir: tempfile::tempdir().unwrap(),
         engines,
@@ -165,7 +179,7 @@ pub async fn restart(stopped: Stopped, configure: impl FnOnce(&mut Config)) -> T
     // Scaled out, clients reach the instance through nginx with the shipped
     // configuration, as in production.
     let nginx = match &engines {
-        Some(_) => match starling_testing::service_url("STARLING_TEST_NGINX", "nginx") {
+        Some(_) => match starling_testing::optional_service_url("STARLING_TEST_NGINX", "nginx") {
             Some(binary) => Some(
                 starling_bench::nginx::Nginx::start(&binary, &[application.address().to_string()])
                     .await
@@ -196,11 +210,22 @@ pub async fn restart(stopped: Stopped, configure: impl FnOnce(&mut Config)) -> T
         shutdown: Some(shutdown),
         server: Some(server),
         engines,
-        _nginx: nginx,
+        nginx,
     }
 }
 
 impl TestApp {
+    /// Whether this app runs on the scaled-out engines (PostgreSQL, Redis,
+    /// JetStream), not embedded.
+    pub fn scaled_out(&self) -> bool {
+        self.engines.is_some()
+    }
+
+    /// Whether clients reach this app through nginx (and its caches).
+    pub fn behind_nginx(&self) -> bool {
+        self.nginx.is_some()
+    }
+
     /// Stops the server gracefully and hands back what it ran on.
     pub async fn stop(mut self) -> Stopped {
         if let Some(shutdown) = self.shutdown.take() {

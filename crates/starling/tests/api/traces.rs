@@ -26,7 +26,9 @@ async fn a_posts_trace_runs_from_the_request_to_the_fan_out_worker() {
     tracing::callsite::rebuild_interest_cache();
     starling::telemetry::install_propagation();
 
-    let app = spawn_app().await;
+    let Some(app) = spawn_app().await else {
+        return;
+    };
     let author = app.register("author").await;
     let fan = app.register("fan").await;
     app.follow(&fan, &author).await;

@@ -16,7 +16,7 @@ mod load;
 
 use std::time::{Duration, Instant};
 
-use helpers::{TestApp, TestUser, restart, spawn_app_with};
+use helpers::{TestApp, TestUser, restart, spawn_app_on};
 use load::{Load, summarise};
 use starling_testing::OwnServer;
 
@@ -30,7 +30,7 @@ static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(())
 /// and an author with `FOLLOWERS` followers whose timelines exist.
 async fn app_on(redis: &OwnServer, response_timeout_ms: u64) -> (TestApp, TestUser, Vec<TestUser>) {
     let url = redis.url.clone();
-    let app = spawn_app_with(move |config| {
+    let app = spawn_app_on(None, move |config| {
         config.redis_url = Some(url);
         config.redis.key_prefix = starling_testing::unique_name("rel") + ":";
         config.redis.response_timeout_ms = response_timeout_ms;
@@ -184,7 +184,7 @@ async fn nats_killed_mid_load_on(database: Option<&starling_testing::TestDatabas
     };
     let url = nats.url.clone();
     let database_url = database.map(|database| database.url.clone());
-    let app = spawn_app_with(move |config| {
+    let app = spawn_app_on(None, move |config| {
         config.nats_url = Some(url);
         config.database_url = database_url;
         // A delivery whose acknowledgement died with the broker is sent
@@ -264,7 +264,7 @@ async fn nats_frozen_mid_load() {
         return;
     };
     let url = nats.url.clone();
-    let app = spawn_app_with(move |config| {
+    let app = spawn_app_on(None, move |config| {
         config.nats_url = Some(url);
         config.nats.ack_wait_secs = 5;
         config.nats.call_timeout_ms = 300;
@@ -419,7 +419,7 @@ async fn replica_frozen_mid_load() {
         return;
     };
     let (primary, replica_url) = (database.url.clone(), replica.url.clone());
-    let app = spawn_app_with(move |config| {
+    let app = spawn_app_on(None, move |config| {
         config.database_url = Some(primary);
         config.replica_urls = Some(replica_url);
     })
@@ -580,7 +580,7 @@ async fn object_storage_down() {
         return;
     };
     let (endpoint, bucket) = (s3.endpoint.clone(), s3.bucket.clone());
-    let app = spawn_app_with(move |config| {
+    let app = spawn_app_on(None, move |config| {
         config.media.s3_bucket = Some(bucket);
         config.media.s3_endpoint = Some(endpoint);
         config.media.s3_access_key_id = "test".to_owned();
@@ -652,7 +652,7 @@ async fn app_behind_fault_proxy() -> Option<(
     let database = starling_testing::test_database().await?;
     let proxy = starling_testing::FaultProxy::start(database.server_address()).await;
     let url = database.url_through(proxy.port);
-    let app = spawn_app_with(move |config| {
+    let app = spawn_app_on(None, move |config| {
         config.database_url = Some(url);
         config.http.request_timeout_secs = 1;
     })
@@ -866,7 +866,7 @@ async fn a_create_cut_short_by_the_timeout_finishes_for_its_retry() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn overload_is_shed_and_the_server_recovers() {
     let _alone = ONE_AT_A_TIME.lock().await;
-    let app = spawn_app_with(|config| {
+    let app = spawn_app_on(None, |config| {
         config.http.max_in_flight = 2;
         config.http.max_queue_wait_ms = 0;
     })
@@ -951,7 +951,7 @@ async fn overload_is_shed_and_the_server_recovers() {
 #[tokio::test]
 async fn shutdown_under_load_loses_nothing() {
     let _alone = ONE_AT_A_TIME.lock().await;
-    let app = spawn_app_with(|_| {}).await;
+    let app = spawn_app_on(None, |_| {}).await;
     let (author, followers) = audience(&app).await;
     let load = Load::usual(&app, &author, &followers, Duration::from_secs(4));
     tokio::time::sleep(Duration::from_millis(1500)).await;
