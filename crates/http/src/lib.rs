@@ -24,7 +24,6 @@ use tower_http::request_id::{PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::timeout::TimeoutLayer;
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
-use utoipa_scalar::{Scalar, Servable};
 
 pub use edge::{LoadShedding, TrustedProxies};
 pub use problem::{PROBLEM_JSON, Problem};
@@ -104,7 +103,7 @@ pub fn router(state: HttpState, settings: &HttpSettings) -> Router {
                     )
                 }),
             )
-            .merge(Scalar::with_url("/docs", openapi))
+            .merge(routes::docs::router())
     } else {
         ops
     };

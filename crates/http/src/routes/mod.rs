@@ -2,6 +2,7 @@
 //! OpenAPI description; `api_router` collects them.
 
 pub(crate) mod auth;
+pub(crate) mod docs;
 pub(crate) mod feed;
 pub(crate) mod graph;
 pub(crate) mod media;
