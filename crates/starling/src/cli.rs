@@ -7,8 +7,26 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::config::{Overrides, Role};
 
+const EXAMPLES: &str = "\
+Examples:
+  starling                          serve on http://127.0.0.1:8080 (API reference at /docs/),
+                                    everything in ./data: nothing else to install
+  starling serve --listen 0.0.0.0:8080 --data-dir /var/lib/starling
+  starling --config /etc/starling/starling.toml serve --role api
+                                    one role of a scaled-out deployment (README, \"Scaling out\")
+  starling plan --dau 1000000       what a million daily users need: rates, storage, nodes
+  starling bench feed-read          measure home-timeline reads against a minimal handler
+
+Configuration: starling.toml, then STARLING_* variables (e.g. STARLING_LISTEN,
+STARLING_DATA_DIR, STARLING_DATABASE_URL), then flags; README.md lists them.";
+
 #[derive(Debug, Parser)]
-#[command(name = "starling", version, about = "Starling: a social feed backend")]
+#[command(
+    name = "starling",
+    version,
+    about = "Starling: a social feed backend",
+    after_help = EXAMPLES
+)]
 pub struct Cli {
     /// Configuration file (default: ./starling.toml when present).
     #[arg(long, global = true, env = "STARLING_CONFIG")]

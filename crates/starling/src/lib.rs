@@ -3,6 +3,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod data_dir;
 pub mod engines;
 pub mod gauges;
 pub mod startup;

@@ -52,8 +52,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     };
     let config = Config::load(cli.config.as_deref(), &serve.overrides())?;
     let telemetry = telemetry::init(config.log_format, &config.log_level, &config.traces)?;
+    let serves_api = config.runs(starling::config::Role::Api);
     let application = Application::build(config).await?;
-    tracing::info!(address = %application.address(), "starling is listening");
+    let address = application.address();
+    if serves_api {
+        tracing::info!(%address, "starling is listening; the API reference is at http://{address}/docs/");
+    } else {
+        tracing::info!(%address, "starling is listening (operations endpoints only)");
+    }
     let result = application.run_until_stopped(shutdown_signal()).await;
     telemetry.shutdown();
     result

@@ -43,6 +43,24 @@ pub struct Application {
     /// The in-process rate limiter, cleaned of idle clients periodically.
     local_limiter: Option<starling_local::LocalRateLimiter>,
     config: Config,
+    /// Held while serving, embedded: see `DataDirLock`.
+    _data_dir_lock: Option<crate::data_dir::DataDirLock>,
+}
+
+/// Binds the service port; a port taken or refused is explained.
+async fn bind(address: SocketAddr) -> anyhow::Result<TcpListener> {
+    match TcpListener::bind(address).await {
+        Ok(listener) => Ok(listener),
+        Err(error) if error.kind() == std::io::ErrorKind::AddrInUse => anyhow::bail!(
+            "{address} is already in use (another Starling, or another program, listens \
+             there): stop it, or choose another address with --listen or STARLING_LISTEN"
+        ),
+        Err(error) if error.kind() == std::io::ErrorKind::PermissionDenied => anyhow::bail!(
+            "not allowed to listen on {address} ({error}; ports below 1024 need privileges): \
+             choose another address with --listen or STARLING_LISTEN"
+        ),
+        Err(error) => Err(anyhow::Error::new(error).context(format!("binding {address}"))),
+    }
 }
 
 impl Application {
@@ -53,8 +71,14 @@ impl Application {
         // state, its counters at zero), which a recorder installed later
         // would never see.
         let metrics = crate::telemetry::metrics_handle()?;
-        std::fs::create_dir_all(&config.data_dir)
-            .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
+        crate::data_dir::prepare(&config.data_dir)?;
+        // Fully embedded, timelines, caches and the event log's readers
+        // live in this process: one server per data directory.
+        let data_dir_lock = if config.database_url.is_none() && config.redis_url.is_none() {
+            Some(crate::data_dir::DataDirLock::acquire(&config.data_dir)?)
+        } else {
+            None
+        };
         let store = SqlStore::open(&config).await?;
         let events = Arc::new(OutboxEventLog::new(
             store.port(),
@@ -151,9 +175,7 @@ impl Application {
                 media_base_url: config.media.public_base_url.clone(),
             },
         );
-        let listener = TcpListener::bind(config.listen)
-            .await
-            .with_context(|| format!("binding {}", config.listen))?;
+        let listener = bind(config.listen).await?;
         let address = listener.local_addr()?;
         Ok(Self {
             listener,
@@ -166,6 +188,7 @@ impl Application {
             jetstream,
             local_limiter: rate_limiting.map(|limiting| limiting.local),
             config,
+            _data_dir_lock: data_dir_lock,
         })
     }
 

@@ -77,8 +77,15 @@ async fn start_serving(
     for (key, value) in env {
         command.env(key, value);
     }
+    // Not the repository (its starling.toml, if any, is not the test's);
+    // a data directory the server is to create does not exist yet.
+    let working_dir = if data_dir.exists() {
+        data_dir
+    } else {
+        data_dir.parent().unwrap()
+    };
     let child = command
-        .current_dir(data_dir)
+        .current_dir(working_dir)
         .stdout(if capture_stdout {
             Stdio::piped()
         } else {
