@@ -19,13 +19,17 @@ use async_nats::jetstream::stream::{
 };
 use async_nats::{HeaderMap, header};
 use async_trait::async_trait;
-use futures::StreamExt;
 use futures::future::try_join_all;
+use futures::{StreamExt, TryStreamExt};
 use starling_app::ports::{LiveError, LiveLog, LiveMessage, LiveSink, Replay};
 use starling_app::resilience::{Guard, GuardError};
 use starling_domain::{LiveEvent, Topic};
 
 use crate::JetStream;
+
+/// Topics read at once by a replay (a stream listens to every account its
+/// reader follows).
+const REPLAY_CONCURRENCY: usize = 16;
 
 /// Why a publication failed: the stream is gone, or anything else.
 enum Failure {
@@ -184,45 +188,60 @@ impl JetStreamLive {
         // Updates between the position and the oldest kept are gone (of
         // these topics or others: either way, no promise).
         let mut complete = after.saturating_add(1) >= state.first_sequence;
-        let mut messages = Vec::new();
-        'topics: for topic in topics {
-            let subject = format!("{}{topic}", self.inbound);
-            let mut next = after + 1;
-            let mut previous = None;
-            loop {
-                let message = match stream
-                    .direct_get_next_for_subject(&subject, Some(next))
-                    .await
-                {
-                    Ok(message) => message,
-                    Err(error) if error.kind() == DirectGetErrorKind::NotFound => break,
-                    Err(error) => return Err(unavailable(error)),
-                };
-                if message.sequence > through {
-                    break;
-                }
-                if messages.len() == limit {
-                    complete = false;
-                    break 'topics;
-                }
-                let event: LiveEvent =
-                    serde_json::from_slice(&message.payload).map_err(unavailable)?;
-                messages.push(LiveMessage {
-                    sequence: message.sequence,
-                    topic: *topic,
-                    event: Arc::new(event),
-                    previous_in_topic: previous,
-                });
-                previous = Some(message.sequence);
-                next = message.sequence + 1;
-            }
-        }
+        // A stream listens to every account its reader follows: the topics
+        // are read side by side, each in order.
+        let stream = &stream;
+        let per_topic: Vec<Vec<LiveMessage>> = futures::stream::iter(topics.iter().copied())
+            .map(|topic| self.replay_topic(stream, topic, after, through, limit))
+            .buffer_unordered(REPLAY_CONCURRENCY)
+            .try_collect()
+            .await?;
+        let mut messages: Vec<LiveMessage> = per_topic.into_iter().flatten().collect();
         messages.sort_by_key(|message| message.sequence);
         if messages.len() > limit {
             messages.truncate(limit);
             complete = false;
         }
         Ok(Replay { messages, complete })
+    }
+
+    /// `topic`'s updates in `(after, through]`, oldest first, at most
+    /// `limit + 1` (one more says the replay is over its limit).
+    async fn replay_topic(
+        &self,
+        stream: &async_nats::jetstream::stream::Stream,
+        topic: Topic,
+        after: u64,
+        through: u64,
+        limit: usize,
+    ) -> Result<Vec<LiveMessage>, LiveError> {
+        let subject = format!("{}{topic}", self.inbound);
+        let mut messages = Vec::new();
+        let mut next = after + 1;
+        let mut previous = None;
+        while messages.len() <= limit {
+            let message = match stream
+                .direct_get_next_for_subject(&subject, Some(next))
+                .await
+            {
+                Ok(message) => message,
+                Err(error) if error.kind() == DirectGetErrorKind::NotFound => break,
+                Err(error) => return Err(unavailable(error)),
+            };
+            if message.sequence > through {
+                break;
+            }
+            let event: LiveEvent = serde_json::from_slice(&message.payload).map_err(unavailable)?;
+            messages.push(LiveMessage {
+                sequence: message.sequence,
+                topic,
+                event: Arc::new(event),
+                previous_in_topic: previous,
+            });
+            previous = Some(message.sequence);
+            next = message.sequence + 1;
+        }
+        Ok(messages)
     }
 
     /// A republished update, as the hub sees it.

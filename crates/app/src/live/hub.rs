@@ -8,7 +8,7 @@
 //! queued; its client reconnects and resumes from the log. So a slow
 //! client costs at most its queue of memory and never slows the others.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -59,7 +59,10 @@ struct Listener {
 
 #[derive(Default)]
 struct State {
-    listeners: HashMap<Topic, Vec<(u64, mpsc::Sender<LiveMessage>)>>,
+    /// Per topic, the connections listening to it. A stream listens to
+    /// every account its reader follows, so these are many small sets and
+    /// a few large ones (popular accounts).
+    listeners: HashMap<Topic, HashSet<u64>>,
     connections: HashMap<u64, Listener>,
     per_account: HashMap<UserId, usize>,
     closed: bool,
@@ -95,7 +98,7 @@ impl State {
         queue: mpsc::Sender<LiveMessage>,
     ) {
         for topic in &topics {
-            self.start_listening(id, *topic, &queue);
+            self.start_listening(id, *topic);
         }
         self.connections.insert(
             id,
@@ -108,16 +111,13 @@ impl State {
         *self.per_account.entry(account).or_default() += 1;
     }
 
-    fn start_listening(&mut self, id: u64, topic: Topic, queue: &mpsc::Sender<LiveMessage>) {
-        self.listeners
-            .entry(topic)
-            .or_default()
-            .push((id, queue.clone()));
+    fn start_listening(&mut self, id: u64, topic: Topic) {
+        self.listeners.entry(topic).or_default().insert(id);
     }
 
     fn stop_listening(&mut self, id: u64, topic: Topic) {
         if let Some(listeners) = self.listeners.get_mut(&topic) {
-            listeners.retain(|(listener, _)| *listener != id);
+            listeners.remove(&id);
             if listeners.is_empty() {
                 self.listeners.remove(&topic);
             }
@@ -130,26 +130,32 @@ impl State {
         let Some(listener) = self.connections.get_mut(&id) else {
             return;
         };
-        let old = std::mem::replace(&mut listener.topics, topics.clone());
-        let queue = listener.queue.clone();
-        for topic in old.iter().filter(|topic| !topics.contains(topic)) {
+        let old: HashSet<Topic> = std::mem::replace(&mut listener.topics, topics.clone())
+            .into_iter()
+            .collect();
+        let new: HashSet<Topic> = topics.into_iter().collect();
+        for topic in old.difference(&new) {
             self.stop_listening(id, *topic);
         }
-        for topic in topics.iter().filter(|topic| !old.contains(topic)) {
-            self.start_listening(id, *topic, &queue);
+        for topic in new.difference(&old) {
+            self.start_listening(id, *topic);
         }
     }
 }
 
 impl LiveSink for Shared {
     fn deliver(&self, message: LiveMessage) {
-        let mut state = self.state.lock();
+        let mut guard = self.state.lock();
+        let state = &mut *guard;
         let Some(listeners) = state.listeners.get(&message.topic) else {
             return;
         };
         let mut slow = Vec::new();
-        for (id, queue) in listeners {
-            match queue.try_send(message.clone()) {
+        for id in listeners {
+            let Some(listener) = state.connections.get(id) else {
+                continue;
+            };
+            match listener.queue.try_send(message.clone()) {
                 Ok(()) => {}
                 Err(mpsc::error::TrySendError::Full(_)) => slow.push(*id),
                 // Its stream ended; it is being removed.
@@ -157,7 +163,7 @@ impl LiveSink for Shared {
             }
         }
         for id in slow {
-            if state.remove(id) {
+            if guard.remove(id) {
                 metrics::counter!("starling_stream_dropped_total", "reason" => "slow").increment(1);
             }
         }

@@ -16,8 +16,8 @@ use crate::ports::{LiveError, LiveLog, LiveMessage, Replay};
 /// Updates replayed on a resume at most; a client further behind reloads.
 pub const REPLAY_LIMIT: usize = 1_000;
 
-/// Post ids remembered per stream to send each arrival once (a post can
-/// come both through an inbox and its author's topic).
+/// Post ids remembered per stream to send each arrival once (a replay
+/// after a follow can overlap what arrived live).
 const RECENT_POSTS: usize = 64;
 
 /// What a stream sends.
@@ -53,8 +53,8 @@ pub struct LiveStream {
     viewer: UserId,
     log: Arc<dyn LiveLog>,
     connection: Connection,
-    /// What it listens to: its reader's inbox, and the broadcasts of the
-    /// high-fan-out accounts its reader follows.
+    /// What it listens to: its reader's inbox, and the posts of its reader
+    /// and of the accounts its reader follows.
     topics: Vec<Topic>,
     /// Replayed updates not sent yet, oldest first.
     replayed: VecDeque<LiveMessage>,
@@ -78,13 +78,17 @@ impl LiveStream {
         viewer: UserId,
         after: Option<u64>,
     ) -> AppResult<Self> {
-        let mut topics = vec![Topic::Inbox(viewer)];
-        // The posts of followed high-fan-out accounts reach no inbox.
+        // Its reader's notifications and control updates, and the posts of
+        // its reader and of every account its reader follows (one update
+        // per post, on its author's topic).
+        let mut topics = vec![Topic::Inbox(viewer), Topic::Author(viewer)];
         topics.extend(
-            app.high_fanout_followees(viewer)
+            app.ports
+                .store
+                .followed_with_followers_at_least(viewer, 0)
                 .await?
-                .iter()
-                .map(|author| Topic::Author(*author)),
+                .into_iter()
+                .map(Topic::Author),
         );
         let connection = hub.connect(viewer, topics.clone())?;
         let mut stream = Self {
@@ -210,8 +214,8 @@ impl LiveStream {
         }
     }
 
-    /// Starts or stops listening to `topic` (a followed account's
-    /// broadcast), as told at `sequence`. What the topic got since then
+    /// Starts or stops listening to `topic` (a followed account's posts),
+    /// as told at `sequence`. What the topic got since then
     /// (published before the hub listened for this stream) is replayed.
     async fn follow(&mut self, topic: Topic, following: bool, sequence: u64) {
         if following == self.topics.contains(&topic) {

@@ -91,10 +91,8 @@ impl EventHandler for FanoutWorker {
                     // The account just entered the band merged at read time
                     // (before its posts stop being fanned out, at the
                     // threshold), so its followers' cached lists of such
-                    // accounts are out of date, and their open streams
-                    // start listening to it.
-                    app.account_entered_merge_band(*followee_id, envelope.id)
-                        .await?;
+                    // accounts are out of date.
+                    app.account_entered_merge_band(*followee_id).await?;
                 }
                 // The follow's request backfilled already; this is the retry
                 // for when it could not. Not once the follow is gone: an
@@ -110,19 +108,16 @@ impl EventHandler for FanoutWorker {
                 }
                 app.apply_follow_to_timeline(*follower_id, *followee_id, *followee_followers)
                     .await?;
-                // Its posts reach no inbox (or soon will not): the
-                // follower's open streams listen to it from now on. (On
-                // entering the band, every follower was told above.)
-                if *followee_followers > app.settings.merge_threshold() {
-                    app.publish_live(&[following_update(
-                        *follower_id,
-                        *followee_id,
-                        true,
-                        envelope.id,
-                    )])
-                    .await?;
-                }
-                Ok(())
+                // The follower's open streams listen to its posts from now
+                // on (after the backfill: a stream told of the follow
+                // finds the account's posts in the timeline).
+                app.publish_live(&[following_update(
+                    *follower_id,
+                    *followee_id,
+                    true,
+                    envelope.id,
+                )])
+                .await
             }
             Event::Unfollowed {
                 follower_id,
@@ -145,17 +140,14 @@ impl EventHandler for FanoutWorker {
                     // its followers' timelines.
                     app.backfill_to_followers(*followee_id).await?;
                 }
-                if *followee_followers + 1 >= app.settings.merge_threshold() {
-                    // The follower's open streams listened to it: stop.
-                    app.publish_live(&[following_update(
-                        *follower_id,
-                        *followee_id,
-                        false,
-                        envelope.id,
-                    )])
-                    .await?;
-                }
-                Ok(())
+                // The follower's open streams listened to it: stop.
+                app.publish_live(&[following_update(
+                    *follower_id,
+                    *followee_id,
+                    false,
+                    envelope.id,
+                )])
+                .await
             }
             Event::UserRegistered { .. }
             | Event::ProfileUpdated { .. }
@@ -166,7 +158,7 @@ impl EventHandler for FanoutWorker {
     }
 }
 
-/// Tells `follower`'s streams to listen to `followee`'s broadcast, or stop.
+/// Tells `follower`'s streams to listen to `followee`'s posts, or stop.
 fn following_update(
     follower: UserId,
     followee: UserId,
@@ -184,14 +176,6 @@ fn following_update(
     )
 }
 
-/// One live update for each of `followers`' inboxes.
-fn inboxes(followers: &[UserId], update: &LiveEvent) -> Vec<(Topic, LiveEvent)> {
-    followers
-        .iter()
-        .map(|follower| (Topic::Inbox(*follower), update.clone()))
-        .collect()
-}
-
 impl App {
     /// Delivers a post to `audience` (its author's followers); false when it
     /// was not fanned out (`None`: the author is above the threshold).
@@ -203,31 +187,33 @@ impl App {
         audience: Option<&[UserId]>,
     ) -> AppResult<bool> {
         let entry = TimelineEntry { post_id, author_id };
-        let live = LiveEvent::Post { post_id, author_id };
         let timelines = &self.ports.timelines;
         timelines.insert(&[author_id], entry).await?;
-        let Some(audience) = audience else {
-            metrics::counter!("starling_fanout_skipped_high_fanout_total").increment(1);
-            // Its followers' streams listen to the author instead.
-            self.publish_live(&[
-                (Topic::Inbox(author_id), live.clone()),
-                (Topic::Author(author_id), live),
-            ])
-            .await?;
-            return Ok(false);
+        let fanned_out = match audience {
+            None => {
+                metrics::counter!("starling_fanout_skipped_high_fanout_total").increment(1);
+                false
+            }
+            Some(audience) => {
+                for followers in audience.chunks(FANOUT_BATCH) {
+                    timelines.insert(followers, entry).await?;
+                    metrics::counter!("starling_fanout_timeline_inserts_total")
+                        .increment(followers.len() as u64);
+                }
+                metrics::counter!("starling_fanout_posts_total").increment(1);
+                true
+            }
         };
-        for followers in audience.chunks(FANOUT_BATCH) {
-            timelines.insert(followers, entry).await?;
-            metrics::counter!("starling_fanout_timeline_inserts_total")
-                .increment(followers.len() as u64);
-        }
-        // After the timelines: a live log that fails fails the event (it is
+        // One update per post, on its author's topic: each API instance's
+        // hub hands it to the open streams of the author's followers. After
+        // the timelines: a live log that fails fails the event (it is
         // retried; the log drops what it already has), never the timelines.
-        let mut updates = inboxes(audience, &live);
-        updates.push((Topic::Inbox(author_id), live));
-        self.publish_live(&updates).await?;
-        metrics::counter!("starling_fanout_posts_total").increment(1);
-        Ok(true)
+        self.publish_live(&[(
+            Topic::Author(author_id),
+            LiveEvent::Post { post_id, author_id },
+        )])
+        .await?;
+        Ok(fanned_out)
     }
 
     /// Removes a deleted post from its author's followers' timelines; when
@@ -250,39 +236,34 @@ impl App {
             .await;
         caches.author_recent.invalidate(&author_id).await;
         timelines.remove_post(&[author_id], post_id).await?;
-        let live = LiveEvent::PostDeleted { post_id, author_id };
-        if let Some(audience) = audience {
-            for followers in audience.chunks(FANOUT_BATCH) {
-                timelines.remove_post(followers, post_id).await?;
+        match audience {
+            Some(audience) => {
+                for followers in audience.chunks(FANOUT_BATCH) {
+                    timelines.remove_post(followers, post_id).await?;
+                }
             }
-            let mut updates = inboxes(audience, &live);
-            updates.push((Topic::Inbox(author_id), live));
-            return self.publish_live(&updates).await;
+            None => {
+                self.for_each_follower_batch(author_id, |followers| async move {
+                    timelines.remove_post(&followers, post_id).await?;
+                    Ok(())
+                })
+                .await?;
+            }
         }
-        self.for_each_follower_batch(author_id, |followers| async move {
-            timelines.remove_post(&followers, post_id).await?;
-            Ok(())
-        })
-        .await?;
-        // Its followers' streams listen to the author.
-        self.publish_live(&[
-            (Topic::Inbox(author_id), live.clone()),
-            (Topic::Author(author_id), live),
-        ])
+        self.publish_live(&[(
+            Topic::Author(author_id),
+            LiveEvent::PostDeleted { post_id, author_id },
+        )])
         .await
     }
 
-    async fn account_entered_merge_band(&self, author: UserId, cause: EventId) -> AppResult<()> {
+    async fn account_entered_merge_band(&self, author: UserId) -> AppResult<()> {
         let cache = &self.ports.caches.high_fanout_followees;
         self.for_each_follower_batch(author, |followers| async move {
             for follower in &followers {
                 cache.invalidate(follower).await;
             }
-            let updates: Vec<_> = followers
-                .iter()
-                .map(|follower| following_update(*follower, author, true, cause))
-                .collect();
-            self.publish_live(&updates).await
+            Ok(())
         })
         .await
     }

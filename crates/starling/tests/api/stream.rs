@@ -450,3 +450,53 @@ async fn an_open_stream_follows_high_fan_out_accounts_as_its_reader_does() {
         "the unfollowed account's post never came"
     );
 }
+
+/// A post is one live update, whatever its audience (the hubs hand it to
+/// the streams of the author's followers), so the live log's traffic grows
+/// with posts, not with followers; and an open stream follows an ordinary
+/// account as its reader follows it, and stops when it unfollows.
+#[tokio::test]
+async fn a_post_is_one_live_update_whatever_its_audience() {
+    let Some(app) = spawn_app().await else {
+        return;
+    };
+    let author = app.register("author").await;
+    let mut fans = Vec::new();
+    for index in 0..5 {
+        let fan = app.register(&format!("fan{index}")).await;
+        app.follow(&fan, &author).await;
+        fans.push(fan);
+    }
+    let mut first_fan = app.open_stream(&fans[0], None).await;
+    let mut last_fan = app.open_stream(&fans[4], None).await;
+    let live = app.core.ports().live.clone();
+
+    let first = app.create_post(&author, "to five").await;
+    assert_eq!(next_post(&mut first_fan).await, first);
+    assert_eq!(next_post(&mut last_fan).await, first);
+    let before = live.head().await.unwrap();
+    let second = app.create_post(&author, "to five again").await;
+    assert_eq!(next_post(&mut first_fan).await, second);
+    assert_eq!(next_post(&mut last_fan).await, second);
+    let after = live.head().await.unwrap();
+    assert_eq!(after - before, 1, "one live update for a post to five followers");
+
+    // Followed while the stream is open (an account far below the fan-out
+    // threshold), then unfollowed.
+    let newcomer = app.register("newcomer").await;
+    app.follow(&fans[0], &newcomer).await;
+    let welcome = app.create_post(&newcomer, "hello").await;
+    assert_eq!(next_post(&mut first_fan).await, welcome);
+    app.unfollow(&fans[0], &newcomer).await;
+    eventually("the unfollow is handled", FANOUT_WAIT, || async {
+        !app.feed_ids(&fans[0]).await.contains(&welcome)
+    })
+    .await;
+    app.create_post(&newcomer, "unseen").await;
+    let marker = app.create_post(&author, "marker").await;
+    assert_eq!(
+        next_post(&mut first_fan).await,
+        marker,
+        "the unfollowed account's post never came"
+    );
+}
