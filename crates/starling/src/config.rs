@@ -357,7 +357,7 @@ pub struct StreamConfig {
     /// Streams one account may hold at once; past it a new one gets 429.
     pub max_per_account: usize,
     /// Embedded: updates kept per topic at most. Scaled out: bytes the
-    /// live stream keeps in NATS memory at most.
+    /// live stream keeps in NATS at most.
     pub topic_capacity: usize,
     pub nats_max_bytes: i64,
 }

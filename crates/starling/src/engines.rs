@@ -251,7 +251,7 @@ pub async fn jetstream(config: &Config) -> anyhow::Result<Option<JetStream>> {
     Ok(Some(JetStream::connect(url, options).await?))
 }
 
-/// The live-update log: a stream in NATS memory when scaled out (workers
+/// The live-update log: a JetStream stream when scaled out (workers
 /// and API instances are other processes), else rings in this process.
 pub async fn live_log(
     config: &Config,

@@ -11,8 +11,8 @@
 //! that cannot be decoded, is copied to `<prefix>.dead.<consumer>` (a stream
 //! of its own) and acknowledged, so the rest flows.
 //!
-//! The live-update log (`live.rs`) is a second, in-memory stream that
-//! streaming clients follow through the API instances.
+//! The live-update log (`live.rs`) is a second stream, kept for minutes,
+//! that streaming clients follow through the API instances.
 
 mod live;
 mod log;

@@ -1,4 +1,4 @@
-//! The live-update log of scaled-out mode: a JetStream stream in memory.
+//! The live-update log of scaled-out mode: a JetStream stream on file.
 //!
 //! Workers publish to `<prefix>.live.in.<topic>` with `Nats-Msg-Id` set to
 //! the topic and the update's dedupe key, so an update published again
@@ -7,8 +7,14 @@
 //! (`Nats-Sequence`) and the topic's previous sequence
 //! (`Nats-Last-Sequence`); every API instance subscribes to those and hands
 //! them to its hub in stream order. Replays are direct gets by subject.
-//! Memory storage: a restarted server loses the window, and clients
-//! resuming into it are told to reload.
+//!
+//! On file, not in memory, though every update is disposable: to put the
+//! topic's previous sequence on a republished update, nats-server 2.9
+//! looks up the subject's last message, which its memory store finds by
+//! scanning every message kept (measured: 0.18 ms of server CPU per
+//! update with 20,000 kept, 2.5 ms with 60,000), while its file store
+//! indexes subjects per block (0.025 ms, flat). The file store is not
+//! synced per message, and a restarted server keeps the window.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -62,8 +68,7 @@ impl Failure {
 pub struct JetStreamLive {
     log: JetStream,
     stream: String,
-    /// Kept to create the stream again: a server restart loses a memory
-    /// stream with its messages.
+    /// Kept to create the stream again if it is deleted under us.
     config: StreamConfig,
     /// `<prefix>.live.in.`, `<prefix>.live.out.`
     inbound: String,
@@ -92,7 +97,7 @@ impl JetStream {
         let config = StreamConfig {
             name: stream.clone(),
             subjects: vec![format!("{inbound}>")],
-            storage: StorageType::Memory,
+            storage: StorageType::File,
             max_age: retention,
             max_bytes,
             // Long enough for a worker's retries and redeliveries.
@@ -105,11 +110,27 @@ impl JetStream {
             }),
             ..StreamConfig::default()
         };
-        self.context
+        let existing = self
+            .context
             .get_or_create_stream(config.clone())
             .await
             .map_err(anyhow::Error::new)
             .with_context(|| format!("creating the JetStream stream {stream}"))?;
+        if existing.cached_info().config.storage != StorageType::File {
+            // Made by an earlier version, in memory (see above); what it
+            // holds is disposable, and storage cannot be changed in place.
+            tracing::info!(stream = %stream, "moving the live stream from memory to file");
+            self.context
+                .delete_stream(&stream)
+                .await
+                .map_err(anyhow::Error::new)
+                .with_context(|| format!("replacing the JetStream stream {stream}"))?;
+            self.context
+                .create_stream(config.clone())
+                .await
+                .map_err(anyhow::Error::new)
+                .with_context(|| format!("creating the JetStream stream {stream}"))?;
+        }
         Ok(JetStreamLive {
             log: self.clone(),
             stream,
@@ -136,8 +157,9 @@ impl JetStreamLive {
     async fn publish_unguarded(&self, updates: &[(Topic, LiveEvent)]) -> Result<(), LiveError> {
         match self.publish_once(updates).await {
             Err(Missing) => {
-                // The server restarted and lost the memory stream: make it
-                // again (empty; resuming clients are told to reload).
+                // The stream was deleted (or lost with its server's
+                // disk): make it again, empty; resuming clients are told
+                // to reload.
                 tracing::warn!(stream = %self.stream, "the live stream is gone; creating it again");
                 self.log
                     .context
@@ -353,9 +375,11 @@ mod restart {
     use super::*;
     use starling_domain::{PostId, UserId};
 
-    /// A server restart loses the memory stream; publishing makes it again.
+    /// A server restart keeps the window (the stream is on file) and
+    /// publishing goes on once the client reconnects; a stream deleted
+    /// under the log is made again by the next publication.
     #[tokio::test]
-    async fn publishing_after_a_server_restart_creates_the_stream_again() {
+    async fn the_window_survives_a_server_restart_and_a_lost_stream_is_made_again() {
         let Some(mut server) = starling_testing::OwnServer::nats() else {
             return;
         };
@@ -369,9 +393,10 @@ mod restart {
         .await
         .unwrap();
         let live = log.live(Duration::from_secs(60), 1 << 20).await.unwrap();
+        let topic = Topic::Inbox(UserId(1));
         let update = |id| {
             (
-                Topic::Inbox(UserId(1)),
+                topic,
                 LiveEvent::Post {
                     post_id: PostId(id),
                     author_id: UserId(2),
@@ -390,6 +415,45 @@ mod restart {
             );
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
-        assert!(live.head().await.unwrap() >= 1);
+        let replay = live.replay(&[topic], 0, u64::MAX, 10).await.unwrap();
+        let kept: Vec<u64> = replay.messages.iter().map(|message| message.sequence).collect();
+        assert_eq!(kept, [1, 2], "the update from before the restart is kept");
+
+        log.context.delete_stream("STARLING_LIVE").await.unwrap();
+        live.publish(&[update(3)]).await.unwrap();
+        assert_eq!(live.head().await.unwrap(), 1, "a new, empty stream");
+    }
+
+    /// A live stream an earlier version made in memory is replaced by one
+    /// on file.
+    #[tokio::test]
+    async fn a_live_stream_in_memory_is_replaced_by_one_on_file() {
+        let Some(names) = starling_testing::NatsStream::new() else {
+            return;
+        };
+        let log = JetStream::connect(
+            &names.url,
+            crate::JetStreamOptions {
+                stream: names.stream.clone(),
+                subject_prefix: names.subject_prefix.clone(),
+                partitions: 1,
+                ..crate::JetStreamOptions::default()
+            },
+        )
+        .await
+        .unwrap();
+        let stream = format!("{}_LIVE", names.stream);
+        log.context
+            .create_stream(StreamConfig {
+                name: stream.clone(),
+                subjects: vec![format!("{}.live.in.>", names.subject_prefix)],
+                storage: StorageType::Memory,
+                ..StreamConfig::default()
+            })
+            .await
+            .unwrap();
+        let _live = log.live(Duration::from_secs(60), 1 << 20).await.unwrap();
+        let info = log.context.get_stream(&stream).await.unwrap();
+        assert_eq!(info.cached_info().config.storage, StorageType::File);
     }
 }
