@@ -14,7 +14,8 @@ use starling_nats::JetStream;
 use crate::engines::SqlStore;
 
 /// How long one source of gauges may take before a scrape goes on without
-/// it (its gauges keep their last value).
+/// it. Its gauges then read `NaN`, unknown: a last value kept would say
+/// "caught up" (or "fine") about a source that could not tell.
 const SLOW_SOURCE: Duration = Duration::from_secs(1);
 
 pub struct Gauges {
@@ -86,21 +87,35 @@ impl RefreshGauges for Gauges {
         }
         match tokio::time::timeout(SLOW_SOURCE, self.timelines.materialised_count()).await {
             Ok(Ok(count)) => metrics::gauge!("starling_timelines_materialised").set(count as f64),
-            Ok(Err(error)) => tracing::warn!(error = %error, "cannot count timelines"),
-            Err(_) => tracing::warn!("counting timelines took too long"),
+            Ok(Err(error)) => {
+                tracing::warn!(error = %error, "cannot count timelines");
+                metrics::gauge!("starling_timelines_materialised").set(f64::NAN);
+            }
+            Err(_) => {
+                tracing::warn!("counting timelines took too long");
+                metrics::gauge!("starling_timelines_materialised").set(f64::NAN);
+            }
         }
         for consumer in &self.consumers {
-            match self.store.backlog(consumer).await {
-                Ok((count, oldest)) => {
-                    let age_ms =
-                        oldest.map_or(0, |oldest| (Timestamp::now_ms() - oldest.millis()).max(0));
-                    metrics::gauge!("starling_outbox_backlog_events", "consumer" => *consumer)
-                        .set(count as f64);
-                    metrics::gauge!("starling_outbox_oldest_unhandled_age_seconds", "consumer" => *consumer)
-                        .set(age_ms as f64 / 1000.0);
-                }
-                Err(error) => tracing::warn!(error = %error, "cannot measure the outbox backlog"),
-            }
+            let (count, age_s) =
+                match tokio::time::timeout(SLOW_SOURCE, self.store.backlog(consumer)).await {
+                    Ok(Ok((count, oldest))) => {
+                        let age_ms = oldest
+                            .map_or(0, |oldest| (Timestamp::now_ms() - oldest.millis()).max(0));
+                        (count as f64, age_ms as f64 / 1000.0)
+                    }
+                    Ok(Err(error)) => {
+                        tracing::warn!(error = %error, "cannot measure the outbox backlog");
+                        (f64::NAN, f64::NAN)
+                    }
+                    Err(_) => {
+                        tracing::warn!("the outbox backlog took too long to measure");
+                        (f64::NAN, f64::NAN)
+                    }
+                };
+            metrics::gauge!("starling_outbox_backlog_events", "consumer" => *consumer).set(count);
+            metrics::gauge!("starling_outbox_oldest_unhandled_age_seconds", "consumer" => *consumer)
+                .set(age_s);
         }
         if let Some(jetstream) = &self.jetstream {
             let consumers = [
@@ -108,7 +123,7 @@ impl RefreshGauges for Gauges {
                 starling_app::workers::Notifier::CONSUMER,
             ];
             // A broker that is down must not hold up the scrape: measured
-            // together, within one deadline, or left at their last values.
+            // together, within one deadline, or unknown.
             let measured = tokio::time::timeout(SLOW_SOURCE, async {
                 let (fanout, notifier) = tokio::join!(
                     jetstream.backlog(consumers[0]),
@@ -117,21 +132,21 @@ impl RefreshGauges for Gauges {
                 [fanout, notifier]
             })
             .await;
-            match measured {
-                Ok(backlogs) => {
-                    for (consumer, backlog) in consumers.into_iter().zip(backlogs) {
-                        match backlog {
-                            Ok(count) => {
-                                metrics::gauge!("starling_stream_backlog_events", "consumer" => consumer)
-                                    .set(count as f64);
-                            }
-                            Err(error) => {
-                                tracing::warn!(error = %error, "cannot measure the stream backlog");
-                            }
+            if measured.is_err() {
+                tracing::warn!("the stream backlog took too long to measure");
+            }
+            for (index, consumer) in consumers.into_iter().enumerate() {
+                let count = match &measured {
+                    Ok(backlogs) => match &backlogs[index] {
+                        Ok(count) => *count as f64,
+                        Err(error) => {
+                            tracing::warn!(error = %error, "cannot measure the stream backlog");
+                            f64::NAN
                         }
-                    }
-                }
-                Err(_) => tracing::warn!("the stream backlog took too long to measure"),
+                    },
+                    Err(_) => f64::NAN,
+                };
+                metrics::gauge!("starling_stream_backlog_events", "consumer" => consumer).set(count);
             }
         }
         self.sample_runtime();

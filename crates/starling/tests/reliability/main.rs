@@ -275,10 +275,16 @@ async fn nats_frozen_mid_load() {
     tokio::time::sleep(Duration::from_secs(2)).await;
     let frozen_at = load.started.elapsed();
     nats.pause();
-    let mut opened = false;
+    let (mut opened, mut backlog_unknown) = (false, false);
     while load.started.elapsed() < frozen_at + Duration::from_secs(3) {
-        opened |= app.metrics().await.lines().any(|line| {
+        let metrics = app.metrics().await;
+        opened |= metrics.lines().any(|line| {
             line.starts_with("starling_breaker_state{dependency=\"nats\"}") && line.ends_with(" 2")
+        });
+        // What a frozen broker cannot tell is unknown, not its last value.
+        backlog_unknown |= metrics.lines().any(|line| {
+            line.starts_with("starling_stream_backlog_events{consumer=\"fanout\"}")
+                && line.ends_with(" NaN")
         });
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
@@ -293,6 +299,10 @@ async fn nats_frozen_mid_load() {
     reads.assert_only(200);
     writes.assert_only(201);
     assert!(opened, "NATS's breaker opened while it was frozen");
+    assert!(
+        backlog_unknown,
+        "the stream backlog read as unknown while the broker could not tell"
+    );
     assert!(
         frozen.max < Duration::from_millis(500),
         "writes never wait on the broker: {frozen}"
