@@ -188,9 +188,9 @@ pub async fn run(args: &RunArgs) -> anyhow::Result<RunReport> {
 }
 
 /// Cumulative bucket counts of `starling_fanout_lag_seconds`: (upper bound, count).
-type Buckets = Vec<(f64, u64)>;
+pub type Buckets = Vec<(f64, u64)>;
 
-async fn scrape_lag(client: &reqwest::Client, url: &str) -> Option<Buckets> {
+pub async fn scrape_lag(client: &reqwest::Client, url: &str) -> Option<Buckets> {
     let text = client.get(url).send().await.ok()?.text().await.ok()?;
     Some(parse_buckets(&text, "starling_fanout_lag_seconds_bucket"))
 }

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use futures::StreamExt;
+use futures::{StreamExt, TryStreamExt};
 use rand::Rng;
 use reqwest::Method;
 use serde::Serialize;
@@ -50,19 +50,24 @@ pub struct ScaledArgs {
     /// The nginx binary.
     #[arg(long, env = "STARLING_BENCH_NGINX", default_value = "/usr/sbin/nginx")]
     pub nginx: String,
-    /// Accounts seeded. (Smaller than the other suites' seeds: live
-    /// updates are published per follower, and a larger seed's fan-out
-    /// does not drain on two cores; see BENCHMARKS.md, 5.)
-    #[arg(long, default_value_t = 200)]
+    /// Accounts seeded.
+    #[arg(long, default_value_t = 1_000)]
     pub users: usize,
     /// Accounts each account follows.
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, default_value_t = 20)]
     pub follows: usize,
-    #[arg(long, default_value_t = 1_000)]
+    #[arg(long, default_value_t = 20_000)]
     pub posts: usize,
     /// Connections of each closed-loop measurement.
     #[arg(long, default_value_t = 32)]
     pub connections: usize,
+    /// Posts written while the fan-out worker is stopped, then fanned out
+    /// by a fresh one: its sustained throughput.
+    #[arg(long, default_value_t = 20_000)]
+    pub burst_posts: usize,
+    /// Posts per second, open loop, for the fan-out lag at a steady rate.
+    #[arg(long, default_value_t = 1_000.0)]
+    pub steady_rate: f64,
 }
 
 #[derive(Debug, Serialize)]
@@ -77,6 +82,29 @@ pub struct ScaledResult {
     /// One instance writing each post in a transaction of its own
     /// (`postgres.post_batch = 1`): the baseline of group commit.
     pub post_one_instance_unbatched: RunReport,
+    /// A backlog of posts fanned out by a fresh worker process.
+    pub fanout_burst: FanoutBurst,
+    /// The same timeline inserts sent straight to Redis from this process
+    /// (the worker's Redis work alone, no log, SQL or live updates).
+    pub redis_inserts_alone: RedisInserts,
+    /// Posts at a steady rate through nginx, with the fan-out lag.
+    pub steady: RunReport,
+}
+
+#[derive(Debug, Serialize)]
+pub struct FanoutBurst {
+    pub posts: u64,
+    pub timeline_inserts: u64,
+    pub seconds: f64,
+    pub posts_per_s: f64,
+    pub inserts_per_s: f64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct RedisInserts {
+    pub inserts: u64,
+    pub seconds: f64,
+    pub inserts_per_s: f64,
 }
 
 /// Names of the benchmark's own database, key prefix and streams.
@@ -169,6 +197,7 @@ impl Isolation {
             let context = async_nats::jetstream::new(client);
             let _ = context.delete_stream(&self.stream).await;
             let _ = context.delete_stream(format!("{}_DEAD", self.stream)).await;
+            let _ = context.delete_stream(format!("{}_LIVE", self.stream)).await;
         }
     }
 }
@@ -288,6 +317,7 @@ async fn wait_drained(
     fanout: &Spawned,
 ) -> anyhow::Result<()> {
     let deadline = Instant::now() + Duration::from_secs(300);
+    let mut last_report = Instant::now();
     loop {
         let relay_metrics = http
             .get(format!("{}/metrics", relay.base))
@@ -312,6 +342,14 @@ async fn wait_drained(
         if relayed && fanned {
             return Ok(());
         }
+        if last_report.elapsed() >= Duration::from_secs(5) {
+            last_report = Instant::now();
+            println!(
+                "  backlog: relay {:?}, fan-out {:?}",
+                gauge(&relay_metrics, "starling_outbox_backlog_events{consumer=\"relay\"}"),
+                gauge(&fanout_metrics, "starling_stream_backlog_events{consumer=\"fanout\"}")
+            );
+        }
         anyhow::ensure!(
             Instant::now() < deadline,
             "the workers did not drain in 300 s"
@@ -320,11 +358,176 @@ async fn wait_drained(
     }
 }
 
+/// A sample's value; `None` when absent or unknown (`NaN`: its source did
+/// not answer).
 fn gauge(metrics: &str, series: &str) -> Option<f64> {
     metrics
         .lines()
         .find_map(|line| line.strip_prefix(series))
-        .and_then(|value| value.trim().parse().ok())
+        .and_then(|value| value.trim().parse::<f64>().ok())
+        .filter(|value| !value.is_nan())
+}
+
+async fn scrape(http: &reqwest::Client, process: &Spawned) -> anyhow::Result<String> {
+    Ok(http
+        .get(format!("{}/metrics", process.base))
+        .send()
+        .await?
+        .text()
+        .await?)
+}
+
+/// Waits until the relay has moved every outbox event to the stream.
+async fn wait_relayed(http: &reqwest::Client, relay: &Spawned) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while gauge(
+        &scrape(http, relay).await?,
+        "starling_outbox_backlog_events{consumer=\"relay\"}",
+    ) != Some(0.0)
+    {
+        anyhow::ensure!(Instant::now() < deadline, "the relay did not drain in 300 s");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    Ok(())
+}
+
+/// The sum of a counter's samples whose labels contain each of `labels`.
+fn counter(metrics: &str, name: &str, labels: &[&str]) -> f64 {
+    metrics
+        .lines()
+        .filter(|line| {
+            line.strip_prefix(name)
+                .is_some_and(|rest| rest.starts_with('{') || rest.starts_with(' '))
+        })
+        .filter(|line| labels.iter().all(|label| line.contains(label)))
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// Stops the fan-out worker, writes `args.burst_posts` posts, lets the
+/// relay move them to the stream, then starts a fresh worker and times it
+/// to the last post fanned out.
+async fn fanout_burst(
+    http: &reqwest::Client,
+    args: &ScaledArgs,
+    api: &Spawned,
+    relay: &Spawned,
+    fanout: Spawned,
+    users: &[(String, String)],
+    restart: impl std::future::Future<Output = anyhow::Result<(Spawned, tempfile::TempDir)>>,
+) -> anyhow::Result<(FanoutBurst, (Spawned, tempfile::TempDir))> {
+    fanout.stop().await?;
+    let authors: Vec<usize> = {
+        let mut rng = rand::thread_rng();
+        (0..args.burst_posts)
+            .map(|_| rng.gen_range(0..users.len()))
+            .collect()
+    };
+    let failures = count_failures(
+        authors
+            .into_iter()
+            .enumerate()
+            .map(|(index, author)| {
+                http.post(format!("{}/api/v1/posts", api.base))
+                    .bearer_auth(&users[author].1)
+                    .json(&json!({"text": format!("burst post {index}")}))
+            })
+            .collect(),
+    )
+    .await;
+    anyhow::ensure!(failures == 0, "{failures} burst posts failed");
+    wait_relayed(http, relay).await?;
+    let (fanout, dir) = restart.await?;
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs(600);
+    let handled = |metrics: &str| {
+        counter(
+            metrics,
+            "starling_events_handled_total",
+            &["consumer=\"fanout\"", "kind=\"post_created\""],
+        )
+    };
+    let metrics = loop {
+        let metrics = scrape(http, &fanout).await?;
+        if handled(&metrics) >= args.burst_posts as f64 {
+            break metrics;
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "the fan-out worker did not get through the burst in 600 s"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let seconds = started.elapsed().as_secs_f64();
+    let posts = handled(&metrics) as u64;
+    let timeline_inserts = counter(&metrics, "starling_fanout_timeline_inserts_total", &[]) as u64;
+    Ok((
+        FanoutBurst {
+            posts,
+            timeline_inserts,
+            seconds,
+            posts_per_s: posts as f64 / seconds,
+            inserts_per_s: timeline_inserts as f64 / seconds,
+        },
+        (fanout, dir),
+    ))
+}
+
+/// `inserts` timeline inserts (entries of `posts` posts into `per_post`
+/// timelines of `timelines` materialised ones) straight to Redis through
+/// the adapter the worker uses, 16 posts at a time as the worker's
+/// partitions are: the ceiling of the worker's Redis work.
+async fn redis_inserts_alone(
+    isolation: &Isolation,
+    posts: usize,
+    per_post: usize,
+    timelines: usize,
+) -> anyhow::Result<RedisInserts> {
+    use starling_app::ports::{TimelineEntry, TimelineStore};
+    use starling_domain::{PostId, UserId};
+    let connection = starling_redis::RedisConnection::connect(
+        std::slice::from_ref(&isolation.redis_url),
+        &starling_redis::RedisOptions::default(),
+    )
+    .await?;
+    let store = Arc::new(starling_redis::RedisTimelines::new(
+        connection,
+        &format!("{}ceiling:", isolation.prefix),
+        800,
+        Duration::from_secs(3600),
+    ));
+    for user in 1..=timelines {
+        let user = UserId(user as i64);
+        store.begin_rebuild(user).await?;
+        store.finish_rebuild(user, &[], None).await?;
+    }
+    let started = Instant::now();
+    let inserted: u64 = futures::stream::iter(0..posts)
+        .map(|index| {
+            let store = store.clone();
+            async move {
+                let audience: Vec<UserId> = {
+                    let mut rng = rand::thread_rng();
+                    (0..per_post)
+                        .map(|_| UserId(rng.gen_range(1..=timelines) as i64))
+                        .collect()
+                };
+                let entry = TimelineEntry {
+                    post_id: PostId(1_000_000 + index as i64),
+                    author_id: UserId(1),
+                };
+                store.insert(&audience, entry).await.map(|()| per_post as u64)
+            }
+        })
+        .buffer_unordered(16)
+        .try_fold(0, |sum, inserted| async move { Ok(sum + inserted) })
+        .await?;
+    let seconds = started.elapsed().as_secs_f64();
+    Ok(RedisInserts {
+        inserts: inserted,
+        seconds,
+        inserts_per_s: inserted as f64 / seconds,
+    })
 }
 
 pub async fn run(args: &ScaledArgs) -> anyhow::Result<ScaledResult> {
@@ -402,7 +605,7 @@ async fn measure(args: &ScaledArgs, isolation: &Isolation) -> anyhow::Result<Sca
     let feed_two_instances = drive(&two.address, feed, closed, limits).await;
     let post_one_instance_unbatched = drive(&unbatched.address, post.clone(), closed, limits).await;
     let post_one_instance = drive(&one.address, post.clone(), closed, limits).await;
-    let post_two_instances = drive(&two.address, post, closed, limits).await;
+    let post_two_instances = drive(&two.address, post.clone(), closed, limits).await;
     // The workers catch up after the measurements; how long that takes is
     // reported, not required.
     let catching_up = Instant::now();
@@ -413,6 +616,38 @@ async fn measure(args: &ScaledArgs, isolation: &Isolation) -> anyhow::Result<Sca
         ),
         Err(error) => println!("note: {error:#}"),
     }
+
+    println!("fan-out of a backlog: {} posts while the worker is stopped ...", args.burst_posts);
+    let (fanout_burst, (fanout, _fanout_dir)) = fanout_burst(
+        &http,
+        args,
+        &api_a,
+        &relay,
+        fanout,
+        &users,
+        start_role(isolation, "fanout", 4, key_file, &[]),
+    )
+    .await?;
+    let redis_inserts_alone =
+        redis_inserts_alone(isolation, args.burst_posts, args.follows, args.users).await?;
+    let lag_url = format!("{}/metrics", fanout.base);
+    let before = crate::run::scrape_lag(&http, &lag_url).await;
+    let mut steady = drive(
+        &one.address,
+        post,
+        Pacing::Open {
+            rate: args.steady_rate,
+            max_in_flight: 512,
+        },
+        limits,
+    )
+    .await;
+    wait_drained(&http, &relay, &fanout).await?;
+    let after = crate::run::scrape_lag(&http, &lag_url).await;
+    if let (Some(before), Some(after)) = (before, after) {
+        steady.fanout_lag = crate::run::lag_between(&before, &after);
+    }
+
     drop((one, two, unbatched));
     for process in [api_a, api_b, api_c, relay, fanout] {
         process.stop().await?;
@@ -427,6 +662,9 @@ async fn measure(args: &ScaledArgs, isolation: &Isolation) -> anyhow::Result<Sca
         post_one_instance,
         post_two_instances,
         post_one_instance_unbatched,
+        fanout_burst,
+        redis_inserts_alone,
+        steady,
     };
     result
         .feed_one_instance
@@ -479,6 +717,32 @@ async fn measure(args: &ScaledArgs, isolation: &Isolation) -> anyhow::Result<Sca
             result.post_one_instance_unbatched.throughput_per_s
         )
     );
+    result.steady.print(&format!(
+        "POST /api/v1/posts through nginx, one API instance, open loop at {:.0}/s",
+        args.steady_rate
+    ));
+    let burst = &result.fanout_burst;
+    let alone = &result.redis_inserts_alone;
+    println!(
+        "  fan-out of a backlog of {} posts ({} timeline inserts): {:.0} posts/s, {:.0} inserts/s; \
+         the same number of inserts straight to Redis from one process: {:.0} /s -> x{:.2}",
+        burst.posts,
+        burst.timeline_inserts,
+        burst.posts_per_s,
+        burst.inserts_per_s,
+        alone.inserts_per_s,
+        super::ratio(burst.inserts_per_s, alone.inserts_per_s)
+    );
+    if let Some(lag) = &result.steady.fanout_lag {
+        println!(
+            "  at a steady {:.0} posts/s ({:.0} achieved, p99 {:.1} ms): fan-out lag p50 {:.3} s, p99 {:.3} s",
+            args.steady_rate,
+            result.steady.throughput_per_s,
+            result.steady.overall.p99_ms,
+            lag.p50_s,
+            lag.p99_s
+        );
+    }
     write_json(&args.suite.results.join("scaled.json"), &result)?;
     Ok(result)
 }
