@@ -34,12 +34,17 @@ macro_rules! script {
 }
 
 static READ: LazyLock<Script> = script!("read.lua");
-static INSERT: LazyLock<Script> = script!("insert.lua");
 static INSERT_MANY: LazyLock<Script> = script!("insert_many.lua");
+static INSERT_PAIRS: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("lua/insert_pairs.lua")));
 static REMOVE_POST: LazyLock<Script> = script!("remove_post.lua");
 static REMOVE_AUTHOR: LazyLock<Script> = script!("remove_author.lua");
 static BEGIN_REBUILD: LazyLock<Script> = script!("begin_rebuild.lua");
 static FINISH_REBUILD: LazyLock<Script> = script!("finish_rebuild.lua");
+
+/// Pairs inserted by one script call: Redis runs a script to its end before
+/// anything else, so a call stays short (about a millisecond).
+const PAIRS_PER_CALL: usize = 128;
 
 /// How long a counted number of timelines is reused (counting scans keys).
 const COUNT_REUSE: Duration = Duration::from_secs(60);
@@ -120,6 +125,36 @@ impl RedisTimelines {
                 .iter()
                 .map(|user| self.run(script, *user, args.iter().cloned())),
         )
+        .await?;
+        Ok(())
+    }
+
+    /// Inserts each member into its user's timeline. A script call per
+    /// chunk of pairs saves Redis the fixed cost of a call per user (half
+    /// of an insert's time, measured); on a cluster each call holds one
+    /// user's keys (they share a slot), so there it is a call per user.
+    async fn insert_pairs(&self, pairs: &[(UserId, String)]) -> TimelineResult<()> {
+        let calls: Vec<&[(UserId, String)]> = if self.connection.cluster().is_some() {
+            pairs.chunk_by(|a, b| a.0 == b.0).collect()
+        } else {
+            pairs.chunks(PAIRS_PER_CALL).collect()
+        };
+        try_join_all(calls.into_iter().map(|chunk| async move {
+            let mut invocation = INSERT_PAIRS.prepare_invoke();
+            invocation.arg(self.cap);
+            for (user, member) in chunk {
+                let (prefix, id) = (&self.prefix, user.0);
+                invocation
+                    .key(format!("{prefix}tl:{{{id}}}"))
+                    .key(format!("{prefix}tm:{{{id}}}"))
+                    .arg(member);
+            }
+            let mut connection = self.connection.clone();
+            invocation
+                .invoke_async::<Value>(&mut connection)
+                .await
+                .map_err(unavailable)
+        }))
         .await?;
         Ok(())
     }
@@ -311,8 +346,10 @@ impl TimelineStore for RedisTimelines {
     }
 
     async fn insert(&self, users: &[UserId], entry: TimelineEntry) -> TimelineResult<()> {
-        self.run_each(&INSERT, users, &[self.cap.to_string(), member(&entry)])
-            .await
+        let member = member(&entry);
+        let pairs: Vec<(UserId, String)> =
+            users.iter().map(|user| (*user, member.clone())).collect();
+        self.insert_pairs(&pairs).await
     }
 
     async fn insert_many(
