@@ -134,15 +134,15 @@ pub struct NatsConfig {
     pub partitions: u32,
     /// Deliveries after which an event is parked on the dead-letter subject.
     pub max_deliveries: i64,
-    /// Events of one partition in flight at once; 1 keeps strict order with
-    /// several fan-out workers.
+    /// Events of one partition handed to its worker at once (a batch). A
+    /// partition has one worker at a time, so order holds at any size.
     pub max_in_flight: usize,
     /// An event delivered and not acknowledged within this is delivered
-    /// again. Bounds how long a partition waits after a worker (or the
-    /// broker) died between a delivery and its acknowledgement; must exceed
-    /// the slowest handling. Applies to durable consumers created after it
-    /// is set.
+    /// again: how long the events a worker held when it died wait. A live
+    /// worker reports progress every quarter of it, however slow.
     pub ack_wait_secs: u64,
+    /// How long a dead worker's hold on its partitions outlives it.
+    pub lease_secs: u64,
     /// A publish or stream query slower than this fails and counts against
     /// the broker's circuit breaker.
     pub call_timeout_ms: u64,
@@ -159,6 +159,7 @@ impl Default for NatsConfig {
             max_deliveries: defaults.max_deliveries,
             max_in_flight: defaults.max_in_flight,
             ack_wait_secs: defaults.ack_wait.as_secs(),
+            lease_secs: defaults.lease_ttl.as_secs(),
             call_timeout_ms: u64::try_from(defaults.call_timeout.as_millis()).unwrap_or(u64::MAX),
         }
     }
@@ -633,9 +634,15 @@ impl Config {
         if self.sqlite.read_connections == 0 {
             bail!("sqlite.read_connections must be at least 1");
         }
-        if self.nats.partitions == 0 || self.nats.max_in_flight == 0 || self.nats.ack_wait_secs == 0
+        if self.nats.partitions == 0
+            || self.nats.max_in_flight == 0
+            || self.nats.ack_wait_secs == 0
+            || self.nats.lease_secs == 0
         {
-            bail!("nats.partitions, nats.max_in_flight and nats.ack_wait_secs must be at least 1");
+            bail!(
+                "nats.partitions, nats.max_in_flight, nats.ack_wait_secs and nats.lease_secs \
+                 must be at least 1"
+            );
         }
         if self.replica_urls.is_some() && self.database_url.is_none() {
             bail!("replica_urls needs database_url (replicas are of PostgreSQL)");

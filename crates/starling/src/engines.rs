@@ -245,6 +245,7 @@ pub async fn jetstream(config: &Config) -> anyhow::Result<Option<JetStream>> {
         max_deliveries: nats.max_deliveries,
         max_in_flight: nats.max_in_flight,
         ack_wait: Duration::from_secs(nats.ack_wait_secs),
+        lease_ttl: Duration::from_secs(nats.lease_secs),
         call_timeout: Duration::from_millis(nats.call_timeout_ms.max(1)),
         ..JetStreamOptions::default()
     };

@@ -163,7 +163,8 @@ impl RefreshGauges for Gauges {
                     },
                     Err(_) => f64::NAN,
                 };
-                metrics::gauge!("starling_stream_backlog_events", "consumer" => consumer).set(count);
+                metrics::gauge!("starling_stream_backlog_events", "consumer" => consumer)
+                    .set(count);
             }
         }
     }

@@ -220,10 +220,7 @@ impl Application {
         let config = &self.config;
         let mut handlers: Vec<Arc<dyn EventHandler>> = Vec::new();
         if config.runs(Role::Fanout) {
-            handlers.push(Arc::new(match self.jetstream {
-                None => FanoutWorker::new(self.app.clone()),
-                Some(_) => FanoutWorker::sharing_the_log(self.app.clone()),
-            }));
+            handlers.push(Arc::new(FanoutWorker::new(self.app.clone())));
         }
         if config.runs(Role::Fanout) {
             handlers.push(Arc::new(Thumbnailer::new(self.app.clone())));

@@ -416,7 +416,11 @@ mod restart {
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
         let replay = live.replay(&[topic], 0, u64::MAX, 10).await.unwrap();
-        let kept: Vec<u64> = replay.messages.iter().map(|message| message.sequence).collect();
+        let kept: Vec<u64> = replay
+            .messages
+            .iter()
+            .map(|message| message.sequence)
+            .collect();
         assert_eq!(kept, [1, 2], "the update from before the restart is kept");
 
         log.context.delete_stream("STARLING_LIVE").await.unwrap();

@@ -2,7 +2,8 @@
 //! pull consumers the workers read.
 
 use std::collections::VecDeque;
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use async_nats::jetstream::consumer::pull::Config as PullConfig;
@@ -13,11 +14,13 @@ use async_nats::{HeaderMap, header};
 use async_trait::async_trait;
 use futures::StreamExt;
 use futures::future::try_join_all;
+use parking_lot::Mutex;
 use starling_app::ports::{EventLog, EventLogError, EventPublisher, EventSubscription};
 use starling_app::resilience::{Guard, GuardError, GuardSettings};
 use starling_domain::{EventEnvelope, UserId};
 use tokio::task::JoinHandle;
 
+use crate::lease::{Acquired, Lease, Leases};
 use crate::wire::{self, TRACEPARENT};
 
 #[derive(Debug, Clone)]
@@ -31,13 +34,19 @@ pub struct JetStreamOptions {
     pub partitions: u32,
     /// Deliveries after which an event is parked as a dead letter.
     pub max_deliveries: i64,
-    /// An unacknowledged delivery is sent again after this long.
+    /// An unacknowledged delivery is sent again after this long. A worker
+    /// holding deliveries tells the broker every quarter of it that it is
+    /// still at work, so this bounds only how long the deliveries of a
+    /// worker that died wait to be sent again.
     pub ack_wait: Duration,
-    /// Events per partition in flight at once, across all workers. At 1 (the
-    /// default) one partition's events are handled strictly in order even
-    /// with several workers pulling from it; above 1 events come in batches,
-    /// and order holds only while a single worker pulls the partition.
+    /// Events of a partition handed out at once (one batch). A partition is
+    /// consumed by one worker at a time (`lease.rs`), so its events are
+    /// handled in order however many workers share the partitions.
     pub max_in_flight: usize,
+    /// A worker's hold on a partition (and its membership of a group)
+    /// lapses this long after its last renewal: how long a dead worker's
+    /// partitions wait before another takes them.
+    pub lease_ttl: Duration,
     /// How long the server remembers an event id to drop a duplicate.
     pub duplicate_window: Duration,
     /// Events are kept this long (consumers far behind lose older ones).
@@ -54,8 +63,9 @@ impl Default for JetStreamOptions {
             subject_prefix: "starling".to_owned(),
             partitions: 16,
             max_deliveries: 5,
-            ack_wait: Duration::from_secs(30),
-            max_in_flight: 1,
+            ack_wait: Duration::from_secs(4),
+            max_in_flight: 256,
+            lease_ttl: Duration::from_secs(4),
             duplicate_window: Duration::from_secs(600),
             retention: Duration::from_secs(7 * 24 * 3600),
             call_timeout: Duration::from_secs(5),
@@ -73,6 +83,9 @@ pub struct JetStream {
     /// by design) pass a timeout, a bulkhead and a circuit breaker: a broker
     /// that is down or hangs fails them at once.
     pub(crate) guard: Guard,
+    /// Which partitions this process consumes; opened on first use (the
+    /// API and the relay never need it).
+    leases: Arc<tokio::sync::OnceCell<Leases>>,
 }
 
 fn unavailable(error: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> EventLogError {
@@ -150,7 +163,22 @@ impl JetStream {
             context,
             options,
             guard,
+            leases: Arc::new(tokio::sync::OnceCell::new()),
         })
+    }
+
+    async fn leases(&self) -> Result<&Leases, EventLogError> {
+        self.leases
+            .get_or_try_init(|| {
+                Leases::open(
+                    &self.context,
+                    &self.options.stream,
+                    &self.options.subject_prefix,
+                    self.options.lease_ttl,
+                )
+            })
+            .await
+            .map_err(unavailable)
     }
 
     pub fn options(&self) -> &JetStreamOptions {
@@ -287,6 +315,9 @@ pub struct JetStreamPartition {
 }
 
 impl JetStreamPartition {
+    /// The partition's durable consumer for `consumer`, made or brought to
+    /// this version's settings (an earlier one let one event out at a time
+    /// and waited 30 s for a dead worker's).
     async fn consumer(&self, consumer: &str) -> Result<PullConsumer, EventLogError> {
         let options = &self.log.options;
         let name = durable_name(consumer, self.partition);
@@ -296,41 +327,100 @@ impl JetStreamPartition {
             .get_stream(&options.stream)
             .await
             .map_err(unavailable)?;
-        stream
-            .get_or_create_consumer(
-                &name,
-                PullConfig {
-                    durable_name: Some(name.clone()),
-                    filter_subject: format!(
-                        "{}.events.{}.>",
-                        options.subject_prefix, self.partition
-                    ),
-                    deliver_policy: DeliverPolicy::All,
-                    ack_policy: AckPolicy::Explicit,
-                    ack_wait: options.ack_wait,
-                    max_ack_pending: i64::try_from(options.max_in_flight).unwrap_or(i64::MAX),
-                    ..PullConfig::default()
-                },
-            )
+        let config = PullConfig {
+            durable_name: Some(name.clone()),
+            filter_subject: format!("{}.events.{}.>", options.subject_prefix, self.partition),
+            deliver_policy: DeliverPolicy::All,
+            ack_policy: AckPolicy::Explicit,
+            ack_wait: options.ack_wait,
+            max_ack_pending: i64::try_from(options.max_in_flight).unwrap_or(i64::MAX),
+            ..PullConfig::default()
+        };
+        let mut found = stream
+            .get_or_create_consumer(&name, config.clone())
             .await
-            .map_err(unavailable)
+            .map_err(unavailable)?;
+        let current = &found.cached_info().config;
+        if current.ack_wait != config.ack_wait || current.max_ack_pending != config.max_ack_pending
+        {
+            found = stream.create_consumer(config).await.map_err(unavailable)?;
+        }
+        Ok(found)
     }
 }
 
 #[async_trait]
 impl EventLog for JetStreamPartition {
+    /// Takes the partition (its lease) first: `Elsewhere` while another
+    /// worker holds it or is preferred for it.
     async fn subscribe(&self, consumer: &str) -> Result<Box<dyn EventSubscription>, EventLogError> {
+        let (lease, handed_over) = match self
+            .log
+            .leases()
+            .await?
+            .acquire(consumer, self.partition)
+            .await
+            .map_err(unavailable)?
+        {
+            Acquired::Taken { lease, handed_over } => (lease, handed_over),
+            Acquired::Elsewhere => return Err(EventLogError::Elsewhere),
+        };
+        let pull_consumer = match self.consumer(consumer).await {
+            Ok(pull_consumer) => pull_consumer,
+            Err(error) => {
+                lease.release().await;
+                return Err(error);
+            }
+        };
+        // Deliveries outstanding when the last holder did not hand the
+        // partition over were made to a worker that died: they are sent
+        // again once their wait runs out, and must come before what follows
+        // them. (A holder handing over gave its deliveries back itself.)
+        let resume_at = (!handed_over && pull_consumer.cached_info().num_ack_pending > 0)
+            .then(|| Instant::now() + self.log.options.ack_wait + Duration::from_secs(1));
+        let delivered = Arc::new(Mutex::new(VecDeque::new()));
+        let progress = tokio::spawn(keep_in_progress(
+            delivered.clone(),
+            self.log.options.ack_wait / 4,
+        ));
         Ok(Box::new(PartitionSubscription {
             log: self.log.clone(),
             consumer_name: consumer.to_owned(),
-            consumer: self.consumer(consumer).await?,
-            delivered: VecDeque::new(),
+            consumer: pull_consumer,
+            delivered,
             pulling: None,
+            lease: Some(lease),
+            resume_at,
+            progress,
         }))
     }
 
     /// The server answers waiting pulls at once: nothing to wake.
     fn wake(&self) {}
+}
+
+/// Tells the broker every `every` that the deliveries held are still being
+/// worked on, so that a slow batch (a dependency being retried) is not
+/// sent again while its worker lives.
+async fn keep_in_progress(
+    delivered: Arc<Mutex<VecDeque<(i64, jetstream::Message)>>>,
+    every: Duration,
+) {
+    let mut tick = tokio::time::interval(every);
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        let held: Vec<jetstream::Message> = delivered
+            .lock()
+            .iter()
+            .map(|(_, message)| message.clone())
+            .collect();
+        for message in held {
+            if message.ack_with(AckKind::Progress).await.is_err() {
+                break;
+            }
+        }
+    }
 }
 
 /// Pulls with requests that are complete before `next_batch` returns: a
@@ -344,9 +434,20 @@ struct PartitionSubscription {
     consumer_name: String,
     consumer: PullConsumer,
     /// Handed out, not yet acknowledged: (stream sequence, message).
-    delivered: VecDeque<(i64, jetstream::Message)>,
+    delivered: Arc<Mutex<VecDeque<(i64, jetstream::Message)>>>,
     /// The pull under way, if any.
     pulling: Option<JoinHandle<Result<Vec<jetstream::Message>, EventLogError>>>,
+    /// The partition's lease; given back on close.
+    lease: Option<Lease>,
+    /// No pulls before then (a dead holder's deliveries come back first).
+    resume_at: Option<Instant>,
+    progress: JoinHandle<()>,
+}
+
+impl Drop for PartitionSubscription {
+    fn drop(&mut self) {
+        self.progress.abort();
+    }
 }
 
 type PullResult = Result<Vec<jetstream::Message>, EventLogError>;
@@ -383,6 +484,10 @@ impl PartitionSubscription {
             .publish_dead(&self.consumer_name, message.payload.to_vec(), reason)
             .await?;
         message.ack().await.map_err(unavailable)
+    }
+
+    fn must_stop(&self) -> bool {
+        self.lease.as_ref().is_none_or(Lease::must_stop)
     }
 }
 
@@ -422,7 +527,14 @@ async fn pull(consumer: PullConsumer, max: usize) -> PullResult {
 #[async_trait]
 impl EventSubscription for PartitionSubscription {
     async fn next_batch(&mut self, max: usize) -> Result<Vec<EventEnvelope>, EventLogError> {
+        if let Some(resume_at) = self.resume_at {
+            tokio::time::sleep_until(resume_at.into()).await;
+            self.resume_at = None;
+        }
         loop {
+            if self.must_stop() {
+                return Err(EventLogError::Elsewhere);
+            }
             let messages = self.pull(max.max(1)).await?;
             let mut batch = Vec::with_capacity(messages.len());
             for message in messages {
@@ -437,7 +549,9 @@ impl EventSubscription for PartitionSubscription {
                     .map(|value| value.as_str().to_owned());
                 match wire::decode(&message.payload, sequence, trace_parent) {
                     Ok(envelope) if delivered <= self.log.options.max_deliveries => {
-                        self.delivered.push_back((envelope.sequence, message));
+                        self.delivered
+                            .lock()
+                            .push_back((envelope.sequence, message));
                         batch.push(envelope);
                     }
                     Ok(_) => {
@@ -457,14 +571,19 @@ impl EventSubscription for PartitionSubscription {
     }
 
     async fn ack_through(&mut self, envelope: &EventEnvelope) -> Result<(), EventLogError> {
-        while self
-            .delivered
-            .front()
-            .is_some_and(|(sequence, _)| *sequence <= envelope.sequence)
-        {
-            if let Some((_, message)) = self.delivered.pop_front() {
-                message.ack().await.map_err(unavailable)?;
-            }
+        let done: Vec<jetstream::Message> = {
+            let mut delivered = self.delivered.lock();
+            let count = delivered
+                .iter()
+                .take_while(|(sequence, _)| *sequence <= envelope.sequence)
+                .count();
+            delivered
+                .drain(..count)
+                .map(|(_, message)| message)
+                .collect()
+        };
+        for message in done {
+            message.ack().await.map_err(unavailable)?;
         }
         Ok(())
     }
@@ -472,8 +591,10 @@ impl EventSubscription for PartitionSubscription {
     /// Hands back what was delivered and not acknowledged, for redelivery
     /// now rather than after the acknowledgement wait.
     async fn close(&mut self) -> Result<(), EventLogError> {
+        self.progress.abort();
         let mut unhandled: Vec<jetstream::Message> = self
             .delivered
+            .lock()
             .drain(..)
             .map(|(_, message)| message)
             .collect();
@@ -490,7 +611,12 @@ impl EventSubscription for PartitionSubscription {
                 .await
                 .map_err(unavailable)?;
         }
-        self.log.client.flush().await.map_err(unavailable)
+        self.log.client.flush().await.map_err(unavailable)?;
+        // Handed back whole: the next holder starts where this one stopped.
+        if let Some(lease) = self.lease.take() {
+            lease.release().await;
+        }
+        Ok(())
     }
 
     async fn dead_letter(
@@ -679,33 +805,103 @@ mod tests {
         assert_eq!(ids(&take(&mut third, 1).await), vec![4]);
     }
 
+    /// A partition has one subscription at a time: a second is refused
+    /// while the first holds it, and goes on from where the first stopped
+    /// once it is handed over.
     #[tokio::test]
-    async fn a_second_worker_waits_until_the_first_acknowledges() {
+    async fn a_partition_is_consumed_by_one_subscription_at_a_time() {
         let Some(test) = test_stream(|options| options.partitions = 1).await else {
             return;
         };
         let log = &test.log;
-        log.publish(&[post(1, 5), post(2, 5)]).await.unwrap();
+        log.publish(&[post(1, 5), post(2, 5), post(3, 5)])
+            .await
+            .unwrap();
         let mut first = log.partition(0).subscribe("fanout").await.unwrap();
-        let mut second = log.partition(0).subscribe("fanout").await.unwrap();
-        let batch = take(&mut first, 1).await;
-        assert_eq!(ids(&batch), vec![1]);
-        // Event 2 must not overtake event 1 in another worker.
-        let waiting = tokio::spawn(async move {
-            let events = take(&mut second, 1).await;
-            (ids(&events), std::time::Instant::now())
-        });
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        assert!(
-            !waiting.is_finished(),
-            "the second worker got an event while the first held one"
-        );
-        let acknowledged = std::time::Instant::now();
+        assert!(matches!(
+            log.partition(0).subscribe("fanout").await,
+            Err(EventLogError::Elsewhere)
+        ));
+        let batch = take(&mut first, 3).await;
+        assert_eq!(ids(&batch), vec![1, 2, 3]);
         first.ack_through(&batch[0]).await.unwrap();
         first.close().await.unwrap();
-        let (events, received) = waiting.await.unwrap();
-        assert_eq!(events, vec![2]);
-        assert!(received >= acknowledged);
+        let mut second = log.partition(0).subscribe("fanout").await.unwrap();
+        let started = std::time::Instant::now();
+        assert_eq!(ids(&take(&mut second, 2).await), vec![2, 3]);
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "handed over, the events given back come at once"
+        );
+    }
+
+    /// Two worker processes share a group's partitions: the second takes
+    /// the ones it is preferred for from the first, which hands them over
+    /// at its next batch; no partition is held by both.
+    #[tokio::test]
+    async fn a_second_worker_takes_its_share_of_the_partitions() {
+        let Some(test) = test_stream(|options| options.partitions = 8).await else {
+            return;
+        };
+        let other = JetStream::connect(&test._names.url, test.log.options.clone())
+            .await
+            .unwrap();
+        let (first, second) = (&test.log, &other);
+        let mut held: Vec<Option<Box<dyn EventSubscription>>> = Vec::new();
+        for partition in 0..8 {
+            held.push(Some(
+                first
+                    .partition(partition)
+                    .subscribe("fanout")
+                    .await
+                    .unwrap(),
+            ));
+        }
+        // The second joins; the first notices at its next renewal.
+        let mut taken = std::collections::BTreeMap::new();
+        let deadline = std::time::Instant::now() + Duration::from_secs(15);
+        loop {
+            for partition in 0..8u32 {
+                let slot = &mut held[partition as usize];
+                if let Some(subscription) = slot
+                    && matches!(
+                        tokio::time::timeout(Duration::from_millis(10), subscription.next_batch(1))
+                            .await,
+                        Ok(Err(EventLogError::Elsewhere))
+                    )
+                {
+                    subscription.close().await.unwrap();
+                    *slot = None;
+                }
+                // The second asks for every partition it lacks, as its
+                // consumer tasks do (refused while the first holds one).
+                if !taken.contains_key(&partition)
+                    && let Ok(subscription) = second.partition(partition).subscribe("fanout").await
+                {
+                    assert!(slot.is_none(), "partition {partition} taken while held");
+                    taken.insert(partition, subscription);
+                }
+            }
+            if !taken.is_empty() && taken.len() + held.iter().flatten().count() == 8 {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no hand-over within 15 s"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        let kept = held.iter().flatten().count();
+        assert!(
+            kept > 0 && !taken.is_empty(),
+            "kept {kept}, taken {:?}",
+            taken.keys()
+        );
+        assert_eq!(
+            kept + taken.len(),
+            8,
+            "every partition has exactly one holder"
+        );
     }
 
     #[tokio::test]

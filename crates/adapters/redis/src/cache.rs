@@ -238,6 +238,14 @@ where
         self.local.invalidate(key).await;
         self.bus.publish(self.name, &[key.to_string()]).await;
     }
+
+    async fn invalidate_many(&self, keys: &[K]) {
+        for key in keys {
+            self.local.invalidate(key).await;
+        }
+        let names: Vec<String> = keys.iter().map(ToString::to_string).collect();
+        self.bus.publish(self.name, &names).await;
+    }
 }
 
 /// What a lookup in the Redis tier came to.

@@ -352,6 +352,18 @@ impl TimelineStore for RedisTimelines {
         self.insert_pairs(&pairs).await
     }
 
+    async fn insert_each(&self, pairs: &[(UserId, TimelineEntry)]) -> TimelineResult<()> {
+        let mut pairs: Vec<(UserId, String)> = pairs
+            .iter()
+            .map(|(user, entry)| (*user, member(entry)))
+            .collect();
+        if self.connection.cluster().is_some() {
+            // A call per user there: its pairs side by side.
+            pairs.sort_by_key(|(user, _)| *user);
+        }
+        self.insert_pairs(&pairs).await
+    }
+
     async fn insert_many(
         &self,
         user: UserId,

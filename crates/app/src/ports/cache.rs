@@ -25,4 +25,12 @@ where
     async fn fill_many(&self, entries: Vec<(K, V)>);
 
     async fn invalidate(&self, key: &K);
+
+    /// Invalidates each of `keys`; adapters that tell other processes do
+    /// it in one message.
+    async fn invalidate_many(&self, keys: &[K]) {
+        for key in keys {
+            self.invalidate(key).await;
+        }
+    }
 }

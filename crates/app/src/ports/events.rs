@@ -8,6 +8,10 @@ use starling_domain::EventEnvelope;
 pub enum EventLogError {
     #[error("event log unavailable")]
     Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// Another worker consumes this (partition of the) log now, or is to
+    /// from now on: a subscription ends, and subscribing waits its turn.
+    #[error("another worker consumes this part of the log")]
+    Elsewhere,
 }
 
 #[async_trait]

@@ -62,6 +62,15 @@ pub trait TimelineStore: Send + Sync {
     /// oldest; an entry below a timeline's floor is not kept.
     async fn insert(&self, users: &[UserId], entry: TimelineEntry) -> TimelineResult<()>;
 
+    /// Adds each entry to its user's timeline, same rules as `insert`: the
+    /// fan-out of several posts at once, in one go where the store can.
+    async fn insert_each(&self, pairs: &[(UserId, TimelineEntry)]) -> TimelineResult<()> {
+        for (user, entry) in pairs {
+            self.insert(&[*user], *entry).await?;
+        }
+        Ok(())
+    }
+
     /// Adds several entries to one user's timeline (backfill), same rules as
     /// `insert`. `source_floor` is the floor of the list the entries come from
     /// (`Some(oldest)` when it was cut short, so older posts may exist); the

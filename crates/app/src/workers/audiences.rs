@@ -37,26 +37,25 @@ impl Weighter<UserId, Audience> for ByFollowers {
 
 pub(crate) struct Audiences {
     lists: quick_cache::sync::Cache<UserId, Audience, ByFollowers>,
-    /// Off where this worker does not see every follow in order (a
-    /// partition of a shared log may be handled by another worker between
-    /// two of its batches): every post then reads its audience from SQL.
-    enabled: bool,
 }
 
 impl Audiences {
-    pub(crate) fn new(enabled: bool) -> Self {
+    pub(crate) fn new() -> Self {
         Self {
             lists: quick_cache::sync::Cache::with_weighter(10_000, CAPACITY_IDS, ByFollowers),
-            enabled,
         }
+    }
+
+    /// Drops every list held: the worker may have missed follows.
+    pub(crate) fn forget(&self) {
+        self.lists.clear();
     }
 
     /// `author`'s followers, or `None` when the author has at least the
     /// fan-out threshold of them (their posts are merged at read time).
     pub(crate) async fn of(&self, app: &App, author: UserId) -> AppResult<Option<Arc<[UserId]>>> {
         let threshold = app.settings.fanout_threshold;
-        if self.enabled
-            && let Some(audience) = self.lists.get(&author)
+        if let Some(audience) = self.lists.get(&author)
             && audience.loaded.elapsed() < TIME_TO_LIVE
         {
             metrics::counter!("starling_cache_hits_total", "cache" => "audiences").increment(1);
@@ -76,9 +75,6 @@ impl Audiences {
         })
         .await?;
         let followers: Arc<[UserId]> = followers.into();
-        if !self.enabled {
-            return Ok(below(followers, threshold));
-        }
         self.lists.insert(
             author,
             Audience {

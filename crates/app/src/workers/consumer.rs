@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::error::{AppError, AppResult};
-use crate::ports::EventLog;
+use crate::ports::{EventLog, EventLogError};
 
 #[async_trait]
 pub trait EventHandler: Send + Sync {
@@ -23,6 +23,28 @@ pub trait EventHandler: Send + Sync {
     /// Applies one event. Must be idempotent: after a crash, events since the
     /// last acknowledgement are delivered again.
     async fn handle(&self, envelope: &EventEnvelope) -> AppResult<()>;
+
+    /// Applies a batch of consecutive events, oldest first, with the effect
+    /// of handling each in turn. A handler that can do a batch in fewer
+    /// round trips than its events (the fan-out worker) overrides it; on
+    /// an error the loop handles the batch's events one by one instead,
+    /// from the first, with retries (so one failing event is isolated).
+    async fn handle_batch(&self, batch: &[EventEnvelope]) -> AppResult<()> {
+        for envelope in batch {
+            self.handle(envelope).await?;
+        }
+        Ok(())
+    }
+
+    /// Whether `handle_batch` does better than one event at a time.
+    fn handles_batches(&self) -> bool {
+        false
+    }
+
+    /// Called on each new subscription, before its first event: what the
+    /// handler kept from the events it saw may be out of date (another
+    /// worker may have consumed that part of the log meanwhile).
+    fn subscribed(&self) {}
 }
 
 #[derive(Debug, Clone)]
@@ -66,7 +88,8 @@ pub async fn run_consumer(
     shutdown: CancellationToken,
 ) {
     let name = handler.name();
-    let Some(mut subscription) = subscribe(&*events, name, &options, &shutdown).await else {
+    let Some(mut subscription) = subscribe_handler(&*events, &*handler, &options, &shutdown).await
+    else {
         return;
     };
     tracing::info!(consumer = name, "consumer started");
@@ -82,6 +105,21 @@ pub async fn run_consumer(
                 failures = 0;
                 batch
             }
+            Err(EventLogError::Elsewhere) => {
+                // Another worker takes this part of the log over: hand it
+                // back whole, then wait for a turn.
+                tracing::info!(consumer = name, "another worker takes this part of the log");
+                if let Err(error) = subscription.close().await {
+                    tracing::warn!(consumer = name, error = %error, "cannot hand the log over cleanly; events will be redelivered");
+                }
+                match subscribe_handler(&*events, &*handler, &options, &shutdown).await {
+                    Some(fresh) => {
+                        subscription = fresh;
+                        continue;
+                    }
+                    None => return,
+                }
+            }
             Err(error) => {
                 tracing::warn!(consumer = name, error = %error, "cannot read the event log");
                 failures += 1;
@@ -93,7 +131,12 @@ pub async fn run_consumer(
         };
         let mut handled: Option<&EventEnvelope> = None;
         let mut complete = true;
-        for envelope in &batch {
+        let at_once =
+            batch.len() > 1 && handler.handles_batches() && handle_at_once(&*handler, &batch).await;
+        if at_once {
+            handled = batch.last();
+        }
+        for envelope in batch.iter().filter(|_| !at_once) {
             if shutdown.is_cancelled() {
                 complete = false;
                 break;
@@ -121,7 +164,7 @@ pub async fn run_consumer(
             if let Err(error) = subscription.close().await {
                 tracing::warn!(consumer = name, error = %error, "cannot save the checkpoint; events will be redelivered");
             }
-            match subscribe(&*events, name, &options, &shutdown).await {
+            match subscribe_handler(&*events, &*handler, &options, &shutdown).await {
                 Some(fresh) => subscription = fresh,
                 None => break,
             }
@@ -131,6 +174,46 @@ pub async fn run_consumer(
         tracing::warn!(consumer = name, error = %error, "cannot save the checkpoint; events will be redelivered");
     }
     tracing::info!(consumer = name, "consumer stopped");
+}
+
+/// Handles `batch` in one go; false (nothing counted) when that failed and
+/// its events are to be handled one by one.
+async fn handle_at_once(handler: &dyn EventHandler, batch: &[EventEnvelope]) -> bool {
+    let name = handler.name();
+    let span = tracing::info_span!("handle_batch", consumer = name, events = batch.len());
+    match handler.handle_batch(batch).instrument(span).await {
+        Ok(()) => {
+            let now = Timestamp::now_ms();
+            for envelope in batch {
+                let lag_ms = (now - envelope.occurred_at.millis()).max(0);
+                metrics::histogram!("starling_event_handling_lag_seconds", "consumer" => name)
+                    .record(lag_ms as f64 / 1000.0);
+                metrics::counter!("starling_events_handled_total", "consumer" => name, "kind" => envelope.event.kind())
+                    .increment(1);
+            }
+            true
+        }
+        Err(error) => {
+            tracing::warn!(consumer = name, events = batch.len(), error = %error, "a batch failed; handling its events one by one");
+            false
+        }
+    }
+}
+
+/// How long a worker waits before asking again for a part of the log that
+/// another worker holds.
+const WAIT_FOR_TURN: Duration = Duration::from_millis(500);
+
+/// `subscribe` for `handler`, which is told of each new subscription.
+async fn subscribe_handler(
+    events: &dyn EventLog,
+    handler: &dyn EventHandler,
+    options: &ConsumerOptions,
+    shutdown: &CancellationToken,
+) -> Option<Box<dyn crate::ports::EventSubscription>> {
+    let subscription = subscribe(events, handler.name(), options, shutdown).await?;
+    handler.subscribed();
+    Some(subscription)
 }
 
 /// Subscribes, retrying with backoff; `None` when shutdown came first.
@@ -144,6 +227,12 @@ pub(crate) async fn subscribe(
     loop {
         match events.subscribe(name).await {
             Ok(subscription) => return Some(subscription),
+            Err(EventLogError::Elsewhere) => {
+                // Another worker holds it: no failure, just not our turn.
+                if sleep_or_shutdown(WAIT_FOR_TURN, shutdown).await {
+                    return None;
+                }
+            }
             Err(error) => {
                 tracing::warn!(consumer = name, error = %error, "cannot subscribe; retrying");
                 failures += 1;

@@ -2,12 +2,15 @@
 //! Every step is idempotent (inserting a known id or removing an absent one
 //! changes nothing), so redelivery after a crash is harmless.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use futures::{StreamExt, TryStreamExt};
 use starling_domain::{
     Event, EventEnvelope, EventId, LiveEvent, Post, PostId, Timestamp, Topic, UserId,
 };
+use tracing::Instrument;
 
 use crate::App;
 use crate::error::AppResult;
@@ -24,21 +27,13 @@ pub struct FanoutWorker {
 impl FanoutWorker {
     pub const CONSUMER: &'static str = "fanout";
 
-    /// A worker that sees every event of the log, in order (embedded mode).
+    /// A worker; the follower lists it keeps are exact because it sees,
+    /// in order, every event of the parts of the log it consumes, and a
+    /// follow lands in the same part (partition) as its followee's posts.
     pub fn new(app: Arc<App>) -> Self {
         Self {
             app,
-            audiences: Audiences::new(true),
-        }
-    }
-
-    /// A worker sharing partitions of the log with other workers: it cannot
-    /// keep follower lists exact from the events it sees, so it reads each
-    /// post's audience from SQL.
-    pub fn sharing_the_log(app: Arc<App>) -> Self {
-        Self {
-            app,
-            audiences: Audiences::new(false),
+            audiences: Audiences::new(),
         }
     }
 }
@@ -49,28 +44,38 @@ impl EventHandler for FanoutWorker {
         Self::CONSUMER
     }
 
+    fn handles_batches(&self) -> bool {
+        true
+    }
+
+    /// A part of the log (re)taken may have been consumed elsewhere
+    /// meanwhile: the follower lists kept from before could miss its
+    /// follows.
+    fn subscribed(&self) {
+        self.audiences.forget();
+    }
+
+    /// Runs of consecutive new posts are fanned out together (their
+    /// audiences looked up side by side, their timeline inserts in one go,
+    /// their live updates in one publication); anything else is a barrier
+    /// handled on its own, in order.
+    async fn handle_batch(&self, batch: &[EventEnvelope]) -> AppResult<()> {
+        let mut posts: Vec<&EventEnvelope> = Vec::new();
+        for envelope in batch {
+            if matches!(envelope.event, Event::PostCreated { .. }) {
+                posts.push(envelope);
+                continue;
+            }
+            self.fan_out_posts(&std::mem::take(&mut posts)).await?;
+            self.handle(envelope).await?;
+        }
+        self.fan_out_posts(&posts).await
+    }
+
     async fn handle(&self, envelope: &EventEnvelope) -> AppResult<()> {
         let app = &self.app;
         match &envelope.event {
-            Event::PostCreated {
-                post_id, author_id, ..
-            } => {
-                // A reader may have cached the author's recent posts from just
-                // before this one committed.
-                app.ports.caches.author_recent.invalidate(author_id).await;
-                let audience = self.audiences.of(app, *author_id).await?;
-                let fanned_out = app
-                    .fan_out_post(*post_id, *author_id, audience.as_deref())
-                    .await?;
-                if fanned_out {
-                    // From the commit of the post to its arrival in the last
-                    // follower's timeline.
-                    let lag_ms = (Timestamp::now_ms() - envelope.occurred_at.millis()).max(0);
-                    metrics::histogram!("starling_fanout_lag_seconds")
-                        .record(lag_ms as f64 / 1000.0);
-                }
-                Ok(())
-            }
+            Event::PostCreated { .. } => self.fan_out_posts(&[envelope]).await,
             Event::PostDeleted { post_id, author_id } => {
                 let audience = self.audiences.of(app, *author_id).await?;
                 app.retract_post(*post_id, *author_id, audience.as_deref())
@@ -158,6 +163,113 @@ impl EventHandler for FanoutWorker {
     }
 }
 
+impl FanoutWorker {
+    /// `posts` (all `PostCreated`, in log order) fanned out as one, a round
+    /// trip per step for them all. Each post's trace gets a `fan_out_post`
+    /// span for the time its batch took.
+    async fn fan_out_posts(&self, posts: &[&EventEnvelope]) -> AppResult<()> {
+        let spans: Vec<tracing::Span> = posts
+            .iter()
+            .map(|envelope| {
+                let span = tracing::info_span!("fan_out_post", post_id = tracing::field::Empty);
+                if let Event::PostCreated { post_id, .. } = envelope.event {
+                    span.record("post_id", post_id.get());
+                }
+                if posts.len() > 1 {
+                    crate::telemetry::adopt_traceparent(&span, envelope.trace_parent.as_deref());
+                }
+                span
+            })
+            .collect();
+        match spans.as_slice() {
+            [one] => self.fan_out_batch(posts).instrument(one.clone()).await,
+            _ => self.fan_out_batch(posts).await,
+        }
+    }
+
+    async fn fan_out_batch(&self, posts: &[&EventEnvelope]) -> AppResult<()> {
+        let app = &self.app;
+        let created: Vec<(PostId, UserId, Timestamp)> = posts
+            .iter()
+            .filter_map(|envelope| match envelope.event {
+                Event::PostCreated {
+                    post_id, author_id, ..
+                } => Some((post_id, author_id, envelope.occurred_at)),
+                _ => None,
+            })
+            .collect();
+        if created.is_empty() {
+            return Ok(());
+        }
+        let mut authors: Vec<UserId> = created.iter().map(|(_, author, _)| *author).collect();
+        authors.sort_unstable();
+        authors.dedup();
+        // A reader may have cached an author's recent posts from just
+        // before these committed.
+        app.ports
+            .caches
+            .author_recent
+            .invalidate_many(&authors)
+            .await;
+        let audiences: HashMap<UserId, Option<Arc<[UserId]>>> =
+            futures::stream::iter(authors.iter().copied())
+                .map(|author| async move {
+                    self.audiences
+                        .of(app, author)
+                        .await
+                        .map(|audience| (author, audience))
+                })
+                .buffer_unordered(AUDIENCES_AT_ONCE)
+                .try_collect()
+                .await?;
+        let mut pairs = Vec::new();
+        let mut fanned_out = 0u64;
+        for (post_id, author_id, _) in &created {
+            let entry = TimelineEntry {
+                post_id: *post_id,
+                author_id: *author_id,
+            };
+            pairs.push((*author_id, entry));
+            match audiences.get(author_id).and_then(Option::as_ref) {
+                Some(followers) => {
+                    pairs.extend(followers.iter().map(|follower| (*follower, entry)));
+                    fanned_out += 1;
+                }
+                None => metrics::counter!("starling_fanout_skipped_high_fanout_total").increment(1),
+            }
+        }
+        app.ports.timelines.insert_each(&pairs).await?;
+        let inserts = pairs.len() as u64 - created.len() as u64;
+        metrics::counter!("starling_fanout_timeline_inserts_total").increment(inserts);
+        metrics::counter!("starling_fanout_posts_total").increment(fanned_out);
+        // After the timelines, as for one post.
+        let updates: Vec<(Topic, LiveEvent)> = created
+            .iter()
+            .map(|(post_id, author_id, _)| {
+                (
+                    Topic::Author(*author_id),
+                    LiveEvent::Post {
+                        post_id: *post_id,
+                        author_id: *author_id,
+                    },
+                )
+            })
+            .collect();
+        app.publish_live(&updates).await?;
+        let now = Timestamp::now_ms();
+        for (_, author_id, occurred_at) in &created {
+            if audiences.get(author_id).is_some_and(Option::is_some) {
+                let lag_ms = (now - occurred_at.millis()).max(0);
+                metrics::histogram!("starling_fanout_lag_seconds").record(lag_ms as f64 / 1000.0);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Authors whose audiences are looked up at once by a batch.
+const AUDIENCES_AT_ONCE: usize = 16;
+
 /// Tells `follower`'s streams to listen to `followee`'s posts, or stop.
 fn following_update(
     follower: UserId,
@@ -177,45 +289,6 @@ fn following_update(
 }
 
 impl App {
-    /// Delivers a post to `audience` (its author's followers); false when it
-    /// was not fanned out (`None`: the author is above the threshold).
-    #[tracing::instrument(skip_all, fields(post_id = %post_id, author_id = %author_id))]
-    async fn fan_out_post(
-        &self,
-        post_id: PostId,
-        author_id: UserId,
-        audience: Option<&[UserId]>,
-    ) -> AppResult<bool> {
-        let entry = TimelineEntry { post_id, author_id };
-        let timelines = &self.ports.timelines;
-        timelines.insert(&[author_id], entry).await?;
-        let fanned_out = match audience {
-            None => {
-                metrics::counter!("starling_fanout_skipped_high_fanout_total").increment(1);
-                false
-            }
-            Some(audience) => {
-                for followers in audience.chunks(FANOUT_BATCH) {
-                    timelines.insert(followers, entry).await?;
-                    metrics::counter!("starling_fanout_timeline_inserts_total")
-                        .increment(followers.len() as u64);
-                }
-                metrics::counter!("starling_fanout_posts_total").increment(1);
-                true
-            }
-        };
-        // One update per post, on its author's topic: each API instance's
-        // hub hands it to the open streams of the author's followers. After
-        // the timelines: a live log that fails fails the event (it is
-        // retried; the log drops what it already has), never the timelines.
-        self.publish_live(&[(
-            Topic::Author(author_id),
-            LiveEvent::Post { post_id, author_id },
-        )])
-        .await?;
-        Ok(fanned_out)
-    }
-
     /// Removes a deleted post from its author's followers' timelines; when
     /// the author is above the threshold (`None`) their followers are read
     /// from SQL, as the post may predate the crossing.

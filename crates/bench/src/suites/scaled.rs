@@ -346,8 +346,14 @@ async fn wait_drained(
             last_report = Instant::now();
             println!(
                 "  backlog: relay {:?}, fan-out {:?}",
-                gauge(&relay_metrics, "starling_outbox_backlog_events{consumer=\"relay\"}"),
-                gauge(&fanout_metrics, "starling_stream_backlog_events{consumer=\"fanout\"}")
+                gauge(
+                    &relay_metrics,
+                    "starling_outbox_backlog_events{consumer=\"relay\"}"
+                ),
+                gauge(
+                    &fanout_metrics,
+                    "starling_stream_backlog_events{consumer=\"fanout\"}"
+                )
             );
         }
         anyhow::ensure!(
@@ -385,7 +391,10 @@ async fn wait_relayed(http: &reqwest::Client, relay: &Spawned) -> anyhow::Result
         "starling_outbox_backlog_events{consumer=\"relay\"}",
     ) != Some(0.0)
     {
-        anyhow::ensure!(Instant::now() < deadline, "the relay did not drain in 300 s");
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "the relay did not drain in 300 s"
+        );
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
     Ok(())
@@ -516,7 +525,10 @@ async fn redis_inserts_alone(
                     post_id: PostId(1_000_000 + index as i64),
                     author_id: UserId(1),
                 };
-                store.insert(&audience, entry).await.map(|()| per_post as u64)
+                store
+                    .insert(&audience, entry)
+                    .await
+                    .map(|()| per_post as u64)
             }
         })
         .buffer_unordered(16)
@@ -617,7 +629,10 @@ async fn measure(args: &ScaledArgs, isolation: &Isolation) -> anyhow::Result<Sca
         Err(error) => println!("note: {error:#}"),
     }
 
-    println!("fan-out of a backlog: {} posts while the worker is stopped ...", args.burst_posts);
+    println!(
+        "fan-out of a backlog: {} posts while the worker is stopped ...",
+        args.burst_posts
+    );
     let (fanout_burst, (fanout, _fanout_dir)) = fanout_burst(
         &http,
         args,

@@ -479,7 +479,11 @@ async fn a_post_is_one_live_update_whatever_its_audience() {
     assert_eq!(next_post(&mut first_fan).await, second);
     assert_eq!(next_post(&mut last_fan).await, second);
     let after = live.head().await.unwrap();
-    assert_eq!(after - before, 1, "one live update for a post to five followers");
+    assert_eq!(
+        after - before,
+        1,
+        "one live update for a post to five followers"
+    );
 
     // Followed while the stream is open (an account far below the fan-out
     // threshold), then unfollowed.

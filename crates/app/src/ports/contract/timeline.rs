@@ -51,6 +51,7 @@ macro_rules! timeline_store_contract {
             rebuilt_timelines_read_newest_first_below_the_bound,
             inserts_keep_order_and_ignore_duplicates,
             inserts_reach_only_materialised_timelines,
+            entries_inserted_each_reach_their_own_timelines,
             the_cap_drops_the_oldest_and_raises_the_floor,
             entries_below_the_floor_are_not_kept,
             inserts_racing_a_rebuild_survive_it,
@@ -143,6 +144,42 @@ pub async fn inserts_reach_only_materialised_timelines(store: Arc<dyn TimelineSt
         store.read(OTHER_READER, None, 10).await.unwrap(),
         TimelineRead::NotMaterialised
     );
+}
+
+/// Several posts' fan-out at once: each entry reaches its own user's
+/// timeline only, materialised ones only, with the cap and floor of each.
+pub async fn entries_inserted_each_reach_their_own_timelines(store: Arc<dyn TimelineStore>) {
+    const THIRD_READER: UserId = UserId(3);
+    materialise_empty(&*store, READER).await;
+    materialise_empty(&*store, THIRD_READER).await;
+    // The third reader's timeline is full (floor 10).
+    for post in 1..=(CAP as i64 + 1) {
+        store
+            .insert(&[THIRD_READER], entry(post * 10, 3))
+            .await
+            .unwrap();
+    }
+    let mut pairs = vec![
+        (READER, entry(100, 7)),
+        (OTHER_READER, entry(100, 7)),
+        (THIRD_READER, entry(100, 7)),
+        (READER, entry(110, 8)),
+        (THIRD_READER, entry(5, 9)),
+    ];
+    store.insert_each(&pairs).await.unwrap();
+    assert_eq!(ids(&ready(&*store, READER, None, 10).await), vec![110, 100]);
+    assert_eq!(
+        store.read(OTHER_READER, None, 10).await.unwrap(),
+        TimelineRead::NotMaterialised
+    );
+    let third = ready(&*store, THIRD_READER, None, 10).await;
+    let expected: Vec<i64> = vec![100, 60, 50, 40, 30];
+    assert_eq!(ids(&third), expected, "capped, and 5 is below the floor");
+    assert_eq!(third.floor, Some(PostId(30)));
+    // Idempotent, as every insert.
+    pairs.reverse();
+    store.insert_each(&pairs).await.unwrap();
+    assert_eq!(ids(&ready(&*store, READER, None, 10).await), vec![110, 100]);
 }
 
 pub async fn the_cap_drops_the_oldest_and_raises_the_floor(store: Arc<dyn TimelineStore>) {
