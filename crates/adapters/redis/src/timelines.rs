@@ -448,6 +448,43 @@ mod tests {
 
     starling_app::timeline_store_contract!(make);
 
+    /// A full timeline is trimmed in steps: it may grow an eighth past its
+    /// cap, then goes back to the cap with its floor raised.
+    #[tokio::test]
+    async fn trimming_waits_for_an_eighth_over_the_cap() {
+        use starling_app::ports::TimelineRead;
+        let Some((store, _prefix)) = make(16).await else {
+            return;
+        };
+        let reader = UserId(1);
+        store.begin_rebuild(reader).await.unwrap();
+        store.finish_rebuild(reader, &[], None).await.unwrap();
+        let entry = |post: i64| TimelineEntry {
+            post_id: PostId(post),
+            author_id: UserId(2),
+        };
+        let read = || async {
+            match store.read(reader, None, 100).await.unwrap() {
+                TimelineRead::Ready(slice) => slice,
+                TimelineRead::NotMaterialised => panic!("not materialised"),
+            }
+        };
+        for post in 1..=18 {
+            store.insert(&[reader], entry(post)).await.unwrap();
+        }
+        let slice = read().await;
+        assert_eq!(slice.entries.len(), 18, "16 plus the slack of 2");
+        assert_eq!(slice.floor, None);
+        store.insert(&[reader], entry(19)).await.unwrap();
+        let slice = read().await;
+        assert_eq!(slice.entries.len(), 16);
+        assert_eq!(
+            slice.entries.last().map(|entry| entry.post_id),
+            Some(PostId(4))
+        );
+        assert_eq!(slice.floor, Some(PostId(4)));
+    }
+
     /// The same contract on a Redis Cluster of three masters: every script
     /// touches one user's keys, which share a hash slot.
     mod on_a_cluster {

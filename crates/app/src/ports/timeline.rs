@@ -59,7 +59,9 @@ pub trait TimelineStore: Send + Sync {
 
     /// Adds `entry` to the timeline of each of `users` that is materialised
     /// (or being rebuilt). Idempotent; keeps order and the cap, dropping the
-    /// oldest; an entry below a timeline's floor is not kept.
+    /// oldest (a store may let a timeline grow an eighth past its cap before
+    /// it trims back to it, so that trimming is not paid on every insert);
+    /// an entry below a timeline's floor is not kept.
     async fn insert(&self, users: &[UserId], entry: TimelineEntry) -> TimelineResult<()>;
 
     /// Adds each entry to its user's timeline, same rules as `insert`: the

@@ -4,8 +4,12 @@
 -- commands: only a materialised (or building) timeline takes the entry
 -- (its meta always holds a floor, '' for none), an entry below the floor
 -- is not kept, the oldest entries past the cap are dropped and raise the
--- floor. Returns how many pairs were kept.
+-- floor. Trimming waits until a timeline is an eighth over its cap, then
+-- takes it back to the cap: a full timeline then pays for trimming once
+-- per cap/8 inserts, not on each (it was half of an insert's time).
+-- Returns how many pairs were kept.
 local cap = tonumber(ARGV[1])
+local slack = math.floor(cap / 8)
 local kept = 0
 for i = 1, #KEYS / 2 do
   local tl, meta, member = KEYS[2 * i - 1], KEYS[2 * i], ARGV[i + 1]
@@ -17,7 +21,7 @@ for i = 1, #KEYS / 2 do
       -- A key created after the timeline began lives as long as it.
       local ttl = redis.call('PTTL', meta)
       if ttl > 0 then redis.call('PEXPIRE', tl, ttl) end
-    elseif n > cap then
+    elseif n > cap + slack then
       redis.call('ZPOPMIN', tl, n - cap)
       local oldest = string.sub(redis.call('ZRANGE', tl, 0, 0)[1], 1, 16)
       if floor == '' or oldest > floor then redis.call('HSET', meta, 'floor', oldest) end
