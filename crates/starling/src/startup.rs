@@ -346,6 +346,9 @@ impl Application {
                 tracing::error!(error = %error, "a worker ended abnormally");
             }
         }
+        if let Some(jetstream) = &self.jetstream {
+            jetstream.leave().await;
+        }
         self.store.close().await;
         tracing::info!("stopped");
         served

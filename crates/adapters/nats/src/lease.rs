@@ -99,6 +99,15 @@ impl Store {
         }
     }
 
+    /// Forgets `key` at once (its value is not kept until it expires).
+    async fn forget(&self, key: &str) -> Result<(), Error> {
+        self.stream
+            .purge()
+            .filter(format!("{}{key}", self.subjects))
+            .await?;
+        Ok(())
+    }
+
     /// The keys under `prefix` that have a value kept.
     async fn keys(&self, prefix: &str) -> Result<Vec<String>, Error> {
         let filter = format!("{}{prefix}*", self.subjects);
@@ -202,6 +211,21 @@ impl Leases {
 
     fn renew_every(&self) -> Duration {
         self.ttl / 4
+    }
+
+    /// Leaves every group this process joined, so that the other members
+    /// (or this worker's successor) count without it at once instead of
+    /// after its membership lapses. Its leases were released by their
+    /// subscriptions.
+    pub(crate) async fn leave(&self) {
+        let groups: Vec<(String, Arc<Group>)> = self.groups.lock().drain().collect();
+        for (consumer, group) in groups {
+            group.task.abort();
+            let key = format!("m.{consumer}.{}", self.member);
+            if let Err(error) = self.store.forget(&key).await {
+                tracing::warn!(%error, "cannot leave a group of workers; the membership lapses");
+            }
+        }
     }
 
     /// This process's membership of `consumer`'s group, joined on first use.

@@ -167,6 +167,14 @@ impl JetStream {
         })
     }
 
+    /// Leaves the worker groups this process joined (after its consumers
+    /// stopped): its partitions go to the others at once.
+    pub async fn leave(&self) {
+        if let Some(leases) = self.leases.get() {
+            leases.leave().await;
+        }
+    }
+
     async fn leases(&self) -> Result<&Leases, EventLogError> {
         self.leases
             .get_or_try_init(|| {
@@ -902,6 +910,63 @@ mod tests {
             8,
             "every partition has exactly one holder"
         );
+    }
+
+    /// A worker that stops (its subscriptions closed, its groups left)
+    /// leaves every partition to the others at once, not after its hold
+    /// lapses.
+    #[tokio::test]
+    async fn a_worker_that_leaves_hands_its_partitions_over_at_once() {
+        let Some(test) = test_stream(|options| options.partitions = 8).await else {
+            return;
+        };
+        let other = JetStream::connect(&test._names.url, test.log.options.clone())
+            .await
+            .unwrap();
+        let (leaving, staying) = (&test.log, &other);
+        let mut held = Vec::new();
+        for partition in 0..8 {
+            held.push(
+                leaving
+                    .partition(partition)
+                    .subscribe("fanout")
+                    .await
+                    .unwrap(),
+            );
+        }
+        // The other worker has joined (and been refused everything).
+        for partition in 0..8 {
+            assert!(
+                staying
+                    .partition(partition)
+                    .subscribe("fanout")
+                    .await
+                    .is_err()
+            );
+        }
+        for subscription in &mut held {
+            subscription.close().await.unwrap();
+        }
+        leaving.leave().await;
+        // Asked again as its consumer tasks do, until all are its own: by
+        // its next look at the group, not when the leaver's hold lapses.
+        let started = std::time::Instant::now();
+        let mut taken = std::collections::BTreeMap::new();
+        while taken.len() < 8 {
+            for partition in 0..8u32 {
+                if !taken.contains_key(&partition)
+                    && let Ok(subscription) = staying.partition(partition).subscribe("fanout").await
+                {
+                    taken.insert(partition, subscription);
+                }
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(3),
+                "{} of 8 taken after 3 s",
+                taken.len()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 
     #[tokio::test]
