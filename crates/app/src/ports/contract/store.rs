@@ -40,6 +40,7 @@ macro_rules! store_contract {
             home_entries_merge_self_and_followees_newest_first,
             likes_are_idempotent_counted_and_need_a_live_post,
             concurrent_likes_and_follows_keep_counters_exact,
+            follows_crossing_at_once_never_deadlock,
             concurrent_posts_succeed_or_fail_on_their_own,
             the_outbox_delivers_every_change_in_commit_order,
             checkpoints_start_at_zero_and_never_move_back,
@@ -826,6 +827,53 @@ pub async fn concurrent_likes_and_follows_keep_counters_exact(store: Arc<dyn Sto
     }
     assert_eq!(fixture.stored_post(post.id).await.like_count, 24);
     assert_eq!(fixture.fresh(star.id).await.followers_count, 24);
+}
+
+/// Accounts following each other all at once, both ways (a seeding script,
+/// a burst of follow-backs): each follow moves two accounts' counters, and
+/// none may fail for the order in which another locked them.
+pub async fn follows_crossing_at_once_never_deadlock(store: Arc<dyn Store>) {
+    let fixture = Arc::new(Fixture::new(store.clone()));
+    let mut people = Vec::new();
+    for index in 0..8 {
+        people.push(fixture.user(&format!("crossing{index}")).await.id);
+    }
+    for round in 0..3 {
+        let mut tasks = Vec::new();
+        for &follower in &people {
+            for &followee in people.iter().filter(|&&other| other != follower) {
+                let fixture = fixture.clone();
+                tasks.push(tokio::spawn(async move {
+                    if round % 2 == 0 {
+                        fixture.follow(follower, followee).await;
+                    } else {
+                        fixture
+                            .store
+                            .unfollow(
+                                follower,
+                                followee,
+                                fixture.ids.next_event_id(),
+                                Timestamp::now(),
+                            )
+                            .await
+                            .unwrap();
+                    }
+                }));
+            }
+        }
+        for task in tasks {
+            task.await.unwrap();
+        }
+        let expected = if round % 2 == 0 { 7 } else { 0 };
+        for &person in &people {
+            let user = fixture.fresh(person).await;
+            assert_eq!(
+                (user.followers_count, user.following_count),
+                (expected, expected),
+                "after round {round}"
+            );
+        }
+    }
 }
 
 pub async fn the_outbox_delivers_every_change_in_commit_order(store: Arc<dyn Store>) {
