@@ -17,17 +17,19 @@ const INSERT_FOLLOW: &str = "INSERT INTO follows (follower_id, followee_id, foll
      WHERE (blocker_id = $1 AND blocked_id = $2) OR (blocker_id = $2 AND blocked_id = $1)) \
      ON CONFLICT DO NOTHING";
 const DELETE_FOLLOW: &str = "DELETE FROM follows WHERE follower_id = $1 AND followee_id = $2";
-// Both counters in one statement, on rows locked first in id order: an
+// Both accounts locked first, in id order, in a statement of their own: an
 // UPDATE locks rows in whatever order its plan meets them (a sequential
 // scan: where their latest versions lie), so follows crossing at once
-// deadlocked (measured: seeding 1,000 accounts through the API). `NO KEY
-// UPDATE` is the lock the update takes; foreign-key checks pass it.
-const SHIFT_FOLLOW_COUNTERS: &str = "WITH locked AS (SELECT id FROM users \
-     WHERE id IN ($1, $2) ORDER BY id FOR NO KEY UPDATE) \
-     UPDATE users SET \
-     followers_count = followers_count + CASE WHEN users.id = $2 THEN $3 ELSE 0 END, \
-     following_count = following_count + CASE WHEN users.id = $1 THEN $3 ELSE 0 END \
-     FROM locked WHERE users.id = locked.id RETURNING users.id, users.followers_count";
+// deadlocked (measured: seeding 1,000 accounts through the API). Locking
+// in the UPDATE's own statement (a CTE) is not enough: its snapshot can
+// predate a version the lock moved on to, and rechecking that version
+// queued behind another follow waiting for this one. `NO KEY UPDATE` is
+// the lock the update takes; foreign-key checks pass it.
+const LOCK_BOTH: &str = "SELECT id FROM users WHERE id IN ($1, $2) ORDER BY id FOR NO KEY UPDATE";
+const SHIFT_FOLLOW_COUNTERS: &str = "UPDATE users SET \
+     followers_count = followers_count + CASE WHEN id = $2 THEN $3 ELSE 0 END, \
+     following_count = following_count + CASE WHEN id = $1 THEN $3 ELSE 0 END \
+     WHERE id IN ($1, $2) RETURNING id, followers_count";
 
 #[derive(sqlx::FromRow)]
 struct PositionedUser {
@@ -117,6 +119,12 @@ async fn shift_follow_counters(
     followee: UserId,
     delta: i64,
 ) -> Result<i64, StoreError> {
+    sqlx::query(LOCK_BOTH)
+        .bind(follower.get())
+        .bind(followee.get())
+        .fetch_all(&mut **tx)
+        .await
+        .map_err(translate)?;
     let rows: Vec<(i64, i64)> = sqlx::query_as(SHIFT_FOLLOW_COUNTERS)
         .bind(follower.get())
         .bind(followee.get())

@@ -835,10 +835,10 @@ pub async fn concurrent_likes_and_follows_keep_counters_exact(store: Arc<dyn Sto
 pub async fn follows_crossing_at_once_never_deadlock(store: Arc<dyn Store>) {
     let fixture = Arc::new(Fixture::new(store.clone()));
     let mut people = Vec::new();
-    for index in 0..8 {
+    for index in 0..12 {
         people.push(fixture.user(&format!("crossing{index}")).await.id);
     }
-    for round in 0..3 {
+    for round in 0..6 {
         let mut tasks = Vec::new();
         for &follower in &people {
             for &followee in people.iter().filter(|&&other| other != follower) {
@@ -864,7 +864,7 @@ pub async fn follows_crossing_at_once_never_deadlock(store: Arc<dyn Store>) {
         for task in tasks {
             task.await.unwrap();
         }
-        let expected = if round % 2 == 0 { 7 } else { 0 };
+        let expected = if round % 2 == 0 { 11 } else { 0 };
         for &person in &people {
             let user = fixture.fresh(person).await;
             assert_eq!(
