@@ -12,7 +12,7 @@ use std::sync::LazyLock;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use futures::future::try_join_all;
+use futures::{StreamExt, TryStreamExt, stream};
 use parking_lot::Mutex;
 use redis::{Script, Value};
 use starling_app::ports::{
@@ -45,6 +45,23 @@ static FINISH_REBUILD: LazyLock<Script> = script!("finish_rebuild.lua");
 /// Pairs inserted by one script call: Redis runs a script to its end before
 /// anything else, so a call stays short (about a millisecond).
 const PAIRS_PER_CALL: usize = 128;
+
+/// Calls one operation has in flight at once. A fan-out batch is hundreds
+/// of calls (thousands on a cluster, a call per user); sent all at once,
+/// a few partitions' batches overflowed the connection's bulkhead and
+/// failed whole (seen in `bench scaled`'s burst, then retried for
+/// seconds). A few in flight keep Redis as busy: it runs one at a time.
+pub(crate) const CALLS_AT_ONCE: usize = 8;
+
+/// Runs `calls`, `CALLS_AT_ONCE` at a time; the first error ends it.
+async fn at_most_at_once<T, E>(
+    calls: Vec<impl std::future::Future<Output = Result<T, E>>>,
+) -> Result<Vec<T>, E> {
+    stream::iter(calls)
+        .buffer_unordered(CALLS_AT_ONCE)
+        .try_collect()
+        .await
+}
 
 /// How long a counted number of timelines is reused (counting scans keys).
 const COUNT_REUSE: Duration = Duration::from_secs(60);
@@ -120,12 +137,11 @@ impl RedisTimelines {
         users: &[UserId],
         args: &[String],
     ) -> TimelineResult<()> {
-        try_join_all(
-            users
-                .iter()
-                .map(|user| self.run(script, *user, args.iter().cloned())),
-        )
-        .await?;
+        let calls: Vec<_> = users
+            .iter()
+            .map(|user| self.run(script, *user, args.iter().cloned()))
+            .collect();
+        at_most_at_once(calls).await?;
         Ok(())
     }
 
@@ -139,23 +155,26 @@ impl RedisTimelines {
         } else {
             pairs.chunks(PAIRS_PER_CALL).collect()
         };
-        try_join_all(calls.into_iter().map(|chunk| async move {
-            let mut invocation = INSERT_PAIRS.prepare_invoke();
-            invocation.arg(self.cap);
-            for (user, member) in chunk {
-                let (prefix, id) = (&self.prefix, user.0);
+        let calls: Vec<_> = calls
+            .into_iter()
+            .map(|chunk| async move {
+                let mut invocation = INSERT_PAIRS.prepare_invoke();
+                invocation.arg(self.cap);
+                for (user, member) in chunk {
+                    let (prefix, id) = (&self.prefix, user.0);
+                    invocation
+                        .key(format!("{prefix}tl:{{{id}}}"))
+                        .key(format!("{prefix}tm:{{{id}}}"))
+                        .arg(member);
+                }
+                let mut connection = self.connection.clone();
                 invocation
-                    .key(format!("{prefix}tl:{{{id}}}"))
-                    .key(format!("{prefix}tm:{{{id}}}"))
-                    .arg(member);
-            }
-            let mut connection = self.connection.clone();
-            invocation
-                .invoke_async::<Value>(&mut connection)
-                .await
-                .map_err(unavailable)
-        }))
-        .await?;
+                    .invoke_async::<Value>(&mut connection)
+                    .await
+                    .map_err(unavailable)
+            })
+            .collect();
+        at_most_at_once(calls).await?;
         Ok(())
     }
 
@@ -447,6 +466,50 @@ mod tests {
     }
 
     starling_app::timeline_store_contract!(make);
+
+    /// A fan-out batch of thousands of inserts goes through a connection
+    /// that allows only a few calls in flight (as a busy worker's shared
+    /// connection has only a few to spare): an operation never sends more
+    /// at once than that.
+    #[tokio::test]
+    async fn a_large_fan_out_stays_within_the_calls_allowed_in_flight() {
+        use starling_app::ports::TimelineRead;
+        let Some(prefix) = RedisPrefix::new() else {
+            return;
+        };
+        let options = RedisOptions {
+            max_concurrent: CALLS_AT_ONCE,
+            ..RedisOptions::default()
+        };
+        let connection = RedisConnection::connect(std::slice::from_ref(&prefix.url), &options)
+            .await
+            .expect("connect to STARLING_TEST_REDIS_URL");
+        let store = RedisTimelines::new(connection, &prefix.prefix, 800, Duration::from_secs(3600));
+        let reader = UserId(7);
+        store.begin_rebuild(reader).await.unwrap();
+        store.finish_rebuild(reader, &[], None).await.unwrap();
+        // 40 posts to 200 followers each: 8,000 pairs, 63 calls.
+        let pairs: Vec<(UserId, TimelineEntry)> = (1..=40)
+            .flat_map(|post| {
+                (1..=200).map(move |user| {
+                    (
+                        UserId(user),
+                        TimelineEntry {
+                            post_id: PostId(post),
+                            author_id: UserId(1_000),
+                        },
+                    )
+                })
+            })
+            .collect();
+        store.insert_each(&pairs).await.unwrap();
+        let users: Vec<UserId> = (1..=200).map(UserId).collect();
+        store.remove_post(&users, PostId(40)).await.unwrap();
+        match store.read(reader, None, 100).await.unwrap() {
+            TimelineRead::Ready(slice) => assert_eq!(slice.entries.len(), 39),
+            TimelineRead::NotMaterialised => panic!("not materialised"),
+        }
+    }
 
     /// A full timeline is trimmed in steps: it may grow an eighth past its
     /// cap, then goes back to the cap with its floor raised.
