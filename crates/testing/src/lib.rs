@@ -191,9 +191,20 @@ impl Drop for NatsStream {
         run_detached(async move {
             if let Ok(client) = async_nats::connect(url).await {
                 let context = async_nats::jetstream::new(client);
-                let _ = context.delete_stream(&stream).await;
-                let _ = context.delete_stream(format!("{stream}_DEAD")).await;
-                let _ = context.delete_stream(format!("{stream}_LIVE")).await;
+                // The stream and its companions (`<stream>_DEAD`, `_LIVE`,
+                // `_LEASES`: starling_nats::streams_of, which this crate
+                // cannot name: it is one of the crates it tests).
+                let companion = format!("{stream}_");
+                let names: Vec<String> =
+                    futures::StreamExt::collect::<Vec<_>>(context.stream_names())
+                        .await
+                        .into_iter()
+                        .filter_map(Result::ok)
+                        .filter(|name| *name == stream || name.starts_with(&companion))
+                        .collect();
+                for name in names {
+                    let _ = context.delete_stream(name).await;
+                }
             }
         });
     }

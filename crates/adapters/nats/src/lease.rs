@@ -186,7 +186,7 @@ impl Leases {
         let subjects = format!("{subject_prefix}.leases.");
         let stream = context
             .get_or_create_stream(StreamConfig {
-                name: format!("{stream}_LEASES"),
+                name: format!("{stream}{}", crate::LEASES),
                 subjects: vec![format!("{subjects}>")],
                 storage: StorageType::File,
                 max_age: ttl,

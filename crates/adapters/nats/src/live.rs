@@ -91,7 +91,7 @@ impl JetStream {
     /// are kept for `retention` and at most `max_bytes` in all.
     pub async fn live(&self, retention: Duration, max_bytes: i64) -> anyhow::Result<JetStreamLive> {
         let prefix = &self.options().subject_prefix;
-        let stream = format!("{}_LIVE", self.options().stream);
+        let stream = format!("{}{}", self.options().stream, crate::LIVE);
         let inbound = format!("{prefix}.live.in.");
         let outbound = format!("{prefix}.live.out.");
         let config = StreamConfig {

@@ -123,7 +123,7 @@ impl JetStream {
                 ..StreamConfig::default()
             },
             StreamConfig {
-                name: format!("{}_DEAD", options.stream),
+                name: format!("{}{}", options.stream, crate::DEAD),
                 subjects: vec![format!("{prefix}.dead.>")],
                 storage: StorageType::File,
                 max_age: Duration::from_secs(30 * 24 * 3600),
@@ -503,33 +503,57 @@ impl PartitionSubscription {
 /// in all; both requests are complete when this returns.
 async fn pull(consumer: PullConsumer, max: usize) -> PullResult {
     let mut messages = Vec::with_capacity(max.min(64));
-    let mut first = consumer
+    let first = consumer
         .batch()
         .max_messages(1)
         .expires(PULL_WAIT)
         .messages()
         .await
         .map_err(unavailable)?;
-    while let Some(message) = first.next().await {
-        messages.push(message.map_err(unavailable)?);
-    }
+    collect(first, &mut messages).await?;
     let rest = max.saturating_sub(1);
     if messages.is_empty() || rest == 0 {
         return Ok(messages);
     }
-    // Not waiting for more, but the in-flight limit can hold back what
-    // exists (another worker's events pending): bounded by a short expiry.
-    let mut rest = consumer
+    // What else is there now, without waiting. The server may refuse part
+    // of it (its count of unacknowledged deliveries lags the
+    // acknowledgements just sent): then the batch is what came.
+    match consumer
         .fetch()
         .max_messages(rest)
         .expires(Duration::from_millis(100))
         .messages()
         .await
-        .map_err(unavailable)?;
-    while let Some(message) = rest.next().await {
-        messages.push(message.map_err(unavailable)?);
+    {
+        Ok(more) => {
+            if let Err(error) = collect(more, &mut messages).await {
+                tracing::debug!(%error, "a pull for more ended early");
+            }
+        }
+        Err(error) => tracing::debug!(%error, "cannot pull for more"),
     }
     Ok(messages)
+}
+
+/// Adds what `batch` brings to `messages`. An error ends it; it is the
+/// caller's only when nothing came, for a message received is never
+/// dropped (it would wait out the acknowledgement wait, holding its
+/// partition back).
+async fn collect(
+    mut batch: async_nats::jetstream::consumer::pull::Batch,
+    messages: &mut Vec<jetstream::Message>,
+) -> Result<(), EventLogError> {
+    while let Some(message) = batch.next().await {
+        match message {
+            Ok(message) => messages.push(message),
+            Err(error) if messages.is_empty() => return Err(unavailable(error)),
+            Err(error) => {
+                tracing::debug!(%error, "a pull ended early");
+                break;
+            }
+        }
+    }
+    Ok(())
 }
 
 #[async_trait]
