@@ -34,6 +34,18 @@ impl Spawned {
     }
 }
 
+/// A fresh data directory that only this user may open, as Starling asks of
+/// one (it holds password hashes and the signing key); removed on drop.
+pub fn data_dir() -> std::io::Result<tempfile::TempDir> {
+    let mut builder = tempfile::Builder::new();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        builder.permissions(std::fs::Permissions::from_mode(0o700));
+    }
+    builder.tempdir()
+}
+
 pub fn free_port() -> anyhow::Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
@@ -52,12 +64,18 @@ pub async fn start_starling(data_dir: &Path, env: &[(&str, String)]) -> anyhow::
         // quota: it measures the engine, not the limiter.
         .env("STARLING_RATE_LIMITS__ENABLED", "false")
         .env_remove("RUST_LOG");
+    // What the servers log, as a RUST_LOG filter, when a run is to be
+    // looked into (their default is warnings and errors).
+    if let Ok(filter) = std::env::var("STARLING_BENCH_SERVER_LOG") {
+        command.env("RUST_LOG", filter);
+    }
     for (key, value) in env {
         command.env(key, value);
     }
     let child = command
         .current_dir(data_dir)
-        .stdout(Stdio::null())
+        // Its log shows with the benchmark's.
+        .stdout(Stdio::inherit())
         .stderr(Stdio::inherit())
         .kill_on_drop(true)
         .spawn()

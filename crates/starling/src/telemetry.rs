@@ -297,6 +297,11 @@ pub fn describe_metrics(consumers: &[&'static str], caches: &[&'static str]) {
         "Live updates published by the workers (one per topic)"
     );
     describe_histogram!(
+        "starling_event_batch_events",
+        Unit::Count,
+        "Events a consumer took from the log at once"
+    );
+    describe_histogram!(
         "starling_event_handling_lag_seconds",
         Unit::Seconds,
         "From an event's commit to its handling"

@@ -103,6 +103,8 @@ pub async fn run_consumer(
         let batch = match batch {
             Ok(batch) => {
                 failures = 0;
+                metrics::histogram!("starling_event_batch_events", "consumer" => name)
+                    .record(batch.len() as f64);
                 batch
             }
             Err(EventLogError::Elsewhere) => {

@@ -53,7 +53,7 @@ pub struct FeedReadResult {
 }
 
 pub async fn run(args: &FeedReadArgs) -> anyhow::Result<FeedReadResult> {
-    let temporary = tempfile::tempdir()?;
+    let temporary = crate::server::data_dir()?;
     let data_dir = args
         .data_dir
         .clone()

@@ -90,7 +90,7 @@ fn on_every_core(duration: Duration, work: impl Fn() + Send + Sync + 'static) ->
 pub async fn run(args: &MediaArgs) -> anyhow::Result<MediaResult> {
     let original = Arc::new(photo()?);
     let duration = Duration::from_secs(args.suite.duration);
-    let data = tempfile::tempdir()?;
+    let data = crate::server::data_dir()?;
     let starling = start_starling(data.path(), &[]).await?;
     let base = starling.base.clone();
     let http = reqwest::Client::new();

@@ -129,7 +129,7 @@ pub struct MixedResult {
 }
 
 pub async fn run(args: &MixedArgs) -> anyhow::Result<MixedResult> {
-    let temporary = tempfile::tempdir()?;
+    let temporary = crate::server::data_dir()?;
     let data_dir = args
         .data_dir
         .clone()

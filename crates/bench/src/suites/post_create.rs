@@ -47,7 +47,7 @@ pub struct PostCreateResult {
 }
 
 pub async fn run(args: &PostCreateArgs) -> anyhow::Result<PostCreateResult> {
-    let data = tempfile::tempdir()?;
+    let data = crate::server::data_dir()?;
     let starling = start_starling(data.path(), &[]).await?;
     let http = client(args.connections * 2)?;
     let mut tokens = Vec::new();
@@ -151,7 +151,7 @@ async fn count_posts(data_dir: &std::path::Path) -> anyhow::Result<i64> {
 /// A writer connection to a fresh database with Starling's schema, indexes
 /// and pragmas, holding one author.
 async fn raw_database() -> anyhow::Result<(tempfile::TempDir, sqlx::SqlitePool)> {
-    let dir = tempfile::tempdir()?;
+    let dir = crate::server::data_dir()?;
     let path = dir.path().join("raw.db");
     // Applies Starling's migrations, so the table is the real one.
     SqliteStore::open(&path, &SqliteOptions::default())

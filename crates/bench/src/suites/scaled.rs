@@ -98,6 +98,8 @@ pub struct FanoutBurst {
     pub seconds: f64,
     pub posts_per_s: f64,
     pub inserts_per_s: f64,
+    /// Events the worker took from the log at once, on average.
+    pub events_per_batch: f64,
 }
 
 #[derive(Debug, Serialize)]
@@ -195,9 +197,9 @@ impl Isolation {
         }
         if let Ok(client) = async_nats::connect(self.nats_url.as_str()).await {
             let context = async_nats::jetstream::new(client);
-            let _ = context.delete_stream(&self.stream).await;
-            let _ = context.delete_stream(format!("{}_DEAD", self.stream)).await;
-            let _ = context.delete_stream(format!("{}_LIVE", self.stream)).await;
+            for stream in starling_nats::streams_of(&self.stream) {
+                let _ = context.delete_stream(stream).await;
+            }
         }
     }
 }
@@ -209,7 +211,7 @@ async fn start_role(
     key_file: &str,
     extra: &[(&'static str, String)],
 ) -> anyhow::Result<(Spawned, tempfile::TempDir)> {
-    let dir = tempfile::tempdir()?;
+    let dir = crate::server::data_dir()?;
     let mut env = isolation.env(node, key_file);
     env.push(("STARLING_ROLES", format!("[\"{role}\"]")));
     env.extend_from_slice(extra);
@@ -456,10 +458,20 @@ async fn fanout_burst(
             &["consumer=\"fanout\"", "kind=\"post_created\""],
         )
     };
+    let mut last_report = Instant::now();
     let metrics = loop {
         let metrics = scrape(http, &fanout).await?;
         if handled(&metrics) >= args.burst_posts as f64 {
             break metrics;
+        }
+        if last_report.elapsed() >= Duration::from_secs(5) {
+            last_report = Instant::now();
+            println!(
+                "  {:.0} s: {} of {} posts fanned out",
+                started.elapsed().as_secs_f64(),
+                handled(&metrics),
+                args.burst_posts
+            );
         }
         anyhow::ensure!(
             Instant::now() < deadline,
@@ -470,6 +482,14 @@ async fn fanout_burst(
     let seconds = started.elapsed().as_secs_f64();
     let posts = handled(&metrics) as u64;
     let timeline_inserts = counter(&metrics, "starling_fanout_timeline_inserts_total", &[]) as u64;
+    let batches = |part: &str| {
+        counter(
+            &metrics,
+            &format!("starling_event_batch_events_{part}"),
+            &["consumer=\"fanout\""],
+        )
+    };
+    let events_per_batch = batches("sum") / batches("count").max(1.0);
     Ok((
         FanoutBurst {
             posts,
@@ -477,6 +497,7 @@ async fn fanout_burst(
             seconds,
             posts_per_s: posts as f64 / seconds,
             inserts_per_s: timeline_inserts as f64 / seconds,
+            events_per_batch,
         },
         (fanout, dir),
     ))
@@ -550,7 +571,7 @@ pub async fn run(args: &ScaledArgs) -> anyhow::Result<ScaledResult> {
 }
 
 async fn measure(args: &ScaledArgs, isolation: &Isolation) -> anyhow::Result<ScaledResult> {
-    let keys = tempfile::tempdir()?;
+    let keys = crate::server::data_dir()?;
     let key_file = keys.path().join("jwt.pem");
     let key_file = key_file
         .to_str()
@@ -739,10 +760,11 @@ async fn measure(args: &ScaledArgs, isolation: &Isolation) -> anyhow::Result<Sca
     let burst = &result.fanout_burst;
     let alone = &result.redis_inserts_alone;
     println!(
-        "  fan-out of a backlog of {} posts ({} timeline inserts): {:.0} posts/s, {:.0} inserts/s; \
-         the same number of inserts straight to Redis from one process: {:.0} /s -> x{:.2}",
+        "  fan-out of a backlog of {} posts ({} timeline inserts, {:.0} events a batch): {:.0} posts/s, \
+         {:.0} inserts/s; the same number of inserts straight to Redis from one process: {:.0} /s -> x{:.2}",
         burst.posts,
         burst.timeline_inserts,
+        burst.events_per_batch,
         burst.posts_per_s,
         burst.inserts_per_s,
         alone.inserts_per_s,

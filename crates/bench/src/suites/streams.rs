@@ -105,7 +105,7 @@ async fn open_stream(address: &str, token: &str) -> anyhow::Result<TcpStream> {
 /// connections take on a server of their own (allocators keep what they
 /// once held, so one server cannot measure both fairly), in KiB each.
 async fn idle_connection_kib(count: usize) -> anyhow::Result<f64> {
-    let data = tempfile::tempdir()?;
+    let data = crate::server::data_dir()?;
     let server = start_starling(
         data.path(),
         &[("STARLING_HTTP__MAX_IN_FLIGHT", "0".to_owned())],
@@ -133,7 +133,7 @@ async fn idle_connection_kib(count: usize) -> anyhow::Result<f64> {
 
 pub async fn run(args: &StreamsArgs) -> anyhow::Result<StreamsResult> {
     let kib_per_idle_connection = idle_connection_kib(args.streams).await?;
-    let data = tempfile::tempdir()?;
+    let data = crate::server::data_dir()?;
     let starling = start_starling(
         data.path(),
         &[
