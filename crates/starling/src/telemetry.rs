@@ -296,6 +296,10 @@ pub fn describe_metrics(consumers: &[&'static str], caches: &[&'static str]) {
         "starling_live_published_total",
         "Live updates published by the workers (one per topic)"
     );
+    describe_counter!(
+        "starling_events_redelivered_total",
+        "Events the stream delivered again (their worker died, or a delivery was lost)"
+    );
     describe_histogram!(
         "starling_event_batch_events",
         Unit::Count,

@@ -133,6 +133,10 @@ pub(crate) struct Leases {
     member: String,
     ttl: Duration,
     groups: Mutex<HashMap<String, Arc<Group>>>,
+    /// Held while joining a group: a worker's partitions ask for their
+    /// group at once, and each joined it (wrote and listed the membership)
+    /// before all but one of the joins were thrown away.
+    joining: tokio::sync::Mutex<()>,
 }
 
 /// The live members of one consumer group, as this process last saw them.
@@ -206,6 +210,7 @@ impl Leases {
             member,
             ttl,
             groups: Mutex::new(HashMap::new()),
+            joining: tokio::sync::Mutex::new(()),
         })
     }
 
@@ -233,6 +238,10 @@ impl Leases {
         if let Some(group) = self.groups.lock().get(consumer) {
             return group.clone();
         }
+        let _joining = self.joining.lock().await;
+        if let Some(group) = self.groups.lock().get(consumer) {
+            return group.clone();
+        }
         let members = Arc::new(RwLock::new(vec![self.member.clone()]));
         let prefix = format!("m.{consumer}.");
         // Joined before the first partition is asked for, so that two
@@ -253,9 +262,8 @@ impl Leases {
         let group = Arc::new(Group { members, task });
         self.groups
             .lock()
-            .entry(consumer.to_owned())
-            .or_insert(group)
-            .clone()
+            .insert(consumer.to_owned(), group.clone());
+        group
     }
 
     /// Takes `partition` of `consumer`'s group if this process is its

@@ -579,6 +579,12 @@ impl EventSubscription for PartitionSubscription {
                     .as_ref()
                     .and_then(|headers| headers.get(TRACEPARENT))
                     .map(|value| value.as_str().to_owned());
+                if delivered > 1 {
+                    // A worker died holding it, or a delivery was lost on
+                    // the way: either way it waited out the ack wait.
+                    metrics::counter!("starling_events_redelivered_total", "consumer" => self.consumer_name.clone())
+                        .increment(1);
+                }
                 match wire::decode(&message.payload, sequence, trace_parent) {
                     Ok(envelope) if delivered <= self.log.options.max_deliveries => {
                         self.delivered

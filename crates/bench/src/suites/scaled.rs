@@ -89,6 +89,8 @@ pub struct ScaledResult {
     pub redis_inserts_alone: RedisInserts,
     /// Posts at a steady rate through nginx, with the fan-out lag.
     pub steady: RunReport,
+    /// Events the fan-out worker was delivered again during the steady run.
+    pub steady_redelivered: u64,
 }
 
 #[derive(Debug, Serialize)]
@@ -100,6 +102,8 @@ pub struct FanoutBurst {
     pub inserts_per_s: f64,
     /// Events the worker took from the log at once, on average.
     pub events_per_batch: f64,
+    /// Events delivered again (each waited out the acknowledgement wait).
+    pub redelivered: u64,
 }
 
 #[derive(Debug, Serialize)]
@@ -490,6 +494,11 @@ async fn fanout_burst(
         )
     };
     let events_per_batch = batches("sum") / batches("count").max(1.0);
+    let redelivered = counter(
+        &metrics,
+        "starling_events_redelivered_total",
+        &["consumer=\"fanout\""],
+    ) as u64;
     Ok((
         FanoutBurst {
             posts,
@@ -498,6 +507,7 @@ async fn fanout_burst(
             posts_per_s: posts as f64 / seconds,
             inserts_per_s: timeline_inserts as f64 / seconds,
             events_per_batch,
+            redelivered,
         },
         (fanout, dir),
     ))
@@ -667,6 +677,14 @@ async fn measure(args: &ScaledArgs, isolation: &Isolation) -> anyhow::Result<Sca
     let redis_inserts_alone =
         redis_inserts_alone(isolation, args.burst_posts, args.follows, args.users).await?;
     let lag_url = format!("{}/metrics", fanout.base);
+    let redelivered = |metrics: &str| {
+        counter(
+            metrics,
+            "starling_events_redelivered_total",
+            &["consumer=\"fanout\""],
+        ) as u64
+    };
+    let redelivered_before = redelivered(&scrape(&http, &fanout).await?);
     let before = crate::run::scrape_lag(&http, &lag_url).await;
     let mut steady = drive(
         &one.address,
@@ -683,6 +701,8 @@ async fn measure(args: &ScaledArgs, isolation: &Isolation) -> anyhow::Result<Sca
     if let (Some(before), Some(after)) = (before, after) {
         steady.fanout_lag = crate::run::lag_between(&before, &after);
     }
+    let steady_redelivered =
+        redelivered(&scrape(&http, &fanout).await?).saturating_sub(redelivered_before);
 
     drop((one, two, unbatched));
     for process in [api_a, api_b, api_c, relay, fanout] {
@@ -701,6 +721,7 @@ async fn measure(args: &ScaledArgs, isolation: &Isolation) -> anyhow::Result<Sca
         fanout_burst,
         redis_inserts_alone,
         steady,
+        steady_redelivered,
     };
     result
         .feed_one_instance
@@ -760,11 +781,12 @@ async fn measure(args: &ScaledArgs, isolation: &Isolation) -> anyhow::Result<Sca
     let burst = &result.fanout_burst;
     let alone = &result.redis_inserts_alone;
     println!(
-        "  fan-out of a backlog of {} posts ({} timeline inserts, {:.0} events a batch): {:.0} posts/s, \
+        "  fan-out of a backlog of {} posts ({} timeline inserts, {:.0} events a batch, {} delivered again): {:.0} posts/s, \
          {:.0} inserts/s; the same number of inserts straight to Redis from one process: {:.0} /s -> x{:.2}",
         burst.posts,
         burst.timeline_inserts,
         burst.events_per_batch,
+        burst.redelivered,
         burst.posts_per_s,
         burst.inserts_per_s,
         alone.inserts_per_s,
@@ -772,12 +794,14 @@ async fn measure(args: &ScaledArgs, isolation: &Isolation) -> anyhow::Result<Sca
     );
     if let Some(lag) = &result.steady.fanout_lag {
         println!(
-            "  at a steady {:.0} posts/s ({:.0} achieved, p99 {:.1} ms): fan-out lag p50 {:.3} s, p99 {:.3} s",
+            "  at a steady {:.0} posts/s ({:.0} achieved, p99 {:.1} ms): fan-out lag p50 {:.3} s, p99 {:.3} s; \
+             {} events delivered again",
             args.steady_rate,
             result.steady.throughput_per_s,
             result.steady.overall.p99_ms,
             lag.p50_s,
-            lag.p99_s
+            lag.p99_s,
+            result.steady_redelivered
         );
     }
     write_json(&args.suite.results.join("scaled.json"), &result)?;
