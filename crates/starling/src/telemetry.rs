@@ -297,6 +297,10 @@ pub fn describe_metrics(consumers: &[&'static str], caches: &[&'static str]) {
         "Live updates published by the workers (one per topic)"
     );
     describe_counter!(
+        "starling_event_pulls_unfinished_total",
+        "Pulls from the event stream that the broker did not end by their expiry"
+    );
+    describe_counter!(
         "starling_events_redelivered_total",
         "Events the stream delivered again (their worker died, or a delivery was lost)"
     );
