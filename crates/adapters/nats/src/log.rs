@@ -341,7 +341,11 @@ impl JetStreamPartition {
             deliver_policy: DeliverPolicy::All,
             ack_policy: AckPolicy::Explicit,
             ack_wait: options.ack_wait,
-            max_ack_pending: i64::try_from(options.max_in_flight).unwrap_or(i64::MAX),
+            // Twice what one pull takes: the acknowledgements of the batch
+            // before may not be counted yet when the next pull comes, and
+            // the broker would cut that pull short.
+            max_ack_pending: i64::try_from(options.max_in_flight.saturating_mul(2))
+                .unwrap_or(i64::MAX),
             ..PullConfig::default()
         };
         let mut found = stream
