@@ -388,8 +388,14 @@ impl EventLog for JetStreamPartition {
         // partition over were made to a worker that died: they are sent
         // again once their wait runs out, and must come before what follows
         // them. (A holder handing over gave its deliveries back itself.)
-        let resume_at = (!handed_over && pull_consumer.cached_info().num_ack_pending > 0)
-            .then(|| Instant::now() + self.log.options.ack_wait + Duration::from_secs(1));
+        let resume_at =
+            (!handed_over && pull_consumer.cached_info().num_ack_pending > 0).then(|| {
+                Instant::now()
+                    + redeliverable_in(
+                        pull_consumer.cached_info().delivered.last_active,
+                        self.log.options.ack_wait,
+                    )
+            });
         let delivered = Arc::new(Mutex::new(VecDeque::new()));
         let progress = tokio::spawn(keep_in_progress(
             delivered.clone(),
@@ -409,6 +415,23 @@ impl EventLog for JetStreamPartition {
 
     /// The server answers waiting pulls at once: nothing to wake.
     fn wake(&self) {}
+}
+
+/// How long until deliveries last made at `last_active` (the broker's
+/// clock) are sent again: their acknowledgement wait and a margin, less
+/// what has passed. A successor started well after its predecessor died
+/// does not wait a whole acknowledgement wait more; at most that and a
+/// second, whatever the clocks say.
+fn redeliverable_in(last_active: Option<time::OffsetDateTime>, ack_wait: Duration) -> Duration {
+    let longest = ack_wait + Duration::from_secs(1);
+    let Some(last_active) = last_active else {
+        return longest;
+    };
+    let passed = time::OffsetDateTime::now_utc() - last_active;
+    let passed = Duration::try_from(passed).unwrap_or(Duration::ZERO);
+    (ack_wait + Duration::from_millis(250))
+        .saturating_sub(passed)
+        .min(longest)
 }
 
 /// Tells the broker every `every` that the deliveries held are still being
@@ -694,6 +717,30 @@ impl EventSubscription for PartitionSubscription {
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
+
+    #[test]
+    fn deliveries_of_a_dead_holder_are_waited_for_only_as_long_as_they_wait() {
+        let wait = Duration::from_secs(4);
+        let now = time::OffsetDateTime::now_utc();
+        // Delivered just now: the whole wait and the margin.
+        let fresh = redeliverable_in(Some(now), wait);
+        assert!(fresh > Duration::from_secs(4) && fresh <= Duration::from_millis(4250));
+        // Delivered 3 s ago: about a second and a quarter.
+        let older = redeliverable_in(Some(now - time::Duration::seconds(3)), wait);
+        assert!(older > Duration::from_secs(1) && older <= Duration::from_millis(1250));
+        // Long ago: no wait at all.
+        assert_eq!(
+            redeliverable_in(Some(now - time::Duration::minutes(1)), wait),
+            Duration::ZERO
+        );
+        // A broker clock far ahead, or no time known: never more than the
+        // wait and a second.
+        assert!(
+            redeliverable_in(Some(now + time::Duration::minutes(1)), wait)
+                <= Duration::from_secs(5)
+        );
+        assert_eq!(redeliverable_in(None, wait), Duration::from_secs(5));
+    }
 
     use starling_domain::{Event, EventId, PostId, Timestamp};
     use starling_testing::NatsStream;
