@@ -552,11 +552,8 @@ async fn pull(consumer: PullConsumer, max: usize) -> PullResult {
         .messages()
         .await
     {
-        Ok(more) => {
-            if let Err(error) = collect(more, MORE_WAIT, &mut messages).await {
-                tracing::debug!(%error, "a pull for more ended early");
-            }
-        }
+        // (`collect` fails only when nothing came; one event already did.)
+        Ok(more) => collect(more, MORE_WAIT, &mut messages).await?,
         Err(error) => tracing::debug!(%error, "cannot pull for more"),
     }
     Ok(messages)
@@ -625,8 +622,9 @@ impl EventSubscription for PartitionSubscription {
                     .and_then(|headers| headers.get(TRACEPARENT))
                     .map(|value| value.as_str().to_owned());
                 if delivered > 1 {
-                    // A worker died holding it, or a delivery was lost on
-                    // the way: either way it waited out the ack wait.
+                    // A worker died holding it or a delivery was lost (it
+                    // waited out the ack wait), or a holder handing its
+                    // partition over gave it back.
                     metrics::counter!("starling_events_redelivered_total", "consumer" => self.consumer_name.clone())
                         .increment(1);
                 }
@@ -718,6 +716,11 @@ impl EventSubscription for PartitionSubscription {
 mod tests {
     use std::time::Duration;
 
+    use starling_domain::{Event, EventId, PostId, Timestamp};
+    use starling_testing::NatsStream;
+
+    use super::*;
+
     #[test]
     fn deliveries_of_a_dead_holder_are_waited_for_only_as_long_as_they_wait() {
         let wait = Duration::from_secs(4);
@@ -741,11 +744,6 @@ mod tests {
         );
         assert_eq!(redeliverable_in(None, wait), Duration::from_secs(5));
     }
-
-    use starling_domain::{Event, EventId, PostId, Timestamp};
-    use starling_testing::NatsStream;
-
-    use super::*;
 
     /// A JetStream with streams and subjects of its own, deleted afterwards.
     struct TestStream {

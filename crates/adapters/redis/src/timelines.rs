@@ -51,7 +51,7 @@ const PAIRS_PER_CALL: usize = 128;
 /// a few partitions' batches overflowed the connection's bulkhead and
 /// failed whole (seen in `bench scaled`'s burst, then retried for
 /// seconds). A few in flight keep Redis as busy: it runs one at a time.
-pub(crate) const CALLS_AT_ONCE: usize = 8;
+const CALLS_AT_ONCE: usize = 8;
 
 /// Runs `calls`, `CALLS_AT_ONCE` at a time; the first error ends it.
 async fn at_most_at_once<T, E>(

@@ -141,12 +141,25 @@ pub async fn feed(
     base: &str,
     user: &TestUser,
 ) -> (reqwest::StatusCode, Vec<String>) {
-    match client
-        .get(format!("{base}/api/v1/feed"))
-        .bearer_auth(&user.access_token)
-        .send()
-        .await
-    {
+    feed_at(client, &format!("{base}/api/v1/feed"), user).await
+}
+
+/// `feed` with a page of up to `limit` posts.
+pub async fn feed_up_to(
+    client: &reqwest::Client,
+    base: &str,
+    user: &TestUser,
+    limit: usize,
+) -> (reqwest::StatusCode, Vec<String>) {
+    feed_at(client, &format!("{base}/api/v1/feed?limit={limit}"), user).await
+}
+
+async fn feed_at(
+    client: &reqwest::Client,
+    url: &str,
+    user: &TestUser,
+) -> (reqwest::StatusCode, Vec<String>) {
+    match client.get(url).bearer_auth(&user.access_token).send().await {
         Ok(response) => {
             let reply = read(response).await;
             let ids = reply.body["data"]

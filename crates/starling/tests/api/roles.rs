@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde_json::json;
 
 use crate::helpers::{Engines, EventStream, FANOUT_WAIT, TestUser, eventually, read};
-use crate::process::{Server, feed, register, start_roles};
+use crate::process::{Server, feed, feed_up_to, register, start_roles};
 
 /// The environment every process of one deployment shares.
 pub fn deployment_env(
@@ -420,22 +420,8 @@ async fn a_fan_out_worker_killed_mid_burst_loses_no_post() {
         Duration::from_secs(5),
         || async move {
             for reader in readers {
-                let page = read(
-                    client
-                        .get(format!("{api}/api/v1/feed?limit=100"))
-                        .bearer_auth(&reader.access_token)
-                        .send()
-                        .await
-                        .unwrap(),
-                )
-                .await;
-                assert_eq!(page.status, 200, "{}", page.text);
-                let ids: Vec<String> = page.body["data"]
-                    .as_array()
-                    .unwrap()
-                    .iter()
-                    .map(|post| post["id"].as_str().unwrap().to_owned())
-                    .collect();
+                let (status, ids) = feed_up_to(client, api, reader, 100).await;
+                assert_eq!(status, 200);
                 let unique: std::collections::BTreeSet<String> = ids.iter().cloned().collect();
                 assert_eq!(unique.len(), ids.len(), "a post twice in a timeline");
                 if &unique != posted {
