@@ -146,6 +146,10 @@ pub struct NatsConfig {
     /// A publish or stream query slower than this fails and counts against
     /// the broker's circuit breaker.
     pub call_timeout_ms: u64,
+    /// Copies of every stream a JetStream cluster keeps: 3 on a cluster of
+    /// three servers survives the loss of one (`nats_url` then names them
+    /// all, separated by commas). Fixed when the streams are made.
+    pub replicas: usize,
 }
 
 impl Default for NatsConfig {
@@ -161,6 +165,7 @@ impl Default for NatsConfig {
             ack_wait_secs: defaults.ack_wait.as_secs(),
             lease_secs: defaults.lease_ttl.as_secs(),
             call_timeout_ms: u64::try_from(defaults.call_timeout.as_millis()).unwrap_or(u64::MAX),
+            replicas: defaults.replicas,
         }
     }
 }

@@ -247,6 +247,7 @@ pub async fn jetstream(config: &Config) -> anyhow::Result<Option<JetStream>> {
         ack_wait: Duration::from_secs(nats.ack_wait_secs),
         lease_ttl: Duration::from_secs(nats.lease_secs),
         call_timeout: Duration::from_millis(nats.call_timeout_ms.max(1)),
+        replicas: nats.replicas,
         ..JetStreamOptions::default()
     };
     Ok(Some(JetStream::connect(url, options).await?))

@@ -324,6 +324,10 @@ pub fn describe_metrics(consumers: &[&'static str], caches: &[&'static str]) {
         Unit::Seconds,
         "Time spent waiting for a database connection"
     );
+    describe_counter!(
+        "starling_db_primary_changes_total",
+        "Times the PostgreSQL primary moved to another of the database URL's hosts (a failover)"
+    );
     describe_gauge!(
         "starling_db_pool_connections",
         "Database connections, by pool and state"
@@ -365,6 +369,7 @@ pub fn describe_metrics(consumers: &[&'static str], caches: &[&'static str]) {
         "starling_live_published_total",
         "starling_media_thumbnails_total",
         "starling_media_swept_total",
+        "starling_db_primary_changes_total",
     ] {
         metrics::counter!(name).increment(0);
     }

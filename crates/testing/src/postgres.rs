@@ -57,17 +57,7 @@ impl OwnReplica {
     /// A replica holding `database` (made before it, so copied with the
     /// rest), or `None` (skip) where replicas cannot be made here.
     pub fn start(database: &TestDatabase) -> Option<Self> {
-        // Found from where the test runs (cargo sets the package's folder),
-        // not where this crate was built: a shared build directory may hold
-        // a build made in another checkout.
-        let base = std::env::var_os("CARGO_MANIFEST_DIR")
-            .map(std::path::PathBuf::from)
-            .or_else(|| std::env::current_dir().ok())?;
-        let script = base
-            .ancestors()
-            .map(|dir| dir.join(".ci/start-pg-replica"))
-            .find(|script| script.exists())
-            .expect("the test runs inside the Starling repository (.ci/start-pg-replica)");
+        let script = ci_script("start-pg-replica")?;
         crate::program("STARLING_TEST_PG_BASEBACKUP", "pg_basebackup")?;
         let port = crate::spare_port();
         let dir = std::path::PathBuf::from(format!("/var/tmp/starling-pg-replica-{port}"));
@@ -90,20 +80,7 @@ impl OwnReplica {
     }
 
     fn processes(&self) -> Vec<String> {
-        let Ok(pid_file) = std::fs::read_to_string(self.dir.join("postmaster.pid")) else {
-            return Vec::new();
-        };
-        let Some(postmaster) = pid_file.lines().next().map(str::trim).map(str::to_owned) else {
-            return Vec::new();
-        };
-        let children = std::process::Command::new("pgrep")
-            .args(["-P", &postmaster])
-            .output()
-            .map(|output| String::from_utf8_lossy(&output.stdout).into_owned())
-            .unwrap_or_default();
-        std::iter::once(postmaster)
-            .chain(children.lines().map(str::to_owned))
-            .collect()
+        postmaster_and_backends(&self.dir)
     }
 
     fn signal(&self, signal: &str) {
@@ -150,6 +127,40 @@ impl Drop for OwnReplica {
         }
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// The repository's script `.ci/{name}`, found from where the test runs
+/// (cargo sets the package's folder), not where this crate was built: a
+/// shared build directory may hold a build made in another checkout.
+pub(crate) fn ci_script(name: &str) -> Option<std::path::PathBuf> {
+    let base = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(std::path::PathBuf::from)
+        .or_else(|| std::env::current_dir().ok())?;
+    let script = base
+        .ancestors()
+        .map(|dir| dir.join(".ci").join(name))
+        .find(|script| script.exists())
+        .unwrap_or_else(|| panic!("the test runs inside the Starling repository (.ci/{name})"));
+    Some(script)
+}
+
+/// The process ids of the PostgreSQL server on data directory `dir`: its
+/// postmaster and every process it started.
+pub(crate) fn postmaster_and_backends(dir: &std::path::Path) -> Vec<String> {
+    let Ok(pid_file) = std::fs::read_to_string(dir.join("postmaster.pid")) else {
+        return Vec::new();
+    };
+    let Some(postmaster) = pid_file.lines().next().map(str::trim).map(str::to_owned) else {
+        return Vec::new();
+    };
+    let children = std::process::Command::new("pgrep")
+        .args(["-P", &postmaster])
+        .output()
+        .map(|output| String::from_utf8_lossy(&output.stdout).into_owned())
+        .unwrap_or_default();
+    std::iter::once(postmaster)
+        .chain(children.lines().map(str::to_owned))
+        .collect()
 }
 
 /// `url` with its database replaced by `name`, keeping any query.

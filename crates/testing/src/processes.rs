@@ -140,7 +140,7 @@ impl OwnServer {
         ))
     }
 
-    fn launch(
+    pub(crate) fn launch(
         program: PathBuf,
         port: u16,
         url: String,

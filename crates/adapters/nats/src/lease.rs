@@ -186,6 +186,7 @@ impl Leases {
         stream: &str,
         subject_prefix: &str,
         ttl: Duration,
+        replicas: usize,
     ) -> Result<Self, Error> {
         let subjects = format!("{subject_prefix}.leases.");
         let stream = context
@@ -197,6 +198,7 @@ impl Leases {
                 max_messages_per_subject: 1,
                 discard: DiscardPolicy::Old,
                 allow_direct: true,
+                num_replicas: replicas,
                 ..StreamConfig::default()
             })
             .await?;

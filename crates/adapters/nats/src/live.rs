@@ -108,6 +108,7 @@ impl JetStream {
                 destination: format!("{outbound}>"),
                 headers_only: false,
             }),
+            num_replicas: self.options().replicas,
             ..StreamConfig::default()
         };
         let existing = self

@@ -54,6 +54,10 @@ pub struct JetStreamOptions {
     /// A publish (of a batch, acknowledgements included) or a stream query
     /// taking longer fails, and counts against the broker's breaker.
     pub call_timeout: Duration,
+    /// Copies of every stream (and its consumers) kept by a JetStream
+    /// cluster: 3 survives the loss of a server; 1 for a single server.
+    /// Fixed when a stream is made.
+    pub replicas: usize,
 }
 
 impl Default for JetStreamOptions {
@@ -69,6 +73,7 @@ impl Default for JetStreamOptions {
             duplicate_window: Duration::from_secs(600),
             retention: Duration::from_secs(7 * 24 * 3600),
             call_timeout: Duration::from_secs(5),
+            replicas: 1,
         }
     }
 }
@@ -101,14 +106,24 @@ fn guarded(error: GuardError<EventLogError>) -> EventLogError {
 }
 
 impl JetStream {
-    /// Connects to `url` and creates the event and dead-letter streams if
-    /// they do not exist.
+    /// Connects to `url` (a cluster's servers separated by commas; the
+    /// client moves to another when its server is lost) and creates the
+    /// event and dead-letter streams if they do not exist.
     pub async fn connect(url: &str, options: JetStreamOptions) -> anyhow::Result<Self> {
         anyhow::ensure!(options.partitions > 0, "nats.partitions must be at least 1");
+        anyhow::ensure!(
+            (1..=5).contains(&options.replicas),
+            "nats.replicas must be 1 to 5 (JetStream keeps at most 5 copies)"
+        );
+        let servers = url
+            .split(',')
+            .map(|server| server.trim().parse::<async_nats::ServerAddr>())
+            .collect::<Result<Vec<_>, _>>()
+            .with_context(|| format!("parsing the NATS URL {url}"))?;
         let client = async_nats::ConnectOptions::new()
             .connection_timeout(Duration::from_secs(5))
             .name("starling")
-            .connect(url)
+            .connect(servers)
             .await
             .with_context(|| format!("connecting to NATS at {url}"))?;
         let context = jetstream::new(client.clone());
@@ -120,6 +135,7 @@ impl JetStream {
                 storage: StorageType::File,
                 duplicate_window: options.duplicate_window,
                 max_age: options.retention,
+                num_replicas: options.replicas,
                 ..StreamConfig::default()
             },
             StreamConfig {
@@ -127,6 +143,7 @@ impl JetStream {
                 subjects: vec![format!("{prefix}.dead.>")],
                 storage: StorageType::File,
                 max_age: Duration::from_secs(30 * 24 * 3600),
+                num_replicas: options.replicas,
                 ..StreamConfig::default()
             },
         ];
@@ -183,6 +200,7 @@ impl JetStream {
                     &self.options.stream,
                     &self.options.subject_prefix,
                     self.options.lease_ttl,
+                    self.options.replicas,
                 )
             })
             .await

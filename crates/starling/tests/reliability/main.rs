@@ -1008,3 +1008,210 @@ async fn shutdown_under_load_loses_nothing() {
         ],
     );
 }
+
+/// Scenario 10: the PostgreSQL primary lost under load, as a machine is
+/// lost (its pg_auto_failover keeper and its server killed at once), with
+/// a synchronous standby that the monitor promotes. Starling is given both
+/// hosts in one URL and finds the writable one by itself; writes in flight
+/// get 503 (never a 500), writes succeed again once the standby is
+/// promoted, and every post acknowledged before, during or after is on the
+/// new primary.
+#[tokio::test]
+async fn postgres_primary_lost_mid_load() {
+    let _alone = ONE_AT_A_TIME.lock().await;
+    let Some(cluster) = starling_testing::OwnPostgresHa::start() else {
+        return;
+    };
+    assert_eq!(
+        cluster.writable_node().await,
+        Some(0),
+        "the first node is the primary: {}",
+        cluster.state()
+    );
+    let url = cluster.url.clone();
+    let app = spawn_app_on(None, move |config| {
+        config.database_url = Some(url);
+        config.http.request_timeout_secs = 2;
+    })
+    .await;
+    let (author, followers) = audience(&app).await;
+    let load = Load::usual(&app, &author, &followers, Duration::from_secs(14));
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let lost_at = load.started.elapsed();
+    cluster.kill_node(0);
+    let promoted_at = loop {
+        if cluster.writable_node().await == Some(1) {
+            break load.started.elapsed();
+        }
+        assert!(
+            load.started.elapsed() < lost_at + Duration::from_secs(30),
+            "the standby was never promoted: {}",
+            cluster.state()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let recorded = load.finish().await;
+
+    let reads = summarise(&recorded.samples, "read", None);
+    let writes = summarise(&recorded.samples, "write", None);
+    for summary in [&reads, &writes] {
+        let unexpected: Vec<u16> = summary
+            .by_status
+            .keys()
+            .copied()
+            .filter(|status| ![200, 201, 503].contains(status))
+            .collect();
+        assert!(
+            unexpected.is_empty(),
+            "only success or 503 (no 500, no dropped connection): {summary}"
+        );
+    }
+    let failing_over = Some((lost_at, promoted_at));
+    let reads_failing_over = summarise(&recorded.samples, "read", failing_over);
+    let writes_failing_over = summarise(&recorded.samples, "write", failing_over);
+    let first_write = recorded
+        .samples
+        .iter()
+        .filter(|sample| sample.kind == "write" && sample.at >= lost_at && sample.status == 201)
+        .map(|sample| sample.at + sample.latency - lost_at)
+        .min()
+        .expect("writes succeed again after the failover");
+    // A second after the promotion, everything succeeds again.
+    let after = |kind| {
+        summarise(
+            &recorded.samples,
+            kind,
+            Some((promoted_at + Duration::from_secs(1), Duration::MAX)),
+        )
+    };
+    after("write").assert_only(201);
+    after("read").assert_only(200);
+
+    // Every acknowledged post is on the promoted standby, read there
+    // directly (no cache in between).
+    let ids: Vec<i64> = recorded
+        .acknowledged
+        .iter()
+        .map(|id| id.parse().expect("a post id"))
+        .collect();
+    let mut new_primary = <sqlx::PgConnection as sqlx::Connection>::connect(&cluster.nodes[1])
+        .await
+        .expect("connecting to the promoted standby");
+    let kept: i64 = sqlx::query_scalar("SELECT count(*) FROM posts WHERE id = ANY($1)")
+        .bind(&ids)
+        .fetch_one(&mut new_primary)
+        .await
+        .unwrap();
+    assert_eq!(
+        kept,
+        i64::try_from(ids.len()).unwrap(),
+        "every acknowledged post is on the new primary"
+    );
+    let changes = counter(&app.metrics().await, "starling_db_primary_changes_total");
+    assert!(changes >= 1.0, "the primary's move is counted: {changes}");
+    let recovery = assert_converged(&app, &followers, &recorded, Instant::now()).await;
+    print_figures(
+        "scenario 10: PostgreSQL primary lost (keeper and server SIGKILLed), pg_auto_failover promotes its synchronous standby; 2 s request timeout",
+        &[
+            format!("reads:  {reads}"),
+            format!("  while failing over: {reads_failing_over}"),
+            format!("writes: {writes}"),
+            format!("  while failing over: {writes_failing_over}"),
+            format!(
+                "standby writable {:.1} s after the primary was lost; first write accepted {:.1} s after",
+                (promoted_at - lost_at).as_secs_f64(),
+                first_write.as_secs_f64()
+            ),
+            format!(
+                "posts acknowledged {}, all {} on the new primary: lost 0",
+                ids.len(),
+                kept
+            ),
+            format!(
+                "every follower's feed complete {:.1} s after the load",
+                recovery.as_secs_f64()
+            ),
+        ],
+    );
+}
+
+/// Scenario 11: a JetStream cluster of three servers with every stream
+/// kept in three copies, and the server leading the event stream killed
+/// (SIGKILL) under load. The cluster elects another leader, the relay and
+/// the workers carry on through the servers left, and nothing is lost:
+/// every acknowledged post reaches every follower's feed and the outbox
+/// drains, with the dead server still dead.
+#[tokio::test]
+async fn nats_server_lost_from_a_cluster_mid_load() {
+    let _alone = ONE_AT_A_TIME.lock().await;
+    let Some(mut cluster) = starling_testing::OwnNatsCluster::start().await else {
+        return;
+    };
+    let url = cluster.url.clone();
+    let app = spawn_app_on(None, move |config| {
+        config.nats_url = Some(url);
+        config.nats.replicas = 3;
+        config.nats.ack_wait_secs = 5;
+    })
+    .await;
+    let (author, followers) = audience(&app).await;
+    let stream = starling_nats::JetStreamOptions::default().stream;
+    let leader = cluster
+        .leader_of(&stream, 0)
+        .await
+        .expect("the event stream has a leader");
+    let load = Load::usual(&app, &author, &followers, Duration::from_secs(8));
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let killed_at = load.started.elapsed();
+    let killed = Instant::now();
+    cluster.servers[leader].kill();
+    let mut backlog_peak: f64 = 0.0;
+    let mut new_leader = None;
+    while killed.elapsed() < Duration::from_secs(30)
+        && (new_leader.is_none() || load.started.elapsed() < Duration::from_secs(8))
+    {
+        backlog_peak = backlog_peak.max(relay_backlog(&app).await);
+        if new_leader.is_none()
+            && let Some(found) = cluster.leader_of(&stream, (leader + 1) % 3).await
+            && found != leader
+        {
+            new_leader = Some((found, killed.elapsed()));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (new_leader, elected) = new_leader.expect("the cluster elected another leader");
+    let recorded = load.finish().await;
+    let ended = Instant::now();
+
+    let reads = summarise(&recorded.samples, "read", None);
+    let writes = summarise(&recorded.samples, "write", None);
+    let after_kill = summarise(&recorded.samples, "write", Some((killed_at, Duration::MAX)));
+    reads.assert_only(200);
+    writes.assert_only(201);
+    assert!(after_kill.requests > 0, "posts were written after the kill");
+    let recovery = assert_converged(&app, &followers, &recorded, ended).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while relay_backlog(&app).await > 0.0 {
+        assert!(Instant::now() < deadline, "the outbox never drained");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let drained = killed.elapsed();
+    print_figures(
+        "scenario 11: the JetStream server leading the event stream killed (SIGKILL) in a cluster of three, streams in three copies (SQLite outbox, relay)",
+        &[
+            format!("reads:  {reads}"),
+            format!("writes: {writes}"),
+            format!("  from the kill on: {after_kill}"),
+            format!(
+                "server n{leader} killed; n{new_leader} leads the event stream {:.1} s later; outbox backlog at its peak {backlog_peak:.0} events",
+                elected.as_secs_f64()
+            ),
+            format!("posts acknowledged {}, lost 0", recorded.acknowledged.len()),
+            format!(
+                "every follower's feed complete {:.1} s after the load ended ({:.1} s after the kill); outbox drained",
+                recovery.as_secs_f64(),
+                drained.as_secs_f64()
+            ),
+        ],
+    );
+}

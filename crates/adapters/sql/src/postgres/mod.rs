@@ -10,6 +10,7 @@ mod media;
 mod notifications;
 mod outbox;
 mod posts;
+mod primary;
 mod relations;
 mod replicas;
 mod tokens;
@@ -185,17 +186,49 @@ impl PostgresStore {
     }
 }
 
+/// The primary's pool. A URL of several hosts (`postgres://u@h1,h2/db`)
+/// connects to the writable one and follows it through failovers
+/// ([`primary`]).
 async fn pool(url: &str, options: &PostgresOptions) -> anyhow::Result<PgPool> {
-    let connect: PgConnectOptions = url
-        .parse()
-        .with_context(|| "parsing the PostgreSQL URL".to_owned())?;
     let statement_timeout = options.statement_timeout.as_millis().to_string();
-    PgPoolOptions::new()
+    let mut hosts: Vec<PgConnectOptions> = primary::hosts(url)?
+        .into_iter()
+        .map(|host| host.options([("statement_timeout", statement_timeout.as_str())]))
+        .collect();
+    let pool_options = PgPoolOptions::new()
         .max_connections(options.max_connections.max(1))
-        .acquire_timeout(options.acquire_timeout)
-        .connect_with(connect.options([("statement_timeout", statement_timeout.as_str())]))
+        .acquire_timeout(options.acquire_timeout);
+    if hosts.len() == 1 {
+        return pool_options
+            .connect_with(hosts.remove(0))
+            .await
+            .context("connecting to PostgreSQL");
+    }
+    let primary = primary::Primary::new(hosts);
+    let first = primary.locate(options.acquire_timeout).await?;
+    let seen = primary.clone();
+    let pool = pool_options
+        .after_connect(move |connection, _| {
+            let seen = seen.clone();
+            Box::pin(async move {
+                if primary::writable(connection).await? {
+                    return Ok(());
+                }
+                seen.read_only_seen();
+                // Refused like a server that is not up: the pool tries
+                // again (where the watcher points it) until its acquire
+                // timeout, and a request that cannot wait answers 503.
+                Err(sqlx::Error::Io(std::io::Error::new(
+                    std::io::ErrorKind::ConnectionRefused,
+                    "the server is read-only: not the primary",
+                )))
+            })
+        })
+        .connect_with(first)
         .await
-        .context("connecting to PostgreSQL")
+        .context("connecting to the PostgreSQL primary")?;
+    primary.watch(pool.clone());
+    Ok(pool)
 }
 
 fn record_acquire(pool: &'static str, started: std::time::Instant) {
@@ -230,7 +263,9 @@ impl starling_app::ports::StoreHealth for PostgresStore {
 }
 
 /// Driver errors to port errors. Connection trouble, a full pool, a
-/// cancelled statement, a deadlock or a serialisation failure are
+/// cancelled statement, a deadlock or a serialisation failure, a server
+/// shutting down or starting up (57P0x), a write on a server that became
+/// read-only under us (25006: a primary demoted by its HA manager) are
 /// "unavailable" (retryable); a missing foreign key is an unknown acting
 /// account; the rest is a bug.
 pub(crate) fn translate(error: sqlx::Error) -> StoreError {
@@ -246,7 +281,7 @@ pub(crate) fn translate(error: sqlx::Error) -> StoreError {
                 .unwrap_or_default();
             if matches!(
                 code.as_str(),
-                "40001" | "40P01" | "57014" | "57P01" | "53300"
+                "40001" | "40P01" | "57014" | "57P01" | "57P02" | "57P03" | "53300" | "25006"
             ) || code.starts_with("08")
             {
                 return StoreError::Unavailable(error.into());
@@ -477,6 +512,43 @@ mod tests {
         assert_eq!(name_of(&store, "ada").await, "Ada Lovelace");
         assert!(store.user_by_handle("bob").await.unwrap().is_some());
         assert_eq!(store.replica_reads(), 0);
+        store.close().await;
+    }
+
+    /// A URL naming a standby first and the primary second (an HA pair
+    /// after a failover, say): the store writes to the primary, and its new
+    /// connections never go to the standby.
+    #[tokio::test]
+    async fn a_url_of_several_hosts_writes_on_the_one_that_takes_writes() {
+        let Some(database) = test_database().await else {
+            return;
+        };
+        let Some(replica_url) = database.on_replica() else {
+            return;
+        };
+        let host_of = |url: &str| {
+            let options: PgConnectOptions = url.parse().unwrap();
+            format!("{}:{}", options.get_host(), options.get_port())
+        };
+        let both = format!(
+            "postgres://postgres@{},{}/{}",
+            host_of(&replica_url),
+            host_of(&database.url),
+            database.url.rsplit_once('/').unwrap().1
+        );
+        let options = PostgresOptions {
+            max_connections: 4,
+            ..PostgresOptions::default()
+        };
+        let store = PostgresStore::open(&both, &options).await.unwrap();
+        let ids = IdGenerator::new(7);
+        store.create_user(new_user(&ids, "carol")).await.unwrap();
+        let port: i32 = sqlx::query_scalar("SELECT inet_server_port()")
+            .fetch_one(store.pool())
+            .await
+            .unwrap();
+        let primary: PgConnectOptions = database.url.parse().unwrap();
+        assert_eq!(port, i32::from(primary.get_port()));
         store.close().await;
     }
 }

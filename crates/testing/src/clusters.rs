@@ -1,0 +1,255 @@
+//! Highly available deployments of a test's own, made of real engines on
+//! spare ports, for the scenarios that lose a node: PostgreSQL with
+//! pg_auto_failover (a primary and its synchronous standby), a JetStream
+//! cluster of three servers.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use sqlx::Connection;
+use sqlx::postgres::PgConnection;
+
+use crate::postgres::{ci_script, postmaster_and_backends};
+
+/// A PostgreSQL primary with a synchronous standby under pg_auto_failover
+/// (`.ci/start-pg-ha`): the monitor promotes the standby when the primary
+/// is lost. Everything stops when dropped.
+pub struct OwnPostgresHa {
+    /// Both nodes, as one multi-host URL (primary first).
+    pub url: String,
+    /// Each node's own URL, in the order of `url`.
+    pub nodes: Vec<String>,
+    dir: PathBuf,
+}
+
+impl OwnPostgresHa {
+    /// Starts one, or `None` (skip) where pg_auto_failover is not installed.
+    pub fn start() -> Option<Self> {
+        crate::program("STARLING_TEST_PG_AUTOCTL", "pg_autoctl")?;
+        let script = ci_script("start-pg-ha")?;
+        let ports: Vec<u16> = (0..3).map(|_| crate::spare_port()).collect();
+        let dir = PathBuf::from(format!("/var/tmp/starling-pg-ha-{}", ports[0]));
+        let output = Command::new("bash")
+            .arg(&script)
+            .arg(&dir)
+            .args(ports.iter().map(u16::to_string))
+            .output()
+            .expect("running .ci/start-pg-ha");
+        let started = Self {
+            url: String::from_utf8_lossy(&output.stdout).trim().to_owned(),
+            nodes: ports[1..]
+                .iter()
+                .map(|port| format!("postgres://postgres@127.0.0.1:{port}/postgres"))
+                .collect(),
+            dir,
+        };
+        assert!(
+            output.status.success(),
+            "starting PostgreSQL with pg_auto_failover: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        Some(started)
+    }
+
+    /// The node that takes writes now, if one does.
+    pub async fn writable_node(&self) -> Option<usize> {
+        for (index, url) in self.nodes.iter().enumerate() {
+            let Ok(Ok(mut connection)) = tokio::time::timeout(
+                std::time::Duration::from_secs(1),
+                PgConnection::connect(url),
+            )
+            .await
+            else {
+                continue;
+            };
+            let read_only: Result<String, _> = sqlx::query_scalar("SHOW transaction_read_only")
+                .fetch_one(&mut connection)
+                .await;
+            let _ = connection.close().await;
+            if read_only.is_ok_and(|value| value == "off") {
+                return Some(index);
+            }
+        }
+        None
+    }
+
+    /// Loses node `index` as a machine would: its keeper and its PostgreSQL
+    /// killed at once (SIGKILL), nothing flushed or handed over.
+    pub fn kill_node(&self, index: usize) {
+        let node = self.dir.join(format!("node{}", index + 1));
+        let mut pids = postmaster_and_backends(&node);
+        pids.extend(processes_naming(&node.to_string_lossy()));
+        kill(&pids);
+    }
+
+    /// What the monitor says of the nodes (for a failing test's message).
+    pub fn state(&self) -> String {
+        let output = Command::new("runuser")
+            .args([
+                "-u",
+                "postgres",
+                "--",
+                "pg_autoctl",
+                "show",
+                "state",
+                "--pgdata",
+            ])
+            .arg(self.dir.join("monitor"))
+            .output();
+        output
+            .map(|output| String::from_utf8_lossy(&output.stdout).into_owned())
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for OwnPostgresHa {
+    fn drop(&mut self) {
+        let mut pids = processes_naming(&self.dir.to_string_lossy());
+        for part in ["monitor", "node1", "node2"] {
+            pids.extend(postmaster_and_backends(&self.dir.join(part)));
+        }
+        kill(&pids);
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// The processes whose command line names `text`.
+fn processes_naming(text: &str) -> Vec<String> {
+    Command::new("pgrep")
+        .args(["-f", text])
+        .output()
+        .map(|output| {
+            String::from_utf8_lossy(&output.stdout)
+                .lines()
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn kill(pids: &[String]) {
+    if pids.is_empty() {
+        return;
+    }
+    // Some may have gone already (a backend that saw its postmaster die).
+    let _ = Command::new("kill")
+        .arg("-KILL")
+        .args(pids)
+        .stderr(std::process::Stdio::null())
+        .status();
+}
+
+/// A JetStream cluster of three `nats-server`s of the test's own on spare
+/// ports, each with its own store, named `n0`, `n1`, `n2`.
+pub struct OwnNatsCluster {
+    /// Every server, comma-separated (as `nats_url` takes a cluster).
+    pub url: String,
+    pub servers: Vec<crate::OwnServer>,
+}
+
+impl OwnNatsCluster {
+    /// Starts one and waits until it can make replicated streams, or `None`
+    /// (skip) when nats-server is missing.
+    pub async fn start() -> Option<Self> {
+        let program = crate::program("STARLING_TEST_NATS_SERVER", "nats-server")?;
+        let ports: Vec<u16> = (0..3).map(|_| crate::spare_port()).collect();
+        let routes: Vec<u16> = (0..3).map(|_| crate::spare_port()).collect();
+        let servers: Vec<crate::OwnServer> = (0..3)
+            .map(|index| {
+                let dir = tempfile::tempdir().expect("a JetStream store directory");
+                let others: Vec<String> = (0..3)
+                    .filter(|other| *other != index)
+                    .map(|other| format!("nats://127.0.0.1:{}", routes[other]))
+                    .collect();
+                let args = vec![
+                    "-js".to_owned(),
+                    "-a".to_owned(),
+                    "127.0.0.1".to_owned(),
+                    "-p".to_owned(),
+                    ports[index].to_string(),
+                    "-sd".to_owned(),
+                    dir.path().display().to_string(),
+                    "-n".to_owned(),
+                    format!("n{index}"),
+                    "--cluster_name".to_owned(),
+                    format!("starling-{}", ports[0]),
+                    "--cluster".to_owned(),
+                    format!("nats://127.0.0.1:{}", routes[index]),
+                    "--routes".to_owned(),
+                    others.join(","),
+                ];
+                crate::OwnServer::launch(
+                    program.clone(),
+                    ports[index],
+                    format!("nats://127.0.0.1:{}", ports[index]),
+                    args,
+                    Some(dir),
+                )
+            })
+            .collect();
+        let cluster = Self {
+            url: servers
+                .iter()
+                .map(|server| server.url.as_str())
+                .collect::<Vec<_>>()
+                .join(","),
+            servers,
+        };
+        cluster.wait_ready().await;
+        Some(cluster)
+    }
+
+    async fn client(&self) -> async_nats::Client {
+        let servers: Vec<async_nats::ServerAddr> = self
+            .servers
+            .iter()
+            .map(|server| server.url.parse().expect("a NATS URL"))
+            .collect();
+        async_nats::connect(servers)
+            .await
+            .expect("connecting to the test's NATS cluster")
+    }
+
+    /// Until the servers have elected their JetStream leader and can make a
+    /// stream of three copies.
+    async fn wait_ready(&self) {
+        let jetstream = async_nats::jetstream::new(self.client().await);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            let made = jetstream
+                .get_or_create_stream(async_nats::jetstream::stream::Config {
+                    name: "READY".to_owned(),
+                    subjects: vec!["ready".to_owned()],
+                    num_replicas: 3,
+                    ..Default::default()
+                })
+                .await;
+            if made.is_ok() {
+                let _ = jetstream.delete_stream("READY").await;
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the NATS cluster never became ready: {made:?}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
+    }
+
+    /// The server (its index) leading `stream` now, as server `via` sees
+    /// it (a live one: a client of a dead server waits to reconnect), or
+    /// `None` when it does not answer within 500 ms (between leaders).
+    pub async fn leader_of(&self, stream: &str, via: usize) -> Option<usize> {
+        let asked = async {
+            let client = async_nats::connect(&self.servers[via].url).await.ok()?;
+            let watcher = async_nats::jetstream::new(client);
+            let mut found = watcher.get_stream(stream).await.ok()?;
+            found.info().await.ok().cloned()
+        };
+        let info = tokio::time::timeout(std::time::Duration::from_millis(500), asked)
+            .await
+            .ok()??;
+        let leader = info.cluster.as_ref()?.leader.as_deref()?;
+        leader.strip_prefix('n')?.parse().ok()
+    }
+}
