@@ -1,7 +1,8 @@
 //! Highly available deployments of a test's own, made of real engines on
 //! spare ports, for the scenarios that lose a node: PostgreSQL with
 //! pg_auto_failover (a primary and its synchronous standby), a JetStream
-//! cluster of three servers.
+//! cluster of three servers, a Redis Cluster of three masters with a
+//! replica each.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -73,13 +74,22 @@ impl OwnPostgresHa {
         None
     }
 
-    /// Loses node `index` as a machine would: its keeper and its PostgreSQL
-    /// killed at once (SIGKILL), nothing flushed or handed over.
+    /// Loses node `index` as a machine would: its keeper (every process of
+    /// its session) and its PostgreSQL killed at once (SIGKILL), nothing
+    /// flushed or handed over.
     pub fn kill_node(&self, index: usize) {
-        let node = self.dir.join(format!("node{}", index + 1));
-        let mut pids = postmaster_and_backends(&node);
-        pids.extend(processes_naming(&node.to_string_lossy()));
+        self.kill_part(&format!("node{}", index + 1));
+    }
+
+    fn kill_part(&self, part: &str) {
+        let mut pids = postmaster_and_backends(&self.dir.join(part));
+        if let Ok(session) = std::fs::read_to_string(self.dir.join(format!("{part}.sid"))) {
+            pids.extend(processes_of_session(session.trim()));
+        }
         kill(&pids);
+        // A keeper's subprocess may have restarted the server between the
+        // two: once the session is gone, nothing restarts it.
+        kill(&postmaster_and_backends(&self.dir.join(part)));
     }
 
     /// What the monitor says of the nodes (for a failing test's message).
@@ -104,19 +114,17 @@ impl OwnPostgresHa {
 
 impl Drop for OwnPostgresHa {
     fn drop(&mut self) {
-        let mut pids = processes_naming(&self.dir.to_string_lossy());
-        for part in ["monitor", "node1", "node2"] {
-            pids.extend(postmaster_and_backends(&self.dir.join(part)));
+        for part in ["node1", "node2", "monitor"] {
+            self.kill_part(part);
         }
-        kill(&pids);
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 
-/// The processes whose command line names `text`.
-fn processes_naming(text: &str) -> Vec<String> {
+/// The processes of session `session`.
+fn processes_of_session(session: &str) -> Vec<String> {
     Command::new("pgrep")
-        .args(["-f", text])
+        .args(["-s", session])
         .output()
         .map(|output| {
             String::from_utf8_lossy(&output.stdout)
@@ -251,5 +259,143 @@ impl OwnNatsCluster {
             .ok()??;
         let leader = info.cluster.as_ref()?.leader.as_deref()?;
         leader.strip_prefix('n')?.parse().ok()
+    }
+}
+
+/// A Redis Cluster of the test's own: three masters, each with a replica,
+/// on spare ports, noticing a lost node within a second
+/// (`cluster-node-timeout 1000`), so that a replica is promoted by the
+/// cluster itself.
+pub struct OwnRedisCluster {
+    /// Every node, comma-separated (as `redis_url` takes a cluster).
+    pub url: String,
+    pub nodes: Vec<crate::OwnServer>,
+}
+
+impl OwnRedisCluster {
+    /// Starts one and waits until every slot is served and every replica
+    /// is in sync, or `None` (skip) when redis-server is missing.
+    pub async fn start() -> Option<Self> {
+        let program = crate::program("STARLING_TEST_REDIS_SERVER", "redis-server")?;
+        let cli = crate::program("STARLING_TEST_REDIS_CLI", "redis-cli")?;
+        let nodes: Vec<crate::OwnServer> = (0..6)
+            .map(|_| {
+                let port = crate::spare_port();
+                let dir = tempfile::tempdir().expect("a Redis Cluster node's directory");
+                let args = [
+                    "--port",
+                    &port.to_string(),
+                    "--bind",
+                    "127.0.0.1",
+                    "--save",
+                    "",
+                    "--appendonly",
+                    "no",
+                    "--cluster-enabled",
+                    "yes",
+                    "--cluster-node-timeout",
+                    "1000",
+                    "--cluster-config-file",
+                    &dir.path().join("nodes.conf").display().to_string(),
+                    "--dir",
+                    &dir.path().display().to_string(),
+                ]
+                .map(str::to_owned)
+                .to_vec();
+                crate::OwnServer::launch(
+                    program.clone(),
+                    port,
+                    format!("redis://127.0.0.1:{port}"),
+                    args,
+                    Some(dir),
+                )
+            })
+            .collect();
+        let created = Command::new(&cli)
+            .args(["--cluster", "create"])
+            .args(nodes.iter().map(|node| format!("127.0.0.1:{}", node.port)))
+            .args(["--cluster-replicas", "1", "--cluster-yes"])
+            .output()
+            .expect("running redis-cli --cluster create");
+        assert!(
+            created.status.success(),
+            "creating the Redis Cluster: {}",
+            String::from_utf8_lossy(&created.stdout)
+        );
+        let cluster = Self {
+            url: nodes
+                .iter()
+                .map(|node| node.url.as_str())
+                .collect::<Vec<_>>()
+                .join(","),
+            nodes,
+        };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while !cluster.ready().await {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the Redis Cluster never became ready"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        Some(cluster)
+    }
+
+    async fn info(&self, node: usize, section: &str) -> Option<String> {
+        let client = redis::Client::open(self.nodes[node].url.as_str()).ok()?;
+        let mut connection = tokio::time::timeout(
+            std::time::Duration::from_millis(500),
+            client.get_multiplexed_async_connection(),
+        )
+        .await
+        .ok()?
+        .ok()?;
+        let command = if section == "cluster" {
+            redis::cmd("CLUSTER").arg("INFO").clone()
+        } else {
+            redis::cmd("INFO").arg(section).clone()
+        };
+        command.query_async(&mut connection).await.ok()
+    }
+
+    /// Every node sees every slot served, and every replica is in sync.
+    async fn ready(&self) -> bool {
+        for node in 0..self.nodes.len() {
+            let Some(cluster) = self.info(node, "cluster").await else {
+                return false;
+            };
+            let Some(replication) = self.info(node, "replication").await else {
+                return false;
+            };
+            if !cluster.contains("cluster_state:ok")
+                || (replication.contains("role:slave")
+                    && !replication.contains("master_link_status:up"))
+            {
+                return false;
+            }
+        }
+        true
+    }
+
+    /// The nodes (their indices) that are masters now.
+    pub async fn masters(&self) -> Vec<usize> {
+        let mut masters = Vec::new();
+        for node in 0..self.nodes.len() {
+            if self
+                .info(node, "replication")
+                .await
+                .is_some_and(|replication| replication.contains("role:master"))
+            {
+                masters.push(node);
+            }
+        }
+        masters
+    }
+
+    /// Whether node `via` sees every slot served again.
+    pub async fn serves_every_slot(&self, via: usize) -> bool {
+        self.info(via, "cluster")
+            .await
+            .is_some_and(|cluster| cluster.contains("cluster_state:ok"))
     }
 }

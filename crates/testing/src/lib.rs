@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 pub use browser::{Browser, RenderedPage};
-pub use clusters::{OwnNatsCluster, OwnPostgresHa};
+pub use clusters::{OwnNatsCluster, OwnPostgresHa, OwnRedisCluster};
 pub use fault_proxy::FaultProxy;
 pub use postgres::{OwnReplica, TestDatabase, test_database};
 pub use processes::{OwnServer, S3Server, program, spare_port, wait_for_port};

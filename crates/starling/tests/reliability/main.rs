@@ -1215,3 +1215,79 @@ async fn nats_server_lost_from_a_cluster_mid_load() {
         ],
     );
 }
+
+/// Scenario 12: a Redis Cluster master killed (SIGKILL) under load; the
+/// cluster promotes its replica by itself. Feed reads keep answering
+/// (from SQL while the master's slots are unserved), writes never notice,
+/// no post is lost, and every follower's timeline converges, those on the
+/// lost master's slots included.
+#[tokio::test]
+async fn redis_cluster_master_lost_mid_load() {
+    let _alone = ONE_AT_A_TIME.lock().await;
+    let Some(mut cluster) = starling_testing::OwnRedisCluster::start().await else {
+        return;
+    };
+    let url = cluster.url.clone();
+    let app = spawn_app_on(None, move |config| {
+        config.redis_url = Some(url);
+        config.redis.cluster = true;
+        config.redis.key_prefix = starling_testing::unique_name("rel") + ":";
+        config.redis.response_timeout_ms = 500;
+    })
+    .await;
+    let (author, followers) = audience(&app).await;
+    let masters = cluster.masters().await;
+    assert_eq!(masters.len(), 3, "three masters to begin with");
+    let lost = masters[0];
+    let survivor = masters[1];
+    let load = Load::usual(&app, &author, &followers, Duration::from_secs(8));
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let killed_at = load.started.elapsed();
+    let killed = Instant::now();
+    cluster.nodes[lost].kill();
+    // Noticed as failing only after the node timeout: wait until the
+    // cluster says so, then until it serves every slot again.
+    let mut failing = false;
+    let served_again = loop {
+        let whole = cluster.serves_every_slot(survivor).await;
+        if !whole {
+            failing = true;
+        } else if failing {
+            break killed.elapsed();
+        }
+        assert!(
+            killed.elapsed() < Duration::from_secs(30),
+            "the cluster never served every slot again"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let promoted = cluster.masters().await.len();
+    let recorded = load.finish().await;
+    let ended = Instant::now();
+
+    let reads = summarise(&recorded.samples, "read", None);
+    let writes = summarise(&recorded.samples, "write", None);
+    let failing_over = Some((killed_at, killed_at + served_again));
+    let reads_failing_over = summarise(&recorded.samples, "read", failing_over);
+    reads.assert_only(200);
+    writes.assert_only(201);
+    assert_eq!(promoted, 3, "a replica took the lost master's place");
+    let recovery = assert_converged(&app, &followers, &recorded, ended).await;
+    print_figures(
+        "scenario 12: a Redis Cluster master killed (SIGKILL) in a cluster of three masters with a replica each, 1 s node timeout",
+        &[
+            format!("reads:  {reads}"),
+            format!("  while failing over: {reads_failing_over}"),
+            format!("writes: {writes}"),
+            format!(
+                "every slot served again {:.1} s after the kill (a replica promoted by the cluster)",
+                served_again.as_secs_f64()
+            ),
+            format!("posts acknowledged {}, lost 0", recorded.acknowledged.len()),
+            format!(
+                "every follower's feed complete {:.1} s after the load ended",
+                recovery.as_secs_f64()
+            ),
+        ],
+    );
+}
