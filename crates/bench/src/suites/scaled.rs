@@ -82,6 +82,10 @@ pub struct ScaledResult {
     /// One instance writing each post in a transaction of its own
     /// (`postgres.post_batch = 1`): the baseline of group commit.
     pub post_one_instance_unbatched: RunReport,
+    /// One instance, group commit, with the fan-out worker stopped (the
+    /// burst's posts): the write path alone, as when the workers run on
+    /// other machines.
+    pub post_write_path: RunReport,
     /// A backlog of posts fanned out by a fresh worker process.
     pub fanout_burst: FanoutBurst,
     /// The same timeline inserts sent straight to Redis from this process
@@ -422,35 +426,21 @@ fn counter(metrics: &str, name: &str, labels: &[&str]) -> f64 {
 /// Stops the fan-out worker, writes `args.burst_posts` posts, lets the
 /// relay move them to the stream, then starts a fresh worker and times it
 /// to the last post fanned out.
+/// Stops the fan-out worker, writes the burst's posts with `write`
+/// (a measurement of the write path alone: API, PostgreSQL and the relay,
+/// as when the workers run on other machines), then starts a fresh worker
+/// and measures how fast it fans the backlog out.
 async fn fanout_burst(
     http: &reqwest::Client,
-    args: &ScaledArgs,
-    api: &Spawned,
     relay: &Spawned,
     fanout: Spawned,
-    users: &[(String, String)],
+    write: impl std::future::Future<Output = RunReport>,
     restart: impl std::future::Future<Output = anyhow::Result<(Spawned, tempfile::TempDir)>>,
-) -> anyhow::Result<(FanoutBurst, (Spawned, tempfile::TempDir))> {
+) -> anyhow::Result<(FanoutBurst, RunReport, (Spawned, tempfile::TempDir))> {
     fanout.stop().await?;
-    let authors: Vec<usize> = {
-        let mut rng = rand::thread_rng();
-        (0..args.burst_posts)
-            .map(|_| rng.gen_range(0..users.len()))
-            .collect()
-    };
-    let failures = count_failures(
-        authors
-            .into_iter()
-            .enumerate()
-            .map(|(index, author)| {
-                http.post(format!("{}/api/v1/posts", api.base))
-                    .bearer_auth(&users[author].1)
-                    .json(&json!({"text": format!("burst post {index}")}))
-            })
-            .collect(),
-    )
-    .await;
-    anyhow::ensure!(failures == 0, "{failures} burst posts failed");
+    let written = write.await;
+    anyhow::ensure!(written.errors == 0, "{} burst posts failed", written.errors);
+    let burst_posts: u64 = written.ops.iter().map(|op| op.latency.count).sum();
     wait_relayed(http, relay).await?;
     let (fanout, dir) = restart.await?;
     let started = Instant::now();
@@ -465,7 +455,7 @@ async fn fanout_burst(
     let mut last_report = Instant::now();
     let metrics = loop {
         let metrics = scrape(http, &fanout).await?;
-        if handled(&metrics) >= args.burst_posts as f64 {
+        if handled(&metrics) >= burst_posts as f64 {
             break metrics;
         }
         if last_report.elapsed() >= Duration::from_secs(5) {
@@ -474,7 +464,7 @@ async fn fanout_burst(
                 "  {:.0} s: {} of {} posts fanned out",
                 started.elapsed().as_secs_f64(),
                 handled(&metrics),
-                args.burst_posts
+                burst_posts
             );
         }
         anyhow::ensure!(
@@ -509,6 +499,7 @@ async fn fanout_burst(
             events_per_batch,
             redelivered,
         },
+        written,
         (fanout, dir),
     ))
 }
@@ -664,13 +655,15 @@ async fn measure(args: &ScaledArgs, isolation: &Isolation) -> anyhow::Result<Sca
         "fan-out of a backlog: {} posts while the worker is stopped ...",
         args.burst_posts
     );
-    let (fanout_burst, (fanout, _fanout_dir)) = fanout_burst(
+    let burst_limits = Limits {
+        duration: Duration::from_secs(600),
+        max_requests: Some(args.burst_posts as u64),
+    };
+    let (fanout_burst, post_write_path, (fanout, _fanout_dir)) = fanout_burst(
         &http,
-        args,
-        &api_a,
         &relay,
         fanout,
-        &users,
+        drive(&one.address, post.clone(), closed, burst_limits),
         start_role(isolation, "fanout", 4, key_file, &[]),
     )
     .await?;
@@ -718,6 +711,7 @@ async fn measure(args: &ScaledArgs, isolation: &Isolation) -> anyhow::Result<Sca
         post_one_instance,
         post_two_instances,
         post_one_instance_unbatched,
+        post_write_path,
         fanout_burst,
         redis_inserts_alone,
         steady,
@@ -738,6 +732,9 @@ async fn measure(args: &ScaledArgs, isolation: &Isolation) -> anyhow::Result<Sca
     result
         .post_two_instances
         .print("POST /api/v1/posts through nginx, two API instances");
+    result.post_write_path.print(
+        "POST /api/v1/posts through nginx, one API instance, the fan-out worker stopped (the write path alone)",
+    );
     println!(
         "\nScaled out, PostgreSQL + Redis + JetStream + nginx ({}):",
         result.machine.describe()
@@ -772,6 +769,17 @@ async fn measure(args: &ScaledArgs, isolation: &Isolation) -> anyhow::Result<Sca
         super::ratio(
             result.post_one_instance.throughput_per_s,
             result.post_one_instance_unbatched.throughput_per_s
+        )
+    );
+    println!(
+        "  post creations, one instance, group commit: the write path alone (fan-out worker stopped) {:.0}/s (p99 {:.1} ms), \
+         with the fan-out worker on the same machine {:.0}/s -> x{:.2}",
+        result.post_write_path.throughput_per_s,
+        result.post_write_path.overall.p99_ms,
+        result.post_one_instance.throughput_per_s,
+        super::ratio(
+            result.post_write_path.throughput_per_s,
+            result.post_one_instance.throughput_per_s
         )
     );
     result.steady.print(&format!(

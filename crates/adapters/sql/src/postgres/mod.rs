@@ -49,7 +49,7 @@ impl Default for PostgresOptions {
             statement_timeout: Duration::from_secs(15),
             replica_max_lag: Duration::from_secs(1),
             post_batch: crate::group_commit::MAX_BATCH,
-            post_writers: 4,
+            post_writers: 2,
         }
     }
 }
@@ -61,6 +61,10 @@ pub struct PostgresStore {
     replicas: Arc<replicas::Replicas>,
     /// New posts queue here for group commit.
     posts: crate::group_commit::PostQueue,
+    /// Every outbox row of a transaction id below this has its position
+    /// (as far as this process's sequencing knows): where the sequencer's
+    /// scans start (`outbox.rs`).
+    sequenced_below: Arc<std::sync::atomic::AtomicI64>,
 }
 
 type Tx = Transaction<'static, Postgres>;
@@ -91,6 +95,7 @@ impl PostgresStore {
             primary,
             replicas: replicas::Replicas::new(Vec::new(), Duration::ZERO),
             posts,
+            sequenced_below: Arc::new(std::sync::atomic::AtomicI64::new(0)),
         }
     }
 
@@ -549,6 +554,75 @@ mod tests {
             .unwrap();
         let primary: PgConnectOptions = database.url.parse().unwrap();
         assert_eq!(port, i32::from(primary.get_port()));
+        store.close().await;
+    }
+
+    /// A transaction that began before others and commits after them: its
+    /// event is positioned after theirs once it commits, never skipped,
+    /// however far the sequencer's scans have moved their start meanwhile.
+    #[tokio::test]
+    async fn an_event_committed_late_by_an_older_transaction_is_not_skipped() {
+        use starling_app::ports::OutboxStore;
+        let Some(database) = test_database().await else {
+            return;
+        };
+        let store = PostgresStore::open(&database.url, &PostgresOptions::default())
+            .await
+            .unwrap();
+        let event = |id: i64| Event::ProfileUpdated {
+            user_id: starling_domain::UserId(id),
+        };
+        let ids_after = |after: i64| {
+            let store = store.clone();
+            async move {
+                store
+                    .events_after(after, 100)
+                    .await
+                    .unwrap()
+                    .into_iter()
+                    .map(|row| row.unwrap())
+                    .map(|envelope| (envelope.id, envelope.sequence))
+                    .collect::<Vec<_>>()
+            }
+        };
+        store
+            .append_event(EventId(1), &event(1), Timestamp::now())
+            .await
+            .unwrap();
+        let first = ids_after(0).await;
+        assert_eq!(
+            first.iter().map(|(id, _)| *id).collect::<Vec<_>>(),
+            vec![EventId(1)]
+        );
+
+        // An older transaction, still open, has written its event.
+        let mut older = PgConnection::connect(&database.url).await.unwrap();
+        sqlx::query("BEGIN").execute(&mut older).await.unwrap();
+        sqlx::query(
+            "INSERT INTO outbox (event_id, kind, payload, occurred_at) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(2_i64)
+        .bind(event(2).kind())
+        .bind(encode_event(&event(2)).unwrap())
+        .bind(Timestamp::now().millis())
+        .execute(&mut older)
+        .await
+        .unwrap();
+        // Later ones commit and are read (or waited for) meanwhile.
+        for id in 3..6 {
+            store
+                .append_event(EventId(id), &event(id), Timestamp::now())
+                .await
+                .unwrap();
+            let _ = ids_after(first[0].1).await;
+        }
+        sqlx::query("COMMIT").execute(&mut older).await.unwrap();
+        let rest = ids_after(first[0].1).await;
+        let ids: Vec<i64> = rest.iter().map(|(id, _)| id.get()).collect();
+        let mut sorted = ids.clone();
+        sorted.sort_unstable();
+        assert_eq!(sorted, vec![2, 3, 4, 5], "every event, once: {ids:?}");
+        assert!(rest.windows(2).all(|pair| pair[0].1 < pair[1].1));
         store.close().await;
     }
 }
