@@ -88,6 +88,19 @@ pub struct Nodes {
     pub fanout_workers: Option<u64>,
     pub database_write_shards: Option<u64>,
     pub redis: u64,
+    /// From `bench scaled`'s figures, when it was run.
+    pub scaled_out: Option<ScaledNodes>,
+}
+
+/// Processes in their roles at peak, scaled out.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct ScaledNodes {
+    /// API instances for the peak's reads and writes together (each
+    /// request taking its share of an instance's measured rate).
+    pub api: u64,
+    pub fanout_workers: u64,
+    /// PostgreSQL primaries (shards) for the peak's writes.
+    pub postgres_primaries: u64,
 }
 
 pub fn plan(args: &PlanArgs, capacity: Option<&Capacity>) -> Plan {
@@ -127,6 +140,19 @@ pub fn plan(args: &PlanArgs, capacity: Option<&Capacity>) -> Plan {
             redis: (timeline_memory_bytes * 1.25 / (args.redis_node_gib * f64::from(1u32 << 30)))
                 .ceil()
                 .max(1.0) as u64,
+            scaled_out: capacity.scaled.as_ref().and_then(|scaled| {
+                let postgres_primaries = needed(write_qps_peak, Some(scaled.posts_per_s))?;
+                let fanout_workers = needed(fanout_peak, Some(scaled.fanout_inserts_per_s))?;
+                needed(read_qps_peak, Some(scaled.feed_reads_per_s))?;
+                // Each request takes its share of an instance's rate.
+                let shares =
+                    read_qps_peak / scaled.feed_reads_per_s + write_qps_peak / scaled.posts_per_s;
+                Some(ScaledNodes {
+                    api: shares.ceil().max(1.0) as u64,
+                    fanout_workers,
+                    postgres_primaries,
+                })
+            }),
         }
     });
     Plan {
@@ -231,6 +257,14 @@ pub fn print(args: &PlanArgs, plan: &Plan) {
             "  Redis nodes            {} ({} GiB each, 25% headroom)",
             nodes.redis, args.redis_node_gib
         );
+        if let Some(scaled) = &nodes.scaled_out {
+            println!(
+                "Scaled out (PostgreSQL, Redis, NATS), from `bench scaled`'s per-process figures:"
+            );
+            println!("  API instances          {}", scaled.api);
+            println!("  fan-out workers        {}", scaled.fanout_workers);
+            println!("  PostgreSQL primaries   {}", scaled.postgres_primaries);
+        }
     }
 }
 
@@ -302,6 +336,11 @@ mod tests {
             posts_per_s: Some(5_000.0),
             fanout_inserts_per_s: Some(1_000_000.0),
             mixed_requests_per_s: Some(10_000.0),
+            scaled: Some(crate::suites::ScaledCapacity {
+                feed_reads_per_s: 10_000.0,
+                posts_per_s: 3_000.0,
+                fanout_inserts_per_s: 50_000.0,
+            }),
         };
         let plan = plan(&defaults(), Some(&capacity));
         let nodes = plan.nodes.unwrap();
@@ -313,5 +352,12 @@ mod tests {
         assert_eq!(nodes.database_write_shards, Some(3));
         // 200M x 800 x 80 B = 12.8 TB; x1.25 / 64 GiB -> 233.
         assert_eq!(nodes.redis, 233);
+        let scaled = nodes.scaled_out.unwrap();
+        // 69,444 / 10,000 + 13,889 / 3,000 = 6.94 + 4.63 -> 12 API instances.
+        assert_eq!(scaled.api, 12);
+        // 2,777,778 inserts/s / 50,000 -> 56 workers.
+        assert_eq!(scaled.fanout_workers, 56);
+        // 13,889 / 3,000 -> 5 primaries.
+        assert_eq!(scaled.postgres_primaries, 5);
     }
 }

@@ -29,6 +29,23 @@ pub struct Capacity {
     pub fanout_inserts_per_s: Option<f64>,
     /// Mixed-workload requests per second one node serves with p99 < 50 ms.
     pub mixed_requests_per_s: Option<f64>,
+    /// Scaled out (`bench scaled`): per process in its role.
+    #[serde(default)]
+    pub scaled: Option<ScaledCapacity>,
+}
+
+/// What one process in its role handles scaled out, measured by `bench
+/// scaled` with every engine and role on one machine (so each figure is a
+/// floor: the others shared its cores).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct ScaledCapacity {
+    /// Feed reads per second of one API instance behind nginx.
+    pub feed_reads_per_s: f64,
+    /// Post creations per second of one API instance on one PostgreSQL
+    /// primary, the fan-out worker stopped (the write path alone).
+    pub posts_per_s: f64,
+    /// Timeline inserts per second of one fan-out worker into Redis.
+    pub fanout_inserts_per_s: f64,
 }
 
 impl Capacity {

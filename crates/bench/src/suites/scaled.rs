@@ -813,5 +813,12 @@ async fn measure(args: &ScaledArgs, isolation: &Isolation) -> anyhow::Result<Sca
         );
     }
     write_json(&args.suite.results.join("scaled.json"), &result)?;
+    super::Capacity::record(&args.suite.results.join("capacity.json"), |capacity| {
+        capacity.scaled = Some(super::ScaledCapacity {
+            feed_reads_per_s: result.feed_one_instance.throughput_per_s,
+            posts_per_s: result.post_write_path.throughput_per_s,
+            fanout_inserts_per_s: result.fanout_burst.inserts_per_s,
+        });
+    })?;
     Ok(result)
 }
