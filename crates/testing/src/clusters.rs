@@ -280,17 +280,8 @@ impl OwnRedisCluster {
         let cli = crate::program("STARLING_TEST_REDIS_CLI", "redis-cli")?;
         let nodes: Vec<crate::OwnServer> = (0..6)
             .map(|_| {
-                let port = crate::spare_port();
                 let dir = tempfile::tempdir().expect("a Redis Cluster node's directory");
-                let args = [
-                    "--port",
-                    &port.to_string(),
-                    "--bind",
-                    "127.0.0.1",
-                    "--save",
-                    "",
-                    "--appendonly",
-                    "no",
+                let extra = [
                     "--cluster-enabled",
                     "yes",
                     "--cluster-node-timeout",
@@ -302,13 +293,7 @@ impl OwnRedisCluster {
                 ]
                 .map(str::to_owned)
                 .to_vec();
-                crate::OwnServer::launch(
-                    program.clone(),
-                    port,
-                    format!("redis://127.0.0.1:{port}"),
-                    args,
-                    Some(dir),
-                )
+                crate::OwnServer::redis_with(program.clone(), extra, Some(dir))
             })
             .collect();
         let created = Command::new(&cli)

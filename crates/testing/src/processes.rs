@@ -74,8 +74,19 @@ impl OwnServer {
     /// `None` (skip) when redis-server is missing.
     pub fn redis() -> Option<Self> {
         let program = program("STARLING_TEST_REDIS_SERVER", "redis-server")?;
+        Some(Self::redis_with(program, Vec::new(), None))
+    }
+
+    /// A `redis-server` of `program` on a spare port keeping nothing on
+    /// disk, with `extra` arguments (a cluster node's) and `dir` kept for
+    /// its life.
+    pub(crate) fn redis_with(
+        program: PathBuf,
+        extra: Vec<String>,
+        dir: Option<tempfile::TempDir>,
+    ) -> Self {
         let port = spare_port();
-        let args = [
+        let mut args = [
             "--port",
             &port.to_string(),
             "--bind",
@@ -87,13 +98,14 @@ impl OwnServer {
         ]
         .map(str::to_owned)
         .to_vec();
-        Some(Self::launch(
+        args.extend(extra);
+        Self::launch(
             program,
             port,
             format!("redis://127.0.0.1:{port}"),
             args,
-            None,
-        ))
+            dir,
+        )
     }
 
     /// A `nats-server` with JetStream, its store in a directory of its own

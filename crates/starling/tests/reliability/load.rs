@@ -27,6 +27,18 @@ pub struct Recorded {
     pub acknowledged: Vec<String>,
 }
 
+impl Recorded {
+    /// How long after `since` (from the load's start) the first write sent
+    /// then was answered 201.
+    pub fn first_write_accepted_after(&self, since: Duration) -> Option<Duration> {
+        self.samples
+            .iter()
+            .filter(|sample| sample.kind == "write" && sample.at >= since && sample.status == 201)
+            .map(|sample| sample.at + sample.latency - since)
+            .min()
+    }
+}
+
 pub struct Load {
     pub started: Instant,
     pub recorded: Arc<Mutex<Recorded>>,
@@ -193,6 +205,20 @@ pub fn summarise(samples: &[Sample], kind: &str, window: Option<(Duration, Durat
 
 impl Summary {
     /// Every request got `status`.
+    /// Only successes or 503 (no 500, no dropped connection).
+    pub fn assert_success_or_503(&self) {
+        let unexpected: Vec<u16> = self
+            .by_status
+            .keys()
+            .copied()
+            .filter(|status| ![200, 201, 503].contains(status))
+            .collect();
+        assert!(
+            unexpected.is_empty(),
+            "only success or 503 (no 500, no dropped connection): {self}"
+        );
+    }
+
     pub fn assert_only(&self, status: u16) {
         assert_eq!(
             self.by_status.keys().copied().collect::<Vec<_>>(),
