@@ -53,6 +53,14 @@ pub(crate) fn hosts(url: &str) -> anyhow::Result<Vec<PgConnectOptions>> {
         None => ("", authority),
     };
     let tail = without_session_attrs(tail)?;
+    if !hosts.contains(',') {
+        // One host (or none: a socket named in the query), as sqlx reads it.
+        return Ok(vec![
+            format!("{scheme}://{user}{hosts}{tail}")
+                .parse::<PgConnectOptions>()
+                .context("parsing the PostgreSQL URL")?,
+        ]);
+    }
     hosts
         .split(',')
         .map(|host| {
@@ -269,6 +277,9 @@ mod tests {
         let hosts = hosts("postgres://postgres@127.0.0.1:5432/postgres").unwrap();
         assert_eq!(hosts.len(), 1);
         assert_eq!(hosts[0].get_port(), 5432);
+        let socket = super::hosts("postgres:///starling?host=/var/run/postgresql").unwrap();
+        assert_eq!(socket.len(), 1);
+        assert_eq!(socket[0].get_database(), Some("starling"));
     }
 
     #[test]
