@@ -108,6 +108,10 @@ pub struct FanoutBurst {
     pub events_per_batch: f64,
     /// Events delivered again (each waited out the acknowledgement wait).
     pub redelivered: u64,
+    /// Pulls the broker left unended, waited out to their expiry and grace
+    /// (`starling_event_pulls_unfinished_total`, every consumer of the
+    /// fresh worker).
+    pub pulls_unfinished: u64,
 }
 
 #[derive(Debug, Serialize)]
@@ -423,13 +427,11 @@ fn counter(metrics: &str, name: &str, labels: &[&str]) -> f64 {
         .sum()
 }
 
-/// Stops the fan-out worker, writes `args.burst_posts` posts, lets the
-/// relay move them to the stream, then starts a fresh worker and times it
-/// to the last post fanned out.
-/// Stops the fan-out worker, writes the burst's posts with `write`
-/// (a measurement of the write path alone: API, PostgreSQL and the relay,
-/// as when the workers run on other machines), then starts a fresh worker
-/// and measures how fast it fans the backlog out.
+/// Stops the fan-out worker, writes the burst's posts with `write` (a
+/// measurement of the write path alone: API, PostgreSQL and the relay, as
+/// when the workers run on other machines), lets the relay move them to
+/// the stream, then starts a fresh worker and times it to the last post
+/// fanned out.
 async fn fanout_burst(
     http: &reqwest::Client,
     relay: &Spawned,
@@ -489,6 +491,7 @@ async fn fanout_burst(
         "starling_events_redelivered_total",
         &["consumer=\"fanout\""],
     ) as u64;
+    let pulls_unfinished = counter(&metrics, "starling_event_pulls_unfinished_total", &[]) as u64;
     Ok((
         FanoutBurst {
             posts,
@@ -498,6 +501,7 @@ async fn fanout_burst(
             inserts_per_s: timeline_inserts as f64 / seconds,
             events_per_batch,
             redelivered,
+            pulls_unfinished,
         },
         written,
         (fanout, dir),
@@ -789,12 +793,13 @@ async fn measure(args: &ScaledArgs, isolation: &Isolation) -> anyhow::Result<Sca
     let burst = &result.fanout_burst;
     let alone = &result.redis_inserts_alone;
     println!(
-        "  fan-out of a backlog of {} posts ({} timeline inserts, {:.0} events a batch, {} delivered again): {:.0} posts/s, \
+        "  fan-out of a backlog of {} posts ({} timeline inserts, {:.0} events a batch, {} delivered again, {} pulls left unended): {:.0} posts/s, \
          {:.0} inserts/s; the same number of inserts straight to Redis from one process: {:.0} /s -> x{:.2}",
         burst.posts,
         burst.timeline_inserts,
         burst.events_per_batch,
         burst.redelivered,
+        burst.pulls_unfinished,
         burst.posts_per_s,
         burst.inserts_per_s,
         alone.inserts_per_s,
