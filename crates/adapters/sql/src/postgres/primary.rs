@@ -36,7 +36,10 @@ use sqlx::{ConnectOptions, Connection};
 use tokio::sync::Notify;
 
 /// How often the watcher asks the current primary whether it still is.
-pub(crate) const CHECK_EVERY: Duration = Duration::from_millis(500);
+const CHECK_EVERY: Duration = Duration::from_millis(500);
+/// How often the hosts are asked again while none takes writes (a
+/// standby being promoted).
+const RETRY_EVERY: Duration = Duration::from_millis(200);
 /// How long one host may take to answer whether it is writable.
 const ASK_TIMEOUT: Duration = Duration::from_secs(1);
 
@@ -53,23 +56,17 @@ pub(crate) fn hosts(url: &str) -> anyhow::Result<Vec<PgConnectOptions>> {
         None => ("", authority),
     };
     let tail = without_session_attrs(tail)?;
-    if !hosts.contains(',') {
-        // One host (or none: a socket named in the query), as sqlx reads it.
-        return Ok(vec![
-            format!("{scheme}://{user}{hosts}{tail}")
-                .parse::<PgConnectOptions>()
-                .context("parsing the PostgreSQL URL")?,
-        ]);
-    }
+    let several = hosts.contains(',');
     hosts
         .split(',')
         .map(|host| {
-            if host.is_empty() {
+            // (One host may be none: a socket named in the query.)
+            if several && host.is_empty() {
                 bail!("an empty host in the PostgreSQL URL");
             }
             format!("{scheme}://{user}{host}{tail}")
                 .parse::<PgConnectOptions>()
-                .with_context(|| format!("parsing the PostgreSQL URL for host {host}"))
+                .with_context(|| format!("parsing the PostgreSQL URL for host {host:?}"))
         })
         .collect()
 }
@@ -130,7 +127,7 @@ impl Primary {
         })
     }
 
-    pub(crate) fn current(&self) -> PgConnectOptions {
+    fn current(&self) -> PgConnectOptions {
         self.hosts[self.current.load(Ordering::Relaxed)].clone()
     }
 
@@ -158,20 +155,41 @@ impl Primary {
         answers.iter().position(|writable| *writable)
     }
 
+    /// Asks the hosts every [`RETRY_EVERY`] until one is writable, while
+    /// `go_on()` holds.
+    async fn find_writable(&self, go_on: impl Fn() -> bool) -> Option<usize> {
+        let mut warned = false;
+        loop {
+            if let Some(index) = self.find().await {
+                return Some(index);
+            }
+            if !go_on() {
+                return None;
+            }
+            if !warned {
+                warned = true;
+                let names: Vec<String> = self.hosts.iter().map(host_name).collect();
+                tracing::warn!(
+                    hosts = %names.join(", "),
+                    "no PostgreSQL host takes writes yet; asking again"
+                );
+            }
+            tokio::time::sleep(RETRY_EVERY).await;
+        }
+    }
+
     /// Asks the hosts until one is writable, for at most `patience`.
     pub(crate) async fn locate(&self, patience: Duration) -> anyhow::Result<PgConnectOptions> {
         let deadline = tokio::time::Instant::now() + patience;
-        loop {
-            if let Some(index) = self.find().await {
-                self.current.store(index, Ordering::Relaxed);
-                return Ok(self.current());
-            }
-            if tokio::time::Instant::now() >= deadline {
-                let names: Vec<String> = self.hosts.iter().map(host_name).collect();
-                bail!("no writable PostgreSQL among {}", names.join(", "));
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+        let Some(index) = self
+            .find_writable(|| tokio::time::Instant::now() < deadline)
+            .await
+        else {
+            let names: Vec<String> = self.hosts.iter().map(host_name).collect();
+            bail!("no writable PostgreSQL among {}", names.join(", "));
+        };
+        self.current.store(index, Ordering::Relaxed);
+        Ok(self.current())
     }
 
     /// Follows the primary for as long as `pool` is open: checks the
@@ -186,21 +204,12 @@ impl Primary {
                     () = tokio::time::sleep(CHECK_EVERY) => {}
                     () = self.lost.notified() => {}
                 }
-                if pool.is_closed() {
-                    break;
-                }
-                if self.still_primary(&mut probe).await {
+                if pool.is_closed() || self.still_primary(&mut probe).await {
                     continue;
                 }
                 let before = self.current.load(Ordering::Relaxed);
-                let Some(index) = self.find().await else {
-                    tracing::warn!(
-                        primary = %host_name(&self.hosts[before]),
-                        "the PostgreSQL primary is not writable and no other host is yet"
-                    );
-                    // Look again soon, whatever woke us.
-                    self.lost.notify_one();
-                    continue;
+                let Some(index) = self.find_writable(|| !pool.is_closed()).await else {
+                    break;
                 };
                 if index != before {
                     self.current.store(index, Ordering::Relaxed);
