@@ -41,7 +41,8 @@ pub async fn serve(args: &BaselineArgs) -> anyhow::Result<()> {
             async move { ([(header::CONTENT_TYPE, "application/json")], body) }
         }),
     );
-    let listener = tokio::net::TcpListener::bind(args.listen).await?;
+    // Listens as Starling does, so that neither drops a burst of connects.
+    let listener = starling_http::listen(args.listen)?;
     println!("listening on {}", listener.local_addr()?);
     axum::serve(listener, app)
         .with_graceful_shutdown(async {

@@ -36,7 +36,7 @@ use tokio::net::TcpStream;
 use tokio::task::JoinSet;
 
 use crate::machine::Machine;
-use crate::report::{LatencySummary, OpReport, RunReport, new_histogram};
+use crate::report::{LatencySummary, OpReport, RunReport, SecondReport, new_histogram};
 
 /// One request to send.
 #[derive(Debug, Clone)]
@@ -75,16 +75,34 @@ struct OpStats {
     errors: BTreeMap<String, u64>,
 }
 
-#[derive(Default)]
 struct Recorder {
+    started: Instant,
     ops: Mutex<HashMap<&'static str, OpStats>>,
+    /// Every request's latency by the second it was due in: a stall shows
+    /// as the seconds it spans, which a whole run's percentiles average away.
+    seconds: Mutex<BTreeMap<u64, Histogram<u64>>>,
 }
 
 impl Recorder {
-    fn record(&self, op: &'static str, outcome: Result<u16, String>, latency: Duration) {
+    fn new(started: Instant) -> Self {
+        Self {
+            started,
+            ops: Mutex::default(),
+            seconds: Mutex::default(),
+        }
+    }
+
+    fn record(&self, op: &'static str, outcome: Result<u16, String>, due: Instant) {
+        let latency = due.elapsed();
         let micros = u64::try_from(latency.as_micros())
             .unwrap_or(u64::MAX)
             .max(1);
+        let second = due.saturating_duration_since(self.started).as_secs();
+        self.seconds
+            .lock()
+            .entry(second)
+            .or_insert_with(new_histogram)
+            .saturating_record(micros);
         let mut ops = self.ops.lock();
         let stats = ops.entry(op).or_default();
         let histogram = stats.histogram.get_or_insert_with(new_histogram);
@@ -192,8 +210,8 @@ pub async fn drive(
     pacing: Pacing,
     limits: Limits,
 ) -> RunReport {
-    let recorder = Arc::new(Recorder::default());
     let started = Instant::now();
+    let recorder = Arc::new(Recorder::new(started));
     let deadline = started + limits.duration;
     let max_requests = limits.max_requests.unwrap_or(u64::MAX);
     let (workers, interval) = match pacing {
@@ -239,7 +257,7 @@ pub async fn drive(
                 };
                 let request = source(&mut rng);
                 let outcome = connection.send(&request).await;
-                recorder.record(request.op, outcome, due.elapsed());
+                recorder.record(request.op, outcome, due);
             }
         });
     }
@@ -284,6 +302,17 @@ fn summarise(recorder: &Recorder, pacing: Pacing, elapsed: f64) -> RunReport {
         errors,
         overall: LatencySummary::of(&overall),
         ops: reports,
+        seconds: recorder
+            .seconds
+            .lock()
+            .iter()
+            .map(|(second, histogram)| SecondReport {
+                second: *second,
+                requests: histogram.len(),
+                p99_ms: histogram.value_at_quantile(0.99) as f64 / 1000.0,
+                max_ms: histogram.max() as f64 / 1000.0,
+            })
+            .collect(),
         fanout_lag: None,
     }
 }
@@ -350,6 +379,12 @@ mod tests {
             op.latency
         );
         assert!(op.latency.p50_ms > 500.0, "{:?}", op.latency);
+        // Every request was due within the first second, and that second
+        // carries their queueing.
+        assert_eq!(report.seconds.len(), 1, "{:?}", report.seconds);
+        assert_eq!(report.seconds[0].second, 0);
+        assert_eq!(report.seconds[0].requests, op.completed);
+        assert!(report.seconds[0].p99_ms > 1_000.0, "{:?}", report.seconds);
     }
 
     #[tokio::test]

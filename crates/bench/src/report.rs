@@ -55,6 +55,16 @@ pub struct OpReport {
     pub latency: LatencySummary,
 }
 
+/// The requests due in one second of a run.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct SecondReport {
+    /// Seconds since the run started.
+    pub second: u64,
+    pub requests: u64,
+    pub p99_ms: f64,
+    pub max_ms: f64,
+}
+
 /// Percentiles estimated from a Prometheus histogram's bucket counts.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct LagSummary {
@@ -75,9 +85,15 @@ pub struct RunReport {
     pub errors: u64,
     pub overall: LatencySummary,
     pub ops: Vec<OpReport>,
+    /// Latency second by second (by when each request was due).
+    #[serde(default)]
+    pub seconds: Vec<SecondReport>,
     /// Server-side fan-out lag over the run (from `/metrics`), when measured.
     pub fanout_lag: Option<LagSummary>,
 }
+
+/// A second whose p99 passes this is named in the printed report.
+const SLOW_SECOND_MS: f64 = 50.0;
 
 impl RunReport {
     pub fn print(&self, title: &str) {
@@ -114,6 +130,18 @@ impl RunReport {
             for (kind, count) in &op.errors {
                 println!("  {:<12}   {count} × {kind}", "");
             }
+        }
+        let slow: Vec<String> = self
+            .seconds
+            .iter()
+            .filter(|second| second.p99_ms > SLOW_SECOND_MS)
+            .map(|second| format!("{}s: p99 {:.0} ms", second.second, second.p99_ms))
+            .collect();
+        if !slow.is_empty() {
+            println!(
+                "  seconds with p99 over {SLOW_SECOND_MS} ms: {}",
+                slow.join(", ")
+            );
         }
         if let Some(lag) = &self.fanout_lag {
             println!(

@@ -56,6 +56,10 @@ pub struct RunArgs {
     /// Where to write the JSON result.
     #[arg(long, default_value = "./bench-results/run.json")]
     pub out: PathBuf,
+    /// The `/metrics` to read fan-out lag from: the target's own by
+    /// default; scaled out, the fan-out worker's.
+    #[arg(long)]
+    pub lag_metrics: Option<String>,
 }
 
 impl RunArgs {
@@ -73,6 +77,7 @@ impl RunArgs {
             like_weight: 1.0,
             follow_weight: 0.2,
             out: PathBuf::from("./bench-results/run.json"),
+            lag_metrics: None,
         }
     }
 }
@@ -162,7 +167,10 @@ pub async fn run(args: &RunArgs) -> anyhow::Result<RunReport> {
     let manifest = Arc::new(Manifest::load(&args.manifest)?);
     let source = mixed_source(manifest, args)?;
     let client = client(4)?;
-    let metrics_url = format!("{base}/metrics");
+    let metrics_url = match &args.lag_metrics {
+        Some(url) => loopback_url(url)?.to_string(),
+        None => format!("{base}/metrics"),
+    };
     let before = scrape_lag(&client, &metrics_url).await;
     let mut report = drive(
         &socket_address(&target)?,

@@ -3,6 +3,7 @@
 
 mod edge;
 mod extract;
+mod listener;
 mod middleware;
 mod models;
 mod openapi;
@@ -26,6 +27,7 @@ use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 
 pub use edge::{LoadShedding, TrustedProxies};
+pub use listener::{LISTEN_BACKLOG, listen};
 pub use problem::{PROBLEM_JSON, Problem};
 pub use state::{HttpState, RefreshGauges, Shared, Streaming};
 

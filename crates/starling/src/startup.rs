@@ -49,7 +49,7 @@ pub struct Application {
 
 /// Binds the service port; a port taken or refused is explained.
 async fn bind(address: SocketAddr) -> anyhow::Result<TcpListener> {
-    match TcpListener::bind(address).await {
+    match starling_http::listen(address) {
         Ok(listener) => Ok(listener),
         Err(error) if error.kind() == std::io::ErrorKind::AddrInUse => anyhow::bail!(
             "{address} is already in use (another Starling, or another program, listens \
@@ -427,3 +427,4 @@ async fn prune_periodically(
         }
     }
 }
+

@@ -36,6 +36,57 @@ fn keeps_up_with_posts(report: &RunReport) -> bool {
     }
 }
 
+/// Rising open-loop rates of the mix until one misses the objective.
+pub(crate) struct Ramp {
+    pub start_rate: f64,
+    /// Each next rate is this many times the last.
+    pub step: f64,
+    pub max_rate: f64,
+    /// Seconds per rate.
+    pub duration: u64,
+    pub results: PathBuf,
+    /// Result files are `{name}-{rate}.json`.
+    pub name: &'static str,
+}
+
+impl Ramp {
+    /// The highest rate that met the objective, and every step's report.
+    /// Fan-out lag is read from `lag_metrics` (the target's own by default).
+    pub async fn run(
+        &self,
+        target: &str,
+        manifest: &std::path::Path,
+        lag_metrics: Option<String>,
+    ) -> anyhow::Result<(Option<f64>, Vec<RunReport>)> {
+        let mut steps = Vec::new();
+        let mut best = None;
+        let mut rate = self.start_rate;
+        while rate <= self.max_rate {
+            let mut run_args =
+                RunArgs::defaults_for(target.to_owned(), manifest.to_owned(), rate, self.duration);
+            run_args.out = self.results.join(format!("{}-{rate:.0}.json", self.name));
+            run_args.lag_metrics = lag_metrics.clone();
+            let report = run_mix(&run_args).await?;
+            report.print(&format!("Mixed workload at {rate:.0} requests/s"));
+            let passed = meets_objective(&report);
+            steps.push(report);
+            if !passed {
+                break;
+            }
+            best = Some(rate);
+            rate *= self.step;
+            // Let queues drain between steps.
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+        Ok((best, steps))
+    }
+}
+
+/// No errors, p99 under the limit, and the fan-out keeping up.
+pub(crate) fn meets_objective(report: &RunReport) -> bool {
+    report.errors == 0 && report.overall.p99_ms < P99_LIMIT_MS && keeps_up_with_posts(report)
+}
+
 #[derive(Debug, Clone, clap::Args)]
 pub struct MixedArgs {
     #[command(flatten)]
@@ -119,6 +170,17 @@ fn spawn_warm_reads(
     tasks
 }
 
+pub(crate) fn print_best(best: Option<f64>, start_rate: f64) {
+    match best {
+        Some(rate) => println!(
+            "  highest rate with p99 < {P99_LIMIT_MS} ms, no errors and fan-out lag p99 < {FANOUT_LAG_LIMIT_S} s: {rate:.0} requests/s"
+        ),
+        None => println!(
+            "  even {start_rate:.0} requests/s missed p99 < {P99_LIMIT_MS} ms, had errors or lagged"
+        ),
+    }
+}
+
 #[derive(Debug, Serialize)]
 pub struct MixedResult {
     pub machine: Machine,
@@ -170,31 +232,17 @@ pub async fn run(args: &MixedArgs) -> anyhow::Result<MixedResult> {
         warm.per_rebuild_ms
     );
 
-    let mut steps = Vec::new();
-    let mut best = None;
-    let mut rate = args.start_rate;
-    while rate <= args.max_rate {
-        let mut run_args = RunArgs::defaults_for(
-            starling.base.clone(),
-            seed_args.manifest_path(),
-            rate,
-            args.suite.duration,
-        );
-        run_args.out = args.suite.results.join(format!("mixed-{rate:.0}.json"));
-        let report = run_mix(&run_args).await?;
-        report.print(&format!("Mixed workload at {rate:.0} requests/s"));
-        let passed = report.errors == 0
-            && report.overall.p99_ms < P99_LIMIT_MS
-            && keeps_up_with_posts(&report);
-        steps.push(report);
-        if !passed {
-            break;
-        }
-        best = Some(rate);
-        rate *= args.step;
-        // Let queues drain between steps.
-        tokio::time::sleep(Duration::from_secs(1)).await;
-    }
+    let ramp = Ramp {
+        start_rate: args.start_rate,
+        step: args.step,
+        max_rate: args.max_rate,
+        duration: args.suite.duration,
+        results: args.suite.results.clone(),
+        name: "mixed",
+    };
+    let (best, steps) = ramp
+        .run(&starling.base, &seed_args.manifest_path(), None)
+        .await?;
     starling.stop().await?;
     let result = MixedResult {
         machine: Machine::this(),
@@ -203,15 +251,7 @@ pub async fn run(args: &MixedArgs) -> anyhow::Result<MixedResult> {
         steps,
     };
     println!("\nMixed workload ({}):", result.machine.describe());
-    match best {
-        Some(rate) => println!(
-            "  highest rate with p99 < {P99_LIMIT_MS} ms, no errors and fan-out lag p99 < {FANOUT_LAG_LIMIT_S} s: {rate:.0} requests/s"
-        ),
-        None => println!(
-            "  even {:.0} requests/s missed p99 < {P99_LIMIT_MS} ms, had errors or lagged",
-            args.start_rate
-        ),
-    }
+    print_best(best, args.start_rate);
     write_json(&args.suite.results.join("mixed.json"), &result)?;
     Capacity::record(&args.suite.results.join("capacity.json"), |capacity| {
         capacity.mixed_requests_per_s = best;
