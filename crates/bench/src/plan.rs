@@ -340,6 +340,7 @@ mod tests {
                 feed_reads_per_s: 10_000.0,
                 posts_per_s: 3_000.0,
                 fanout_inserts_per_s: 50_000.0,
+                mixed_requests_per_s: None,
             }),
         };
         let plan = plan(&defaults(), Some(&capacity));

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use futures::{FutureExt, StreamExt};
 use axum::serve::ListenerExt;
 use starling_app::auth::{AccessTokens, PasswordHashing};
 use starling_app::live::{HubSettings, LiveHub};
@@ -80,11 +81,16 @@ impl Application {
             None
         };
         let store = SqlStore::open(&config).await?;
-        let events = Arc::new(OutboxEventLog::new(
+        let jetstream = engines::jetstream(&config).await?;
+        let mut events = OutboxEventLog::new(
             store.port(),
             Duration::from_millis(config.outbox.poll_interval_ms),
-        ));
-        let jetstream = engines::jetstream(&config).await?;
+        );
+        if let Some(jetstream) = &jetstream {
+            // The relay is another process: tell it of each commit.
+            events = events.announcing_with(jetstream.outbox_announcer());
+        }
+        let events = Arc::new(events);
         let redis = engines::redis(&config).await?;
         let ports = Ports {
             store: store.port(),
@@ -242,6 +248,11 @@ impl Application {
             }
             Some(jetstream) => {
                 if config.runs(Role::Relay) {
+                    tasks.push(tokio::spawn(wake_on_announcements(
+                        jetstream.clone(),
+                        self.events.clone(),
+                        stop.clone(),
+                    )));
                     tasks.push(tokio::spawn(run_relay(
                         self.events.clone(),
                         Arc::new(jetstream.clone()),
@@ -367,6 +378,50 @@ fn outbox_consumers(jetstream: Option<&JetStream>) -> &'static [&'static str] {
             Thumbnailer::CONSUMER,
             Notifier::CONSUMER,
         ]
+    }
+}
+
+/// The relay reads the outbox at most this often on announcements alone
+/// (it reads on without waiting while a read finds events).
+const ANNOUNCED_WAKES_APART: Duration = Duration::from_millis(20);
+
+/// Wakes the relay's read of the outbox whenever a process announces a
+/// commit; it polls as well, so an announcement lost costs only latency.
+async fn wake_on_announcements(
+    jetstream: JetStream,
+    events: Arc<OutboxEventLog>,
+    stop: CancellationToken,
+) {
+    loop {
+        match jetstream.outbox_announcements().await {
+            Ok(mut announcements) => loop {
+                tokio::select! {
+                    () = stop.cancelled() => return,
+                    announced = announcements.next() => match announced {
+                        Some(()) => {
+                            events.wake_readers();
+                            // A busy deployment announces hundreds of
+                            // commits a second; a read of the outbox per
+                            // commit cost the database more than the
+                            // commits. The first wakes at once, the next
+                            // no sooner than this after it, for all that
+                            // came meanwhile.
+                            tokio::time::sleep(ANNOUNCED_WAKES_APART).await;
+                            while let Some(Some(())) = announcements.next().now_or_never() {}
+                        }
+                        // The client closed: subscribe again.
+                        None => break,
+                    },
+                }
+            },
+            Err(error) => {
+                tracing::warn!(error = %error, "cannot hear outbox announcements; polling only");
+            }
+        }
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
     }
 }
 

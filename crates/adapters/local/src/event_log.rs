@@ -19,6 +19,8 @@ pub struct OutboxEventLog {
     store: Arc<dyn OutboxStore>,
     appended: watch::Sender<u64>,
     poll_interval: Duration,
+    /// Tells readers in other processes too, when there are any.
+    announce: Option<Arc<dyn Fn() + Send + Sync>>,
 }
 
 impl OutboxEventLog {
@@ -27,7 +29,23 @@ impl OutboxEventLog {
             store,
             appended: watch::Sender::new(0),
             poll_interval,
+            announce: None,
         }
+    }
+
+    /// Also calls `announce` at each wake, so that readers in other
+    /// processes (a relay, scaled out) learn of a commit without waiting
+    /// for their next poll.
+    #[must_use]
+    pub fn announcing_with(mut self, announce: Arc<dyn Fn() + Send + Sync>) -> Self {
+        self.announce = Some(announce);
+        self
+    }
+
+    /// Wakes this process's readers: for a commit another process announced.
+    pub fn wake_readers(&self) {
+        self.appended
+            .send_modify(|generation| *generation = generation.wrapping_add(1));
     }
 
     /// Deletes events that every one of `consumers` has handled and that are
@@ -66,8 +84,10 @@ impl EventLog for OutboxEventLog {
     }
 
     fn wake(&self) {
-        self.appended
-            .send_modify(|generation| *generation = generation.wrapping_add(1));
+        self.wake_readers();
+        if let Some(announce) = &self.announce {
+            announce();
+        }
     }
 }
 

@@ -16,6 +16,7 @@
 //! The live-update log (`live.rs`) is a second stream, kept for minutes,
 //! that streaming clients follow through the API instances.
 
+mod announce;
 mod lease;
 mod live;
 mod log;

@@ -38,21 +38,21 @@ fn keeps_up_with_posts(report: &RunReport) -> bool {
 
 /// Rising open-loop rates of the mix until one misses the objective.
 pub(crate) struct Ramp {
-    pub start_rate: f64,
+    pub(crate) start_rate: f64,
     /// Each next rate is this many times the last.
-    pub step: f64,
-    pub max_rate: f64,
+    pub(crate) step: f64,
+    pub(crate) max_rate: f64,
     /// Seconds per rate.
-    pub duration: u64,
-    pub results: PathBuf,
+    pub(crate) duration: u64,
+    pub(crate) results: PathBuf,
     /// Result files are `{name}-{rate}.json`.
-    pub name: &'static str,
+    pub(crate) name: &'static str,
 }
 
 impl Ramp {
     /// The highest rate that met the objective, and every step's report.
     /// Fan-out lag is read from `lag_metrics` (the target's own by default).
-    pub async fn run(
+    pub(crate) async fn run(
         &self,
         target: &str,
         manifest: &std::path::Path,

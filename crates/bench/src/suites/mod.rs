@@ -46,6 +46,10 @@ pub struct ScaledCapacity {
     pub posts_per_s: f64,
     /// Timeline inserts per second of one fan-out worker into Redis.
     pub fanout_inserts_per_s: f64,
+    /// Mixed-workload requests per second through nginx to two API
+    /// instances with p99 < 50 ms.
+    #[serde(default)]
+    pub mixed_requests_per_s: Option<f64>,
 }
 
 impl Capacity {

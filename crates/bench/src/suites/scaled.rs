@@ -20,6 +20,7 @@ use sqlx::Connection;
 use super::SuiteArgs;
 use crate::load::{Limits, Pacing, Request, RequestSource, client, drive};
 use crate::machine::Machine;
+use crate::manifest::{Manifest, SeededUser};
 use crate::nginx::Nginx;
 use crate::report::{RunReport, write_json};
 use crate::server::{Spawned, start_starling};
@@ -68,6 +69,15 @@ pub struct ScaledArgs {
     /// Posts per second, open loop, for the fan-out lag at a steady rate.
     #[arg(long, default_value_t = 1_000.0)]
     pub steady_rate: f64,
+    /// The mixed workload's first rate (requests/s, through nginx to both
+    /// API instances); each next is `--mixed-step` times the last.
+    #[arg(long, default_value_t = 1_000.0)]
+    pub mixed_start_rate: f64,
+    #[arg(long, default_value_t = 1.4)]
+    pub mixed_step: f64,
+    /// Never try more than this (requests/s).
+    #[arg(long, default_value_t = 50_000.0)]
+    pub mixed_max_rate: f64,
 }
 
 #[derive(Debug, Serialize)]
@@ -95,6 +105,11 @@ pub struct ScaledResult {
     pub steady: RunReport,
     /// Events the fan-out worker was delivered again during the steady run.
     pub steady_redelivered: u64,
+    /// The mixed workload (`bench mixed`'s ramp) through nginx to both API
+    /// instances, fan-out lag from the worker: the highest rate that met
+    /// the objective, and every step.
+    pub mixed_best_rate_per_s: Option<f64>,
+    pub mixed_steps: Vec<RunReport>,
 }
 
 #[derive(Debug, Serialize)]
@@ -306,6 +321,51 @@ async fn seed(
     .await;
     anyhow::ensure!(failures == 0, "{failures} posts failed");
     Ok(users)
+}
+
+/// What `bench run` needs to act as the seeded accounts: their ids and
+/// tokens, and posts to like (the first accounts' latest); the counts are
+/// the caller's to fill.
+async fn manifest_of(
+    http: &reqwest::Client,
+    base: &str,
+    users: &[(String, String)],
+) -> anyhow::Result<Manifest> {
+    let mut sample_posts = Vec::new();
+    for (id, token) in users.iter().take(50) {
+        let page: serde_json::Value = http
+            .get(format!("{base}/api/v1/users/{id}/posts?limit=20"))
+            .bearer_auth(token)
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?;
+        sample_posts.extend(
+            page["data"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|post| post["id"].as_str().map(str::to_owned)),
+        );
+    }
+    anyhow::ensure!(!sample_posts.is_empty(), "no seeded post to like");
+    Ok(Manifest {
+        users: users
+            .iter()
+            .enumerate()
+            .map(|(index, (id, token))| SeededUser {
+                id: id.clone(),
+                handle: format!("user{index}"),
+                token: token.clone(),
+            })
+            .collect(),
+        all_user_ids: users.iter().map(|(id, _)| id.clone()).collect(),
+        sample_posts,
+        most_followed: Vec::new(),
+        follows: 0,
+        posts: 0,
+    })
 }
 
 /// Sends every request, 32 at a time; answers how many did not succeed.
@@ -701,6 +761,24 @@ async fn measure(args: &ScaledArgs, isolation: &Isolation) -> anyhow::Result<Sca
     let steady_redelivered =
         redelivered(&scrape(&http, &fanout).await?).saturating_sub(redelivered_before);
 
+    println!("the mixed workload through nginx to both API instances ...");
+    let manifest_dir = crate::server::data_dir()?;
+    let manifest = manifest_dir.path().join("bench-manifest.json");
+    let mut seeded = manifest_of(&http, &api_a.base, &users).await?;
+    seeded.follows = (args.users * args.follows.min(args.users.saturating_sub(1))) as u64;
+    seeded.posts = args.posts as u64;
+    seeded.save(&manifest)?;
+    let ramp = super::mixed::Ramp {
+        start_rate: args.mixed_start_rate,
+        step: args.mixed_step,
+        max_rate: args.mixed_max_rate,
+        duration: args.suite.duration,
+        results: args.suite.results.clone(),
+        name: "scaled-mixed",
+    };
+    let (mixed_best_rate_per_s, mixed_steps) =
+        ramp.run(&two.base, &manifest, Some(lag_url.clone())).await?;
+
     drop((one, two, unbatched));
     for process in [api_a, api_b, api_c, relay, fanout] {
         process.stop().await?;
@@ -720,6 +798,8 @@ async fn measure(args: &ScaledArgs, isolation: &Isolation) -> anyhow::Result<Sca
         redis_inserts_alone,
         steady,
         steady_redelivered,
+        mixed_best_rate_per_s,
+        mixed_steps,
     };
     result
         .feed_one_instance
@@ -817,12 +897,15 @@ async fn measure(args: &ScaledArgs, isolation: &Isolation) -> anyhow::Result<Sca
             result.steady_redelivered
         );
     }
+    println!("  mixed workload through nginx to two API instances:");
+    super::mixed::print_best(result.mixed_best_rate_per_s, args.mixed_start_rate);
     write_json(&args.suite.results.join("scaled.json"), &result)?;
     super::Capacity::record(&args.suite.results.join("capacity.json"), |capacity| {
         capacity.scaled = Some(super::ScaledCapacity {
             feed_reads_per_s: result.feed_one_instance.throughput_per_s,
             posts_per_s: result.post_write_path.throughput_per_s,
             fanout_inserts_per_s: result.fanout_burst.inserts_per_s,
+            mixed_requests_per_s: result.mixed_best_rate_per_s,
         });
     })?;
     Ok(result)
