@@ -78,11 +78,21 @@ pub struct Deployment {
 impl Deployment {
     /// `None` (skip) when the engines are not configured.
     pub async fn start() -> Option<Self> {
+        Self::start_with(&[]).await
+    }
+
+    /// With `extra` settings in every process's environment.
+    pub async fn start_with(extra: &[(&str, &str)]) -> Option<Self> {
         let engines = Engines::new().await?;
         let replica_url = engines.database.on_replica()?;
         let dirs: Vec<_> = (0..6).map(|_| tempfile::tempdir().unwrap()).collect();
         let key_file = dirs[5].path().join("jwt.pem");
-        let env = deployment_env(&engines, key_file.to_str().unwrap(), &replica_url);
+        let mut env = deployment_env(&engines, key_file.to_str().unwrap(), &replica_url);
+        env.extend(
+            extra
+                .iter()
+                .map(|(key, value)| ((*key).to_owned(), (*value).to_owned())),
+        );
         let migrated = command(&env).arg("migrate").output().unwrap();
         assert!(
             migrated.status.success(),
@@ -290,6 +300,50 @@ async fn separate_roles_serve_one_deployment() {
     // Two registrations, a follow, two posts, a delete.
     assert_eq!(stored, 6);
     tokio::time::sleep(Duration::from_millis(10)).await;
+}
+
+/// The relay is another process than the API instance that commits a post:
+/// it reads the outbox when told of the commit, not at its next poll.
+#[tokio::test]
+async fn a_post_is_relayed_when_committed_not_at_the_next_poll() {
+    // A poll so rare that only an announcement explains a prompt delivery.
+    let Some(deployment) =
+        Deployment::start_with(&[("STARLING_OUTBOX__POLL_INTERVAL_MS", "20000")]).await
+    else {
+        return;
+    };
+    let Deployment { api_a, api_b, .. } = &deployment;
+    let client = reqwest::Client::new();
+    let ada = register(&client, &api_a.base, "ada").await;
+    let bob = register(&client, &api_b.base, "bob").await;
+    let followed = client
+        .post(format!("{}/api/v1/users/{}/follow", api_b.base, bob.id))
+        .bearer_auth(&ada.access_token)
+        .send()
+        .await
+        .unwrap();
+    assert!(followed.status().is_success(), "{}", followed.status());
+    assert!(feed_ids(&client, &api_a.base, &ada).await.is_empty());
+    let posted = std::time::Instant::now();
+    let created = read(
+        client
+            .post(format!("{}/api/v1/posts", api_a.base))
+            .bearer_auth(&bob.access_token)
+            .json(&json!({"text": "straight through"}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(created.status, 201, "{}", created.text);
+    let post = created.body["id"].as_str().unwrap().to_owned();
+    eventually(
+        "the post reaches ada's feed long before the relay's next poll",
+        Duration::from_secs(5),
+        || async { feed_ids(&client, &api_b.base, &ada).await == [post.clone()] },
+    )
+    .await;
+    assert!(posted.elapsed() < Duration::from_secs(5));
 }
 
 /// Two API instances on one Redis count one client against one quota.
