@@ -42,6 +42,7 @@ macro_rules! store_contract {
             concurrent_likes_and_follows_keep_counters_exact,
             follows_crossing_at_once_never_deadlock,
             concurrent_posts_succeed_or_fail_on_their_own,
+            posts_by_many_authors_at_once_are_each_counted,
             the_outbox_delivers_every_change_in_commit_order,
             checkpoints_start_at_zero_and_never_move_back,
             the_backlog_counts_what_a_consumer_has_not_handled,
@@ -1097,6 +1098,45 @@ pub async fn concurrent_posts_succeed_or_fail_on_their_own(store: Arc<dyn Store>
         created, 55,
         "one event per stored post, none for refused ones"
     );
+}
+
+/// Many authors posting at once: group commit puts several authors in one
+/// batch, and batches written side by side touch the same authors in
+/// different orders; each post is stored once, each author counted exactly.
+pub async fn posts_by_many_authors_at_once_are_each_counted(store: Arc<dyn Store>) {
+    let fixture = Arc::new(Fixture::new(store.clone()));
+    let mut authors = Vec::new();
+    for index in 0..10 {
+        authors.push(fixture.user(&format!("author{index}")).await.id);
+    }
+    let mut tasks = Vec::new();
+    for index in 0..300_usize {
+        let fixture = fixture.clone();
+        // Each round walks the authors in another order.
+        let author = authors[(index * 7 + index / 10) % authors.len()];
+        tasks.push(tokio::spawn(async move {
+            (author, fixture.post(author, None).await.unwrap())
+        }));
+    }
+    let mut written: std::collections::HashMap<UserId, i64> = std::collections::HashMap::new();
+    for task in tasks {
+        let (author, post) = task.await.unwrap();
+        assert_eq!(post.author_id, author);
+        *written.entry(author).or_default() += 1;
+    }
+    for author in &authors {
+        assert_eq!(
+            fixture.fresh(*author).await.posts_count,
+            written.get(author).copied().unwrap_or(0),
+            "{author:?}"
+        );
+    }
+    let created = decoded(&*store, 0, 1_000)
+        .await
+        .into_iter()
+        .filter(|envelope| envelope.event.kind() == "post_created")
+        .count();
+    assert_eq!(created, 300);
 }
 
 fn kinds_and_actors(notifications: &[Notification]) -> Vec<(NotificationKind, UserId)> {
