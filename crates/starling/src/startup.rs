@@ -7,8 +7,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use futures::{FutureExt, StreamExt};
 use axum::serve::ListenerExt;
+use futures::{FutureExt, StreamExt};
 use starling_app::auth::{AccessTokens, PasswordHashing};
 use starling_app::live::{HubSettings, LiveHub};
 use starling_app::ports::EventLog;
@@ -482,4 +482,3 @@ async fn prune_periodically(
         }
     }
 }
-

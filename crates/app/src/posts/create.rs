@@ -61,21 +61,32 @@ impl App {
             post_id: post.id,
             author_id: author,
         };
-        if let Err(error) = self.ports.timelines.insert(&[author], entry).await {
+        let post = Arc::new(post);
+        let caches = &self.ports.caches;
+        let own_timeline = [author];
+        // What follows the commit goes to other engines side by side: one
+        // wait instead of four in a row.
+        let (inserted, (), (), author_summary) = tokio::join!(
+            self.ports.timelines.insert(&own_timeline, entry),
+            caches.author_recent.invalidate(&author),
+            async {
+                if let Some(parent) = reply_to {
+                    caches.posts.invalidate(&parent).await;
+                }
+                // Filled, not put: nobody can hold a copy of a post made a
+                // moment ago, so no instance needs telling to drop one.
+                caches.posts.fill_many(vec![(post.id, post.clone())]).await;
+            },
+            self.author_summary(author),
+        );
+        if let Err(error) = inserted {
             // The post is committed; the fan-out worker adds it to the
             // author's timeline from the event, so nothing is lost.
             tracing::warn!(error = %error, "could not add the post to its author's timeline");
         }
-        let caches = &self.ports.caches;
-        caches.author_recent.invalidate(&author).await;
-        if let Some(parent) = reply_to {
-            caches.posts.invalidate(&parent).await;
-        }
-        let post = Arc::new(post);
-        caches.posts.put_many(vec![(post.id, post.clone())]).await;
         tracing::info!(post_id = %post.id, "posted");
         Ok(PostView {
-            author: self.author_summary(author).await?,
+            author: author_summary?,
             post,
             // Nobody can have liked a post that did not exist a moment ago.
             liked_by_me: false,

@@ -776,8 +776,9 @@ async fn measure(args: &ScaledArgs, isolation: &Isolation) -> anyhow::Result<Sca
         results: args.suite.results.clone(),
         name: "scaled-mixed",
     };
-    let (mixed_best_rate_per_s, mixed_steps) =
-        ramp.run(&two.base, &manifest, Some(lag_url.clone())).await?;
+    let (mixed_best_rate_per_s, mixed_steps) = ramp
+        .run(&two.base, &manifest, Some(lag_url.clone()))
+        .await?;
 
     drop((one, two, unbatched));
     for process in [api_a, api_b, api_c, relay, fanout] {
