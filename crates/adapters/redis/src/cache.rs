@@ -67,7 +67,16 @@ pub struct InvalidationBus {
     channel: String,
     instance: String,
     locals: Mutex<HashMap<&'static str, Arc<dyn Local>>>,
+    /// Keys to announce per cache, sent by `send_pending`: whatever piled
+    /// up while one message was on its way goes in the next, so a busy
+    /// instance sends a message per round trip to Redis, not one per
+    /// change, and every other process wakes that much less.
+    pending: Mutex<HashMap<&'static str, Vec<String>>>,
+    queued: Arc<tokio::sync::Notify>,
 }
+
+/// Keys per message at most.
+const KEYS_PER_MESSAGE: usize = 256;
 
 impl InvalidationBus {
     /// Publishes on `connection` and listens through a subscription of its
@@ -83,11 +92,14 @@ impl InvalidationBus {
             channel: format!("{prefix}invalidate"),
             instance: format!("{:016x}", rand::random::<u64>()),
             locals: Mutex::new(HashMap::new()),
+            pending: Mutex::new(HashMap::new()),
+            queued: Arc::new(tokio::sync::Notify::new()),
         });
         let client = redis::Client::open(pubsub_url)?;
         let mut pubsub = client.get_async_pubsub().await?;
         pubsub.subscribe(&bus.channel).await?;
         tokio::spawn(listen(Arc::downgrade(&bus), client, pubsub));
+        tokio::spawn(send_pending(Arc::downgrade(&bus), bus.queued.clone()));
         Ok(bus)
     }
 
@@ -95,21 +107,40 @@ impl InvalidationBus {
         self.locals.lock().insert(cache, local);
     }
 
-    async fn publish(&self, cache: &str, keys: &[String]) {
+    /// Queues `keys` for the other instances to drop from their `cache`;
+    /// they go out at once, or with the message after the one on its way
+    /// (fire-and-forget either way: Redis pub/sub promises no delivery).
+    fn publish(&self, cache: &'static str, keys: &[String]) {
         if keys.is_empty() {
             return;
         }
-        let message = format!("{} {cache} {}", self.instance, keys.join(" "));
-        let mut connection = self.connection.clone();
-        let sent: redis::RedisResult<()> = redis::cmd("PUBLISH")
-            .arg(&self.channel)
-            .arg(message)
-            .query_async(&mut connection)
-            .await;
-        if let Err(error) = sent {
-            // The other instances' copies live out their (short) lifetime.
-            metrics::counter!("starling_cache_invalidations_lost_total").increment(1);
-            tracing::warn!(error = %error, cache, "cannot publish a cache invalidation");
+        self.pending
+            .lock()
+            .entry(cache)
+            .or_default()
+            .extend_from_slice(keys);
+        self.queued.notify_one();
+    }
+
+    /// Sends what is queued, a message per cache (and per
+    /// `KEYS_PER_MESSAGE` keys).
+    async fn send(&self) {
+        let pending = std::mem::take(&mut *self.pending.lock());
+        for (cache, keys) in pending {
+            for chunk in keys.chunks(KEYS_PER_MESSAGE) {
+                let message = format!("{} {cache} {}", self.instance, chunk.join(" "));
+                let mut connection = self.connection.clone();
+                let sent: redis::RedisResult<()> = redis::cmd("PUBLISH")
+                    .arg(&self.channel)
+                    .arg(message)
+                    .query_async(&mut connection)
+                    .await;
+                if let Err(error) = sent {
+                    // The other instances' copies live out their (short) lifetime.
+                    metrics::counter!("starling_cache_invalidations_lost_total").increment(1);
+                    tracing::warn!(error = %error, cache, "cannot publish a cache invalidation");
+                }
+            }
         }
     }
 
@@ -132,6 +163,27 @@ impl InvalidationBus {
         for local in locals {
             local.clear();
         }
+    }
+}
+
+/// Sends queued invalidations until the bus is dropped.
+async fn send_pending(bus: std::sync::Weak<InvalidationBus>, queued: Arc<tokio::sync::Notify>) {
+    loop {
+        // A change queued while a message was on its way left a permit:
+        // this wait then ends at once and nothing is missed.
+        if tokio::time::timeout(Duration::from_secs(1), queued.notified())
+            .await
+            .is_err()
+        {
+            if bus.strong_count() == 0 {
+                return;
+            }
+            continue;
+        }
+        let Some(bus) = bus.upgrade() else {
+            return;
+        };
+        bus.send().await;
     }
 }
 
@@ -227,7 +279,7 @@ where
     async fn put_many(&self, entries: Vec<(K, V)>) {
         let keys: Vec<String> = entries.iter().map(|(key, _)| key.to_string()).collect();
         self.local.put_many(entries).await;
-        self.bus.publish(self.name, &keys).await;
+        self.bus.publish(self.name, &keys);
     }
 
     async fn fill_many(&self, entries: Vec<(K, V)>) {
@@ -236,7 +288,7 @@ where
 
     async fn invalidate(&self, key: &K) {
         self.local.invalidate(key).await;
-        self.bus.publish(self.name, &[key.to_string()]).await;
+        self.bus.publish(self.name, &[key.to_string()]);
     }
 
     async fn invalidate_many(&self, keys: &[K]) {
@@ -244,7 +296,7 @@ where
             self.local.invalidate(key).await;
         }
         let names: Vec<String> = keys.iter().map(ToString::to_string).collect();
-        self.bus.publish(self.name, &names).await;
+        self.bus.publish(self.name, &names);
     }
 }
 
@@ -488,6 +540,46 @@ mod tests {
         assert_eq!(message.keys, vec!["1", "22", "333"]);
         assert!(parse("").is_none());
         assert!(parse("abc").is_none());
+    }
+
+    /// A burst of changes on one instance reaches the others as a few
+    /// messages carrying every key, not a message per change.
+    #[tokio::test]
+    async fn a_burst_of_invalidations_goes_out_in_few_messages_with_every_key() {
+        let Some(prefix) = RedisPrefix::new() else {
+            return;
+        };
+        let client = redis::Client::open(prefix.url.as_str()).unwrap();
+        let mut listener = client.get_async_pubsub().await.unwrap();
+        listener
+            .subscribe(format!("{}invalidate", prefix.prefix))
+            .await
+            .unwrap();
+        let a = instance(&prefix).await;
+        for id in 0..1_000 {
+            a.lists.invalidate(&UserId(id)).await;
+        }
+        let mut keys = std::collections::BTreeSet::new();
+        let mut messages = 0;
+        let mut incoming = listener.on_message();
+        while keys.len() < 1_000 {
+            let message = tokio::time::timeout(Duration::from_secs(5), incoming.next())
+                .await
+                .expect("every key arrives")
+                .unwrap();
+            let text: String = message.get_payload().unwrap();
+            let invalidation = parse(&text).unwrap();
+            assert_eq!(invalidation.cache, "lists");
+            keys.extend(
+                invalidation
+                    .keys
+                    .iter()
+                    .map(|key| key.parse::<i64>().unwrap()),
+            );
+            messages += 1;
+        }
+        assert_eq!(keys, (0..1_000).collect());
+        assert!(messages < 100, "{messages} messages for 1,000 changes");
     }
 
     #[tokio::test]
