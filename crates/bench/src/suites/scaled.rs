@@ -110,6 +110,9 @@ pub struct ScaledResult {
     /// the objective, and every step.
     pub mixed_best_rate_per_s: Option<f64>,
     pub mixed_steps: Vec<RunReport>,
+    /// The same through nginx to one API instance, the baseline.
+    pub mixed_one_instance_best_rate_per_s: Option<f64>,
+    pub mixed_one_instance_steps: Vec<RunReport>,
 }
 
 #[derive(Debug, Serialize)]
@@ -761,22 +764,25 @@ async fn measure(args: &ScaledArgs, isolation: &Isolation) -> anyhow::Result<Sca
     let steady_redelivered =
         redelivered(&scrape(&http, &fanout).await?).saturating_sub(redelivered_before);
 
-    println!("the mixed workload through nginx to both API instances ...");
+    println!("the mixed workload through nginx to one API instance, then to both ...");
     let manifest_dir = crate::server::data_dir()?;
     let manifest = manifest_dir.path().join("bench-manifest.json");
     let mut seeded = manifest_of(&http, &api_a.base, &users).await?;
     seeded.follows = (args.users * args.follows.min(args.users.saturating_sub(1))) as u64;
     seeded.posts = args.posts as u64;
     seeded.save(&manifest)?;
-    let ramp = super::mixed::Ramp {
+    let ramp = |name| super::mixed::Ramp {
         start_rate: args.mixed_start_rate,
         step: args.mixed_step,
         max_rate: args.mixed_max_rate,
         duration: args.suite.duration,
         results: args.suite.results.clone(),
-        name: "scaled-mixed",
+        name,
     };
-    let (mixed_best_rate_per_s, mixed_steps) = ramp
+    let (mixed_one_instance_best_rate_per_s, mixed_one_instance_steps) = ramp("scaled-mixed-one")
+        .run(&one.base, &manifest, Some(lag_url.clone()))
+        .await?;
+    let (mixed_best_rate_per_s, mixed_steps) = ramp("scaled-mixed")
         .run(&two.base, &manifest, Some(lag_url.clone()))
         .await?;
 
@@ -801,6 +807,8 @@ async fn measure(args: &ScaledArgs, isolation: &Isolation) -> anyhow::Result<Sca
         steady_redelivered,
         mixed_best_rate_per_s,
         mixed_steps,
+        mixed_one_instance_best_rate_per_s,
+        mixed_one_instance_steps,
     };
     result
         .feed_one_instance
@@ -898,6 +906,11 @@ async fn measure(args: &ScaledArgs, isolation: &Isolation) -> anyhow::Result<Sca
             result.steady_redelivered
         );
     }
+    println!("  mixed workload through nginx to one API instance:");
+    super::mixed::print_best(
+        result.mixed_one_instance_best_rate_per_s,
+        args.mixed_start_rate,
+    );
     println!("  mixed workload through nginx to two API instances:");
     super::mixed::print_best(result.mixed_best_rate_per_s, args.mixed_start_rate);
     write_json(&args.suite.results.join("scaled.json"), &result)?;
