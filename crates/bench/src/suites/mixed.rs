@@ -67,7 +67,10 @@ impl Ramp {
             run_args.out = self.results.join(format!("{}-{rate:.0}.json", self.name));
             run_args.lag_metrics = lag_metrics.clone();
             let report = run_mix(&run_args).await?;
-            report.print(&format!("Mixed workload ({}) at {rate:.0} requests/s", self.name));
+            report.print(&format!(
+                "Mixed workload ({}) at {rate:.0} requests/s",
+                self.name
+            ));
             let passed = meets_objective(&report);
             steps.push(report);
             if !passed {
