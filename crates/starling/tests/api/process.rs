@@ -135,6 +135,43 @@ pub async fn register(client: &reqwest::Client, base: &str, handle: &str) -> Tes
     session_user(&reply.body)
 }
 
+/// `follower` follows `followee` through `base`, which must accept it.
+pub async fn follow(
+    client: &reqwest::Client,
+    base: &str,
+    follower: &TestUser,
+    followee: &TestUser,
+) {
+    let followed = client
+        .post(format!("{base}/api/v1/users/{}/follow", followee.id))
+        .bearer_auth(&follower.access_token)
+        .send()
+        .await
+        .unwrap();
+    assert!(followed.status().is_success(), "{}", followed.status());
+}
+
+/// `author` posts `text` through `base`; answers the new post's id.
+pub async fn create_post(
+    client: &reqwest::Client,
+    base: &str,
+    author: &TestUser,
+    text: &str,
+) -> String {
+    let created = read(
+        client
+            .post(format!("{base}/api/v1/posts"))
+            .bearer_auth(&author.access_token)
+            .json(&json!({"text": text}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(created.status, 201, "{}", created.text);
+    created.body["id"].as_str().unwrap().to_owned()
+}
+
 /// A home-timeline read: its status and post ids (599 when no answer came).
 pub async fn feed(
     client: &reqwest::Client,

@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde_json::json;
 
 use crate::helpers::{Engines, EventStream, FANOUT_WAIT, TestUser, eventually, read};
-use crate::process::{Server, feed, feed_up_to, register, start_roles};
+use crate::process::{Server, create_post, feed, feed_up_to, follow, register, start_roles};
 
 /// The environment every process of one deployment shares.
 pub fn deployment_env(
@@ -154,30 +154,13 @@ async fn separate_roles_serve_one_deployment() {
 
     let ada = register(&client, &api_a.base, "ada").await;
     let bob = register(&client, &api_b.base, "bob").await;
-    let followed = client
-        .post(format!("{}/api/v1/users/{}/follow", api_b.base, bob.id))
-        .bearer_auth(&ada.access_token)
-        .send()
-        .await
-        .unwrap();
-    assert!(followed.status().is_success(), "{}", followed.status());
+    follow(&client, &api_b.base, &ada, &bob).await;
     // Ada's timeline exists before the post, so it arrives by fan-out.
     assert!(feed_ids(&client, &api_a.base, &ada).await.is_empty());
     // She listens on instance B; the post is made on A and fanned out by
     // the worker process; its live update reaches B through NATS.
     let mut stream = EventStream::open(&client, &api_b.base, &ada, None).await;
-    let created = read(
-        client
-            .post(format!("{}/api/v1/posts", api_a.base))
-            .bearer_auth(&bob.access_token)
-            .json(&json!({"text": "hello from instance A"}))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
-    assert_eq!(created.status, 201, "{}", created.text);
-    let post = created.body["id"].as_str().unwrap().to_owned();
+    let post = create_post(&client, &api_a.base, &bob, "hello from instance A").await;
     eventually(
         "the post reaches ada's feed on the other instance",
         FANOUT_WAIT,
@@ -238,19 +221,7 @@ async fn separate_roles_serve_one_deployment() {
         },
     )
     .await;
-    let post = {
-        let created = read(
-            client
-                .post(format!("{}/api/v1/posts", api_a.base))
-                .bearer_auth(&bob.access_token)
-                .json(&json!({"text": "another one"}))
-                .send()
-                .await
-                .unwrap(),
-        )
-        .await;
-        created.body["id"].as_str().unwrap().to_owned()
-    };
+    let post = create_post(&client, &api_a.base, &bob, "another one").await;
     eventually("the new post reaches ada", FANOUT_WAIT, || async {
         feed_ids(&client, &api_b.base, &ada).await == [post.clone()]
     })
@@ -316,27 +287,10 @@ async fn a_post_is_relayed_when_committed_not_at_the_next_poll() {
     let client = reqwest::Client::new();
     let ada = register(&client, &api_a.base, "ada").await;
     let bob = register(&client, &api_b.base, "bob").await;
-    let followed = client
-        .post(format!("{}/api/v1/users/{}/follow", api_b.base, bob.id))
-        .bearer_auth(&ada.access_token)
-        .send()
-        .await
-        .unwrap();
-    assert!(followed.status().is_success(), "{}", followed.status());
+    follow(&client, &api_b.base, &ada, &bob).await;
     assert!(feed_ids(&client, &api_a.base, &ada).await.is_empty());
     let posted = std::time::Instant::now();
-    let created = read(
-        client
-            .post(format!("{}/api/v1/posts", api_a.base))
-            .bearer_auth(&bob.access_token)
-            .json(&json!({"text": "straight through"}))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
-    assert_eq!(created.status, 201, "{}", created.text);
-    let post = created.body["id"].as_str().unwrap().to_owned();
+    let post = create_post(&client, &api_a.base, &bob, "straight through").await;
     eventually(
         "the post reaches ada's feed long before the relay's next poll",
         Duration::from_secs(5),
@@ -429,13 +383,7 @@ async fn a_fan_out_worker_killed_mid_burst_loses_no_post() {
     for index in 0..3 {
         let reader = register(&client, &api, &format!("reader{index}")).await;
         for author in &authors {
-            let followed = client
-                .post(format!("{api}/api/v1/users/{}/follow", author.id))
-                .bearer_auth(&reader.access_token)
-                .send()
-                .await
-                .unwrap();
-            assert!(followed.status().is_success(), "{}", followed.status());
+            follow(&client, &api, &reader, author).await;
         }
         // Materialised now, before the posts.
         assert!(feed_ids(&client, &api, &reader).await.is_empty());

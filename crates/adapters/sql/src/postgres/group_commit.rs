@@ -181,17 +181,27 @@ impl Rows {
     }
 }
 
+type PgQuery<'q> = sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>;
+
+impl Rows {
+    /// Binds the posts' columns as `$1` to `$7`, as both statements that
+    /// insert them take them.
+    fn bind_posts<'q>(&'q self, query: PgQuery<'q>) -> PgQuery<'q> {
+        query
+            .bind(&self.ids)
+            .bind(&self.authors)
+            .bind(&self.texts)
+            .bind(&self.replies_to)
+            .bind(&self.created)
+            .bind(&self.mentions)
+            .bind(&self.media)
+    }
+}
+
 /// The rows of a batch whose posts were checked one by one in `tx`.
 async fn insert_rows(tx: &mut Tx, accepted: &[&Pending]) -> Result<(), StoreError> {
     let rows = Rows::of(accepted)?;
-    sqlx::query(INSERT_POSTS)
-        .bind(&rows.ids)
-        .bind(&rows.authors)
-        .bind(&rows.texts)
-        .bind(&rows.replies_to)
-        .bind(&rows.created)
-        .bind(&rows.mentions)
-        .bind(&rows.media)
+    rows.bind_posts(sqlx::query(INSERT_POSTS))
         .execute(&mut **tx)
         .await
         .map_err(translate)?;
@@ -224,14 +234,7 @@ async fn write_plain(pool: &PgPool, batch: &[Pending]) -> Result<(), StoreError>
     let started = std::time::Instant::now();
     let mut connection = pool.acquire().await.map_err(translate)?;
     record_acquire("primary", started);
-    sqlx::query(WRITE_PLAIN_BATCH)
-        .bind(&rows.ids)
-        .bind(&rows.authors)
-        .bind(&rows.texts)
-        .bind(&rows.replies_to)
-        .bind(&rows.created)
-        .bind(&rows.mentions)
-        .bind(&rows.media)
+    rows.bind_posts(sqlx::query(WRITE_PLAIN_BATCH))
         .bind(&rows.counted_authors)
         .bind(&rows.counts)
         .bind(&rows.event_ids)
