@@ -73,9 +73,10 @@ impl App {
                 if let Some(parent) = reply_to {
                     caches.posts.invalidate(&parent).await;
                 }
-                // Filled, not put: nobody can hold a copy of a post made a
-                // moment ago, so no instance needs telling to drop one.
-                caches.posts.fill_many(vec![(post.id, post.clone())]).await;
+                // Put, not filled: an id looked up before its post existed
+                // is cached as missing (here and, through the broadcast,
+                // on every instance) and must show now that it does.
+                caches.posts.put_many(vec![(post.id, post.clone())]).await;
             },
             self.author_summary(author),
         );
