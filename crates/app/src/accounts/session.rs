@@ -48,6 +48,15 @@ impl App {
         })
     }
 
+    /// A new session for the account a registration created, for a retry
+    /// of that registration with its `Idempotency-Key` (same request, the
+    /// password included, so no more than a sign-in would grant): the
+    /// first answer's tokens are not kept anywhere to be replayed.
+    pub async fn session_for_replayed_registration(&self, user: UserId) -> AppResult<Session> {
+        let user = self.existing_user(user).await?;
+        self.open_session(user).await
+    }
+
     pub(crate) async fn existing_user(&self, id: UserId) -> AppResult<User> {
         self.ports
             .store

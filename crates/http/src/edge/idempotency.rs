@@ -34,6 +34,11 @@ const ROUTES: [&str; 4] = [
     "/api/v1/users/{user}/follow",
     "/api/v1/auth/register",
 ];
+/// A registration's answer holds a session's tokens: it is kept without
+/// them, marked with this header (never sent), and a replay opens a new
+/// session for the account instead.
+const REGISTER: &str = "/api/v1/auth/register";
+const REISSUE_SESSION: &str = "x-starling-reissue-session";
 const LIFETIME: Duration = Duration::from_secs(24 * 3600);
 /// A first attempt still unfinished after this long died (the request
 /// timeout is shorter): a retry takes its key over.
@@ -54,13 +59,14 @@ pub(crate) async fn honour_idempotency_keys(
     let Some(key) = request.headers().get(HEADER).cloned() else {
         return next.run(request).await;
     };
-    let takes_keys = request
+    let route = request
         .extensions()
         .get::<MatchedPath>()
-        .is_some_and(|path| ROUTES.contains(&path.as_str()));
-    if !takes_keys {
+        .map(|path| path.as_str().to_owned());
+    let Some(route) = route.filter(|route| ROUTES.contains(&route.as_str())) else {
         return next.run(request).await;
-    }
+    };
+    let holds_tokens = route == REGISTER;
     let key = match key.to_str() {
         Ok(key)
             if (1..=KEY_MAX_LEN).contains(&key.len())
@@ -112,7 +118,7 @@ pub(crate) async fn honour_idempotency_keys(
             Ok(IdempotencyClaim::Claimed) => break,
             Ok(IdempotencyClaim::Completed(stored)) => {
                 metrics::counter!("starling_idempotent_replays_total").increment(1);
-                return replay(stored);
+                return replay(&state, stored).await;
             }
             Ok(IdempotencyClaim::Mismatch) => {
                 return ApiError::from(AppError::Validation(
@@ -152,7 +158,8 @@ pub(crate) async fn honour_idempotency_keys(
     // would create a second time. Finished, the retry gets the answer.
     let request = Request::from_parts(parts, Body::from(body));
     let caller = request.extensions().get::<CallerSlot>().cloned();
-    let work = run_and_keep(store, scope, key, next, request).instrument(tracing::Span::current());
+    let work = run_and_keep(store, scope, key, next, request, holds_tokens)
+        .instrument(tracing::Span::current());
     let finishing = tokio::spawn(async move {
         match caller {
             Some(caller) => caller.scope(work).await,
@@ -177,6 +184,7 @@ async fn run_and_keep(
     key: String,
     next: Next,
     request: Request,
+    holds_tokens: bool,
 ) -> Response {
     let response = next.run(request).await;
     let status = response.status();
@@ -202,7 +210,7 @@ async fn run_and_keep(
         return ApiError::from(AppError::Unexpected(anyhow::anyhow!("response too large")))
             .into_response();
     };
-    let stored = StoredResponse {
+    let mut stored = StoredResponse {
         status: status.as_u16(),
         headers: [CONTENT_TYPE, LOCATION]
             .iter()
@@ -213,6 +221,19 @@ async fn run_and_keep(
             .collect(),
         body: body.to_vec(),
     };
+    if holds_tokens && status.is_success() {
+        // Only the account is kept: tokens at rest in plain text would
+        // be a session for anyone who reads the table.
+        let account = serde_json::from_slice::<serde_json::Value>(&body)
+            .ok()
+            .map(|answer| serde_json::json!({"user": answer["user"]}));
+        stored.body = account
+            .and_then(|account| serde_json::to_vec(&account).ok())
+            .unwrap_or_default();
+        stored
+            .headers
+            .push((REISSUE_SESSION.to_owned(), "true".to_owned()));
+    }
     if let Err(error) = store.complete_idempotency_key(&scope, &key, &stored).await {
         // The create happened; a retry within a minute is told to wait,
         // one after that may create again. Worth an alert, not a failure.
@@ -232,7 +253,45 @@ fn before(now: Timestamp, span: Duration) -> Timestamp {
     Timestamp(now.millis() - i64::try_from(span.as_millis()).unwrap_or(i64::MAX))
 }
 
-fn replay(stored: StoredResponse) -> Response {
+async fn replay(state: &HttpState, stored: StoredResponse) -> Response {
+    let reissue = stored
+        .headers
+        .iter()
+        .any(|(name, _)| name == REISSUE_SESSION);
+    let mut response = if reissue {
+        match reissued_session(state, &stored).await {
+            Ok(response) => response,
+            Err(error) => return error.into_response(),
+        }
+    } else {
+        stored_answer(stored)
+    };
+    response
+        .headers_mut()
+        .insert("idempotent-replayed", HeaderValue::from_static("true"));
+    response
+}
+
+/// A registration's answer again, with a new session for its account.
+async fn reissued_session(
+    state: &HttpState,
+    stored: &StoredResponse,
+) -> Result<Response, ApiError> {
+    let kept: serde_json::Value = serde_json::from_slice(&stored.body)
+        .map_err(|error| AppError::Unexpected(anyhow::anyhow!("a kept answer: {error}")))?;
+    let user = kept["user"]["id"]
+        .as_str()
+        .and_then(|id| id.parse::<i64>().ok())
+        .ok_or_else(|| AppError::Unexpected(anyhow::anyhow!("a kept answer names no account")))?;
+    let session = state
+        .app
+        .session_for_replayed_registration(starling_domain::UserId(user))
+        .await?;
+    let status = StatusCode::from_u16(stored.status).unwrap_or(StatusCode::CREATED);
+    Ok(crate::routes::auth::TokenResponse(status, session.into()).into_response())
+}
+
+fn stored_answer(stored: StoredResponse) -> Response {
     let mut response = Response::new(Body::from(stored.body));
     *response.status_mut() = StatusCode::from_u16(stored.status).unwrap_or(StatusCode::OK);
     for (name, value) in stored.headers {
@@ -243,8 +302,5 @@ fn replay(stored: StoredResponse) -> Response {
             response.headers_mut().insert(name, value);
         }
     }
-    response
-        .headers_mut()
-        .insert("idempotent-replayed", HeaderValue::from_static("true"));
     response
 }

@@ -2,7 +2,9 @@
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::header::{CACHE_CONTROL, PRAGMA};
+use axum::http::{HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
 use starling_app::accounts::{LoginInput, RegisterInput};
 
 use crate::extract::AppJson;
@@ -13,7 +15,7 @@ use crate::state::HttpState;
 /// Create an account and sign in.
 #[utoipa::path(post, path = "/api/v1/auth/register", tag = "auth",
     request_body = RegisterRequest,
-    params(("Idempotency-Key" = Option<String>, Header, description = "Retry safely: the same key and request within 24 h answer what the first did")),
+    params(("Idempotency-Key" = Option<String>, Header, description = "Retry safely: the same key and request within 24 h answer with the same account and a new session")),
     responses(
         (status = 201, body = SessionBody),
         (status = 409, description = "Handle or email taken", body = Problem, content_type = "application/problem+json"),
@@ -22,7 +24,7 @@ use crate::state::HttpState;
 pub(crate) async fn register(
     State(state): State<HttpState>,
     AppJson(request): AppJson<RegisterRequest>,
-) -> Result<(StatusCode, Json<SessionBody>), ApiError> {
+) -> Result<TokenResponse, ApiError> {
     let session = state
         .app
         .register(RegisterInput {
@@ -32,7 +34,7 @@ pub(crate) async fn register(
             display_name: request.display_name,
         })
         .await?;
-    Ok((StatusCode::CREATED, Json(session.into())))
+    Ok(TokenResponse(StatusCode::CREATED, session.into()))
 }
 
 /// Sign in with a handle or email and a password.
@@ -45,7 +47,7 @@ pub(crate) async fn register(
 pub(crate) async fn login(
     State(state): State<HttpState>,
     AppJson(request): AppJson<LoginRequest>,
-) -> Result<Json<SessionBody>, ApiError> {
+) -> Result<TokenResponse, ApiError> {
     let session = state
         .app
         .login(LoginInput {
@@ -53,7 +55,7 @@ pub(crate) async fn login(
             password: request.password,
         })
         .await?;
-    Ok(Json(session.into()))
+    Ok(TokenResponse(StatusCode::OK, session.into()))
 }
 
 /// Exchange a refresh token for a new access and refresh token. Each refresh
@@ -67,9 +69,24 @@ pub(crate) async fn login(
 pub(crate) async fn refresh(
     State(state): State<HttpState>,
     AppJson(request): AppJson<RefreshRequest>,
-) -> Result<Json<SessionBody>, ApiError> {
+) -> Result<TokenResponse, ApiError> {
     let session = state.app.refresh(&request.refresh_token).await?;
-    Ok(Json(session.into()))
+    Ok(TokenResponse(StatusCode::OK, session.into()))
+}
+
+/// An answer carrying tokens: never stored by a cache on the way
+/// (RFC 6749 §5.1: `Cache-Control: no-store`, and `Pragma: no-cache` for
+/// HTTP/1.0 caches).
+pub(crate) struct TokenResponse(pub(crate) StatusCode, pub(crate) SessionBody);
+
+impl IntoResponse for TokenResponse {
+    fn into_response(self) -> Response {
+        let mut response = (self.0, Json(self.1)).into_response();
+        let headers = response.headers_mut();
+        headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        headers.insert(PRAGMA, HeaderValue::from_static("no-cache"));
+        response
+    }
 }
 
 /// End the session the refresh token belongs to.

@@ -236,3 +236,79 @@ async fn registration_likes_and_follows_take_keys_too() {
     let liked = app.get(&format!("/api/v1/posts/{post}"), None).await;
     assert_eq!(liked.body["like_count"], 1);
 }
+
+/// A registration's answer holds a session: it is not kept to be replayed
+/// (tokens at rest would be a session for whoever reads the table). A retry
+/// with the key gets a new session for the same account; both work; no
+/// token answer may be stored by a cache on the way.
+#[tokio::test]
+async fn a_replayed_registration_opens_a_new_session_and_tokens_are_never_cached() {
+    let Some(app) = spawn_app().await else {
+        return;
+    };
+    let body =
+        json!({"handle": "ada", "email": "ada@example.org", "password": "correct horse battery"});
+    let no_store = |reply: &Reply| {
+        assert_eq!(
+            reply.headers["cache-control"], "no-store",
+            "{:?}",
+            reply.headers
+        );
+        assert_eq!(reply.headers["pragma"], "no-cache");
+    };
+    let first = post_with_key(
+        &app,
+        "/api/v1/auth/register",
+        None,
+        "signup",
+        Some(body.clone()),
+    )
+    .await;
+    assert_eq!(first.status, 201, "{}", first.text);
+    no_store(&first);
+    let again = post_with_key(&app, "/api/v1/auth/register", None, "signup", Some(body)).await;
+    assert_eq!(again.status, 201, "{}", again.text);
+    assert_eq!(again.headers["idempotent-replayed"], "true");
+    no_store(&again);
+    assert_eq!(again.body["user"], first.body["user"]);
+    // A new session, not the first answer again (access tokens issued to
+    // one account within one second are the same bytes; refresh tokens
+    // are random).
+    assert_ne!(again.body["refresh_token"], first.body["refresh_token"]);
+    // Both sessions are live and the account's own.
+    for answer in [&first, &again] {
+        let token = answer.body["access_token"].as_str().unwrap();
+        let me = read(
+            app.client
+                .get(app.url("/api/v1/me"))
+                .bearer_auth(token)
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(me.status, 200, "{}", me.text);
+        assert_eq!(me.body["id"], first.body["user"]["id"]);
+        let refreshed = post_with_key(
+            &app,
+            "/api/v1/auth/refresh",
+            None,
+            "unused",
+            Some(json!({"refresh_token": answer.body["refresh_token"]})),
+        )
+        .await;
+        assert_eq!(refreshed.status, 200, "{}", refreshed.text);
+        no_store(&refreshed);
+    }
+    let login = read(
+        app.client
+            .post(app.url("/api/v1/auth/login"))
+            .json(&json!({"login": "ada", "password": "correct horse battery"}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(login.status, 200, "{}", login.text);
+    no_store(&login);
+}
