@@ -33,7 +33,13 @@ impl JetStream {
         let (client, subject) = (self.client.clone(), self.outbox_subject());
         tokio::spawn(async move {
             while queued.recv().await.is_some() {
-                if let Err(error) = client.publish(subject.clone(), Bytes::new()).await {
+                // Flushed at once: the announcement is the whole point of
+                // the call, and the next waits for this one anyway.
+                let sent = match client.publish(subject.clone(), Bytes::new()).await {
+                    Ok(()) => client.flush().await.map_err(anyhow::Error::from),
+                    Err(error) => Err(anyhow::Error::from(error)),
+                };
+                if let Err(error) = sent {
                     tracing::debug!(error = %error, "cannot announce outbox events; the relay polls");
                 }
             }
@@ -43,12 +49,15 @@ impl JetStream {
         })
     }
 
-    /// Every announcement made by any process of this deployment, from
-    /// now on.
+    /// Every announcement made by any process of this deployment from the
+    /// moment this returns (the server has the subscription by then: a
+    /// subscription is sent without waiting, and a flush waits for the
+    /// server to have read it).
     pub async fn outbox_announcements(
         &self,
     ) -> anyhow::Result<Pin<Box<dyn Stream<Item = ()> + Send>>> {
         let subscriber = self.client.subscribe(self.outbox_subject()).await?;
+        self.client.flush().await?;
         Ok(Box::pin(subscriber.map(|_| ())))
     }
 }
