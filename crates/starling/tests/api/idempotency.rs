@@ -25,6 +25,13 @@ async fn post_with_key(
     read(request.send().await.unwrap()).await
 }
 
+/// Ada's registration under the key `signup`.
+async fn sign_up_with_key(app: &TestApp) -> Reply {
+    let body =
+        json!({"handle": "ada", "email": "ada@example.org", "password": "correct horse battery"});
+    post_with_key(app, "/api/v1/auth/register", None, "signup", Some(body)).await
+}
+
 async fn posts_of(app: &TestApp, user: &TestUser) -> Vec<String> {
     app.all_pages(&format!("/api/v1/users/{}/posts", user.id), None, 100)
         .await
@@ -192,19 +199,10 @@ async fn registration_likes_and_follows_take_keys_too() {
     let Some(app) = spawn_app().await else {
         return;
     };
-    let body =
-        json!({"handle": "ada", "email": "ada@example.org", "password": "correct horse battery"});
-    let first = post_with_key(
-        &app,
-        "/api/v1/auth/register",
-        None,
-        "signup",
-        Some(body.clone()),
-    )
-    .await;
+    let first = sign_up_with_key(&app).await;
     assert_eq!(first.status, 201, "{}", first.text);
     // Without the key, the retry would be a 409 (handle taken).
-    let again = post_with_key(&app, "/api/v1/auth/register", None, "signup", Some(body)).await;
+    let again = sign_up_with_key(&app).await;
     assert_eq!(again.status, 201, "{}", again.text);
     assert_eq!(again.body["user"]["id"], first.body["user"]["id"]);
 
@@ -246,8 +244,6 @@ async fn a_replayed_registration_opens_a_new_session_and_tokens_are_never_cached
     let Some(app) = spawn_app().await else {
         return;
     };
-    let body =
-        json!({"handle": "ada", "email": "ada@example.org", "password": "correct horse battery"});
     let no_store = |reply: &Reply| {
         assert_eq!(
             reply.headers["cache-control"], "no-store",
@@ -256,17 +252,10 @@ async fn a_replayed_registration_opens_a_new_session_and_tokens_are_never_cached
         );
         assert_eq!(reply.headers["pragma"], "no-cache");
     };
-    let first = post_with_key(
-        &app,
-        "/api/v1/auth/register",
-        None,
-        "signup",
-        Some(body.clone()),
-    )
-    .await;
+    let first = sign_up_with_key(&app).await;
     assert_eq!(first.status, 201, "{}", first.text);
     no_store(&first);
-    let again = post_with_key(&app, "/api/v1/auth/register", None, "signup", Some(body)).await;
+    let again = sign_up_with_key(&app).await;
     assert_eq!(again.status, 201, "{}", again.text);
     assert_eq!(again.headers["idempotent-replayed"], "true");
     no_store(&again);
