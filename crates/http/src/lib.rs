@@ -22,6 +22,7 @@ use axum::routing::get;
 use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::timeout::TimeoutLayer;
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
@@ -130,5 +131,12 @@ pub fn router(state: HttpState, settings: &HttpSettings) -> Router {
                 ))
                 .layer(PropagateRequestIdLayer::new(x_request_id)),
         )
+        // Outermost: every answer, the refusals of the layers inside
+        // included, is read as the type it declares and never sniffed
+        // (a JSON body a browser took for HTML could run as a page).
+        .layer(SetResponseHeaderLayer::if_not_present(
+            axum::http::header::X_CONTENT_TYPE_OPTIONS,
+            axum::http::HeaderValue::from_static("nosniff"),
+        ))
         .with_state(state)
 }

@@ -227,3 +227,48 @@ async fn past_its_capacity_the_api_sheds_at_once_and_recovers() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// Every answer, whatever its type or whoever made it (a handler, a
+/// refusal at the edge, the fallback), tells browsers not to sniff it.
+#[tokio::test]
+async fn every_answer_forbids_content_sniffing() {
+    let Some(app) = spawn_app_with(|_| {}).await else {
+        return;
+    };
+    let mut answers = Vec::new();
+    for path in [
+        "/healthz",
+        "/openapi.json",
+        "/api/v1/feed",
+        "/no/such/thing",
+    ] {
+        answers.push((path, get_as(&app, path, None).await));
+    }
+    let malformed = read(
+        app.client
+            .post(app.url("/api/v1/auth/register"))
+            .header("content-type", "application/json")
+            .body("{not json")
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    answers.push(("malformed register", malformed));
+    let statuses: Vec<u16> = answers
+        .iter()
+        .map(|(_, reply)| reply.status.as_u16())
+        .collect();
+    assert_eq!(statuses, [200, 200, 401, 404, 400], "{statuses:?}");
+    for (what, reply) in &answers {
+        assert_eq!(
+            reply
+                .headers
+                .get("x-content-type-options")
+                .map(|v| v.to_str().unwrap()),
+            Some("nosniff"),
+            "{what}: {:?}",
+            reply.headers
+        );
+    }
+}
