@@ -32,7 +32,7 @@ const ROUTES: [&str; 4] = [
     "/api/v1/posts",
     "/api/v1/posts/{post}/like",
     "/api/v1/users/{user}/follow",
-    "/api/v1/auth/register",
+    REGISTER,
 ];
 /// A registration's answer holds a session's tokens: it is kept without
 /// them, marked with this header (never sent), and a replay opens a new
@@ -59,14 +59,14 @@ pub(crate) async fn honour_idempotency_keys(
     let Some(key) = request.headers().get(HEADER).cloned() else {
         return next.run(request).await;
     };
-    let route = request
+    let Some(route) = request
         .extensions()
         .get::<MatchedPath>()
-        .map(|path| path.as_str().to_owned());
-    let Some(route) = route.filter(|route| ROUTES.contains(&route.as_str())) else {
+        .and_then(|path| ROUTES.iter().find(|route| **route == path.as_str()))
+    else {
         return next.run(request).await;
     };
-    let holds_tokens = route == REGISTER;
+    let holds_tokens = *route == REGISTER;
     let key = match key.to_str() {
         Ok(key)
             if (1..=KEY_MAX_LEN).contains(&key.len())
