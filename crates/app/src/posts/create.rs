@@ -32,7 +32,12 @@ impl App {
             PostText::parse_caption(text)
         }
         .map_err(|error| ValidationErrors(vec![error]))?;
-        let mentions = self.resolve_mentions(text.as_str()).await?;
+        if let Some(parent) = reply_to {
+            // Checked again by the store's transaction, which knows nothing
+            // of blocks: this is where a blocked parent answers 404.
+            self.post_to_act_on(author, parent).await?;
+        }
+        let mentions = self.resolve_mentions(author, text.as_str()).await?;
         let media = self.attachments(author, media).await?;
         let post = self
             .ports
@@ -49,10 +54,8 @@ impl App {
             })
             .await
             .map_err(|error| match error {
-                StoreError::NotFound => AppError::Validation(ValidationErrors::single(
-                    "reply_to",
-                    "does not name an existing post",
-                )),
+                // Deleted since the check above: the same answer as before it.
+                StoreError::NotFound => AppError::NotFound("post"),
                 other => other.into(),
             })?;
         self.ports.events.wake();
@@ -97,9 +100,10 @@ impl App {
 
 impl App {
     /// The `@handle`s in `text` that name accounts, with where they are.
-    /// Handles naming nobody stay plain text; past `MAX_MENTIONS` distinct
-    /// accounts, the rest do too.
-    async fn resolve_mentions(&self, text: &str) -> AppResult<Vec<Mention>> {
+    /// Handles naming nobody stay plain text; so do accounts that block the
+    /// author or that the author blocks (no link, no notification); past
+    /// `MAX_MENTIONS` distinct accounts, the rest do too.
+    async fn resolve_mentions(&self, author: UserId, text: &str) -> AppResult<Vec<Mention>> {
         let candidates = find_mentions(text);
         let keys = mentioned_keys(&candidates);
         if keys.is_empty() {
@@ -113,11 +117,14 @@ impl App {
             .into_iter()
             .map(|account| (account.handle.to_ascii_lowercase(), account))
             .collect();
+        let hidden = self.hidden_from(author).await?;
         Ok(candidates
             .into_iter()
             .filter(|candidate| keys.contains(&candidate.handle_key))
             .filter_map(|candidate| {
-                let account = accounts.get(&candidate.handle_key)?;
+                let account = accounts
+                    .get(&candidate.handle_key)
+                    .filter(|account| !hidden.blocked.contains(&account.id))?;
                 Some(Mention {
                     user_id: account.id,
                     handle: account.handle.clone(),

@@ -1,4 +1,6 @@
 //! Likes: idempotent, counted exactly in the same transaction as the like row.
+//! A post hidden from the liker by a block cannot be liked or unliked: the
+//! answer is the 404 of a post that does not exist.
 
 use starling_domain::{PostId, Timestamp, UserId};
 
@@ -15,6 +17,7 @@ fn post_not_found(error: StoreError) -> AppError {
 
 impl App {
     pub async fn like(&self, user: UserId, post: PostId) -> AppResult<()> {
+        self.post_to_act_on(user, post).await?;
         let outcome = self
             .ports
             .store
@@ -30,6 +33,7 @@ impl App {
     }
 
     pub async fn unlike(&self, user: UserId, post: PostId) -> AppResult<()> {
+        self.post_to_act_on(user, post).await?;
         let outcome = self
             .ports
             .store

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use starling_domain::{PostId, UserId};
+use starling_domain::{Post, PostId, UserId};
 
 use crate::App;
 use crate::error::{AppError, AppResult};
@@ -22,6 +22,21 @@ impl App {
             .await
             .map_err(|_| AppError::NotFound("post"))?;
         Ok(view)
+    }
+
+    /// The post `actor` is about to act on (reply to, like): 404 when it is
+    /// gone or deleted, and the same 404 when its author and the actor block
+    /// each other either way, so a refusal reveals no block.
+    pub(crate) async fn post_to_act_on(&self, actor: UserId, id: PostId) -> AppResult<Arc<Post>> {
+        let post = self
+            .load_posts(&[id])
+            .await?
+            .pop()
+            .ok_or(AppError::NotFound("post"))?;
+        self.ensure_not_blocked(Some(actor), post.author_id)
+            .await
+            .map_err(|_| AppError::NotFound("post"))?;
+        Ok(post)
     }
 
     pub async fn user_posts(

@@ -18,6 +18,7 @@ use axum::response::Response;
     params(("Idempotency-Key" = Option<String>, Header, description = "Retry safely: the same key and request within 24 h answer what the first did")),
     responses(
         (status = 201, body = PostBody, headers(("Location" = String, description = "The post's URL"))),
+        (status = 404, description = "`reply_to` names no post the caller can see", body = Problem, content_type = "application/problem+json"),
         (status = 422, body = Problem, content_type = "application/problem+json"),
     ))]
 pub(crate) async fn create_post(

@@ -322,3 +322,90 @@ async fn blocks_and_mutes_are_listed_and_checked() {
     .assert_problem(401);
     app.get("/api/v1/me/mutes", None).await.assert_problem(401);
 }
+
+#[tokio::test]
+async fn a_block_refuses_replies_likes_and_mentions_across_it_as_if_the_post_were_gone() {
+    let Some(app) = spawn_app().await else {
+        return;
+    };
+    let ada = app.register("ada").await;
+    let bob = app.register("bob").await;
+    let adas_post = app.create_post(&ada, "ada's").await;
+    let bobs_post = app.create_post(&bob, "bob's").await;
+    let post_path = |post: &str| format!("/api/v1/posts/{post}");
+    // Liked before the block: the like stays counted, but bob cannot undo
+    // it through a post he can no longer see either.
+    let bobs_like = format!("{}/like", post_path(&adas_post));
+    assert_eq!(act(&app, Method::POST, &bob, &bobs_like).await, 204);
+    block(&app, &ada, &bob).await;
+
+    // Either side of the block, each refusal is the answer for a post that
+    // does not exist, so the blocked one learns nothing from it.
+    let gone = app
+        .post(
+            "/api/v1/posts",
+            Some(&bob.access_token),
+            json!({"text": "answer", "reply_to": "123456789"}),
+        )
+        .await;
+    gone.assert_problem(404);
+    for (who, post) in [(&bob, &adas_post), (&ada, &bobs_post)] {
+        let reply = app
+            .post(
+                "/api/v1/posts",
+                Some(&who.access_token),
+                json!({"text": "answer", "reply_to": post}),
+            )
+            .await;
+        reply.assert_problem(404);
+        assert_eq!(reply.body["detail"], gone.body["detail"]);
+        let like = format!("{}/like", post_path(post));
+        app.call(Method::POST, &like, Some(&who.access_token), None)
+            .await
+            .assert_problem(404);
+        app.call(Method::DELETE, &like, Some(&who.access_token), None)
+            .await
+            .assert_problem(404);
+    }
+    // Counts did not move.
+    for (post, likes) in [(&adas_post, 1), (&bobs_post, 0)] {
+        let seen = app.get(&post_path(post), None).await;
+        assert_eq!(seen.body["like_count"], likes, "{}", seen.text);
+        assert_eq!(seen.body["reply_count"], 0, "{}", seen.text);
+    }
+
+    // A mention across the block is plain text: no link, no notification,
+    // whichever side writes it.
+    let cat = app.register("cat").await;
+    for (author, text) in [(&bob, "@ada @cat hello"), (&ada, "@bob @cat hello")] {
+        let posted = app
+            .post("/api/v1/posts", Some(&author.access_token), json!({"text": text}))
+            .await;
+        assert_eq!(posted.status, 201, "{}", posted.text);
+        let handles: Vec<&str> = posted.body["mentions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|mention| mention["handle"].as_str().unwrap())
+            .collect();
+        assert_eq!(handles, vec!["cat"], "{text}");
+    }
+    eventually("cat hears of both mentions", FANOUT_WAIT, || async {
+        let listed = app.get("/api/v1/notifications", Some(&cat.access_token)).await;
+        listed.body["data"].as_array().is_some_and(|data| data.len() == 2)
+    })
+    .await;
+    // Unblocked, the mention would notify: nothing was stored to show now.
+    let unblock = format!("/api/v1/users/{}/block", bob.id);
+    assert_eq!(act(&app, Method::DELETE, &ada, &unblock).await, 204);
+    for (name, who) in [("ada", &ada), ("bob", &bob)] {
+        let listed = app.get("/api/v1/notifications", Some(&who.access_token)).await;
+        let kinds: Vec<&str> = listed.body["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| n["type"].as_str().unwrap())
+            .collect();
+        assert!(!kinds.contains(&"mention"), "{name}: {kinds:?}");
+    }
+}
