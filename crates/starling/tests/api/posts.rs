@@ -83,7 +83,7 @@ async fn replies_point_at_a_live_post_and_are_counted() {
         1
     );
 
-    for bad in [json!("12345"), json!("not-an-id"), json!(5)] {
+    for bad in [json!("not-an-id"), json!(5)] {
         let reply = app
             .post(
                 "/api/v1/posts",
@@ -94,6 +94,15 @@ async fn replies_point_at_a_live_post_and_are_counted() {
         reply.assert_problem(422);
         assert_eq!(reply.field_errors(), vec!["reply_to"]);
     }
+    // A well-formed id of no post: what its GET answers.
+    let reply = app
+        .post(
+            "/api/v1/posts",
+            Some(&bob.access_token),
+            json!({"text": "answer", "reply_to": "12345"}),
+        )
+        .await;
+    reply.assert_problem(404);
     app.delete_post(&bob, &answer).await;
     assert_eq!(
         app.get(&format!("/api/v1/posts/{parent}"), None).await.body["reply_count"],
