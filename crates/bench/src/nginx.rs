@@ -124,6 +124,13 @@ impl Nginx {
     }
 }
 
+impl Nginx {
+    /// The access log, in the shipped `starling` format.
+    pub fn access_log(&self) -> std::path::PathBuf {
+        self._dir.path().join("access.log")
+    }
+}
+
 impl Drop for Nginx {
     /// A graceful stop: the master takes its workers down with it (killed
     /// outright, it would leave them running).
@@ -164,5 +171,61 @@ mod tests {
         assert!(config.contains("listen 127.0.0.1:9000;"));
         assert!(config.contains("access_log /tmp/x/access.log starling;"));
         assert!(config.contains("proxy_next_upstream error timeout http_502 http_504;"));
+    }
+
+    /// nginx inherits `proxy_set_header` into a location only when the
+    /// location sets none itself: one that set any would stop forwarding
+    /// the client's address, and Starling would count everyone as nginx.
+    #[test]
+    fn every_location_forwards_the_client_the_same_way() {
+        let mut depth = 0usize;
+        let mut server_headers = Vec::new();
+        for (number, line) in SHIPPED.lines().enumerate() {
+            let code = line.split('#').next().unwrap_or_default().trim();
+            if code.starts_with("proxy_set_header ") {
+                assert_eq!(
+                    depth,
+                    1,
+                    "line {}: proxy_set_header inside a location: `{code}`",
+                    number + 1
+                );
+                server_headers.push(code.to_owned());
+            }
+            depth += code.matches('{').count();
+            depth -= code.matches('}').count();
+        }
+        for expected in [
+            "proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;",
+            "proxy_set_header X-Request-Id $starling_request_id;",
+            "proxy_set_header Connection \"\";",
+        ] {
+            assert!(
+                server_headers.iter().any(|header| header == expected),
+                "the server block does not set `{expected}`"
+            );
+        }
+    }
+
+    #[test]
+    fn the_access_log_never_holds_a_query_string_as_sent() {
+        let format: String = SHIPPED
+            .split("log_format starling")
+            .nth(1)
+            .and_then(|rest| rest.split(';').next())
+            .unwrap_or_default()
+            .to_owned();
+        assert!(format.contains("$starling_logged_uri"), "{format}");
+        for raw in [
+            "$request ",
+            "$request\"",
+            "$request_uri",
+            "$args",
+            "$query_string",
+        ] {
+            assert!(
+                !format.contains(raw),
+                "the access log writes {raw}: {format}"
+            );
+        }
     }
 }

@@ -27,7 +27,7 @@ use tower_http::timeout::TimeoutLayer;
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 
-pub use edge::{LoadShedding, TrustedProxies};
+pub use edge::{AddressRange, LoadShedding, TrustedProxies};
 pub use listener::{LISTEN_BACKLOG, listen};
 pub use problem::{PROBLEM_JSON, Problem};
 pub use state::{HttpState, RefreshGauges, Shared, Streaming};

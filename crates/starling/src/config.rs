@@ -232,8 +232,9 @@ pub struct HttpConfig {
     /// 0: no limit.
     pub max_in_flight: usize,
     pub max_queue_wait_ms: u64,
-    /// Proxies whose `X-Forwarded-For` names the client (for rate limits).
-    pub trusted_proxies: Vec<std::net::IpAddr>,
+    /// Proxies whose `X-Forwarded-For` names the client (for rate limits):
+    /// addresses (`10.0.0.5`) or networks (`10.0.0.0/24`).
+    pub trusted_proxies: Vec<starling_http::AddressRange>,
     /// The kernel's send buffer per connection (`SO_SNDBUF`); 0: the
     /// operating system's default, which grows to megabytes per socket.
     /// Bounds what a live stream's client that stopped reading can hold in
@@ -495,8 +496,8 @@ impl Default for HttpConfig {
             max_in_flight: 1024,
             max_queue_wait_ms: 50,
             trusted_proxies: vec![
-                std::net::IpAddr::from([127, 0, 0, 1]),
-                std::net::IpAddr::from(std::net::Ipv6Addr::LOCALHOST),
+                std::net::IpAddr::from([127, 0, 0, 1]).into(),
+                std::net::IpAddr::from(std::net::Ipv6Addr::LOCALHOST).into(),
             ],
             send_buffer_bytes: 0,
         }

@@ -2,18 +2,89 @@
 //! the address it says it forwarded for. Trusting `X-Forwarded-For` from
 //! anyone would let every client pick its own rate-limit bucket.
 
-use std::net::{IpAddr, SocketAddr};
+use std::fmt;
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
+use std::str::FromStr;
 
 use axum::extract::ConnectInfo;
 use axum::http::Request;
+use ipnet::IpNet;
+
+/// One address (`10.0.0.5`) or a network (`10.0.0.0/24`, `fd00::/8`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AddressRange(IpNet);
+
+impl AddressRange {
+    pub fn contains(&self, address: IpAddr) -> bool {
+        self.0.contains(&address.to_canonical())
+    }
+}
+
+impl From<IpAddr> for AddressRange {
+    fn from(address: IpAddr) -> Self {
+        Self(IpNet::from(address.to_canonical()))
+    }
+}
+
+impl FromStr for AddressRange {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let text = text.trim();
+        if let Ok(address) = text.parse::<IpAddr>() {
+            return Ok(address.into());
+        }
+        text.parse::<IpNet>()
+            .map(|network| Self(network.trunc()))
+            .map_err(|_| {
+                format!("`{text}` is neither an IP address nor a network like 10.0.0.0/24")
+            })
+    }
+}
+
+impl fmt::Display for AddressRange {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.0.prefix_len() == self.0.max_prefix_len() {
+            write!(formatter, "{}", self.0.addr())
+        } else {
+            write!(formatter, "{}", self.0)
+        }
+    }
+}
+
+impl serde::Serialize for AddressRange {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for AddressRange {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
 
 /// Peers whose `X-Forwarded-For` / `X-Real-IP` is believed.
 #[derive(Debug, Clone, Default)]
-pub struct TrustedProxies(pub Vec<IpAddr>);
+pub struct TrustedProxies(pub Vec<AddressRange>);
 
 impl TrustedProxies {
     fn trusts(&self, peer: IpAddr) -> bool {
-        self.0.contains(&peer)
+        self.0.iter().any(|range| range.contains(peer))
+    }
+}
+
+/// The bucket an address is counted in: itself for IPv4, its /64 for IPv6
+/// (one subscriber gets a whole /64, and could otherwise change address per
+/// request). An IPv4 address written as IPv6 (`::ffff:a.b.c.d`) is IPv4.
+pub(crate) fn rate_key(address: IpAddr) -> String {
+    match address.to_canonical() {
+        IpAddr::V4(v4) => format!("ip:{v4}"),
+        IpAddr::V6(v6) => {
+            let network = Ipv6Addr::from(u128::from(v6) & !u128::from(u64::MAX));
+            format!("ip:{network}/64")
+        }
     }
 }
 
@@ -27,7 +98,7 @@ impl ClientIp {
             .extensions()
             .get::<ConnectInfo<SocketAddr>>()
             .map(|ConnectInfo(address)| address.ip());
-        let Some(peer) = peer else {
+        let Some(peer) = peer.map(|peer| peer.to_canonical()) else {
             return Self(None);
         };
         if !trusted.trusts(peer) {
@@ -42,6 +113,7 @@ impl ClientIp {
             .filter_map(|value| value.to_str().ok())
             .flat_map(|value| value.split(','))
             .filter_map(|part| part.trim().parse::<IpAddr>().ok())
+            .map(|address| address.to_canonical())
             .collect::<Vec<_>>();
         if let Some(client) = forwarded.iter().rev().find(|ip| !trusted.trusts(**ip)) {
             return Self(Some(*client));
@@ -50,7 +122,8 @@ impl ClientIp {
             .headers()
             .get("x-real-ip")
             .and_then(|value| value.to_str().ok())
-            .and_then(|value| value.trim().parse::<IpAddr>().ok());
+            .and_then(|value| value.trim().parse::<IpAddr>().ok())
+            .map(|address| address.to_canonical());
         Self(Some(real_ip.unwrap_or(peer)))
     }
 }
@@ -76,6 +149,49 @@ mod tests {
             "127.0.0.1".parse().unwrap(),
             "10.0.0.2".parse().unwrap(),
         ])
+    }
+
+    #[test]
+    fn proxies_are_addresses_or_networks() {
+        let proxies = TrustedProxies(vec![
+            "10.0.0.0/24".parse().unwrap(),
+            "fd00::/8".parse().unwrap(),
+            " 192.0.2.7 ".parse().unwrap(),
+        ]);
+        let forwarded = [("x-forwarded-for", "198.51.100.9")];
+        for peer in [
+            "10.0.0.77:1",
+            "[fd12::3]:1",
+            "192.0.2.7:1",
+            "[::ffff:10.0.0.9]:1",
+        ] {
+            assert_eq!(
+                ClientIp::of(&request(peer, &forwarded), &proxies).0,
+                ip("198.51.100.9"),
+                "{peer}"
+            );
+        }
+        assert_eq!(
+            ClientIp::of(&request("10.0.1.1:1", &forwarded), &proxies).0,
+            ip("10.0.1.1")
+        );
+        assert_eq!(
+            "10.0.0.9/24".parse::<AddressRange>().unwrap().to_string(),
+            "10.0.0.0/24"
+        );
+        assert_eq!("::1".parse::<AddressRange>().unwrap().to_string(), "::1");
+        assert!("10.0.0.0/33".parse::<AddressRange>().is_err());
+        assert!("nginx.internal".parse::<AddressRange>().is_err());
+    }
+
+    #[test]
+    fn ipv6_clients_are_counted_per_64() {
+        let key = |text: &str| rate_key(text.parse().unwrap());
+        assert_eq!(key("2001:db8:1:2::1"), "ip:2001:db8:1:2::/64");
+        assert_eq!(key("2001:db8:1:2:ffff:1:2:3"), key("2001:db8:1:2::1"));
+        assert_ne!(key("2001:db8:1:3::1"), key("2001:db8:1:2::1"));
+        assert_eq!(key("198.51.100.7"), "ip:198.51.100.7");
+        assert_eq!(key("::ffff:198.51.100.7"), "ip:198.51.100.7");
     }
 
     fn ip(text: &str) -> Option<IpAddr> {

@@ -15,7 +15,7 @@ use axum::middleware::Next;
 use axum::response::Response;
 
 pub(crate) use client::ClientIp;
-pub use client::TrustedProxies;
+pub use client::{AddressRange, TrustedProxies};
 pub(crate) use idempotency::honour_idempotency_keys;
 pub(crate) use rate_limit::limit_rate;
 pub use shedding::LoadShedding;

@@ -13,6 +13,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use starling_app::ports::{RateDecision, RouteClass};
 
+use crate::edge::client::rate_key;
 use crate::edge::{ClientIp, verified_caller};
 use crate::problem::ApiError;
 use crate::state::HttpState;
@@ -28,7 +29,7 @@ fn route_class(request: &Request) -> RouteClass {
 }
 
 /// `u:<id>` for a caller with a valid token (not on auth routes), else
-/// `ip:<address>`. A token verified here is remembered in the request, so
+/// `ip:<address>` (`ip:<network>/64` for IPv6). A token verified here is remembered in the request, so
 /// the handler's extractor does not verify its signature again.
 fn client_key(state: &HttpState, request: &mut Request, class: RouteClass) -> String {
     if class != RouteClass::Auth
@@ -37,7 +38,7 @@ fn client_key(state: &HttpState, request: &mut Request, class: RouteClass) -> St
         return format!("u:{user}");
     }
     match request.extensions().get::<ClientIp>() {
-        Some(ClientIp(Some(address))) => format!("ip:{address}"),
+        Some(ClientIp(Some(address))) => rate_key(*address),
         _ => "ip:unknown".to_owned(),
     }
 }

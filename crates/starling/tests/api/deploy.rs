@@ -250,6 +250,39 @@ fn the_example_role_configs_load_and_each_unit_runs_a_real_role() {
         .expect("deploy/config/common.toml is a valid configuration");
     assert!(config.database_url.is_some() && config.redis_url.is_some());
     assert!(config.nats_url.is_some());
+    // The API instances believe the nginx hosts of deploy/README.md (and
+    // only them: not the instances' own network, whose machines could then
+    // claim any address).
+    let trusts = |address: &str| {
+        let address = address.parse().unwrap();
+        config
+            .http
+            .trusted_proxies
+            .iter()
+            .any(|range| range.contains(address))
+    };
+    let readme = repository_file("deploy/README.md");
+    for nginx in ["nginx-1 10.0.0.5", "nginx-2 10.0.0.6"] {
+        assert!(
+            readme.contains(nginx),
+            "deploy/README.md no longer names {nginx}"
+        );
+        assert!(
+            trusts(nginx.split(' ').nth(1).unwrap()),
+            "{nginx} is not trusted"
+        );
+    }
+    let upstreams = repository_file("deploy/nginx/starling.conf");
+    for instance in upstreams
+        .lines()
+        .filter_map(|line| line.trim().strip_prefix("server 10."))
+    {
+        let address = format!("10.{}", instance.split(':').next().unwrap());
+        assert!(
+            !trusts(&address),
+            "the API instance {address} is trusted as a proxy"
+        );
+    }
     for role in ["api", "relay", "fanout", "notifier"] {
         let parsed = Role::from_str(role, false).expect("a role the binary knows");
         let unit = repository_file(&format!("deploy/systemd/starling-{role}.service"));

@@ -272,3 +272,29 @@ async fn every_answer_forbids_content_sniffing() {
         );
     }
 }
+
+#[tokio::test]
+async fn an_ipv6_client_is_counted_by_its_64() {
+    let Some(app) = limited(2, 100).await else {
+        return;
+    };
+    let ada = app.register("ada").await;
+    let path = format!("/api/v1/users/{}", ada.id);
+    // Two addresses of one /64: one quota between them.
+    assert_eq!(
+        get_as(&app, &path, Some("2001:db8:1:2::1")).await.status,
+        200
+    );
+    assert_eq!(
+        get_as(&app, &path, Some("2001:db8:1:2::99")).await.status,
+        200
+    );
+    get_as(&app, &path, Some("2001:db8:1:2:ffff::7"))
+        .await
+        .assert_problem(429);
+    // The next /64 is someone else.
+    assert_eq!(
+        get_as(&app, &path, Some("2001:db8:1:3::1")).await.status,
+        200
+    );
+}

@@ -186,3 +186,84 @@ async fn two_instances_behind_nginx_lose_no_accepted_write_when_one_dies() {
     )
     .await;
 }
+
+/// One client, from its own loopback address (all of 127/8 is this host).
+fn client_from(address: [u8; 4]) -> reqwest::Client {
+    reqwest::Client::builder()
+        .local_address(std::net::IpAddr::from(address))
+        .build()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn behind_the_shipped_nginx_each_client_has_its_own_quota_everywhere() {
+    let Some(nginx_binary) = starling_testing::service_url("STARLING_TEST_NGINX", "nginx") else {
+        return;
+    };
+    let Some(app) = crate::helpers::spawn_app_with(|config| {
+        config.rate_limits.enabled = true;
+        config.rate_limits.read.limit = 3;
+        config.rate_limits.write.limit = 3;
+    })
+    .await
+    else {
+        return;
+    };
+    let ada = app.register("ada").await;
+    // In front of this instance, whatever is in front of it already.
+    let upstream = app.direct.trim_start_matches("http://").to_owned();
+    let nginx = Nginx::start(&nginx_binary, &[upstream]).await.unwrap();
+    let base = nginx.base.clone();
+
+    // Each location of the shipped file, asked anonymously (so counted per
+    // address) by two clients in turn: the first spends its quota, the
+    // second still has its own. A location that forwarded no address
+    // would count both as nginx.
+    let locations: [(&str, [u8; 4], [u8; 4]); 4] = [
+        ("GET /api/v1/users/{ada}", [127, 0, 0, 2], [127, 0, 0, 3]),
+        ("GET /media/{n}.png", [127, 0, 0, 4], [127, 0, 0, 5]),
+        ("GET /api/v1/stream", [127, 0, 0, 6], [127, 0, 0, 7]),
+        ("POST /api/v1/media", [127, 0, 0, 8], [127, 0, 0, 9]),
+    ];
+    let mut sent = 0;
+    for (location, first, second) in locations {
+        let (method, path) = location.split_once(' ').unwrap();
+        let mut ask = |client: &reqwest::Client| {
+            sent += 1;
+            // A new file name each time: nginx caches a 404 of /media/.
+            let path = path
+                .replace("{ada}", &ada.id)
+                .replace("{n}", &format!("missing-{sent}"));
+            let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+            client.request(method, format!("{base}{path}")).send()
+        };
+        let (first, second) = (client_from(first), client_from(second));
+        let mut statuses = Vec::new();
+        for _ in 0..4 {
+            statuses.push(ask(&first).await.unwrap().status().as_u16());
+        }
+        assert!(!statuses[..3].contains(&429), "{location}: {statuses:?}");
+        assert_eq!(statuses[3], 429, "{location}: the first client's quota");
+        let other = ask(&second).await.unwrap().status().as_u16();
+        assert_ne!(
+            other, 429,
+            "{location}: the second client shares the first's quota"
+        );
+    }
+
+    // A token in a query string (EventSource) never reaches nginx's log.
+    let secret = "eyJzZWNyZXQiOiJ0b2tlbiJ9.never-logged";
+    let refused = client_from([127, 0, 0, 10])
+        .get(format!("{base}/api/v1/stream?access_token={secret}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 401);
+    let log = std::fs::read_to_string(nginx.access_log()).unwrap();
+    assert!(!log.contains(secret), "{log}");
+    assert!(
+        log.contains("GET /api/v1/stream?[query withheld: it carries a token]"),
+        "{log}"
+    );
+    assert!(log.contains("127.0.0.10 "), "{log}");
+}

@@ -379,7 +379,11 @@ async fn a_block_refuses_replies_likes_and_mentions_across_it_as_if_the_post_wer
     let cat = app.register("cat").await;
     for (author, text) in [(&bob, "@ada @cat hello"), (&ada, "@bob @cat hello")] {
         let posted = app
-            .post("/api/v1/posts", Some(&author.access_token), json!({"text": text}))
+            .post(
+                "/api/v1/posts",
+                Some(&author.access_token),
+                json!({"text": text}),
+            )
             .await;
         assert_eq!(posted.status, 201, "{}", posted.text);
         let handles: Vec<&str> = posted.body["mentions"]
@@ -391,15 +395,21 @@ async fn a_block_refuses_replies_likes_and_mentions_across_it_as_if_the_post_wer
         assert_eq!(handles, vec!["cat"], "{text}");
     }
     eventually("cat hears of both mentions", FANOUT_WAIT, || async {
-        let listed = app.get("/api/v1/notifications", Some(&cat.access_token)).await;
-        listed.body["data"].as_array().is_some_and(|data| data.len() == 2)
+        let listed = app
+            .get("/api/v1/notifications", Some(&cat.access_token))
+            .await;
+        listed.body["data"]
+            .as_array()
+            .is_some_and(|data| data.len() == 2)
     })
     .await;
     // Unblocked, the mention would notify: nothing was stored to show now.
     let unblock = format!("/api/v1/users/{}/block", bob.id);
     assert_eq!(act(&app, Method::DELETE, &ada, &unblock).await, 204);
     for (name, who) in [("ada", &ada), ("bob", &bob)] {
-        let listed = app.get("/api/v1/notifications", Some(&who.access_token)).await;
+        let listed = app
+            .get("/api/v1/notifications", Some(&who.access_token))
+            .await;
         let kinds: Vec<&str> = listed.body["data"]
             .as_array()
             .unwrap()
