@@ -4,10 +4,13 @@ use std::sync::Arc;
 
 use starling_domain::{IdGenerator, Post, PostId, UserId, UserSummary};
 
+use crate::accounts::LoginBackoff;
 use crate::auth::{AccessTokens, PasswordHashing};
 use crate::feed::{LikedPosts, SingleFlight};
 use crate::graph::HiddenAccounts;
-use crate::ports::{BlobStore, Cache, EventLog, LiveLog, Store, TimelineEntry, TimelineStore};
+use crate::ports::{
+    BlobStore, Cache, EventLog, LiveLog, LoginFailures, Store, TimelineEntry, TimelineStore,
+};
 
 /// Tunables of the use cases.
 #[derive(Debug, Clone)]
@@ -21,6 +24,7 @@ pub struct Settings {
     /// Likes remembered per reader for `liked_by_me` (older ones are asked of SQL).
     pub liked_window: usize,
     pub media: crate::media::MediaSettings,
+    pub login_backoff: LoginBackoff,
 }
 
 impl Settings {
@@ -44,6 +48,7 @@ impl Default for Settings {
             refresh_token_ttl_secs: 30 * 24 * 3600,
             liked_window: 1_000,
             media: crate::media::MediaSettings::default(),
+            login_backoff: LoginBackoff::default(),
         }
     }
 }
@@ -74,6 +79,8 @@ pub struct Ports {
     /// Image files (object storage).
     pub blobs: Arc<dyn BlobStore>,
     pub caches: Caches,
+    /// Failed logins per account, for the login back-off.
+    pub login_failures: Arc<dyn LoginFailures>,
 }
 
 pub struct App {
@@ -123,5 +130,14 @@ impl App {
     /// Verifies an access token without touching any store.
     pub fn authenticate(&self, access_token: &str) -> Result<UserId, crate::auth::TokenError> {
         self.tokens.verify(access_token)
+    }
+
+    /// The account, expiry and session of a valid access token (for live
+    /// streams, which end with their token and their session).
+    pub fn identify(
+        &self,
+        access_token: &str,
+    ) -> Result<crate::auth::TokenIdentity, crate::auth::TokenError> {
+        self.tokens.identify(access_token)
     }
 }

@@ -32,6 +32,12 @@ pub enum AppError {
     /// The caller holds as many of something as it may (e.g. live streams).
     #[error("{0}")]
     TooMany(&'static str),
+    /// Refused for now: the caller may try again after `retry_after`.
+    #[error("{detail}")]
+    Throttled {
+        detail: String,
+        retry_after: std::time::Duration,
+    },
     /// This instance holds as many of something as it can; another may not.
     #[error("{0}")]
     AtCapacity(&'static str),

@@ -264,7 +264,7 @@ pub async fn seed(args: &SeedArgs) -> anyhow::Result<SeedSummary> {
         seeded.push(SeededUser {
             id: user.id.to_string(),
             handle: user.handle.clone(),
-            token: tokens.issue(user.id, Timestamp::now())?,
+            token: tokens.issue(user.id, None, Timestamp::now())?,
         });
     }
     let sample_posts = rand::seq::index::sample(&mut rng, posts.len(), posts.len().min(10_000))

@@ -75,6 +75,13 @@ pub enum LiveEvent {
         /// The event that caused it (names it on redelivery).
         cause: EventId,
     },
+    /// For the account's own streams, never shown: one of its sessions
+    /// ended (logout, or a spent refresh token presented again). Streams
+    /// opened with that session's tokens close at once.
+    SessionEnded {
+        user_id: UserId,
+        session: i64,
+    },
 }
 
 impl LiveEvent {
@@ -96,6 +103,7 @@ impl LiveEvent {
                 cause,
                 ..
             } => format!("f{}.{}.{}", follower.0, followee.0, cause.0),
+            Self::SessionEnded { session, .. } => format!("s{session}"),
         }
     }
 
@@ -106,6 +114,7 @@ impl LiveEvent {
             Self::Post { author_id, .. } | Self::PostDeleted { author_id, .. } => *author_id,
             Self::Notification { notification } => notification.actor,
             Self::Following { follower, .. } => *follower,
+            Self::SessionEnded { user_id, .. } => *user_id,
         }
     }
 }

@@ -2,9 +2,9 @@
 
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{FromRequest, FromRequestParts, OptionalFromRequestParts, Request};
-use axum::http::StatusCode;
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
+use axum::http::{HeaderMap, StatusCode};
 use serde::de::DeserializeOwned;
 use starling_app::accounts::UserRef;
 use starling_app::auth::TokenError;
@@ -123,7 +123,7 @@ impl FromRequestParts<HttpState> for AuthUser {
         parts: &mut Parts,
         state: &HttpState,
     ) -> Result<Self, Self::Rejection> {
-        match bearer_token(parts)? {
+        match bearer_token(&parts.headers)? {
             Some(token) => verify(parts, state, token),
             None => Err(ApiError::unauthenticated(
                 "this endpoint needs an access token: Authorization: Bearer <token>",
@@ -142,15 +142,16 @@ impl OptionalFromRequestParts<HttpState> for AuthUser {
         parts: &mut Parts,
         state: &HttpState,
     ) -> Result<Option<Self>, Self::Rejection> {
-        match bearer_token(parts)? {
+        match bearer_token(&parts.headers)? {
             Some(token) => verify(parts, state, token).map(Some),
             None => Ok(None),
         }
     }
 }
 
-fn bearer_token(parts: &Parts) -> Result<Option<&str>, ApiError> {
-    let Some(value) = parts.headers.get(AUTHORIZATION) else {
+/// The token of `Authorization: Bearer <token>`, when the header is there.
+pub(crate) fn bearer_token(headers: &HeaderMap) -> Result<Option<&str>, ApiError> {
+    let Some(value) = headers.get(AUTHORIZATION) else {
         return Ok(None);
     };
     let malformed = || {

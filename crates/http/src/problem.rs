@@ -33,22 +33,27 @@ pub struct FieldProblem {
 /// An error on its way to becoming a problem response.
 #[derive(Debug)]
 pub(crate) struct ApiError {
-    problem: Problem,
+    /// Boxed: errors travel in `Result`s through every handler, and the
+    /// document is most of their size.
+    problem: Box<Problem>,
     /// Set for 401s: tells clients how to authenticate (RFC 6750).
     bearer_challenge: Option<&'static str>,
+    /// Seconds to wait before trying again (`Retry-After`), when known.
+    retry_after: Option<u64>,
 }
 
 impl ApiError {
     pub(crate) fn new(status: StatusCode, slug: &str, detail: impl Into<String>) -> Self {
         Self {
-            problem: Problem {
+            problem: Box::new(Problem {
                 kind: format!("/problems/{slug}"),
                 title: status.canonical_reason().unwrap_or("Error").to_owned(),
                 status: status.as_u16(),
                 detail: detail.into(),
                 errors: Vec::new(),
-            },
+            }),
             bearer_challenge: None,
+            retry_after: None,
         }
     }
 
@@ -134,6 +139,14 @@ impl From<AppError> for ApiError {
             AppError::TooMany(detail) => {
                 ApiError::new(StatusCode::TOO_MANY_REQUESTS, "too-many", detail)
             }
+            AppError::Throttled {
+                detail,
+                retry_after,
+            } => {
+                let mut error = ApiError::new(StatusCode::TOO_MANY_REQUESTS, "throttled", detail);
+                error.retry_after = Some(retry_after.as_secs().max(1));
+                error
+            }
             AppError::AtCapacity(detail) => {
                 ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "at-capacity", detail)
             }
@@ -170,7 +183,9 @@ impl IntoResponse for ApiError {
                 HeaderValue::from_static(challenge),
             );
         }
-        if status == StatusCode::SERVICE_UNAVAILABLE {
+        if let Some(seconds) = self.retry_after {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        } else if status == StatusCode::SERVICE_UNAVAILABLE {
             headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         }
         response

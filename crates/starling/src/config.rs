@@ -192,6 +192,25 @@ pub struct AuthConfig {
     /// created on first start. Every API instance must share it.
     pub signing_key_file: Option<PathBuf>,
     pub password_hashing: PasswordParams,
+    /// Failed logins to one account in a row that cost nothing; each one
+    /// after them doubles the wait before the next attempt (from 1 s).
+    pub login_free_failures: u32,
+    /// The longest wait between attempts (0: no per-account back-off).
+    pub login_max_backoff_secs: u64,
+    /// Failed logins are forgotten this long after the last one.
+    pub login_failures_forgotten_after_secs: u64,
+}
+
+impl AuthConfig {
+    pub fn login_backoff(&self) -> starling_app::accounts::LoginBackoff {
+        starling_app::accounts::LoginBackoff {
+            free_failures: self.login_free_failures,
+            max_wait: std::time::Duration::from_secs(self.login_max_backoff_secs),
+            forget_after: std::time::Duration::from_secs(
+                self.login_failures_forgotten_after_secs.max(1),
+            ),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -455,6 +474,9 @@ impl Default for AuthConfig {
             refresh_token_ttl_secs: 30 * 24 * 3600,
             signing_key_file: None,
             password_hashing: PasswordParams::default(),
+            login_free_failures: 5,
+            login_max_backoff_secs: 15 * 60,
+            login_failures_forgotten_after_secs: 24 * 3600,
         }
     }
 }

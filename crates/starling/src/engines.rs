@@ -6,12 +6,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use starling_app::Caches;
-use starling_app::ports::{BlobStore, LiveLog, RateLimiter, RateLimits, Store, TimelineStore};
-use starling_local::{LocalLiveLog, LocalRateLimiter, LocalTimelines, MemoryCache};
+use starling_app::ports::{
+    BlobStore, LiveLog, LoginFailures, RateLimiter, RateLimits, Store, TimelineStore,
+};
+use starling_local::{
+    LocalLiveLog, LocalLoginFailures, LocalRateLimiter, LocalTimelines, MemoryCache,
+};
 use starling_nats::{JetStream, JetStreamOptions};
 use starling_redis::{
-    BroadcastCache, InvalidationBus, RedisConnection, RedisOptions, RedisRateLimiter,
-    RedisTimelines, TieredCache,
+    BroadcastCache, InvalidationBus, RedisConnection, RedisLoginFailures, RedisOptions,
+    RedisRateLimiter, RedisTimelines, TieredCache,
 };
 use starling_sql::{PostgresOptions, PostgresStore, SqliteOptions, SqliteStore};
 
@@ -154,6 +158,18 @@ pub struct RateLimiting {
     pub limiter: Arc<dyn RateLimiter>,
     pub limits: RateLimits,
     pub local: LocalRateLimiter,
+}
+
+/// Failed logins per account: in Redis when configured (one back-off for
+/// all instances), else in process.
+pub fn login_failures(config: &Config, redis: Option<&Redis>) -> Arc<dyn LoginFailures> {
+    match redis {
+        Some(redis) => Arc::new(RedisLoginFailures::new(
+            redis.connection.clone(),
+            &config.redis.key_prefix,
+        )),
+        None => Arc::new(LocalLoginFailures::default()),
+    }
 }
 
 /// The timeline store: Redis when configured, else process memory.

@@ -99,6 +99,7 @@ impl Application {
             live: engines::live_log(&config, jetstream.as_ref()).await?,
             blobs: engines::blobs(&config)?,
             caches: engines::caches(&config, redis.as_ref()).await?,
+            login_failures: engines::login_failures(&config, redis.as_ref()),
         };
         let signing_key =
             starling_app::auth::tokens::load_or_create_signing_key(&config.signing_key_path())?;
@@ -112,6 +113,7 @@ impl Application {
                 fanout_threshold: config.timeline.fanout_threshold,
                 refresh_token_ttl_secs: config.auth.refresh_token_ttl_secs,
                 media: config.media.settings(),
+                login_backoff: config.auth.login_backoff(),
                 ..Settings::default()
             },
         ));

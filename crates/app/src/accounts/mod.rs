@@ -7,7 +7,7 @@ mod refresh;
 mod register;
 mod session;
 
-pub use login::LoginInput;
+pub use login::{LoginBackoff, LoginInput};
 pub use profile::{ProfileChanges, UserRef};
 pub use register::RegisterInput;
 pub use session::Session;

@@ -31,18 +31,19 @@ impl App {
             )
             .await?;
         match outcome {
-            RotateOutcome::Rotated { user_id } => {
-                let user = self
-                    .existing_user(user_id)
-                    .await
-                    .map_err(|error| match error {
-                        AppError::NotFound(_) => AppError::Unauthenticated(INVALID_REFRESH),
-                        other => other,
-                    })?;
-                self.session_with(user, replacement, now)
+            RotateOutcome::Rotated(family) => {
+                let user =
+                    self.existing_user(family.user_id)
+                        .await
+                        .map_err(|error| match error {
+                            AppError::NotFound(_) => AppError::Unauthenticated(INVALID_REFRESH),
+                            other => other,
+                        })?;
+                self.session_with(user, family.family_id, replacement, now)
             }
-            RotateOutcome::Reused => {
+            RotateOutcome::Reused(family) => {
                 tracing::warn!("spent refresh token presented again; its family is revoked");
+                self.end_live_session(family).await;
                 Err(AppError::Unauthenticated(INVALID_REFRESH))
             }
             RotateOutcome::Expired | RotateOutcome::Unknown => {

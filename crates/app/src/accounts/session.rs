@@ -21,27 +21,31 @@ impl App {
     pub(crate) async fn open_session(&self, user: User) -> AppResult<Session> {
         let now = Timestamp::now();
         let refresh_token = random_token();
+        let family_id = self.ids.next_raw();
         self.ports
             .store
             .insert_refresh_token(RefreshTokenRecord {
                 token_hash: token_hash(&refresh_token),
                 user_id: user.id,
-                family_id: self.ids.next_raw(),
+                family_id,
                 issued_at: now,
                 expires_at: now.plus_seconds(self.settings.refresh_token_ttl_secs),
             })
             .await?;
-        self.session_with(user, refresh_token, now)
+        self.session_with(user, family_id, refresh_token, now)
     }
 
+    /// The session's answer: a new access token (naming the refresh-token
+    /// family as its session) beside `refresh_token`.
     pub(crate) fn session_with(
         &self,
         user: User,
+        family_id: i64,
         refresh_token: String,
         now: Timestamp,
     ) -> AppResult<Session> {
         Ok(Session {
-            access_token: self.tokens.issue(user.id, now)?,
+            access_token: self.tokens.issue(user.id, Some(family_id), now)?,
             expires_in: self.tokens.ttl_secs(),
             user,
             refresh_token,

@@ -6,4 +6,4 @@ pub mod refresh;
 pub mod tokens;
 
 pub use passwords::{PasswordHashing, PasswordParams};
-pub use tokens::{AccessClaims, AccessTokens, TokenError};
+pub use tokens::{AccessClaims, AccessTokens, TokenError, TokenIdentity};

@@ -21,6 +21,19 @@ pub struct AccessClaims {
     pub aud: String,
     pub iat: i64,
     pub exp: i64,
+    /// The session (refresh-token family) the token was issued to: its
+    /// live streams end when that session does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sid: Option<i64>,
+}
+
+/// Who a verified access token speaks for, until when, and in which session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TokenIdentity {
+    pub user: UserId,
+    /// Unix seconds.
+    pub expires_at: i64,
+    pub session: Option<i64>,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -42,7 +55,7 @@ pub struct AccessTokens {
     /// the rest of a cached feed read; a client sends the same token for its
     /// whole lifetime. Keyed by the entire token, so only a byte-identical
     /// token can hit.
-    verified: Arc<quick_cache::sync::Cache<String, (UserId, i64)>>,
+    verified: Arc<quick_cache::sync::Cache<String, TokenIdentity>>,
 }
 
 /// Verified tokens remembered at most.
@@ -97,7 +110,14 @@ impl AccessTokens {
         self.ttl_secs
     }
 
-    pub fn issue(&self, user: UserId, now: Timestamp) -> anyhow::Result<String> {
+    /// A token for `user`, in `session` when it belongs to one (tokens
+    /// made for benchmarks and tools belong to none).
+    pub fn issue(
+        &self,
+        user: UserId,
+        session: Option<i64>,
+        now: Timestamp,
+    ) -> anyhow::Result<String> {
         let issued_at = now.millis() / 1000;
         let claims = AccessClaims {
             sub: user.to_string(),
@@ -105,6 +125,7 @@ impl AccessTokens {
             aud: AUDIENCE.to_owned(),
             iat: issued_at,
             exp: issued_at + self.ttl_secs,
+            sid: session,
         };
         jsonwebtoken::encode(&Header::new(Algorithm::EdDSA), &claims, &self.encoding)
             .map_err(|error| anyhow::anyhow!("cannot sign an access token: {error}"))
@@ -112,13 +133,18 @@ impl AccessTokens {
 
     /// The account a valid, unexpired token speaks for.
     pub fn verify(&self, token: &str) -> Result<UserId, TokenError> {
+        self.identify(token).map(|identity| identity.user)
+    }
+
+    /// All a valid, unexpired token says: account, expiry, session.
+    pub fn identify(&self, token: &str) -> Result<TokenIdentity, TokenError> {
         let now = Timestamp::now_ms() / 1000;
-        if let Some((user, expires)) = self.verified.get(token) {
-            if now > expires + LEEWAY_SECS {
+        if let Some(identity) = self.verified.get(token) {
+            if now > identity.expires_at + LEEWAY_SECS {
                 self.verified.remove(token);
                 return Err(TokenError::Expired);
             }
-            return Ok(user);
+            return Ok(identity);
         }
         let data = jsonwebtoken::decode::<AccessClaims>(token, &self.decoding, &self.validation)
             .map_err(|error| match error.kind() {
@@ -126,9 +152,13 @@ impl AccessTokens {
                 _ => TokenError::Invalid,
             })?;
         let user: UserId = data.claims.sub.parse().map_err(|_| TokenError::Invalid)?;
-        self.verified
-            .insert(token.to_owned(), (user, data.claims.exp));
-        Ok(user)
+        let identity = TokenIdentity {
+            user,
+            expires_at: data.claims.exp,
+            session: data.claims.sid,
+        };
+        self.verified.insert(token.to_owned(), identity);
+        Ok(identity)
     }
 }
 
@@ -170,18 +200,38 @@ mod tests {
     #[test]
     fn a_token_names_its_user() {
         let tokens = tokens(900);
-        let token = tokens.issue(UserId(77), Timestamp::now()).unwrap();
+        let now = Timestamp::now();
+        let token = tokens.issue(UserId(77), Some(5), now).unwrap();
         assert_eq!(tokens.verify(&token), Ok(UserId(77)));
+        assert_eq!(
+            tokens.identify(&token),
+            Ok(TokenIdentity {
+                user: UserId(77),
+                expires_at: now.millis() / 1000 + 900,
+                session: Some(5),
+            })
+        );
+        // Two sessions' tokens of one second differ.
+        assert_ne!(tokens.issue(UserId(77), Some(6), now).unwrap(), token);
+        let sessionless = tokens.issue(UserId(77), None, now).unwrap();
+        assert_eq!(tokens.identify(&sessionless).unwrap().session, None);
     }
 
     #[test]
     fn a_remembered_token_still_expires() {
         let tokens = tokens(1);
-        let token = tokens.issue(UserId(9), Timestamp::now()).unwrap();
+        let token = tokens.issue(UserId(9), None, Timestamp::now()).unwrap();
         assert_eq!(tokens.verify(&token), Ok(UserId(9)));
         assert_eq!(tokens.verify(&token), Ok(UserId(9)), "answered from memory");
         let exp = Timestamp::now_ms() / 1000 + 1;
-        tokens.verified.insert(token.clone(), (UserId(9), exp - 10));
+        tokens.verified.insert(
+            token.clone(),
+            TokenIdentity {
+                user: UserId(9),
+                expires_at: exp - 10,
+                session: None,
+            },
+        );
         assert_eq!(tokens.verify(&token), Err(TokenError::Expired));
         // A token that differs in one byte is not the remembered one.
         let mut forged = token.clone();
@@ -196,11 +246,11 @@ mod tests {
     fn expired_tampered_and_foreign_tokens_are_refused() {
         let tokens = tokens(900);
         let old = tokens
-            .issue(UserId(1), Timestamp::now().plus_seconds(-3600))
+            .issue(UserId(1), None, Timestamp::now().plus_seconds(-3600))
             .unwrap();
         assert_eq!(tokens.verify(&old), Err(TokenError::Expired));
 
-        let token = tokens.issue(UserId(1), Timestamp::now()).unwrap();
+        let token = tokens.issue(UserId(1), None, Timestamp::now()).unwrap();
         let mut parts: Vec<String> = token.split('.').map(str::to_owned).collect();
         parts[1] = base64::Engine::encode(
             &base64::engine::general_purpose::URL_SAFE_NO_PAD,
@@ -209,7 +259,7 @@ mod tests {
         assert_eq!(tokens.verify(&parts.join(".")), Err(TokenError::Invalid));
 
         let stranger = self::tokens(900)
-            .issue(UserId(1), Timestamp::now())
+            .issue(UserId(1), None, Timestamp::now())
             .unwrap();
         assert_eq!(tokens.verify(&stranger), Err(TokenError::Invalid));
         assert_eq!(tokens.verify("not.a.token"), Err(TokenError::Invalid));

@@ -4,10 +4,12 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
-use starling_domain::{LiveEvent, PostId, Topic, UserId};
+use starling_domain::{LiveEvent, PostId, Timestamp, Topic, UserId};
+use tokio::time::Instant;
 
 use crate::App;
-use crate::error::AppResult;
+use crate::auth::TokenIdentity;
+use crate::error::{AppError, AppResult};
 use crate::live::hub::{Connection, LiveHub};
 use crate::notifications::NotificationView;
 use crate::page::PostView;
@@ -46,11 +48,20 @@ pub enum StreamEnd {
     /// An update of one of its topics never arrived; the client resumes
     /// (and replays it) on reconnecting.
     Gap,
+    /// The access token it was opened with expired: the client reconnects
+    /// with a fresh one (and `Last-Event-ID`, so nothing is missed).
+    Expired,
+    /// The session of that token ended (logout, or a refresh token reused).
+    SessionEnded,
 }
 
 pub struct LiveStream {
     app: Arc<App>,
     viewer: UserId,
+    /// The session of the token it was opened with, when it names one.
+    session: Option<i64>,
+    /// When that token expires.
+    deadline: Instant,
     log: Arc<dyn LiveLog>,
     connection: Connection,
     /// What it listens to: its reader's inbox, and the posts of its reader
@@ -68,16 +79,30 @@ pub struct LiveStream {
 }
 
 impl LiveStream {
-    /// Opens `viewer`'s stream, resuming after `after` when given. The hub
+    /// Opens the stream of the token's account, resuming after `after`
+    /// when given; it lasts as long as the token and its session. The hub
     /// registration comes before the replay, so nothing published in
     /// between is missed; the replay runs up to the log's head at that
     /// moment, and live updates at or below it are skipped as replayed.
     pub async fn open(
         app: Arc<App>,
         hub: &LiveHub,
-        viewer: UserId,
+        token: TokenIdentity,
         after: Option<u64>,
     ) -> AppResult<Self> {
+        // Verification tolerates a few seconds of clock skew; a stream is
+        // not opened on a token already past its expiry.
+        let left_ms = token
+            .expires_at
+            .saturating_mul(1000)
+            .saturating_sub(Timestamp::now_ms());
+        if left_ms <= 0 {
+            return Err(AppError::Unauthenticated(
+                "the access token has expired; refresh it",
+            ));
+        }
+        let deadline = Instant::now() + std::time::Duration::from_millis(left_ms.unsigned_abs());
+        let viewer = token.user;
         // Its reader's notifications and control updates, and the posts of
         // its reader and of every account its reader follows (one update
         // per post, on its author's topic).
@@ -91,9 +116,25 @@ impl LiveStream {
                 .map(Topic::Author),
         );
         let connection = hub.connect(viewer, topics.clone())?;
+        // A token outlives its session by up to its lifetime: no stream for
+        // a session that has ended. Asked once the hub listens, so a session
+        // ending after this answer reaches the stream as an update.
+        if let Some(session) = token.session
+            && !app
+                .ports
+                .store
+                .session_is_open(session, Timestamp::now())
+                .await?
+        {
+            return Err(AppError::Unauthenticated(
+                "the session of this access token has ended",
+            ));
+        }
         let mut stream = Self {
             app,
             viewer,
+            session: token.session,
+            deadline,
             log: hub.log().clone(),
             connection,
             topics: topics.clone(),
@@ -157,15 +198,19 @@ impl LiveStream {
             return Ok(StreamItem::Reset { sequence });
         }
         loop {
+            if Instant::now() >= self.deadline {
+                return Err(StreamEnd::Expired);
+            }
             let message = match self.replayed.pop_front() {
                 Some(message) => message,
                 None => {
-                    let message = self
-                        .connection
-                        .updates
-                        .recv()
-                        .await
-                        .ok_or(StreamEnd::Dropped)?;
+                    let message = tokio::select! {
+                        message = self.connection.updates.recv() => message,
+                        () = tokio::time::sleep_until(self.deadline) => {
+                            return Err(StreamEnd::Expired);
+                        }
+                    }
+                    .ok_or(StreamEnd::Dropped)?;
                     if message.sequence <= self.floor
                         || self
                             .seen
@@ -189,6 +234,12 @@ impl LiveStream {
             };
             let seen = self.seen.entry(message.topic).or_default();
             *seen = (*seen).max(message.sequence);
+            if let LiveEvent::SessionEnded { session, .. } = message.event.as_ref() {
+                if self.session == Some(*session) {
+                    return Err(StreamEnd::SessionEnded);
+                }
+                continue;
+            }
             if let LiveEvent::Following {
                 follower,
                 followee,
@@ -286,7 +337,7 @@ impl LiveStream {
                     .map(|view| StreamItem::Notification { sequence, view })
             }
             // Handled by `next`.
-            LiveEvent::Following { .. } => None,
+            LiveEvent::Following { .. } | LiveEvent::SessionEnded { .. } => None,
         })
     }
 }

@@ -9,6 +9,7 @@ pub mod cache;
 pub mod caller;
 pub mod events;
 pub mod live;
+pub mod login_failures;
 pub mod rate_limit;
 pub mod store;
 pub mod timeline;
@@ -20,13 +21,14 @@ pub use blobs::{BlobError, BlobStore};
 pub use cache::Cache;
 pub use events::{EventLog, EventLogError, EventPublisher, EventSubscription};
 pub use live::{LiveError, LiveLog, LiveMessage, LiveSink, Replay};
+pub use login_failures::{Failures, LoginFailures, LoginFailuresError};
 pub use rate_limit::{Quota, RateDecision, RateLimitError, RateLimiter, RateLimits, RouteClass};
 pub use store::{
     AccountStore, DeleteOutcome, FollowOutcome, GraphStore, Hidden, IdempotencyClaim,
     IdempotencyStore, LikeOutcome, MediaSelection, MediaStore, NewPost, NewUser, NotificationState,
-    NotificationStore, OutboxStore, PostStore, RefreshTokenRecord, Relation, RelationStore,
-    RotateOutcome, Store, StoreError, StoreHealth, StoreResult, StoredResponse, TokenStore,
-    UndecodableEvent, UnfollowOutcome, UnlikeOutcome, UserCredentials,
+    NotificationStore, OutboxStore, PostStore, RefreshFamily, RefreshTokenRecord, Relation,
+    RelationStore, RotateOutcome, Store, StoreError, StoreHealth, StoreResult, StoredResponse,
+    TokenStore, UndecodableEvent, UnfollowOutcome, UnlikeOutcome, UserCredentials,
 };
 pub use timeline::{
     TimelineEntry, TimelineError, TimelineRead, TimelineResult, TimelineSlice, TimelineStore,

@@ -142,14 +142,19 @@ pub struct RefreshTokenRecord {
     pub expires_at: Timestamp,
 }
 
+/// A refresh-token family (one session) and its account.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RefreshFamily {
+    pub user_id: UserId,
+    pub family_id: i64,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RotateOutcome {
     /// The presented token was live: it is now spent, and the replacement stored.
-    Rotated {
-        user_id: UserId,
-    },
+    Rotated(RefreshFamily),
     /// The presented token had been used or revoked before: the whole family is now revoked.
-    Reused,
+    Reused(RefreshFamily),
     Expired,
     Unknown,
 }
@@ -169,8 +174,17 @@ pub trait TokenStore: Send + Sync {
         now: Timestamp,
     ) -> StoreResult<RotateOutcome>;
 
-    /// Revokes the family of the token with this hash; unknown hashes are ignored.
-    async fn revoke_refresh_family(&self, token_hash: &[u8], now: Timestamp) -> StoreResult<()>;
+    /// Revokes the family of the token with this hash, and says which it
+    /// was; unknown hashes are ignored (`None`).
+    async fn revoke_refresh_family(
+        &self,
+        token_hash: &[u8],
+        now: Timestamp,
+    ) -> StoreResult<Option<RefreshFamily>>;
+
+    /// Whether the session `family_id` names is still open at `now`: a
+    /// token of the family is neither revoked nor expired.
+    async fn session_is_open(&self, family_id: i64, now: Timestamp) -> StoreResult<bool>;
 
     /// Deletes tokens that expired before `expired_before` (spent, revoked or
     /// not: an expired token is refused either way); returns how many went.

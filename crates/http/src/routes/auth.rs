@@ -43,6 +43,8 @@ pub(crate) async fn register(
     responses(
         (status = 200, body = SessionBody),
         (status = 401, description = "Wrong login or password", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Too many failed logins for this account: wait `Retry-After` seconds (whatever the password)", body = Problem, content_type = "application/problem+json",
+            headers(("Retry-After" = u64, description = "Seconds until an attempt may go"))),
     ))]
 pub(crate) async fn login(
     State(state): State<HttpState>,

@@ -3,7 +3,10 @@
 //! Events: `post` (a post arrived in the home timeline; data: the post),
 //! `delete` (data: `{"id"}`), `notification` (data: the notification),
 //! `reset` (updates since `Last-Event-ID` may be missing: reload), and
-//! `ready` first, once the stream listens. Each update carries an `id`;
+//! `ready` first, once the stream listens. A stream lasts as long as the
+//! access token it was opened with, and its session: it closes with a last
+//! `end` event (`{"reason": "token_expired"}`: reconnect with a fresh token
+//! and `Last-Event-ID`; `{"reason": "session_ended"}`: signed out). Each update carries an `id`;
 //! a client reconnecting with `Last-Event-ID` (browsers' `EventSource`
 //! does so by itself) gets what it missed within the retention window.
 //! Idle streams get a comment line every `stream.heartbeat_secs`.
@@ -17,14 +20,15 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
 use serde::Deserialize;
-use starling_app::live::{LiveStream, StreamItem};
-use starling_domain::UserId;
+use starling_app::auth::{TokenError, TokenIdentity};
+use starling_app::live::{LiveStream, StreamEnd, StreamItem};
 use utoipa::IntoParams;
 
-use crate::extract::{AppQuery, AuthUser};
+use crate::extract::{AppQuery, bearer_token};
 use crate::models::{NotificationJson, PostJson};
 use crate::problem::{ApiError, Problem};
 use crate::state::HttpState;
+use starling_app::ports::caller::CallerSlot;
 
 /// How long a client waits before reconnecting (the SSE `retry` field).
 const RECONNECT_AFTER: Duration = Duration::from_secs(2);
@@ -48,7 +52,7 @@ pub(crate) struct StreamParams {
         ("Last-Event-ID" = Option<String>, Header, description = "Resume after this event id")),
     responses(
         (status = 200, content_type = "text/event-stream",
-            description = "Events `ready`, `post`, `delete`, `notification`, `reset`"),
+            description = "Events `ready`, `post`, `delete`, `notification`, `reset`; `end` last when the token expires or its session ends"),
         (status = 400, body = Problem, content_type = "application/problem+json"),
         (status = 401, body = Problem, content_type = "application/problem+json"),
         (status = 429, body = Problem, content_type = "application/problem+json",
@@ -58,13 +62,12 @@ pub(crate) struct StreamParams {
     ))]
 pub(crate) async fn stream(
     State(state): State<HttpState>,
-    caller: Option<AuthUser>,
+    caller: Option<axum::Extension<CallerSlot>>,
     headers: HeaderMap,
     AppQuery(params): AppQuery<StreamParams>,
 ) -> Result<Response, ApiError> {
-    let viewer = match (caller, &params.access_token) {
-        (Some(AuthUser(caller)), _) => caller,
-        (None, Some(token)) => authenticate(&state, token)?,
+    let token = match (bearer_token(&headers)?, params.access_token.as_deref()) {
+        (Some(token), _) | (None, Some(token)) => token,
         (None, None) => {
             return Err(ApiError::unauthenticated(
                 "this endpoint needs an access token: Authorization: Bearer <token>",
@@ -72,11 +75,15 @@ pub(crate) async fn stream(
             ));
         }
     };
+    let token = authenticate(&state, token)?;
+    if let Some(axum::Extension(slot)) = caller {
+        slot.set(token.user);
+    }
     let after = last_event_id(&headers, params.last_event_id.as_deref())?;
     let Some(streaming) = &state.streaming else {
         return Err(starling_app::AppError::AtCapacity("live streams are not served here").into());
     };
-    let live = LiveStream::open(state.app.clone(), &streaming.hub, viewer, after).await?;
+    let live = LiveStream::open(state.app.clone(), &streaming.hub, token, after).await?;
     let ready = futures::stream::once(async {
         Ok::<_, Infallible>(
             Event::default()
@@ -85,12 +92,24 @@ pub(crate) async fn stream(
                 .data("{}"),
         )
     });
-    let updates = futures::stream::unfold(live, |mut live| async move {
+    let updates = futures::stream::unfold(Some(live), |live| async move {
+        let mut live = live?;
         match live.next().await {
-            Ok(item) => Some((Ok::<_, Infallible>(event(&item)), live)),
+            Ok(item) => Some((Ok::<_, Infallible>(event(&item)), Some(live))),
             Err(end) => {
                 tracing::debug!(?end, "live stream ended");
-                None
+                // Told why when the client must do something other than
+                // reconnect; the stream ends after it.
+                let reason = match end {
+                    StreamEnd::Expired => "token_expired",
+                    StreamEnd::SessionEnded => "session_ended",
+                    StreamEnd::Dropped | StreamEnd::Gap => return None,
+                };
+                metrics::counter!("starling_stream_events_total", "type" => "end").increment(1);
+                let last = Event::default()
+                    .event("end")
+                    .data(format!(r#"{{"reason":"{reason}"}}"#));
+                Some((Ok(last), None))
             }
         }
     });
@@ -108,12 +127,13 @@ pub(crate) async fn stream(
     Ok(response)
 }
 
-fn authenticate(state: &HttpState, token: &str) -> Result<UserId, ApiError> {
-    state.app.authenticate(token).map_err(|_| {
-        ApiError::unauthenticated(
-            "the access token is invalid or has expired",
-            "Bearer error=\"invalid_token\"",
-        )
+fn authenticate(state: &HttpState, token: &str) -> Result<TokenIdentity, ApiError> {
+    state.app.identify(token).map_err(|error| {
+        let detail = match error {
+            TokenError::Expired => "the access token has expired; refresh it",
+            TokenError::Invalid => "the access token is invalid",
+        };
+        ApiError::unauthenticated(detail, "Bearer error=\"invalid_token\"")
     })
 }
 

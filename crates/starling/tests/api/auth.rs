@@ -1,3 +1,5 @@
+use std::time::Duration;
+
 use reqwest::Method;
 use serde_json::json;
 
@@ -391,4 +393,88 @@ async fn a_valid_token_for_an_account_this_database_lacks_is_refused() {
         )
         .await
         .assert_problem(401);
+}
+
+/// A login attempt from `address` (forwarded by the test, a trusted proxy):
+/// status, and `Retry-After` when there is one.
+async fn login_from(
+    app: &crate::helpers::TestApp,
+    address: &str,
+    login: &str,
+    password: &str,
+) -> (u16, Option<u64>) {
+    let response = app
+        .client
+        .post(app.url("/api/v1/auth/login"))
+        .header("x-forwarded-for", address)
+        .json(&json!({"login": login, "password": password}))
+        .send()
+        .await
+        .unwrap();
+    let retry_after = response
+        .headers()
+        .get("retry-after")
+        .map(|value| value.to_str().unwrap().parse().unwrap());
+    (response.status().as_u16(), retry_after)
+}
+
+#[tokio::test]
+async fn failed_logins_back_off_per_account_from_any_address() {
+    let Some(app) = crate::helpers::spawn_app_with(|config| {
+        config.auth.login_free_failures = 2;
+        config.auth.login_max_backoff_secs = 60;
+    })
+    .await
+    else {
+        return;
+    };
+    app.register("ada").await;
+    let (right, wrong) = ("correct horse battery", "guess");
+    // Two free failures, from two addresses, by both of ada's names.
+    assert_eq!(login_from(&app, "198.51.100.1", "ada", wrong).await.0, 401);
+    assert_eq!(
+        login_from(&app, "198.51.100.2", "ada@example.org", wrong)
+            .await
+            .0,
+        401
+    );
+    // Then the account waits a second, whoever asks and whatever they send:
+    // the right password is not even looked at.
+    for (address, password) in [("198.51.100.3", wrong), ("198.51.100.4", right)] {
+        let (status, retry_after) = login_from(&app, address, "ADA", password).await;
+        assert_eq!((status, retry_after), (429, Some(1)), "{address}");
+    }
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    // One more failure doubles the wait.
+    assert_eq!(login_from(&app, "198.51.100.5", "ada", wrong).await.0, 401);
+    let (status, retry_after) = login_from(&app, "198.51.100.5", "ada", right).await;
+    assert_eq!((status, retry_after), (429, Some(2)));
+    let refused = app
+        .post(
+            "/api/v1/auth/login",
+            None,
+            json!({"login": "ada", "password": right}),
+        )
+        .await;
+    refused.assert_problem(429);
+    assert_eq!(refused.body["type"], "/problems/throttled");
+    // Another account is not held back by ada's.
+    app.register("bob").await;
+    assert_eq!(login_from(&app, "198.51.100.5", "bob", right).await.0, 200);
+
+    // A name of no account backs off the same way: nothing tells them apart.
+    for expected in [401, 401, 429] {
+        assert_eq!(
+            login_from(&app, "198.51.100.6", "nobody", wrong).await.0,
+            expected
+        );
+    }
+
+    // Once the wait is over, the right password gets in and the count
+    // starts again from nothing.
+    tokio::time::sleep(Duration::from_millis(2_100)).await;
+    assert_eq!(login_from(&app, "198.51.100.7", "ada", right).await.0, 200);
+    for _ in 0..2 {
+        assert_eq!(login_from(&app, "198.51.100.7", "ada", wrong).await.0, 401);
+    }
 }

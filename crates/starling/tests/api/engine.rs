@@ -67,6 +67,7 @@ async fn assemble(
                 likes: cache("likes"),
                 hidden: cache("hidden"),
             },
+            login_failures: Arc::new(starling_local::LocalLoginFailures::default()),
         },
         IdGenerator::new(1),
         PasswordHashing::new(PasswordParams {

@@ -68,6 +68,25 @@ async fn each_request_logs_one_json_line_and_never_a_secret() {
         .send()
         .await
         .unwrap();
+    // Live streams opened as EventSource does, the token in the query.
+    let streamed = client
+        .get(format!(
+            "{base}/api/v1/stream?access_token={}",
+            second.access_token
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(streamed.status(), 200);
+    drop(streamed);
+    let refused = client
+        .get(format!(
+            "{base}/api/v1/stream?access_token=query-token-c0ffee"
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 401);
     read(
         post(
             "/api/v1/auth/logout",
@@ -98,6 +117,7 @@ async fn each_request_logs_one_json_line_and_never_a_secret() {
         second.access_token.as_str(),
         second.refresh_token.as_str(),
         "not-a-real-token-c0ffee",
+        "query-token-c0ffee",
     ] {
         assert!(
             !output.contains(secret),
@@ -119,7 +139,7 @@ async fn each_request_logs_one_json_line_and_never_a_secret() {
         .collect();
     assert_eq!(
         requests.len(),
-        7,
+        9,
         "one line per request (readiness probe included)\n{output}"
     );
     let me_line = requests
@@ -132,7 +152,7 @@ async fn each_request_logs_one_json_line_and_never_a_secret() {
     assert_eq!(me_line["user_id"], first.id.as_str());
     assert!(me_line["latency_ms"].as_f64().unwrap() >= 0.0);
     let refused = requests.iter().filter(|line| line["status"] == 401).count();
-    assert_eq!(refused, 2, "the wrong password and the bad token");
+    assert_eq!(refused, 3, "the wrong password and the two bad tokens");
     for line in &requests {
         let request_id = line["span"]["request_id"].as_str().unwrap_or_default();
         assert!(

@@ -3,11 +3,12 @@
 use std::time::Duration;
 
 use reqwest::Method;
+use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::helpers::{
-    EventStream, FANOUT_WAIT, SseEvent, SseRead, TestApp, TestUser, eventually, spawn_app,
-    spawn_app_with,
+    EventStream, FANOUT_WAIT, SseEvent, SseRead, TestApp, TestUser, eventually, session_user,
+    spawn_app, spawn_app_with,
 };
 
 /// The next event of `kind`, skipping others (e.g. notifications while
@@ -505,4 +506,124 @@ async fn a_post_is_one_live_update_whatever_its_audience() {
         marker,
         "the unfollowed account's post never came"
     );
+}
+
+/// Reads past heartbeats and updates to the stream's `end` event, which
+/// must be its last.
+async fn end_reason(stream: &mut EventStream, within: Duration) -> String {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        match stream.read(left).await {
+            SseRead::Event(event) if event.event == "end" => {
+                assert!(
+                    matches!(stream.read(Duration::from_secs(2)).await, SseRead::Ended),
+                    "the stream goes on after its end"
+                );
+                return event.json()["reason"].as_str().unwrap().to_owned();
+            }
+            SseRead::Event(_) => continue,
+            other => panic!("expected an end event, got {other:?}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_stream_ends_when_its_session_does_and_no_other() {
+    let Some(app) = spawn_app().await else {
+        return;
+    };
+    let ada = app.register("ada").await;
+    // A second session of the same account, on another device.
+    let other = app
+        .post(
+            "/api/v1/auth/login",
+            None,
+            json!({"login": "ada", "password": "correct horse battery"}),
+        )
+        .await;
+    let other = session_user(&other.body);
+    let mut first = app.open_stream(&ada, None).await;
+    let mut second = app.open_stream(&other, None).await;
+
+    let started = std::time::Instant::now();
+    let logout = app
+        .post(
+            "/api/v1/auth/logout",
+            None,
+            json!({"refresh_token": ada.refresh_token}),
+        )
+        .await;
+    assert_eq!(logout.status, 204, "{}", logout.text);
+    assert_eq!(end_reason(&mut first, FANOUT_WAIT).await, "session_ended");
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "ended at once, not with its token: {:?}",
+        started.elapsed()
+    );
+    // The other session's stream still gets what happens.
+    app.create_post(&ada, "still here").await;
+    assert_eq!(second.next_event(FANOUT_WAIT).await.event, "post");
+    // The ended session's token, still within its lifetime, opens no stream.
+    let refused = app
+        .client
+        .get(app.url("/api/v1/stream"))
+        .bearer_auth(&ada.access_token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 401);
+
+    // A stolen refresh token presented after its owner used it ends that
+    // session too, and its streams with it.
+    let refreshed = app
+        .post(
+            "/api/v1/auth/refresh",
+            None,
+            json!({"refresh_token": other.refresh_token}),
+        )
+        .await;
+    assert_eq!(refreshed.status, 200, "{}", refreshed.text);
+    let replayed = app
+        .post(
+            "/api/v1/auth/refresh",
+            None,
+            json!({"refresh_token": other.refresh_token}),
+        )
+        .await;
+    assert_eq!(replayed.status, 401);
+    assert_eq!(end_reason(&mut second, FANOUT_WAIT).await, "session_ended");
+}
+
+#[tokio::test]
+async fn a_stream_ends_with_its_token_and_resumes_with_a_fresh_one() {
+    let Some(app) = spawn_app_with(|config| config.auth.access_token_ttl_secs = 2).await else {
+        return;
+    };
+    let ada = app.register("ada").await;
+    let bob = app.register("bob").await;
+    app.follow(&ada, &bob).await;
+    let mut stream = app.open_stream(&ada, None).await;
+    let first = app.create_post(&bob, "before the end").await;
+    let seen = stream.next_event(FANOUT_WAIT).await;
+    assert_eq!(seen.json()["id"], first.as_str());
+    let position = seen.id.clone().unwrap();
+    assert_eq!(
+        end_reason(&mut stream, Duration::from_secs(4)).await,
+        "token_expired"
+    );
+    // Posted while the client was away: the resumed stream brings it.
+    let missed = app.create_post(&bob, "while away").await;
+    let refreshed = app
+        .post(
+            "/api/v1/auth/refresh",
+            None,
+            json!({"refresh_token": ada.refresh_token}),
+        )
+        .await;
+    let fresh = session_user(&refreshed.body);
+    let mut resumed = app.open_stream(&fresh, Some(&position)).await;
+    let replayed = resumed.next_event(FANOUT_WAIT).await;
+    assert_eq!(replayed.event, "post");
+    assert_eq!(replayed.json()["id"], missed.as_str());
 }

@@ -1,7 +1,9 @@
 //! Refresh tokens: stored hashed, spent on use, revoked by family.
 
 use async_trait::async_trait;
-use starling_app::ports::{RefreshTokenRecord, RotateOutcome, StoreError, TokenStore};
+use starling_app::ports::{
+    RefreshFamily, RefreshTokenRecord, RotateOutcome, StoreError, TokenStore,
+};
 use starling_domain::{Timestamp, UserId};
 
 use super::{PostgresStore, translate};
@@ -15,8 +17,9 @@ const TOKEN_BY_HASH: &str = "SELECT user_id, family_id, expires_at, used_at, rev
 const SPEND_TOKEN: &str = "UPDATE refresh_tokens SET used_at = $2 WHERE token_hash = $1";
 const REVOKE_FAMILY: &str =
     "UPDATE refresh_tokens SET revoked_at = $2 WHERE family_id = $1 AND revoked_at IS NULL";
-const REVOKE_FAMILY_OF_TOKEN: &str = "UPDATE refresh_tokens SET revoked_at = $2 \
-     WHERE family_id = (SELECT family_id FROM refresh_tokens WHERE token_hash = $1) AND revoked_at IS NULL";
+const FAMILY_OF_TOKEN: &str = "SELECT user_id, family_id FROM refresh_tokens WHERE token_hash = $1";
+const OPEN_SESSION: &str = "SELECT EXISTS (SELECT 1 FROM refresh_tokens \
+     WHERE family_id = $1 AND revoked_at IS NULL AND expires_at > $2)";
 const PRUNE_TOKENS: &str = "DELETE FROM refresh_tokens WHERE expires_at < $1";
 
 #[async_trait]
@@ -50,6 +53,10 @@ impl TokenStore for PostgresStore {
         let Some((user_id, family_id, expires_at, used_at, revoked_at)) = row else {
             return Ok(RotateOutcome::Unknown);
         };
+        let family = RefreshFamily {
+            user_id: UserId(user_id),
+            family_id,
+        };
         if used_at.is_some() || revoked_at.is_some() {
             sqlx::query(REVOKE_FAMILY)
                 .bind(family_id)
@@ -58,7 +65,7 @@ impl TokenStore for PostgresStore {
                 .await
                 .map_err(translate)?;
             tx.commit().await.map_err(translate)?;
-            return Ok(RotateOutcome::Reused);
+            return Ok(RotateOutcome::Reused(family));
         }
         if expires_at <= now.millis() {
             return Ok(RotateOutcome::Expired);
@@ -79,9 +86,16 @@ impl TokenStore for PostgresStore {
             .await
             .map_err(translate)?;
         tx.commit().await.map_err(translate)?;
-        Ok(RotateOutcome::Rotated {
-            user_id: UserId(user_id),
-        })
+        Ok(RotateOutcome::Rotated(family))
+    }
+
+    async fn session_is_open(&self, family_id: i64, now: Timestamp) -> Result<bool, StoreError> {
+        sqlx::query_scalar(OPEN_SESSION)
+            .bind(family_id)
+            .bind(now.millis())
+            .fetch_one(self.pool())
+            .await
+            .map_err(translate)
     }
 
     async fn prune_refresh_tokens(&self, expired_before: Timestamp) -> Result<u64, StoreError> {
@@ -97,13 +111,25 @@ impl TokenStore for PostgresStore {
         &self,
         token_hash: &[u8],
         now: Timestamp,
-    ) -> Result<(), StoreError> {
-        sqlx::query(REVOKE_FAMILY_OF_TOKEN)
+    ) -> Result<Option<RefreshFamily>, StoreError> {
+        // A family's id and account never change: read, then revoke by id.
+        let row: Option<(i64, i64)> = sqlx::query_as(FAMILY_OF_TOKEN)
             .bind(token_hash)
+            .fetch_optional(self.pool())
+            .await
+            .map_err(translate)?;
+        let Some((user_id, family_id)) = row else {
+            return Ok(None);
+        };
+        sqlx::query(REVOKE_FAMILY)
+            .bind(family_id)
             .bind(now.millis())
             .execute(self.pool())
             .await
             .map_err(translate)?;
-        Ok(())
+        Ok(Some(RefreshFamily {
+            user_id: UserId(user_id),
+            family_id,
+        }))
     }
 }

@@ -1,7 +1,9 @@
 //! Refresh tokens: stored hashed, spent on use, revoked by family.
 
 use async_trait::async_trait;
-use starling_app::ports::{RefreshTokenRecord, RotateOutcome, StoreError, TokenStore};
+use starling_app::ports::{
+    RefreshFamily, RefreshTokenRecord, RotateOutcome, StoreError, TokenStore,
+};
 use starling_domain::{Timestamp, UserId};
 
 use super::{SqliteStore, translate};
@@ -13,8 +15,9 @@ const TOKEN_BY_HASH: &str = "SELECT user_id, family_id, expires_at, used_at, rev
 const SPEND_TOKEN: &str = "UPDATE refresh_tokens SET used_at = ?2 WHERE token_hash = ?1";
 const REVOKE_FAMILY: &str =
     "UPDATE refresh_tokens SET revoked_at = ?2 WHERE family_id = ?1 AND revoked_at IS NULL";
-const REVOKE_FAMILY_OF_TOKEN: &str = "UPDATE refresh_tokens SET revoked_at = ?2 \
-     WHERE family_id = (SELECT family_id FROM refresh_tokens WHERE token_hash = ?1) AND revoked_at IS NULL";
+const FAMILY_OF_TOKEN: &str = "SELECT user_id, family_id FROM refresh_tokens WHERE token_hash = ?1";
+const OPEN_SESSION: &str = "SELECT EXISTS (SELECT 1 FROM refresh_tokens \
+     WHERE family_id = ?1 AND revoked_at IS NULL AND expires_at > ?2)";
 const PRUNE_TOKENS: &str = "DELETE FROM refresh_tokens WHERE expires_at < ?1";
 
 #[async_trait]
@@ -48,6 +51,10 @@ impl TokenStore for SqliteStore {
         let Some((user_id, family_id, expires_at, used_at, revoked_at)) = row else {
             return Ok(RotateOutcome::Unknown);
         };
+        let family = RefreshFamily {
+            user_id: UserId(user_id),
+            family_id,
+        };
         if used_at.is_some() || revoked_at.is_some() {
             sqlx::query(REVOKE_FAMILY)
                 .bind(family_id)
@@ -56,7 +63,7 @@ impl TokenStore for SqliteStore {
                 .await
                 .map_err(translate)?;
             tx.commit().await.map_err(translate)?;
-            return Ok(RotateOutcome::Reused);
+            return Ok(RotateOutcome::Reused(family));
         }
         if expires_at <= now.millis() {
             return Ok(RotateOutcome::Expired);
@@ -77,9 +84,16 @@ impl TokenStore for SqliteStore {
             .await
             .map_err(translate)?;
         tx.commit().await.map_err(translate)?;
-        Ok(RotateOutcome::Rotated {
-            user_id: UserId(user_id),
-        })
+        Ok(RotateOutcome::Rotated(family))
+    }
+
+    async fn session_is_open(&self, family_id: i64, now: Timestamp) -> Result<bool, StoreError> {
+        sqlx::query_scalar(OPEN_SESSION)
+            .bind(family_id)
+            .bind(now.millis())
+            .fetch_one(&mut *self.read().await?)
+            .await
+            .map_err(translate)
     }
 
     async fn prune_refresh_tokens(&self, expired_before: Timestamp) -> Result<u64, StoreError> {
@@ -93,16 +107,27 @@ impl TokenStore for SqliteStore {
 
     async fn revoke_refresh_family(
         &self,
-
         token_hash: &[u8],
         now: Timestamp,
-    ) -> Result<(), StoreError> {
-        sqlx::query(REVOKE_FAMILY_OF_TOKEN)
+    ) -> Result<Option<RefreshFamily>, StoreError> {
+        let mut writer = self.write().await?;
+        let row: Option<(i64, i64)> = sqlx::query_as(FAMILY_OF_TOKEN)
             .bind(token_hash)
-            .bind(now.millis())
-            .execute(&mut *self.write().await?)
+            .fetch_optional(&mut *writer)
             .await
             .map_err(translate)?;
-        Ok(())
+        let Some((user_id, family_id)) = row else {
+            return Ok(None);
+        };
+        sqlx::query(REVOKE_FAMILY)
+            .bind(family_id)
+            .bind(now.millis())
+            .execute(&mut *writer)
+            .await
+            .map_err(translate)?;
+        Ok(Some(RefreshFamily {
+            user_id: UserId(user_id),
+            family_id,
+        }))
     }
 }

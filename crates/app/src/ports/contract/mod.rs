@@ -11,6 +11,7 @@
 
 pub mod blobs;
 pub mod live;
+pub mod login_failures;
 pub mod rate_limit;
 pub mod store;
 pub mod timeline;

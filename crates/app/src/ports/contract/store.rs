@@ -9,8 +9,8 @@ use starling_domain::{
 
 use crate::ports::{
     DeleteOutcome, FollowOutcome, Hidden, IdempotencyClaim, LikeOutcome, MediaSelection, NewPost,
-    NewUser, RefreshTokenRecord, Relation, RotateOutcome, Store, StoreError, StoredResponse,
-    TimelineEntry, UnfollowOutcome, UnlikeOutcome,
+    NewUser, RefreshFamily, RefreshTokenRecord, Relation, RotateOutcome, Store, StoreError,
+    StoredResponse, TimelineEntry, UnfollowOutcome, UnlikeOutcome,
 };
 
 #[macro_export]
@@ -357,10 +357,12 @@ pub async fn every_account_is_visited_in_id_order(store: Arc<dyn Store>) {
 pub async fn refresh_tokens_rotate_once_and_reuse_revokes_the_family(store: Arc<dyn Store>) {
     let fixture = Fixture::new(store.clone());
     let ada = fixture.user("ada").await;
-    store
-        .insert_refresh_token(fixture.token(ada.id, b"first", 3600))
-        .await
-        .unwrap();
+    let first = fixture.token(ada.id, b"first", 3600);
+    let family = RefreshFamily {
+        user_id: ada.id,
+        family_id: first.family_id,
+    };
+    store.insert_refresh_token(first).await.unwrap();
     let now = Timestamp::now();
     let later = now.plus_seconds(3600);
     assert_eq!(
@@ -368,7 +370,7 @@ pub async fn refresh_tokens_rotate_once_and_reuse_revokes_the_family(store: Arc<
             .rotate_refresh_token(b"first", b"second", later, now)
             .await
             .unwrap(),
-        RotateOutcome::Rotated { user_id: ada.id }
+        RotateOutcome::Rotated(family)
     );
     // The spent token comes back: theft is assumed, the family dies.
     assert_eq!(
@@ -376,14 +378,14 @@ pub async fn refresh_tokens_rotate_once_and_reuse_revokes_the_family(store: Arc<
             .rotate_refresh_token(b"first", b"third", later, now)
             .await
             .unwrap(),
-        RotateOutcome::Reused
+        RotateOutcome::Reused(family)
     );
     assert_eq!(
         store
             .rotate_refresh_token(b"second", b"fourth", later, now)
             .await
             .unwrap(),
-        RotateOutcome::Reused
+        RotateOutcome::Reused(family)
     );
     assert_eq!(
         store
@@ -422,23 +424,62 @@ pub async fn expired_refresh_tokens_do_not_rotate(store: Arc<dyn Store>) {
 pub async fn revoked_families_stop_rotating(store: Arc<dyn Store>) {
     let fixture = Fixture::new(store.clone());
     let ada = fixture.user("ada").await;
-    store
-        .insert_refresh_token(fixture.token(ada.id, b"one", 3600))
-        .await
-        .unwrap();
-    store
-        .insert_refresh_token(fixture.token(ada.id, b"other-login", 3600))
-        .await
-        .unwrap();
+    let one = fixture.token(ada.id, b"one", 3600);
+    let other = fixture.token(ada.id, b"other-login", 3600);
+    let (one_family, other_family) = (
+        RefreshFamily {
+            user_id: ada.id,
+            family_id: one.family_id,
+        },
+        RefreshFamily {
+            user_id: ada.id,
+            family_id: other.family_id,
+        },
+    );
+    store.insert_refresh_token(one).await.unwrap();
+    store.insert_refresh_token(other).await.unwrap();
     let now = Timestamp::now();
-    store.revoke_refresh_family(b"one", now).await.unwrap();
-    store.revoke_refresh_family(b"unknown", now).await.unwrap();
+    assert!(
+        store
+            .session_is_open(one_family.family_id, now)
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        store.revoke_refresh_family(b"one", now).await.unwrap(),
+        Some(one_family)
+    );
+    assert!(
+        !store
+            .session_is_open(one_family.family_id, now)
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .session_is_open(other_family.family_id, now)
+            .await
+            .unwrap()
+    );
+    // Past its tokens' expiry a session is over too; a family never
+    // issued was never open.
+    assert!(
+        !store
+            .session_is_open(other_family.family_id, now.plus_seconds(7200))
+            .await
+            .unwrap()
+    );
+    assert!(!store.session_is_open(-5, now).await.unwrap());
+    assert_eq!(
+        store.revoke_refresh_family(b"unknown", now).await.unwrap(),
+        None
+    );
     assert_eq!(
         store
             .rotate_refresh_token(b"one", b"two", now.plus_seconds(60), now)
             .await
             .unwrap(),
-        RotateOutcome::Reused
+        RotateOutcome::Reused(one_family)
     );
     // Another login's family is untouched.
     assert_eq!(
@@ -446,7 +487,7 @@ pub async fn revoked_families_stop_rotating(store: Arc<dyn Store>) {
             .rotate_refresh_token(b"other-login", b"x", now.plus_seconds(60), now)
             .await
             .unwrap(),
-        RotateOutcome::Rotated { user_id: ada.id }
+        RotateOutcome::Rotated(other_family)
     );
 }
 
@@ -994,10 +1035,12 @@ pub async fn expired_refresh_tokens_are_pruned(store: Arc<dyn Store>) {
         .insert_refresh_token(fixture.token(ada.id, b"stale", -10))
         .await
         .unwrap();
-    store
-        .insert_refresh_token(fixture.token(ada.id, b"live", 3600))
-        .await
-        .unwrap();
+    let live = fixture.token(ada.id, b"live", 3600);
+    let live_family = RefreshFamily {
+        user_id: ada.id,
+        family_id: live.family_id,
+    };
+    store.insert_refresh_token(live).await.unwrap();
     let now = Timestamp::now();
     assert_eq!(store.prune_refresh_tokens(now).await.unwrap(), 1);
     assert_eq!(
@@ -1012,7 +1055,7 @@ pub async fn expired_refresh_tokens_are_pruned(store: Arc<dyn Store>) {
             .rotate_refresh_token(b"live", b"y", now.plus_seconds(60), now)
             .await
             .unwrap(),
-        RotateOutcome::Rotated { user_id: ada.id }
+        RotateOutcome::Rotated(live_family)
     );
 }
 
