@@ -364,6 +364,8 @@ impl MediaConfig {
             limits: starling_app::media::ImageLimits {
                 max_dimension: self.max_dimension,
                 max_pixels: self.max_pixels,
+                // What could have been uploaded directly, and no more.
+                max_stored_bytes: self.max_upload_bytes,
             },
             thumbnail_size: self.thumbnail_size,
         }

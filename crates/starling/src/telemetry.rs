@@ -185,6 +185,18 @@ pub fn describe_metrics(consumers: &[&'static str], caches: &[&'static str]) {
         "Feed pages served from SQL because the timeline store failed"
     );
     describe_counter!(
+        "starling_feed_pages_cut_short_total",
+        "Feed pages cut short (with a cursor that goes on) after looking at their scan budget of hidden or deleted posts"
+    );
+    describe_counter!(
+        "starling_logins_backed_off_total",
+        "Logins refused unchecked because their account's failed logins back off"
+    );
+    describe_counter!(
+        "starling_login_failures_fallbacks_total",
+        "Failed logins counted in process because Redis could not answer"
+    );
+    describe_counter!(
         "starling_password_hashing_saturated_total",
         "Logins and registrations refused because every hashing slot stayed busy"
     );
@@ -362,6 +374,9 @@ pub fn describe_metrics(consumers: &[&'static str], caches: &[&'static str]) {
         "starling_fanout_skipped_high_fanout_total",
         "starling_timeline_rebuilds_total",
         "starling_feed_sql_fallbacks_total",
+        "starling_feed_pages_cut_short_total",
+        "starling_logins_backed_off_total",
+        "starling_login_failures_fallbacks_total",
         "starling_password_hashing_saturated_total",
         "starling_requests_shed_total",
         "starling_idempotent_replays_total",

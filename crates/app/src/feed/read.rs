@@ -19,6 +19,14 @@ use crate::error::AppResult;
 use crate::page::{Page, PostView};
 use crate::ports::{TimelineEntry, TimelineRead, TimelineSlice};
 
+/// Timeline entries one page may look at, as a multiple of what it shows:
+/// past it a page is cut short (with a cursor that goes on), so a reader
+/// who muted a prolific account pays a bounded cost per page, not a scan of
+/// that account's history.
+const SCAN_PER_SHOWN: usize = 10;
+/// ... and at least this many, so small pages are not cut at once.
+const MIN_SCAN: usize = 200;
+
 impl App {
     #[tracing::instrument(skip_all, fields(user_id = %reader))]
     pub async fn home_feed(
@@ -34,10 +42,21 @@ impl App {
         let hidden = self.hidden_from(reader).await?;
         let mut views: Vec<PostView> = Vec::with_capacity(wanted);
         let mut bound = before;
-        // Candidates can turn out deleted; keep going until the page is full
-        // or the sources run dry.
+        let budget = (wanted * SCAN_PER_SHOWN).max(MIN_SCAN);
+        let mut scanned = 0;
+        // Candidates can turn out deleted or hidden; keep going until the
+        // page is full, the sources run dry, or the scan budget is spent.
         loop {
-            let needed = wanted - views.len();
+            if scanned >= budget {
+                // Cut short: what was found, and a cursor below everything
+                // looked at, so the next page goes on from there.
+                metrics::counter!("starling_feed_pages_cut_short_total").increment(1);
+                return Ok(Page {
+                    items: views,
+                    next: bound.map(PostId::get),
+                });
+            }
+            let needed = (wanted - views.len()).min(budget - scanned);
             let candidates = self
                 .feed_candidates(reader, &high_fanout, bound, needed)
                 .await?;
@@ -45,6 +64,7 @@ impl App {
                 break;
             };
             bound = Some(last.post_id);
+            scanned += candidates.len();
             let exhausted = candidates.len() < needed;
             let ids: Vec<PostId> = candidates.iter().map(|entry| entry.post_id).collect();
             views.extend(

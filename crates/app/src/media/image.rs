@@ -18,8 +18,12 @@ use starling_domain::MediaKind;
 pub struct ImageLimits {
     /// Width and height, each.
     pub max_dimension: u32,
-    /// Width × height (× frames for animations).
+    /// Width × height, summed over an animation's frames: what decoding
+    /// holds in memory is at most 4 bytes (RGBA) per pixel of it.
     pub max_pixels: u64,
+    /// The cleaned file, at most: re-encoding must not turn a small upload
+    /// (an animation of tiny frame updates, say) into a large stored file.
+    pub max_stored_bytes: usize,
 }
 
 impl Default for ImageLimits {
@@ -27,6 +31,7 @@ impl Default for ImageLimits {
         Self {
             max_dimension: 8_192,
             max_pixels: 40_000_000,
+            max_stored_bytes: 10 << 20,
         }
     }
 }
@@ -40,6 +45,8 @@ pub enum Rejected {
     TooManyPixels { max: u64 },
     #[error("the file is not a readable image: {0}")]
     Unreadable(String),
+    #[error("cleaned of its metadata, the image takes {bytes} bytes; at most {max} are stored")]
+    TooLargeStored { bytes: usize, max: usize },
 }
 
 /// A clean image, ready to store.
@@ -105,7 +112,7 @@ impl ImageLimits {
     /// their frames and timing.
     pub fn clean(&self, bytes: &[u8], kind: MediaKind) -> Result<Encoded, Rejected> {
         self.check(bytes, kind)?;
-        match kind {
+        let clean = match kind {
             MediaKind::Gif => self.clean_gif(bytes),
             MediaKind::Png => self.clean_still(bytes, kind, |image, out| {
                 image.write_with_encoder(PngEncoder::new(out))
@@ -117,7 +124,14 @@ impl ImageLimits {
             MediaKind::Webp => self.clean_still(bytes, kind, |image, out| {
                 image.write_with_encoder(WebPEncoder::new_lossless(out))
             }),
+        }?;
+        if clean.bytes.len() > self.max_stored_bytes {
+            return Err(Rejected::TooLargeStored {
+                bytes: clean.bytes.len(),
+                max: self.max_stored_bytes,
+            });
         }
+        Ok(clean)
     }
 
     fn clean_still(
@@ -153,15 +167,20 @@ impl ImageLimits {
             .set_limits(self.decoder_limits())
             .map_err(unreadable)?;
         let (width, height) = decoder.dimensions();
+        // Every frame is decoded to the whole canvas, and the budget spent as
+        // each arrives: the frame past the budget is dropped at once, so at
+        // most one frame more than the budget is ever held.
         let per_frame = u64::from(width) * u64::from(height);
         let mut frames = Vec::new();
+        let mut decoded = 0u64;
         for frame in decoder.into_frames() {
-            frames.push(frame.map_err(unreadable)?);
-            if per_frame * frames.len() as u64 > self.max_pixels {
+            decoded = decoded.saturating_add(per_frame);
+            if decoded > self.max_pixels {
                 return Err(Rejected::TooManyPixels {
                     max: self.max_pixels,
                 });
             }
+            frames.push(frame.map_err(unreadable)?);
         }
         let mut out = Vec::new();
         {
@@ -212,7 +231,39 @@ impl ImageLimits {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::media::test_images::gif_of_tiny_updates;
     use image::{Rgb, RgbImage, Rgba, RgbaImage};
+
+    #[test]
+    fn an_animation_is_bounded_by_its_frames_and_by_what_it_would_store() {
+        let gif = gif_of_tiny_updates(100, 200);
+        assert!(gif.len() < 6_000, "{}", gif.len());
+        // 200 frames of 10,000 pixels each: 2 million decoded pixels.
+        let limits = ImageLimits {
+            max_pixels: 1_000_000,
+            ..ImageLimits::default()
+        };
+        assert_eq!(
+            limits.clean(&gif, MediaKind::Gif).unwrap_err(),
+            Rejected::TooManyPixels { max: 1_000_000 }
+        );
+        // Within the pixels, it still may not grow into a large file.
+        let clean = ImageLimits::default().clean(&gif, MediaKind::Gif).unwrap();
+        assert!(
+            clean.bytes.len() > 4 * gif.len(),
+            "{} from {}",
+            clean.bytes.len(),
+            gif.len()
+        );
+        let limits = ImageLimits {
+            max_stored_bytes: 2 * gif.len(),
+            ..ImageLimits::default()
+        };
+        assert!(matches!(
+            limits.clean(&gif, MediaKind::Gif),
+            Err(Rejected::TooLargeStored { .. })
+        ));
+    }
 
     fn encode(image: &DynamicImage, format: ImageFormat) -> Vec<u8> {
         let mut out = Cursor::new(Vec::new());
@@ -274,6 +325,7 @@ mod tests {
         let limits = ImageLimits {
             max_dimension: 100,
             max_pixels: 5_000,
+            ..ImageLimits::default()
         };
         let wide = encode(&photo(120, 10), ImageFormat::Png);
         assert!(matches!(

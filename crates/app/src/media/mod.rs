@@ -24,6 +24,9 @@ use starling_domain::{
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 pub use self::image::{Encoded, ImageLimits, Rejected};
+
+#[cfg(any(test, feature = "contract-tests"))]
+pub mod test_images;
 use crate::App;
 use crate::error::{AppError, AppResult};
 use crate::ports::MediaSelection;

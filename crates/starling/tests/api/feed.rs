@@ -355,3 +355,97 @@ impl TestApp {
         self.register(&handle).await
     }
 }
+
+#[tokio::test]
+async fn a_muted_prolific_account_costs_a_bounded_scan_per_feed_page() {
+    use futures::StreamExt;
+
+    let Some(app) = spawn_app().await else {
+        return;
+    };
+    let reader = app.register("reader").await;
+    let friend = app.register("friend").await;
+    let loud = app.register("loud").await;
+    let oldest = app.create_post(&friend, "from long ago").await;
+    // Ten thousand posts of the account the reader will mute, written
+    // through the use case (HTTP would only make the test slow).
+    let loud_id = starling_domain::UserId(loud.id.parse().unwrap());
+    let core = app.core.clone();
+    let written = futures::stream::iter(0..10_000)
+        .map(|n| {
+            let core = core.clone();
+            async move {
+                core.create_post(loud_id, &format!("noise {n}"), None, &[])
+                    .await
+                    .map(|_| ())
+            }
+        })
+        .buffer_unordered(32)
+        .filter(|written| std::future::ready(written.is_ok()))
+        .count()
+        .await;
+    assert_eq!(written, 10_000);
+    let mut newest = Vec::new();
+    for n in 0..3 {
+        newest.push(app.create_post(&friend, &format!("news {n}")).await);
+    }
+    app.follow(&reader, &friend).await;
+    app.follow(&reader, &loud).await;
+    eventually(
+        "both accounts' posts reach the reader",
+        FANOUT_WAIT,
+        || async {
+            feed_contains(&app, &reader, &newest[2]).await
+                && app.feed_page(&reader, None, 20).await.body["data"]
+                    .as_array()
+                    .is_some_and(|page| page.iter().any(|post| post["author"]["handle"] == "loud"))
+        },
+    )
+    .await;
+    let mute = app
+        .call(
+            reqwest::Method::POST,
+            &format!("/api/v1/users/{}/mute", loud.id),
+            Some(&reader.access_token),
+            None,
+        )
+        .await;
+    assert_eq!(mute.status, 204);
+
+    // The first page shows the friend's news, then stops looking: a short
+    // page, and a cursor below what it looked at.
+    let first = app.feed_page(&reader, None, 20).await;
+    let shown: Vec<&str> = first.body["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|post| post["id"].as_str().unwrap())
+        .collect();
+    let expected: Vec<&str> = newest.iter().rev().map(String::as_str).collect();
+    assert_eq!(shown, expected);
+    assert_eq!(first.body["pagination"]["has_more"], true);
+    // Each further page looks at a bounded number of the muted posts; the
+    // friend's oldest post comes after the cursor has walked past them all.
+    let mut cursor = first.body["pagination"]["next_cursor"]
+        .as_str()
+        .map(str::to_owned);
+    let mut pages = 1;
+    let mut rest = Vec::new();
+    while let Some(position) = cursor {
+        let page = app.feed_page(&reader, Some(&position), 20).await;
+        pages += 1;
+        assert!(pages < 200, "the cursor does not get anywhere");
+        for post in page.body["data"].as_array().unwrap() {
+            rest.push(post["id"].as_str().unwrap().to_owned());
+        }
+        cursor = page.body["pagination"]["next_cursor"]
+            .as_str()
+            .map(str::to_owned);
+    }
+    assert_eq!(rest, vec![oldest]);
+    // 10,000 hidden posts at no more than a few hundred per page.
+    assert!(
+        pages >= 10_000 / 400,
+        "{pages} pages: a page scanned too much"
+    );
+}

@@ -357,6 +357,42 @@ async fn oversized_and_bomb_images_are_refused() {
     upload(&app, &ada, wide, "image/png", None)
         .await
         .assert_problem(422);
+    // An animation of one-pixel updates: a few bytes a frame as sent,
+    // the whole canvas a frame decoded. 200 frames of 100×100 are 2 million
+    // pixels, past the limit over all frames (each frame is well within).
+    use starling_app::media::test_images::gif_of_tiny_updates;
+    let frames = gif_of_tiny_updates(100, 200);
+    assert!(frames.len() < 6_000);
+    let reply = upload(&app, &ada, frames, "image/gif", None).await;
+    reply.assert_problem(422);
+    assert!(
+        reply.body["detail"].as_str().unwrap().contains("1000000"),
+        "{}",
+        reply.text
+    );
+}
+
+#[tokio::test]
+async fn an_upload_that_would_grow_past_the_upload_limit_is_not_stored() {
+    use starling_app::media::test_images::gif_of_tiny_updates;
+    let Some((app, _s3)) = media_app(|config| config.media.max_upload_bytes = 10_000).await else {
+        return;
+    };
+    let ada = app.register("ada").await;
+    // 90 one-pixel updates: about 2 KB sent, each frame whole once cleaned
+    // (about 18 KB), more than anyone may upload.
+    let grows = gif_of_tiny_updates(100, 90);
+    assert!(grows.len() < 3_000);
+    let reply = upload(&app, &ada, grows, "image/gif", None).await;
+    reply.assert_problem(422);
+    assert!(
+        reply.body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("at most 10000"),
+        "{}",
+        reply.text
+    );
 }
 
 #[tokio::test]
