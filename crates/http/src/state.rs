@@ -30,6 +30,8 @@ pub struct Shared {
     /// Live streams; `None`: `/api/v1/stream` answers 503.
     pub streaming: Option<Streaming>,
     draining: AtomicBool,
+    /// The last readiness answer and when it was found (see `ops::readyz`).
+    pub(crate) readiness: tokio::sync::Mutex<Option<(std::time::Instant, bool)>>,
 }
 
 /// What `/api/v1/stream` runs on.
@@ -66,6 +68,7 @@ impl HttpState {
             rate_limits,
             streaming: None,
             draining: AtomicBool::new(false),
+            readiness: tokio::sync::Mutex::new(None),
         }))
     }
 

@@ -185,6 +185,10 @@ pub fn describe_metrics(consumers: &[&'static str], caches: &[&'static str]) {
         "Feed pages served from SQL because the timeline store failed"
     );
     describe_counter!(
+        "starling_readiness_checks_total",
+        "Readiness checks that asked the store (at most one a second, however many probes arrive)"
+    );
+    describe_counter!(
         "starling_feed_pages_cut_short_total",
         "Feed pages cut short (with a cursor that goes on) after looking at their scan budget of hidden or deleted posts"
     );

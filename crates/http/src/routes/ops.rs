@@ -1,5 +1,7 @@
 //! Operations endpoints: liveness, readiness, metrics.
 
+use std::time::{Duration, Instant};
+
 use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -12,7 +14,14 @@ pub(crate) async fn healthz() -> &'static str {
     "ok"
 }
 
-/// Readiness: the store answers and the server is not draining.
+/// How long a readiness answer stands. Probes come every few seconds; a
+/// flood of them must not take the database pool from the API.
+const READINESS_FRESH_FOR: Duration = Duration::from_secs(1);
+
+/// Readiness: the store answers and the server is not draining. The store
+/// is asked at most once per `READINESS_FRESH_FOR`, by one request at a
+/// time (the others wait for its answer): probes cost the pool one
+/// connection now and then, however many arrive.
 pub(crate) async fn readyz(State(state): State<HttpState>) -> Response {
     if state.is_draining() {
         return ApiError::new(
@@ -22,17 +31,35 @@ pub(crate) async fn readyz(State(state): State<HttpState>) -> Response {
         )
         .into_response();
     }
-    match state.app.ports().store.ping().await {
-        Ok(()) => "ready".into_response(),
-        Err(error) => {
-            tracing::warn!(error = %error, "readiness check failed");
-            ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "unavailable",
-                "the store is not answering",
-            )
-            .into_response()
+    let ready = {
+        let mut last = state.readiness.lock().await;
+        match *last {
+            Some((at, ready)) if at.elapsed() < READINESS_FRESH_FOR => ready,
+            _ => {
+                let ready = match state.app.ports().store.ping().await {
+                    Ok(()) => true,
+                    Err(error) => {
+                        tracing::warn!(error = %error, "readiness check failed");
+                        false
+                    }
+                };
+                metrics::counter!("starling_readiness_checks_total",
+                    "outcome" => if ready { "ready" } else { "unavailable" })
+                .increment(1);
+                *last = Some((Instant::now(), ready));
+                ready
+            }
         }
+    };
+    if ready {
+        "ready".into_response()
+    } else {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "the store is not answering",
+        )
+        .into_response()
     }
 }
 

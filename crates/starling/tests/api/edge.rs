@@ -298,3 +298,57 @@ async fn an_ipv6_client_is_counted_by_its_64() {
         200
     );
 }
+
+#[tokio::test]
+async fn each_documented_rate_limit_header_comes_once() {
+    let Some(app) = limited(2, 100).await else {
+        return;
+    };
+    let ada = app.register("ada").await;
+    let path = format!("/api/v1/users/{}", ada.id);
+    let documented = [
+        "ratelimit-limit",
+        "ratelimit-remaining",
+        "ratelimit-reset",
+        "ratelimit-policy",
+        "x-ratelimit-limit",
+        "x-ratelimit-remaining",
+        "x-ratelimit-reset",
+    ];
+    let mut replies = Vec::new();
+    for _ in 0..3 {
+        replies.push(app.get(&path, None).await);
+    }
+    assert_eq!(replies[2].status, 429);
+    // A replayed create too: its stored answer carries none of its own.
+    for _ in 0..2 {
+        let posted = app
+            .client
+            .post(app.url("/api/v1/posts"))
+            .bearer_auth(&ada.access_token)
+            .header("idempotency-key", "once-only")
+            .json(&serde_json::json!({"text": "hello"}))
+            .send()
+            .await
+            .unwrap();
+        replies.push(crate::helpers::read(posted).await);
+    }
+    for reply in &replies {
+        for name in documented {
+            assert_eq!(
+                reply.headers.get_all(name).iter().count(),
+                1,
+                "{name} on a {}: {:?}",
+                reply.status,
+                reply.headers
+            );
+        }
+        let others: Vec<&str> = reply
+            .headers
+            .keys()
+            .map(|name| name.as_str())
+            .filter(|name| name.contains("ratelimit") && !documented.contains(name))
+            .collect();
+        assert!(others.is_empty(), "undocumented: {others:?}");
+    }
+}

@@ -181,3 +181,32 @@ async fn metrics_show_fan_out_caches_pools_backlog_and_runtime() {
         assert!(text.contains(expected), "/metrics lacks {expected}\n{text}");
     }
 }
+
+fn readiness_checks(metrics: &str) -> f64 {
+    metrics
+        .lines()
+        .filter(|line| line.starts_with("starling_readiness_checks_total{"))
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+#[tokio::test]
+async fn a_flood_of_readiness_probes_asks_the_store_now_and_then() {
+    let Some(app) = spawn_app().await else {
+        return;
+    };
+    let before = readiness_checks(&app.metrics().await);
+    let probes = (0..300).map(|_| {
+        let (client, url) = (app.client.clone(), format!("{}/readyz", app.direct));
+        tokio::spawn(async move { client.get(url).send().await.unwrap().status().as_u16() })
+    });
+    for probe in probes {
+        assert_eq!(probe.await.unwrap(), 200);
+    }
+    let asked = readiness_checks(&app.metrics().await) - before;
+    // One per second at most (and other tests of this process probe too).
+    assert!(
+        (1.0..=5.0).contains(&asked),
+        "300 probes asked the store {asked} times"
+    );
+}
