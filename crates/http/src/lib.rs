@@ -77,7 +77,10 @@ pub fn router(state: HttpState, settings: &HttpSettings) -> Router {
                 state.app.settings().media.max_upload_bytes,
             ))
             .split_for_parts();
-        let openapi_json = serde_json::to_string_pretty(&openapi).unwrap_or_default();
+        let openapi_json = serde_json::to_value(&openapi)
+            .map(openapi::complete)
+            .and_then(|document| serde_json::to_string_pretty(&document))
+            .unwrap_or_default();
         // Operations endpoints stay outside both: a health check must answer
         // while the API sheds load, and probes are not rate limited.
         let api = api

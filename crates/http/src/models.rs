@@ -370,12 +370,14 @@ impl From<Session> for SessionBody {
 #[serde(deny_unknown_fields)]
 pub(crate) struct RegisterRequest {
     /// 1–30 of letters, digits and underscores; unique ignoring case.
-    #[schema(example = "ada")]
+    #[schema(example = "ada", pattern = "^[A-Za-z0-9_]{1,30}$")]
     pub handle: String,
-    #[schema(example = "ada@example.org")]
+    #[schema(example = "ada@example.org", max_length = 254)]
     pub email: String,
     /// 8–128 characters.
+    #[schema(min_length = 8, max_length = 128)]
     pub password: String,
+    #[schema(max_length = 50)]
     pub display_name: Option<String>,
 }
 
@@ -383,7 +385,9 @@ pub(crate) struct RegisterRequest {
 #[serde(deny_unknown_fields)]
 pub(crate) struct LoginRequest {
     /// A handle or an email address.
+    #[schema(max_length = 254)]
     pub login: String,
+    #[schema(max_length = 1024)]
     pub password: String,
 }
 
@@ -397,8 +401,10 @@ pub(crate) struct RefreshRequest {
 #[serde(deny_unknown_fields)]
 pub(crate) struct UpdateProfileRequest {
     /// At most 50 characters; empty shows the handle.
+    #[schema(max_length = 50)]
     pub display_name: Option<String>,
     /// At most 160 characters.
+    #[schema(max_length = 160)]
     pub bio: Option<String>,
 }
 
@@ -408,10 +414,13 @@ pub(crate) struct CreatePostRequest {
     /// Up to 280 characters, not only whitespace; may be empty or left out
     /// when the post has `media_ids`.
     #[serde(default)]
+    #[schema(max_length = 280)]
     pub text: String,
     /// The id of the post this one answers.
+    #[schema(pattern = "^[0-9]{1,19}$")]
     pub reply_to: Option<String>,
     /// Up to 4 of the caller's uploads (`POST /api/v1/media`), once `ready`.
+    #[schema(max_items = 4)]
     pub media_ids: Option<Vec<String>>,
 }
 
