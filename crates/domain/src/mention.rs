@@ -101,6 +101,52 @@ pub fn mentioned_keys(candidates: &[MentionCandidate]) -> Vec<String> {
 mod tests {
     use super::*;
 
+    mod properties {
+        use proptest::prelude::*;
+
+        use super::*;
+
+        /// Text a user could write: mostly handle characters, `@`s and
+        /// separators, with any Unicode mixed in.
+        fn text() -> impl Strategy<Value = String> {
+            prop::collection::vec(
+                prop_oneof![
+                    4 => prop::sample::select(vec!['@', 'a', 'Z', '_', '7', ' ', '.', '\n']),
+                    1 => any::<char>(),
+                ],
+                0..120,
+            )
+            .prop_map(|chars| chars.into_iter().collect())
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(2_000))]
+
+            #[test]
+            fn mentions_point_at_what_they_name(text in text()) {
+                let chars: Vec<char> = text.chars().collect();
+                let mut previous_end = 0;
+                for candidate in find_mentions(&text) {
+                    let (start, end) = (candidate.start as usize, candidate.end as usize);
+                    prop_assert!(previous_end <= start && start < end && end <= chars.len());
+                    prop_assert_eq!(chars[start], '@');
+                    let handle: String = chars[start + 1..end].iter().collect();
+                    prop_assert!((1..=HANDLE_MAX_LEN).contains(&handle.len()));
+                    prop_assert!(handle.chars().all(is_handle_char));
+                    prop_assert_eq!(&candidate.handle_key, &handle.to_ascii_lowercase());
+                    // Not glued to a word before, nor running on after.
+                    prop_assert!(start == 0 || !(is_handle_char(chars[start - 1]) || chars[start - 1] == '@'));
+                    prop_assert!(chars.get(end).is_none_or(|c| !is_handle_char(*c) && *c != '@'));
+                    previous_end = end;
+                }
+                let keys = mentioned_keys(&find_mentions(&text));
+                prop_assert!(keys.len() <= MAX_MENTIONS);
+                let distinct: std::collections::HashSet<&String> = keys.iter().collect();
+                prop_assert_eq!(distinct.len(), keys.len());
+            }
+        }
+    }
+
     fn spans(text: &str) -> Vec<(String, u32, u32)> {
         find_mentions(text)
             .into_iter()

@@ -95,6 +95,46 @@ impl Post {
 mod tests {
     use super::*;
 
+    mod properties {
+        use proptest::prelude::*;
+
+        use super::*;
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(2_000))]
+
+            /// Accepted exactly when the rule says so, and kept as written
+            /// (line breaks normalised).
+            #[test]
+            fn post_text_is_accepted_exactly_by_its_rule(
+                text in prop::collection::vec(
+                    prop_oneof![
+                        6 => prop::sample::select(vec!['a', ' ', '\n', '\r', '\t', 'é', '😀']),
+                        1 => any::<char>(),
+                    ],
+                    0..300,
+                ).prop_map(|chars| chars.into_iter().collect::<String>())
+            ) {
+                let normalised = crate::text::normalise_line_breaks(&text);
+                let acceptable = !normalised.trim().is_empty()
+                    && normalised.chars().count() <= POST_MAX_CHARS
+                    && !normalised
+                        .chars()
+                        .any(|c| c.is_control() && c != '\n' && c != '\t');
+                match PostText::parse(&text) {
+                    Ok(parsed) => {
+                        prop_assert!(acceptable);
+                        prop_assert_eq!(parsed.as_str(), normalised.as_str());
+                    }
+                    Err(error) => {
+                        prop_assert!(!acceptable);
+                        prop_assert_eq!(error.field, "text");
+                    }
+                }
+            }
+        }
+    }
+
     #[test]
     fn text_counts_unicode_scalar_values() {
         assert!(PostText::parse(&"é".repeat(280)).is_ok());

@@ -204,6 +204,36 @@ pub struct UserSummary {
 mod tests {
     use super::*;
 
+    mod properties {
+        use proptest::prelude::*;
+
+        use super::*;
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(2_000))]
+
+            #[test]
+            fn handles_are_accepted_exactly_by_their_pattern(text in "[A-Za-z0-9_@é. -]{0,34}|\\PC{0,40}") {
+                let acceptable = (1..=HANDLE_MAX_LEN).contains(&text.len())
+                    && text.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+                prop_assert_eq!(Handle::parse(&text).is_ok(), acceptable);
+                if let Ok(handle) = Handle::parse(&text) {
+                    prop_assert_eq!(handle.canonical(), text.to_ascii_lowercase());
+                }
+            }
+
+            #[test]
+            fn emails_and_passwords_never_panic_and_stay_bounded(text in "\\PC{0,300}") {
+                if let Ok(email) = Email::parse(&text) {
+                    prop_assert!(email.as_str().len() <= EMAIL_MAX_LEN);
+                }
+                if Password::parse(&text).is_ok() {
+                    prop_assert!(text.chars().count() <= PASSWORD_MAX_CHARS);
+                }
+            }
+        }
+    }
+
     #[test]
     fn handles_accept_letters_digits_underscores_up_to_thirty() {
         assert!(Handle::parse("ada_Lovelace_1815").is_ok());

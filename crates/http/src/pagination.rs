@@ -127,6 +127,35 @@ impl<T> PageBody<T> {
 mod tests {
     use super::*;
 
+    mod properties {
+        use axum::http::StatusCode;
+        use proptest::prelude::*;
+
+        use super::*;
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(2_000))]
+
+            #[test]
+            fn cursors_round_trip_for_their_own_list_only(position in 1..i64::MAX, list in "[a-z_]{1,12}") {
+                let cursor = encode_cursor(&list, position);
+                prop_assert_eq!(decode_cursor(&cursor, &list).ok(), Some(position));
+                let other = format!("{list}x");
+                prop_assert!(decode_cursor(&cursor, &other).is_err());
+            }
+
+            /// Whatever a client sends as a cursor: a position or a 400,
+            /// never a panic.
+            #[test]
+            fn any_cursor_text_is_a_position_or_a_clear_refusal(text in "\\PC{0,300}|[A-Za-z0-9_-]{0,64}") {
+                match decode_cursor(&text, "feed") {
+                    Ok(position) => prop_assert!(position > 0),
+                    Err(error) => prop_assert_eq!(error.status(), StatusCode::BAD_REQUEST),
+                }
+            }
+        }
+    }
+
     fn params(limit: Option<&str>, cursor: Option<&str>) -> PageParams {
         PageParams {
             limit: limit.map(str::to_owned),

@@ -232,6 +232,53 @@ impl ImageLimits {
 mod tests {
     use super::*;
     use crate::media::test_images::gif_of_tiny_updates;
+
+    mod properties {
+        use proptest::prelude::*;
+
+        use super::*;
+
+        /// A kind's signature followed by anything: what a hostile upload
+        /// that passes sniffing looks like.
+        fn signed_bytes() -> impl Strategy<Value = (MediaKind, Vec<u8>)> {
+            let kinds = prop::sample::select(vec![
+                (MediaKind::Png, b"\x89PNG\r\n\x1a\n".to_vec()),
+                (MediaKind::Jpeg, vec![0xFF, 0xD8, 0xFF]),
+                (MediaKind::Gif, b"GIF89a".to_vec()),
+                (MediaKind::Webp, b"RIFF\0\0\0\0WEBPVP8 ".to_vec()),
+            ]);
+            (kinds, prop::collection::vec(any::<u8>(), 0..400)).prop_map(
+                |((kind, mut bytes), tail)| {
+                    bytes.extend(tail);
+                    (kind, bytes)
+                },
+            )
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(1_000))]
+
+            /// Headers and bodies of any shape: an answer (a clean image
+            /// within the limits, or a reason), never a panic.
+            #[test]
+            fn any_upload_is_cleaned_or_refused((kind, bytes) in signed_bytes()) {
+                let limits = ImageLimits {
+                    max_dimension: 64,
+                    max_pixels: 2_048,
+                    max_stored_bytes: 64 << 10,
+                };
+                if let Ok((width, height)) = limits.check(&bytes, kind) {
+                    prop_assert!(width <= 64 && height <= 64);
+                    prop_assert!(u64::from(width) * u64::from(height) <= 2_048);
+                }
+                if let Ok(clean) = limits.clean(&bytes, kind) {
+                    prop_assert!(clean.width <= 64 && clean.height <= 64);
+                    prop_assert!(clean.bytes.len() <= 64 << 10);
+                }
+                let _ = limits.thumbnail(&bytes, kind, 16);
+            }
+        }
+    }
     use image::{Rgb, RgbImage, Rgba, RgbaImage};
 
     #[test]
