@@ -17,7 +17,7 @@ use crate::state::HttpState;
     request_body = RegisterRequest,
     params(("Idempotency-Key" = Option<String>, Header, description = "Retry safely: the same key and request within 24 h answer with the same account and a new session")),
     responses(
-        (status = 201, body = SessionBody),
+        (status = 201, body = SessionBody, headers(("Cache-Control" = String, description = "`no-store`: tokens are never cached (RFC 6749 §5.1)"), ("Pragma" = String, description = "`no-cache`"))),
         (status = 409, description = "Handle or email taken", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Invalid fields", body = Problem, content_type = "application/problem+json"),
     ))]
@@ -41,7 +41,7 @@ pub(crate) async fn register(
 #[utoipa::path(post, path = "/api/v1/auth/login", tag = "auth",
     request_body = LoginRequest,
     responses(
-        (status = 200, body = SessionBody),
+        (status = 200, body = SessionBody, headers(("Cache-Control" = String, description = "`no-store`: tokens are never cached (RFC 6749 §5.1)"), ("Pragma" = String, description = "`no-cache`"))),
         (status = 401, description = "Wrong login or password", body = Problem, content_type = "application/problem+json"),
         (status = 429, description = "Too many failed logins for this account: wait `Retry-After` seconds (whatever the password)", body = Problem, content_type = "application/problem+json",
             headers(("Retry-After" = u64, description = "Seconds until an attempt may go"))),
@@ -65,7 +65,7 @@ pub(crate) async fn login(
 #[utoipa::path(post, path = "/api/v1/auth/refresh", tag = "auth",
     request_body = RefreshRequest,
     responses(
-        (status = 200, body = SessionBody),
+        (status = 200, body = SessionBody, headers(("Cache-Control" = String, description = "`no-store`: tokens are never cached (RFC 6749 §5.1)"), ("Pragma" = String, description = "`no-cache`"))),
         (status = 401, description = "Invalid, expired, spent or revoked token", body = Problem, content_type = "application/problem+json"),
     ))]
 pub(crate) async fn refresh(
