@@ -298,6 +298,26 @@ impl TestApp {
         session_user(&reply.body)
     }
 
+    /// `POST /auth/login` with the password every test account has.
+    pub async fn login(&self, login: &str) -> Reply {
+        self.post(
+            "/api/v1/auth/login",
+            None,
+            json!({"login": login, "password": "correct horse battery"}),
+        )
+        .await
+    }
+
+    /// `POST /auth/refresh` (or `/auth/logout`: `what` is `refresh` or `logout`).
+    pub async fn spend_refresh_token(&self, what: &str, refresh_token: &str) -> Reply {
+        self.post(
+            &format!("/api/v1/auth/{what}"),
+            None,
+            json!({ "refresh_token": refresh_token }),
+        )
+        .await
+    }
+
     pub async fn create_post(&self, author: &TestUser, text: &str) -> String {
         let reply = self
             .post(

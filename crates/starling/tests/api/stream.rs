@@ -3,7 +3,6 @@
 use std::time::Duration;
 
 use reqwest::Method;
-use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::helpers::{
@@ -535,25 +534,12 @@ async fn a_stream_ends_when_its_session_does_and_no_other() {
     };
     let ada = app.register("ada").await;
     // A second session of the same account, on another device.
-    let other = app
-        .post(
-            "/api/v1/auth/login",
-            None,
-            json!({"login": "ada", "password": "correct horse battery"}),
-        )
-        .await;
-    let other = session_user(&other.body);
+    let other = session_user(&app.login("ada").await.body);
     let mut first = app.open_stream(&ada, None).await;
     let mut second = app.open_stream(&other, None).await;
 
     let started = std::time::Instant::now();
-    let logout = app
-        .post(
-            "/api/v1/auth/logout",
-            None,
-            json!({"refresh_token": ada.refresh_token}),
-        )
-        .await;
+    let logout = app.spend_refresh_token("logout", &ada.refresh_token).await;
     assert_eq!(logout.status, 204, "{}", logout.text);
     assert_eq!(end_reason(&mut first, FANOUT_WAIT).await, "session_ended");
     assert!(
@@ -577,19 +563,11 @@ async fn a_stream_ends_when_its_session_does_and_no_other() {
     // A stolen refresh token presented after its owner used it ends that
     // session too, and its streams with it.
     let refreshed = app
-        .post(
-            "/api/v1/auth/refresh",
-            None,
-            json!({"refresh_token": other.refresh_token}),
-        )
+        .spend_refresh_token("refresh", &other.refresh_token)
         .await;
     assert_eq!(refreshed.status, 200, "{}", refreshed.text);
     let replayed = app
-        .post(
-            "/api/v1/auth/refresh",
-            None,
-            json!({"refresh_token": other.refresh_token}),
-        )
+        .spend_refresh_token("refresh", &other.refresh_token)
         .await;
     assert_eq!(replayed.status, 401);
     assert_eq!(end_reason(&mut second, FANOUT_WAIT).await, "session_ended");
@@ -614,13 +592,7 @@ async fn a_stream_ends_with_its_token_and_resumes_with_a_fresh_one() {
     );
     // Posted while the client was away: the resumed stream brings it.
     let missed = app.create_post(&bob, "while away").await;
-    let refreshed = app
-        .post(
-            "/api/v1/auth/refresh",
-            None,
-            json!({"refresh_token": ada.refresh_token}),
-        )
-        .await;
+    let refreshed = app.spend_refresh_token("refresh", &ada.refresh_token).await;
     let fresh = session_user(&refreshed.body);
     let mut resumed = app.open_stream(&fresh, Some(&position)).await;
     let replayed = resumed.next_event(FANOUT_WAIT).await;
