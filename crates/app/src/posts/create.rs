@@ -32,13 +32,32 @@ impl App {
             PostText::parse_caption(text)
         }
         .map_err(|error| ValidationErrors(vec![error]))?;
-        if let Some(parent) = reply_to {
-            // Checked again by the store's transaction, which knows nothing
-            // of blocks: this is where a blocked parent answers 404.
-            self.post_to_act_on(author, parent).await?;
-        }
-        let mentions = self.resolve_mentions(author, text.as_str()).await?;
-        let media = self.attachments(author, media).await?;
+        // Everything the answer needs is loaded before the commit, side by
+        // side: once the post is committed, nothing may fail the request (a
+        // client retrying an error without an Idempotency-Key would post
+        // twice).
+        let (_, mentions, media, author_summary) = tokio::try_join!(
+            async {
+                match reply_to {
+                    // Checked again by the store's transaction, which knows
+                    // nothing of blocks: this is where a blocked parent
+                    // answers 404.
+                    Some(parent) => self.post_to_act_on(author, parent).await.map(|_| ()),
+                    None => Ok(()),
+                }
+            },
+            self.resolve_mentions(author, text.as_str()),
+            self.attachments(author, media),
+            async {
+                self.author_summary(author)
+                    .await
+                    .map_err(|error| match error {
+                        // A valid token of an account this database lacks.
+                        AppError::NotFound(_) => StoreError::UnknownAccount.into(),
+                        other => other,
+                    })
+            },
+        )?;
         let post = self
             .ports
             .store
@@ -67,9 +86,12 @@ impl App {
         let post = Arc::new(post);
         let caches = &self.ports.caches;
         let own_timeline = [author];
-        // What follows the commit goes to other engines side by side: one
-        // wait instead of four in a row.
-        let (inserted, (), (), author_summary) = tokio::join!(
+        // What follows the commit goes to other engines side by side (one
+        // wait instead of three in a row), and none of it can fail the
+        // request: the post is committed. Cache steps cannot fail; the
+        // timeline insert is only logged (the fan-out worker adds the post
+        // to its author's timeline from the event).
+        let (inserted, (), ()) = tokio::join!(
             self.ports.timelines.insert(&own_timeline, entry),
             caches.author_recent.invalidate(&author),
             async {
@@ -81,7 +103,6 @@ impl App {
                 // on every instance) and must show now that it does.
                 caches.posts.put_many(vec![(post.id, post.clone())]).await;
             },
-            self.author_summary(author),
         );
         if let Err(error) = inserted {
             // The post is committed; the fan-out worker adds it to the
@@ -90,7 +111,7 @@ impl App {
         }
         tracing::info!(post_id = %post.id, "posted");
         Ok(PostView {
-            author: author_summary?,
+            author: author_summary,
             post,
             // Nobody can have liked a post that did not exist a moment ago.
             liked_by_me: false,

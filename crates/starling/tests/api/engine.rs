@@ -441,3 +441,43 @@ async fn liked_by_me_is_right_on_both_sides_of_the_remembered_window() {
         .unwrap();
     assert_eq!(liked(page), vec![false, true, false, true, true, false]);
 }
+
+#[tokio::test]
+async fn a_committed_post_answers_success_whatever_fails_after_the_commit() {
+    use sqlx::Connection;
+
+    let dir = tempfile::tempdir().unwrap();
+    // The timeline store is down, and the moment a post is committed its
+    // author's row turns unreadable (a trigger writes a display name SQL
+    // cannot decode: not UTF-8): every read of it after the commit fails.
+    let app = assemble(dir.path(), Arc::new(BrokenTimelines), Settings::default()).await;
+    let author = register(&app, "author").await;
+    let mut sabotage = sqlx::SqliteConnection::connect(&format!(
+        "sqlite://{}",
+        dir.path().join("starling.db").display()
+    ))
+    .await
+    .unwrap();
+    sqlx::query(
+        "CREATE TRIGGER unreadable_after_post AFTER INSERT ON posts BEGIN \
+         UPDATE users SET display_name = CAST(X'FF00' AS TEXT) WHERE id = NEW.author_id; END",
+    )
+    .execute(&mut sabotage)
+    .await
+    .unwrap();
+
+    let posted = app.create_post(author, "committed", None, &[]).await;
+    let posted = posted.expect("the post was committed: its answer is a success");
+    assert_eq!(posted.post.text, "committed");
+    assert_eq!(posted.author.handle, "author");
+    // Once, and only once, in the store.
+    let stored = app
+        .ports()
+        .store
+        .posts_by_author(author, None, 10)
+        .await
+        .unwrap();
+    assert_eq!(stored.len(), 1);
+    // Reads of the author do fail now: the injection took.
+    assert!(app.ports().store.user_summaries(&[author]).await.is_err());
+}
