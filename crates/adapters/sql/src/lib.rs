@@ -7,6 +7,7 @@
 
 mod group_commit;
 mod postgres;
+mod shared;
 mod sqlite;
 
 use starling_app::ports::{IdempotencyClaim, StoreError, StoredResponse};
@@ -14,6 +15,34 @@ use starling_domain::{
     Attachment, Media, MediaFile, MediaId, MediaState, Mention, Notification, NotificationId,
     NotificationKind, PostId, Timestamp, UserId, UserSummary,
 };
+
+/// A profile as both engines read it.
+#[derive(sqlx::FromRow)]
+pub(crate) struct UserRow {
+    id: i64,
+    handle: String,
+    display_name: String,
+    bio: String,
+    created_at: i64,
+    followers_count: i64,
+    following_count: i64,
+    posts_count: i64,
+}
+
+impl From<UserRow> for starling_domain::User {
+    fn from(row: UserRow) -> Self {
+        starling_domain::User {
+            id: UserId(row.id),
+            handle: row.handle,
+            display_name: row.display_name,
+            bio: row.bio,
+            created_at: Timestamp(row.created_at),
+            followers_count: row.followers_count,
+            following_count: row.following_count,
+            posts_count: row.posts_count,
+        }
+    }
+}
 
 /// A post's mentions as stored (a JSON array; see the migrations).
 fn encode_mentions(mentions: &[Mention]) -> Result<String, StoreError> {

@@ -6,38 +6,12 @@ use starling_app::ports::{AccountStore, NewUser, StoreError, UserCredentials};
 use starling_domain::{Event, EventId, Timestamp, User, UserId, UserSummary};
 
 use super::{PostgresStore, append_event, id_array, translate};
+use crate::UserRow;
 
 macro_rules! user_columns {
     () => {
         "id, handle, display_name, bio, created_at, followers_count, following_count, posts_count"
     };
-}
-
-#[derive(sqlx::FromRow)]
-pub(crate) struct UserRow {
-    id: i64,
-    handle: String,
-    display_name: String,
-    bio: String,
-    created_at: i64,
-    followers_count: i64,
-    following_count: i64,
-    posts_count: i64,
-}
-
-impl From<UserRow> for User {
-    fn from(row: UserRow) -> Self {
-        User {
-            id: UserId(row.id),
-            handle: row.handle,
-            display_name: row.display_name,
-            bio: row.bio,
-            created_at: Timestamp(row.created_at),
-            followers_count: row.followers_count,
-            following_count: row.following_count,
-            posts_count: row.posts_count,
-        }
-    }
 }
 
 const INSERT_USER: &str = "INSERT INTO users (id, handle, handle_key, email, display_name, created_at, updated_at) \

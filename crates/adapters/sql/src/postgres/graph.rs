@@ -4,8 +4,8 @@ use async_trait::async_trait;
 use starling_app::ports::{FollowOutcome, GraphStore, StoreError, UnfollowOutcome};
 use starling_domain::{Event, EventId, Timestamp, User, UserId};
 
-use super::accounts::UserRow;
 use super::{PostgresStore, Tx, append_event, limit_param, translate};
+use crate::UserRow;
 
 const IS_FOLLOWING: &str =
     "SELECT EXISTS (SELECT 1 FROM follows WHERE follower_id = $1 AND followee_id = $2)";

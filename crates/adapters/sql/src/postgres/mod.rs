@@ -5,20 +5,18 @@
 mod accounts;
 mod graph;
 mod group_commit;
-mod idempotency;
 mod media;
 mod notifications;
 mod outbox;
 mod posts;
 mod primary;
-mod relations;
 mod replicas;
-mod tokens;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use sqlx::pool::PoolConnection;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::{Postgres, Transaction};
 use starling_app::ports::StoreError;
@@ -188,6 +186,21 @@ impl PostgresStore {
 
     fn pool(&self) -> &PgPool {
         &self.primary
+    }
+
+    /// A primary connection for one statement that writes (the caller reads
+    /// from the primary for a while after, as after `begin`).
+    async fn write(&self) -> Result<PoolConnection<Postgres>, StoreError> {
+        self.replicas.wrote();
+        self.read().await
+    }
+
+    /// A primary connection for reads that must see the latest writes.
+    async fn read(&self) -> Result<PoolConnection<Postgres>, StoreError> {
+        let started = std::time::Instant::now();
+        let connection = self.primary.acquire().await.map_err(translate)?;
+        record_acquire("primary", started);
+        Ok(connection)
     }
 }
 
@@ -626,3 +639,8 @@ mod tests {
         store.close().await;
     }
 }
+
+// Written once for both engines (`crate::shared`).
+crate::shared::idempotency::idempotency_store!(PostgresStore, " FOR UPDATE");
+crate::shared::relations::relation_store!(PostgresStore);
+crate::shared::tokens::token_store!(PostgresStore, " FOR UPDATE");

@@ -4,13 +4,10 @@ mod accounts;
 mod bulk;
 mod graph;
 mod group_commit;
-mod idempotency;
 mod media;
 mod notifications;
 mod outbox;
 mod posts;
-mod relations;
-mod tokens;
 
 pub use bulk::{BulkFollow, BulkPost, BulkUser};
 
@@ -352,3 +349,8 @@ mod tests {
         assert_eq!(json_ids([1, 22, 333]), "[1,22,333]");
     }
 }
+
+// Written once for both engines (`crate::shared`).
+crate::shared::idempotency::idempotency_store!(SqliteStore, "");
+crate::shared::relations::relation_store!(SqliteStore);
+crate::shared::tokens::token_store!(SqliteStore, "");
