@@ -138,7 +138,8 @@ impl App {
             .into_iter()
             .map(|account| (account.handle.to_ascii_lowercase(), account))
             .collect();
-        let hidden = self.hidden_from(author).await?;
+        // From the store, not the cache (see `post_to_act_on`).
+        let hidden = self.ports.store.hidden_from(author).await?;
         Ok(candidates
             .into_iter()
             .filter(|candidate| keys.contains(&candidate.handle_key))

@@ -33,9 +33,18 @@ impl App {
             .await?
             .pop()
             .ok_or(AppError::NotFound("post"))?;
-        self.ensure_not_blocked(Some(actor), post.author_id)
-            .await
-            .map_err(|_| AppError::NotFound("post"))?;
+        // Asked of the store, not the per-viewer cache: a fill racing the
+        // block's invalidation (a worker's read from just before it) could
+        // leave the cache without it, and a write must not slip through.
+        if post.author_id != actor
+            && self
+                .ports
+                .store
+                .blocked_either_way(actor, post.author_id)
+                .await?
+        {
+            return Err(AppError::NotFound("post"));
+        }
         Ok(post)
     }
 

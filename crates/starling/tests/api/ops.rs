@@ -196,6 +196,7 @@ async fn a_flood_of_readiness_probes_asks_the_store_now_and_then() {
         return;
     };
     let before = readiness_checks(&app.metrics().await);
+    let started = std::time::Instant::now();
     let probes = (0..300).map(|_| {
         let (client, url) = (app.client.clone(), format!("{}/readyz", app.direct));
         tokio::spawn(async move { client.get(url).send().await.unwrap().status().as_u16() })
@@ -204,9 +205,12 @@ async fn a_flood_of_readiness_probes_asks_the_store_now_and_then() {
         assert_eq!(probe.await.unwrap(), 200);
     }
     let asked = readiness_checks(&app.metrics().await) - before;
-    // One per second at most (and other tests of this process probe too).
+    // One per second at most, and another test of this process probes once
+    // (the recorder is the process's).
+    let allowed = started.elapsed().as_secs_f64().ceil() + 2.0;
     assert!(
-        (1.0..=5.0).contains(&asked),
-        "300 probes asked the store {asked} times"
+        (1.0..=allowed).contains(&asked),
+        "300 probes in {:?} asked the store {asked} times",
+        started.elapsed()
     );
 }
