@@ -598,11 +598,27 @@ mod tests {
                     .collect::<Vec<_>>()
             }
         };
+        // What the log shows after `after`, once it shows `count` events:
+        // a commit shows once no older transaction of the cluster is open,
+        // and other tests' transactions share the cluster.
+        let shown_after = |after: i64, count: usize| {
+            let ids_after = &ids_after;
+            async move {
+                let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+                loop {
+                    let shown = ids_after(after).await;
+                    if shown.len() >= count || std::time::Instant::now() > deadline {
+                        return shown;
+                    }
+                    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                }
+            }
+        };
         store
             .append_event(EventId(1), &event(1), Timestamp::now())
             .await
             .unwrap();
-        let first = ids_after(0).await;
+        let first = shown_after(0, 1).await;
         assert_eq!(
             first.iter().map(|(id, _)| *id).collect::<Vec<_>>(),
             vec![EventId(1)]
@@ -630,7 +646,7 @@ mod tests {
             let _ = ids_after(first[0].1).await;
         }
         sqlx::query("COMMIT").execute(&mut older).await.unwrap();
-        let rest = ids_after(first[0].1).await;
+        let rest = shown_after(first[0].1, 4).await;
         let ids: Vec<i64> = rest.iter().map(|(id, _)| id.get()).collect();
         let mut sorted = ids.clone();
         sorted.sort_unstable();
