@@ -461,7 +461,7 @@ where
 }
 
 /// How long asynchronous fan-out may take in tests (generous for slow CI).
-pub const FANOUT_WAIT: Duration = Duration::from_secs(5);
+pub const FANOUT_WAIT: Duration = Duration::from_secs(10);
 
 /// One Server-Sent Event as a client parses it.
 #[derive(Debug, Clone, Default)]
