@@ -240,14 +240,7 @@ async fn idle_streams_get_heartbeats_and_accounts_have_a_stream_limit() {
     assert!(app.metrics().await.contains("starling_stream_connections "));
     drop(stream);
     eventually("a closed stream frees its slot", FANOUT_WAIT, || async {
-        let response = app
-            .client
-            .get(app.url("/api/v1/stream"))
-            .bearer_auth(&ada.access_token)
-            .send()
-            .await
-            .unwrap();
-        response.status() == 200
+        stream_status(&app, &ada).await == 200
     })
     .await;
 }
@@ -504,6 +497,19 @@ async fn a_post_is_one_live_update_whatever_its_audience() {
     );
 }
 
+/// The status of a stream request with `user`'s token (the stream, if one
+/// opens, is closed at once).
+async fn stream_status(app: &TestApp, user: &TestUser) -> u16 {
+    app.client
+        .get(app.url("/api/v1/stream"))
+        .bearer_auth(&user.access_token)
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
 /// Reads past heartbeats and updates to the stream's `end` event, which
 /// must be its last.
 async fn end_reason(stream: &mut EventStream, within: Duration) -> String {
@@ -548,14 +554,7 @@ async fn a_stream_ends_when_its_session_does_and_no_other() {
     app.create_post(&ada, "still here").await;
     assert_eq!(second.next_event(FANOUT_WAIT).await.event, "post");
     // The ended session's token, still within its lifetime, opens no stream.
-    let refused = app
-        .client
-        .get(app.url("/api/v1/stream"))
-        .bearer_auth(&ada.access_token)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(refused.status(), 401);
+    assert_eq!(stream_status(&app, &ada).await, 401);
 
     // A stolen refresh token presented after its owner used it ends that
     // session too, and its streams with it.
