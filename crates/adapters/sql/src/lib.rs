@@ -213,3 +213,15 @@ fn summaries(rows: Vec<(i64, String, String)>) -> Vec<UserSummary> {
         })
         .collect()
 }
+
+/// An event as the outbox stores it.
+fn encode_event(event: &starling_domain::Event) -> Result<String, StoreError> {
+    serde_json::to_string(event).map_err(|error| {
+        StoreError::Unexpected(anyhow::Error::new(error).context("encoding an event"))
+    })
+}
+
+/// A page size as both engines bind it.
+fn limit_param(limit: usize) -> i64 {
+    i64::try_from(limit).unwrap_or(i64::MAX)
+}

@@ -8,11 +8,12 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use async_trait::async_trait;
 use sqlx::postgres::PgPool;
-use starling_app::ports::{NewPost, StoreError};
+use starling_app::ports::StoreError;
 use starling_domain::{Event, Post, PostId};
 
-use super::posts::{ATTACH_MEDIA, COUNT_REPLY, shift};
-use super::{Tx, encode_event, record_acquire, translate};
+use super::posts::{COUNT_REPLY, attach_media, shift, undo_attach};
+use super::{Tx, record_acquire, translate};
+use crate::encode_event;
 use crate::group_commit::{Pending, WriteBatch, written};
 
 const INSERT_POSTS: &str = "INSERT INTO posts (id, author_id, text, reply_to, created_at, mentions, media) \
@@ -47,9 +48,6 @@ const WRITE_PLAIN_BATCH: &str = "WITH locked AS MATERIALIZED ( \
          WHERE users.id = counted.id AND (SELECT count(*) FROM locked) > 0) \
      INSERT INTO outbox (event_id, kind, payload, occurred_at, trace_parent) \
      SELECT * FROM UNNEST($10::bigint[], $11::text[], $12::text[], $5::bigint[], $13::text[])";
-/// Undoes an attach of a post that is not written after all.
-const UNDO_ATTACH: &str = "UPDATE media SET post_id = NULL WHERE post_id = $1";
-
 pub(crate) struct PgBatches(pub(crate) PgPool);
 
 #[async_trait]
@@ -242,40 +240,6 @@ async fn write_plain(pool: &PgPool, batch: &[Pending]) -> Result<(), StoreError>
         .bind(&rows.payloads)
         .bind(&rows.trace_parents)
         .execute(&mut *connection)
-        .await
-        .map_err(translate)?;
-    Ok(())
-}
-
-/// Attaches the post's uploads if every one is still the author's, ready
-/// and unattached; otherwise attaches none and answers false.
-async fn attach_media(tx: &mut Tx, post: &NewPost) -> Result<bool, StoreError> {
-    let attached = sqlx::query(ATTACH_MEDIA)
-        .bind(post.id.get())
-        .bind(
-            post.media
-                .iter()
-                .map(|media| media.id.get())
-                .collect::<Vec<_>>(),
-        )
-        .bind(post.author_id.get())
-        .execute(&mut **tx)
-        .await
-        .map_err(translate)?;
-    if attached.rows_affected() == post.media.len() as u64 {
-        return Ok(true);
-    }
-    undo_attach(tx, post).await?;
-    Ok(false)
-}
-
-async fn undo_attach(tx: &mut Tx, post: &NewPost) -> Result<(), StoreError> {
-    if post.media.is_empty() {
-        return Ok(());
-    }
-    sqlx::query(UNDO_ATTACH)
-        .bind(post.id.get())
-        .execute(&mut **tx)
         .await
         .map_err(translate)?;
     Ok(())

@@ -2,13 +2,11 @@
 //! connection set-up, error translation and shared helpers. The queries
 //! mirror the SQLite adapter's; both pass the same contract suite.
 
-mod accounts;
-mod graph;
+#[macro_use]
+mod dialect;
 mod group_commit;
-mod media;
-mod notifications;
+mod notification_batch;
 mod outbox;
-mod posts;
 mod primary;
 mod replicas;
 
@@ -16,11 +14,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use sqlx::Postgres;
 use sqlx::pool::PoolConnection;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
-use sqlx::{Postgres, Transaction};
 use starling_app::ports::StoreError;
 use starling_domain::{Event, EventId, Timestamp};
+
+use crate::encode_event;
+use dialect::Tx;
+pub(crate) use dialect::{Db, HOME_ENTRIES, email_conflict, id_list, lock_file, text_list};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
 
@@ -64,8 +66,6 @@ pub struct PostgresStore {
     /// scans start (`outbox.rs`).
     sequenced_below: Arc<std::sync::atomic::AtomicI64>,
 }
-
-type Tx = Transaction<'static, Postgres>;
 
 impl PostgresStore {
     /// Connects to `url` and applies migrations.
@@ -159,19 +159,6 @@ impl PostgresStore {
     /// Reads served by replicas since the store opened.
     pub fn replica_reads(&self) -> u64 {
         self.replicas.served()
-    }
-
-    /// Runs a read that tolerates replica lag: on a fit replica, else on
-    /// the primary.
-    async fn read_tolerant<T, F, Fut>(&self, query: F) -> Result<T, StoreError>
-    where
-        F: Fn(PgPool) -> Fut,
-        Fut: std::future::Future<Output = Result<T, sqlx::Error>>,
-    {
-        self.replicas
-            .read(&self.primary, query)
-            .await
-            .map_err(translate)
     }
 
     async fn begin(&self) -> Result<Tx, StoreError> {
@@ -313,12 +300,6 @@ pub(crate) fn translate(error: sqlx::Error) -> StoreError {
     }
 }
 
-pub(crate) fn encode_event(event: &Event) -> Result<String, StoreError> {
-    serde_json::to_string(event).map_err(|error| {
-        StoreError::Unexpected(anyhow::Error::new(error).context("encoding an event"))
-    })
-}
-
 /// Appends `event` to the outbox inside the caller's transaction.
 pub(crate) async fn append_event(
     tx: &mut Tx,
@@ -339,15 +320,6 @@ pub(crate) async fn append_event(
     .await
     .map_err(translate)?;
     Ok(())
-}
-
-pub(crate) fn limit_param(limit: usize) -> i64 {
-    i64::try_from(limit).unwrap_or(i64::MAX)
-}
-
-/// Ids as the `BIGINT[]` `= ANY($n)` takes.
-pub(crate) fn id_array<T>(ids: &[T], raw: impl Fn(&T) -> i64) -> Vec<i64> {
-    ids.iter().map(raw).collect()
 }
 
 #[cfg(test)]
@@ -657,6 +629,11 @@ mod tests {
 }
 
 // Written once for both engines (`crate::shared`).
-crate::shared::idempotency::idempotency_store!(PostgresStore, " FOR UPDATE");
+crate::shared::accounts::account_store!(PostgresStore);
+crate::shared::graph::graph_store!(PostgresStore);
+crate::shared::idempotency::idempotency_store!(PostgresStore);
+crate::shared::media::media_store!(PostgresStore);
+crate::shared::notifications::notification_store!(PostgresStore);
+crate::shared::posts::post_store!(PostgresStore);
 crate::shared::relations::relation_store!(PostgresStore);
-crate::shared::tokens::token_store!(PostgresStore, " FOR UPDATE");
+crate::shared::tokens::token_store!(PostgresStore);

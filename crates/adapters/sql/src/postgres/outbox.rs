@@ -7,7 +7,8 @@ use async_trait::async_trait;
 use starling_app::ports::{OutboxStore, StoreError, UndecodableEvent};
 use starling_domain::{Event, EventEnvelope, EventId, Timestamp};
 
-use super::{PostgresStore, append_event, limit_param, translate};
+use super::{PostgresStore, append_event, translate};
+use crate::limit_param;
 
 /// Advisory lock key of the outbox sequencer ("STARLING" in ASCII hex, roughly).
 const SEQUENCER_LOCK: i64 = 0x5354_4152_4c49;

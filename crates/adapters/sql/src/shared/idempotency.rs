@@ -7,11 +7,10 @@
 //! below, which needs the store's `begin()` (a write transaction), `read()`
 //! and `write()` (a connection for one statement) and `translate`.
 
-/// `mod idempotency` with `impl IdempotencyStore` for `$store`. `$lock` ends the
-/// reads that lock the rows they read: `" FOR UPDATE"` on PostgreSQL, `""`
-/// on SQLite, whose one writer connection serialises every transaction.
+/// `mod idempotency` with `impl IdempotencyStore` for `$store`. The reads that decide
+/// a write lock their rows (`dialect!(for_update)`).
 macro_rules! idempotency_store {
-    ($store:ident, $lock:literal) => {
+    ($store:ident) => {
         mod idempotency {
             use async_trait::async_trait;
             use starling_app::ports::{IdempotencyClaim, IdempotencyStore, StoreError, StoredResponse};
@@ -21,7 +20,7 @@ macro_rules! idempotency_store {
             use crate::{IdempotencyRow, encode_headers, judge_idempotency_row};
 
             const INSERT: &str = "INSERT INTO idempotency_keys (scope, key, fingerprint, created_at) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING";
-            const FIND: &str = concat!("SELECT fingerprint, status, headers, body, created_at FROM idempotency_keys WHERE scope = $1 AND key = $2", $lock);
+            const FIND: &str = concat!("SELECT fingerprint, status, headers, body, created_at FROM idempotency_keys WHERE scope = $1 AND key = $2", dialect!(for_update));
             const TAKE_OVER: &str = "UPDATE idempotency_keys SET fingerprint = $3, status = NULL, headers = NULL, body = NULL, created_at = $4 WHERE scope = $1 AND key = $2";
             const COMPLETE: &str = "UPDATE idempotency_keys SET status = $3, headers = $4, body = $5 WHERE scope = $1 AND key = $2";
             const RELEASE: &str =

@@ -6,11 +6,10 @@
 //! below, which needs the store's `begin()` (a write transaction), `read()`
 //! and `write()` (a connection for one statement) and `translate`.
 
-/// `mod tokens` with `impl TokenStore` for `$store`. `$lock` ends the
-/// reads that lock the rows they read: `" FOR UPDATE"` on PostgreSQL, `""`
-/// on SQLite, whose one writer connection serialises every transaction.
+/// `mod tokens` with `impl TokenStore` for `$store`. The reads that decide
+/// a write lock their rows (`dialect!(for_update)`).
 macro_rules! token_store {
-    ($store:ident, $lock:literal) => {
+    ($store:ident) => {
         mod tokens {
             use async_trait::async_trait;
             use starling_app::ports::{
@@ -25,7 +24,7 @@ macro_rules! token_store {
             // FOR UPDATE: two refreshes with the same token serialise here, so exactly
             // one spends it and the other sees it spent.
             const TOKEN_BY_HASH: &str = concat!("SELECT user_id, family_id, expires_at, used_at, revoked_at \
-                 FROM refresh_tokens WHERE token_hash = $1", $lock);
+                 FROM refresh_tokens WHERE token_hash = $1", dialect!(for_update));
             const SPEND_TOKEN: &str = "UPDATE refresh_tokens SET used_at = $2 WHERE token_hash = $1";
             const REVOKE_FAMILY: &str =
                 "UPDATE refresh_tokens SET revoked_at = $2 WHERE family_id = $1 AND revoked_at IS NULL";

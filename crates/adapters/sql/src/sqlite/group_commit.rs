@@ -5,10 +5,12 @@
 
 use async_trait::async_trait;
 use sqlx::{QueryBuilder, Sqlite, SqlitePool};
-use starling_app::ports::{NewPost, StoreError};
+use starling_app::ports::StoreError;
 use starling_domain::{Event, Post, PostId};
 
-use super::{encode_event, translate};
+use super::posts::{COUNT_REPLY, attach_media, shift, undo_attach};
+use super::translate;
+use crate::encode_event;
 use crate::group_commit::{Pending, WriteBatch, written};
 
 pub(crate) struct SqliteBatches(pub(crate) SqlitePool);
@@ -38,15 +40,8 @@ async fn write(
             continue;
         }
         if let Some(parent) = post.reply_to {
-            let counted = sqlx::query(
-                "UPDATE posts SET reply_count = reply_count + 1 WHERE id = ?1 AND deleted_at IS NULL",
-            )
-            .bind(parent.get())
-            .execute(&mut *tx)
-            .await
-            .map_err(translate)?;
-            if counted.rows_affected() == 0 {
-                detach_media(&mut tx, post).await?;
+            if shift(&mut tx, COUNT_REPLY, parent.get(), 1).await? == 0 {
+                undo_attach(&mut tx, post).await?;
                 outcomes.push(Err(StoreError::NotFound));
                 continue;
             }
@@ -113,44 +108,4 @@ async fn write(
     }
     tx.commit().await.map_err(translate)?;
     Ok(outcomes)
-}
-
-/// Attaches the post's uploads if every one is still the author's, ready and
-/// unattached; otherwise attaches none and answers false.
-async fn attach_media(
-    tx: &mut sqlx::Transaction<'static, Sqlite>,
-    post: &NewPost,
-) -> Result<bool, StoreError> {
-    let ids = super::json_ids(post.media.iter().map(|media| media.id.get()));
-    let attached = sqlx::query(
-        "UPDATE media SET post_id = ?1 WHERE id IN (SELECT value FROM json_each(?2)) \
-         AND owner_id = ?3 AND post_id IS NULL AND state = 'ready'",
-    )
-    .bind(post.id.get())
-    .bind(ids)
-    .bind(post.author_id.get())
-    .execute(&mut **tx)
-    .await
-    .map_err(translate)?;
-    if attached.rows_affected() == post.media.len() as u64 {
-        return Ok(true);
-    }
-    detach_media(tx, post).await?;
-    Ok(false)
-}
-
-/// Undoes `attach_media` for a post that is not written after all.
-async fn detach_media(
-    tx: &mut sqlx::Transaction<'static, Sqlite>,
-    post: &NewPost,
-) -> Result<(), StoreError> {
-    if post.media.is_empty() {
-        return Ok(());
-    }
-    sqlx::query("UPDATE media SET post_id = NULL WHERE post_id = ?1")
-        .bind(post.id.get())
-        .execute(&mut **tx)
-        .await
-        .map_err(translate)?;
-    Ok(())
 }

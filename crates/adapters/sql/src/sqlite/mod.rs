@@ -1,13 +1,11 @@
 //! SQLite adapter: connection set-up, error translation and shared helpers.
 
-mod accounts;
 mod bulk;
-mod graph;
+#[macro_use]
+mod dialect;
 mod group_commit;
-mod media;
-mod notifications;
+mod notification_batch;
 mod outbox;
-mod posts;
 
 pub use bulk::{BulkFollow, BulkPost, BulkUser};
 
@@ -24,6 +22,9 @@ use sqlx::sqlite::{
 use sqlx::{Sqlite, Transaction};
 use starling_app::ports::StoreError;
 use starling_domain::{Event, EventId, Timestamp};
+
+use crate::encode_event;
+pub(crate) use dialect::{Db, HOME_ENTRIES, Tx, email_conflict, id_list, lock_file, text_list};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
 
@@ -236,30 +237,6 @@ pub(crate) async fn append_event(
     Ok(sequence)
 }
 
-pub(crate) fn encode_event(event: &Event) -> Result<String, StoreError> {
-    serde_json::to_string(event).map_err(|error| {
-        StoreError::Unexpected(anyhow::Error::new(error).context("encoding an event"))
-    })
-}
-
-/// A list of ids as the JSON array `json_each` expands: one prepared
-/// statement serves any number of ids.
-pub(crate) fn json_ids(ids: impl IntoIterator<Item = i64>) -> String {
-    let mut json = String::from("[");
-    for (index, id) in ids.into_iter().enumerate() {
-        if index > 0 {
-            json.push(',');
-        }
-        json.push_str(&id.to_string());
-    }
-    json.push(']');
-    json
-}
-
-pub(crate) fn limit_param(limit: usize) -> i64 {
-    i64::try_from(limit).unwrap_or(i64::MAX)
-}
-
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
@@ -342,15 +319,14 @@ mod tests {
                 .unwrap();
         assert_eq!(parked, (bad.kind, bad.payload));
     }
-
-    #[test]
-    fn id_lists_are_json_arrays() {
-        assert_eq!(json_ids([]), "[]");
-        assert_eq!(json_ids([1, 22, 333]), "[1,22,333]");
-    }
 }
 
 // Written once for both engines (`crate::shared`).
-crate::shared::idempotency::idempotency_store!(SqliteStore, "");
+crate::shared::accounts::account_store!(SqliteStore);
+crate::shared::graph::graph_store!(SqliteStore);
+crate::shared::idempotency::idempotency_store!(SqliteStore);
+crate::shared::media::media_store!(SqliteStore);
+crate::shared::notifications::notification_store!(SqliteStore);
+crate::shared::posts::post_store!(SqliteStore);
 crate::shared::relations::relation_store!(SqliteStore);
-crate::shared::tokens::token_store!(SqliteStore, "");
+crate::shared::tokens::token_store!(SqliteStore);

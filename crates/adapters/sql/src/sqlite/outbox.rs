@@ -4,7 +4,8 @@ use async_trait::async_trait;
 use starling_app::ports::{OutboxStore, StoreError, UndecodableEvent};
 use starling_domain::{Event, EventEnvelope, EventId, Timestamp};
 
-use super::{SqliteStore, append_event, limit_param, translate};
+use super::{SqliteStore, append_event, translate};
+use crate::limit_param;
 
 const EVENTS_AFTER: &str = "SELECT sequence, event_id, kind, payload, occurred_at, trace_parent FROM outbox \
      WHERE sequence > ?1 ORDER BY sequence LIMIT ?2";
