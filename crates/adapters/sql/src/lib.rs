@@ -225,3 +225,43 @@ fn encode_event(event: &starling_domain::Event) -> Result<String, StoreError> {
 fn limit_param(limit: usize) -> i64 {
     i64::try_from(limit).unwrap_or(i64::MAX)
 }
+
+/// An outbox row as both engines read it (`position`: its place in the log).
+#[derive(sqlx::FromRow)]
+struct OutboxRow {
+    position: i64,
+    event_id: i64,
+    kind: String,
+    payload: String,
+    occurred_at: i64,
+    trace_parent: Option<String>,
+}
+
+impl OutboxRow {
+    fn decode(
+        self,
+    ) -> Result<starling_domain::EventEnvelope, starling_app::ports::UndecodableEvent> {
+        match serde_json::from_str::<starling_domain::Event>(&self.payload) {
+            Ok(event) => Ok(starling_domain::EventEnvelope {
+                id: starling_domain::EventId(self.event_id),
+                sequence: self.position,
+                occurred_at: Timestamp(self.occurred_at),
+                event,
+                trace_parent: self.trace_parent,
+            }),
+            Err(error) => Err(starling_app::ports::UndecodableEvent {
+                sequence: self.position,
+                id: starling_domain::EventId(self.event_id),
+                kind: self.kind,
+                payload: self.payload,
+                error: error.to_string(),
+            }),
+        }
+    }
+}
+
+/// How long a query waited for a connection: the pool's saturation signal.
+fn record_acquire(pool: &'static str, started: std::time::Instant) {
+    metrics::histogram!("starling_db_pool_acquire_seconds", "pool" => pool)
+        .record(started.elapsed().as_secs_f64());
+}

@@ -29,6 +29,10 @@ macro_rules! dialect {
     (skip_locked) => {
         " FOR UPDATE SKIP LOCKED"
     };
+    // The outbox's log position column (given after commit by the sequencer, `outbox_log.rs`).
+    (position) => {
+        "position"
+    };
     (greatest) => {
         "GREATEST"
     };

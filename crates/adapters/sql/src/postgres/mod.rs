@@ -6,7 +6,7 @@
 mod dialect;
 mod group_commit;
 mod notification_batch;
-mod outbox;
+mod outbox_log;
 mod primary;
 mod replicas;
 
@@ -20,7 +20,7 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use starling_app::ports::StoreError;
 use starling_domain::{Event, EventId, Timestamp};
 
-use crate::encode_event;
+use crate::{encode_event, record_acquire};
 use dialect::Tx;
 pub(crate) use dialect::{Db, HOME_ENTRIES, email_conflict, id_list, lock_file, text_list};
 
@@ -63,7 +63,7 @@ pub struct PostgresStore {
     posts: crate::group_commit::PostQueue,
     /// Every outbox row of a transaction id below this has its position
     /// (as far as this process's sequencing knows): where the sequencer's
-    /// scans start (`outbox.rs`).
+    /// scans start (`outbox_log.rs`).
     sequenced_below: Arc<std::sync::atomic::AtomicI64>,
 }
 
@@ -234,37 +234,6 @@ async fn pool(url: &str, options: &PostgresOptions) -> anyhow::Result<PgPool> {
         .context("connecting to the PostgreSQL primary")?;
     primary.watch(pool.clone());
     Ok(pool)
-}
-
-fn record_acquire(pool: &'static str, started: std::time::Instant) {
-    metrics::histogram!("starling_db_pool_acquire_seconds", "pool" => pool)
-        .record(started.elapsed().as_secs_f64());
-}
-
-#[async_trait::async_trait]
-impl starling_app::ports::StoreHealth for PostgresStore {
-    async fn ping(&self) -> Result<(), StoreError> {
-        sqlx::query("SELECT 1")
-            .execute(self.pool())
-            .await
-            .map_err(translate)?;
-        Ok(())
-    }
-
-    async fn highest_id(&self) -> Result<i64, StoreError> {
-        sqlx::query_scalar(
-            "SELECT GREATEST( \
-               (SELECT coalesce(max(id), 0) FROM users), \
-               (SELECT coalesce(max(id), 0) FROM posts), \
-               (SELECT coalesce(max(follow_id), 0) FROM follows), \
-               (SELECT coalesce(max(event_id), 0) FROM outbox), \
-               (SELECT coalesce(max(id), 0) FROM notifications), \
-               (SELECT coalesce(max(family_id), 0) FROM refresh_tokens))",
-        )
-        .fetch_one(self.pool())
-        .await
-        .map_err(translate)
-    }
 }
 
 /// Driver errors to port errors. Connection trouble, a full pool, a
@@ -634,6 +603,7 @@ crate::shared::graph::graph_store!(PostgresStore);
 crate::shared::idempotency::idempotency_store!(PostgresStore);
 crate::shared::media::media_store!(PostgresStore);
 crate::shared::notifications::notification_store!(PostgresStore);
+crate::shared::outbox::outbox_store!(PostgresStore);
 crate::shared::posts::post_store!(PostgresStore);
 crate::shared::relations::relation_store!(PostgresStore);
 crate::shared::tokens::token_store!(PostgresStore);

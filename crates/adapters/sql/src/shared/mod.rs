@@ -12,7 +12,8 @@
 //! calls the engine's `read_tolerant`/`read_found` (replicas),
 //! `lock_file` and `wrote`: each engine's `dialect.rs` is the whole seam.
 //! What truly differs (group commit, the outbox horizon, replicas, the
-//! fan-out-on-read query, how a notification batch is inserted) stays in
+//! fan-out-on-read query, how a notification batch is inserted, how the
+//! outbox is read as a log) stays in
 //! `sqlite/` and `postgres/`.
 
 pub(crate) mod accounts;
@@ -20,6 +21,7 @@ pub(crate) mod graph;
 pub(crate) mod idempotency;
 pub(crate) mod media;
 pub(crate) mod notifications;
+pub(crate) mod outbox;
 pub(crate) mod posts;
 pub(crate) mod relations;
 pub(crate) mod tokens;

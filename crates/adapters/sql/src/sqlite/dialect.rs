@@ -31,6 +31,10 @@ macro_rules! dialect {
         ""
     };
     // The larger and the smaller of two values (SQLite's scalar max/min).
+    // The outbox's log position column (given at insert by the one writer).
+    (position) => {
+        "sequence"
+    };
     (greatest) => {
         "max"
     };

@@ -29,8 +29,7 @@ async fn write(
 ) -> Result<Vec<Result<Post, StoreError>>, StoreError> {
     let started = std::time::Instant::now();
     let mut tx = writer.begin().await.map_err(translate)?;
-    metrics::histogram!("starling_db_pool_acquire_seconds", "pool" => "writer")
-        .record(started.elapsed().as_secs_f64());
+    crate::record_acquire("writer", started);
     let mut outcomes = Vec::with_capacity(batch.len());
     let mut accepted = Vec::with_capacity(batch.len());
     for entry in batch {

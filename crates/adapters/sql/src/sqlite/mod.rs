@@ -5,7 +5,7 @@ mod bulk;
 mod dialect;
 mod group_commit;
 mod notification_batch;
-mod outbox;
+mod outbox_log;
 
 pub use bulk::{BulkFollow, BulkPost, BulkUser};
 
@@ -23,7 +23,7 @@ use sqlx::{Sqlite, Transaction};
 use starling_app::ports::StoreError;
 use starling_domain::{Event, EventId, Timestamp};
 
-use crate::encode_event;
+use crate::{encode_event, record_acquire};
 pub(crate) use dialect::{Db, HOME_ENTRIES, Tx, email_conflict, id_list, lock_file, text_list};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
@@ -152,30 +152,6 @@ impl SqliteStore {
     }
 }
 
-/// How long a query waited for a connection: the pool's saturation signal.
-fn record_acquire(pool: &'static str, started: Instant) {
-    metrics::histogram!("starling_db_pool_acquire_seconds", "pool" => pool)
-        .record(started.elapsed().as_secs_f64());
-}
-
-#[async_trait::async_trait]
-impl starling_app::ports::StoreHealth for SqliteStore {
-    async fn ping(&self) -> Result<(), StoreError> {
-        sqlx::query("SELECT 1")
-            .execute(&mut *self.read().await?)
-            .await
-            .map_err(translate)?;
-        Ok(())
-    }
-
-    async fn highest_id(&self) -> Result<i64, StoreError> {
-        sqlx::query_scalar(HIGHEST_ID)
-            .fetch_one(&mut *self.read().await?)
-            .await
-            .map_err(translate)
-    }
-}
-
 /// Driver errors to port errors: a pool that cannot hand out a connection or
 /// an I/O failure means the store is unavailable; anything else is a bug.
 pub(crate) fn translate(error: sqlx::Error) -> StoreError {
@@ -202,14 +178,6 @@ pub(crate) fn translate(error: sqlx::Error) -> StoreError {
         other => StoreError::Unexpected(other.into()),
     }
 }
-
-const HIGHEST_ID: &str = "SELECT max( \
-     (SELECT coalesce(max(id), 0) FROM users), \
-     (SELECT coalesce(max(id), 0) FROM posts), \
-     (SELECT coalesce(max(follow_id), 0) FROM follows), \
-     (SELECT coalesce(max(event_id), 0) FROM outbox), \
-     (SELECT coalesce(max(id), 0) FROM notifications), \
-     (SELECT coalesce(max(family_id), 0) FROM refresh_tokens))";
 
 const SQLITE_BUSY: i32 = 5;
 const SQLITE_LOCKED: i32 = 6;
@@ -327,6 +295,7 @@ crate::shared::graph::graph_store!(SqliteStore);
 crate::shared::idempotency::idempotency_store!(SqliteStore);
 crate::shared::media::media_store!(SqliteStore);
 crate::shared::notifications::notification_store!(SqliteStore);
+crate::shared::outbox::outbox_store!(SqliteStore);
 crate::shared::posts::post_store!(SqliteStore);
 crate::shared::relations::relation_store!(SqliteStore);
 crate::shared::tokens::token_store!(SqliteStore);
