@@ -7,7 +7,8 @@ use starling_domain::{IdGenerator, Post, PostId, UserId, UserSummary};
 use crate::accounts::LoginBackoff;
 use crate::auth::{AccessTokens, PasswordHashing};
 use crate::feed::{LikedPosts, SingleFlight};
-use crate::graph::HiddenAccounts;
+use crate::graph::{HiddenAccounts, Hiding};
+use crate::media::MediaLibrary;
 use crate::ports::{
     BlobStore, Cache, EventLog, LiveLog, LoginFailures, Store, TimelineEntry, TimelineStore,
 };
@@ -83,15 +84,18 @@ pub struct Ports {
     pub login_failures: Arc<dyn LoginFailures>,
 }
 
+/// The composition of the services: built once from the ports, settings
+/// and credentials, and handed to the HTTP layer and the workers.
 pub struct App {
     pub(crate) ports: Ports,
-    pub(crate) ids: IdGenerator,
+    pub(crate) ids: Arc<IdGenerator>,
     pub(crate) passwords: PasswordHashing,
     pub(crate) tokens: AccessTokens,
     pub(crate) settings: Settings,
     /// Post loads in flight, joined by concurrent readers of the same posts.
     pub(crate) post_flights: SingleFlight<PostId, Arc<Post>>,
-    pub(crate) image_work: crate::media::ImageWork,
+    pub(crate) media: Arc<MediaLibrary>,
+    pub(crate) hiding: Arc<Hiding>,
 }
 
 impl App {
@@ -102,6 +106,18 @@ impl App {
         tokens: AccessTokens,
         settings: Settings,
     ) -> Self {
+        let ids = Arc::new(ids);
+        let media = Arc::new(MediaLibrary::new(
+            ports.store.clone(),
+            ports.blobs.clone(),
+            ports.events.clone(),
+            ids.clone(),
+            settings.media.clone(),
+        ));
+        let hiding = Arc::new(Hiding::new(
+            ports.store.clone(),
+            ports.caches.hidden.clone(),
+        ));
         Self {
             ports,
             ids,
@@ -109,8 +125,19 @@ impl App {
             tokens,
             settings,
             post_flights: SingleFlight::new("posts"),
-            image_work: crate::media::ImageWork::new(),
+            media,
+            hiding,
         }
+    }
+
+    /// Who is hidden from whom (blocks and mutes, read side).
+    pub fn hiding(&self) -> &Arc<Hiding> {
+        &self.hiding
+    }
+
+    /// Images: uploads, thumbnails, files, the sweep.
+    pub fn media(&self) -> &Arc<MediaLibrary> {
+        &self.media
     }
 
     /// Post loads from SQL by hydration so far: each one query, shared by

@@ -74,7 +74,7 @@ pub fn router(state: HttpState, settings: &HttpSettings) -> Router {
     let routes = if settings.serve_api {
         let (api, openapi) = OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
             .merge(routes::api_router(
-                state.app.settings().media.max_upload_bytes,
+                state.app.media().settings().max_upload_bytes,
             ))
             .split_for_parts();
         let openapi_json = serde_json::to_value(&openapi)

@@ -231,7 +231,7 @@ impl Application {
             handlers.push(Arc::new(FanoutWorker::new(self.app.clone())));
         }
         if config.runs(Role::Fanout) {
-            handlers.push(Arc::new(Thumbnailer::new(self.app.clone())));
+            handlers.push(Arc::new(Thumbnailer::new(self.app.media().clone())));
         }
         if config.runs(Role::Notifier) {
             handlers.push(Arc::new(Notifier::new(self.app.clone())));
@@ -463,7 +463,7 @@ async fn prune_periodically(
             }
         }
         if let Some(app) = &media {
-            match app.sweep_media().await {
+            match app.media().sweep().await {
                 Ok(0) => {}
                 Ok(swept) => tracing::info!(swept, "removed uploads never posted"),
                 Err(error) => tracing::warn!(error = %error, "cannot sweep uploads"),

@@ -50,7 +50,7 @@ impl App {
     /// either way.
     pub async fn profile(&self, viewer: Option<UserId>, which: &UserRef) -> AppResult<User> {
         let user = self.user(which).await?;
-        self.ensure_not_blocked(viewer, user.id).await?;
+        self.hiding.ensure_not_blocked(viewer, user.id).await?;
         Ok(user)
     }
 

@@ -39,7 +39,7 @@ impl App {
         let high_fanout = self.high_fanout_followees(reader).await?;
         // Blocked and muted accounts' posts stay out, including those the
         // timeline held before the block or mute.
-        let hidden = self.hidden_from(reader).await?;
+        let hidden = self.hiding.hidden_from(reader).await?;
         let mut views: Vec<PostView> = Vec::with_capacity(wanted);
         let mut bound = before;
         let budget = (wanted * SCAN_PER_SHOWN).max(MIN_SCAN);

@@ -25,7 +25,9 @@ impl App {
         }
         // Not between accounts where either blocks the other: 404, as if the
         // account were not there (the store refuses the row regardless).
-        self.ensure_not_blocked(Some(follower), followee).await?;
+        self.hiding
+            .ensure_not_blocked(Some(follower), followee)
+            .await?;
         let outcome = self
             .ports
             .store

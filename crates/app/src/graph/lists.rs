@@ -18,7 +18,7 @@ impl App {
         limit: usize,
     ) -> AppResult<Page<User>> {
         self.existing_user(user).await?;
-        self.ensure_not_blocked(viewer, user).await?;
+        self.hiding.ensure_not_blocked(viewer, user).await?;
         let rows = self.ports.store.followers(user, before, limit + 1).await?;
         self.visible_page(viewer, rows, limit).await
     }
@@ -31,7 +31,7 @@ impl App {
         limit: usize,
     ) -> AppResult<Page<User>> {
         self.existing_user(user).await?;
-        self.ensure_not_blocked(viewer, user).await?;
+        self.hiding.ensure_not_blocked(viewer, user).await?;
         let rows = self.ports.store.following(user, before, limit + 1).await?;
         self.visible_page(viewer, rows, limit).await
     }
@@ -44,7 +44,7 @@ impl App {
     ) -> AppResult<Page<User>> {
         let mut page = follow_page(rows, limit);
         if let Some(viewer) = viewer {
-            let hidden = self.hidden_from(viewer).await?;
+            let hidden = self.hiding.hidden_from(viewer).await?;
             if !hidden.blocked.is_empty() {
                 page.items.retain(|user| !hidden.blocked.contains(&user.id));
             }

@@ -2,7 +2,8 @@
 //! and blocks and mutes.
 
 mod follow;
+mod hiding;
 mod lists;
 mod relations;
 
-pub use relations::HiddenAccounts;
+pub use hiding::{HiddenAccounts, Hiding};

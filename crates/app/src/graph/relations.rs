@@ -4,31 +4,12 @@
 //! notifications from the muter only. Both apply at read time, so they
 //! cover what timelines already hold, not only what comes after.
 
-use std::collections::HashSet;
-use std::sync::Arc;
-
 use starling_domain::{Timestamp, User, UserId, ValidationErrors};
 
 use crate::App;
 use crate::error::{AppError, AppResult};
 use crate::page::Page;
 use crate::ports::{Relation, StoreError};
-
-/// The accounts hidden from one viewer.
-#[derive(Debug, Clone, Default)]
-pub struct HiddenAccounts {
-    /// Blocked by the viewer or blocking the viewer: hidden everywhere.
-    pub blocked: HashSet<UserId>,
-    /// Muted by the viewer: hidden from their feed, replies and notifications.
-    pub muted: HashSet<UserId>,
-}
-
-impl HiddenAccounts {
-    /// Whether posts and notifications by `author` stay out of view.
-    pub fn hides_content_of(&self, author: UserId) -> bool {
-        self.blocked.contains(&author) || self.muted.contains(&author)
-    }
-}
 
 impl App {
     #[tracing::instrument(skip_all, fields(owner = %owner, other = %other))]
@@ -74,38 +55,6 @@ impl App {
         })
     }
 
-    /// Who is hidden from `viewer`, through the cache (dropped on every
-    /// change of the viewer's blocks and mutes, and of blocks of the viewer).
-    pub async fn hidden_from(&self, viewer: UserId) -> AppResult<Arc<HiddenAccounts>> {
-        let cache = &self.ports.caches.hidden;
-        if let Some(Some(hidden)) = cache.get_many(&[viewer]).await.pop() {
-            return Ok(hidden);
-        }
-        let stored = self.ports.store.hidden_from(viewer).await?;
-        let hidden = Arc::new(HiddenAccounts {
-            blocked: stored.blocked.into_iter().collect(),
-            muted: stored.muted.into_iter().collect(),
-        });
-        cache.fill_many(vec![(viewer, hidden.clone())]).await;
-        Ok(hidden)
-    }
-
-    /// `NotFound("user")` when `viewer` and `other` block each other either
-    /// way: what a viewer sees of an account that is not there.
-    pub(crate) async fn ensure_not_blocked(
-        &self,
-        viewer: Option<UserId>,
-        other: UserId,
-    ) -> AppResult<()> {
-        if let Some(viewer) = viewer
-            && viewer != other
-            && self.hidden_from(viewer).await?.blocked.contains(&other)
-        {
-            return Err(AppError::NotFound("user"));
-        }
-        Ok(())
-    }
-
     async fn relate(&self, relation: Relation, owner: UserId, other: UserId) -> AppResult<()> {
         if owner == other {
             let what = match relation {
@@ -128,7 +77,7 @@ impl App {
                 StoreError::NotFound => AppError::NotFound("user"),
                 other => other.into(),
             })?;
-        self.forget_hidden(relation, owner, other).await;
+        self.hiding.forget(relation, owner, other).await;
         Ok(())
     }
 
@@ -141,15 +90,7 @@ impl App {
             .store
             .remove_relation(relation, owner, other)
             .await?;
-        self.forget_hidden(relation, owner, other).await;
+        self.hiding.forget(relation, owner, other).await;
         Ok(())
-    }
-
-    async fn forget_hidden(&self, relation: Relation, owner: UserId, other: UserId) {
-        let cache = &self.ports.caches.hidden;
-        cache.invalidate(&owner).await;
-        if relation == Relation::Block {
-            cache.invalidate(&other).await;
-        }
     }
 }

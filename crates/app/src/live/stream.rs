@@ -296,7 +296,7 @@ impl LiveStream {
     /// The update as this reader sees it; `None` when it sees nothing.
     async fn item(&mut self, message: &LiveMessage) -> AppResult<Option<StreamItem>> {
         let sequence = message.sequence;
-        let hidden = self.app.hidden_from(self.viewer).await?;
+        let hidden = self.app.hiding().hidden_from(self.viewer).await?;
         if hidden.hides_content_of(message.event.actor()) {
             return Ok(None);
         }

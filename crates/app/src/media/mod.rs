@@ -27,9 +27,8 @@ pub use self::image::{Encoded, ImageLimits, Rejected};
 
 #[cfg(any(test, feature = "contract-tests"))]
 pub mod test_images;
-use crate::App;
 use crate::error::{AppError, AppResult};
-use crate::ports::MediaSelection;
+use crate::ports::{BlobStore, EventLog, MediaSelection, MediaStore};
 
 /// Unattached uploads are removed after this long.
 pub const UNATTACHED_LIFETIME_MS: i64 = 24 * 3600 * 1000;
@@ -66,7 +65,7 @@ pub(crate) struct ImageWork {
 }
 
 impl ImageWork {
-    pub(crate) fn new() -> Self {
+    fn new() -> Self {
         let cores = std::thread::available_parallelism().map_or(1, usize::from);
         Self {
             slots: Arc::new(Semaphore::new(cores)),
@@ -166,12 +165,45 @@ pub enum Served {
     },
 }
 
-impl App {
+/// The media service: uploads, their processing and serving, and the
+/// sweep of unattached ones. It holds only what images need: the media
+/// rows, the files, the event log (to wake its relay) and ids.
+pub struct MediaLibrary {
+    store: Arc<dyn MediaStore>,
+    blobs: Arc<dyn BlobStore>,
+    events: Arc<dyn EventLog>,
+    ids: Arc<starling_domain::IdGenerator>,
+    settings: MediaSettings,
+    image_work: ImageWork,
+}
+
+impl MediaLibrary {
+    pub fn new(
+        store: Arc<dyn MediaStore>,
+        blobs: Arc<dyn BlobStore>,
+        events: Arc<dyn EventLog>,
+        ids: Arc<starling_domain::IdGenerator>,
+        settings: MediaSettings,
+    ) -> Self {
+        Self {
+            store,
+            blobs,
+            events,
+            ids,
+            settings,
+            image_work: ImageWork::new(),
+        }
+    }
+
+    pub fn settings(&self) -> &MediaSettings {
+        &self.settings
+    }
+
     /// Stores an upload of `owner`: the image's kind from its bytes, its
     /// size and pixels within the limits, its metadata removed.
     #[tracing::instrument(skip_all, fields(owner = %owner, bytes = bytes.len()))]
-    pub async fn upload_media(&self, owner: UserId, bytes: Bytes, alt: &str) -> AppResult<Media> {
-        let settings = &self.settings.media;
+    pub async fn upload(&self, owner: UserId, bytes: Bytes, alt: &str) -> AppResult<Media> {
+        let settings = &self.settings;
         if bytes.len() > settings.max_upload_bytes {
             return Err(AppError::TooLarge("the image is larger than allowed"));
         }
@@ -204,11 +236,10 @@ impl App {
             post: None,
             created_at: Timestamp::now(),
         };
-        let store = &self.ports.store;
+        let store = &self.store;
         store.add_media(&media).await?;
         let stored = async {
-            self.ports
-                .blobs
+            self.blobs
                 .put(&media.file.hash, Bytes::from(clean.bytes))
                 .await?;
             store
@@ -219,14 +250,14 @@ impl App {
         if let Err(error) = stored.await {
             // Compensate: no row without its file, no file without a row.
             if let Err(cleanup) = store
-                .remove_media(MediaSelection::One(media.id), self.ports.blobs.as_ref())
+                .remove_media(MediaSelection::One(media.id), self.blobs.as_ref())
                 .await
             {
                 tracing::warn!(error = %cleanup, media_id = %media.id, "cannot undo a failed upload; the sweep will");
             }
             return Err(error);
         }
-        self.ports.events.wake();
+        self.events.wake();
         metrics::counter!("starling_media_uploaded_total", "kind" => kind.as_str()).increment(1);
         media.state = MediaState::Processing;
         Ok(media)
@@ -234,9 +265,8 @@ impl App {
 
     /// One of `owner`'s uploads (others' are not found: unattached uploads
     /// are private until posted).
-    pub async fn media(&self, owner: UserId, id: MediaId) -> AppResult<Media> {
-        self.ports
-            .store
+    pub async fn upload_of(&self, owner: UserId, id: MediaId) -> AppResult<Media> {
+        self.store
             .media_by_ids(&[id])
             .await?
             .pop()
@@ -269,7 +299,7 @@ impl App {
         if unique.len() != ids.len() {
             return Err(invalid("lists an image twice"));
         }
-        let found = self.ports.store.media_by_ids(ids).await?;
+        let found = self.store.media_by_ids(ids).await?;
         let mut attachments = Vec::with_capacity(ids.len());
         for id in ids {
             let media = found
@@ -291,18 +321,18 @@ impl App {
     /// Makes the thumbnail of a stored upload and marks it ready. Nothing
     /// to do (returns false) when the upload is gone or already ready.
     pub async fn make_thumbnail(&self, id: MediaId) -> AppResult<bool> {
-        let Some(media) = self.ports.store.media_by_ids(&[id]).await?.pop() else {
+        let Some(media) = self.store.media_by_ids(&[id]).await?.pop() else {
             return Ok(false);
         };
         if media.state != MediaState::Processing {
             return Ok(false);
         }
-        let Some(original) = self.ports.blobs.get(&media.file.hash).await? else {
+        let Some(original) = self.blobs.get(&media.file.hash).await? else {
             tracing::warn!(media_id = %id, "an upload's file is missing; no thumbnail");
             return Ok(false);
         };
-        let limits = self.settings.media.limits.clone();
-        let (kind, size) = (media.file.kind, self.settings.media.thumbnail_size);
+        let limits = self.settings.limits.clone();
+        let (kind, size) = (media.file.kind, self.settings.thumbnail_size);
         let thumbnail = self
             .image_work
             .run(move || limits.thumbnail(&original, kind, size))
@@ -316,9 +346,9 @@ impl App {
             bytes: thumbnail.bytes.len() as u64,
         };
         let bytes = Bytes::from(thumbnail.bytes);
-        let blobs = &self.ports.blobs;
+        let blobs = &self.blobs;
         blobs.put(&file.hash, bytes.clone()).await?;
-        let made = self.ports.store.set_thumbnail(id, &file).await?;
+        let made = self.store.set_thumbnail(id, &file).await?;
         // Again, now that a row names it: a removal of another upload with
         // the same thumbnail may have deleted the file in between.
         blobs.put(&file.hash, bytes).await?;
@@ -330,19 +360,18 @@ impl App {
 
     /// Removes uploads unattached for longer than a day (and those of
     /// deleted posts), with their files; returns how many.
-    pub async fn sweep_media(&self) -> AppResult<u64> {
+    pub async fn sweep(&self) -> AppResult<u64> {
         let before = Timestamp(Timestamp::now_ms() - UNATTACHED_LIFETIME_MS);
         let mut total = 0;
         loop {
             let removed = self
-                .ports
                 .store
                 .remove_media(
                     MediaSelection::UnattachedBefore {
                         before,
                         limit: SWEEP_BATCH,
                     },
-                    self.ports.blobs.as_ref(),
+                    self.blobs.as_ref(),
                 )
                 .await?;
             total += removed;
@@ -357,11 +386,11 @@ impl App {
     }
 
     /// A stored file by its content hash, whole or the `range` asked for.
-    pub async fn media_file(&self, hash: &str, range: Option<ByteRange>) -> AppResult<Served> {
+    pub async fn file(&self, hash: &str, range: Option<ByteRange>) -> AppResult<Served> {
         if !is_content_hash(hash) {
             return Err(AppError::NotFound("file"));
         }
-        let blobs = &self.ports.blobs;
+        let blobs = &self.blobs;
         let not_found = || AppError::NotFound("file");
         let Some(range) = range else {
             let bytes = blobs.get(hash).await?.ok_or_else(not_found)?;

@@ -50,7 +50,7 @@ impl App {
             .await?;
         let mut page = Page::from_overfetch(rows, limit, |notification| notification.id.get());
         // Nothing from accounts blocked either way, or muted.
-        let hidden = self.hidden_from(recipient).await?;
+        let hidden = self.hiding.hidden_from(recipient).await?;
         page.items
             .retain(|notification| !hidden.hides_content_of(notification.actor));
         let read_through = store.notification_state(recipient, 0).await?.read_through;

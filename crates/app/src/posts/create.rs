@@ -47,7 +47,7 @@ impl App {
                 }
             },
             self.resolve_mentions(author, text.as_str()),
-            self.attachments(author, media),
+            self.media.attachments(author, media),
             async {
                 self.author_summary(author)
                     .await

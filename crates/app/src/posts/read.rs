@@ -18,7 +18,8 @@ impl App {
             .await?
             .pop()
             .ok_or(AppError::NotFound("post"))?;
-        self.ensure_not_blocked(viewer, view.post.author_id)
+        self.hiding
+            .ensure_not_blocked(viewer, view.post.author_id)
             .await
             .map_err(|_| AppError::NotFound("post"))?;
         Ok(view)
@@ -56,7 +57,7 @@ impl App {
         limit: usize,
     ) -> AppResult<Page<PostView>> {
         self.existing_user(author).await?;
-        self.ensure_not_blocked(viewer, author).await?;
+        self.hiding.ensure_not_blocked(viewer, author).await?;
         let posts = self
             .ports
             .store
@@ -81,7 +82,8 @@ impl App {
         let Some(parent) = self.ports.store.posts_by_ids(&[parent]).await?.pop() else {
             return Err(AppError::NotFound("post"));
         };
-        self.ensure_not_blocked(viewer, parent.author_id)
+        self.hiding
+            .ensure_not_blocked(viewer, parent.author_id)
             .await
             .map_err(|_| AppError::NotFound("post"))?;
         let posts = self
@@ -90,7 +92,7 @@ impl App {
             .replies(parent.id, after, limit + 1)
             .await?;
         let hidden = match viewer {
-            Some(viewer) => Some(self.hidden_from(viewer).await?),
+            Some(viewer) => Some(self.hiding.hidden_from(viewer).await?),
             None => None,
         };
         // Hidden replies still count for the page's position, so paging

@@ -42,6 +42,7 @@ impl Notifier {
             // Nothing between accounts where either blocks the other.
             if self
                 .app
+                .hiding()
                 .hidden_from(notification.recipient)
                 .await?
                 .blocked

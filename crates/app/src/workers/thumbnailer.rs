@@ -7,19 +7,19 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use starling_domain::{Event, EventEnvelope};
 
-use crate::App;
 use crate::error::AppResult;
+use crate::media::MediaLibrary;
 use crate::workers::EventHandler;
 
 pub struct Thumbnailer {
-    app: Arc<App>,
+    media: Arc<MediaLibrary>,
 }
 
 impl Thumbnailer {
     pub const CONSUMER: &'static str = "thumbnailer";
 
-    pub fn new(app: Arc<App>) -> Self {
-        Self { app }
+    pub fn new(media: Arc<MediaLibrary>) -> Self {
+        Self { media }
     }
 }
 
@@ -31,7 +31,7 @@ impl EventHandler for Thumbnailer {
 
     async fn handle(&self, envelope: &EventEnvelope) -> AppResult<()> {
         if let Event::MediaUploaded { media_id, .. } = &envelope.event {
-            self.app.make_thumbnail(*media_id).await?;
+            self.media.make_thumbnail(*media_id).await?;
         }
         Ok(())
     }

@@ -49,7 +49,7 @@ pub(crate) async fn upload(
             format!("send the image as multipart/form-data: {rejection}"),
         )
     })?;
-    let max = state.app.settings().media.max_upload_bytes;
+    let max = state.app.media().settings().max_upload_bytes;
     let malformed = |error: axum::extract::multipart::MultipartError| {
         if error.status() == StatusCode::PAYLOAD_TOO_LARGE {
             return too_large(max);
@@ -82,7 +82,7 @@ pub(crate) async fn upload(
         }
     }
     let file = file.ok_or_else(|| ApiError::invalid_parameter("file", "the image is missing"))?;
-    let media = state.app.upload_media(caller, file, &alt).await?;
+    let media = state.app.media().upload(caller, file, &alt).await?;
     let mut response = json_now(StatusCode::CREATED, &MediaBody::from(&media));
     if let Ok(location) = HeaderValue::from_str(&format!("/api/v1/media/{}", media.id)) {
         response.headers_mut().insert(header::LOCATION, location);
@@ -111,7 +111,7 @@ pub(crate) async fn media(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     let id: MediaId = id.parse().map_err(|_| ApiError::not_found("media"))?;
-    let media = state.app.media(caller, id).await?;
+    let media = state.app.media().upload_of(caller, id).await?;
     Ok(json_now(StatusCode::OK, &MediaBody::from(&media)))
 }
 
@@ -156,7 +156,7 @@ pub(crate) async fn file(
                 .is_none_or(|tag| tag.as_bytes() == etag.as_bytes())
         })
         .and_then(|value| parse_range(value.to_str().ok()?));
-    match state.app.media_file(&hash, range).await? {
+    match state.app.media().file(&hash, range).await? {
         Served::Unsatisfiable { size } => {
             let mut response = ApiError::new(
                 StatusCode::RANGE_NOT_SATISFIABLE,

@@ -259,7 +259,16 @@ async fn behind_the_shipped_nginx_each_client_has_its_own_quota_everywhere() {
         .await
         .unwrap();
     assert_eq!(refused.status(), 401);
-    let log = std::fs::read_to_string(nginx.access_log()).unwrap();
+    // nginx writes a request's log line after its answer has gone: wait
+    // for the line rather than read the file at once.
+    let started = std::time::Instant::now();
+    let log = loop {
+        let log = std::fs::read_to_string(nginx.access_log()).unwrap();
+        if log.contains("127.0.0.10 ") || started.elapsed() > std::time::Duration::from_secs(10) {
+            break log;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
     assert!(!log.contains(secret), "{log}");
     assert!(
         log.contains("GET /api/v1/stream?[query withheld: it carries a token]"),
