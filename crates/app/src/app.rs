@@ -6,9 +6,10 @@ use starling_domain::{IdGenerator, Post, PostId, UserId, UserSummary};
 
 use crate::accounts::LoginBackoff;
 use crate::auth::{AccessTokens, PasswordHashing};
-use crate::feed::{LikedPosts, SingleFlight};
+use crate::feed::{Hydration, LikedPosts};
 use crate::graph::{HiddenAccounts, Hiding};
 use crate::media::MediaLibrary;
+use crate::notifications::Notifications;
 use crate::ports::{
     BlobStore, Cache, EventLog, LiveLog, LoginFailures, Store, TimelineEntry, TimelineStore,
 };
@@ -92,8 +93,8 @@ pub struct App {
     pub(crate) passwords: PasswordHashing,
     pub(crate) tokens: AccessTokens,
     pub(crate) settings: Settings,
-    /// Post loads in flight, joined by concurrent readers of the same posts.
-    pub(crate) post_flights: SingleFlight<PostId, Arc<Post>>,
+    pub(crate) hydration: Arc<Hydration>,
+    notifications: Notifications,
     pub(crate) media: Arc<MediaLibrary>,
     pub(crate) hiding: Arc<Hiding>,
 }
@@ -118,13 +119,21 @@ impl App {
             ports.store.clone(),
             ports.caches.hidden.clone(),
         ));
+        let hydration = Arc::new(Hydration::new(
+            ports.store.clone(),
+            &ports.caches,
+            settings.liked_window,
+        ));
+        let notifications =
+            Notifications::new(ports.store.clone(), hiding.clone(), hydration.clone());
         Self {
             ports,
             ids,
             passwords,
             tokens,
             settings,
-            post_flights: SingleFlight::new("posts"),
+            notifications,
+            hydration,
             media,
             hiding,
         }
@@ -140,10 +149,14 @@ impl App {
         &self.media
     }
 
-    /// Post loads from SQL by hydration so far: each one query, shared by
-    /// every reader that missed the same posts meanwhile.
-    pub fn post_loads(&self) -> u64 {
-        self.post_flights.loads()
+    /// The recipient's side of notifications.
+    pub fn notifications(&self) -> &Notifications {
+        &self.notifications
+    }
+
+    /// Posts ready to show: loads through the caches, authors, likes.
+    pub fn hydration(&self) -> &Arc<Hydration> {
+        &self.hydration
     }
 
     pub fn settings(&self) -> &Settings {

@@ -7,18 +7,56 @@ use std::sync::Arc;
 use starling_domain::id::lowest_id_at;
 use starling_domain::{Post, PostId, Timestamp, UserId, UserSummary};
 
-use crate::App;
 use crate::error::AppResult;
+use crate::feed::{LikedPosts, SingleFlight};
 use crate::page::PostView;
+use crate::ports::{AccountStore, Cache, PostStore};
 
 /// Ids this far ahead of the clock may come from a node whose clock runs
 /// ahead; beyond it an id cannot name a post yet.
 const FUTURE_ID_TOLERANCE_MS: i64 = 5 * 60 * 1000;
 
-impl App {
+/// Hydration as a service: what every use case that shows posts asks. It
+/// holds the post and account reads, their caches and the single-flight
+/// loads, nothing else.
+pub struct Hydration {
+    pub(super) posts: Arc<dyn PostStore>,
+    pub(super) accounts: Arc<dyn AccountStore>,
+    pub(super) post_cache: Arc<dyn Cache<PostId, Arc<Post>>>,
+    pub(super) user_cache: Arc<dyn Cache<UserId, Arc<UserSummary>>>,
+    pub(super) likes: Arc<dyn Cache<UserId, Arc<LikedPosts>>>,
+    /// Post loads in flight, joined by concurrent readers of the same posts.
+    pub(super) post_flights: SingleFlight<PostId, Arc<Post>>,
+    /// Likes remembered per reader (`Settings::liked_window`).
+    pub(super) liked_window: usize,
+}
+
+impl Hydration {
+    pub fn new(
+        store: Arc<dyn crate::ports::Store>,
+        caches: &crate::Caches,
+        liked_window: usize,
+    ) -> Self {
+        Self {
+            posts: store.clone(),
+            accounts: store,
+            post_cache: caches.posts.clone(),
+            user_cache: caches.users.clone(),
+            likes: caches.likes.clone(),
+            post_flights: SingleFlight::new("posts"),
+            liked_window,
+        }
+    }
+
+    /// Post loads from SQL by hydration so far: each one query, shared by
+    /// every reader that missed the same posts meanwhile.
+    pub fn post_loads(&self) -> u64 {
+        self.post_flights.loads()
+    }
+
     /// The live posts among `ids`, in the order of `ids`. Tombstones and
     /// unknown ids are dropped: a deleted post is never shown.
-    pub(crate) async fn hydrate(
+    pub async fn hydrate(
         &self,
         viewer: Option<UserId>,
         ids: &[PostId],
@@ -32,8 +70,8 @@ impl App {
     /// (single flight); ids that name no post are remembered as tombstones
     /// (negative caching), so a flood of reads of missing posts stays off
     /// SQL; ids from the future cannot name a post and are not looked up.
-    pub(crate) async fn load_posts(&self, ids: &[PostId]) -> AppResult<Vec<Arc<Post>>> {
-        let cache = &self.ports.caches.posts;
+    pub async fn load_posts(&self, ids: &[PostId]) -> AppResult<Vec<Arc<Post>>> {
+        let cache = &self.post_cache;
         let cached = cache.get_many(ids).await;
         let latest_possible = lowest_id_at(Timestamp::now_ms() + FUTURE_ID_TOLERANCE_MS);
         let missing: Vec<PostId> = ids
@@ -47,7 +85,7 @@ impl App {
         let loaded = if missing.is_empty() {
             HashMap::new()
         } else {
-            let (store, cache) = (self.ports.store.clone(), cache.clone());
+            let (store, cache) = (self.posts.clone(), cache.clone());
             self.post_flights
                 .load(&missing, move |ids| async move {
                     let rows = store.posts_by_ids(&ids).await?;
@@ -75,14 +113,13 @@ impl App {
     }
 
     /// One author's summary, through the cache.
-    pub(crate) async fn author_summary(&self, id: UserId) -> AppResult<Arc<UserSummary>> {
-        let cache = &self.ports.caches.users;
+    pub async fn author_summary(&self, id: UserId) -> AppResult<Arc<UserSummary>> {
+        let cache = &self.user_cache;
         if let Some(Some(found)) = cache.get_many(&[id]).await.pop() {
             return Ok(found);
         }
         let summary = self
-            .ports
-            .store
+            .accounts
             .user_summaries(&[id])
             .await?
             .pop()
@@ -94,17 +131,14 @@ impl App {
 
     /// The summaries of the accounts among `ids` that exist, through the
     /// cache, with one SQL query for the misses.
-    pub(crate) async fn summaries(
-        &self,
-        ids: &[UserId],
-    ) -> AppResult<HashMap<UserId, Arc<UserSummary>>> {
+    pub async fn summaries(&self, ids: &[UserId]) -> AppResult<HashMap<UserId, Arc<UserSummary>>> {
         let ids: Vec<UserId> = ids
             .iter()
             .copied()
             .collect::<HashSet<_>>()
             .into_iter()
             .collect();
-        let cache = &self.ports.caches.users;
+        let cache = &self.user_cache;
         let mut found = HashMap::with_capacity(ids.len());
         let mut missing = Vec::new();
         for (id, hit) in ids.iter().zip(cache.get_many(&ids).await) {
@@ -116,7 +150,7 @@ impl App {
             }
         }
         if !missing.is_empty() {
-            let rows = self.ports.store.user_summaries(&missing).await?;
+            let rows = self.accounts.user_summaries(&missing).await?;
             let entries: Vec<_> = rows
                 .into_iter()
                 .map(|summary| (summary.id, Arc::new(summary)))
@@ -128,7 +162,7 @@ impl App {
     }
 
     /// Attaches authors and the viewer's likes to loaded posts, keeping order.
-    pub(crate) async fn views_of(
+    pub async fn views_of(
         &self,
         viewer: Option<UserId>,
         posts: Vec<Arc<Post>>,

@@ -13,8 +13,8 @@ use std::sync::Arc;
 
 use starling_domain::{PostId, UserId};
 
-use crate::App;
 use crate::error::AppResult;
+use crate::feed::Hydration;
 
 /// A reader's likes of every post with id >= `complete_from` (all of them
 /// when `None`).
@@ -24,10 +24,10 @@ pub struct LikedPosts {
     pub complete_from: Option<PostId>,
 }
 
-impl App {
+impl Hydration {
     async fn load_likes(&self, reader: UserId) -> AppResult<Arc<LikedPosts>> {
-        let window = self.settings.liked_window;
-        let recent = self.ports.store.recent_likes(reader, window).await?;
+        let window = self.liked_window;
+        let recent = self.posts.recent_likes(reader, window).await?;
         let complete_from = if recent.len() >= window {
             recent.last().copied()
         } else {
@@ -40,12 +40,12 @@ impl App {
     }
 
     /// Which of `posts` `reader` likes.
-    pub(crate) async fn liked_among(
+    pub async fn liked_among(
         &self,
         reader: UserId,
         posts: &[PostId],
     ) -> AppResult<HashSet<PostId>> {
-        let cache = &self.ports.caches.likes;
+        let cache = &self.likes;
         let liked = match cache.get_many(&[reader]).await.pop().flatten() {
             Some(liked) => liked,
             None => {
@@ -62,14 +62,14 @@ impl App {
             .filter(|post| liked.posts.contains(post))
             .collect();
         if !older.is_empty() {
-            answer.extend(self.ports.store.liked_among(reader, &older).await?);
+            answer.extend(self.posts.liked_among(reader, &older).await?);
         }
         Ok(answer)
     }
 
     /// After `reader` liked or unliked: replace their cached set with a fresh one.
-    pub(crate) async fn refresh_likes(&self, reader: UserId) {
-        let cache = &self.ports.caches.likes;
+    pub async fn refresh_likes(&self, reader: UserId) {
+        let cache = &self.likes;
         match self.load_likes(reader).await {
             Ok(fresh) => cache.put_many(vec![(reader, fresh)]).await,
             Err(error) => {

@@ -4,6 +4,7 @@
 //! maintenance shared by the request path and the fan-out worker.
 
 mod hydrate;
+pub use hydrate::Hydration;
 mod likes;
 pub use likes::LikedPosts;
 pub(crate) use maintain::{FANOUT_BATCH, floor_of};

@@ -68,7 +68,8 @@ impl App {
             let exhausted = candidates.len() < needed;
             let ids: Vec<PostId> = candidates.iter().map(|entry| entry.post_id).collect();
             views.extend(
-                self.hydrate(Some(reader), &ids)
+                self.hydration
+                    .hydrate(Some(reader), &ids)
                     .await?
                     .into_iter()
                     .filter(|view| !hidden.hides_content_of(view.post.author_id)),

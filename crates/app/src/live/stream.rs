@@ -310,6 +310,7 @@ impl LiveStream {
                 }
                 self.recent_posts.push_back(*post_id);
                 self.app
+                    .hydration()
                     .hydrate(Some(self.viewer), &[*post_id])
                     .await?
                     .pop()
@@ -323,15 +324,10 @@ impl LiveStream {
                 if notification.recipient != self.viewer {
                     return Ok(None);
                 }
-                let read_through = self
-                    .app
-                    .ports
-                    .store
-                    .notification_state(self.viewer, 0)
-                    .await?
-                    .read_through;
-                self.app
-                    .notification_views(self.viewer, vec![notification.clone()], read_through)
+                let notifications = self.app.notifications();
+                let read_through = notifications.read_through(self.viewer).await?;
+                notifications
+                    .views(self.viewer, vec![notification.clone()], read_through)
                     .await?
                     .pop()
                     .map(|view| StreamItem::Notification { sequence, view })

@@ -7,9 +7,11 @@ use std::sync::Arc;
 
 use starling_domain::{Notification, NotificationId, NotificationKind, UserId, UserSummary};
 
-use crate::App;
 use crate::error::AppResult;
+use crate::feed::Hydration;
+use crate::graph::Hiding;
 use crate::page::{Page, PostView};
+use crate::ports::NotificationStore;
 
 /// The unread count is counted up to this many (clients show "999+").
 pub const UNREAD_COUNT_CAP: u64 = 1_000;
@@ -33,18 +35,38 @@ pub struct ReadState {
     pub unread: u64,
 }
 
-impl App {
+/// The recipient's side of notifications as a service: their rows, who is
+/// hidden from the recipient, and hydration of the posts they are about.
+pub struct Notifications {
+    store: Arc<dyn NotificationStore>,
+    hiding: Arc<Hiding>,
+    hydration: Arc<Hydration>,
+}
+
+impl Notifications {
+    pub fn new(
+        store: Arc<dyn NotificationStore>,
+        hiding: Arc<Hiding>,
+        hydration: Arc<Hydration>,
+    ) -> Self {
+        Self {
+            store,
+            hiding,
+            hydration,
+        }
+    }
+
     /// `recipient`'s notifications of the given kinds (all when empty),
     /// newest first. A notification about a post deleted since is left out
     /// (the notifier also removes it, moments after the deletion).
-    pub async fn notifications(
+    pub async fn list(
         &self,
         recipient: UserId,
         kinds: &[NotificationKind],
         before: Option<NotificationId>,
         limit: usize,
     ) -> AppResult<Page<NotificationView>> {
-        let store = &self.ports.store;
+        let store = &self.store;
         let rows = store
             .notifications(recipient, kinds, before, limit + 1)
             .await?;
@@ -53,18 +75,16 @@ impl App {
         let hidden = self.hiding.hidden_from(recipient).await?;
         page.items
             .retain(|notification| !hidden.hides_content_of(notification.actor));
-        let read_through = store.notification_state(recipient, 0).await?.read_through;
+        let read_through = self.read_through(recipient).await?;
         Ok(Page {
-            items: self
-                .notification_views(recipient, page.items, read_through)
-                .await?,
+            items: self.views(recipient, page.items, read_through).await?,
             next: page.next,
         })
     }
 
     /// `notifications` of `recipient` ready to show; any whose post is gone
     /// is left out.
-    pub(crate) async fn notification_views(
+    pub async fn views(
         &self,
         recipient: UserId,
         notifications: Vec<Notification>,
@@ -72,13 +92,14 @@ impl App {
     ) -> AppResult<Vec<NotificationView>> {
         let post_ids: Vec<_> = notifications.iter().filter_map(|n| n.post).collect();
         let posts: HashMap<_, PostView> = self
+            .hydration
             .hydrate(Some(recipient), &post_ids)
             .await?
             .into_iter()
             .map(|view| (view.post.id, view))
             .collect();
         let actor_ids: Vec<UserId> = notifications.iter().map(|n| n.actor).collect();
-        let actors = self.summaries(&actor_ids).await?;
+        let actors = self.hydration.summaries(&actor_ids).await?;
         Ok(notifications
             .into_iter()
             .filter_map(|notification| {
@@ -98,21 +119,29 @@ impl App {
 
     /// Marks `recipient`'s notifications read up to `through` (all of them
     /// when `None`); never beyond the newest, never back.
-    pub async fn mark_notifications_read(
+    pub async fn mark_read(
         &self,
         recipient: UserId,
         through: Option<NotificationId>,
     ) -> AppResult<ReadState> {
-        self.ports
-            .store
+        self.store
             .mark_notifications_read(recipient, through)
             .await?;
-        self.notification_state(recipient).await
+        self.state(recipient).await
     }
 
-    pub async fn notification_state(&self, recipient: UserId) -> AppResult<ReadState> {
+    /// The read position alone (0: nothing read), without counting.
+    pub async fn read_through(&self, recipient: UserId) -> AppResult<i64> {
+        Ok(self
+            .store
+            .notification_state(recipient, 0)
+            .await?
+            .read_through)
+    }
+
+    /// The read position and the unread count.
+    pub async fn state(&self, recipient: UserId) -> AppResult<ReadState> {
         let state = self
-            .ports
             .store
             .notification_state(recipient, UNREAD_COUNT_CAP)
             .await?;

@@ -49,7 +49,8 @@ impl App {
             self.resolve_mentions(author, text.as_str()),
             self.media.attachments(author, media),
             async {
-                self.author_summary(author)
+                self.hydration
+                    .author_summary(author)
                     .await
                     .map_err(|error| match error {
                         // A valid token of an account this database lacks.

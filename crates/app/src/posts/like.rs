@@ -26,7 +26,7 @@ impl App {
             .map_err(post_not_found)?;
         if outcome == LikeOutcome::Liked {
             self.ports.caches.posts.invalidate(&post).await;
-            self.refresh_likes(user).await;
+            self.hydration.refresh_likes(user).await;
             self.ports.events.wake();
         }
         Ok(())
@@ -42,7 +42,7 @@ impl App {
             .map_err(post_not_found)?;
         if outcome == UnlikeOutcome::Unliked {
             self.ports.caches.posts.invalidate(&post).await;
-            self.refresh_likes(user).await;
+            self.hydration.refresh_likes(user).await;
             self.ports.events.wake();
         }
         Ok(())

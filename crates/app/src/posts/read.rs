@@ -14,6 +14,7 @@ impl App {
     /// block each other either way.
     pub async fn post(&self, viewer: Option<UserId>, id: PostId) -> AppResult<PostView> {
         let view = self
+            .hydration
             .hydrate(viewer, &[id])
             .await?
             .pop()
@@ -30,6 +31,7 @@ impl App {
     /// each other either way, so a refusal reveals no block.
     pub(crate) async fn post_to_act_on(&self, actor: UserId, id: PostId) -> AppResult<Arc<Post>> {
         let post = self
+            .hydration
             .load_posts(&[id])
             .await?
             .pop()
@@ -64,7 +66,7 @@ impl App {
             .posts_by_author(author, before, limit + 1)
             .await?;
         let posts = posts.into_iter().map(Arc::new).collect();
-        let views = self.views_of(viewer, posts).await?;
+        let views = self.hydration.views_of(viewer, posts).await?;
         Ok(Page::from_overfetch(views, limit, |view| {
             view.post.id.get()
         }))
@@ -109,7 +111,7 @@ impl App {
             .map(Arc::new)
             .collect();
         Ok(Page {
-            items: self.views_of(viewer, posts).await?,
+            items: self.hydration.views_of(viewer, posts).await?,
             next: page.next,
         })
     }

@@ -159,6 +159,7 @@ impl EventHandler for Notifier {
                 let parent_author = match reply_to {
                     Some(parent) => self
                         .app
+                        .hydration()
                         .load_posts(&[*parent])
                         .await?
                         .pop()

@@ -75,7 +75,8 @@ pub(crate) async fn notifications(
     .for_list(list)?;
     let page = state
         .app
-        .notifications(
+        .notifications()
+        .list(
             caller,
             &kinds,
             request.after.map(NotificationId),
@@ -109,7 +110,7 @@ pub(crate) async fn mark_read(
             )))
         })?),
     };
-    let read = state.app.mark_notifications_read(caller, through).await?;
+    let read = state.app.notifications().mark_read(caller, through).await?;
     Ok(Json(ReadStateBody {
         read_through: read.read_through.map(|id| id.to_string()),
         unread_count: read.unread,

@@ -26,7 +26,7 @@ pub(crate) async fn me(
     AuthUser(caller): AuthUser,
 ) -> Result<Json<MeBody>, ApiError> {
     let user = state.app.me(caller).await?;
-    let notifications = state.app.notification_state(caller).await?;
+    let notifications = state.app.notifications().state(caller).await?;
     Ok(Json(MeBody {
         user: user.into(),
         unread_notifications: notifications.unread,

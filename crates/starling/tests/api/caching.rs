@@ -15,7 +15,7 @@ async fn a_stampede_on_one_uncached_post_loads_it_once() {
     // A restart empties the in-process cache (scaled out, the Redis tier
     // may still hold the post: then nothing reaches SQL at all).
     let app = restart(app.stop().await, |_| {}).await;
-    let before = app.core.post_loads();
+    let before = app.core.hydration().post_loads();
     let path = format!("/api/v1/posts/{post}");
     let statuses: Vec<u16> = futures::stream::iter(0..500)
         .map(|_| {
@@ -26,7 +26,7 @@ async fn a_stampede_on_one_uncached_post_loads_it_once() {
         .collect()
         .await;
     assert!(statuses.iter().all(|status| *status == 200), "{statuses:?}");
-    let loads = app.core.post_loads() - before;
+    let loads = app.core.hydration().post_loads() - before;
     println!("stampede: 500 concurrent reads of one uncached post, {loads} SQL load(s)");
     if app.scaled_out() {
         assert!(loads <= 1, "{loads} loads");
@@ -46,7 +46,7 @@ async fn reads_of_missing_posts_stay_off_sql() {
     // Ten ids that could exist but do not, and ids from the far future.
     let missing: Vec<i64> = (1..=10).map(|offset| real - offset).collect();
     let future: Vec<i64> = (1..=10).map(|offset| real + (offset << 40)).collect();
-    let before = app.core.post_loads();
+    let before = app.core.hydration().post_loads();
     let statuses: Vec<u16> = futures::stream::iter(0..10_000)
         .map(|index: usize| {
             let id = if index.is_multiple_of(2) {
@@ -69,7 +69,7 @@ async fn reads_of_missing_posts_stay_off_sql() {
         vec![404],
         "{by_status:?}"
     );
-    let loads = app.core.post_loads() - before;
+    let loads = app.core.hydration().post_loads() - before;
     println!("penetration: 10,000 reads of 20 missing ids (10 past, 10 future), {loads} SQL loads");
     assert!(
         loads <= 10,
