@@ -6,7 +6,7 @@ use starling_domain::{IdGenerator, Post, PostId, UserId, UserSummary};
 
 use crate::accounts::LoginBackoff;
 use crate::auth::{AccessTokens, PasswordHashing};
-use crate::feed::{Hydration, LikedPosts};
+use crate::feed::{Feed, Hydration, LikedPosts};
 use crate::graph::{HiddenAccounts, Hiding};
 use crate::media::MediaLibrary;
 use crate::notifications::Notifications;
@@ -95,6 +95,7 @@ pub struct App {
     pub(crate) settings: Settings,
     pub(crate) hydration: Arc<Hydration>,
     notifications: Notifications,
+    pub(crate) feed: Arc<Feed>,
     pub(crate) media: Arc<MediaLibrary>,
     pub(crate) hiding: Arc<Hiding>,
 }
@@ -126,6 +127,14 @@ impl App {
         ));
         let notifications =
             Notifications::new(ports.store.clone(), hiding.clone(), hydration.clone());
+        let feed = Arc::new(Feed::new(
+            ports.store.clone(),
+            ports.timelines.clone(),
+            &ports.caches,
+            hiding.clone(),
+            hydration.clone(),
+            &settings,
+        ));
         Self {
             ports,
             ids,
@@ -133,6 +142,7 @@ impl App {
             tokens,
             settings,
             notifications,
+            feed,
             hydration,
             media,
             hiding,
@@ -147,6 +157,11 @@ impl App {
     /// Images: uploads, thumbnails, files, the sweep.
     pub fn media(&self) -> &Arc<MediaLibrary> {
         &self.media
+    }
+
+    /// The home timeline: reading it and keeping it right.
+    pub fn feed(&self) -> &Arc<Feed> {
+        &self.feed
     }
 
     /// The recipient's side of notifications.

@@ -82,12 +82,13 @@ async fn rebuild_timelines(
     let app = application.app();
     match args.user {
         Some(id) => {
-            app.rebuild_timeline_from_scratch(starling_domain::UserId(id))
+            app.feed()
+                .rebuild_timeline_from_scratch(starling_domain::UserId(id))
                 .await?;
             println!("rebuilt the timeline of {id}");
         }
         None => {
-            let rebuilt = app.rebuild_all_timelines(16).await?;
+            let rebuilt = app.feed().rebuild_all_timelines(16).await?;
             println!("rebuilt {rebuilt} timelines");
         }
     }

@@ -228,7 +228,7 @@ impl Application {
         let config = &self.config;
         let mut handlers: Vec<Arc<dyn EventHandler>> = Vec::new();
         if config.runs(Role::Fanout) {
-            handlers.push(Arc::new(FanoutWorker::new(self.app.clone())));
+            handlers.push(Arc::new(FanoutWorker::new(&self.app)));
         }
         if config.runs(Role::Fanout) {
             handlers.push(Arc::new(Thumbnailer::new(self.app.media().clone())));

@@ -5,8 +5,8 @@ use std::sync::Arc;
 
 use starling_domain::{PostId, UserId};
 
-use crate::App;
 use crate::error::AppResult;
+use crate::feed::Feed;
 use crate::ports::TimelineEntry;
 
 /// How many of an author's newest posts are cached for read-time merging.
@@ -24,18 +24,17 @@ pub(crate) fn floor_of(entries: &[TimelineEntry], limit: usize) -> Option<PostId
     }
 }
 
-impl App {
+impl Feed {
     /// Fan-out on read: builds `user`'s timeline from SQL and stores it.
     /// Posts of high-fan-out accounts are left out: reads merge them in.
     #[tracing::instrument(skip_all, fields(user_id = %user))]
-    pub(crate) async fn rebuild_timeline(&self, user: UserId) -> AppResult<()> {
-        let timelines = &self.ports.timelines;
+    pub async fn rebuild_timeline(&self, user: UserId) -> AppResult<()> {
+        let timelines = &self.timelines;
         timelines.begin_rebuild(user).await?;
-        let cap = self.settings.timeline_cap;
+        let cap = self.timeline_cap;
         let entries = self
-            .ports
-            .store
-            .home_entries(user, Some(self.settings.fanout_threshold), None, cap)
+            .posts
+            .home_entries(user, Some(self.fanout_threshold), None, cap)
             .await?;
         timelines
             .finish_rebuild(user, &entries, floor_of(&entries, cap))
@@ -48,7 +47,7 @@ impl App {
     /// Rebuilds `user`'s timeline from SQL now, dropping what it held (so a
     /// new cap or a lost projection takes effect at once).
     pub async fn rebuild_timeline_from_scratch(&self, user: UserId) -> AppResult<()> {
-        self.ports.timelines.evict(user).await?;
+        self.timelines.evict(user).await?;
         self.rebuild_timeline(user).await
     }
 
@@ -60,7 +59,7 @@ impl App {
         let mut after = None;
         let mut rebuilt = 0u64;
         loop {
-            let users = self.ports.store.user_ids_after(after, 1_000).await?;
+            let users = self.accounts.user_ids_after(after, 1_000).await?;
             let Some(last) = users.last() else {
                 return Ok(rebuilt);
             };
@@ -79,40 +78,35 @@ impl App {
 
     /// Puts `followee`'s recent posts into `follower`'s timeline, unless the
     /// followee has so many followers that reads merge their posts instead.
-    pub(crate) async fn apply_follow_to_timeline(
+    pub async fn apply_follow_to_timeline(
         &self,
         follower: UserId,
         followee: UserId,
         followee_followers: i64,
     ) -> AppResult<()> {
-        if followee_followers >= self.settings.fanout_threshold {
+        if followee_followers >= self.fanout_threshold {
             return Ok(());
         }
-        let cap = self.settings.timeline_cap;
-        let entries = self.ports.store.author_entries(followee, None, cap).await?;
+        let cap = self.timeline_cap;
+        let entries = self.posts.author_entries(followee, None, cap).await?;
         if entries.is_empty() {
             return Ok(());
         }
-        self.ports
-            .timelines
+        self.timelines
             .insert_many(follower, &entries, floor_of(&entries, cap))
             .await?;
         Ok(())
     }
 
     /// The accounts `reader` follows whose posts are merged at read time.
-    pub(crate) async fn high_fanout_followees(
-        &self,
-        reader: UserId,
-    ) -> AppResult<Arc<Vec<UserId>>> {
-        let cache = &self.ports.caches.high_fanout_followees;
+    pub async fn high_fanout_followees(&self, reader: UserId) -> AppResult<Arc<Vec<UserId>>> {
+        let cache = &self.high_fanout_followees;
         if let Some(Some(found)) = cache.get_many(&[reader]).await.pop() {
             return Ok(found);
         }
         let followees = Arc::new(
-            self.ports
-                .store
-                .followed_with_followers_at_least(reader, self.settings.merge_threshold())
+            self.graph
+                .followed_with_followers_at_least(reader, self.merge_threshold)
                 .await?,
         );
         cache.fill_many(vec![(reader, followees.clone())]).await;
@@ -121,19 +115,18 @@ impl App {
 
     /// Up to `limit` of `author`'s live posts with id < `before`, newest
     /// first, from the per-author cache when it covers the range.
-    pub(crate) async fn author_recent_entries(
+    pub async fn author_recent_entries(
         &self,
         author: UserId,
         before: Option<PostId>,
         limit: usize,
     ) -> AppResult<Vec<TimelineEntry>> {
-        let cache = &self.ports.caches.author_recent;
+        let cache = &self.author_recent;
         let recent = match cache.get_many(&[author]).await.pop().flatten() {
             Some(recent) => recent,
             None => {
                 let loaded = Arc::new(
-                    self.ports
-                        .store
+                    self.posts
                         .author_entries(author, None, AUTHOR_RECENT_WINDOW)
                         .await?,
                 );
@@ -151,15 +144,11 @@ impl App {
         if below.len() >= limit || window_holds_everything {
             return Ok(below);
         }
-        Ok(self
-            .ports
-            .store
-            .author_entries(author, before, limit)
-            .await?)
+        Ok(self.posts.author_entries(author, before, limit).await?)
     }
 
     /// Calls `apply` with `author`'s followers, a batch at a time.
-    pub(crate) async fn for_each_follower_batch<F, Fut>(
+    pub async fn for_each_follower_batch<F, Fut>(
         &self,
         author: UserId,
         mut apply: F,
@@ -170,11 +159,7 @@ impl App {
     {
         let mut after = None;
         loop {
-            let batch = self
-                .ports
-                .store
-                .follower_ids(author, after, FANOUT_BATCH)
-                .await?;
+            let batch = self.graph.follower_ids(author, after, FANOUT_BATCH).await?;
             let Some((last, _)) = batch.last().copied() else {
                 return Ok(());
             };

@@ -14,8 +14,8 @@
 
 use starling_domain::{PostId, UserId};
 
-use crate::App;
 use crate::error::AppResult;
+use crate::feed::Feed;
 use crate::page::{Page, PostView};
 use crate::ports::{TimelineEntry, TimelineRead, TimelineSlice};
 
@@ -27,7 +27,7 @@ const SCAN_PER_SHOWN: usize = 10;
 /// ... and at least this many, so small pages are not cut at once.
 const MIN_SCAN: usize = 200;
 
-impl App {
+impl Feed {
     #[tracing::instrument(skip_all, fields(user_id = %reader))]
     pub async fn home_feed(
         &self,
@@ -93,11 +93,7 @@ impl App {
     ) -> AppResult<Vec<TimelineEntry>> {
         let Some(slice) = self.stored_slice(reader, bound, needed).await? else {
             metrics::counter!("starling_feed_sql_fallbacks_total").increment(1);
-            return Ok(self
-                .ports
-                .store
-                .home_entries(reader, None, bound, needed)
-                .await?);
+            return Ok(self.posts.home_entries(reader, None, bound, needed).await?);
         };
         let floor = slice.floor;
         let mut merged = slice.entries;
@@ -120,8 +116,7 @@ impl App {
         {
             let below = Some(bound.map_or(floor, |bound| bound.min(floor)));
             let older = self
-                .ports
-                .store
+                .posts
                 .home_entries(reader, None, below, needed - merged.len())
                 .await?;
             merged.extend(older);
@@ -137,7 +132,7 @@ impl App {
         bound: Option<PostId>,
         needed: usize,
     ) -> AppResult<Option<TimelineSlice>> {
-        let timelines = &self.ports.timelines;
+        let timelines = &self.timelines;
         match timelines.read(reader, bound, needed).await {
             Ok(TimelineRead::Ready(slice)) => return Ok(Some(slice)),
             Ok(TimelineRead::NotMaterialised) => {}

@@ -44,12 +44,9 @@ impl App {
             return Ok(());
         };
         self.ports.events.wake();
-        self.ports
-            .caches
-            .high_fanout_followees
-            .invalidate(&follower)
-            .await;
+        self.feed.forget_high_fanout_followees(follower).await;
         if let Err(error) = self
+            .feed
             .apply_follow_to_timeline(follower, followee, followee_followers)
             .await
         {
@@ -80,12 +77,13 @@ impl App {
             return Ok(());
         };
         self.ports.events.wake();
-        self.ports
-            .caches
-            .high_fanout_followees
-            .invalidate(&follower)
-            .await;
-        if let Err(error) = self.ports.timelines.remove_author(follower, followee).await {
+        self.feed.forget_high_fanout_followees(follower).await;
+        if let Err(error) = self
+            .feed
+            .timelines()
+            .remove_author(follower, followee)
+            .await
+        {
             tracing::warn!(error = %error, "timeline clean-up deferred to the fan-out worker");
         }
         tracing::info!("unfollowed");

@@ -12,19 +12,19 @@ use starling_domain::{LiveEvent, Topic};
 pub use hub::{Connection, HubSettings, LiveHub};
 pub use stream::{LiveStream, REPLAY_LIMIT, StreamEnd, StreamItem};
 
-use crate::App;
 use crate::error::AppResult;
 
-impl App {
-    /// Publishes live updates; fails (and the worker retries the event) when
-    /// the log cannot take them: updates published twice are dropped by
-    /// the log, so a retry sends nothing twice.
-    pub(crate) async fn publish_live(&self, updates: &[(Topic, LiveEvent)]) -> AppResult<()> {
-        if updates.is_empty() {
-            return Ok(());
-        }
-        self.ports.live.publish(updates).await?;
-        metrics::counter!("starling_live_published_total").increment(updates.len() as u64);
-        Ok(())
+/// Publishes live updates; fails (and the worker retries the event) when
+/// the log cannot take them: updates published twice are dropped by the
+/// log, so a retry sends nothing twice.
+pub(crate) async fn publish(
+    live: &dyn crate::ports::LiveLog,
+    updates: &[(Topic, LiveEvent)],
+) -> AppResult<()> {
+    if updates.is_empty() {
+        return Ok(());
     }
+    live.publish(updates).await?;
+    metrics::counter!("starling_live_published_total").increment(updates.len() as u64);
+    Ok(())
 }

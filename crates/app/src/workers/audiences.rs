@@ -13,8 +13,9 @@ use std::time::{Duration, Instant};
 use quick_cache::Weighter;
 use starling_domain::UserId;
 
-use crate::App;
 use crate::error::AppResult;
+use crate::feed::Feed;
+use crate::ports::AccountStore;
 
 /// Follower ids held at most (8 bytes each).
 const CAPACITY_IDS: u64 = 4_000_000;
@@ -53,8 +54,13 @@ impl Audiences {
 
     /// `author`'s followers, or `None` when the author has at least the
     /// fan-out threshold of them (their posts are merged at read time).
-    pub(crate) async fn of(&self, app: &App, author: UserId) -> AppResult<Option<Arc<[UserId]>>> {
-        let threshold = app.settings.fanout_threshold;
+    pub(crate) async fn of(
+        &self,
+        accounts: &dyn AccountStore,
+        feed: &Feed,
+        author: UserId,
+    ) -> AppResult<Option<Arc<[UserId]>>> {
+        let threshold = feed.fanout_threshold();
         if let Some(audience) = self.lists.get(&author)
             && audience.loaded.elapsed() < TIME_TO_LIVE
         {
@@ -62,14 +68,14 @@ impl Audiences {
             return Ok(below(audience.followers, threshold));
         }
         metrics::counter!("starling_cache_misses_total", "cache" => "audiences").increment(1);
-        let Some(user) = app.ports.store.user_by_id(author).await? else {
+        let Some(user) = accounts.user_by_id(author).await? else {
             return Ok(Some(Arc::from([])));
         };
         if user.followers_count >= threshold {
             return Ok(None);
         }
         let mut followers = Vec::with_capacity(usize::try_from(user.followers_count).unwrap_or(0));
-        app.for_each_follower_batch(author, |batch| {
+        feed.for_each_follower_batch(author, |batch| {
             followers.extend(batch);
             async { Ok(()) }
         })

@@ -14,13 +14,22 @@ use tracing::Instrument;
 
 use crate::App;
 use crate::error::AppResult;
-use crate::feed::{FANOUT_BATCH, floor_of};
-use crate::ports::TimelineEntry;
+use crate::feed::{FANOUT_BATCH, Feed, floor_of};
+use crate::ports::{AccountStore, Cache, GraphStore, LiveLog, PostStore, TimelineEntry};
 use crate::workers::EventHandler;
 use crate::workers::audiences::Audiences;
 
+/// The worker holds the feed service (timelines and their upkeep) and the
+/// few ports the feed does not cover: whether a follow still stands,
+/// authors' follower counts, their newest posts, the post cache (for
+/// tombstones) and the live log.
 pub struct FanoutWorker {
-    app: Arc<App>,
+    feed: Arc<Feed>,
+    graph: Arc<dyn GraphStore>,
+    accounts: Arc<dyn AccountStore>,
+    posts: Arc<dyn PostStore>,
+    post_cache: Arc<dyn Cache<PostId, Arc<Post>>>,
+    live: Arc<dyn LiveLog>,
     audiences: Audiences,
 }
 
@@ -30,11 +39,27 @@ impl FanoutWorker {
     /// A worker; the follower lists it keeps are exact because it sees,
     /// in order, every event of the parts of the log it consumes, and a
     /// follow lands in the same part (partition) as its followee's posts.
-    pub fn new(app: Arc<App>) -> Self {
+    pub fn new(app: &App) -> Self {
+        let ports = app.ports();
         Self {
-            app,
+            feed: app.feed().clone(),
+            graph: ports.store.clone(),
+            accounts: ports.store.clone(),
+            posts: ports.store.clone(),
+            post_cache: ports.caches.posts.clone(),
+            live: ports.live.clone(),
             audiences: Audiences::new(),
         }
+    }
+
+    async fn publish_live(&self, updates: &[(Topic, LiveEvent)]) -> AppResult<()> {
+        crate::live::publish(self.live.as_ref(), updates).await
+    }
+
+    async fn audience_of(&self, author: UserId) -> AppResult<Option<Arc<[UserId]>>> {
+        self.audiences
+            .of(self.accounts.as_ref(), &self.feed, author)
+            .await
     }
 }
 
@@ -73,12 +98,12 @@ impl EventHandler for FanoutWorker {
     }
 
     async fn handle(&self, envelope: &EventEnvelope) -> AppResult<()> {
-        let app = &self.app;
+        let feed = &self.feed;
         match &envelope.event {
             Event::PostCreated { .. } => self.fan_out_posts(&[envelope]).await,
             Event::PostDeleted { post_id, author_id } => {
-                let audience = self.audiences.of(app, *author_id).await?;
-                app.retract_post(*post_id, *author_id, audience.as_deref())
+                let audience = self.audience_of(*author_id).await?;
+                self.retract_post(*post_id, *author_id, audience.as_deref())
                     .await
             }
             Event::Followed {
@@ -87,36 +112,27 @@ impl EventHandler for FanoutWorker {
                 followee_followers,
             } => {
                 self.audiences.followed(*followee_id, *follower_id);
-                app.ports
-                    .caches
-                    .high_fanout_followees
-                    .invalidate(follower_id)
-                    .await;
-                if *followee_followers == app.settings.merge_threshold() {
+                feed.forget_high_fanout_followees(*follower_id).await;
+                if *followee_followers == feed.merge_threshold() {
                     // The account just entered the band merged at read time
                     // (before its posts stop being fanned out, at the
                     // threshold), so its followers' cached lists of such
                     // accounts are out of date.
-                    app.account_entered_merge_band(*followee_id).await?;
+                    self.account_entered_merge_band(*followee_id).await?;
                 }
                 // The follow's request backfilled already; this is the retry
                 // for when it could not. Not once the follow is gone: an
                 // unfollow since then removed the followee's posts, and
                 // backfilling now would bring them back until its own event.
-                if !app
-                    .ports
-                    .store
-                    .is_following(*follower_id, *followee_id)
-                    .await?
-                {
+                if !self.graph.is_following(*follower_id, *followee_id).await? {
                     return Ok(());
                 }
-                app.apply_follow_to_timeline(*follower_id, *followee_id, *followee_followers)
+                feed.apply_follow_to_timeline(*follower_id, *followee_id, *followee_followers)
                     .await?;
                 // The follower's open streams listen to its posts from now
                 // on (after the backfill: a stream told of the follow
                 // finds the account's posts in the timeline).
-                app.publish_live(&[following_update(
+                self.publish_live(&[following_update(
                     *follower_id,
                     *followee_id,
                     true,
@@ -130,23 +146,18 @@ impl EventHandler for FanoutWorker {
                 followee_followers,
             } => {
                 self.audiences.unfollowed(*followee_id, *follower_id);
-                app.ports
-                    .caches
-                    .high_fanout_followees
-                    .invalidate(follower_id)
-                    .await;
-                app.ports
-                    .timelines
+                feed.forget_high_fanout_followees(*follower_id).await;
+                feed.timelines()
                     .remove_author(*follower_id, *followee_id)
                     .await?;
-                if *followee_followers == app.settings.fanout_threshold - 1 {
+                if *followee_followers == feed.fanout_threshold() - 1 {
                     // The account just dropped below the threshold: its posts
                     // were merged at read time until now, so write them into
                     // its followers' timelines.
-                    app.backfill_to_followers(*followee_id).await?;
+                    self.backfill_to_followers(*followee_id).await?;
                 }
                 // The follower's open streams listened to it: stop.
-                app.publish_live(&[following_update(
+                self.publish_live(&[following_update(
                     *follower_id,
                     *followee_id,
                     false,
@@ -188,7 +199,6 @@ impl FanoutWorker {
     }
 
     async fn fan_out_batch(&self, posts: &[&EventEnvelope]) -> AppResult<()> {
-        let app = &self.app;
         let created: Vec<(PostId, UserId, Timestamp)> = posts
             .iter()
             .filter_map(|envelope| match envelope.event {
@@ -206,16 +216,11 @@ impl FanoutWorker {
         authors.dedup();
         // A reader may have cached an author's recent posts from just
         // before these committed.
-        app.ports
-            .caches
-            .author_recent
-            .invalidate_many(&authors)
-            .await;
+        self.feed.forget_authors_recent(&authors).await;
         let audiences: HashMap<UserId, Option<Arc<[UserId]>>> =
             futures::stream::iter(authors.iter().copied())
                 .map(|author| async move {
-                    self.audiences
-                        .of(app, author)
+                    self.audience_of(author)
                         .await
                         .map(|audience| (author, audience))
                 })
@@ -238,7 +243,7 @@ impl FanoutWorker {
                 None => metrics::counter!("starling_fanout_skipped_high_fanout_total").increment(1),
             }
         }
-        app.ports.timelines.insert_each(&pairs).await?;
+        self.feed.timelines().insert_each(&pairs).await?;
         let inserts = pairs.len() as u64 - created.len() as u64;
         metrics::counter!("starling_fanout_timeline_inserts_total").increment(inserts);
         metrics::counter!("starling_fanout_posts_total").increment(fanned_out);
@@ -255,7 +260,7 @@ impl FanoutWorker {
                 )
             })
             .collect();
-        app.publish_live(&updates).await?;
+        self.publish_live(&updates).await?;
         let now = Timestamp::now_ms();
         for (_, author_id, occurred_at) in &created {
             if audiences.get(author_id).is_some_and(Option::is_some) {
@@ -288,7 +293,7 @@ fn following_update(
     )
 }
 
-impl App {
+impl FanoutWorker {
     /// Removes a deleted post from its author's followers' timelines; when
     /// the author is above the threshold (`None`) their followers are read
     /// from SQL, as the post may predate the crossing.
@@ -298,16 +303,14 @@ impl App {
         author_id: UserId,
         audience: Option<&[UserId]>,
     ) -> AppResult<()> {
-        let timelines = &self.ports.timelines;
-        let caches = &self.ports.caches;
-        caches
-            .posts
+        let timelines = self.feed.timelines();
+        self.post_cache
             .put_many(vec![(
                 post_id,
                 Arc::new(Post::tombstone(post_id, author_id)),
             )])
             .await;
-        caches.author_recent.invalidate(&author_id).await;
+        self.feed.forget_authors_recent(&[author_id]).await;
         timelines.remove_post(&[author_id], post_id).await?;
         match audience {
             Some(audience) => {
@@ -316,11 +319,12 @@ impl App {
                 }
             }
             None => {
-                self.for_each_follower_batch(author_id, |followers| async move {
-                    timelines.remove_post(&followers, post_id).await?;
-                    Ok(())
-                })
-                .await?;
+                self.feed
+                    .for_each_follower_batch(author_id, |followers| async move {
+                        timelines.remove_post(&followers, post_id).await?;
+                        Ok(())
+                    })
+                    .await?;
             }
         }
         self.publish_live(&[(
@@ -331,10 +335,10 @@ impl App {
     }
 
     async fn account_entered_merge_band(&self, author: UserId) -> AppResult<()> {
-        let cache = &self.ports.caches.high_fanout_followees;
-        self.for_each_follower_batch(author, |followers| async move {
+        let feed = &self.feed;
+        feed.for_each_follower_batch(author, |followers| async move {
             for follower in &followers {
-                cache.invalidate(follower).await;
+                feed.forget_high_fanout_followees(*follower).await;
             }
             Ok(())
         })
@@ -342,24 +346,20 @@ impl App {
     }
 
     async fn backfill_to_followers(&self, author: UserId) -> AppResult<()> {
-        let cap = self.settings.timeline_cap;
-        let entries = self.ports.store.author_entries(author, None, cap).await?;
+        let feed = &self.feed;
+        let cap = feed.timeline_cap();
+        let entries = self.posts.author_entries(author, None, cap).await?;
         if entries.is_empty() {
             return Ok(());
         }
         let floor = floor_of(&entries, cap);
         let entries = &entries;
-        self.for_each_follower_batch(author, |followers| async move {
+        feed.for_each_follower_batch(author, |followers| async move {
             for follower in followers {
-                self.ports
-                    .timelines
+                feed.timelines()
                     .insert_many(follower, entries, floor)
                     .await?;
-                self.ports
-                    .caches
-                    .high_fanout_followees
-                    .invalidate(&follower)
-                    .await;
+                feed.forget_high_fanout_followees(follower).await;
             }
             Ok(())
         })

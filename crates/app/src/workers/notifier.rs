@@ -78,7 +78,7 @@ impl Notifier {
         }
         // Again on a redelivery, in case the first delivery stored the
         // notifications but failed to publish them (the log drops copies).
-        self.app.publish_live(&live).await
+        crate::live::publish(self.app.ports.live.as_ref(), &live).await
     }
 
     fn notification(

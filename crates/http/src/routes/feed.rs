@@ -31,6 +31,7 @@ pub(crate) async fn home_feed(
     let request = params.for_list(&list)?;
     let page = state
         .app
+        .feed()
         .home_feed(caller, request.after.map(PostId), request.limit)
         .await?;
     let body = PageBody::from_page_ref(&page, &list, PostJson);

@@ -18,7 +18,7 @@ use starling_sql::{SqliteOptions, SqliteStore};
 /// Delivers and handles what the fan-out worker has not yet seen; returns it.
 async fn step_worker(app: &Arc<App>, events: &Arc<OutboxEventLog>) -> Vec<EventEnvelope> {
     let mut subscription = events.subscribe(FanoutWorker::CONSUMER).await.unwrap();
-    let worker = FanoutWorker::new(app.clone());
+    let worker = FanoutWorker::new(&app);
     let Ok(batch) =
         tokio::time::timeout(Duration::from_millis(300), subscription.next_batch(10_000)).await
     else {
@@ -99,7 +99,8 @@ async fn register(app: &App, handle: &str) -> UserId {
 }
 
 async fn feed(app: &App, reader: UserId) -> Vec<PostId> {
-    app.home_feed(reader, None, 100)
+    app.feed()
+        .home_feed(reader, None, 100)
         .await
         .unwrap()
         .items
@@ -243,9 +244,10 @@ async fn feeds_come_from_sql_when_the_timeline_store_is_down() {
         feed(&app, reader).await,
         vec![second.post.id, first.post.id]
     );
-    let page = app.home_feed(reader, None, 1).await.unwrap();
+    let page = app.feed().home_feed(reader, None, 1).await.unwrap();
     assert_eq!(page.items.len(), 1);
     let rest = app
+        .feed()
         .home_feed(reader, page.next.map(PostId), 1)
         .await
         .unwrap();
@@ -288,7 +290,7 @@ async fn the_worker_keeps_the_followers_it_remembers_up_to_date() {
     feed(&app, late).await;
     // One worker for the whole test, so its remembered followers carry over.
     let mut subscription = events.subscribe(FanoutWorker::CONSUMER).await.unwrap();
-    let worker = FanoutWorker::new(app.clone());
+    let worker = FanoutWorker::new(&app);
     let mut step = async || {
         while let Ok(Ok(batch)) =
             tokio::time::timeout(Duration::from_millis(200), subscription.next_batch(1_000)).await
