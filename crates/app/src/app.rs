@@ -7,12 +7,13 @@ use starling_domain::{IdGenerator, Post, PostId, UserId, UserSummary};
 use crate::accounts::LoginBackoff;
 use crate::auth::{AccessTokens, PasswordHashing};
 use crate::feed::{Feed, Hydration, LikedPosts};
-use crate::graph::{HiddenAccounts, Hiding};
+use crate::graph::{Graph, HiddenAccounts, Hiding};
 use crate::media::MediaLibrary;
 use crate::notifications::Notifications;
 use crate::ports::{
     BlobStore, Cache, EventLog, LiveLog, LoginFailures, Store, TimelineEntry, TimelineStore,
 };
+use crate::posts::{Posts, PostsParts};
 
 /// Tunables of the use cases.
 #[derive(Debug, Clone)]
@@ -96,6 +97,8 @@ pub struct App {
     pub(crate) hydration: Arc<Hydration>,
     notifications: Notifications,
     pub(crate) feed: Arc<Feed>,
+    graph: Graph,
+    posts: Posts,
     pub(crate) media: Arc<MediaLibrary>,
     pub(crate) hiding: Arc<Hiding>,
 }
@@ -135,6 +138,25 @@ impl App {
             hydration.clone(),
             &settings,
         ));
+        let graph = Graph::new(
+            ports.store.clone(),
+            ports.events.clone(),
+            ids.clone(),
+            hiding.clone(),
+            feed.clone(),
+        );
+        let posts = Posts::new(
+            ports.store.clone(),
+            PostsParts {
+                post_cache: ports.caches.posts.clone(),
+                events: ports.events.clone(),
+                ids: ids.clone(),
+                hiding: hiding.clone(),
+                hydration: hydration.clone(),
+                media: media.clone(),
+                feed: feed.clone(),
+            },
+        );
         Self {
             ports,
             ids,
@@ -143,6 +165,8 @@ impl App {
             settings,
             notifications,
             feed,
+            graph,
+            posts,
             hydration,
             media,
             hiding,
@@ -157,6 +181,16 @@ impl App {
     /// Images: uploads, thumbnails, files, the sweep.
     pub fn media(&self) -> &Arc<MediaLibrary> {
         &self.media
+    }
+
+    /// Writing, liking, deleting and reading posts.
+    pub fn posts(&self) -> &Posts {
+        &self.posts
+    }
+
+    /// Follows, blocks and mutes.
+    pub fn graph(&self) -> &Graph {
+        &self.graph
     }
 
     /// The home timeline: reading it and keeping it right.

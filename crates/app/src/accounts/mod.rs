@@ -11,3 +11,4 @@ pub use login::{LoginBackoff, LoginInput};
 pub use profile::{ProfileChanges, UserRef};
 pub use register::RegisterInput;
 pub use session::Session;
+pub(crate) use session::existing_user;

@@ -5,7 +5,7 @@ use starling_domain::{Timestamp, User, UserId};
 use crate::App;
 use crate::auth::refresh::{random_token, token_hash};
 use crate::error::AppResult;
-use crate::ports::RefreshTokenRecord;
+use crate::ports::{AccountStore, RefreshTokenRecord};
 
 #[derive(Debug, Clone)]
 pub struct Session {
@@ -62,10 +62,14 @@ impl App {
     }
 
     pub(crate) async fn existing_user(&self, id: UserId) -> AppResult<User> {
-        self.ports
-            .store
-            .user_by_id(id)
-            .await?
-            .ok_or(crate::AppError::NotFound("user"))
+        existing_user(self.ports.store.as_ref(), id).await
     }
+}
+
+/// The account `id`, or `NotFound("user")`.
+pub(crate) async fn existing_user(accounts: &dyn AccountStore, id: UserId) -> AppResult<User> {
+    accounts
+        .user_by_id(id)
+        .await?
+        .ok_or(crate::AppError::NotFound("user"))
 }

@@ -5,8 +5,8 @@
 
 use starling_domain::{Timestamp, UserId, ValidationErrors};
 
-use crate::App;
 use crate::error::{AppError, AppResult};
+use crate::graph::Graph;
 use crate::ports::{FollowOutcome, StoreError, UnfollowOutcome};
 
 fn user_not_found(error: StoreError) -> AppError {
@@ -16,7 +16,7 @@ fn user_not_found(error: StoreError) -> AppError {
     }
 }
 
-impl App {
+impl Graph {
     /// Idempotent: following someone already followed changes nothing.
     #[tracing::instrument(skip_all, fields(follower = %follower, followee = %followee))]
     pub async fn follow(&self, follower: UserId, followee: UserId) -> AppResult<()> {
@@ -29,8 +29,7 @@ impl App {
             .ensure_not_blocked(Some(follower), followee)
             .await?;
         let outcome = self
-            .ports
-            .store
+            .follows
             .follow(
                 follower,
                 followee,
@@ -43,7 +42,7 @@ impl App {
         let FollowOutcome::Followed { followee_followers } = outcome else {
             return Ok(());
         };
-        self.ports.events.wake();
+        self.events.wake();
         self.feed.forget_high_fanout_followees(follower).await;
         if let Err(error) = self
             .feed
@@ -63,8 +62,7 @@ impl App {
             return Err(ValidationErrors::single("id", "you cannot unfollow yourself").into());
         }
         let outcome = self
-            .ports
-            .store
+            .follows
             .unfollow(
                 follower,
                 followee,
@@ -76,7 +74,7 @@ impl App {
         let UnfollowOutcome::Unfollowed { .. } = outcome else {
             return Ok(());
         };
-        self.ports.events.wake();
+        self.events.wake();
         self.feed.forget_high_fanout_followees(follower).await;
         if let Err(error) = self
             .feed

@@ -5,11 +5,11 @@
 
 use starling_domain::{User, UserId};
 
-use crate::App;
 use crate::error::AppResult;
+use crate::graph::Graph;
 use crate::page::Page;
 
-impl App {
+impl Graph {
     pub async fn followers(
         &self,
         viewer: Option<UserId>,
@@ -17,9 +17,9 @@ impl App {
         before: Option<i64>,
         limit: usize,
     ) -> AppResult<Page<User>> {
-        self.existing_user(user).await?;
+        crate::accounts::existing_user(self.accounts.as_ref(), user).await?;
         self.hiding.ensure_not_blocked(viewer, user).await?;
-        let rows = self.ports.store.followers(user, before, limit + 1).await?;
+        let rows = self.follows.followers(user, before, limit + 1).await?;
         self.visible_page(viewer, rows, limit).await
     }
 
@@ -30,9 +30,9 @@ impl App {
         before: Option<i64>,
         limit: usize,
     ) -> AppResult<Page<User>> {
-        self.existing_user(user).await?;
+        crate::accounts::existing_user(self.accounts.as_ref(), user).await?;
         self.hiding.ensure_not_blocked(viewer, user).await?;
-        let rows = self.ports.store.following(user, before, limit + 1).await?;
+        let rows = self.follows.following(user, before, limit + 1).await?;
         self.visible_page(viewer, rows, limit).await
     }
 

@@ -6,12 +6,12 @@
 
 use starling_domain::{Timestamp, User, UserId, ValidationErrors};
 
-use crate::App;
 use crate::error::{AppError, AppResult};
+use crate::graph::Graph;
 use crate::page::Page;
 use crate::ports::{Relation, StoreError};
 
-impl App {
+impl Graph {
     #[tracing::instrument(skip_all, fields(owner = %owner, other = %other))]
     pub async fn block(&self, owner: UserId, other: UserId) -> AppResult<()> {
         self.relate(Relation::Block, owner, other).await?;
@@ -44,8 +44,7 @@ impl App {
         limit: usize,
     ) -> AppResult<Page<User>> {
         let rows = self
-            .ports
-            .store
+            .relations
             .relations(relation, owner, before, limit + 1)
             .await?;
         let page = Page::from_overfetch(rows, limit, |(position, _)| *position);
@@ -63,8 +62,7 @@ impl App {
             };
             return Err(ValidationErrors::single("id", what).into());
         }
-        self.ports
-            .store
+        self.relations
             .add_relation(
                 relation,
                 owner,
@@ -85,9 +83,8 @@ impl App {
         if owner == other {
             return Ok(());
         }
-        self.existing_user(other).await?;
-        self.ports
-            .store
+        crate::accounts::existing_user(self.accounts.as_ref(), other).await?;
+        self.relations
             .remove_relation(relation, owner, other)
             .await?;
         self.hiding.forget(relation, owner, other).await;

@@ -201,7 +201,7 @@ impl MediaLibrary {
 
     /// Stores an upload of `owner`: the image's kind from its bytes, its
     /// size and pixels within the limits, its metadata removed.
-    #[tracing::instrument(skip_all, fields(owner = %owner, bytes = bytes.len()))]
+    #[tracing::instrument(name = "upload_media", skip_all, fields(owner = %owner, bytes = bytes.len()))]
     pub async fn upload(&self, owner: UserId, bytes: Bytes, alt: &str) -> AppResult<Media> {
         let settings = &self.settings;
         if bytes.len() > settings.max_upload_bytes {

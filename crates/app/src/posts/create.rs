@@ -10,15 +10,15 @@ use starling_domain::{
     find_mentions, mentioned_keys,
 };
 
-use crate::App;
 use crate::error::{AppError, AppResult};
 use crate::page::PostView;
+use crate::posts::Posts;
 
 use crate::ports::{NewPost, StoreError, TimelineEntry};
 
-impl App {
-    #[tracing::instrument(skip_all, fields(author = %author))]
-    pub async fn create_post(
+impl Posts {
+    #[tracing::instrument(name = "create_post", skip_all, fields(author = %author))]
+    pub async fn create(
         &self,
         author: UserId,
         text: &str,
@@ -60,8 +60,7 @@ impl App {
             },
         )?;
         let post = self
-            .ports
-            .store
+            .posts
             .create_post(NewPost {
                 id: self.ids.next_post_id(),
                 author_id: author,
@@ -78,14 +77,13 @@ impl App {
                 StoreError::NotFound => AppError::NotFound("post"),
                 other => other.into(),
             })?;
-        self.ports.events.wake();
+        self.events.wake();
 
         let entry = TimelineEntry {
             post_id: post.id,
             author_id: author,
         };
         let post = Arc::new(post);
-        let caches = &self.ports.caches;
         let own_timeline = [author];
         // What follows the commit goes to other engines side by side (one
         // wait instead of three in a row), and none of it can fail the
@@ -93,16 +91,18 @@ impl App {
         // timeline insert is only logged (the fan-out worker adds the post
         // to its author's timeline from the event).
         let (inserted, (), ()) = tokio::join!(
-            self.ports.timelines.insert(&own_timeline, entry),
-            caches.author_recent.invalidate(&author),
+            self.feed.timelines().insert(&own_timeline, entry),
+            self.feed.forget_authors_recent(&own_timeline),
             async {
                 if let Some(parent) = reply_to {
-                    caches.posts.invalidate(&parent).await;
+                    self.post_cache.invalidate(&parent).await;
                 }
                 // Put, not filled: an id looked up before its post existed
                 // is cached as missing (here and, through the broadcast,
                 // on every instance) and must show now that it does.
-                caches.posts.put_many(vec![(post.id, post.clone())]).await;
+                self.post_cache
+                    .put_many(vec![(post.id, post.clone())])
+                    .await;
             },
         );
         if let Err(error) = inserted {
@@ -120,7 +120,7 @@ impl App {
     }
 }
 
-impl App {
+impl Posts {
     /// The `@handle`s in `text` that name accounts, with where they are.
     /// Handles naming nobody stay plain text; so do accounts that block the
     /// author or that the author blocks (no link, no notification); past
@@ -132,15 +132,14 @@ impl App {
             return Ok(Vec::new());
         }
         let accounts: HashMap<String, UserSummary> = self
-            .ports
-            .store
+            .accounts
             .users_by_handles(&keys)
             .await?
             .into_iter()
             .map(|account| (account.handle.to_ascii_lowercase(), account))
             .collect();
         // From the store, not the cache (see `post_to_act_on`).
-        let hidden = self.ports.store.hidden_from(author).await?;
+        let hidden = self.relations.hidden_from(author).await?;
         Ok(candidates
             .into_iter()
             .filter(|candidate| keys.contains(&candidate.handle_key))

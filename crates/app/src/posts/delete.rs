@@ -6,16 +6,15 @@ use std::sync::Arc;
 
 use starling_domain::{Post, PostId, Timestamp, UserId};
 
-use crate::App;
 use crate::error::{AppError, AppResult};
 use crate::ports::{DeleteOutcome, StoreError};
+use crate::posts::Posts;
 
-impl App {
-    #[tracing::instrument(skip_all, fields(post_id = %post, requester = %requester))]
-    pub async fn delete_post(&self, requester: UserId, post: PostId) -> AppResult<()> {
+impl Posts {
+    #[tracing::instrument(name = "delete_post", skip_all, fields(post_id = %post, requester = %requester))]
+    pub async fn delete(&self, requester: UserId, post: PostId) -> AppResult<()> {
         let outcome = self
-            .ports
-            .store
+            .posts
             .delete_post(post, requester, self.ids.next_event_id(), Timestamp::now())
             .await
             .map_err(|error| match error {
@@ -28,19 +27,17 @@ impl App {
             }
             DeleteOutcome::Deleted { reply_to } => reply_to,
         };
-        self.ports.events.wake();
-        let caches = &self.ports.caches;
+        self.events.wake();
         // A tombstone, not a removal: a reader that loaded the live post just
         // before the delete cannot put it back (loaders only fill absent keys).
-        caches
-            .posts
+        self.post_cache
             .put_many(vec![(post, Arc::new(Post::tombstone(post, requester)))])
             .await;
-        caches.author_recent.invalidate(&requester).await;
+        self.feed.forget_authors_recent(&[requester]).await;
         if let Some(parent) = reply_to {
-            caches.posts.invalidate(&parent).await;
+            self.post_cache.invalidate(&parent).await;
         }
-        if let Err(error) = self.ports.timelines.remove_post(&[requester], post).await {
+        if let Err(error) = self.feed.timelines().remove_post(&[requester], post).await {
             tracing::warn!(error = %error, "timeline clean-up deferred to the fan-out worker");
         }
         tracing::info!("deleted");

@@ -4,9 +4,9 @@
 
 use starling_domain::{PostId, Timestamp, UserId};
 
-use crate::App;
 use crate::error::{AppError, AppResult};
 use crate::ports::{LikeOutcome, StoreError, UnlikeOutcome};
+use crate::posts::Posts;
 
 fn post_not_found(error: StoreError) -> AppError {
     match error {
@@ -15,19 +15,18 @@ fn post_not_found(error: StoreError) -> AppError {
     }
 }
 
-impl App {
+impl Posts {
     pub async fn like(&self, user: UserId, post: PostId) -> AppResult<()> {
         self.post_to_act_on(user, post).await?;
         let outcome = self
-            .ports
-            .store
+            .posts
             .like(user, post, self.ids.next_event_id(), Timestamp::now())
             .await
             .map_err(post_not_found)?;
         if outcome == LikeOutcome::Liked {
-            self.ports.caches.posts.invalidate(&post).await;
+            self.post_cache.invalidate(&post).await;
             self.hydration.refresh_likes(user).await;
-            self.ports.events.wake();
+            self.events.wake();
         }
         Ok(())
     }
@@ -35,15 +34,14 @@ impl App {
     pub async fn unlike(&self, user: UserId, post: PostId) -> AppResult<()> {
         self.post_to_act_on(user, post).await?;
         let outcome = self
-            .ports
-            .store
+            .posts
             .unlike(user, post, self.ids.next_event_id(), Timestamp::now())
             .await
             .map_err(post_not_found)?;
         if outcome == UnlikeOutcome::Unliked {
-            self.ports.caches.posts.invalidate(&post).await;
+            self.post_cache.invalidate(&post).await;
             self.hydration.refresh_likes(user).await;
-            self.ports.events.wake();
+            self.events.wake();
         }
         Ok(())
     }

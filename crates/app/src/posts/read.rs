@@ -5,11 +5,11 @@ use std::sync::Arc;
 
 use starling_domain::{Post, PostId, UserId};
 
-use crate::App;
 use crate::error::{AppError, AppResult};
 use crate::page::{Page, PostView};
+use crate::posts::Posts;
 
-impl App {
+impl Posts {
     /// One post; 404 when it is gone, or when its author and the viewer
     /// block each other either way.
     pub async fn post(&self, viewer: Option<UserId>, id: PostId) -> AppResult<PostView> {
@@ -41,8 +41,7 @@ impl App {
         // leave the cache without it, and a write must not slip through.
         if post.author_id != actor
             && self
-                .ports
-                .store
+                .relations
                 .blocked_either_way(actor, post.author_id)
                 .await?
         {
@@ -58,11 +57,10 @@ impl App {
         before: Option<PostId>,
         limit: usize,
     ) -> AppResult<Page<PostView>> {
-        self.existing_user(author).await?;
+        crate::accounts::existing_user(self.accounts.as_ref(), author).await?;
         self.hiding.ensure_not_blocked(viewer, author).await?;
         let posts = self
-            .ports
-            .store
+            .posts
             .posts_by_author(author, before, limit + 1)
             .await?;
         let posts = posts.into_iter().map(Arc::new).collect();
@@ -81,18 +79,14 @@ impl App {
         after: Option<PostId>,
         limit: usize,
     ) -> AppResult<Page<PostView>> {
-        let Some(parent) = self.ports.store.posts_by_ids(&[parent]).await?.pop() else {
+        let Some(parent) = self.posts.posts_by_ids(&[parent]).await?.pop() else {
             return Err(AppError::NotFound("post"));
         };
         self.hiding
             .ensure_not_blocked(viewer, parent.author_id)
             .await
             .map_err(|_| AppError::NotFound("post"))?;
-        let posts = self
-            .ports
-            .store
-            .replies(parent.id, after, limit + 1)
-            .await?;
+        let posts = self.posts.replies(parent.id, after, limit + 1).await?;
         let hidden = match viewer {
             Some(viewer) => Some(self.hiding.hidden_from(viewer).await?),
             None => None,

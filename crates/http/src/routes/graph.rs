@@ -29,7 +29,7 @@ pub(crate) async fn follow(
     UserPath(which): UserPath,
 ) -> Result<StatusCode, ApiError> {
     let followee = resolve_user(&state, which).await?;
-    state.app.follow(caller, followee).await?;
+    state.app.graph().follow(caller, followee).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -46,7 +46,7 @@ pub(crate) async fn unfollow(
     UserPath(which): UserPath,
 ) -> Result<StatusCode, ApiError> {
     let followee = resolve_user(&state, which).await?;
-    state.app.unfollow(caller, followee).await?;
+    state.app.graph().unfollow(caller, followee).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -68,6 +68,7 @@ pub(crate) async fn followers(
     let request = params.for_list(&list)?;
     let page = state
         .app
+        .graph()
         .followers(
             viewer.map(|AuthUser(id)| id),
             user,
@@ -96,6 +97,7 @@ pub(crate) async fn following(
     let request = params.for_list(&list)?;
     let page = state
         .app
+        .graph()
         .following(
             viewer.map(|AuthUser(id)| id),
             user,
@@ -121,7 +123,7 @@ pub(crate) async fn block(
     UserPath(which): UserPath,
 ) -> Result<StatusCode, ApiError> {
     let other = resolve_user(&state, which).await?;
-    state.app.block(caller, other).await?;
+    state.app.graph().block(caller, other).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -138,7 +140,7 @@ pub(crate) async fn unblock(
     UserPath(which): UserPath,
 ) -> Result<StatusCode, ApiError> {
     let other = resolve_user(&state, which).await?;
-    state.app.unblock(caller, other).await?;
+    state.app.graph().unblock(caller, other).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -157,7 +159,7 @@ pub(crate) async fn mute(
     UserPath(which): UserPath,
 ) -> Result<StatusCode, ApiError> {
     let other = resolve_user(&state, which).await?;
-    state.app.mute(caller, other).await?;
+    state.app.graph().mute(caller, other).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -174,7 +176,7 @@ pub(crate) async fn unmute(
     UserPath(which): UserPath,
 ) -> Result<StatusCode, ApiError> {
     let other = resolve_user(&state, which).await?;
-    state.app.unmute(caller, other).await?;
+    state.app.graph().unmute(caller, other).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -221,6 +223,7 @@ async fn relation_page(
     let request = params.for_list(list)?;
     let page = state
         .app
+        .graph()
         .relations(relation, owner, request.after, request.limit)
         .await?;
     Ok(Json(PageBody::from_page(page, list, UserBody::from)))

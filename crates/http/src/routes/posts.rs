@@ -46,7 +46,8 @@ pub(crate) async fn create_post(
         })?;
     let view = state
         .app
-        .create_post(caller, &request.text, reply_to, &media_ids)
+        .posts()
+        .create(caller, &request.text, reply_to, &media_ids)
         .await?;
     let mut response = json_now(StatusCode::CREATED, &PostJson(&view));
     if let Ok(location) = HeaderValue::from_str(&format!("/api/v1/posts/{}", view.post.id)) {
@@ -69,6 +70,7 @@ pub(crate) async fn post(
 ) -> Result<Response, ApiError> {
     let view = state
         .app
+        .posts()
         .post(viewer.map(|AuthUser(user)| user), id)
         .await?;
     Ok(json_now(StatusCode::OK, &PostJson(&view)))
@@ -93,6 +95,7 @@ pub(crate) async fn replies(
     let request = params.for_list(&list)?;
     let page = state
         .app
+        .posts()
         .replies(
             viewer.map(|AuthUser(user)| user),
             id,
@@ -117,7 +120,7 @@ pub(crate) async fn delete_post(
     AuthUser(caller): AuthUser,
     PostPath(id): PostPath,
 ) -> Result<StatusCode, ApiError> {
-    state.app.delete_post(caller, id).await?;
+    state.app.posts().delete(caller, id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -133,7 +136,7 @@ pub(crate) async fn like(
     AuthUser(caller): AuthUser,
     PostPath(id): PostPath,
 ) -> Result<StatusCode, ApiError> {
-    state.app.like(caller, id).await?;
+    state.app.posts().like(caller, id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -149,6 +152,6 @@ pub(crate) async fn unlike(
     AuthUser(caller): AuthUser,
     PostPath(id): PostPath,
 ) -> Result<StatusCode, ApiError> {
-    state.app.unlike(caller, id).await?;
+    state.app.posts().unlike(caller, id).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -96,6 +96,7 @@ pub(crate) async fn user_posts(
     let request = params.for_list(&list)?;
     let page = state
         .app
+        .posts()
         .user_posts(
             viewer.map(|AuthUser(id)| id),
             author,

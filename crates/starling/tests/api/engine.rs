@@ -118,16 +118,17 @@ async fn a_deleted_post_is_hidden_before_the_worker_removes_it() {
     let (app, events) = (application.app(), application.event_log());
     let author = register(&app, "author").await;
     let reader = register(&app, "reader").await;
-    app.follow(reader, author).await.unwrap();
+    app.graph().follow(reader, author).await.unwrap();
     feed(&app, reader).await;
     let post = app
-        .create_post(author, "soon gone", None, &[])
+        .posts()
+        .create(author, "soon gone", None, &[])
         .await
         .unwrap();
     step_worker(&app, &events).await;
     assert_eq!(feed(&app, reader).await, vec![post.post.id]);
 
-    app.delete_post(author, post.post.id).await.unwrap();
+    app.posts().delete(author, post.post.id).await.unwrap();
     // The worker has not run: the id is still in the reader's stored timeline.
     assert!(feed(&app, reader).await.is_empty());
     let removed = step_worker(&app, &events).await;
@@ -144,11 +145,15 @@ async fn events_not_acknowledged_before_a_crash_are_delivered_after_it() {
     let (app, events) = (first.app(), first.event_log());
     let author = register(&app, "author").await;
     let reader = register(&app, "reader").await;
-    app.follow(reader, author).await.unwrap();
-    app.create_post(author, "handled", None, &[]).await.unwrap();
+    app.graph().follow(reader, author).await.unwrap();
+    app.posts()
+        .create(author, "handled", None, &[])
+        .await
+        .unwrap();
     assert_eq!(step_worker(&app, &events).await.len(), 4);
     let unhandled = app
-        .create_post(author, "in flight at the crash", None, &[])
+        .posts()
+        .create(author, "in flight at the crash", None, &[])
         .await
         .unwrap();
     drop((app, events, first));
@@ -237,9 +242,9 @@ async fn feeds_come_from_sql_when_the_timeline_store_is_down() {
     let author = register(&app, "author").await;
     let reader = register(&app, "reader").await;
     // Accepted writes stay accepted: the timeline store is a projection.
-    app.follow(reader, author).await.unwrap();
-    let first = app.create_post(author, "one", None, &[]).await.unwrap();
-    let second = app.create_post(reader, "two", None, &[]).await.unwrap();
+    app.graph().follow(reader, author).await.unwrap();
+    let first = app.posts().create(author, "one", None, &[]).await.unwrap();
+    let second = app.posts().create(reader, "two", None, &[]).await.unwrap();
     assert_eq!(
         feed(&app, reader).await,
         vec![second.post.id, first.post.id]
@@ -285,7 +290,7 @@ async fn the_worker_keeps_the_followers_it_remembers_up_to_date() {
     let author = register(&app, "author").await;
     let early = register(&app, "early").await;
     let late = register(&app, "late").await;
-    app.follow(early, author).await.unwrap();
+    app.graph().follow(early, author).await.unwrap();
     feed(&app, early).await;
     feed(&app, late).await;
     // One worker for the whole test, so its remembered followers carry over.
@@ -301,17 +306,19 @@ async fn the_worker_keeps_the_followers_it_remembers_up_to_date() {
         }
     };
     let first = app
-        .create_post(author, "one", None, &[])
+        .posts()
+        .create(author, "one", None, &[])
         .await
         .unwrap()
         .post
         .id;
     step().await;
     // The author's followers are now remembered; a follow and an unfollow change them.
-    app.follow(late, author).await.unwrap();
-    app.unfollow(early, author).await.unwrap();
+    app.graph().follow(late, author).await.unwrap();
+    app.graph().unfollow(early, author).await.unwrap();
     let second = app
-        .create_post(author, "two", None, &[])
+        .posts()
+        .create(author, "two", None, &[])
         .await
         .unwrap()
         .post
@@ -338,12 +345,13 @@ async fn posts_of_high_fan_out_accounts_are_merged_not_stored() {
     let star = register(&app, "star").await;
     let fans = [register(&app, "fan1").await, register(&app, "fan2").await];
     for fan in fans {
-        app.follow(fan, star).await.unwrap();
+        app.graph().follow(fan, star).await.unwrap();
         feed(&app, fan).await;
     }
     step_worker(&app, &events).await;
     let post = app
-        .create_post(star, "to the many", None, &[])
+        .posts()
+        .create(star, "to the many", None, &[])
         .await
         .unwrap();
     step_worker(&app, &events).await;
@@ -374,17 +382,18 @@ async fn dropping_below_the_threshold_writes_recent_posts_into_timelines() {
         register(&app, "fan2").await,
     ];
     for fan in fans {
-        app.follow(fan, star).await.unwrap();
+        app.graph().follow(fan, star).await.unwrap();
         feed(&app, fan).await;
     }
     step_worker(&app, &events).await;
     let post = app
-        .create_post(star, "while famous", None, &[])
+        .posts()
+        .create(star, "while famous", None, &[])
         .await
         .unwrap();
     step_worker(&app, &events).await;
     assert!(!stored(&app, fans[0]).await.contains(&post.post.id));
-    app.unfollow(fans[2], star).await.unwrap();
+    app.graph().unfollow(fans[2], star).await.unwrap();
     step_worker(&app, &events).await;
     for fan in &fans[..2] {
         assert_eq!(stored(&app, *fan).await, vec![post.post.id]);
@@ -410,7 +419,8 @@ async fn liked_by_me_is_right_on_both_sides_of_the_remembered_window() {
     let mut posts = Vec::new();
     for index in 0..6 {
         posts.push(
-            app.create_post(author, &format!("post {index}"), None, &[])
+            app.posts()
+                .create(author, &format!("post {index}"), None, &[])
                 .await
                 .unwrap()
                 .post
@@ -419,7 +429,7 @@ async fn liked_by_me_is_right_on_both_sides_of_the_remembered_window() {
     }
     // Liked: the oldest (below the remembered window) and the three newest.
     for post in [posts[0], posts[3], posts[4], posts[5]] {
-        app.like(reader, post).await.unwrap();
+        app.posts().like(reader, post).await.unwrap();
     }
     let liked = |page: starling_app::Page<starling_app::PostView>| -> Vec<bool> {
         page.items
@@ -429,15 +439,17 @@ async fn liked_by_me_is_right_on_both_sides_of_the_remembered_window() {
             .collect()
     };
     let page = app
+        .posts()
         .user_posts(Some(reader), author, None, 10)
         .await
         .unwrap();
     assert_eq!(liked(page), vec![true, false, false, true, true, true]);
     // Read-your-writes through the cache, inside and below the window.
-    app.unlike(reader, posts[5]).await.unwrap();
-    app.unlike(reader, posts[0]).await.unwrap();
-    app.like(reader, posts[1]).await.unwrap();
+    app.posts().unlike(reader, posts[5]).await.unwrap();
+    app.posts().unlike(reader, posts[0]).await.unwrap();
+    app.posts().like(reader, posts[1]).await.unwrap();
     let page = app
+        .posts()
         .user_posts(Some(reader), author, None, 10)
         .await
         .unwrap();
@@ -468,7 +480,7 @@ async fn a_committed_post_answers_success_whatever_fails_after_the_commit() {
     .await
     .unwrap();
 
-    let posted = app.create_post(author, "committed", None, &[]).await;
+    let posted = app.posts().create(author, "committed", None, &[]).await;
     let posted = posted.expect("the post was committed: its answer is a success");
     assert_eq!(posted.post.text, "committed");
     assert_eq!(posted.author.handle, "author");

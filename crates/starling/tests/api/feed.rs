@@ -381,7 +381,8 @@ async fn a_muted_prolific_account_costs_a_bounded_scan_per_feed_page() {
         .map(|n| {
             let core = core.clone();
             async move {
-                core.create_post(loud_id, &format!("noise {n}"), None, &[])
+                core.posts()
+                    .create(loud_id, &format!("noise {n}"), None, &[])
                     .await
                     .map(|_| ())
             }
