@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use starling_domain::{IdGenerator, Post, PostId, UserId, UserSummary};
 
-use crate::accounts::LoginBackoff;
+use crate::accounts::{Accounts, AccountsParts, LoginBackoff};
 use crate::auth::{AccessTokens, PasswordHashing};
 use crate::feed::{Feed, Hydration, LikedPosts};
 use crate::graph::{Graph, HiddenAccounts, Hiding};
@@ -89,18 +89,17 @@ pub struct Ports {
 /// The composition of the services: built once from the ports, settings
 /// and credentials, and handed to the HTTP layer and the workers.
 pub struct App {
-    pub(crate) ports: Ports,
-    pub(crate) ids: Arc<IdGenerator>,
-    pub(crate) passwords: PasswordHashing,
-    pub(crate) tokens: AccessTokens,
-    pub(crate) settings: Settings,
-    pub(crate) hydration: Arc<Hydration>,
-    notifications: Notifications,
-    pub(crate) feed: Arc<Feed>,
+    ports: Ports,
+    ids: Arc<IdGenerator>,
+    settings: Settings,
+    hydration: Arc<Hydration>,
+    notifications: Arc<Notifications>,
+    feed: Arc<Feed>,
     graph: Graph,
     posts: Posts,
-    pub(crate) media: Arc<MediaLibrary>,
-    pub(crate) hiding: Arc<Hiding>,
+    accounts: Accounts,
+    media: Arc<MediaLibrary>,
+    hiding: Arc<Hiding>,
 }
 
 impl App {
@@ -128,8 +127,11 @@ impl App {
             &ports.caches,
             settings.liked_window,
         ));
-        let notifications =
-            Notifications::new(ports.store.clone(), hiding.clone(), hydration.clone());
+        let notifications = Arc::new(Notifications::new(
+            ports.store.clone(),
+            hiding.clone(),
+            hydration.clone(),
+        ));
         let feed = Arc::new(Feed::new(
             ports.store.clone(),
             ports.timelines.clone(),
@@ -157,16 +159,30 @@ impl App {
                 feed: feed.clone(),
             },
         );
+        let accounts = Accounts::new(
+            ports.store.clone(),
+            AccountsParts {
+                login_failures: ports.login_failures.clone(),
+                events: ports.events.clone(),
+                live: ports.live.clone(),
+                user_cache: ports.caches.users.clone(),
+                ids: ids.clone(),
+                passwords,
+                tokens,
+                hiding: hiding.clone(),
+                refresh_token_ttl_secs: settings.refresh_token_ttl_secs,
+                login_backoff: settings.login_backoff.clone(),
+            },
+        );
         Self {
             ports,
             ids,
-            passwords,
-            tokens,
             settings,
             notifications,
             feed,
             graph,
             posts,
+            accounts,
             hydration,
             media,
             hiding,
@@ -181,6 +197,11 @@ impl App {
     /// Images: uploads, thumbnails, files, the sweep.
     pub fn media(&self) -> &Arc<MediaLibrary> {
         &self.media
+    }
+
+    /// Registration, sessions, access tokens and profiles.
+    pub fn accounts(&self) -> &Accounts {
+        &self.accounts
     }
 
     /// Writing, liking, deleting and reading posts.
@@ -199,7 +220,7 @@ impl App {
     }
 
     /// The recipient's side of notifications.
-    pub fn notifications(&self) -> &Notifications {
+    pub fn notifications(&self) -> &Arc<Notifications> {
         &self.notifications
     }
 
@@ -208,25 +229,16 @@ impl App {
         &self.hydration
     }
 
+    /// The id generator the services share (for the workers built here).
+    pub(crate) fn ids(&self) -> &Arc<IdGenerator> {
+        &self.ids
+    }
+
     pub fn settings(&self) -> &Settings {
         &self.settings
     }
 
     pub fn ports(&self) -> &Ports {
         &self.ports
-    }
-
-    /// Verifies an access token without touching any store.
-    pub fn authenticate(&self, access_token: &str) -> Result<UserId, crate::auth::TokenError> {
-        self.tokens.verify(access_token)
-    }
-
-    /// The account, expiry and session of a valid access token (for live
-    /// streams, which end with their token and their session).
-    pub fn identify(
-        &self,
-        access_token: &str,
-    ) -> Result<crate::auth::TokenIdentity, crate::auth::TokenError> {
-        self.tokens.identify(access_token)
     }
 }

@@ -176,7 +176,7 @@ fn verify(parts: &Parts, state: &HttpState, token: &str) -> Result<AuthUser, Api
         }
         return Ok(AuthUser(*caller));
     }
-    let caller = state.app.authenticate(token).map_err(|error| {
+    let caller = state.app.accounts().authenticate(token).map_err(|error| {
         let detail = match error {
             TokenError::Expired => "the access token has expired; refresh it",
             TokenError::Invalid => "the access token is invalid",

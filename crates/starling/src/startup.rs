@@ -234,7 +234,7 @@ impl Application {
             handlers.push(Arc::new(Thumbnailer::new(self.app.media().clone())));
         }
         if config.runs(Role::Notifier) {
-            handlers.push(Arc::new(Notifier::new(self.app.clone())));
+            handlers.push(Arc::new(Notifier::new(&self.app)));
         }
         let mut tasks = Vec::new();
         match &self.jetstream {

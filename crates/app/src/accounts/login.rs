@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use starling_domain::{Password, Timestamp};
 
-use crate::App;
 use crate::accounts::Session;
+use crate::accounts::{Accounts, existing_user};
 use crate::error::{AppError, AppResult};
 use crate::ports::Failures;
 
@@ -72,7 +72,7 @@ impl LoginBackoff {
     }
 }
 
-impl App {
+impl Accounts {
     #[tracing::instrument(skip_all)]
     pub async fn login(&self, input: LoginInput) -> AppResult<Session> {
         let login = input.login.trim().to_lowercase();
@@ -82,7 +82,7 @@ impl App {
         {
             return Err(AppError::Unauthenticated(BAD_CREDENTIALS));
         }
-        let credentials = self.ports.store.credentials_by_login(&login).await?;
+        let credentials = self.accounts.credentials_by_login(&login).await?;
         let user_id = credentials.as_ref().map(|found| found.user_id);
         // One key per account, whichever of its names is given.
         let key = match user_id {
@@ -90,11 +90,7 @@ impl App {
             None => format!("l:{login}"),
         };
         let failures = self.login_failures(&key).await;
-        if let Some(wait) = self
-            .settings
-            .login_backoff
-            .remaining(failures, Timestamp::now_ms())
-        {
+        if let Some(wait) = self.login_backoff.remaining(failures, Timestamp::now_ms()) {
             // Refused before the password is looked at: guessing on
             // during the wait learns nothing, whatever was guessed.
             metrics::counter!("starling_logins_backed_off_total").increment(1);
@@ -119,31 +115,26 @@ impl App {
             return Err(AppError::Unauthenticated(BAD_CREDENTIALS));
         };
         if failures.count > 0
-            && let Err(error) = self.ports.login_failures.clear(&key).await
+            && let Err(error) = self.login_failures.clear(&key).await
         {
             tracing::warn!(error = %error, "could not clear an account's failed logins");
         }
-        let user = self.existing_user(user_id).await?;
+        let user = existing_user(self.accounts.as_ref(), user_id).await?;
         self.open_session(user).await
     }
 
     /// The failures counted for `key`; none when they cannot be read (the
     /// back-off fails open: the edge's per-address quota still holds).
     async fn login_failures(&self, key: &str) -> Failures {
-        self.ports
-            .login_failures
-            .get(key)
-            .await
-            .unwrap_or_else(|error| {
-                tracing::warn!(error = %error, "could not read failed logins; not backing off");
-                Failures::default()
-            })
+        self.login_failures.get(key).await.unwrap_or_else(|error| {
+            tracing::warn!(error = %error, "could not read failed logins; not backing off");
+            Failures::default()
+        })
     }
 
     async fn count_login_failure(&self, key: &str) {
-        let forget_after = self.settings.login_backoff.forget_after;
+        let forget_after = self.login_backoff.forget_after;
         if let Err(error) = self
-            .ports
             .login_failures
             .add(key, Timestamp::now_ms(), forget_after)
             .await

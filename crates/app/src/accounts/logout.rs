@@ -3,12 +3,12 @@
 
 use starling_domain::{LiveEvent, Timestamp, Topic};
 
-use crate::App;
+use crate::accounts::Accounts;
 use crate::auth::refresh::token_hash;
 use crate::error::AppResult;
 use crate::ports::RefreshFamily;
 
-impl App {
+impl Accounts {
     /// Always succeeds for well-formed input, known token or not: logout must
     /// not reveal which tokens exist.
     #[tracing::instrument(skip_all)]
@@ -17,8 +17,7 @@ impl App {
             return Ok(());
         }
         let revoked = self
-            .ports
-            .store
+            .sessions
             .revoke_refresh_family(&token_hash(refresh_token), Timestamp::now())
             .await?;
         if let Some(family) = revoked {
@@ -37,7 +36,6 @@ impl App {
             session: family.family_id,
         };
         if let Err(error) = self
-            .ports
             .live
             .publish(&[(Topic::Inbox(family.user_id), update)])
             .await

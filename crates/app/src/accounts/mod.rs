@@ -12,3 +12,74 @@ pub use profile::{ProfileChanges, UserRef};
 pub use register::RegisterInput;
 pub use session::Session;
 pub(crate) use session::existing_user;
+
+use std::sync::Arc;
+
+use starling_domain::{IdGenerator, UserId, UserSummary};
+
+use crate::auth::{AccessTokens, PasswordHashing, TokenError, TokenIdentity};
+use crate::graph::Hiding;
+use crate::ports::{AccountStore, Cache, EventLog, LiveLog, LoginFailures, TokenStore};
+
+/// Accounts as a service: registration, sessions (login, refresh, logout),
+/// access tokens, and profiles.
+pub struct Accounts {
+    accounts: Arc<dyn AccountStore>,
+    /// Refresh-token families: the sessions.
+    sessions: Arc<dyn TokenStore>,
+    login_failures: Arc<dyn LoginFailures>,
+    events: Arc<dyn EventLog>,
+    /// Where an ended session tells its open streams to close.
+    live: Arc<dyn LiveLog>,
+    user_cache: Arc<dyn Cache<UserId, Arc<UserSummary>>>,
+    ids: Arc<IdGenerator>,
+    passwords: PasswordHashing,
+    tokens: AccessTokens,
+    hiding: Arc<Hiding>,
+    refresh_token_ttl_secs: i64,
+    login_backoff: LoginBackoff,
+}
+
+/// What `Accounts` is built from besides the store.
+pub struct AccountsParts {
+    pub login_failures: Arc<dyn LoginFailures>,
+    pub events: Arc<dyn EventLog>,
+    pub live: Arc<dyn LiveLog>,
+    pub user_cache: Arc<dyn Cache<UserId, Arc<UserSummary>>>,
+    pub ids: Arc<IdGenerator>,
+    pub passwords: PasswordHashing,
+    pub tokens: AccessTokens,
+    pub hiding: Arc<Hiding>,
+    pub refresh_token_ttl_secs: i64,
+    pub login_backoff: LoginBackoff,
+}
+
+impl Accounts {
+    pub fn new(store: Arc<dyn crate::ports::Store>, parts: AccountsParts) -> Self {
+        Self {
+            accounts: store.clone(),
+            sessions: store,
+            login_failures: parts.login_failures,
+            events: parts.events,
+            live: parts.live,
+            user_cache: parts.user_cache,
+            ids: parts.ids,
+            passwords: parts.passwords,
+            tokens: parts.tokens,
+            hiding: parts.hiding,
+            refresh_token_ttl_secs: parts.refresh_token_ttl_secs,
+            login_backoff: parts.login_backoff,
+        }
+    }
+
+    /// Verifies an access token without touching any store.
+    pub fn authenticate(&self, access_token: &str) -> Result<UserId, TokenError> {
+        self.tokens.verify(access_token)
+    }
+
+    /// The account, expiry and session of a valid access token (for live
+    /// streams, which end with their token and their session).
+    pub fn identify(&self, access_token: &str) -> Result<TokenIdentity, TokenError> {
+        self.tokens.identify(access_token)
+    }
+}

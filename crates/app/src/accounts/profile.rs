@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use starling_domain::{Bio, DisplayName, Handle, Timestamp, User, UserId, ValidationErrors};
 
-use crate::App;
+use crate::accounts::{Accounts, existing_user};
 use crate::error::{AppError, AppResult};
 
 /// How a request names an account: by id, or by `@handle`.
@@ -25,11 +25,10 @@ pub struct ProfileChanges {
 const UNKNOWN_CALLER: AppError =
     AppError::Unauthenticated("the account of this token does not exist");
 
-impl App {
+impl Accounts {
     /// The authenticated caller's own profile.
     pub async fn me(&self, caller: UserId) -> AppResult<User> {
-        self.ports
-            .store
+        self.accounts
             .user_by_id(caller)
             .await?
             .ok_or(UNKNOWN_CALLER)
@@ -37,9 +36,9 @@ impl App {
 
     pub async fn user(&self, which: &UserRef) -> AppResult<User> {
         let found = match which {
-            UserRef::Id(id) => self.ports.store.user_by_id(*id).await?,
+            UserRef::Id(id) => self.accounts.user_by_id(*id).await?,
             UserRef::Handle(handle) => match Handle::parse(handle) {
-                Ok(handle) => self.ports.store.user_by_handle(&handle.canonical()).await?,
+                Ok(handle) => self.accounts.user_by_handle(&handle.canonical()).await?,
                 Err(_) => None,
             },
         };
@@ -69,14 +68,13 @@ impl App {
         let display_name = match display_name {
             Some(name) if name.is_empty() => {
                 // Clearing the name shows the handle again, as at registration.
-                let current = self.existing_user(user).await?;
+                let current = existing_user(self.accounts.as_ref(), user).await?;
                 Some(current.handle)
             }
             other => other.map(DisplayName::into_string),
         };
         let updated = self
-            .ports
-            .store
+            .accounts
             .update_profile(
                 user,
                 display_name,
@@ -89,13 +87,11 @@ impl App {
                 AppError::NotFound(_) => UNKNOWN_CALLER,
                 other => other,
             })?;
-        self.ports.caches.users.invalidate(&user).await;
-        self.ports
-            .caches
-            .users
+        self.user_cache.invalidate(&user).await;
+        self.user_cache
             .put_many(vec![(user, Arc::new(updated.summary()))])
             .await;
-        self.ports.events.wake();
+        self.events.wake();
         Ok(updated)
     }
 }

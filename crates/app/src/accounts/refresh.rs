@@ -4,15 +4,15 @@
 
 use starling_domain::Timestamp;
 
-use crate::App;
 use crate::accounts::Session;
+use crate::accounts::{Accounts, existing_user};
 use crate::auth::refresh::{random_token, token_hash};
 use crate::error::{AppError, AppResult};
 use crate::ports::RotateOutcome;
 
 const INVALID_REFRESH: &str = "refresh token is invalid, expired or revoked";
 
-impl App {
+impl Accounts {
     #[tracing::instrument(skip_all)]
     pub async fn refresh(&self, refresh_token: &str) -> AppResult<Session> {
         if refresh_token.is_empty() || refresh_token.len() > 256 {
@@ -21,24 +21,22 @@ impl App {
         let now = Timestamp::now();
         let replacement = random_token();
         let outcome = self
-            .ports
-            .store
+            .sessions
             .rotate_refresh_token(
                 &token_hash(refresh_token),
                 &token_hash(&replacement),
-                now.plus_seconds(self.settings.refresh_token_ttl_secs),
+                now.plus_seconds(self.refresh_token_ttl_secs),
                 now,
             )
             .await?;
         match outcome {
             RotateOutcome::Rotated(family) => {
-                let user =
-                    self.existing_user(family.user_id)
-                        .await
-                        .map_err(|error| match error {
-                            AppError::NotFound(_) => AppError::Unauthenticated(INVALID_REFRESH),
-                            other => other,
-                        })?;
+                let user = existing_user(self.accounts.as_ref(), family.user_id)
+                    .await
+                    .map_err(|error| match error {
+                        AppError::NotFound(_) => AppError::Unauthenticated(INVALID_REFRESH),
+                        other => other,
+                    })?;
                 self.session_with(user, family.family_id, replacement, now)
             }
             RotateOutcome::Reused(family) => {

@@ -3,7 +3,7 @@
 
 use starling_domain::{DisplayName, Email, Handle, Password, Timestamp, ValidationErrors};
 
-use crate::App;
+use crate::accounts::Accounts;
 use crate::accounts::Session;
 use crate::error::AppResult;
 use crate::ports::NewUser;
@@ -16,7 +16,7 @@ pub struct RegisterInput {
     pub display_name: Option<String>,
 }
 
-impl App {
+impl Accounts {
     #[tracing::instrument(skip_all, fields(handle = %input.handle))]
     pub async fn register(&self, input: RegisterInput) -> AppResult<Session> {
         let mut errors = ValidationErrors::default();
@@ -37,8 +37,7 @@ impl App {
             .unwrap_or_else(|| DisplayName::from_handle(&handle));
         let password_hash = self.passwords.hash(password).await?;
         let user = self
-            .ports
-            .store
+            .accounts
             .create_user(NewUser {
                 id: self.ids.next_user_id(),
                 handle,
@@ -49,7 +48,7 @@ impl App {
                 event_id: self.ids.next_event_id(),
             })
             .await?;
-        self.ports.events.wake();
+        self.events.wake();
         tracing::info!(user_id = %user.id, "registered");
         self.open_session(user).await
     }

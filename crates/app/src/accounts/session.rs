@@ -2,7 +2,7 @@
 
 use starling_domain::{Timestamp, User, UserId};
 
-use crate::App;
+use crate::accounts::Accounts;
 use crate::auth::refresh::{random_token, token_hash};
 use crate::error::AppResult;
 use crate::ports::{AccountStore, RefreshTokenRecord};
@@ -16,20 +16,19 @@ pub struct Session {
     pub expires_in: i64,
 }
 
-impl App {
+impl Accounts {
     /// Starts a new refresh-token family for `user` (a login or registration).
     pub(crate) async fn open_session(&self, user: User) -> AppResult<Session> {
         let now = Timestamp::now();
         let refresh_token = random_token();
         let family_id = self.ids.next_raw();
-        self.ports
-            .store
+        self.sessions
             .insert_refresh_token(RefreshTokenRecord {
                 token_hash: token_hash(&refresh_token),
                 user_id: user.id,
                 family_id,
                 issued_at: now,
-                expires_at: now.plus_seconds(self.settings.refresh_token_ttl_secs),
+                expires_at: now.plus_seconds(self.refresh_token_ttl_secs),
             })
             .await?;
         self.session_with(user, family_id, refresh_token, now)
@@ -57,12 +56,8 @@ impl App {
     /// password included, so no more than a sign-in would grant): the
     /// first answer's tokens are not kept anywhere to be replayed.
     pub async fn session_for_replayed_registration(&self, user: UserId) -> AppResult<Session> {
-        let user = self.existing_user(user).await?;
+        let user = existing_user(self.accounts.as_ref(), user).await?;
         self.open_session(user).await
-    }
-
-    pub(crate) async fn existing_user(&self, id: UserId) -> AppResult<User> {
-        existing_user(self.ports.store.as_ref(), id).await
     }
 }
 

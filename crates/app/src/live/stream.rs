@@ -10,8 +10,10 @@ use tokio::time::Instant;
 use crate::App;
 use crate::auth::TokenIdentity;
 use crate::error::{AppError, AppResult};
+use crate::feed::Hydration;
+use crate::graph::Hiding;
 use crate::live::hub::{Connection, LiveHub};
-use crate::notifications::NotificationView;
+use crate::notifications::{NotificationView, Notifications};
 use crate::page::PostView;
 use crate::ports::{LiveError, LiveLog, LiveMessage, Replay};
 
@@ -56,7 +58,10 @@ pub enum StreamEnd {
 }
 
 pub struct LiveStream {
-    app: Arc<App>,
+    /// What a stream asks to show an update to its reader.
+    hiding: Arc<Hiding>,
+    hydration: Arc<Hydration>,
+    notifications: Arc<Notifications>,
     viewer: UserId,
     /// The session of the token it was opened with, when it names one.
     session: Option<i64>,
@@ -85,7 +90,7 @@ impl LiveStream {
     /// between is missed; the replay runs up to the log's head at that
     /// moment, and live updates at or below it are skipped as replayed.
     pub async fn open(
-        app: Arc<App>,
+        app: &App,
         hub: &LiveHub,
         token: TokenIdentity,
         after: Option<u64>,
@@ -108,7 +113,7 @@ impl LiveStream {
         // per post, on its author's topic).
         let mut topics = vec![Topic::Inbox(viewer), Topic::Author(viewer)];
         topics.extend(
-            app.ports
+            app.ports()
                 .store
                 .followed_with_followers_at_least(viewer, 0)
                 .await?
@@ -121,7 +126,7 @@ impl LiveStream {
         // ending after this answer reaches the stream as an update.
         if let Some(session) = token.session
             && !app
-                .ports
+                .ports()
                 .store
                 .session_is_open(session, Timestamp::now())
                 .await?
@@ -131,7 +136,9 @@ impl LiveStream {
             ));
         }
         let mut stream = Self {
-            app,
+            hiding: app.hiding().clone(),
+            hydration: app.hydration().clone(),
+            notifications: app.notifications().clone(),
             viewer,
             session: token.session,
             deadline,
@@ -296,7 +303,7 @@ impl LiveStream {
     /// The update as this reader sees it; `None` when it sees nothing.
     async fn item(&mut self, message: &LiveMessage) -> AppResult<Option<StreamItem>> {
         let sequence = message.sequence;
-        let hidden = self.app.hiding().hidden_from(self.viewer).await?;
+        let hidden = self.hiding.hidden_from(self.viewer).await?;
         if hidden.hides_content_of(message.event.actor()) {
             return Ok(None);
         }
@@ -309,8 +316,7 @@ impl LiveStream {
                     self.recent_posts.pop_front();
                 }
                 self.recent_posts.push_back(*post_id);
-                self.app
-                    .hydration()
+                self.hydration
                     .hydrate(Some(self.viewer), &[*post_id])
                     .await?
                     .pop()
@@ -324,7 +330,7 @@ impl LiveStream {
                 if notification.recipient != self.viewer {
                     return Ok(None);
                 }
-                let notifications = self.app.notifications();
+                let notifications = &self.notifications;
                 let read_through = notifications.read_through(self.viewer).await?;
                 notifications
                     .views(self.viewer, vec![notification.clone()], read_through)

@@ -14,21 +14,40 @@ use starling_domain::{
 
 use crate::App;
 use crate::error::AppResult;
+use crate::feed::Hydration;
+use crate::graph::Hiding;
+use crate::ports::{GraphStore, LiveLog, NotificationStore};
 use crate::workers::EventHandler;
 
 /// A like taken back within this long after it was given withdraws its
 /// notification (a slip of the thumb should not reach the author).
 pub const LIKE_WITHDRAW_WINDOW_MS: i64 = 60_000;
 
+/// The notifier holds the notification rows, whether a follow still
+/// stands, who is hidden from whom, post loads (a reply's parent), the live
+/// log and ids: no App.
 pub struct Notifier {
-    app: Arc<App>,
+    notifications: Arc<dyn NotificationStore>,
+    graph: Arc<dyn GraphStore>,
+    hiding: Arc<Hiding>,
+    hydration: Arc<Hydration>,
+    live: Arc<dyn LiveLog>,
+    ids: Arc<starling_domain::IdGenerator>,
 }
 
 impl Notifier {
     pub const CONSUMER: &'static str = "notifier";
 
-    pub fn new(app: Arc<App>) -> Self {
-        Self { app }
+    pub fn new(app: &App) -> Self {
+        let ports = app.ports();
+        Self {
+            notifications: ports.store.clone(),
+            graph: ports.store.clone(),
+            hiding: app.hiding().clone(),
+            hydration: app.hydration().clone(),
+            live: ports.live.clone(),
+            ids: app.ids().clone(),
+        }
     }
 
     /// Stores what is new among `notifications`, leaving out anything that
@@ -41,8 +60,7 @@ impl Notifier {
             }
             // Nothing between accounts where either blocks the other.
             if self
-                .app
-                .hiding()
+                .hiding
                 .hidden_from(notification.recipient)
                 .await?
                 .blocked
@@ -56,12 +74,7 @@ impl Notifier {
         if notifications.is_empty() {
             return Ok(());
         }
-        let stored = self
-            .app
-            .ports
-            .store
-            .add_notifications(&notifications)
-            .await?;
+        let stored = self.notifications.add_notifications(&notifications).await?;
         let mut live = Vec::with_capacity(notifications.len());
         let mut added = 0;
         for (mut notification, id) in notifications.into_iter().zip(stored) {
@@ -78,7 +91,7 @@ impl Notifier {
         }
         // Again on a redelivery, in case the first delivery stored the
         // notifications but failed to publish them (the log drops copies).
-        crate::live::publish(self.app.ports.live.as_ref(), &live).await
+        crate::live::publish(self.live.as_ref(), &live).await
     }
 
     fn notification(
@@ -90,7 +103,7 @@ impl Notifier {
         post: Option<PostId>,
     ) -> Notification {
         Notification {
-            id: self.app.ids.next_notification_id(),
+            id: self.ids.next_notification_id(),
             recipient,
             kind,
             actor,
@@ -107,7 +120,7 @@ impl EventHandler for Notifier {
     }
 
     async fn handle(&self, envelope: &EventEnvelope) -> AppResult<()> {
-        let store = &self.app.ports.store;
+        let store = &self.notifications;
         match &envelope.event {
             Event::Followed {
                 follower_id,
@@ -115,7 +128,7 @@ impl EventHandler for Notifier {
                 ..
             } => {
                 // A follow already taken back notifies nobody.
-                if !store.is_following(*follower_id, *followee_id).await? {
+                if !self.graph.is_following(*follower_id, *followee_id).await? {
                     return Ok(());
                 }
                 let follow = self.notification(
@@ -158,8 +171,7 @@ impl EventHandler for Notifier {
                 // The post answered, unless it is gone since.
                 let parent_author = match reply_to {
                     Some(parent) => self
-                        .app
-                        .hydration()
+                        .hydration
                         .load_posts(&[*parent])
                         .await?
                         .pop()

@@ -285,6 +285,7 @@ async fn reissued_session(
         .ok_or_else(|| AppError::Unexpected(anyhow::anyhow!("a kept answer names no account")))?;
     let session = state
         .app
+        .accounts()
         .session_for_replayed_registration(starling_domain::UserId(user))
         .await?;
     let status = StatusCode::from_u16(stored.status).unwrap_or(StatusCode::CREATED);

@@ -44,7 +44,7 @@ pub(crate) fn verified_caller(
         .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))?
         .1
         .trim();
-    let user = state.app.authenticate(token).ok()?;
+    let user = state.app.accounts().authenticate(token).ok()?;
     request.extensions_mut().insert(Verified(user));
     Some(user)
 }

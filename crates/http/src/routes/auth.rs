@@ -27,6 +27,7 @@ pub(crate) async fn register(
 ) -> Result<TokenResponse, ApiError> {
     let session = state
         .app
+        .accounts()
         .register(RegisterInput {
             handle: request.handle,
             email: request.email,
@@ -52,6 +53,7 @@ pub(crate) async fn login(
 ) -> Result<TokenResponse, ApiError> {
     let session = state
         .app
+        .accounts()
         .login(LoginInput {
             login: request.login,
             password: request.password,
@@ -72,7 +74,7 @@ pub(crate) async fn refresh(
     State(state): State<HttpState>,
     AppJson(request): AppJson<RefreshRequest>,
 ) -> Result<TokenResponse, ApiError> {
-    let session = state.app.refresh(&request.refresh_token).await?;
+    let session = state.app.accounts().refresh(&request.refresh_token).await?;
     Ok(TokenResponse(StatusCode::OK, session.into()))
 }
 
@@ -99,6 +101,6 @@ pub(crate) async fn logout(
     State(state): State<HttpState>,
     AppJson(request): AppJson<RefreshRequest>,
 ) -> Result<StatusCode, ApiError> {
-    state.app.logout(&request.refresh_token).await?;
+    state.app.accounts().logout(&request.refresh_token).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -72,6 +72,6 @@ pub(crate) fn json_now<T: serde::Serialize>(status: StatusCode, value: &T) -> Re
 pub(crate) async fn resolve_user(state: &HttpState, which: UserRef) -> Result<UserId, ApiError> {
     match which {
         UserRef::Id(id) => Ok(id),
-        handle @ UserRef::Handle(_) => Ok(state.app.user(&handle).await?.id),
+        handle @ UserRef::Handle(_) => Ok(state.app.accounts().user(&handle).await?.id),
     }
 }

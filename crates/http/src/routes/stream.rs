@@ -83,7 +83,7 @@ pub(crate) async fn stream(
     let Some(streaming) = &state.streaming else {
         return Err(starling_app::AppError::AtCapacity("live streams are not served here").into());
     };
-    let live = LiveStream::open(state.app.clone(), &streaming.hub, token, after).await?;
+    let live = LiveStream::open(&state.app, &streaming.hub, token, after).await?;
     let ready = futures::stream::once(async {
         Ok::<_, Infallible>(
             Event::default()
@@ -128,7 +128,7 @@ pub(crate) async fn stream(
 }
 
 fn authenticate(state: &HttpState, token: &str) -> Result<TokenIdentity, ApiError> {
-    state.app.identify(token).map_err(|error| {
+    state.app.accounts().identify(token).map_err(|error| {
         let detail = match error {
             TokenError::Expired => "the access token has expired; refresh it",
             TokenError::Invalid => "the access token is invalid",

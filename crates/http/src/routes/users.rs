@@ -25,7 +25,7 @@ pub(crate) async fn me(
     State(state): State<HttpState>,
     AuthUser(caller): AuthUser,
 ) -> Result<Json<MeBody>, ApiError> {
-    let user = state.app.me(caller).await?;
+    let user = state.app.accounts().me(caller).await?;
     let notifications = state.app.notifications().state(caller).await?;
     Ok(Json(MeBody {
         user: user.into(),
@@ -47,6 +47,7 @@ pub(crate) async fn update_me(
 ) -> Result<Json<UserBody>, ApiError> {
     let user = state
         .app
+        .accounts()
         .update_profile(
             caller,
             ProfileChanges {
@@ -72,6 +73,7 @@ pub(crate) async fn user(
 ) -> Result<Json<UserBody>, ApiError> {
     let user = state
         .app
+        .accounts()
         .profile(viewer.map(|AuthUser(id)| id), &which)
         .await?;
     Ok(Json(user.into()))

@@ -86,16 +86,17 @@ async fn assemble(
 }
 
 async fn register(app: &App, handle: &str) -> UserId {
-    app.register(RegisterInput {
-        handle: handle.to_owned(),
-        email: format!("{handle}@example.org"),
-        password: "correct horse".to_owned(),
-        display_name: None,
-    })
-    .await
-    .unwrap()
-    .user
-    .id
+    app.accounts()
+        .register(RegisterInput {
+            handle: handle.to_owned(),
+            email: format!("{handle}@example.org"),
+            password: "correct horse".to_owned(),
+            display_name: None,
+        })
+        .await
+        .unwrap()
+        .user
+        .id
 }
 
 async fn feed(app: &App, reader: UserId) -> Vec<PostId> {

@@ -337,7 +337,7 @@ async fn events_delivered_again_notify_nobody_twice() {
     let store = app.core.ports().store.clone();
     let events = store.events_after(0, 10_000).await.unwrap();
     assert!(events.len() >= 6);
-    let notifier = Notifier::new(app.core.clone());
+    let notifier = Notifier::new(&app.core);
     for event in events {
         notifier.handle(&event.unwrap()).await.unwrap();
     }
