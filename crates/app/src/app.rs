@@ -171,7 +171,7 @@ impl App {
                 tokens,
                 hiding: hiding.clone(),
                 refresh_token_ttl_secs: settings.refresh_token_ttl_secs,
-                login_backoff: settings.login_backoff.clone(),
+                login_backoff: settings.login_backoff,
             },
         );
         Self {

@@ -18,7 +18,7 @@ use starling_sql::{SqliteOptions, SqliteStore};
 /// Delivers and handles what the fan-out worker has not yet seen; returns it.
 async fn step_worker(app: &Arc<App>, events: &Arc<OutboxEventLog>) -> Vec<EventEnvelope> {
     let mut subscription = events.subscribe(FanoutWorker::CONSUMER).await.unwrap();
-    let worker = FanoutWorker::new(&app);
+    let worker = FanoutWorker::new(app);
     let Ok(batch) =
         tokio::time::timeout(Duration::from_millis(300), subscription.next_batch(10_000)).await
     else {

@@ -38,12 +38,12 @@ async fn write(
             outcomes.push(Err(StoreError::MediaUnavailable));
             continue;
         }
-        if let Some(parent) = post.reply_to {
-            if shift(&mut tx, COUNT_REPLY, parent.get(), 1).await? == 0 {
-                undo_attach(&mut tx, post).await?;
-                outcomes.push(Err(StoreError::NotFound));
-                continue;
-            }
+        if let Some(parent) = post.reply_to
+            && shift(&mut tx, COUNT_REPLY, parent.get(), 1).await? == 0
+        {
+            undo_attach(&mut tx, post).await?;
+            outcomes.push(Err(StoreError::NotFound));
+            continue;
         }
         outcomes.push(Ok(written(post)));
         accepted.push(entry);
