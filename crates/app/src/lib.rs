@@ -7,6 +7,7 @@
 mod app;
 pub mod auth;
 pub mod error;
+pub mod metric;
 pub mod ports;
 pub mod resilience;
 pub mod telemetry;

@@ -66,7 +66,6 @@ impl Default for HttpSettings {
 /// The whole HTTP surface: `/api/v1/*`, ops endpoints, OpenAPI and docs.
 pub fn router(state: HttpState, settings: &HttpSettings) -> Router {
     let x_request_id = axum::http::HeaderName::from_static(middleware::REQUEST_ID_HEADER);
-    models::set_media_base(&settings.media_base_url);
     let ops = Router::new()
         .route("/healthz", get(routes::ops::healthz))
         .route("/readyz", get(routes::ops::readyz))
@@ -141,5 +140,8 @@ pub fn router(state: HttpState, settings: &HttpSettings) -> Router {
             axum::http::header::X_CONTENT_TYPE_OPTIONS,
             axum::http::HeaderValue::from_static("nosniff"),
         ))
+        .layer(axum::Extension(models::MediaUrls::new(
+            &settings.media_base_url,
+        )))
         .with_state(state)
 }

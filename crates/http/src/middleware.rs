@@ -38,7 +38,7 @@ pub(crate) async fn observe(mut request: Request, next: Next) -> Response {
 
     let span = tracing::info_span!("request", %method, %route, %request_id);
     starling_app::telemetry::adopt_remote_parent(&span, &HeaderCarrier(request.headers()));
-    let in_flight = metrics::gauge!("http_requests_in_flight");
+    let in_flight = metrics::gauge!(starling_app::metric::HTTP_REQUESTS_IN_FLIGHT);
     in_flight.increment(1.0);
     let response = caller
         .scope(next.run(request).instrument(span.clone()))
@@ -53,8 +53,9 @@ pub(crate) async fn observe(mut request: Request, next: Next) -> Response {
         ("route", route),
         ("status", status.as_u16().to_string()),
     ];
-    metrics::counter!("http_requests_total", &labels).increment(1);
-    metrics::histogram!("http_request_duration_seconds", &labels).record(elapsed.as_secs_f64());
+    metrics::counter!(starling_app::metric::HTTP_REQUESTS_TOTAL, &labels).increment(1);
+    metrics::histogram!(starling_app::metric::HTTP_REQUEST_DURATION_SECONDS, &labels)
+        .record(elapsed.as_secs_f64());
     span.in_scope(|| {
         let user_id = caller.get().map(|id| id.to_string()).unwrap_or_default();
         let latency_ms = elapsed.as_secs_f64() * 1000.0;

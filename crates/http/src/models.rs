@@ -1,6 +1,8 @@
 //! The wire format of API v1, kept apart from domain types: converting at the
 //! edge lets the API evolve without touching the core.
 
+use std::sync::Arc;
+
 use serde::{Deserialize, Serialize};
 use starling_app::PostView;
 use starling_app::accounts::Session;
@@ -115,30 +117,36 @@ pub(crate) struct MediaBody {
 }
 
 /// Where media files are served from: `""` (this server's `/media/...`) or
-/// a CDN's base URL. Set once, when the router is built.
-static MEDIA_BASE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-
-pub(crate) fn set_media_base(base: &str) {
-    let _ = MEDIA_BASE.set(base.trim_end_matches('/').to_owned());
+/// a CDN's base URL. Built by `router()` from its settings and handed to
+/// the handlers that write media URLs (an `Extension`), so two routers in
+/// one process can serve different bases.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct MediaUrls {
+    base: Arc<str>,
 }
 
-/// The URL of the stored file `hash`.
-pub(crate) fn media_url(hash: &str) -> String {
-    format!(
-        "{}/media/{hash}",
-        MEDIA_BASE.get().map_or("", String::as_str)
-    )
+impl MediaUrls {
+    pub(crate) fn new(base: &str) -> Self {
+        Self {
+            base: Arc::from(base.trim_end_matches('/')),
+        }
+    }
+
+    /// The URL of the stored file `hash`.
+    pub(crate) fn of(&self, hash: &str) -> String {
+        format!("{}/media/{hash}", self.base)
+    }
 }
 
-impl From<&starling_domain::Media> for MediaBody {
-    fn from(media: &starling_domain::Media) -> Self {
+impl MediaBody {
+    pub(crate) fn new(media: &starling_domain::Media, urls: &MediaUrls) -> Self {
         Self {
             id: media.id.to_string(),
-            url: media_url(&media.file.hash),
+            url: urls.of(&media.file.hash),
             thumbnail_url: media
                 .thumbnail
                 .as_ref()
-                .map(|thumbnail| media_url(&thumbnail.hash)),
+                .map(|thumbnail| urls.of(&thumbnail.hash)),
             kind: media.file.kind.content_type().to_owned(),
             width: media.file.width,
             height: media.file.height,
@@ -156,7 +164,7 @@ impl From<&starling_domain::Media> for MediaBody {
 }
 
 /// `AttachmentBody` on the wire.
-struct AttachmentsJson<'a>(&'a [starling_domain::Attachment]);
+struct AttachmentsJson<'a>(&'a [starling_domain::Attachment], &'a MediaUrls);
 
 impl Serialize for AttachmentsJson<'_> {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
@@ -165,8 +173,8 @@ impl Serialize for AttachmentsJson<'_> {
         for attachment in self.0 {
             out.serialize_element(&AttachmentBody {
                 id: attachment.id.to_string(),
-                url: media_url(&attachment.file.hash),
-                thumbnail_url: media_url(&attachment.thumbnail.hash),
+                url: self.1.of(&attachment.file.hash),
+                thumbnail_url: self.1.of(&attachment.thumbnail.hash),
                 kind: attachment.file.kind.content_type().to_owned(),
                 width: attachment.file.width,
                 height: attachment.file.height,
@@ -193,7 +201,7 @@ pub(crate) struct MentionBody {
 /// `PostBody` on the wire, written straight from the view: no string is
 /// copied and no number or date allocates (a page writes twenty of these).
 /// `PostBody` describes the same JSON for the OpenAPI document.
-pub(crate) struct PostJson<'a>(pub(crate) &'a PostView);
+pub(crate) struct PostJson<'a>(pub(crate) &'a PostView, pub(crate) &'a MediaUrls);
 
 impl Serialize for PostJson<'_> {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
@@ -219,7 +227,7 @@ impl Serialize for PostJson<'_> {
         if post.media.is_empty() {
             out.skip_field("media")?;
         } else {
-            out.serialize_field("media", &AttachmentsJson(&post.media))?;
+            out.serialize_field("media", &AttachmentsJson(&post.media, self.1))?;
         }
         out.end()
     }
@@ -244,7 +252,7 @@ pub(crate) struct NotificationBody {
 }
 
 /// `NotificationBody` on the wire, written from the view.
-pub(crate) struct NotificationJson<'a>(pub(crate) &'a NotificationView);
+pub(crate) struct NotificationJson<'a>(pub(crate) &'a NotificationView, pub(crate) &'a MediaUrls);
 
 impl Serialize for NotificationJson<'_> {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
@@ -261,7 +269,7 @@ impl Serialize for NotificationJson<'_> {
         out.serialize_field("created_at", &TimeJson(notification.created_at))?;
         out.serialize_field("read", read)?;
         out.serialize_field("actor", &AuthorJson(actor))?;
-        out.serialize_field("post", &post.as_ref().map(PostJson))?;
+        out.serialize_field("post", &post.as_ref().map(|post| PostJson(post, self.1)))?;
         out.end()
     }
 }
@@ -459,7 +467,8 @@ mod tests {
             }),
             liked_by_me: true,
         };
-        let json: serde_json::Value = serde_json::to_value(PostJson(&view)).unwrap();
+        let json: serde_json::Value =
+            serde_json::to_value(PostJson(&view, &MediaUrls::default())).unwrap();
         assert_eq!(
             json,
             serde_json::json!({

@@ -62,9 +62,10 @@ impl Gauges {
     fn sample_runtime(&self) {
         let figures = self.runtime.metrics();
         let workers = figures.num_workers();
-        metrics::gauge!("starling_runtime_workers").set(workers as f64);
-        metrics::gauge!("starling_runtime_alive_tasks").set(figures.num_alive_tasks() as f64);
-        metrics::gauge!("starling_runtime_global_queue_depth")
+        metrics::gauge!(starling_app::metric::RUNTIME_WORKERS).set(workers as f64);
+        metrics::gauge!(starling_app::metric::RUNTIME_ALIVE_TASKS)
+            .set(figures.num_alive_tasks() as f64);
+        metrics::gauge!(starling_app::metric::RUNTIME_GLOBAL_QUEUE_DEPTH)
             .set(figures.global_queue_depth() as f64);
         let busy = total_busy(&self.runtime);
         let now = Instant::now();
@@ -72,7 +73,7 @@ impl Gauges {
         let elapsed = now.duration_since(last.0).as_secs_f64() * workers as f64;
         if elapsed > 0.0 {
             let ratio = busy.saturating_sub(last.1).as_secs_f64() / elapsed;
-            metrics::gauge!("starling_runtime_busy_ratio").set(ratio.clamp(0.0, 1.0));
+            metrics::gauge!(starling_app::metric::RUNTIME_BUSY_RATIO).set(ratio.clamp(0.0, 1.0));
         }
         *last = (now, busy);
     }
@@ -89,9 +90,9 @@ fn total_busy(runtime: &tokio::runtime::Handle) -> Duration {
 impl RefreshGauges for Gauges {
     async fn refresh(&self) {
         for (pool, open, idle) in self.sql.pool_usage() {
-            metrics::gauge!("starling_db_pool_connections", "pool" => pool, "state" => "idle")
+            metrics::gauge!(starling_app::metric::DB_POOL_CONNECTIONS, "pool" => pool, "state" => "idle")
                 .set(idle as f64);
-            metrics::gauge!("starling_db_pool_connections", "pool" => pool, "state" => "in_use")
+            metrics::gauge!(starling_app::metric::DB_POOL_CONNECTIONS, "pool" => pool, "state" => "in_use")
                 .set(f64::from(open).max(idle as f64) - idle as f64);
         }
         self.sample_runtime();
@@ -103,14 +104,16 @@ impl RefreshGauges for Gauges {
             *last = Some(Instant::now());
         }
         match tokio::time::timeout(SLOW_SOURCE, self.timelines.materialised_count()).await {
-            Ok(Ok(count)) => metrics::gauge!("starling_timelines_materialised").set(count as f64),
+            Ok(Ok(count)) => {
+                metrics::gauge!(starling_app::metric::TIMELINES_MATERIALISED).set(count as f64)
+            }
             Ok(Err(error)) => {
                 tracing::warn!(error = %error, "cannot count timelines");
-                metrics::gauge!("starling_timelines_materialised").set(f64::NAN);
+                metrics::gauge!(starling_app::metric::TIMELINES_MATERIALISED).set(f64::NAN);
             }
             Err(_) => {
                 tracing::warn!("counting timelines took too long");
-                metrics::gauge!("starling_timelines_materialised").set(f64::NAN);
+                metrics::gauge!(starling_app::metric::TIMELINES_MATERIALISED).set(f64::NAN);
             }
         }
         for consumer in &self.consumers {
@@ -130,8 +133,9 @@ impl RefreshGauges for Gauges {
                         (f64::NAN, f64::NAN)
                     }
                 };
-            metrics::gauge!("starling_outbox_backlog_events", "consumer" => *consumer).set(count);
-            metrics::gauge!("starling_outbox_oldest_unhandled_age_seconds", "consumer" => *consumer)
+            metrics::gauge!(starling_app::metric::OUTBOX_BACKLOG_EVENTS, "consumer" => *consumer)
+                .set(count);
+            metrics::gauge!(starling_app::metric::OUTBOX_OLDEST_UNHANDLED_AGE_SECONDS, "consumer" => *consumer)
                 .set(age_s);
         }
         if let Some(jetstream) = &self.jetstream {
@@ -163,7 +167,7 @@ impl RefreshGauges for Gauges {
                     },
                     Err(_) => f64::NAN,
                 };
-                metrics::gauge!("starling_stream_backlog_events", "consumer" => consumer)
+                metrics::gauge!(starling_app::metric::STREAM_BACKLOG_EVENTS, "consumer" => consumer)
                     .set(count);
             }
         }

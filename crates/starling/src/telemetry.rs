@@ -143,280 +143,39 @@ pub fn metrics_handle() -> anyhow::Result<PrometheusHandle> {
         .ok_or_else(|| anyhow::anyhow!("metrics recorder vanished"))
 }
 
-/// Gives every metric its help text and creates the counters at zero, so
-/// that they are exported (and `rate()` sees their first increment) before
-/// anything happens.
+/// Gives every metric its help text (from `starling_app::metric`, where
+/// each is named once) and creates the counters at zero, labelled ones for
+/// each label value known at start, so that they are exported (and
+/// `rate()` sees their first increment) before anything happens.
 pub fn describe_metrics(consumers: &[&'static str], caches: &[&'static str]) {
-    use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
+    use starling_app::metric;
 
-    describe_counter!(
-        "http_requests_total",
-        "HTTP requests answered, by method, route template and status"
-    );
-    describe_histogram!(
-        "http_request_duration_seconds",
-        Unit::Seconds,
-        "Time to answer an HTTP request"
-    );
-    describe_gauge!("http_requests_in_flight", "HTTP requests being answered");
-    describe_histogram!(
-        "starling_fanout_lag_seconds",
-        Unit::Seconds,
-        "From a post's commit to its arrival in its last follower's timeline"
-    );
-    describe_counter!(
-        "starling_fanout_posts_total",
-        "Posts fanned out to followers' timelines"
-    );
-    describe_counter!(
-        "starling_fanout_timeline_inserts_total",
-        "Timeline inserts made by fan-out"
-    );
-    describe_counter!(
-        "starling_fanout_skipped_high_fanout_total",
-        "Posts of high-fan-out accounts, merged at read time instead"
-    );
-    describe_counter!(
-        "starling_timeline_rebuilds_total",
-        "Home timelines rebuilt from SQL"
-    );
-    describe_counter!(
-        "starling_feed_sql_fallbacks_total",
-        "Feed pages served from SQL because the timeline store failed"
-    );
-    describe_counter!(
-        "starling_readiness_checks_total",
-        "Readiness checks that asked the store (at most one a second, however many probes arrive)"
-    );
-    describe_counter!(
-        "starling_feed_pages_cut_short_total",
-        "Feed pages cut short (with a cursor that goes on) after looking at their scan budget of hidden or deleted posts"
-    );
-    describe_counter!(
-        "starling_logins_backed_off_total",
-        "Logins refused unchecked because their account's failed logins back off"
-    );
-    describe_counter!(
-        "starling_login_failures_fallbacks_total",
-        "Failed logins counted in process because Redis could not answer"
-    );
-    describe_counter!(
-        "starling_password_hashing_saturated_total",
-        "Logins and registrations refused because every hashing slot stayed busy"
-    );
-    describe_counter!(
-        "starling_events_handled_total",
-        "Events handled, by consumer and kind"
-    );
-    describe_counter!(
-        "starling_event_retries_total",
-        "Event handling attempts that failed and were retried"
-    );
-    describe_counter!(
-        "starling_rate_limited_total",
-        "Requests refused with 429, by route class"
-    );
-    describe_counter!(
-        "starling_rate_limit_fallbacks_total",
-        "Requests judged by the local limiter because the shared one (Redis) failed or its breaker was open"
-    );
-    describe_gauge!(
-        "starling_breaker_state",
-        "Circuit breaker per dependency: 0 closed, 1 half-open, 2 open"
-    );
-    describe_counter!(
-        "starling_breaker_transitions_total",
-        "Circuit breaker state changes, by dependency and new state"
-    );
-    describe_counter!(
-        "starling_breaker_rejections_total",
-        "Calls failed at once by an open circuit breaker"
-    );
-    describe_counter!(
-        "starling_bulkhead_rejections_total",
-        "Calls failed at once because a dependency had too many in flight"
-    );
-    describe_counter!(
-        "starling_dependency_retries_total",
-        "Idempotent calls to a dependency sent again after a failure"
-    );
-    describe_counter!(
-        "starling_retry_budget_exhausted_total",
-        "Failed idempotent calls not retried because retries were over budget"
-    );
-    describe_counter!(
-        "starling_dependency_timeouts_total",
-        "Calls to a dependency that got no answer within their timeout"
-    );
-    describe_counter!(
-        "starling_cache_loads_total",
-        "SQL loads on cache misses (one query each, shared by concurrent misses)"
-    );
-    describe_counter!(
-        "starling_cache_loads_coalesced_total",
-        "Cache misses that joined a load already in flight instead of querying"
-    );
-    describe_counter!(
-        "starling_idempotent_replays_total",
-        "Creates answered from an idempotency key's kept answer"
-    );
-    describe_counter!(
-        "starling_requests_shed_total",
-        "API requests answered 503 at once because too many were in flight"
-    );
-    describe_counter!(
-        "starling_notifications_created_total",
-        "Notifications stored by the notifier (repeats of one already stored not counted)"
-    );
-    describe_counter!(
-        "starling_events_dead_lettered_total",
-        "Events parked after failing for good"
-    );
-    describe_gauge!(
-        "starling_stream_connections",
-        "Live streams (Server-Sent Events) open on this instance"
-    );
-    describe_counter!(
-        "starling_stream_events_total",
-        "Events sent on live streams, by type"
-    );
-    describe_counter!(
-        "starling_stream_dropped_total",
-        "Live streams ended by the server: slow (a client not reading filled its queue) or gap (an update never arrived)"
-    );
-    describe_counter!(
-        "starling_stream_resumes_total",
-        "Streams opened with Last-Event-ID: replayed, reset (position outside the window) or failed"
-    );
-    describe_counter!(
-        "starling_stream_refused_total",
-        "Streams refused: the account or the instance holds as many as allowed"
-    );
-    describe_counter!(
-        "starling_media_uploaded_total",
-        "Images accepted by POST /api/v1/media, by kind detected from their bytes"
-    );
-    describe_counter!(
-        "starling_media_thumbnails_total",
-        "Thumbnails made by the thumbnailer"
-    );
-    describe_counter!(
-        "starling_media_swept_total",
-        "Uploads removed because no post attached them within a day"
-    );
-    describe_counter!(
-        "starling_media_served_total",
-        "GET /media/{hash} answers, by status (200, 206, 304, 404, 416)"
-    );
-    describe_counter!(
-        "starling_live_published_total",
-        "Live updates published by the workers (one per topic)"
-    );
-    describe_counter!(
-        "starling_event_pulls_unfinished_total",
-        "Pulls from the event stream that the broker did not end by their expiry"
-    );
-    describe_counter!(
-        "starling_events_redelivered_total",
-        "Events the stream delivered again (their worker died, or a delivery was lost)"
-    );
-    describe_histogram!(
-        "starling_event_batch_events",
-        Unit::Count,
-        "Events a consumer took from the log at once"
-    );
-    describe_histogram!(
-        "starling_event_handling_lag_seconds",
-        Unit::Seconds,
-        "From an event's commit to its handling"
-    );
-    describe_counter!(
-        "starling_cache_hits_total",
-        "Cache lookups that found the key"
-    );
-    describe_counter!("starling_cache_misses_total", "Cache lookups that did not");
-    describe_histogram!(
-        "starling_db_pool_acquire_seconds",
-        Unit::Seconds,
-        "Time spent waiting for a database connection"
-    );
-    describe_counter!(
-        "starling_db_primary_changes_total",
-        "Times the PostgreSQL primary moved to another of the database URL's hosts (a failover)"
-    );
-    describe_gauge!(
-        "starling_db_pool_connections",
-        "Database connections, by pool and state"
-    );
-    describe_gauge!(
-        "starling_outbox_backlog_events",
-        "Outbox events a consumer has not handled yet"
-    );
-    describe_gauge!(
-        "starling_outbox_oldest_unhandled_age_seconds",
-        Unit::Seconds,
-        "Age of the oldest event a consumer has not handled"
-    );
-    describe_gauge!(
-        "starling_timelines_materialised",
-        "Home timelines held by the timeline store"
-    );
-    describe_gauge!("starling_runtime_workers", "Async runtime worker threads");
-    describe_gauge!("starling_runtime_alive_tasks", "Async tasks alive");
-    describe_gauge!(
-        "starling_runtime_global_queue_depth",
-        "Tasks waiting in the runtime's global queue"
-    );
-    describe_gauge!(
-        "starling_runtime_busy_ratio",
-        "Share of time the runtime's workers were busy since the last scrape"
-    );
-
-    for name in [
-        "starling_fanout_posts_total",
-        "starling_fanout_timeline_inserts_total",
-        "starling_fanout_skipped_high_fanout_total",
-        "starling_timeline_rebuilds_total",
-        "starling_feed_sql_fallbacks_total",
-        "starling_feed_pages_cut_short_total",
-        "starling_logins_backed_off_total",
-        "starling_login_failures_fallbacks_total",
-        "starling_password_hashing_saturated_total",
-        "starling_requests_shed_total",
-        "starling_idempotent_replays_total",
-        "starling_rate_limit_fallbacks_total",
-        "starling_live_published_total",
-        "starling_media_thumbnails_total",
-        "starling_media_swept_total",
-        "starling_db_primary_changes_total",
-    ] {
-        metrics::counter!(name).increment(0);
-    }
+    metric::describe_all();
     for reason in ["slow", "gap"] {
-        metrics::counter!("starling_stream_dropped_total", "reason" => reason).increment(0);
+        metrics::counter!(metric::STREAM_DROPPED_TOTAL, "reason" => reason).increment(0);
     }
     for outcome in ["replayed", "reset", "failed"] {
-        metrics::counter!("starling_stream_resumes_total", "outcome" => outcome).increment(0);
+        metrics::counter!(metric::STREAM_RESUMES_TOTAL, "outcome" => outcome).increment(0);
     }
     for class in starling_app::ports::RouteClass::ALL {
-        metrics::counter!("starling_rate_limited_total", "class" => class.as_str()).increment(0);
+        metrics::counter!(metric::RATE_LIMITED_TOTAL, "class" => class.as_str()).increment(0);
     }
     for name in [
-        "starling_cache_loads_total",
-        "starling_cache_loads_coalesced_total",
+        metric::CACHE_LOADS_TOTAL,
+        metric::CACHE_LOADS_COALESCED_TOTAL,
     ] {
         metrics::counter!(name, "cache" => "posts").increment(0);
     }
     for consumer in consumers {
         for name in [
-            "starling_event_retries_total",
-            "starling_events_dead_lettered_total",
+            metric::EVENT_RETRIES_TOTAL,
+            metric::EVENTS_DEAD_LETTERED_TOTAL,
         ] {
             metrics::counter!(name, "consumer" => *consumer).increment(0);
         }
     }
     for cache in caches {
-        for name in ["starling_cache_hits_total", "starling_cache_misses_total"] {
+        for name in [metric::CACHE_HITS_TOTAL, metric::CACHE_MISSES_TOTAL] {
             metrics::counter!(name, "cache" => *cache).increment(0);
         }
     }

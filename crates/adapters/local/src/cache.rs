@@ -92,8 +92,9 @@ where
             })
             .collect();
         let hits = found.iter().filter(|slot| slot.is_some()).count() as u64;
-        metrics::counter!("starling_cache_hits_total", "cache" => self.name).increment(hits);
-        metrics::counter!("starling_cache_misses_total", "cache" => self.name)
+        metrics::counter!(starling_app::metric::CACHE_HITS_TOTAL, "cache" => self.name)
+            .increment(hits);
+        metrics::counter!(starling_app::metric::CACHE_MISSES_TOTAL, "cache" => self.name)
             .increment(keys.len() as u64 - hits);
         found
     }

@@ -137,7 +137,7 @@ impl OutboxSubscription {
             .map_err(unavailable)?;
         self.acked = self.acked.max(row.sequence);
         self.persist().await?;
-        metrics::counter!("starling_events_dead_lettered_total", "consumer" => self.consumer.clone())
+        metrics::counter!(starling_app::metric::EVENTS_DEAD_LETTERED_TOTAL, "consumer" => self.consumer.clone())
             .increment(1);
         self.position = row.sequence;
         Ok(())

@@ -286,7 +286,7 @@ impl JetStream {
             .map_err(unavailable)?
             .await
             .map_err(unavailable)?;
-        metrics::counter!("starling_events_dead_lettered_total", "consumer" => consumer.to_owned())
+        metrics::counter!(starling_app::metric::EVENTS_DEAD_LETTERED_TOTAL, "consumer" => consumer.to_owned())
             .increment(1);
         Ok(())
     }
@@ -328,7 +328,8 @@ impl JetStream {
         let stored = try_join_all(acks).await.map_err(unavailable)?;
         let duplicates = stored.iter().filter(|ack| ack.duplicate).count();
         if duplicates > 0 {
-            metrics::counter!("starling_relay_duplicates_total").increment(duplicates as u64);
+            metrics::counter!(starling_app::metric::RELAY_DUPLICATES_TOTAL)
+                .increment(duplicates as u64);
         }
         Ok(())
     }
@@ -622,7 +623,7 @@ async fn collect(
             }
             Err(_) => {
                 tracing::debug!("a pull outlived its expiry; going on with what came");
-                metrics::counter!("starling_event_pulls_unfinished_total").increment(1);
+                metrics::counter!(starling_app::metric::EVENT_PULLS_UNFINISHED_TOTAL).increment(1);
                 return Ok(());
             }
         }
@@ -656,7 +657,7 @@ impl EventSubscription for PartitionSubscription {
                     // A worker died holding it or a delivery was lost (it
                     // waited out the ack wait), or a holder handing its
                     // partition over gave it back.
-                    metrics::counter!("starling_events_redelivered_total", "consumer" => self.consumer_name.clone())
+                    metrics::counter!(starling_app::metric::EVENTS_REDELIVERED_TOTAL, "consumer" => self.consumer_name.clone())
                         .increment(1);
                 }
                 match wire::decode(&message.payload, sequence, trace_parent) {

@@ -137,7 +137,8 @@ impl InvalidationBus {
                     .await;
                 if let Err(error) = sent {
                     // The other instances' copies live out their (short) lifetime.
-                    metrics::counter!("starling_cache_invalidations_lost_total").increment(1);
+                    metrics::counter!(starling_app::metric::CACHE_INVALIDATIONS_LOST_TOTAL)
+                        .increment(1);
                     tracing::warn!(error = %error, cache, "cannot publish a cache invalidation");
                 }
             }
@@ -154,7 +155,8 @@ impl InvalidationBus {
         let local = self.locals.lock().get(invalidation.cache).cloned();
         if let Some(local) = local {
             local.drop_keys(&invalidation.keys);
-            metrics::counter!("starling_cache_invalidations_received_total").increment(1);
+            metrics::counter!(starling_app::metric::CACHE_INVALIDATIONS_RECEIVED_TOTAL)
+                .increment(1);
         }
     }
 
@@ -347,14 +349,15 @@ where
     fn count(&self, outcome: L2) {
         let cache = self.l2_label;
         match outcome {
-            L2::Hit => {
-                metrics::counter!("starling_cache_hits_total", "cache" => cache).increment(1)
-            }
+            L2::Hit => metrics::counter!(starling_app::metric::CACHE_HITS_TOTAL, "cache" => cache)
+                .increment(1),
             L2::Miss => {
-                metrics::counter!("starling_cache_misses_total", "cache" => cache).increment(1)
+                metrics::counter!(starling_app::metric::CACHE_MISSES_TOTAL, "cache" => cache)
+                    .increment(1)
             }
             L2::Error => {
-                metrics::counter!("starling_cache_errors_total", "cache" => cache).increment(1)
+                metrics::counter!(starling_app::metric::CACHE_ERRORS_TOTAL, "cache" => cache)
+                    .increment(1)
             }
         }
     }

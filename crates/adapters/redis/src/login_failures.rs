@@ -37,7 +37,7 @@ impl RedisLoginFailures {
 
     fn fell_back(error: &redis::RedisError) {
         tracing::debug!(error = %error, "login failures: Redis failed; counting locally");
-        metrics::counter!("starling_login_failures_fallbacks_total").increment(1);
+        metrics::counter!(starling_app::metric::LOGIN_FAILURES_FALLBACKS_TOTAL).increment(1);
     }
 }
 

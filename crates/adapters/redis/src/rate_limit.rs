@@ -73,7 +73,7 @@ impl RateLimiter for RedisRateLimiter {
             Ok(decision) => Ok(decision),
             Err(error) => {
                 tracing::debug!(error = %error, "rate limiter: Redis failed; limiting locally");
-                metrics::counter!("starling_rate_limit_fallbacks_total").increment(1);
+                metrics::counter!(starling_app::metric::RATE_LIMIT_FALLBACKS_TOTAL).increment(1);
                 Ok(self.fallback.decide(class, client))
             }
         }

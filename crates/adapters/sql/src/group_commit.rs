@@ -78,7 +78,8 @@ async fn write_batches(
         if pending.lock().await.recv_many(&mut batch, max_batch).await == 0 {
             return;
         }
-        metrics::histogram!("starling_post_commit_batch_size").record(batch.len() as f64);
+        metrics::histogram!(starling_app::metric::POST_COMMIT_BATCH_SIZE)
+            .record(batch.len() as f64);
         match writer.write(&batch).await {
             Ok(outcomes) => {
                 for (entry, outcome) in batch.drain(..).zip(outcomes) {

@@ -262,6 +262,6 @@ impl OutboxRow {
 
 /// How long a query waited for a connection: the pool's saturation signal.
 fn record_acquire(pool: &'static str, started: std::time::Instant) {
-    metrics::histogram!("starling_db_pool_acquire_seconds", "pool" => pool)
+    metrics::histogram!(starling_app::metric::DB_POOL_ACQUIRE_SECONDS, "pool" => pool)
         .record(started.elapsed().as_secs_f64());
 }

@@ -93,7 +93,7 @@ impl Accounts {
         if let Some(wait) = self.login_backoff.remaining(failures, Timestamp::now_ms()) {
             // Refused before the password is looked at: guessing on
             // during the wait learns nothing, whatever was guessed.
-            metrics::counter!("starling_logins_backed_off_total").increment(1);
+            metrics::counter!(crate::metric::LOGINS_BACKED_OFF_TOTAL).increment(1);
             let seconds = wait.as_millis().div_ceil(1000).max(1);
             return Err(AppError::Throttled {
                 detail: format!(

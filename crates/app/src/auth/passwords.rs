@@ -71,7 +71,7 @@ impl PasswordHashing {
                 "hashing slots closed: {closed}"
             ))),
             Err(_) => {
-                metrics::counter!("starling_password_hashing_saturated_total").increment(1);
+                metrics::counter!(crate::metric::PASSWORD_HASHING_SATURATED_TOTAL).increment(1);
                 Err(AppError::Unavailable(anyhow::anyhow!(
                     "password hashing saturated for {SLOT_WAIT:?}"
                 )))

@@ -39,7 +39,7 @@ impl Feed {
         timelines
             .finish_rebuild(user, &entries, floor_of(&entries, cap))
             .await?;
-        metrics::counter!("starling_timeline_rebuilds_total").increment(1);
+        metrics::counter!(crate::metric::TIMELINE_REBUILDS_TOTAL).increment(1);
         tracing::debug!(entries = entries.len(), "timeline rebuilt");
         Ok(())
     }

@@ -50,7 +50,7 @@ impl Feed {
             if scanned >= budget {
                 // Cut short: what was found, and a cursor below everything
                 // looked at, so the next page goes on from there.
-                metrics::counter!("starling_feed_pages_cut_short_total").increment(1);
+                metrics::counter!(crate::metric::FEED_PAGES_CUT_SHORT_TOTAL).increment(1);
                 return Ok(Page {
                     items: views,
                     next: bound.map(PostId::get),
@@ -92,7 +92,7 @@ impl Feed {
         needed: usize,
     ) -> AppResult<Vec<TimelineEntry>> {
         let Some(slice) = self.stored_slice(reader, bound, needed).await? else {
-            metrics::counter!("starling_feed_sql_fallbacks_total").increment(1);
+            metrics::counter!(crate::metric::FEED_SQL_FALLBACKS_TOTAL).increment(1);
             return Ok(self.posts.home_entries(reader, None, bound, needed).await?);
         };
         let floor = slice.floor;

@@ -66,11 +66,12 @@ where
             }
             let joined = keys.len() - mine.len();
             if joined > 0 {
-                metrics::counter!("starling_cache_loads_coalesced_total", "cache" => self.name)
+                metrics::counter!(crate::metric::CACHE_LOADS_COALESCED_TOTAL, "cache" => self.name)
                     .increment(joined as u64);
             }
             if !mine.is_empty() {
-                metrics::counter!("starling_cache_loads_total", "cache" => self.name).increment(1);
+                metrics::counter!(crate::metric::CACHE_LOADS_TOTAL, "cache" => self.name)
+                    .increment(1);
                 self.loads.fetch_add(1, Ordering::Relaxed);
                 let flight = load(mine.clone())
                     .map(|loaded| match loaded {

@@ -86,7 +86,7 @@ impl State {
                 self.per_account.remove(&account);
             }
         }
-        metrics::gauge!("starling_stream_connections").set(self.connections.len() as f64);
+        metrics::gauge!(crate::metric::STREAM_CONNECTIONS).set(self.connections.len() as f64);
         true
     }
 
@@ -164,7 +164,8 @@ impl LiveSink for Shared {
         }
         for id in slow {
             if guard.remove(id) {
-                metrics::counter!("starling_stream_dropped_total", "reason" => "slow").increment(1);
+                metrics::counter!(crate::metric::STREAM_DROPPED_TOTAL, "reason" => "slow")
+                    .increment(1);
             }
         }
     }
@@ -200,7 +201,7 @@ impl LiveHub {
             next_id: AtomicU64::new(1),
         });
         log.attach(shared.clone()).await?;
-        metrics::gauge!("starling_stream_connections").set(0.0);
+        metrics::gauge!(crate::metric::STREAM_CONNECTIONS).set(0.0);
         Ok(Arc::new(Self {
             log,
             settings,
@@ -219,14 +220,16 @@ impl LiveHub {
             return Err(AppError::AtCapacity("the server is shutting down"));
         }
         if state.connections.len() >= self.settings.max_connections {
-            metrics::counter!("starling_stream_refused_total", "reason" => "instance").increment(1);
+            metrics::counter!(crate::metric::STREAM_REFUSED_TOTAL, "reason" => "instance")
+                .increment(1);
             return Err(AppError::AtCapacity(
                 "this server holds as many streams as it can; retry shortly",
             ));
         }
         let held = state.per_account.get(&account).copied().unwrap_or(0);
         if held >= self.settings.max_per_account {
-            metrics::counter!("starling_stream_refused_total", "reason" => "account").increment(1);
+            metrics::counter!(crate::metric::STREAM_REFUSED_TOTAL, "reason" => "account")
+                .increment(1);
             return Err(AppError::TooMany(
                 "this account holds as many streams as it may; close one first",
             ));
@@ -234,7 +237,7 @@ impl LiveHub {
         let id = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
         let (sender, updates) = mpsc::channel(self.settings.queue.max(1));
         state.register(id, account, topics, sender);
-        metrics::gauge!("starling_stream_connections").set(state.connections.len() as f64);
+        metrics::gauge!(crate::metric::STREAM_CONNECTIONS).set(state.connections.len() as f64);
         Ok(Connection {
             id,
             shared: self.shared.clone(),

@@ -25,6 +25,6 @@ pub(crate) async fn publish(
         return Ok(());
     }
     live.publish(updates).await?;
-    metrics::counter!("starling_live_published_total").increment(updates.len() as u64);
+    metrics::counter!(crate::metric::LIVE_PUBLISHED_TOTAL).increment(updates.len() as u64);
     Ok(())
 }

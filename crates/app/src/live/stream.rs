@@ -171,7 +171,7 @@ impl LiveStream {
     async fn resume(&mut self, topics: &[Topic], after: u64) {
         match self.replay_to_head(topics, after).await {
             Ok((head, replay)) if replay.complete => {
-                metrics::counter!("starling_stream_resumes_total", "outcome" => "replayed")
+                metrics::counter!(crate::metric::STREAM_RESUMES_TOTAL, "outcome" => "replayed")
                     .increment(1);
                 self.floor = head;
                 for topic in topics {
@@ -180,7 +180,7 @@ impl LiveStream {
                 self.replayed = replay.messages.into();
             }
             Ok((head, _)) => {
-                metrics::counter!("starling_stream_resumes_total", "outcome" => "reset")
+                metrics::counter!(crate::metric::STREAM_RESUMES_TOTAL, "outcome" => "reset")
                     .increment(1);
                 self.floor = head;
                 for topic in topics {
@@ -190,7 +190,7 @@ impl LiveStream {
             }
             Err(error) => {
                 tracing::warn!(error = %error, "cannot replay live updates; the client reloads");
-                metrics::counter!("starling_stream_resumes_total", "outcome" => "failed")
+                metrics::counter!(crate::metric::STREAM_RESUMES_TOTAL, "outcome" => "failed")
                     .increment(1);
                 self.reset = Some(None);
             }
@@ -232,7 +232,7 @@ impl LiveStream {
                         self.seen.get(&message.topic).copied(),
                     ) && previous > seen
                     {
-                        metrics::counter!("starling_stream_dropped_total", "reason" => "gap")
+                        metrics::counter!(crate::metric::STREAM_DROPPED_TOTAL, "reason" => "gap")
                             .increment(1);
                         return Err(StreamEnd::Gap);
                     }

@@ -258,7 +258,8 @@ impl MediaLibrary {
             return Err(error);
         }
         self.events.wake();
-        metrics::counter!("starling_media_uploaded_total", "kind" => kind.as_str()).increment(1);
+        metrics::counter!(crate::metric::MEDIA_UPLOADED_TOTAL, "kind" => kind.as_str())
+            .increment(1);
         media.state = MediaState::Processing;
         Ok(media)
     }
@@ -353,7 +354,7 @@ impl MediaLibrary {
         // the same thumbnail may have deleted the file in between.
         blobs.put(&file.hash, bytes).await?;
         if made {
-            metrics::counter!("starling_media_thumbnails_total").increment(1);
+            metrics::counter!(crate::metric::MEDIA_THUMBNAILS_TOTAL).increment(1);
         }
         Ok(made)
     }
@@ -380,7 +381,7 @@ impl MediaLibrary {
             }
         }
         if total > 0 {
-            metrics::counter!("starling_media_swept_total").increment(total);
+            metrics::counter!(crate::metric::MEDIA_SWEPT_TOTAL).increment(total);
         }
         Ok(total)
     }

@@ -102,7 +102,7 @@ impl Drop for Permit<'_> {
 
 impl Breaker {
     pub fn new(name: &'static str, settings: BreakerSettings) -> Self {
-        metrics::gauge!("starling_breaker_state", "dependency" => name).set(0.0);
+        metrics::gauge!(crate::metric::BREAKER_STATE, "dependency" => name).set(0.0);
         Self {
             name,
             settings,
@@ -153,7 +153,7 @@ impl Breaker {
                 said: false,
             })
         } else {
-            metrics::counter!("starling_breaker_rejections_total", "dependency" => self.name)
+            metrics::counter!(crate::metric::BREAKER_REJECTIONS_TOTAL, "dependency" => self.name)
                 .increment(1);
             None
         }
@@ -202,9 +202,9 @@ impl Breaker {
     }
 
     fn entered(&self, state: BreakerState) {
-        metrics::gauge!("starling_breaker_state", "dependency" => self.name).set(state.level());
+        metrics::gauge!(crate::metric::BREAKER_STATE, "dependency" => self.name).set(state.level());
         metrics::counter!(
-            "starling_breaker_transitions_total",
+            crate::metric::BREAKER_TRANSITIONS_TOTAL,
             "dependency" => self.name,
             "to" => state.as_str()
         )

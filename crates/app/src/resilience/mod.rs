@@ -75,16 +75,16 @@ impl Guard {
     pub fn new(name: &'static str, settings: &GuardSettings) -> Self {
         // Exported from the start, so that alerts and rate() see the first one.
         for counter in [
-            "starling_bulkhead_rejections_total",
-            "starling_dependency_timeouts_total",
-            "starling_dependency_retries_total",
-            "starling_retry_budget_exhausted_total",
-            "starling_breaker_rejections_total",
+            crate::metric::BULKHEAD_REJECTIONS_TOTAL,
+            crate::metric::DEPENDENCY_TIMEOUTS_TOTAL,
+            crate::metric::DEPENDENCY_RETRIES_TOTAL,
+            crate::metric::RETRY_BUDGET_EXHAUSTED_TOTAL,
+            crate::metric::BREAKER_REJECTIONS_TOTAL,
         ] {
             metrics::counter!(counter, "dependency" => name).increment(0);
         }
         for state in ["open", "half_open", "closed"] {
-            metrics::counter!("starling_breaker_transitions_total", "dependency" => name, "to" => state)
+            metrics::counter!(crate::metric::BREAKER_TRANSITIONS_TOTAL, "dependency" => name, "to" => state)
                 .increment(0);
         }
         Self {
@@ -122,12 +122,12 @@ impl Guard {
                 return Err(error);
             }
             if !self.retries.withdraw() {
-                metrics::counter!("starling_retry_budget_exhausted_total", "dependency" => self.name)
+                metrics::counter!(crate::metric::RETRY_BUDGET_EXHAUSTED_TOTAL, "dependency" => self.name)
                     .increment(1);
                 return Err(error);
             }
             retried += 1;
-            metrics::counter!("starling_dependency_retries_total", "dependency" => self.name)
+            metrics::counter!(crate::metric::DEPENDENCY_RETRIES_TOTAL, "dependency" => self.name)
                 .increment(1);
             let ceiling = RETRY_BACKOFF * 2u32.pow(retried - 1);
             let wait = rand::thread_rng().gen_range(Duration::ZERO..=ceiling);
@@ -147,7 +147,7 @@ impl Guard {
         F: Future<Output = Result<T, E>>,
     {
         let Ok(_slot) = self.bulkhead.try_acquire() else {
-            metrics::counter!("starling_bulkhead_rejections_total", "dependency" => self.name)
+            metrics::counter!(crate::metric::BULKHEAD_REJECTIONS_TOTAL, "dependency" => self.name)
                 .increment(1);
             return Err(GuardError::Full(self.name));
         };
@@ -165,7 +165,7 @@ impl Guard {
             }
             Err(_) => {
                 permit.failed();
-                metrics::counter!("starling_dependency_timeouts_total", "dependency" => self.name)
+                metrics::counter!(crate::metric::DEPENDENCY_TIMEOUTS_TOTAL, "dependency" => self.name)
                     .increment(1);
                 Err(GuardError::TimedOut(self.name, self.timeout))
             }

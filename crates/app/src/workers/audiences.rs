@@ -64,10 +64,10 @@ impl Audiences {
         if let Some(audience) = self.lists.get(&author)
             && audience.loaded.elapsed() < TIME_TO_LIVE
         {
-            metrics::counter!("starling_cache_hits_total", "cache" => "audiences").increment(1);
+            metrics::counter!(crate::metric::CACHE_HITS_TOTAL, "cache" => "audiences").increment(1);
             return Ok(below(audience.followers, threshold));
         }
-        metrics::counter!("starling_cache_misses_total", "cache" => "audiences").increment(1);
+        metrics::counter!(crate::metric::CACHE_MISSES_TOTAL, "cache" => "audiences").increment(1);
         let Some(user) = accounts.user_by_id(author).await? else {
             return Ok(Some(Arc::from([])));
         };

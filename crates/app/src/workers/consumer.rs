@@ -103,7 +103,7 @@ pub async fn run_consumer(
         let batch = match batch {
             Ok(batch) => {
                 failures = 0;
-                metrics::histogram!("starling_event_batch_events", "consumer" => name)
+                metrics::histogram!(crate::metric::EVENT_BATCH_EVENTS, "consumer" => name)
                     .record(batch.len() as f64);
                 batch
             }
@@ -188,9 +188,9 @@ async fn handle_at_once(handler: &dyn EventHandler, batch: &[EventEnvelope]) -> 
             let now = Timestamp::now_ms();
             for envelope in batch {
                 let lag_ms = (now - envelope.occurred_at.millis()).max(0);
-                metrics::histogram!("starling_event_handling_lag_seconds", "consumer" => name)
+                metrics::histogram!(crate::metric::EVENT_HANDLING_LAG_SECONDS, "consumer" => name)
                     .record(lag_ms as f64 / 1000.0);
-                metrics::counter!("starling_events_handled_total", "consumer" => name, "kind" => envelope.event.kind())
+                metrics::counter!(crate::metric::EVENTS_HANDLED_TOTAL, "consumer" => name, "kind" => envelope.event.kind())
                     .increment(1);
             }
             true
@@ -275,9 +275,9 @@ async fn handle_with_retries(
         let error = match handler.handle(envelope).instrument(span.clone()).await {
             Ok(()) => {
                 let lag_ms = (Timestamp::now_ms() - envelope.occurred_at.millis()).max(0);
-                metrics::histogram!("starling_event_handling_lag_seconds", "consumer" => name)
+                metrics::histogram!(crate::metric::EVENT_HANDLING_LAG_SECONDS, "consumer" => name)
                     .record(lag_ms as f64 / 1000.0);
-                metrics::counter!("starling_events_handled_total", "consumer" => name, "kind" => kind)
+                metrics::counter!(crate::metric::EVENTS_HANDLED_TOTAL, "consumer" => name, "kind" => kind)
                     .increment(1);
                 return Outcome::Done;
             }
@@ -286,14 +286,15 @@ async fn handle_with_retries(
         let transient = matches!(error, AppError::Unavailable(_));
         if transient || attempt < options.max_attempts {
             tracing::warn!(consumer = name, event_id = %envelope.id, attempt, error = %error, "event failed; retrying");
-            metrics::counter!("starling_event_retries_total", "consumer" => name).increment(1);
+            metrics::counter!(crate::metric::EVENT_RETRIES_TOTAL, "consumer" => name).increment(1);
             if sleep_or_shutdown(options.backoff(attempt), shutdown).await {
                 return Outcome::LeftForRedelivery;
             }
             continue;
         }
         tracing::error!(consumer = name, event_id = %envelope.id, attempt, error = ?error, "event failed for good; dead-lettering");
-        metrics::counter!("starling_events_dead_lettered_total", "consumer" => name).increment(1);
+        metrics::counter!(crate::metric::EVENTS_DEAD_LETTERED_TOTAL, "consumer" => name)
+            .increment(1);
         if let Err(park_error) = subscription.dead_letter(envelope, &error.to_string()).await {
             tracing::error!(consumer = name, event_id = %envelope.id, error = %park_error, "cannot dead-letter the event; it will be redelivered");
             return Outcome::LeftForRedelivery;

@@ -240,13 +240,15 @@ impl FanoutWorker {
                     pairs.extend(followers.iter().map(|follower| (*follower, entry)));
                     fanned_out += 1;
                 }
-                None => metrics::counter!("starling_fanout_skipped_high_fanout_total").increment(1),
+                None => {
+                    metrics::counter!(crate::metric::FANOUT_SKIPPED_HIGH_FANOUT_TOTAL).increment(1)
+                }
             }
         }
         self.feed.timelines().insert_each(&pairs).await?;
         let inserts = pairs.len() as u64 - created.len() as u64;
-        metrics::counter!("starling_fanout_timeline_inserts_total").increment(inserts);
-        metrics::counter!("starling_fanout_posts_total").increment(fanned_out);
+        metrics::counter!(crate::metric::FANOUT_TIMELINE_INSERTS_TOTAL).increment(inserts);
+        metrics::counter!(crate::metric::FANOUT_POSTS_TOTAL).increment(fanned_out);
         // After the timelines, as for one post.
         let updates: Vec<(Topic, LiveEvent)> = created
             .iter()
@@ -265,7 +267,8 @@ impl FanoutWorker {
         for (_, author_id, occurred_at) in &created {
             if audiences.get(author_id).is_some_and(Option::is_some) {
                 let lag_ms = (now - occurred_at.millis()).max(0);
-                metrics::histogram!("starling_fanout_lag_seconds").record(lag_ms as f64 / 1000.0);
+                metrics::histogram!(crate::metric::FANOUT_LAG_SECONDS)
+                    .record(lag_ms as f64 / 1000.0);
             }
         }
         Ok(())

@@ -87,7 +87,7 @@ impl Notifier {
             ));
         }
         if added > 0 {
-            metrics::counter!("starling_notifications_created_total").increment(added);
+            metrics::counter!(crate::metric::NOTIFICATIONS_CREATED_TOTAL).increment(added);
         }
         // Again on a redelivery, in case the first delivery stored the
         // notifications but failed to publish them (the log drops copies).

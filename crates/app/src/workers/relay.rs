@@ -58,7 +58,7 @@ pub async fn run_relay(
                     break;
                 }
                 Err(error) => {
-                    metrics::counter!("starling_relay_publish_failures_total").increment(1);
+                    metrics::counter!(crate::metric::RELAY_PUBLISH_FAILURES_TOTAL).increment(1);
                     tracing::warn!(error = %error, events = batch.len(), "cannot publish; retrying");
                     failures += 1;
                     if sleep_or_shutdown(options.backoff(failures), &shutdown).await {
@@ -67,9 +67,9 @@ pub async fn run_relay(
                 }
             }
         }
-        metrics::counter!("starling_relay_published_total").increment(batch.len() as u64);
+        metrics::counter!(crate::metric::RELAY_PUBLISHED_TOTAL).increment(batch.len() as u64);
         let lag_ms = (starling_domain::Timestamp::now_ms() - last.occurred_at.millis()).max(0);
-        metrics::histogram!("starling_relay_lag_seconds").record(lag_ms as f64 / 1000.0);
+        metrics::histogram!(crate::metric::RELAY_LAG_SECONDS).record(lag_ms as f64 / 1000.0);
         if let Err(error) = subscription.ack_through(last).await {
             // Published but not checkpointed: the next run publishes these
             // again and the broker drops them as duplicates.

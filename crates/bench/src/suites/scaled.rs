@@ -513,7 +513,7 @@ async fn fanout_burst(
     let handled = |metrics: &str| {
         counter(
             metrics,
-            "starling_events_handled_total",
+            starling_app::metric::EVENTS_HANDLED_TOTAL,
             &["consumer=\"fanout\"", "kind=\"post_created\""],
         )
     };
@@ -540,7 +540,11 @@ async fn fanout_burst(
     };
     let seconds = started.elapsed().as_secs_f64();
     let posts = handled(&metrics) as u64;
-    let timeline_inserts = counter(&metrics, "starling_fanout_timeline_inserts_total", &[]) as u64;
+    let timeline_inserts = counter(
+        &metrics,
+        starling_app::metric::FANOUT_TIMELINE_INSERTS_TOTAL,
+        &[],
+    ) as u64;
     let batches = |part: &str| {
         counter(
             &metrics,
@@ -551,10 +555,14 @@ async fn fanout_burst(
     let events_per_batch = batches("sum") / batches("count").max(1.0);
     let redelivered = counter(
         &metrics,
-        "starling_events_redelivered_total",
+        starling_app::metric::EVENTS_REDELIVERED_TOTAL,
         &["consumer=\"fanout\""],
     ) as u64;
-    let pulls_unfinished = counter(&metrics, "starling_event_pulls_unfinished_total", &[]) as u64;
+    let pulls_unfinished = counter(
+        &metrics,
+        starling_app::metric::EVENT_PULLS_UNFINISHED_TOTAL,
+        &[],
+    ) as u64;
     Ok((
         FanoutBurst {
             posts,
@@ -740,7 +748,7 @@ async fn measure(args: &ScaledArgs, isolation: &Isolation) -> anyhow::Result<Sca
     let redelivered = |metrics: &str| {
         counter(
             metrics,
-            "starling_events_redelivered_total",
+            starling_app::metric::EVENTS_REDELIVERED_TOTAL,
             &["consumer=\"fanout\""],
         ) as u64
     };

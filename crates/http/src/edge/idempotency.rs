@@ -117,7 +117,7 @@ pub(crate) async fn honour_idempotency_keys(
         match claim {
             Ok(IdempotencyClaim::Claimed) => break,
             Ok(IdempotencyClaim::Completed(stored)) => {
-                metrics::counter!("starling_idempotent_replays_total").increment(1);
+                metrics::counter!(starling_app::metric::IDEMPOTENT_REPLAYS_TOTAL).increment(1);
                 return replay(&state, stored).await;
             }
             Ok(IdempotencyClaim::Mismatch) => {

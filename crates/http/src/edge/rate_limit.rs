@@ -66,7 +66,8 @@ pub(crate) async fn limit_rate(
         .rate_limits
         .map_or(Duration::ZERO, |limits| limits.quota(class).window);
     if !decision.allowed {
-        metrics::counter!("starling_rate_limited_total", "class" => class.as_str()).increment(1);
+        metrics::counter!(starling_app::metric::RATE_LIMITED_TOTAL, "class" => class.as_str())
+            .increment(1);
         let retry_after = seconds_up(decision.retry_after).max(1);
         let mut response = ApiError::new(
             StatusCode::TOO_MANY_REQUESTS,

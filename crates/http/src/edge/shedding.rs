@@ -52,7 +52,7 @@ pub(crate) async fn shed_load(
         .and_then(Result::ok),
     };
     let Some(_slot) = slot else {
-        metrics::counter!("starling_requests_shed_total").increment(1);
+        metrics::counter!(starling_app::metric::REQUESTS_SHED_TOTAL).increment(1);
         let mut response = ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "overloaded",

@@ -1,10 +1,11 @@
 //! `/api/v1/feed`: the caller's home timeline.
 
+use axum::Extension;
 use axum::extract::State;
 use starling_domain::PostId;
 
 use crate::extract::{AppQuery, AuthUser};
-use crate::models::{PostBody, PostJson};
+use crate::models::{MediaUrls, PostBody, PostJson};
 use crate::pagination::{PageBody, PageParams};
 use crate::problem::{ApiError, Problem};
 use crate::routes::json_now;
@@ -23,6 +24,7 @@ use axum::response::Response;
     ))]
 pub(crate) async fn home_feed(
     State(state): State<HttpState>,
+    Extension(urls): Extension<MediaUrls>,
     AuthUser(caller): AuthUser,
     AppQuery(params): AppQuery<PageParams>,
 ) -> Result<Response, ApiError> {
@@ -34,6 +36,6 @@ pub(crate) async fn home_feed(
         .feed()
         .home_feed(caller, request.after.map(PostId), request.limit)
         .await?;
-    let body = PageBody::from_page_ref(&page, &list, PostJson);
+    let body = PageBody::from_page_ref(&page, &list, |view| PostJson(view, &urls));
     Ok(json_now(StatusCode::OK, &body))
 }

@@ -2,6 +2,7 @@
 //! upload's state, for its owner) and `GET /media/{hash}` (the files, for
 //! everyone and every cache: content-addressed, so immutable).
 
+use axum::Extension;
 use axum::extract::multipart::MultipartRejection;
 use axum::extract::{Multipart, Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -11,7 +12,7 @@ use starling_app::media::{ByteRange, Served};
 use starling_domain::MediaId;
 
 use crate::extract::AuthUser;
-use crate::models::MediaBody;
+use crate::models::{MediaBody, MediaUrls};
 use crate::problem::{ApiError, Problem};
 use crate::routes::json_now;
 use crate::state::HttpState;
@@ -39,6 +40,7 @@ pub(crate) struct UploadForm {
     ))]
 pub(crate) async fn upload(
     State(state): State<HttpState>,
+    Extension(urls): Extension<MediaUrls>,
     AuthUser(caller): AuthUser,
     form: Result<Multipart, MultipartRejection>,
 ) -> Result<Response, ApiError> {
@@ -83,7 +85,7 @@ pub(crate) async fn upload(
     }
     let file = file.ok_or_else(|| ApiError::invalid_parameter("file", "the image is missing"))?;
     let media = state.app.media().upload(caller, file, &alt).await?;
-    let mut response = json_now(StatusCode::CREATED, &MediaBody::from(&media));
+    let mut response = json_now(StatusCode::CREATED, &MediaBody::new(&media, &urls));
     if let Ok(location) = HeaderValue::from_str(&format!("/api/v1/media/{}", media.id)) {
         response.headers_mut().insert(header::LOCATION, location);
     }
@@ -107,12 +109,13 @@ fn too_large(max: usize) -> ApiError {
     ))]
 pub(crate) async fn media(
     State(state): State<HttpState>,
+    Extension(urls): Extension<MediaUrls>,
     AuthUser(caller): AuthUser,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     let id: MediaId = id.parse().map_err(|_| ApiError::not_found("media"))?;
     let media = state.app.media().upload_of(caller, id).await?;
-    Ok(json_now(StatusCode::OK, &MediaBody::from(&media)))
+    Ok(json_now(StatusCode::OK, &MediaBody::new(&media, &urls)))
 }
 
 /// Cached by browsers and CDNs for a year: a file's name is its content.
@@ -192,7 +195,7 @@ pub(crate) async fn file(
             {
                 headers.insert(header::CONTENT_RANGE, value);
             }
-            metrics::counter!("starling_media_served_total", "status" => status.as_str().to_owned())
+            metrics::counter!(starling_app::metric::MEDIA_SERVED_TOTAL, "status" => status.as_str().to_owned())
                 .increment(1);
             Ok(response)
         }

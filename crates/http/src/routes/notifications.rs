@@ -1,5 +1,6 @@
 //! `/api/v1/notifications`: the caller's notifications and their read position.
 
+use axum::Extension;
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -10,7 +11,9 @@ use starling_domain::{NotificationId, NotificationKind, ValidationErrors};
 use utoipa::IntoParams;
 
 use crate::extract::{AppJson, AppQuery, AuthUser};
-use crate::models::{MarkReadRequest, NotificationBody, NotificationJson, ReadStateBody};
+use crate::models::{
+    MarkReadRequest, MediaUrls, NotificationBody, NotificationJson, ReadStateBody,
+};
 use crate::pagination::{PageBody, PageParams};
 use crate::problem::{ApiError, Problem};
 use crate::routes::json_now;
@@ -63,6 +66,7 @@ impl NotificationParams {
     ))]
 pub(crate) async fn notifications(
     State(state): State<HttpState>,
+    Extension(urls): Extension<MediaUrls>,
     AuthUser(caller): AuthUser,
     AppQuery(params): AppQuery<NotificationParams>,
 ) -> Result<Response, ApiError> {
@@ -83,7 +87,7 @@ pub(crate) async fn notifications(
             request.limit,
         )
         .await?;
-    let body = PageBody::from_page_ref(&page, list, NotificationJson);
+    let body = PageBody::from_page_ref(&page, list, |view| NotificationJson(view, &urls));
     Ok(json_now(StatusCode::OK, &body))
 }
 

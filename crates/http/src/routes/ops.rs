@@ -43,7 +43,7 @@ pub(crate) async fn readyz(State(state): State<HttpState>) -> Response {
                         false
                     }
                 };
-                metrics::counter!("starling_readiness_checks_total",
+                metrics::counter!(starling_app::metric::READINESS_CHECKS_TOTAL,
                     "outcome" => if ready { "ready" } else { "unavailable" })
                 .increment(1);
                 *last = Some((Instant::now(), ready));

@@ -1,11 +1,12 @@
 //! `/api/v1/posts`: create, read, delete, like.
 
+use axum::Extension;
 use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
 use starling_domain::{MediaId, PostId, ValidationErrors};
 
 use crate::extract::{AppJson, AppQuery, AuthUser, PostPath};
-use crate::models::{CreatePostRequest, PostBody, PostJson};
+use crate::models::{CreatePostRequest, MediaUrls, PostBody, PostJson};
 use crate::pagination::{PageBody, PageParams};
 use crate::problem::{ApiError, Problem};
 use crate::routes::json_now;
@@ -23,6 +24,7 @@ use axum::response::Response;
     ))]
 pub(crate) async fn create_post(
     State(state): State<HttpState>,
+    Extension(urls): Extension<MediaUrls>,
     AuthUser(caller): AuthUser,
     AppJson(request): AppJson<CreatePostRequest>,
 ) -> Result<Response, ApiError> {
@@ -49,7 +51,7 @@ pub(crate) async fn create_post(
         .posts()
         .create(caller, &request.text, reply_to, &media_ids)
         .await?;
-    let mut response = json_now(StatusCode::CREATED, &PostJson(&view));
+    let mut response = json_now(StatusCode::CREATED, &PostJson(&view, &urls));
     if let Ok(location) = HeaderValue::from_str(&format!("/api/v1/posts/{}", view.post.id)) {
         response.headers_mut().insert(header::LOCATION, location);
     }
@@ -65,6 +67,7 @@ pub(crate) async fn create_post(
     ))]
 pub(crate) async fn post(
     State(state): State<HttpState>,
+    Extension(urls): Extension<MediaUrls>,
     viewer: Option<AuthUser>,
     PostPath(id): PostPath,
 ) -> Result<Response, ApiError> {
@@ -73,7 +76,7 @@ pub(crate) async fn post(
         .posts()
         .post(viewer.map(|AuthUser(user)| user), id)
         .await?;
-    Ok(json_now(StatusCode::OK, &PostJson(&view)))
+    Ok(json_now(StatusCode::OK, &PostJson(&view, &urls)))
 }
 
 /// A post's replies, oldest first (conversation order). A deleted post
@@ -87,6 +90,7 @@ pub(crate) async fn post(
     ))]
 pub(crate) async fn replies(
     State(state): State<HttpState>,
+    Extension(urls): Extension<MediaUrls>,
     viewer: Option<AuthUser>,
     PostPath(id): PostPath,
     AppQuery(params): AppQuery<PageParams>,
@@ -103,7 +107,7 @@ pub(crate) async fn replies(
             request.limit,
         )
         .await?;
-    let body = PageBody::from_page_ref(&page, &list, PostJson);
+    let body = PageBody::from_page_ref(&page, &list, |view| PostJson(view, &urls));
     Ok(json_now(StatusCode::OK, &body))
 }
 

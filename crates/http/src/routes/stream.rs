@@ -14,6 +14,7 @@
 use std::convert::Infallible;
 use std::time::Duration;
 
+use axum::Extension;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue};
 use axum::response::sse::{Event, KeepAlive, Sse};
@@ -25,7 +26,7 @@ use starling_app::live::{LiveStream, StreamEnd, StreamItem};
 use utoipa::IntoParams;
 
 use crate::extract::{AppQuery, bearer_token};
-use crate::models::{NotificationJson, PostJson};
+use crate::models::{MediaUrls, NotificationJson, PostJson};
 use crate::problem::{ApiError, Problem};
 use crate::state::HttpState;
 use starling_app::ports::caller::CallerSlot;
@@ -62,6 +63,7 @@ pub(crate) struct StreamParams {
     ))]
 pub(crate) async fn stream(
     State(state): State<HttpState>,
+    Extension(urls): Extension<MediaUrls>,
     caller: Option<axum::Extension<CallerSlot>>,
     headers: HeaderMap,
     AppQuery(params): AppQuery<StreamParams>,
@@ -92,27 +94,32 @@ pub(crate) async fn stream(
                 .data("{}"),
         )
     });
-    let updates = futures::stream::unfold(Some(live), |live| async move {
-        let mut live = live?;
-        match live.next().await {
-            Ok(item) => Some((Ok::<_, Infallible>(event(&item)), Some(live))),
-            Err(end) => {
-                tracing::debug!(?end, "live stream ended");
-                // Told why when the client must do something other than
-                // reconnect; the stream ends after it.
-                let reason = match end {
-                    StreamEnd::Expired => "token_expired",
-                    StreamEnd::SessionEnded => "session_ended",
-                    StreamEnd::Dropped | StreamEnd::Gap => return None,
-                };
-                metrics::counter!("starling_stream_events_total", "type" => "end").increment(1);
-                let last = Event::default()
-                    .event("end")
-                    .data(format!(r#"{{"reason":"{reason}"}}"#));
-                Some((Ok(last), None))
+    let updates = futures::stream::unfold(Some(live), move |live| {
+        let urls = urls.clone();
+        async move {
+            let mut live = live?;
+            match live.next().await {
+                Ok(item) => Some((Ok::<_, Infallible>(event(&item, &urls)), Some(live))),
+                Err(end) => {
+                    tracing::debug!(?end, "live stream ended");
+                    // Told why when the client must do something other than
+                    // reconnect; the stream ends after it.
+                    let reason = match end {
+                        StreamEnd::Expired => "token_expired",
+                        StreamEnd::SessionEnded => "session_ended",
+                        StreamEnd::Dropped | StreamEnd::Gap => return None,
+                    };
+                    metrics::counter!(starling_app::metric::STREAM_EVENTS_TOTAL, "type" => "end")
+                        .increment(1);
+                    let last = Event::default()
+                        .event("end")
+                        .data(format!(r#"{{"reason":"{reason}"}}"#));
+                    Some((Ok(last), None))
+                }
             }
         }
     });
+
     let mut response = Sse::new(ready.chain(updates))
         .keep_alive(
             KeepAlive::new()
@@ -156,12 +163,12 @@ fn invalid_position() -> ApiError {
     )
 }
 
-fn event(item: &StreamItem) -> Event {
+fn event(item: &StreamItem, urls: &MediaUrls) -> Event {
     let (kind, sequence, data) = match item {
         StreamItem::Post { sequence, view } => (
             "post",
             Some(*sequence),
-            serde_json::to_string(&PostJson(view)),
+            serde_json::to_string(&PostJson(view, urls)),
         ),
         StreamItem::Deleted { sequence, post_id } => (
             "delete",
@@ -171,7 +178,7 @@ fn event(item: &StreamItem) -> Event {
         StreamItem::Notification { sequence, view } => (
             "notification",
             Some(*sequence),
-            serde_json::to_string(&NotificationJson(view)),
+            serde_json::to_string(&NotificationJson(view, urls)),
         ),
         StreamItem::Reset { sequence } => (
             "reset",
@@ -179,7 +186,7 @@ fn event(item: &StreamItem) -> Event {
             Ok(r#"{"reason":"updates since the given event may be missing; reload"}"#.to_owned()),
         ),
     };
-    metrics::counter!("starling_stream_events_total", "type" => kind).increment(1);
+    metrics::counter!(starling_app::metric::STREAM_EVENTS_TOTAL, "type" => kind).increment(1);
     let event = Event::default()
         .event(kind)
         .data(data.unwrap_or_else(|_| "{}".to_owned()));

@@ -1,11 +1,12 @@
 //! `/api/v1/me` and `/api/v1/users/{user}`: profiles and a user's posts.
 
+use axum::Extension;
 use axum::Json;
 use axum::extract::State;
 use starling_app::accounts::ProfileChanges;
 
 use crate::extract::{AppJson, AppQuery, AuthUser, UserPath};
-use crate::models::{MeBody, PostBody, PostJson, UpdateProfileRequest, UserBody};
+use crate::models::{MeBody, MediaUrls, PostBody, PostJson, UpdateProfileRequest, UserBody};
 use crate::pagination::{PageBody, PageParams};
 use crate::problem::{ApiError, Problem};
 use crate::routes::json_now;
@@ -89,6 +90,7 @@ pub(crate) async fn user(
     ))]
 pub(crate) async fn user_posts(
     State(state): State<HttpState>,
+    Extension(urls): Extension<MediaUrls>,
     viewer: Option<AuthUser>,
     UserPath(which): UserPath,
     AppQuery(params): AppQuery<PageParams>,
@@ -106,6 +108,6 @@ pub(crate) async fn user_posts(
             request.limit,
         )
         .await?;
-    let body = PageBody::from_page_ref(&page, &list, PostJson);
+    let body = PageBody::from_page_ref(&page, &list, |view| PostJson(view, &urls));
     Ok(json_now(StatusCode::OK, &body))
 }

@@ -278,6 +278,37 @@ async fn an_image_is_uploaded_posted_and_served_for_caches() {
         .assert_problem(404);
 }
 
+/// Each server writes media URLs on its own base: a CDN's for one, its
+/// own `/media/` for another, in the same process (the base was once
+/// process-wide, set by whichever router was built first).
+#[tokio::test]
+async fn each_server_writes_media_urls_on_its_own_base() {
+    let Some((cdn, _s3)) = media_app(|config| {
+        config.media.public_base_url = "https://cdn.example.net/".to_owned();
+    })
+    .await
+    else {
+        return;
+    };
+    let Some((own, _s3_own)) = media_app(|_| {}).await else {
+        return;
+    };
+    for (app, base) in [(&cdn, "https://cdn.example.net/media/"), (&own, "/media/")] {
+        let user = app.register("pictured").await;
+        let reply = upload(
+            app,
+            &user,
+            encode(&picture(8, 8), ImageFormat::Png),
+            "image/png",
+            None,
+        )
+        .await;
+        assert_eq!(reply.status, 201, "{}", reply.text);
+        let url = reply.body["url"].as_str().unwrap();
+        assert!(url.starts_with(base), "{url} does not start with {base}");
+    }
+}
+
 #[tokio::test]
 async fn the_type_comes_from_the_bytes_not_the_claim() {
     let Some((app, _s3)) = media_app(|_| {}).await else {

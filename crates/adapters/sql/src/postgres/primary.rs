@@ -214,7 +214,7 @@ impl Primary {
                 if index != before {
                     self.current.store(index, Ordering::Relaxed);
                     pool.set_connect_options(self.current());
-                    metrics::counter!("starling_db_primary_changes_total").increment(1);
+                    metrics::counter!(starling_app::metric::DB_PRIMARY_CHANGES_TOTAL).increment(1);
                     tracing::warn!(
                         from = %host_name(&self.hosts[before]),
                         to = %host_name(&self.hosts[index]),

@@ -134,7 +134,8 @@ impl Replicas {
             match self.guard.call(query(replica.pool.clone())).await {
                 Ok(value) => {
                     self.served.fetch_add(1, Ordering::Relaxed);
-                    metrics::counter!("starling_db_reads_total", "pool" => "replica").increment(1);
+                    metrics::counter!(starling_app::metric::DB_READS_TOTAL, "pool" => "replica")
+                        .increment(1);
                     return Ok(value);
                 }
                 Err(error @ (GuardError::Failed(_) | GuardError::TimedOut(..))) => {
@@ -145,7 +146,7 @@ impl Replicas {
                 Err(GuardError::Open(_) | GuardError::Full(_)) => {}
             }
         }
-        metrics::counter!("starling_db_reads_total", "pool" => "primary").increment(1);
+        metrics::counter!(starling_app::metric::DB_READS_TOTAL, "pool" => "primary").increment(1);
         query(primary.clone()).await
     }
 
@@ -175,7 +176,7 @@ async fn monitor(replicas: Weak<Replicas>) {
             let healthy = match lag {
                 Ok(Ok(lag)) => {
                     let lag = lag.unwrap_or(0.0);
-                    metrics::gauge!("starling_db_replica_lag_seconds", "replica" => replica.name.clone())
+                    metrics::gauge!(starling_app::metric::DB_REPLICA_LAG_SECONDS, "replica" => replica.name.clone())
                         .set(lag);
                     lag <= replicas.max_lag.as_secs_f64()
                 }
@@ -185,7 +186,7 @@ async fn monitor(replicas: Weak<Replicas>) {
             if was != healthy {
                 tracing::info!(replica = %replica.name, healthy, "replica health changed");
             }
-            metrics::gauge!("starling_db_replica_healthy", "replica" => replica.name.clone())
+            metrics::gauge!(starling_app::metric::DB_REPLICA_HEALTHY, "replica" => replica.name.clone())
                 .set(if healthy { 1.0 } else { 0.0 });
         }
         drop(replicas);
