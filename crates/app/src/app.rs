@@ -110,11 +110,18 @@ impl App {
         tokens: AccessTokens,
         settings: Settings,
     ) -> Self {
+        // The event log is woken by the store's commits, not by each use
+        // case after it writes. (Weak: the log may hold the store.)
+        let log = Arc::downgrade(&ports.events);
+        ports.store.notify_commits(Arc::new(move || {
+            if let Some(log) = log.upgrade() {
+                log.wake();
+            }
+        }));
         let ids = Arc::new(ids);
         let media = Arc::new(MediaLibrary::new(
             ports.store.clone(),
             ports.blobs.clone(),
-            ports.events.clone(),
             ids.clone(),
             settings.media.clone(),
         ));
@@ -142,7 +149,6 @@ impl App {
         ));
         let graph = Graph::new(
             ports.store.clone(),
-            ports.events.clone(),
             ids.clone(),
             hiding.clone(),
             feed.clone(),
@@ -151,7 +157,6 @@ impl App {
             ports.store.clone(),
             PostsParts {
                 post_cache: ports.caches.posts.clone(),
-                events: ports.events.clone(),
                 ids: ids.clone(),
                 hiding: hiding.clone(),
                 hydration: hydration.clone(),
@@ -163,7 +168,6 @@ impl App {
             ports.store.clone(),
             AccountsParts {
                 login_failures: ports.login_failures.clone(),
-                events: ports.events.clone(),
                 live: ports.live.clone(),
                 user_cache: ports.caches.users.clone(),
                 ids: ids.clone(),

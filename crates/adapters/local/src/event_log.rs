@@ -289,6 +289,8 @@ mod tests {
         async fn append_event(&self, _: EventId, _: &Event, _: Timestamp) -> StoreResult<()> {
             Ok(())
         }
+
+        fn notify_commits(&self, _: starling_app::ports::CommitListener) {}
     }
 
     #[tokio::test]

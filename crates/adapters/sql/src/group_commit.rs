@@ -42,12 +42,22 @@ impl PostQueue {
     /// engine with a single writer (SQLite); a few for one that commits
     /// in parallel (PostgreSQL), so one batch fills while another commits.
     /// A batch of 1 is a transaction per post, as without group commit.
-    pub(crate) fn start(writer: Arc<dyn WriteBatch>, writers: usize, max_batch: usize) -> Self {
+    pub(crate) fn start(
+        writer: Arc<dyn WriteBatch>,
+        writers: usize,
+        max_batch: usize,
+        commits: crate::CommitSignal,
+    ) -> Self {
         let max_batch = max_batch.max(1);
         let (queue, pending) = mpsc::channel(max_batch * 16);
         let pending = Arc::new(Mutex::new(pending));
         for _ in 0..writers.max(1) {
-            tokio::spawn(write_batches(writer.clone(), pending.clone(), max_batch));
+            tokio::spawn(write_batches(
+                writer.clone(),
+                pending.clone(),
+                max_batch,
+                commits.clone(),
+            ));
         }
         Self(queue)
     }
@@ -70,6 +80,7 @@ async fn write_batches(
     writer: Arc<dyn WriteBatch>,
     pending: Arc<Mutex<mpsc::Receiver<Pending>>>,
     max_batch: usize,
+    commits: crate::CommitSignal,
 ) {
     let mut batch = Vec::with_capacity(max_batch);
     loop {
@@ -82,18 +93,23 @@ async fn write_batches(
             .record(batch.len() as f64);
         match writer.write(&batch).await {
             Ok(outcomes) => {
+                commits.committed();
                 for (entry, outcome) in batch.drain(..).zip(outcomes) {
                     let _ = entry.answer.send(outcome);
                 }
             }
             Err(_) if batch.len() > 1 => {
                 for entry in batch.drain(..) {
-                    let outcome = match writer.write(std::slice::from_ref(&entry)).await {
-                        Ok(mut outcomes) => outcomes
-                            .pop()
-                            .unwrap_or(Err(StoreError::Unexpected(anyhow::anyhow!("no outcome")))),
-                        Err(error) => Err(error),
-                    };
+                    let outcome =
+                        match writer.write(std::slice::from_ref(&entry)).await {
+                            Ok(mut outcomes) => {
+                                commits.committed();
+                                outcomes.pop().unwrap_or(Err(StoreError::Unexpected(
+                                    anyhow::anyhow!("no outcome"),
+                                )))
+                            }
+                            Err(error) => Err(error),
+                        };
                     let _ = entry.answer.send(outcome);
                 }
             }

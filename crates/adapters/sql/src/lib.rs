@@ -265,3 +265,26 @@ fn record_acquire(pool: &'static str, started: std::time::Instant) {
     metrics::histogram!(starling_app::metric::DB_POOL_ACQUIRE_SECONDS, "pool" => pool)
         .record(started.elapsed().as_secs_f64());
 }
+
+/// Who is told after a commit that appended events (the event log's wake,
+/// `OutboxStore::notify_commits`); shared by a store's clones and its
+/// group-commit writers.
+#[derive(Clone, Default)]
+pub(crate) struct CommitSignal(
+    std::sync::Arc<std::sync::OnceLock<starling_app::ports::CommitListener>>,
+);
+
+impl CommitSignal {
+    fn connect(&self, listener: starling_app::ports::CommitListener) {
+        if self.0.set(listener).is_err() {
+            tracing::warn!("the store already tells a listener of its commits; ignored");
+        }
+    }
+
+    /// Events were committed: tells the listener, if there is one.
+    fn committed(&self) {
+        if let Some(listener) = self.0.get() {
+            listener();
+        }
+    }
+}

@@ -19,7 +19,7 @@ use starling_domain::{IdGenerator, UserId, UserSummary};
 
 use crate::auth::{AccessTokens, PasswordHashing, TokenError, TokenIdentity};
 use crate::graph::Hiding;
-use crate::ports::{AccountStore, Cache, EventLog, LiveLog, LoginFailures, TokenStore};
+use crate::ports::{AccountStore, Cache, LiveLog, LoginFailures, TokenStore};
 
 /// Accounts as a service: registration, sessions (login, refresh, logout),
 /// access tokens, and profiles.
@@ -28,7 +28,6 @@ pub struct Accounts {
     /// Refresh-token families: the sessions.
     sessions: Arc<dyn TokenStore>,
     login_failures: Arc<dyn LoginFailures>,
-    events: Arc<dyn EventLog>,
     /// Where an ended session tells its open streams to close.
     live: Arc<dyn LiveLog>,
     user_cache: Arc<dyn Cache<UserId, Arc<UserSummary>>>,
@@ -43,7 +42,6 @@ pub struct Accounts {
 /// What `Accounts` is built from besides the store.
 pub struct AccountsParts {
     pub login_failures: Arc<dyn LoginFailures>,
-    pub events: Arc<dyn EventLog>,
     pub live: Arc<dyn LiveLog>,
     pub user_cache: Arc<dyn Cache<UserId, Arc<UserSummary>>>,
     pub ids: Arc<IdGenerator>,
@@ -60,7 +58,6 @@ impl Accounts {
             accounts: store.clone(),
             sessions: store,
             login_failures: parts.login_failures,
-            events: parts.events,
             live: parts.live,
             user_cache: parts.user_cache,
             ids: parts.ids,

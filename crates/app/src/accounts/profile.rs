@@ -91,7 +91,6 @@ impl Accounts {
         self.user_cache
             .put_many(vec![(user, Arc::new(updated.summary()))])
             .await;
-        self.events.wake();
         Ok(updated)
     }
 }

@@ -48,7 +48,6 @@ impl Accounts {
                 event_id: self.ids.next_event_id(),
             })
             .await?;
-        self.events.wake();
         tracing::info!(user_id = %user.id, "registered");
         self.open_session(user).await
     }

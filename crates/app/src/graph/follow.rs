@@ -42,7 +42,6 @@ impl Graph {
         let FollowOutcome::Followed { followee_followers } = outcome else {
             return Ok(());
         };
-        self.events.wake();
         self.feed.forget_high_fanout_followees(follower).await;
         if let Err(error) = self
             .feed
@@ -74,7 +73,6 @@ impl Graph {
         let UnfollowOutcome::Unfollowed { .. } = outcome else {
             return Ok(());
         };
-        self.events.wake();
         self.feed.forget_high_fanout_followees(follower).await;
         if let Err(error) = self
             .feed

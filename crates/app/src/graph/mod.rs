@@ -13,7 +13,7 @@ use std::sync::Arc;
 use starling_domain::IdGenerator;
 
 use crate::feed::Feed;
-use crate::ports::{AccountStore, EventLog, GraphStore, RelationStore};
+use crate::ports::{AccountStore, GraphStore, RelationStore};
 
 /// The follow graph as a service: follows and their lists, blocks and
 /// mutes. A follow changes the follower's timeline at once through the
@@ -22,7 +22,6 @@ pub struct Graph {
     follows: Arc<dyn GraphStore>,
     relations: Arc<dyn RelationStore>,
     accounts: Arc<dyn AccountStore>,
-    events: Arc<dyn EventLog>,
     ids: Arc<IdGenerator>,
     hiding: Arc<Hiding>,
     feed: Arc<Feed>,
@@ -31,7 +30,6 @@ pub struct Graph {
 impl Graph {
     pub fn new(
         store: Arc<dyn crate::ports::Store>,
-        events: Arc<dyn EventLog>,
         ids: Arc<IdGenerator>,
         hiding: Arc<Hiding>,
         feed: Arc<Feed>,
@@ -40,7 +38,6 @@ impl Graph {
             follows: store.clone(),
             relations: store.clone(),
             accounts: store,
-            events,
             ids,
             hiding,
             feed,

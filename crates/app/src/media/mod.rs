@@ -28,7 +28,7 @@ pub use self::image::{Encoded, ImageLimits, Rejected};
 #[cfg(any(test, feature = "contract-tests"))]
 pub mod test_images;
 use crate::error::{AppError, AppResult};
-use crate::ports::{BlobStore, EventLog, MediaSelection, MediaStore};
+use crate::ports::{BlobStore, MediaSelection, MediaStore};
 
 /// Unattached uploads are removed after this long.
 pub const UNATTACHED_LIFETIME_MS: i64 = 24 * 3600 * 1000;
@@ -167,11 +167,10 @@ pub enum Served {
 
 /// The media service: uploads, their processing and serving, and the
 /// sweep of unattached ones. It holds only what images need: the media
-/// rows, the files, the event log (to wake its relay) and ids.
+/// rows, the files and ids.
 pub struct MediaLibrary {
     store: Arc<dyn MediaStore>,
     blobs: Arc<dyn BlobStore>,
-    events: Arc<dyn EventLog>,
     ids: Arc<starling_domain::IdGenerator>,
     settings: MediaSettings,
     image_work: ImageWork,
@@ -181,14 +180,12 @@ impl MediaLibrary {
     pub fn new(
         store: Arc<dyn MediaStore>,
         blobs: Arc<dyn BlobStore>,
-        events: Arc<dyn EventLog>,
         ids: Arc<starling_domain::IdGenerator>,
         settings: MediaSettings,
     ) -> Self {
         Self {
             store,
             blobs,
-            events,
             ids,
             settings,
             image_work: ImageWork::new(),
@@ -257,7 +254,6 @@ impl MediaLibrary {
             }
             return Err(error);
         }
-        self.events.wake();
         metrics::counter!(crate::metric::MEDIA_UPLOADED_TOTAL, "kind" => kind.as_str())
             .increment(1);
         media.state = MediaState::Processing;

@@ -606,7 +606,15 @@ pub trait OutboxStore: Send + Sync {
 
     /// Appends an event outside any other change (used by tests and tools).
     async fn append_event(&self, id: EventId, event: &Event, now: Timestamp) -> StoreResult<()>;
+
+    /// From now on, `listener` is called after every commit that appended
+    /// events (the event log's wake), so that no use case has to remember
+    /// to. Set once, at start; a second listener is ignored.
+    fn notify_commits(&self, listener: CommitListener);
 }
+
+/// Told that events were committed (see `OutboxStore::notify_commits`).
+pub type CommitListener = std::sync::Arc<dyn Fn() + Send + Sync>;
 
 /// Which uploads to remove.
 #[derive(Debug, Clone, Copy)]

@@ -77,7 +77,6 @@ impl Posts {
                 StoreError::NotFound => AppError::NotFound("post"),
                 other => other.into(),
             })?;
-        self.events.wake();
 
         let entry = TimelineEntry {
             post_id: post.id,

@@ -27,7 +27,6 @@ impl Posts {
             }
             DeleteOutcome::Deleted { reply_to } => reply_to,
         };
-        self.events.wake();
         // A tombstone, not a removal: a reader that loaded the live post just
         // before the delete cannot put it back (loaders only fill absent keys).
         self.post_cache

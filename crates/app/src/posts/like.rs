@@ -26,7 +26,6 @@ impl Posts {
         if outcome == LikeOutcome::Liked {
             self.post_cache.invalidate(&post).await;
             self.hydration.refresh_likes(user).await;
-            self.events.wake();
         }
         Ok(())
     }
@@ -41,7 +40,6 @@ impl Posts {
         if outcome == UnlikeOutcome::Unliked {
             self.post_cache.invalidate(&post).await;
             self.hydration.refresh_likes(user).await;
-            self.events.wake();
         }
         Ok(())
     }

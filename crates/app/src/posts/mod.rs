@@ -12,7 +12,7 @@ use starling_domain::{IdGenerator, Post, PostId};
 use crate::feed::{Feed, Hydration};
 use crate::graph::Hiding;
 use crate::media::MediaLibrary;
-use crate::ports::{AccountStore, Cache, EventLog, PostStore, RelationStore};
+use crate::ports::{AccountStore, Cache, PostStore, RelationStore};
 
 /// Posts as a service: writing, liking and deleting them, and reading one
 /// post, an author's posts or a thread. A new post reaches its author's
@@ -25,7 +25,6 @@ pub struct Posts {
     /// write: see `post_to_act_on`.
     relations: Arc<dyn RelationStore>,
     post_cache: Arc<dyn Cache<PostId, Arc<Post>>>,
-    events: Arc<dyn EventLog>,
     ids: Arc<IdGenerator>,
     hiding: Arc<Hiding>,
     hydration: Arc<Hydration>,
@@ -36,7 +35,6 @@ pub struct Posts {
 /// What `Posts` is built from besides the store.
 pub struct PostsParts {
     pub post_cache: Arc<dyn Cache<PostId, Arc<Post>>>,
-    pub events: Arc<dyn EventLog>,
     pub ids: Arc<IdGenerator>,
     pub hiding: Arc<Hiding>,
     pub hydration: Arc<Hydration>,
@@ -51,7 +49,6 @@ impl Posts {
             accounts: store.clone(),
             relations: store,
             post_cache: parts.post_cache,
-            events: parts.events,
             ids: parts.ids,
             hiding: parts.hiding,
             hydration: parts.hydration,

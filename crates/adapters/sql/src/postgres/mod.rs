@@ -61,6 +61,8 @@ pub struct PostgresStore {
     replicas: Arc<replicas::Replicas>,
     /// New posts queue here for group commit.
     posts: crate::group_commit::PostQueue,
+    /// Told after each commit that appended events.
+    commits: crate::CommitSignal,
     /// Every outbox row of a transaction id below this has its position
     /// (as far as this process's sequencing knows): where the sequencer's
     /// scans start (`outbox_log.rs`).
@@ -84,15 +86,18 @@ impl PostgresStore {
     }
 
     fn on(primary: PgPool, options: &PostgresOptions) -> Self {
+        let commits = crate::CommitSignal::default();
         let posts = crate::group_commit::PostQueue::start(
             Arc::new(group_commit::PgBatches(primary.clone())),
             options.post_writers,
             options.post_batch,
+            commits.clone(),
         );
         Self {
             primary,
             replicas: replicas::Replicas::new(Vec::new(), Duration::ZERO),
             posts,
+            commits,
             sequenced_below: Arc::new(std::sync::atomic::AtomicI64::new(0)),
         }
     }

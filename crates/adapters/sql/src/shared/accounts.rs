@@ -85,6 +85,7 @@ macro_rules! account_store {
                     )
                     .await?;
                     tx.commit().await.map_err(translate)?;
+                    self.commits.committed();
                     Ok(User {
                         id: new_user.id,
                         handle: new_user.handle.as_str().to_owned(),
@@ -214,6 +215,7 @@ macro_rules! account_store {
                     )
                     .await?;
                     tx.commit().await.map_err(translate)?;
+                    self.commits.committed();
                     Ok(row.into())
                 }
             }

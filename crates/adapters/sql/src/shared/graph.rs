@@ -94,6 +94,7 @@ macro_rules! graph_store {
                     let followee_followers = shift_follow_counters(&mut tx, follower, followee, delta).await?;
                     append_event(&mut tx, event_id, &make_event(followee_followers), now).await?;
                     tx.commit().await.map_err(translate)?;
+                    self.commits.committed();
                     Ok(Some(followee_followers))
                 }
 

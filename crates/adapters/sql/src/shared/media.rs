@@ -79,7 +79,9 @@ macro_rules! media_store {
                         owner_id: owner,
                     };
                     append_event(&mut tx, event_id, &event, now).await?;
-                    tx.commit().await.map_err(translate)
+                    tx.commit().await.map_err(translate)?;
+                    self.commits.committed();
+                    Ok(())
                 }
 
                 async fn media_by_ids(&self, ids: &[MediaId]) -> Result<Vec<Media>, StoreError> {

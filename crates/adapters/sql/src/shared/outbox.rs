@@ -204,7 +204,12 @@ macro_rules! outbox_store {
                     let mut tx = self.begin().await?;
                     append_event(&mut tx, id, event, now).await?;
                     tx.commit().await.map_err(translate)?;
+                    self.commits.committed();
                     Ok(())
+                }
+
+                fn notify_commits(&self, listener: starling_app::ports::CommitListener) {
+                    self.commits.connect(listener);
                 }
             }
         }

@@ -191,6 +191,7 @@ macro_rules! post_store {
                     }
                     append_event(&mut tx, event_id, &make_event(post_author_id), now).await?;
                     tx.commit().await.map_err(translate)?;
+                    self.commits.committed();
                     Ok(true)
                 }
             }
@@ -244,6 +245,7 @@ macro_rules! post_store {
                     };
                     append_event(&mut tx, event_id, &event, now).await?;
                     tx.commit().await.map_err(translate)?;
+                    self.commits.committed();
                     Ok(DeleteOutcome::Deleted {
                         reply_to: reply_to.map(PostId),
                     })

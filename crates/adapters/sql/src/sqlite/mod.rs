@@ -67,6 +67,8 @@ pub struct SqliteStore {
     reader: SqlitePool,
     /// New posts queue here for group commit.
     posts: crate::group_commit::PostQueue,
+    /// Told after each commit that appended events.
+    commits: crate::CommitSignal,
 }
 
 impl SqliteStore {
@@ -101,15 +103,18 @@ impl SqliteStore {
             .connect_with(base.read_only(true))
             .await
             .with_context(|| format!("opening {} for reading", path.display()))?;
+        let commits = crate::CommitSignal::default();
         let posts = crate::group_commit::PostQueue::start(
             std::sync::Arc::new(group_commit::SqliteBatches(writer.clone())),
             1,
             crate::group_commit::MAX_BATCH,
+            commits.clone(),
         );
         Ok(Self {
             writer,
             reader,
             posts,
+            commits,
         })
     }
 

@@ -44,6 +44,7 @@ macro_rules! store_contract {
             concurrent_posts_succeed_or_fail_on_their_own,
             posts_by_many_authors_at_once_are_each_counted,
             the_outbox_delivers_every_change_in_commit_order,
+            commits_that_append_events_are_announced,
             checkpoints_start_at_zero_and_never_move_back,
             the_backlog_counts_what_a_consumer_has_not_handled,
 
@@ -916,6 +917,38 @@ pub async fn follows_crossing_at_once_never_deadlock(store: Arc<dyn Store>) {
             );
         }
     }
+}
+
+/// The listener set with `notify_commits` hears every commit that
+/// appended events (registration, a group-committed post, a like), and a
+/// change that committed no event need not be announced.
+pub async fn commits_that_append_events_are_announced(store: Arc<dyn Store>) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    let heard = Arc::new(AtomicUsize::new(0));
+    let counter = heard.clone();
+    store.notify_commits(Arc::new(move || {
+        counter.fetch_add(1, Ordering::SeqCst);
+    }));
+    let fixture = Fixture::new(store.clone());
+    let ada = fixture.user("ada").await;
+    assert!(
+        heard.load(Ordering::SeqCst) >= 1,
+        "a registration was not announced"
+    );
+    let before = heard.load(Ordering::SeqCst);
+    let post = fixture.post(ada.id, None).await.unwrap();
+    assert!(
+        heard.load(Ordering::SeqCst) > before,
+        "a group-committed post was not announced"
+    );
+    let before = heard.load(Ordering::SeqCst);
+    let bob = fixture.user("bob").await;
+    fixture.like(bob.id, post.id).await.unwrap();
+    assert!(
+        heard.load(Ordering::SeqCst) >= before + 2,
+        "a registration and a like were not both announced"
+    );
 }
 
 pub async fn the_outbox_delivers_every_change_in_commit_order(store: Arc<dyn Store>) {
