@@ -4,6 +4,8 @@
 //! high-fan-out accounts, fan-out to followers' timelines, blocks and mutes
 //! in what a reader sees, and mention resolution.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::sync::Arc;
 use std::time::Duration;
 

@@ -21,8 +21,18 @@ use crate::ports::AccountStore;
 const CAPACITY_IDS: u64 = 4_000_000;
 const TIME_TO_LIVE: Duration = Duration::from_secs(60);
 
+/// Who gets an author's posts written into their timelines.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Audience {
+    /// These followers (fan-out on write).
+    Followers(Arc<[UserId]>),
+    /// Nobody: the author has at least the fan-out threshold of followers,
+    /// and readers merge their posts in at read time.
+    MergedAtRead,
+}
+
 #[derive(Clone)]
-struct Audience {
+struct Held {
     followers: Arc<[UserId]>,
     loaded: Instant,
 }
@@ -30,14 +40,14 @@ struct Audience {
 #[derive(Clone)]
 struct ByFollowers;
 
-impl Weighter<UserId, Audience> for ByFollowers {
-    fn weight(&self, _: &UserId, audience: &Audience) -> u64 {
+impl Weighter<UserId, Held> for ByFollowers {
+    fn weight(&self, _: &UserId, audience: &Held) -> u64 {
         audience.followers.len() as u64 + 1
     }
 }
 
 pub(crate) struct Audiences {
-    lists: quick_cache::sync::Cache<UserId, Audience, ByFollowers>,
+    lists: quick_cache::sync::Cache<UserId, Held, ByFollowers>,
 }
 
 impl Audiences {
@@ -52,14 +62,13 @@ impl Audiences {
         self.lists.clear();
     }
 
-    /// `author`'s followers, or `None` when the author has at least the
-    /// fan-out threshold of them (their posts are merged at read time).
+    /// Who gets `author`'s posts written into their timelines.
     pub(crate) async fn of(
         &self,
         accounts: &dyn AccountStore,
         feed: &Feed,
         author: UserId,
-    ) -> AppResult<Option<Arc<[UserId]>>> {
+    ) -> AppResult<Audience> {
         let threshold = feed.fanout_threshold();
         if let Some(audience) = self.lists.get(&author)
             && audience.loaded.elapsed() < TIME_TO_LIVE
@@ -69,10 +78,10 @@ impl Audiences {
         }
         metrics::counter!(crate::metric::CACHE_MISSES_TOTAL, "cache" => "audiences").increment(1);
         let Some(user) = accounts.user_by_id(author).await? else {
-            return Ok(Some(Arc::from([])));
+            return Ok(Audience::Followers(Arc::from([])));
         };
         if user.followers_count >= threshold {
-            return Ok(None);
+            return Ok(Audience::MergedAtRead);
         }
         let mut followers = Vec::with_capacity(usize::try_from(user.followers_count).unwrap_or(0));
         feed.for_each_follower_batch(author, |batch| {
@@ -83,7 +92,7 @@ impl Audiences {
         let followers: Arc<[UserId]> = followers.into();
         self.lists.insert(
             author,
-            Audience {
+            Held {
                 followers: followers.clone(),
                 loaded: Instant::now(),
             },
@@ -111,7 +120,7 @@ impl Audiences {
             edit(&mut followers);
             self.lists.insert(
                 followee,
-                Audience {
+                Held {
                     followers: followers.into(),
                     loaded: audience.loaded,
                 },
@@ -120,7 +129,11 @@ impl Audiences {
     }
 }
 
-fn below(followers: Arc<[UserId]>, threshold: i64) -> Option<Arc<[UserId]>> {
+fn below(followers: Arc<[UserId]>, threshold: i64) -> Audience {
     let count = i64::try_from(followers.len()).unwrap_or(i64::MAX);
-    (count < threshold).then_some(followers)
+    if count < threshold {
+        Audience::Followers(followers)
+    } else {
+        Audience::MergedAtRead
+    }
 }

@@ -17,7 +17,7 @@ use crate::error::AppResult;
 use crate::feed::{FANOUT_BATCH, Feed, floor_of};
 use crate::ports::{AccountStore, Cache, GraphStore, LiveLog, PostStore, TimelineEntry};
 use crate::workers::EventHandler;
-use crate::workers::audiences::Audiences;
+use crate::workers::audiences::{Audience, Audiences};
 
 /// The worker holds the feed service (timelines and their upkeep) and the
 /// few ports the feed does not cover: whether a follow still stands,
@@ -56,7 +56,7 @@ impl FanoutWorker {
         crate::live::publish(self.live.as_ref(), updates).await
     }
 
-    async fn audience_of(&self, author: UserId) -> AppResult<Option<Arc<[UserId]>>> {
+    async fn audience_of(&self, author: UserId) -> AppResult<Audience> {
         self.audiences
             .of(self.accounts.as_ref(), &self.feed, author)
             .await
@@ -103,8 +103,7 @@ impl EventHandler for FanoutWorker {
             Event::PostCreated { .. } => self.fan_out_posts(&[envelope]).await,
             Event::PostDeleted { post_id, author_id } => {
                 let audience = self.audience_of(*author_id).await?;
-                self.retract_post(*post_id, *author_id, audience.as_deref())
-                    .await
+                self.retract_post(*post_id, *author_id, &audience).await
             }
             Event::Followed {
                 follower_id,
@@ -217,16 +216,15 @@ impl FanoutWorker {
         // A reader may have cached an author's recent posts from just
         // before these committed.
         self.feed.forget_authors_recent(&authors).await;
-        let audiences: HashMap<UserId, Option<Arc<[UserId]>>> =
-            futures::stream::iter(authors.iter().copied())
-                .map(|author| async move {
-                    self.audience_of(author)
-                        .await
-                        .map(|audience| (author, audience))
-                })
-                .buffer_unordered(AUDIENCES_AT_ONCE)
-                .try_collect()
-                .await?;
+        let audiences: HashMap<UserId, Audience> = futures::stream::iter(authors.iter().copied())
+            .map(|author| async move {
+                self.audience_of(author)
+                    .await
+                    .map(|audience| (author, audience))
+            })
+            .buffer_unordered(AUDIENCES_AT_ONCE)
+            .try_collect()
+            .await?;
         let mut pairs = Vec::new();
         let mut fanned_out = 0u64;
         for (post_id, author_id, _) in &created {
@@ -235,12 +233,12 @@ impl FanoutWorker {
                 author_id: *author_id,
             };
             pairs.push((*author_id, entry));
-            match audiences.get(author_id).and_then(Option::as_ref) {
-                Some(followers) => {
+            match audiences.get(author_id) {
+                Some(Audience::Followers(followers)) => {
                     pairs.extend(followers.iter().map(|follower| (*follower, entry)));
                     fanned_out += 1;
                 }
-                None => {
+                Some(Audience::MergedAtRead) | None => {
                     metrics::counter!(crate::metric::FANOUT_SKIPPED_HIGH_FANOUT_TOTAL).increment(1)
                 }
             }
@@ -265,7 +263,7 @@ impl FanoutWorker {
         self.publish_live(&updates).await?;
         let now = Timestamp::now_ms();
         for (_, author_id, occurred_at) in &created {
-            if audiences.get(author_id).is_some_and(Option::is_some) {
+            if matches!(audiences.get(author_id), Some(Audience::Followers(_))) {
                 let lag_ms = (now - occurred_at.millis()).max(0);
                 metrics::histogram!(crate::metric::FANOUT_LAG_SECONDS)
                     .record(lag_ms as f64 / 1000.0);
@@ -298,13 +296,13 @@ fn following_update(
 
 impl FanoutWorker {
     /// Removes a deleted post from its author's followers' timelines; when
-    /// the author is above the threshold (`None`) their followers are read
-    /// from SQL, as the post may predate the crossing.
+    /// the author is above the threshold (merged at read) their followers
+    /// are read from SQL, as the post may predate the crossing.
     async fn retract_post(
         &self,
         post_id: PostId,
         author_id: UserId,
-        audience: Option<&[UserId]>,
+        audience: &Audience,
     ) -> AppResult<()> {
         let timelines = self.feed.timelines();
         self.post_cache
@@ -316,12 +314,12 @@ impl FanoutWorker {
         self.feed.forget_authors_recent(&[author_id]).await;
         timelines.remove_post(&[author_id], post_id).await?;
         match audience {
-            Some(audience) => {
+            Audience::Followers(audience) => {
                 for followers in audience.chunks(FANOUT_BATCH) {
                     timelines.remove_post(followers, post_id).await?;
                 }
             }
-            None => {
+            Audience::MergedAtRead => {
                 self.feed
                     .for_each_follower_batch(author_id, |followers| async move {
                         timelines.remove_post(&followers, post_id).await?;
