@@ -2,16 +2,19 @@
 //! temporary folder, the process's timelines, caches and event log), with
 //! no HTTP: feed paging across the timeline floor, the hybrid merge of
 //! high-fan-out accounts, fan-out to followers' timelines, blocks and mutes
-//! in what a reader sees, and mention resolution.
+//! in what a reader sees, mention resolution, the likes window, and what
+//! holds when the timeline store is down (reads from SQL; a committed post
+//! answers success).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use async_trait::async_trait;
 use starling_app::accounts::RegisterInput;
 use starling_app::auth::{AccessTokens, PasswordHashing, PasswordParams};
-use starling_app::ports::{EventLog, TimelineRead, TimelineStore};
+use starling_app::ports::{EventLog, TimelineEntry, TimelineError, TimelineRead, TimelineStore};
 use starling_app::workers::{EventHandler, FanoutWorker};
 use starling_app::{App, Caches, Ports, Settings};
 use starling_domain::{IdGenerator, PostId, UserId};
@@ -21,8 +24,8 @@ use starling_sql::{SqliteOptions, SqliteStore};
 struct World {
     app: App,
     events: Arc<OutboxEventLog>,
-    timelines: Arc<LocalTimelines>,
-    _dir: tempfile::TempDir,
+    timelines: Arc<dyn TimelineStore>,
+    dir: tempfile::TempDir,
 }
 
 fn cache<K, V>(name: &'static str) -> Arc<MemoryCache<K, V>>
@@ -34,6 +37,12 @@ where
 }
 
 async fn world(settings: Settings) -> World {
+    let timelines = Arc::new(LocalTimelines::new(settings.timeline_cap, 10_000));
+    world_on(timelines, settings).await
+}
+
+/// A world on the given timeline store (one that fails, for instance).
+async fn world_on(timelines: Arc<dyn TimelineStore>, settings: Settings) -> World {
     let dir = tempfile::tempdir().unwrap();
     let store = SqliteStore::open(&dir.path().join("starling.db"), &SqliteOptions::default())
         .await
@@ -42,7 +51,6 @@ async fn world(settings: Settings) -> World {
         Arc::new(store.clone()),
         Duration::from_secs(60),
     ));
-    let timelines = Arc::new(LocalTimelines::new(settings.timeline_cap, 10_000));
     let app = App::new(
         Ports {
             store: Arc::new(store),
@@ -83,7 +91,7 @@ async fn world(settings: Settings) -> World {
         app,
         events,
         timelines,
-        _dir: dir,
+        dir,
     }
 }
 
@@ -299,4 +307,172 @@ async fn mentions_name_existing_accounts_never_blocked_ones() {
         .take((mentions[0].end - mentions[0].start) as usize)
         .collect();
     assert_eq!(named, "@bob");
+}
+
+/// A timeline store whose every call fails, as when its engine is down.
+struct BrokenTimelines;
+
+fn down() -> TimelineError {
+    TimelineError::Unavailable("injected failure".into())
+}
+
+#[async_trait]
+impl TimelineStore for BrokenTimelines {
+    async fn read(
+        &self,
+        _: UserId,
+        _: Option<PostId>,
+        _: usize,
+    ) -> Result<TimelineRead, TimelineError> {
+        Err(down())
+    }
+    async fn insert(&self, _: &[UserId], _: TimelineEntry) -> Result<(), TimelineError> {
+        Err(down())
+    }
+    async fn insert_many(
+        &self,
+        _: UserId,
+        _: &[TimelineEntry],
+        _: Option<PostId>,
+    ) -> Result<(), TimelineError> {
+        Err(down())
+    }
+    async fn remove_post(&self, _: &[UserId], _: PostId) -> Result<(), TimelineError> {
+        Err(down())
+    }
+    async fn remove_author(&self, _: UserId, _: UserId) -> Result<(), TimelineError> {
+        Err(down())
+    }
+    async fn begin_rebuild(&self, _: UserId) -> Result<(), TimelineError> {
+        Err(down())
+    }
+    async fn finish_rebuild(
+        &self,
+        _: UserId,
+        _: &[TimelineEntry],
+        _: Option<PostId>,
+    ) -> Result<(), TimelineError> {
+        Err(down())
+    }
+    async fn evict(&self, _: UserId) -> Result<(), TimelineError> {
+        Err(down())
+    }
+    async fn materialised_count(&self) -> Result<u64, TimelineError> {
+        Err(down())
+    }
+}
+
+#[tokio::test]
+async fn feeds_come_from_sql_when_the_timeline_store_is_down() {
+    let world = world_on(Arc::new(BrokenTimelines), Settings::default()).await;
+    let app = &world.app;
+    let author = world.user("author").await;
+    let reader = world.user("reader").await;
+    // Accepted writes stay accepted: the timeline store is a projection.
+    app.graph().follow(reader, author).await.unwrap();
+    let first = app.posts().create(author, "one", None, &[]).await.unwrap();
+    let second = app.posts().create(reader, "two", None, &[]).await.unwrap();
+    assert_eq!(
+        world.feed(reader).await,
+        vec![second.post.id, first.post.id]
+    );
+    let page = app.feed().home_feed(reader, None, 1).await.unwrap();
+    assert_eq!(page.items.len(), 1);
+    let rest = app
+        .feed()
+        .home_feed(reader, page.next.map(PostId), 1)
+        .await
+        .unwrap();
+    assert_eq!(rest.items[0].post.id, first.post.id);
+    assert!(rest.next.is_none());
+}
+
+#[tokio::test]
+async fn liked_by_me_is_right_on_both_sides_of_the_remembered_window() {
+    let world = world(Settings {
+        liked_window: 3,
+        ..Settings::default()
+    })
+    .await;
+    let app = &world.app;
+    let author = world.user("author").await;
+    let reader = world.user("reader").await;
+    let mut posts = Vec::new();
+    for index in 0..6 {
+        posts.push(
+            app.posts()
+                .create(author, &format!("post {index}"), None, &[])
+                .await
+                .unwrap()
+                .post
+                .id,
+        );
+    }
+    // Liked: the oldest (below the remembered window) and the three newest.
+    for post in [posts[0], posts[3], posts[4], posts[5]] {
+        app.posts().like(reader, post).await.unwrap();
+    }
+    let liked = |page: starling_app::Page<starling_app::PostView>| -> Vec<bool> {
+        page.items
+            .iter()
+            .rev()
+            .map(|view| view.liked_by_me)
+            .collect()
+    };
+    let page = app
+        .posts()
+        .user_posts(Some(reader), author, None, 10)
+        .await
+        .unwrap();
+    assert_eq!(liked(page), vec![true, false, false, true, true, true]);
+    // Read-your-writes through the cache, inside and below the window.
+    app.posts().unlike(reader, posts[5]).await.unwrap();
+    app.posts().unlike(reader, posts[0]).await.unwrap();
+    app.posts().like(reader, posts[1]).await.unwrap();
+    let page = app
+        .posts()
+        .user_posts(Some(reader), author, None, 10)
+        .await
+        .unwrap();
+    assert_eq!(liked(page), vec![false, true, false, true, true, false]);
+}
+
+#[tokio::test]
+async fn a_committed_post_answers_success_whatever_fails_after_the_commit() {
+    use sqlx::Connection;
+
+    // The timeline store is down, and the moment a post is committed its
+    // author's row turns unreadable (a trigger writes a display name SQL
+    // cannot decode: not UTF-8): every read of it after the commit fails.
+    let world = world_on(Arc::new(BrokenTimelines), Settings::default()).await;
+    let app = &world.app;
+    let author = world.user("author").await;
+    let mut sabotage = sqlx::SqliteConnection::connect(&format!(
+        "sqlite://{}",
+        world.dir.path().join("starling.db").display()
+    ))
+    .await
+    .unwrap();
+    sqlx::query(
+        "CREATE TRIGGER unreadable_after_post AFTER INSERT ON posts BEGIN \
+         UPDATE users SET display_name = CAST(X'FF00' AS TEXT) WHERE id = NEW.author_id; END",
+    )
+    .execute(&mut sabotage)
+    .await
+    .unwrap();
+
+    let posted = app.posts().create(author, "committed", None, &[]).await;
+    let posted = posted.expect("the post was committed: its answer is a success");
+    assert_eq!(posted.post.text, "committed");
+    assert_eq!(posted.author.handle, "author");
+    // Once, and only once, in the store.
+    let stored = app
+        .ports()
+        .store
+        .posts_by_author(author, None, 10)
+        .await
+        .unwrap();
+    assert_eq!(stored.len(), 1);
+    // Reads of the author do fail now: the injection took.
+    assert!(app.ports().store.user_summaries(&[author]).await.is_err());
 }
