@@ -41,6 +41,10 @@ macro_rules! dialect {
     };
 }
 
+/// Whether reads that decide a write take row locks (`dialect!(for_update)`
+/// and friends, and statements run only to lock): yes.
+pub(crate) const ROW_LOCKS: bool = true;
+
 pub(crate) type Db = Postgres;
 pub(crate) type Tx = Transaction<'static, Postgres>;
 

@@ -22,7 +22,9 @@ use starling_domain::{Event, EventId, Timestamp};
 
 use crate::{encode_event, record_acquire};
 use dialect::Tx;
-pub(crate) use dialect::{Db, HOME_ENTRIES, email_conflict, id_list, lock_file, text_list};
+pub(crate) use dialect::{
+    Db, HOME_ENTRIES, ROW_LOCKS, email_conflict, id_list, lock_file, text_list,
+};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
 

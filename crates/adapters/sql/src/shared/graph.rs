@@ -11,7 +11,7 @@ macro_rules! graph_store {
             use starling_app::ports::{FollowOutcome, GraphStore, StoreError, UnfollowOutcome};
             use starling_domain::{Event, EventId, Timestamp, User, UserId};
 
-            use super::{$store, Db, Tx, append_event, translate};
+            use super::{$store, Db, ROW_LOCKS, Tx, append_event, translate};
             use crate::{UserRow, limit_param};
 
             const IS_FOLLOWING: &str =
@@ -32,7 +32,8 @@ macro_rules! graph_store {
             // enough: its snapshot can predate a version the lock moved on to, and
             // rechecking that version queued behind another follow waiting for this
             // one. `NO KEY UPDATE` is the lock the update takes; foreign-key checks
-            // pass it. (SQLite's one writer serialises the transaction whole.)
+            // pass it. (Skipped on SQLite, `ROW_LOCKS`: its one writer serialises
+        // the transaction whole.)
             const LOCK_BOTH: &str = concat!(
                 "SELECT id FROM users WHERE id IN ($1, $2) ORDER BY id",
                 dialect!(for_no_key_update)
@@ -131,12 +132,14 @@ macro_rules! graph_store {
                 followee: UserId,
                 delta: i64,
             ) -> Result<i64, StoreError> {
-                sqlx::query(LOCK_BOTH)
-                    .bind(follower.get())
-                    .bind(followee.get())
-                    .fetch_all(&mut **tx)
-                    .await
-                    .map_err(translate)?;
+                if ROW_LOCKS {
+                    sqlx::query(LOCK_BOTH)
+                        .bind(follower.get())
+                        .bind(followee.get())
+                        .fetch_all(&mut **tx)
+                        .await
+                        .map_err(translate)?;
+                }
                 let rows: Vec<(i64, i64)> = sqlx::query_as(SHIFT_FOLLOW_COUNTERS)
                     .bind(follower.get())
                     .bind(followee.get())

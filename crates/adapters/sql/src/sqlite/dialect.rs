@@ -43,6 +43,11 @@ macro_rules! dialect {
     };
 }
 
+/// Whether reads that decide a write take row locks: no, the one writer
+/// connection serialises every write transaction whole (a statement run
+/// only to lock would be wasted).
+pub(crate) const ROW_LOCKS: bool = false;
+
 pub(crate) type Db = Sqlite;
 pub(crate) type Tx = Transaction<'static, Sqlite>;
 
@@ -61,13 +66,9 @@ pub(crate) fn id_list<T>(ids: &[T], raw: impl Fn(&T) -> i64) -> String {
 
 /// Texts as the JSON array `dialect!(any n)` expands.
 pub(crate) fn text_list(texts: &[impl AsRef<str>]) -> String {
-    serde_json::Value::from(
-        texts
-            .iter()
-            .map(|text| text.as_ref().to_owned())
-            .collect::<Vec<_>>(),
-    )
-    .to_string()
+    let texts: Vec<&str> = texts.iter().map(AsRef::as_ref).collect();
+    // Encoding a list of strings cannot fail.
+    serde_json::to_string(&texts).unwrap_or_else(|_| String::from("[]"))
 }
 
 /// Nothing to take: the transaction is the one writer's (see `shared/media.rs`).

@@ -24,7 +24,9 @@ use starling_app::ports::StoreError;
 use starling_domain::{Event, EventId, Timestamp};
 
 use crate::{encode_event, record_acquire};
-pub(crate) use dialect::{Db, HOME_ENTRIES, Tx, email_conflict, id_list, lock_file, text_list};
+pub(crate) use dialect::{
+    Db, HOME_ENTRIES, ROW_LOCKS, Tx, email_conflict, id_list, lock_file, text_list,
+};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
 
