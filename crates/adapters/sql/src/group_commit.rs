@@ -20,8 +20,6 @@ pub(crate) const MAX_BATCH: usize = 64;
 
 pub(crate) struct Pending {
     pub(crate) post: NewPost,
-    /// Captured by the caller: the writing task is not in the request's span.
-    pub(crate) trace_parent: Option<String>,
     answer: oneshot::Sender<Result<Post, StoreError>>,
 }
 
@@ -65,11 +63,7 @@ impl PostQueue {
     /// Queues `post` and waits for its outcome.
     pub(crate) async fn create(&self, post: NewPost) -> Result<Post, StoreError> {
         let (answer, outcome) = oneshot::channel();
-        let pending = Pending {
-            post,
-            trace_parent: starling_app::telemetry::current_traceparent(),
-            answer,
-        };
+        let pending = Pending { post, answer };
         let closed = || StoreError::Unavailable(anyhow::anyhow!("the store is closed"));
         self.0.send(pending).await.map_err(|_| closed())?;
         outcome.await.map_err(|_| closed())?

@@ -2,10 +2,11 @@
 
 use std::sync::Arc;
 
-use starling_domain::{Bio, DisplayName, Handle, Timestamp, User, UserId, ValidationErrors};
+use starling_domain::{Bio, DisplayName, Event, Handle, Timestamp, User, UserId, ValidationErrors};
 
 use crate::accounts::{Accounts, existing_user};
 use crate::error::{AppError, AppResult};
+use crate::ports::NewEvent;
 
 /// How a request names an account: by id, or by `@handle`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -79,7 +80,10 @@ impl Accounts {
                 user,
                 display_name,
                 bio.map(Bio::into_string),
-                self.ids.next_event_id(),
+                NewEvent::in_current_trace(
+                    self.ids.next_event_id(),
+                    Event::ProfileUpdated { user_id: user },
+                ),
                 Timestamp::now(),
             )
             .await

@@ -1,12 +1,12 @@
 //! Registration: validate, hash the password off the async threads, create the
 //! account and sign it in.
 
-use starling_domain::{DisplayName, Email, Handle, Password, Timestamp, ValidationErrors};
+use starling_domain::{DisplayName, Email, Event, Handle, Password, Timestamp, ValidationErrors};
 
 use crate::accounts::Accounts;
 use crate::accounts::Session;
 use crate::error::AppResult;
-use crate::ports::NewUser;
+use crate::ports::{NewEvent, NewUser};
 
 #[derive(Debug, Clone)]
 pub struct RegisterInput {
@@ -36,16 +36,20 @@ impl Accounts {
             .filter(|name| !name.is_empty())
             .unwrap_or_else(|| DisplayName::from_handle(&handle));
         let password_hash = self.passwords.hash(password).await?;
+        let id = self.ids.next_user_id();
         let user = self
             .accounts
             .create_user(NewUser {
-                id: self.ids.next_user_id(),
+                id,
                 handle,
                 email,
                 display_name: display_name.into_string(),
                 password_hash,
                 created_at: Timestamp::now(),
-                event_id: self.ids.next_event_id(),
+                event: NewEvent::in_current_trace(
+                    self.ids.next_event_id(),
+                    Event::UserRegistered { user_id: id },
+                ),
             })
             .await?;
         tracing::info!(user_id = %user.id, "registered");

@@ -3,17 +3,42 @@
 //! their next read), and the fan-out worker repeats it idempotently from the
 //! event, so a crash between the two loses nothing.
 
-use starling_domain::{Timestamp, UserId, ValidationErrors};
+use starling_domain::{Event, EventId, Timestamp, UserId, ValidationErrors};
 
 use crate::error::{AppError, AppResult};
 use crate::graph::Graph;
-use crate::ports::{FollowOutcome, StoreError, UnfollowOutcome};
+use crate::ports::{Announce, FollowOutcome, StoreError, UnfollowOutcome};
 
 fn user_not_found(error: StoreError) -> AppError {
     match error {
         StoreError::NotFound => AppError::NotFound("user"),
         other => other.into(),
     }
+}
+
+/// A follow announces the followee's follower count right after it, as
+/// its transaction counted it: the fan-out worker tells from it when an
+/// account crosses the hybrid threshold.
+fn followed(id: EventId, follower: UserId, followee: UserId) -> Announce<FollowOutcome> {
+    Announce::in_current_trace(id, move |outcome| match outcome {
+        FollowOutcome::Followed { followee_followers } => Some(Event::Followed {
+            follower_id: follower,
+            followee_id: followee,
+            followee_followers: *followee_followers,
+        }),
+        FollowOutcome::AlreadyFollowing => None,
+    })
+}
+
+fn unfollowed(id: EventId, follower: UserId, followee: UserId) -> Announce<UnfollowOutcome> {
+    Announce::in_current_trace(id, move |outcome| match outcome {
+        UnfollowOutcome::Unfollowed { followee_followers } => Some(Event::Unfollowed {
+            follower_id: follower,
+            followee_id: followee,
+            followee_followers: *followee_followers,
+        }),
+        UnfollowOutcome::NotFollowing => None,
+    })
 }
 
 impl Graph {
@@ -34,7 +59,7 @@ impl Graph {
                 follower,
                 followee,
                 self.ids.next_raw(),
-                self.ids.next_event_id(),
+                followed(self.ids.next_event_id(), follower, followee),
                 Timestamp::now(),
             )
             .await
@@ -65,7 +90,7 @@ impl Graph {
             .unfollow(
                 follower,
                 followee,
-                self.ids.next_event_id(),
+                unfollowed(self.ids.next_event_id(), follower, followee),
                 Timestamp::now(),
             )
             .await

@@ -18,7 +18,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use sha2::{Digest, Sha256};
 use starling_domain::{
-    Attachment, Media, MediaFile, MediaId, MediaKind, MediaState, Timestamp, UserId,
+    Attachment, Event, Media, MediaFile, MediaId, MediaKind, MediaState, Timestamp, UserId,
     ValidationErrors, media::MAX_MEDIA_PER_POST, media::validate_alt,
 };
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -28,7 +28,7 @@ pub use self::image::{Encoded, ImageLimits, Rejected};
 #[cfg(any(test, feature = "contract-tests"))]
 pub mod test_images;
 use crate::error::{AppError, AppResult};
-use crate::ports::{BlobStore, MediaSelection, MediaStore};
+use crate::ports::{BlobStore, MediaSelection, MediaStore, NewEvent};
 
 /// Unattached uploads are removed after this long.
 pub const UNATTACHED_LIFETIME_MS: i64 = 24 * 3600 * 1000;
@@ -239,8 +239,17 @@ impl MediaLibrary {
             self.blobs
                 .put(&media.file.hash, Bytes::from(clean.bytes))
                 .await?;
+            // The thumbnailer's cue.
+            let uploaded = Event::MediaUploaded {
+                media_id: media.id,
+                owner_id: owner,
+            };
             store
-                .media_stored(media.id, owner, self.ids.next_event_id(), Timestamp::now())
+                .media_stored(
+                    media.id,
+                    NewEvent::in_current_trace(self.ids.next_event_id(), uploaded),
+                    Timestamp::now(),
+                )
                 .await?;
             Ok::<_, AppError>(())
         };

@@ -4,6 +4,7 @@
 //! of a port runs the same contract suite (`contract`, behind the
 //! `contract-tests` feature), so embedded and scaled-out modes cannot drift.
 
+pub mod announce;
 pub mod blobs;
 pub mod cache;
 pub mod caller;
@@ -17,6 +18,7 @@ pub mod timeline;
 #[cfg(feature = "contract-tests")]
 pub mod contract;
 
+pub use announce::{Announce, NewEvent};
 pub use blobs::{BlobError, BlobStore};
 pub use cache::Cache;
 pub use events::{EventLog, EventLogError, EventPublisher, EventSubscription};

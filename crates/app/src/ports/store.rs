@@ -2,7 +2,9 @@
 //! follow graph, posts, likes and the outbox.
 //!
 //! Every method that changes state commits the change and its outbox event in
-//! one transaction, so an event exists exactly when its change does. Counters
+//! one transaction, so an event exists exactly when its change does. Which
+//! event a change emits is the use case's decision (`announce`): the store
+//! appends what it is given. Counters
 //! (followers, following, posts, likes, replies) change in the same
 //! transaction as the row they count and stay exact under concurrency.
 
@@ -12,6 +14,7 @@ use starling_domain::{
     NotificationId, NotificationKind, Post, PostId, Timestamp, User, UserId, UserSummary,
 };
 
+use super::announce::{Announce, NewEvent};
 use super::timeline::TimelineEntry;
 
 #[derive(Debug, thiserror::Error)]
@@ -84,7 +87,8 @@ pub struct NewUser {
     pub display_name: String,
     pub password_hash: String,
     pub created_at: Timestamp,
-    pub event_id: EventId,
+    /// `UserRegistered`, committed with the account.
+    pub event: NewEvent,
 }
 
 #[derive(Debug, Clone)]
@@ -95,7 +99,7 @@ pub struct UserCredentials {
 
 #[async_trait]
 pub trait AccountStore: Send + Sync {
-    /// Creates the account and its `UserRegistered` event.
+    /// Creates the account and commits its event with it.
     /// Errors: `HandleTaken` (ignoring case), `EmailTaken`.
     async fn create_user(&self, new_user: NewUser) -> StoreResult<User>;
 
@@ -119,14 +123,14 @@ pub trait AccountStore: Send + Sync {
     async fn user_ids_after(&self, after: Option<UserId>, limit: usize)
     -> StoreResult<Vec<UserId>>;
 
-    /// Changes the given fields and commits a `ProfileUpdated` event.
+    /// Changes the given fields and commits `event` with them.
     /// Errors: `NotFound`.
     async fn update_profile(
         &self,
         id: UserId,
         display_name: Option<String>,
         bio: Option<String>,
-        event_id: EventId,
+        event: NewEvent,
         now: Timestamp,
     ) -> StoreResult<User>;
 }
@@ -205,23 +209,24 @@ pub enum UnfollowOutcome {
 
 #[async_trait]
 pub trait GraphStore: Send + Sync {
-    /// Idempotent: a second follow changes nothing and commits no event.
+    /// Idempotent: a second follow changes nothing and commits nothing;
+    /// a follow commits what `announce` makes of its outcome.
     /// `follow_id` orders follower/following lists. Errors: `NotFound` (followee).
     async fn follow(
         &self,
         follower: UserId,
         followee: UserId,
         follow_id: i64,
-        event_id: EventId,
+        announce: Announce<FollowOutcome>,
         now: Timestamp,
     ) -> StoreResult<FollowOutcome>;
 
-    /// Idempotent. Errors: `NotFound` (followee).
+    /// Idempotent, as `follow`. Errors: `NotFound` (followee).
     async fn unfollow(
         &self,
         follower: UserId,
         followee: UserId,
-        event_id: EventId,
+        announce: Announce<UnfollowOutcome>,
         now: Timestamp,
     ) -> StoreResult<UnfollowOutcome>;
 
@@ -275,7 +280,8 @@ pub struct NewPost {
     /// in the post's transaction only if still unattached.
     pub media: Vec<starling_domain::Attachment>,
     pub created_at: Timestamp,
-    pub event_id: EventId,
+    /// `PostCreated`, committed with the post.
+    pub event: NewEvent,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -286,7 +292,7 @@ pub enum DeleteOutcome {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LikeOutcome {
-    Liked,
+    Liked { post_author: UserId },
     AlreadyLiked,
 }
 
@@ -299,17 +305,18 @@ pub enum UnlikeOutcome {
 #[async_trait]
 pub trait PostStore: Send + Sync {
     /// Stores the post, bumps the author's post count (and the parent's reply
-    /// count) and commits `PostCreated`. Errors: `NotFound` when `reply_to`
+    /// count) and commits its event. Errors: `NotFound` when `reply_to`
     /// names no live post.
     async fn create_post(&self, new_post: NewPost) -> StoreResult<Post>;
 
     /// Tombstones the post (text erased, row kept for threads) and commits
-    /// `PostDeleted`. Errors: `NotFound` for a missing or deleted post.
+    /// what `announce` makes of it. Errors: `NotFound` for a missing or
+    /// deleted post.
     async fn delete_post(
         &self,
         post: PostId,
         requester: UserId,
-        event_id: EventId,
+        announce: Announce<DeleteOutcome>,
         now: Timestamp,
     ) -> StoreResult<DeleteOutcome>;
 
@@ -353,21 +360,22 @@ pub trait PostStore: Send + Sync {
         limit: usize,
     ) -> StoreResult<Vec<TimelineEntry>>;
 
-    /// Idempotent. Errors: `NotFound` for a missing or deleted post.
+    /// Idempotent (a second like commits nothing). Errors: `NotFound` for a
+    /// missing or deleted post.
     async fn like(
         &self,
         user: UserId,
         post: PostId,
-        event_id: EventId,
+        announce: Announce<LikeOutcome>,
         now: Timestamp,
     ) -> StoreResult<LikeOutcome>;
 
-    /// Idempotent. Errors: `NotFound` for a missing or deleted post.
+    /// Idempotent, as `like`. Errors: `NotFound` for a missing or deleted post.
     async fn unlike(
         &self,
         user: UserId,
         post: PostId,
-        event_id: EventId,
+        announce: Announce<UnlikeOutcome>,
         now: Timestamp,
     ) -> StoreResult<UnlikeOutcome>;
 
@@ -634,15 +642,9 @@ pub trait MediaStore: Send + Sync {
     /// Records an upload in state `Uploading`, before its file is stored.
     async fn add_media(&self, media: &Media) -> StoreResult<()>;
 
-    /// Its file is stored: state `Processing`, and `MediaUploaded` committed
-    /// with it (the thumbnailer's cue).
-    async fn media_stored(
-        &self,
-        id: MediaId,
-        owner: UserId,
-        event_id: EventId,
-        now: Timestamp,
-    ) -> StoreResult<()>;
+    /// Its file is stored: state `Processing`, and `event` committed with
+    /// it (`MediaUploaded`, the thumbnailer's cue).
+    async fn media_stored(&self, id: MediaId, event: NewEvent, now: Timestamp) -> StoreResult<()>;
 
     async fn media_by_ids(&self, ids: &[MediaId]) -> StoreResult<Vec<Media>>;
 

@@ -6,15 +6,15 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use starling_domain::{
-    MediaId, Mention, PostId, PostText, Timestamp, UserId, UserSummary, ValidationErrors,
-    find_mentions, mentioned_keys,
+    Event, MediaId, Mention, PostId, PostText, Timestamp, UserId, UserSummary, ValidationErrors,
+    find_mentions, mentioned_accounts, mentioned_keys,
 };
 
 use crate::error::{AppError, AppResult};
 use crate::page::PostView;
 use crate::posts::Posts;
 
-use crate::ports::{NewPost, StoreError, TimelineEntry};
+use crate::ports::{NewEvent, NewPost, StoreError, TimelineEntry};
 
 impl Posts {
     #[tracing::instrument(name = "create_post", skip_all, fields(author = %author))]
@@ -59,17 +59,24 @@ impl Posts {
                     })
             },
         )?;
+        let id = self.ids.next_post_id();
+        let created = Event::PostCreated {
+            post_id: id,
+            author_id: author,
+            reply_to,
+            mentions: mentioned_accounts(&mentions),
+        };
         let post = self
             .posts
             .create_post(NewPost {
-                id: self.ids.next_post_id(),
+                id,
                 author_id: author,
                 text: text.into_string(),
                 reply_to,
                 mentions,
                 media,
                 created_at: Timestamp::now(),
-                event_id: self.ids.next_event_id(),
+                event: NewEvent::in_current_trace(self.ids.next_event_id(), created),
             })
             .await
             .map_err(|error| match error {

@@ -4,18 +4,25 @@
 
 use std::sync::Arc;
 
-use starling_domain::{Post, PostId, Timestamp, UserId};
+use starling_domain::{Event, Post, PostId, Timestamp, UserId};
 
 use crate::error::{AppError, AppResult};
-use crate::ports::{DeleteOutcome, StoreError};
+use crate::ports::{Announce, DeleteOutcome, StoreError};
 use crate::posts::Posts;
 
 impl Posts {
     #[tracing::instrument(name = "delete_post", skip_all, fields(post_id = %post, requester = %requester))]
     pub async fn delete(&self, requester: UserId, post: PostId) -> AppResult<()> {
+        // Only the author's delete happens, and announces itself.
+        let deleted = Announce::in_current_trace(self.ids.next_event_id(), move |outcome| {
+            matches!(outcome, DeleteOutcome::Deleted { .. }).then_some(Event::PostDeleted {
+                post_id: post,
+                author_id: requester,
+            })
+        });
         let outcome = self
             .posts
-            .delete_post(post, requester, self.ids.next_event_id(), Timestamp::now())
+            .delete_post(post, requester, deleted, Timestamp::now())
             .await
             .map_err(|error| match error {
                 StoreError::NotFound => AppError::NotFound("post"),

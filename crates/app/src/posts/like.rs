@@ -2,10 +2,10 @@
 //! A post hidden from the liker by a block cannot be liked or unliked: the
 //! answer is the 404 of a post that does not exist.
 
-use starling_domain::{PostId, Timestamp, UserId};
+use starling_domain::{Event, PostId, Timestamp, UserId};
 
 use crate::error::{AppError, AppResult};
-use crate::ports::{LikeOutcome, StoreError, UnlikeOutcome};
+use crate::ports::{Announce, LikeOutcome, StoreError, UnlikeOutcome};
 use crate::posts::Posts;
 
 fn post_not_found(error: StoreError) -> AppError {
@@ -18,12 +18,23 @@ fn post_not_found(error: StoreError) -> AppError {
 impl Posts {
     pub async fn like(&self, user: UserId, post: PostId) -> AppResult<()> {
         self.post_to_act_on(user, post).await?;
+        // A like names the post's author as the transaction found it (the
+        // notifier tells them); a repeated like announces nothing.
+        let liked =
+            Announce::in_current_trace(self.ids.next_event_id(), move |outcome| match outcome {
+                LikeOutcome::Liked { post_author } => Some(Event::Liked {
+                    user_id: user,
+                    post_id: post,
+                    post_author_id: *post_author,
+                }),
+                LikeOutcome::AlreadyLiked => None,
+            });
         let outcome = self
             .posts
-            .like(user, post, self.ids.next_event_id(), Timestamp::now())
+            .like(user, post, liked, Timestamp::now())
             .await
             .map_err(post_not_found)?;
-        if outcome == LikeOutcome::Liked {
+        if let LikeOutcome::Liked { .. } = outcome {
             self.post_cache.invalidate(&post).await;
             self.hydration.refresh_likes(user).await;
         }
@@ -32,9 +43,15 @@ impl Posts {
 
     pub async fn unlike(&self, user: UserId, post: PostId) -> AppResult<()> {
         self.post_to_act_on(user, post).await?;
+        let unliked = Announce::in_current_trace(self.ids.next_event_id(), move |outcome| {
+            (*outcome == UnlikeOutcome::Unliked).then_some(Event::Unliked {
+                user_id: user,
+                post_id: post,
+            })
+        });
         let outcome = self
             .posts
-            .unlike(user, post, self.ids.next_event_id(), Timestamp::now())
+            .unlike(user, post, unliked, Timestamp::now())
             .await
             .map_err(post_not_found)?;
         if outcome == UnlikeOutcome::Unliked {

@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use async_trait::async_trait;
 use sqlx::postgres::PgPool;
 use starling_app::ports::StoreError;
-use starling_domain::{Event, Post, PostId};
+use starling_domain::{Post, PostId};
 
 use super::posts::{COUNT_REPLY, attach_media, shift, undo_attach};
 use super::{Tx, record_acquire, translate};
@@ -145,14 +145,8 @@ impl Rows {
         let mut kinds = Vec::with_capacity(accepted.len());
         let mut payloads = Vec::with_capacity(accepted.len());
         for post in posts() {
-            let event = Event::PostCreated {
-                post_id: post.id,
-                author_id: post.author_id,
-                reply_to: post.reply_to,
-                mentions: starling_domain::mentioned_accounts(&post.mentions),
-            };
-            kinds.push(event.kind());
-            payloads.push(encode_event(&event)?);
+            kinds.push(post.event.event.kind());
+            payloads.push(encode_event(&post.event.event)?);
         }
         Ok(Self {
             ids: posts().map(|post| post.id.get()).collect(),
@@ -168,12 +162,11 @@ impl Rows {
                 .collect::<Result<_, _>>()?,
             counted_authors: per_author.keys().copied().collect(),
             counts: per_author.values().copied().collect(),
-            event_ids: posts().map(|post| post.event_id.get()).collect(),
+            event_ids: posts().map(|post| post.event.id.get()).collect(),
             kinds,
             payloads,
-            trace_parents: accepted
-                .iter()
-                .map(|entry| entry.trace_parent.clone())
+            trace_parents: posts()
+                .map(|post| post.event.trace_parent.clone())
                 .collect(),
         })
     }

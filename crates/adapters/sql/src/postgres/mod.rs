@@ -17,8 +17,8 @@ use anyhow::Context;
 use sqlx::Postgres;
 use sqlx::pool::PoolConnection;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
-use starling_app::ports::StoreError;
-use starling_domain::{Event, EventId, Timestamp};
+use starling_app::ports::{NewEvent, StoreError};
+use starling_domain::Timestamp;
 
 use crate::{encode_event, record_acquire};
 use dialect::Tx;
@@ -279,19 +279,18 @@ pub(crate) fn translate(error: sqlx::Error) -> StoreError {
 /// Appends `event` to the outbox inside the caller's transaction.
 pub(crate) async fn append_event(
     tx: &mut Tx,
-    id: EventId,
-    event: &Event,
+    event: &NewEvent,
     now: Timestamp,
 ) -> Result<(), StoreError> {
     sqlx::query(
         "INSERT INTO outbox (event_id, kind, payload, occurred_at, trace_parent) \
          VALUES ($1, $2, $3, $4, $5)",
     )
-    .bind(id.get())
-    .bind(event.kind())
-    .bind(encode_event(event)?)
+    .bind(event.id.get())
+    .bind(event.event.kind())
+    .bind(encode_event(&event.event)?)
     .bind(now.millis())
-    .bind(starling_app::telemetry::current_traceparent())
+    .bind(&event.trace_parent)
     .execute(&mut **tx)
     .await
     .map_err(translate)?;
@@ -306,7 +305,7 @@ mod tests {
     use sqlx::postgres::PgConnection;
     use starling_app::ports::caller::CallerSlot;
     use starling_app::ports::{AccountStore, NewUser, Store};
-    use starling_domain::{Email, Handle, IdGenerator};
+    use starling_domain::{Email, Event, EventId, Handle, IdGenerator};
 
     use super::*;
     use starling_testing::{TestDatabase, test_database};
@@ -368,14 +367,19 @@ mod tests {
     }
 
     fn new_user(ids: &IdGenerator, handle: &str) -> NewUser {
+        let id = ids.next_user_id();
         NewUser {
-            id: ids.next_user_id(),
+            id,
             handle: Handle::parse(handle).unwrap(),
             email: Email::parse(&format!("{handle}@example.org")).unwrap(),
             display_name: handle.to_owned(),
             password_hash: "hash".to_owned(),
             created_at: Timestamp::now(),
-            event_id: ids.next_event_id(),
+            event: NewEvent::new(
+                ids.next_event_id(),
+                Event::UserRegistered { user_id: id },
+                None,
+            ),
         }
     }
 
@@ -429,7 +433,11 @@ mod tests {
                         ada.id,
                         Some("Ada Lovelace".to_owned()),
                         None,
-                        ids.next_event_id(),
+                        NewEvent::new(
+                            ids.next_event_id(),
+                            Event::ProfileUpdated { user_id: ada.id },
+                            None,
+                        ),
                         Timestamp::now(),
                     )
                     .await

@@ -8,8 +8,8 @@ macro_rules! account_store {
     ($store:ident) => {
         mod accounts {
             use async_trait::async_trait;
-            use starling_app::ports::{AccountStore, NewUser, StoreError, UserCredentials};
-            use starling_domain::{Event, EventId, Timestamp, User, UserId, UserSummary};
+            use starling_app::ports::{AccountStore, NewEvent, NewUser, StoreError, UserCredentials};
+            use starling_domain::{Timestamp, User, UserId, UserSummary};
 
             use super::{$store, append_event, email_conflict, id_list, text_list, translate};
             use crate::UserRow;
@@ -75,15 +75,7 @@ macro_rules! account_store {
                         .execute(&mut *tx)
                         .await
                         .map_err(translate)?;
-                    append_event(
-                        &mut tx,
-                        new_user.event_id,
-                        &Event::UserRegistered {
-                            user_id: new_user.id,
-                        },
-                        new_user.created_at,
-                    )
-                    .await?;
+                    append_event(&mut tx, &new_user.event, new_user.created_at).await?;
                     tx.commit().await.map_err(translate)?;
                     self.commits.committed();
                     Ok(User {
@@ -192,7 +184,7 @@ macro_rules! account_store {
                     id: UserId,
                     display_name: Option<String>,
                     bio: Option<String>,
-                    event_id: EventId,
+                    event: NewEvent,
                     now: Timestamp,
                 ) -> Result<User, StoreError> {
                     let mut tx = self.begin().await?;
@@ -207,13 +199,7 @@ macro_rules! account_store {
                     let Some(row) = row else {
                         return Err(StoreError::NotFound);
                     };
-                    append_event(
-                        &mut tx,
-                        event_id,
-                        &Event::ProfileUpdated { user_id: id },
-                        now,
-                    )
-                    .await?;
+                    append_event(&mut tx, &event, now).await?;
                     tx.commit().await.map_err(translate)?;
                     self.commits.committed();
                     Ok(row.into())

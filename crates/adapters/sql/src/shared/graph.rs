@@ -8,8 +8,8 @@ macro_rules! graph_store {
     ($store:ident) => {
         mod graph {
             use async_trait::async_trait;
-            use starling_app::ports::{FollowOutcome, GraphStore, StoreError, UnfollowOutcome};
-            use starling_domain::{Event, EventId, Timestamp, User, UserId};
+            use starling_app::ports::{Announce, FollowOutcome, GraphStore, NewEvent, StoreError, UnfollowOutcome};
+            use starling_domain::{Timestamp, User, UserId};
 
             use super::{$store, Db, ROW_LOCKS, Tx, append_event, translate};
             use crate::{UserRow, limit_param};
@@ -66,18 +66,16 @@ macro_rules! graph_store {
             impl $store {
                 /// Runs `change` (inserting or deleting one follow row); when it changed
                 /// a row, moves both counters by `delta` and commits with the event
-                /// `make_event` builds from the followee's new follower count, which it
+                /// `announce` makes of the followee's new follower count, which it
                 /// answers. `None`: nothing to change, nothing committed.
-                #[allow(clippy::too_many_arguments)]
                 async fn change_follow<'q>(
                     &self,
                     follower: UserId,
                     followee: UserId,
                     change: sqlx::query::Query<'q, Db, <Db as sqlx::Database>::Arguments>,
                     delta: i64,
-                    event_id: EventId,
                     now: Timestamp,
-                    make_event: impl FnOnce(i64) -> Event + Send,
+                    announce: impl FnOnce(i64) -> Option<NewEvent> + Send,
                 ) -> Result<Option<i64>, StoreError> {
                     let mut tx = self.begin().await?;
                     let exists: Option<i32> = sqlx::query_scalar(USER_EXISTS)
@@ -93,7 +91,9 @@ macro_rules! graph_store {
                         return Ok(None);
                     }
                     let followee_followers = shift_follow_counters(&mut tx, follower, followee, delta).await?;
-                    append_event(&mut tx, event_id, &make_event(followee_followers), now).await?;
+                    if let Some(event) = announce(followee_followers) {
+                        append_event(&mut tx, &event, now).await?;
+                    }
                     tx.commit().await.map_err(translate)?;
                     self.commits.committed();
                     Ok(Some(followee_followers))
@@ -160,7 +160,7 @@ macro_rules! graph_store {
                     follower: UserId,
                     followee: UserId,
                     follow_id: i64,
-                    event_id: EventId,
+                    announce: Announce<FollowOutcome>,
                     now: Timestamp,
                 ) -> Result<FollowOutcome, StoreError> {
                     let change = sqlx::query(INSERT_FOLLOW)
@@ -169,19 +169,9 @@ macro_rules! graph_store {
                         .bind(follow_id)
                         .bind(now.millis());
                     let changed = self
-                        .change_follow(
-                            follower,
-                            followee,
-                            change,
-                            1,
-                            event_id,
-                            now,
-                            |followee_followers| Event::Followed {
-                                follower_id: follower,
-                                followee_id: followee,
-                                followee_followers,
-                            },
-                        )
+                        .change_follow(follower, followee, change, 1, now, |followee_followers| {
+                            announce.event_for(&FollowOutcome::Followed { followee_followers })
+                        })
                         .await?;
                     Ok(match changed {
                         Some(followee_followers) => FollowOutcome::Followed { followee_followers },
@@ -193,26 +183,16 @@ macro_rules! graph_store {
                     &self,
                     follower: UserId,
                     followee: UserId,
-                    event_id: EventId,
+                    announce: Announce<UnfollowOutcome>,
                     now: Timestamp,
                 ) -> Result<UnfollowOutcome, StoreError> {
                     let change = sqlx::query(DELETE_FOLLOW)
                         .bind(follower.get())
                         .bind(followee.get());
                     let changed = self
-                        .change_follow(
-                            follower,
-                            followee,
-                            change,
-                            -1,
-                            event_id,
-                            now,
-                            |followee_followers| Event::Unfollowed {
-                                follower_id: follower,
-                                followee_id: followee,
-                                followee_followers,
-                            },
-                        )
+                        .change_follow(follower, followee, change, -1, now, |followee_followers| {
+                            announce.event_for(&UnfollowOutcome::Unfollowed { followee_followers })
+                        })
                         .await?;
                     Ok(match changed {
                         Some(followee_followers) => UnfollowOutcome::Unfollowed { followee_followers },

@@ -13,8 +13,8 @@ macro_rules! media_store {
     ($store:ident) => {
         mod media {
             use async_trait::async_trait;
-            use starling_app::ports::{BlobStore, MediaSelection, MediaStore, StoreError};
-            use starling_domain::{Event, EventId, Media, MediaFile, MediaId, MediaState, Timestamp, UserId};
+            use starling_app::ports::{BlobStore, MediaSelection, MediaStore, NewEvent, StoreError};
+            use starling_domain::{Media, MediaFile, MediaId, MediaState, Timestamp};
 
             use super::{$store, append_event, id_list, lock_file, translate};
             use crate::{MediaRow, encode_file, limit_param};
@@ -61,8 +61,7 @@ macro_rules! media_store {
                 async fn media_stored(
                     &self,
                     id: MediaId,
-                    owner: UserId,
-                    event_id: EventId,
+                    event: NewEvent,
                     now: Timestamp,
                 ) -> Result<(), StoreError> {
                     let mut tx = self.begin().await?;
@@ -74,11 +73,7 @@ macro_rules! media_store {
                     if updated.rows_affected() == 0 {
                         return Err(StoreError::NotFound);
                     }
-                    let event = Event::MediaUploaded {
-                        media_id: id,
-                        owner_id: owner,
-                    };
-                    append_event(&mut tx, event_id, &event, now).await?;
+                    append_event(&mut tx, &event, now).await?;
                     tx.commit().await.map_err(translate)?;
                     self.commits.committed();
                     Ok(())

@@ -13,7 +13,7 @@ macro_rules! outbox_store {
     ($store:ident) => {
         mod outbox {
             use async_trait::async_trait;
-            use starling_app::ports::{OutboxStore, StoreError, UndecodableEvent};
+            use starling_app::ports::{NewEvent, OutboxStore, StoreError, UndecodableEvent};
             use starling_domain::{Event, EventEnvelope, EventId, Timestamp};
 
             use super::{append_event, translate, $store};
@@ -202,7 +202,9 @@ macro_rules! outbox_store {
                     now: Timestamp,
                 ) -> Result<(), StoreError> {
                     let mut tx = self.begin().await?;
-                    append_event(&mut tx, id, event, now).await?;
+                    // Outside any request: no trace to join.
+                    let event = NewEvent::new(id, event.clone(), None);
+                    append_event(&mut tx, &event, now).await?;
                     tx.commit().await.map_err(translate)?;
                     self.commits.committed();
                     Ok(())

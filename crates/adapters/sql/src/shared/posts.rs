@@ -9,9 +9,10 @@ macro_rules! post_store {
         mod posts {
             use async_trait::async_trait;
             use starling_app::ports::{
-                DeleteOutcome, LikeOutcome, NewPost, PostStore, StoreError, TimelineEntry, UnlikeOutcome,
+                Announce, DeleteOutcome, LikeOutcome, NewEvent, NewPost, PostStore, StoreError, TimelineEntry,
+                UnlikeOutcome,
             };
-            use starling_domain::{Event, EventId, Post, PostId, Timestamp, UserId};
+            use starling_domain::{Post, PostId, Timestamp, UserId};
 
             use super::{$store, Db, HOME_ENTRIES, Tx, append_event, id_list, translate};
             use crate::limit_param;
@@ -168,31 +169,32 @@ macro_rules! post_store {
             impl $store {
                 /// Runs `change` (inserting or deleting one like of a live post); when it
                 /// changed a row, moves the post's like count by `delta` and commits with
-                /// the event `make_event` builds from the post's author. False: nothing
-                /// to change, nothing committed.
+                /// the event `announce` makes of the post's author, which it answers.
+                /// `None`: nothing to change, nothing committed.
                 async fn change_like(
                     &self,
                     post: PostId,
                     change: sqlx::query::Query<'_, Db, <Db as sqlx::Database>::Arguments>,
                     delta: i64,
-                    event_id: EventId,
                     now: Timestamp,
-                    make_event: impl FnOnce(UserId) -> Event + Send,
-                ) -> Result<bool, StoreError> {
+                    announce: impl FnOnce(UserId) -> Option<NewEvent> + Send,
+                ) -> Result<Option<UserId>, StoreError> {
                     let mut tx = self.begin().await?;
                     let post_author_id = live_post_author(&mut tx, post).await?;
                     let changed = change.execute(&mut *tx).await.map_err(translate)?;
                     if changed.rows_affected() == 0 {
-                        return Ok(false);
+                        return Ok(None);
                     }
                     if shift(&mut tx, COUNT_LIKE, post.get(), delta).await? == 0 {
                         // Deleted while we liked it.
                         return Err(StoreError::NotFound);
                     }
-                    append_event(&mut tx, event_id, &make_event(post_author_id), now).await?;
+                    if let Some(event) = announce(post_author_id) {
+                        append_event(&mut tx, &event, now).await?;
+                    }
                     tx.commit().await.map_err(translate)?;
                     self.commits.committed();
-                    Ok(true)
+                    Ok(Some(post_author_id))
                 }
             }
 
@@ -209,7 +211,7 @@ macro_rules! post_store {
                     &self,
                     post: PostId,
                     requester: UserId,
-                    event_id: EventId,
+                    announce: Announce<DeleteOutcome>,
                     now: Timestamp,
                 ) -> Result<DeleteOutcome, StoreError> {
                     let mut tx = self.begin().await?;
@@ -239,16 +241,15 @@ macro_rules! post_store {
                     if let Some(parent) = reply_to {
                         shift(&mut tx, COUNT_REPLY, parent, -1).await?;
                     }
-                    let event = Event::PostDeleted {
-                        post_id: post,
-                        author_id: requester,
+                    let outcome = DeleteOutcome::Deleted {
+                        reply_to: reply_to.map(PostId),
                     };
-                    append_event(&mut tx, event_id, &event, now).await?;
+                    if let Some(event) = announce.event_for(&outcome) {
+                        append_event(&mut tx, &event, now).await?;
+                    }
                     tx.commit().await.map_err(translate)?;
                     self.commits.committed();
-                    Ok(DeleteOutcome::Deleted {
-                        reply_to: reply_to.map(PostId),
-                    })
+                    Ok(outcome)
                 }
 
                 async fn posts_by_ids(&self, ids: &[PostId]) -> Result<Vec<Post>, StoreError> {
@@ -345,7 +346,7 @@ macro_rules! post_store {
                     &self,
                     user: UserId,
                     post: PostId,
-                    event_id: EventId,
+                    announce: Announce<LikeOutcome>,
                     now: Timestamp,
                 ) -> Result<LikeOutcome, StoreError> {
                     let change = sqlx::query(INSERT_LIKE)
@@ -353,18 +354,13 @@ macro_rules! post_store {
                         .bind(post.get())
                         .bind(now.millis());
                     let changed = self
-                        .change_like(post, change, 1, event_id, now, |post_author_id| {
-                            Event::Liked {
-                                user_id: user,
-                                post_id: post,
-                                post_author_id,
-                            }
+                        .change_like(post, change, 1, now, |post_author| {
+                            announce.event_for(&LikeOutcome::Liked { post_author })
                         })
                         .await?;
-                    Ok(if changed {
-                        LikeOutcome::Liked
-                    } else {
-                        LikeOutcome::AlreadyLiked
+                    Ok(match changed {
+                        Some(post_author) => LikeOutcome::Liked { post_author },
+                        None => LikeOutcome::AlreadyLiked,
                     })
                 }
 
@@ -372,20 +368,18 @@ macro_rules! post_store {
                     &self,
                     user: UserId,
                     post: PostId,
-                    event_id: EventId,
+                    announce: Announce<UnlikeOutcome>,
                     now: Timestamp,
                 ) -> Result<UnlikeOutcome, StoreError> {
                     let change = sqlx::query(DELETE_LIKE).bind(user.get()).bind(post.get());
                     let changed = self
-                        .change_like(post, change, -1, event_id, now, |_| Event::Unliked {
-                            user_id: user,
-                            post_id: post,
+                        .change_like(post, change, -1, now, |_| {
+                            announce.event_for(&UnlikeOutcome::Unliked)
                         })
                         .await?;
-                    Ok(if changed {
-                        UnlikeOutcome::Unliked
-                    } else {
-                        UnlikeOutcome::NotLiked
+                    Ok(match changed {
+                        Some(_) => UnlikeOutcome::Unliked,
+                        None => UnlikeOutcome::NotLiked,
                     })
                 }
 

@@ -6,7 +6,7 @@
 use async_trait::async_trait;
 use sqlx::{QueryBuilder, Sqlite, SqlitePool};
 use starling_app::ports::StoreError;
-use starling_domain::{Event, Post, PostId};
+use starling_domain::{Post, PostId};
 
 use super::posts::{COUNT_REPLY, attach_media, shift, undo_attach};
 use super::translate;
@@ -81,23 +81,17 @@ async fn write(
         }
         let mut events = Vec::with_capacity(accepted.len());
         for entry in &accepted {
-            let post = &entry.post;
-            let event = Event::PostCreated {
-                post_id: post.id,
-                author_id: post.author_id,
-                reply_to: post.reply_to,
-                mentions: starling_domain::mentioned_accounts(&post.mentions),
-            };
-            events.push((entry, event.kind(), encode_event(&event)?));
+            let event = &entry.post.event;
+            events.push((entry, event.event.kind(), encode_event(&event.event)?));
         }
         statements
             .push("; INSERT INTO outbox (event_id, kind, payload, occurred_at, trace_parent) ");
         statements.push_values(events, |mut row, (entry, kind, payload)| {
-            row.push_bind(entry.post.event_id.get())
+            row.push_bind(entry.post.event.id.get())
                 .push_bind(kind)
                 .push_bind(payload)
                 .push_bind(entry.post.created_at.millis())
-                .push_bind(entry.trace_parent.clone());
+                .push_bind(entry.post.event.trace_parent.clone());
         });
         statements
             .build()

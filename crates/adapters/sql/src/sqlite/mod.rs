@@ -20,8 +20,8 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 use sqlx::{Sqlite, Transaction};
-use starling_app::ports::StoreError;
-use starling_domain::{Event, EventId, Timestamp};
+use starling_app::ports::{NewEvent, StoreError};
+use starling_domain::Timestamp;
 
 use crate::{encode_event, record_acquire};
 pub(crate) use dialect::{
@@ -192,20 +192,19 @@ const SQLITE_LOCKED: i32 = 6;
 /// Appends `event` to the outbox inside the caller's transaction.
 pub(crate) async fn append_event(
     tx: &mut Transaction<'static, Sqlite>,
-    id: EventId,
-    event: &Event,
+    event: &NewEvent,
     now: Timestamp,
 ) -> Result<i64, StoreError> {
-    let payload = encode_event(event)?;
+    let payload = encode_event(&event.event)?;
     let sequence: i64 = sqlx::query_scalar(
         "INSERT INTO outbox (event_id, kind, payload, occurred_at, trace_parent) \
          VALUES (?1, ?2, ?3, ?4, ?5) RETURNING sequence",
     )
-    .bind(id.get())
-    .bind(event.kind())
+    .bind(event.id.get())
+    .bind(event.event.kind())
     .bind(payload)
     .bind(now.millis())
-    .bind(starling_app::telemetry::current_traceparent())
+    .bind(&event.trace_parent)
     .fetch_one(&mut **tx)
     .await
     .map_err(translate)?;
@@ -217,6 +216,7 @@ mod tests {
     use std::sync::Arc;
 
     use starling_app::ports::{OutboxStore, Store};
+    use starling_domain::{Event, EventId};
 
     use super::*;
 

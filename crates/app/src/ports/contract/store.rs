@@ -8,9 +8,9 @@ use starling_domain::{
 };
 
 use crate::ports::{
-    DeleteOutcome, FollowOutcome, Hidden, IdempotencyClaim, LikeOutcome, MediaSelection, NewPost,
-    NewUser, RefreshFamily, RefreshTokenRecord, Relation, RotateOutcome, Store, StoreError,
-    StoredResponse, TimelineEntry, UnfollowOutcome, UnlikeOutcome,
+    Announce, DeleteOutcome, FollowOutcome, Hidden, IdempotencyClaim, LikeOutcome, MediaSelection,
+    NewEvent, NewPost, NewUser, RefreshFamily, RefreshTokenRecord, Relation, RotateOutcome, Store,
+    StoreError, StoredResponse, TimelineEntry, UnfollowOutcome, UnlikeOutcome,
 };
 
 #[macro_export]
@@ -45,6 +45,7 @@ macro_rules! store_contract {
             posts_by_many_authors_at_once_are_each_counted,
             the_outbox_delivers_every_change_in_commit_order,
             commits_that_append_events_are_announced,
+            changes_append_what_their_rule_makes_of_the_outcome,
             checkpoints_start_at_zero_and_never_move_back,
             the_backlog_counts_what_a_consumer_has_not_handled,
 
@@ -99,15 +100,16 @@ impl Fixture {
     }
 
     async fn user(&self, handle: &str) -> User {
+        let id = self.ids.next_user_id();
         self.store
             .create_user(NewUser {
-                id: self.ids.next_user_id(),
+                id,
                 handle: Handle::parse(handle).unwrap(),
                 email: Email::parse(&format!("{handle}@example.org")).unwrap(),
                 display_name: format!("{handle} display"),
                 password_hash: format!("hash-of-{handle}"),
                 created_at: Timestamp::now(),
-                event_id: self.ids.next_event_id(),
+                event: self.event(Event::UserRegistered { user_id: id }),
             })
             .await
             .unwrap()
@@ -115,17 +117,104 @@ impl Fixture {
 
     async fn post(&self, author: UserId, reply_to: Option<PostId>) -> Result<Post, StoreError> {
         self.store
-            .create_post(NewPost {
-                id: self.ids.next_post_id(),
-                author_id: author,
-                text: "hello".to_owned(),
-                reply_to,
-                mentions: Vec::new(),
-                media: Vec::new(),
-                created_at: Timestamp::now(),
-                event_id: self.ids.next_event_id(),
-            })
+            .create_post(self.new_post(author, reply_to, Vec::new(), Vec::new()))
             .await
+    }
+
+    /// A new post with the event its use case announces.
+    fn new_post(
+        &self,
+        author: UserId,
+        reply_to: Option<PostId>,
+        mentions: Vec<Mention>,
+        media: Vec<starling_domain::Attachment>,
+    ) -> NewPost {
+        let id = self.ids.next_post_id();
+        let created = Event::PostCreated {
+            post_id: id,
+            author_id: author,
+            reply_to,
+            mentions: starling_domain::mentioned_accounts(&mentions),
+        };
+        NewPost {
+            id,
+            author_id: author,
+            text: "hello".to_owned(),
+            reply_to,
+            mentions,
+            media,
+            created_at: Timestamp::now(),
+            event: self.event(created),
+        }
+    }
+
+    /// An event as the use cases announce one (outside a trace).
+    fn event(&self, event: Event) -> NewEvent {
+        NewEvent::new(self.ids.next_event_id(), event, None)
+    }
+
+    /// The rules the use cases give the store for each kind of change.
+    fn follows(&self, follower: UserId, followee: UserId) -> Announce<FollowOutcome> {
+        Announce::new(
+            self.ids.next_event_id(),
+            None,
+            move |outcome| match outcome {
+                FollowOutcome::Followed { followee_followers } => Some(Event::Followed {
+                    follower_id: follower,
+                    followee_id: followee,
+                    followee_followers: *followee_followers,
+                }),
+                FollowOutcome::AlreadyFollowing => None,
+            },
+        )
+    }
+
+    fn unfollows(&self, follower: UserId, followee: UserId) -> Announce<UnfollowOutcome> {
+        Announce::new(
+            self.ids.next_event_id(),
+            None,
+            move |outcome| match outcome {
+                UnfollowOutcome::Unfollowed { followee_followers } => Some(Event::Unfollowed {
+                    follower_id: follower,
+                    followee_id: followee,
+                    followee_followers: *followee_followers,
+                }),
+                UnfollowOutcome::NotFollowing => None,
+            },
+        )
+    }
+
+    fn likes(&self, user: UserId, post: PostId) -> Announce<LikeOutcome> {
+        Announce::new(
+            self.ids.next_event_id(),
+            None,
+            move |outcome| match outcome {
+                LikeOutcome::Liked { post_author } => Some(Event::Liked {
+                    user_id: user,
+                    post_id: post,
+                    post_author_id: *post_author,
+                }),
+                LikeOutcome::AlreadyLiked => None,
+            },
+        )
+    }
+
+    fn unlikes(&self, user: UserId, post: PostId) -> Announce<UnlikeOutcome> {
+        Announce::new(self.ids.next_event_id(), None, move |outcome| {
+            (*outcome == UnlikeOutcome::Unliked).then_some(Event::Unliked {
+                user_id: user,
+                post_id: post,
+            })
+        })
+    }
+
+    fn deletes(&self, post: PostId, requester: UserId) -> Announce<DeleteOutcome> {
+        Announce::new(self.ids.next_event_id(), None, move |outcome| {
+            matches!(outcome, DeleteOutcome::Deleted { .. }).then_some(Event::PostDeleted {
+                post_id: post,
+                author_id: requester,
+            })
+        })
     }
 
     async fn follow(&self, follower: UserId, followee: UserId) -> FollowOutcome {
@@ -134,7 +223,7 @@ impl Fixture {
                 follower,
                 followee,
                 self.ids.next_raw(),
-                self.ids.next_event_id(),
+                self.follows(follower, followee),
                 Timestamp::now(),
             )
             .await
@@ -151,7 +240,7 @@ impl Fixture {
 
     async fn like(&self, user: UserId, post: PostId) -> Result<LikeOutcome, StoreError> {
         self.store
-            .like(user, post, self.ids.next_event_id(), Timestamp::now())
+            .like(user, post, self.likes(user, post), Timestamp::now())
             .await
     }
 
@@ -243,14 +332,17 @@ pub async fn created_users_are_found_by_id_handle_and_login(store: Arc<dyn Store
 pub async fn handles_ignore_case_and_emails_are_unique(store: Arc<dyn Store>) {
     let fixture = Fixture::new(store.clone());
     fixture.user("grace").await;
-    let clash = |handle: &str, email: &str| NewUser {
-        id: fixture.ids.next_user_id(),
-        handle: Handle::parse(handle).unwrap(),
-        email: Email::parse(email).unwrap(),
-        display_name: String::new(),
-        password_hash: String::new(),
-        created_at: Timestamp::now(),
-        event_id: fixture.ids.next_event_id(),
+    let clash = |handle: &str, email: &str| {
+        let id = fixture.ids.next_user_id();
+        NewUser {
+            id,
+            handle: Handle::parse(handle).unwrap(),
+            email: Email::parse(email).unwrap(),
+            display_name: String::new(),
+            password_hash: String::new(),
+            created_at: Timestamp::now(),
+            event: fixture.event(Event::UserRegistered { user_id: id }),
+        }
     };
     let same_handle = store.create_user(clash("GRACE", "other@example.org")).await;
     assert!(
@@ -277,7 +369,7 @@ pub async fn profiles_change_only_the_given_fields(store: Arc<dyn Store>) {
             ada.id,
             Some("Countess".into()),
             None,
-            fixture.ids.next_event_id(),
+            fixture.event(Event::ProfileUpdated { user_id: ada.id }),
             now,
         )
         .await
@@ -291,7 +383,7 @@ pub async fn profiles_change_only_the_given_fields(store: Arc<dyn Store>) {
             ada.id,
             None,
             Some("Analyst".into()),
-            fixture.ids.next_event_id(),
+            fixture.event(Event::ProfileUpdated { user_id: ada.id }),
             now,
         )
         .await
@@ -306,7 +398,9 @@ pub async fn profiles_change_only_the_given_fields(store: Arc<dyn Store>) {
             UserId(999),
             Some("x".into()),
             None,
-            fixture.ids.next_event_id(),
+            fixture.event(Event::ProfileUpdated {
+                user_id: UserId(999),
+            }),
             now,
         )
         .await;
@@ -516,7 +610,7 @@ pub async fn follows_are_idempotent_and_counted(store: Arc<dyn Store>) {
             ada.id,
             UserId(999),
             1,
-            fixture.ids.next_event_id(),
+            fixture.follows(ada.id, UserId(999)),
             Timestamp::now(),
         )
         .await;
@@ -526,7 +620,7 @@ pub async fn follows_are_idempotent_and_counted(store: Arc<dyn Store>) {
         store.unfollow(
             ada.id,
             bob.id,
-            fixture.ids.next_event_id(),
+            fixture.unfollows(ada.id, bob.id),
             Timestamp::now(),
         )
     };
@@ -643,8 +737,14 @@ pub async fn replies_need_a_live_parent_and_are_counted(store: Arc<dyn Store>) {
     // A refused reply counts nowhere.
     assert_eq!(fixture.fresh(ada.id).await.posts_count, 2);
 
-    let delete =
-        |post| store.delete_post(post, ada.id, fixture.ids.next_event_id(), Timestamp::now());
+    let delete = |post| {
+        store.delete_post(
+            post,
+            ada.id,
+            fixture.deletes(post, ada.id),
+            Timestamp::now(),
+        )
+    };
     delete(reply.id).await.unwrap();
     assert_eq!(fixture.stored_post(parent.id).await.reply_count, 0);
     delete(parent.id).await.unwrap();
@@ -659,8 +759,14 @@ pub async fn only_authors_delete_and_deletion_leaves_a_tombstone(store: Arc<dyn 
     let ada = fixture.user("ada").await;
     let bob = fixture.user("bob").await;
     let post = fixture.post(ada.id, None).await.unwrap();
-    let delete =
-        |who| store.delete_post(post.id, who, fixture.ids.next_event_id(), Timestamp::now());
+    let delete = |who| {
+        store.delete_post(
+            post.id,
+            who,
+            fixture.deletes(post.id, who),
+            Timestamp::now(),
+        )
+    };
     assert_eq!(delete(bob.id).await.unwrap(), DeleteOutcome::NotAuthor);
     assert!(!fixture.stored_post(post.id).await.deleted);
     assert_eq!(
@@ -744,7 +850,7 @@ pub async fn home_entries_merge_self_and_followees_newest_first(store: Arc<dyn S
         .delete_post(
             deleted.id,
             friend.id,
-            fixture.ids.next_event_id(),
+            fixture.deletes(deleted.id, friend.id),
             Timestamp::now(),
         )
         .await
@@ -778,7 +884,9 @@ pub async fn likes_are_idempotent_counted_and_need_a_live_post(store: Arc<dyn St
     let other = fixture.post(ada.id, None).await.unwrap();
     assert_eq!(
         fixture.like(bob.id, post.id).await.unwrap(),
-        LikeOutcome::Liked
+        LikeOutcome::Liked {
+            post_author: ada.id
+        }
     );
     assert_eq!(
         fixture.like(bob.id, post.id).await.unwrap(),
@@ -809,7 +917,7 @@ pub async fn likes_are_idempotent_counted_and_need_a_live_post(store: Arc<dyn St
         .unlike(
             bob.id,
             other.id,
-            fixture.ids.next_event_id(),
+            fixture.unlikes(bob.id, other.id),
             Timestamp::now(),
         )
         .await
@@ -819,7 +927,7 @@ pub async fn likes_are_idempotent_counted_and_need_a_live_post(store: Arc<dyn St
         store.unlike(
             bob.id,
             post.id,
-            fixture.ids.next_event_id(),
+            fixture.unlikes(bob.id, post.id),
             Timestamp::now(),
         )
     };
@@ -835,7 +943,7 @@ pub async fn likes_are_idempotent_counted_and_need_a_live_post(store: Arc<dyn St
         .delete_post(
             other.id,
             ada.id,
-            fixture.ids.next_event_id(),
+            fixture.deletes(other.id, ada.id),
             Timestamp::now(),
         )
         .await
@@ -895,7 +1003,7 @@ pub async fn follows_crossing_at_once_never_deadlock(store: Arc<dyn Store>) {
                             .unfollow(
                                 follower,
                                 followee,
-                                fixture.ids.next_event_id(),
+                                fixture.unfollows(follower, followee),
                                 Timestamp::now(),
                             )
                             .await
@@ -1001,6 +1109,83 @@ pub async fn the_outbox_delivers_every_change_in_commit_order(store: Arc<dyn Sto
     assert_eq!(appended.len(), 1);
     assert_eq!(appended[0].id, EventId(5));
     assert!(appended[0].sequence > events[4].sequence);
+}
+
+/// The store decides no event: it applies the use case's rule to what the
+/// transaction found, appends what the rule gives (in the request's trace),
+/// and consults no rule for a change that changed nothing.
+pub async fn changes_append_what_their_rule_makes_of_the_outcome(store: Arc<dyn Store>) {
+    use std::sync::Mutex;
+    let fixture = Fixture::new(store.clone());
+    let ada = fixture.user("ada").await;
+    let bob = fixture.user("bob").await;
+    let cat = fixture.user("cat").await;
+    fixture.follow(cat.id, ada.id).await;
+    let trace = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let rule = |seen: Arc<Mutex<Vec<FollowOutcome>>>| {
+        move |outcome: &FollowOutcome| {
+            seen.lock().unwrap().push(*outcome);
+            let FollowOutcome::Followed { followee_followers } = outcome else {
+                return None;
+            };
+            Some(Event::Followed {
+                follower_id: bob.id,
+                followee_id: ada.id,
+                followee_followers: *followee_followers,
+            })
+        }
+    };
+    let after = store.events_after(0, 1000).await.unwrap().len();
+    let follow = |id| {
+        store.follow(
+            bob.id,
+            ada.id,
+            fixture.ids.next_raw(),
+            Announce::new(id, Some(trace.to_owned()), rule(seen.clone())),
+            Timestamp::now(),
+        )
+    };
+    let id = fixture.ids.next_event_id();
+    follow(id).await.unwrap();
+    follow(fixture.ids.next_event_id()).await.unwrap();
+    // The rule saw the count inside the transaction, once: the second
+    // follow changed nothing.
+    assert_eq!(
+        *seen.lock().unwrap(),
+        vec![FollowOutcome::Followed {
+            followee_followers: 2
+        }]
+    );
+    let events = decoded(&*store, 0, 1000).await;
+    let written = &events[after..];
+    assert_eq!(written.len(), 1, "{written:?}");
+    assert_eq!(written[0].id, id);
+    assert_eq!(written[0].trace_parent.as_deref(), Some(trace));
+    assert_eq!(
+        written[0].event,
+        Event::Followed {
+            follower_id: bob.id,
+            followee_id: ada.id,
+            followee_followers: 2
+        }
+    );
+
+    // A rule that announces nothing: the change commits, silently.
+    let post = fixture.post(ada.id, None).await.unwrap();
+    let after = store.events_after(0, 1000).await.unwrap().len();
+    let quiet = Announce::new(fixture.ids.next_event_id(), None, |_: &LikeOutcome| None);
+    assert_eq!(
+        store
+            .like(bob.id, post.id, quiet, Timestamp::now())
+            .await
+            .unwrap(),
+        LikeOutcome::Liked {
+            post_author: ada.id
+        }
+    );
+    assert_eq!(fixture.stored_post(post.id).await.like_count, 1);
+    assert_eq!(store.events_after(0, 1000).await.unwrap().len(), after);
 }
 
 pub async fn checkpoints_start_at_zero_and_never_move_back(store: Arc<dyn Store>) {
@@ -1511,31 +1696,21 @@ pub async fn posts_keep_their_mentions_and_their_event_names_each_account_once(
     };
     let mentions = vec![mention(&bob, 0), mention(&cat, 5), mention(&bob, 10)];
     let after = store.events_after(0, 1000).await.unwrap().len();
-    let post = store
-        .create_post(NewPost {
-            id: fixture.ids.next_post_id(),
-            author_id: ada.id,
-            text: "@bob @cat @bob".to_owned(),
-            reply_to: None,
-            mentions: mentions.clone(),
-            media: Vec::new(),
-            created_at: Timestamp::now(),
-            event_id: fixture.ids.next_event_id(),
-        })
-        .await
-        .unwrap();
+    let mut new_post = NewPost {
+        text: "@bob @cat @bob".to_owned(),
+        ..fixture.new_post(ada.id, None, mentions.clone(), Vec::new())
+    };
+    // The request's trace travels with the event it announces.
+    let trace = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+    new_post.event.trace_parent = Some(trace.to_owned());
+    let announced = new_post.event.event.clone();
+    let post = store.create_post(new_post).await.unwrap();
     assert_eq!(post.mentions, mentions);
     assert_eq!(fixture.stored_post(post.id).await.mentions, mentions);
     let events = decoded(&*store, 0, 1000).await;
-    assert_eq!(
-        events[after..].last().unwrap().event,
-        Event::PostCreated {
-            post_id: post.id,
-            author_id: ada.id,
-            reply_to: None,
-            mentions: vec![bob.id, cat.id],
-        }
-    );
+    let written = events[after..].last().unwrap();
+    assert_eq!(written.event, announced);
+    assert_eq!(written.trace_parent.as_deref(), Some(trace));
     // A post without mentions stores none.
     let plain = fixture.post(ada.id, None).await.unwrap();
     assert!(fixture.stored_post(plain.id).await.mentions.is_empty());
@@ -1544,7 +1719,7 @@ pub async fn posts_keep_their_mentions_and_their_event_names_each_account_once(
         .delete_post(
             post.id,
             ada.id,
-            fixture.ids.next_event_id(),
+            fixture.deletes(post.id, ada.id),
             Timestamp::now(),
         )
         .await
@@ -1570,7 +1745,7 @@ pub async fn replies_list_oldest_first_without_deleted_ones(store: Arc<dyn Store
         .delete_post(
             replies[2],
             bob.id,
-            fixture.ids.next_event_id(),
+            fixture.deletes(replies[2], bob.id),
             Timestamp::now(),
         )
         .await
@@ -1605,7 +1780,7 @@ pub async fn replies_list_oldest_first_without_deleted_ones(store: Arc<dyn Store
         .delete_post(
             parent.id,
             ada.id,
-            fixture.ids.next_event_id(),
+            fixture.deletes(parent.id, ada.id),
             Timestamp::now(),
         )
         .await
@@ -1976,8 +2151,10 @@ pub async fn uploads_go_from_uploading_to_ready_and_attach_once(store: Arc<dyn S
     store
         .media_stored(
             media.id,
-            ada.id,
-            fixture.ids.next_event_id(),
+            fixture.event(Event::MediaUploaded {
+                media_id: media.id,
+                owner_id: ada.id,
+            }),
             Timestamp::now(),
         )
         .await
@@ -2017,16 +2194,8 @@ pub async fn uploads_go_from_uploading_to_ready_and_attach_once(store: Arc<dyn S
     assert_eq!(ready.thumbnail, Some(media_file("t1")));
     let attachment = ready.attachment().unwrap();
 
-    let post_with = |author: UserId| NewPost {
-        id: fixture.ids.next_post_id(),
-        author_id: author,
-        text: "look".to_owned(),
-        reply_to: None,
-        mentions: Vec::new(),
-        media: vec![attachment.clone()],
-        created_at: Timestamp::now(),
-        event_id: fixture.ids.next_event_id(),
-    };
+    let post_with =
+        |author: UserId| fixture.new_post(author, None, Vec::new(), vec![attachment.clone()]);
     // Someone else's upload cannot be attached.
     assert!(matches!(
         store.create_post(post_with(bob.id)).await,
@@ -2055,7 +2224,7 @@ pub async fn uploads_go_from_uploading_to_ready_and_attach_once(store: Arc<dyn S
         .delete_post(
             post.id,
             ada.id,
-            fixture.ids.next_event_id(),
+            fixture.deletes(post.id, ada.id),
             Timestamp::now(),
         )
         .await
