@@ -469,7 +469,7 @@ async fn a_committed_post_answers_success_whatever_fails_after_the_commit() {
     let stored = app
         .ports()
         .store
-        .posts_by_author(author, None, 10)
+        .posts_by_author(None, author, None, 10)
         .await
         .unwrap();
     assert_eq!(stored.len(), 1);

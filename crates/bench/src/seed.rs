@@ -384,7 +384,7 @@ mod tests {
             total
         };
         assert_eq!(total_posts, 2_000);
-        let newest = store.posts_by_author(star, None, 1).await.unwrap();
+        let newest = store.posts_by_author(None, star, None, 1).await.unwrap();
         assert!(newest.iter().all(|post| post.author_id == star));
     }
 }

@@ -10,9 +10,9 @@ use starling_app::accounts::UserRef;
 use starling_app::auth::TokenError;
 use starling_domain::{PostId, UserId};
 
+use crate::middleware::CallerSlot;
 use crate::problem::{ApiError, FieldProblem};
 use crate::state::HttpState;
-use starling_app::ports::caller::CallerSlot;
 
 /// `axum::Json` with problem-document rejections: a missing or wrong content
 /// type is 415, malformed JSON 400, JSON of the wrong shape 422, a body over

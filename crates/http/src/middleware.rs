@@ -2,20 +2,36 @@
 //! (by route template), request ids, problem documents for every error
 //! produced outside the handlers (routing, timeouts, panics).
 
+use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use starling_domain::UserId;
 use tower_http::request_id::{MakeRequestId, RequestId};
 use tracing::Instrument;
-
-use starling_app::ports::caller::CallerSlot;
 
 use crate::problem::{PROBLEM_JSON, generic_problem};
 
 pub(crate) const REQUEST_ID_HEADER: &str = "x-request-id";
+
+/// Where the authentication step records who is calling, for the request
+/// log (a request extension; nothing else reads it).
+#[derive(Clone, Default)]
+pub(crate) struct CallerSlot(Arc<OnceLock<UserId>>);
+
+impl CallerSlot {
+    /// Records the authenticated caller (the first one recorded stays).
+    pub(crate) fn set(&self, caller: UserId) {
+        let _ = self.0.set(caller);
+    }
+
+    fn get(&self) -> Option<UserId> {
+        self.0.get().copied()
+    }
+}
 
 /// Logs and measures each request, and turns bare error responses into problem documents.
 pub(crate) async fn observe(mut request: Request, next: Next) -> Response {
@@ -31,8 +47,7 @@ pub(crate) async fn observe(mut request: Request, next: Next) -> Response {
         .and_then(|value| value.to_str().ok())
         .unwrap_or_default()
         .to_owned();
-    // Where the auth extractor records who is calling: for the request log,
-    // and for adapters that route by caller (read-your-writes).
+    // Where the auth extractor records who is calling, for the log line.
     let caller = CallerSlot::default();
     request.extensions_mut().insert(caller.clone());
 
@@ -40,9 +55,7 @@ pub(crate) async fn observe(mut request: Request, next: Next) -> Response {
     starling_app::telemetry::adopt_remote_parent(&span, &HeaderCarrier(request.headers()));
     let in_flight = metrics::gauge!(starling_app::metric::HTTP_REQUESTS_IN_FLIGHT);
     in_flight.increment(1.0);
-    let response = caller
-        .scope(next.run(request).instrument(span.clone()))
-        .await;
+    let response = next.run(request).instrument(span.clone()).await;
     in_flight.decrement(1.0);
     let response = problem_for_bare_errors(response);
 

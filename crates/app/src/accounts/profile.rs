@@ -35,11 +35,17 @@ impl Accounts {
             .ok_or(UNKNOWN_CALLER)
     }
 
-    pub async fn user(&self, which: &UserRef) -> AppResult<User> {
+    /// The account `which` names, looked up for `reader` (who sees their
+    /// own writes).
+    pub async fn user(&self, reader: Option<UserId>, which: &UserRef) -> AppResult<User> {
         let found = match which {
             UserRef::Id(id) => self.accounts.user_by_id(*id).await?,
             UserRef::Handle(handle) => match Handle::parse(handle) {
-                Ok(handle) => self.accounts.user_by_handle(&handle.canonical()).await?,
+                Ok(handle) => {
+                    self.accounts
+                        .user_by_handle(reader, &handle.canonical())
+                        .await?
+                }
                 Err(_) => None,
             },
         };
@@ -49,7 +55,7 @@ impl Accounts {
     /// A profile as `viewer` may see it: 404 when the two block each other
     /// either way.
     pub async fn profile(&self, viewer: Option<UserId>, which: &UserRef) -> AppResult<User> {
-        let user = self.user(which).await?;
+        let user = self.user(viewer, which).await?;
         self.hiding.ensure_not_blocked(viewer, user.id).await?;
         Ok(user)
     }

@@ -19,7 +19,10 @@ impl Graph {
     ) -> AppResult<Page<User>> {
         crate::accounts::existing_user(self.accounts.as_ref(), user).await?;
         self.hiding.ensure_not_blocked(viewer, user).await?;
-        let rows = self.follows.followers(user, before, limit + 1).await?;
+        let rows = self
+            .follows
+            .followers(viewer, user, before, limit + 1)
+            .await?;
         self.visible_page(viewer, rows, limit).await
     }
 
@@ -32,7 +35,10 @@ impl Graph {
     ) -> AppResult<Page<User>> {
         crate::accounts::existing_user(self.accounts.as_ref(), user).await?;
         self.hiding.ensure_not_blocked(viewer, user).await?;
-        let rows = self.follows.following(user, before, limit + 1).await?;
+        let rows = self
+            .follows
+            .following(viewer, user, before, limit + 1)
+            .await?;
         self.visible_page(viewer, rows, limit).await
     }
 

@@ -7,7 +7,6 @@
 pub mod announce;
 pub mod blobs;
 pub mod cache;
-pub mod caller;
 pub mod events;
 pub mod live;
 pub mod login_failures;

@@ -4,7 +4,12 @@
 //! Every method that changes state commits the change and its outbox event in
 //! one transaction, so an event exists exactly when its change does. Which
 //! event a change emits is the use case's decision (`announce`): the store
-//! appends what it is given. Counters
+//! appends what it is given.
+//!
+//! The reads that take a `reader` tolerate replica lag: a store with read
+//! replicas may serve them from one, except to an account that changed
+//! something lately (the acting account every write names), which reads
+//! from the primary and so always sees its own writes. Counters
 //! (followers, following, posts, likes, replies) change in the same
 //! transaction as the row they count and stay exact under concurrency.
 
@@ -108,8 +113,12 @@ pub trait AccountStore: Send + Sync {
 
     async fn user_by_id(&self, id: UserId) -> StoreResult<Option<User>>;
 
-    /// `handle_canonical` is the lower-cased handle.
-    async fn user_by_handle(&self, handle_canonical: &str) -> StoreResult<Option<User>>;
+    /// `handle_canonical` is the lower-cased handle. Tolerates lag, not absence.
+    async fn user_by_handle(
+        &self,
+        reader: Option<UserId>,
+        handle_canonical: &str,
+    ) -> StoreResult<Option<User>>;
 
     /// Summaries of the accounts that exist among `ids`, in no particular order.
     async fn user_summaries(&self, ids: &[UserId]) -> StoreResult<Vec<UserSummary>>;
@@ -237,6 +246,7 @@ pub trait GraphStore: Send + Sync {
     /// id as the keyset position; only follows with id < `before`.
     async fn followers(
         &self,
+        reader: Option<UserId>,
         user: UserId,
         before: Option<i64>,
         limit: usize,
@@ -245,6 +255,7 @@ pub trait GraphStore: Send + Sync {
     /// Accounts `user` follows, most recent follow first (same keyset as `followers`).
     async fn following(
         &self,
+        reader: Option<UserId>,
         user: UserId,
         before: Option<i64>,
         limit: usize,
@@ -326,6 +337,7 @@ pub trait PostStore: Send + Sync {
     /// Live posts by `author`, newest first, with id < `before`.
     async fn posts_by_author(
         &self,
+        reader: Option<UserId>,
         author: UserId,
         before: Option<PostId>,
         limit: usize,
@@ -335,6 +347,7 @@ pub trait PostStore: Send + Sync {
     /// id > `after`.
     async fn replies(
         &self,
+        reader: Option<UserId>,
         parent: PostId,
         after: Option<PostId>,
         limit: usize,

@@ -61,7 +61,7 @@ impl Posts {
         self.hiding.ensure_not_blocked(viewer, author).await?;
         let posts = self
             .posts
-            .posts_by_author(author, before, limit + 1)
+            .posts_by_author(viewer, author, before, limit + 1)
             .await?;
         let posts = posts.into_iter().map(Arc::new).collect();
         let views = self.hydration.views_of(viewer, posts).await?;
@@ -86,7 +86,10 @@ impl Posts {
             .ensure_not_blocked(viewer, parent.author_id)
             .await
             .map_err(|_| AppError::NotFound("post"))?;
-        let posts = self.posts.replies(parent.id, after, limit + 1).await?;
+        let posts = self
+            .posts
+            .replies(viewer, parent.id, after, limit + 1)
+            .await?;
         let hidden = match viewer {
             Some(viewer) => Some(self.hiding.hidden_from(viewer).await?),
             None => None,

@@ -16,7 +16,6 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use sha2::{Digest, Sha256};
 use starling_app::AppError;
-use starling_app::ports::caller::CallerSlot;
 use starling_app::ports::{IdempotencyClaim, StoredResponse};
 use starling_domain::Timestamp;
 use tracing::Instrument;
@@ -157,15 +156,9 @@ pub(crate) async fn honour_idempotency_keys(
     // claimed with no answer, and the retry, once the claim went stale,
     // would create a second time. Finished, the retry gets the answer.
     let request = Request::from_parts(parts, Body::from(body));
-    let caller = request.extensions().get::<CallerSlot>().cloned();
     let work = run_and_keep(store, scope, key, next, request, holds_tokens)
         .instrument(tracing::Span::current());
-    let finishing = tokio::spawn(async move {
-        match caller {
-            Some(caller) => caller.scope(work).await,
-            None => work.await,
-        }
-    });
+    let finishing = tokio::spawn(work);
     match finishing.await {
         Ok(response) => response,
         Err(error) => {

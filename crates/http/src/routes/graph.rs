@@ -28,7 +28,7 @@ pub(crate) async fn follow(
     AuthUser(caller): AuthUser,
     UserPath(which): UserPath,
 ) -> Result<StatusCode, ApiError> {
-    let followee = resolve_user(&state, which).await?;
+    let followee = resolve_user(&state, Some(caller), which).await?;
     state.app.graph().follow(caller, followee).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -45,7 +45,7 @@ pub(crate) async fn unfollow(
     AuthUser(caller): AuthUser,
     UserPath(which): UserPath,
 ) -> Result<StatusCode, ApiError> {
-    let followee = resolve_user(&state, which).await?;
+    let followee = resolve_user(&state, Some(caller), which).await?;
     state.app.graph().unfollow(caller, followee).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -63,18 +63,14 @@ pub(crate) async fn followers(
     UserPath(which): UserPath,
     AppQuery(params): AppQuery<PageParams>,
 ) -> Result<Json<PageBody<UserBody>>, ApiError> {
-    let user = resolve_user(&state, which).await?;
+    let viewer = viewer.map(|AuthUser(id)| id);
+    let user = resolve_user(&state, viewer, which).await?;
     let list = format!("followers:{user}");
     let request = params.for_list(&list)?;
     let page = state
         .app
         .graph()
-        .followers(
-            viewer.map(|AuthUser(id)| id),
-            user,
-            request.after,
-            request.limit,
-        )
+        .followers(viewer, user, request.after, request.limit)
         .await?;
     Ok(Json(PageBody::from_page(page, &list, UserBody::from)))
 }
@@ -92,18 +88,14 @@ pub(crate) async fn following(
     UserPath(which): UserPath,
     AppQuery(params): AppQuery<PageParams>,
 ) -> Result<Json<PageBody<UserBody>>, ApiError> {
-    let user = resolve_user(&state, which).await?;
+    let viewer = viewer.map(|AuthUser(id)| id);
+    let user = resolve_user(&state, viewer, which).await?;
     let list = format!("following:{user}");
     let request = params.for_list(&list)?;
     let page = state
         .app
         .graph()
-        .following(
-            viewer.map(|AuthUser(id)| id),
-            user,
-            request.after,
-            request.limit,
-        )
+        .following(viewer, user, request.after, request.limit)
         .await?;
     Ok(Json(PageBody::from_page(page, &list, UserBody::from)))
 }
@@ -122,7 +114,7 @@ pub(crate) async fn block(
     AuthUser(caller): AuthUser,
     UserPath(which): UserPath,
 ) -> Result<StatusCode, ApiError> {
-    let other = resolve_user(&state, which).await?;
+    let other = resolve_user(&state, Some(caller), which).await?;
     state.app.graph().block(caller, other).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -139,7 +131,7 @@ pub(crate) async fn unblock(
     AuthUser(caller): AuthUser,
     UserPath(which): UserPath,
 ) -> Result<StatusCode, ApiError> {
-    let other = resolve_user(&state, which).await?;
+    let other = resolve_user(&state, Some(caller), which).await?;
     state.app.graph().unblock(caller, other).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -158,7 +150,7 @@ pub(crate) async fn mute(
     AuthUser(caller): AuthUser,
     UserPath(which): UserPath,
 ) -> Result<StatusCode, ApiError> {
-    let other = resolve_user(&state, which).await?;
+    let other = resolve_user(&state, Some(caller), which).await?;
     state.app.graph().mute(caller, other).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -175,7 +167,7 @@ pub(crate) async fn unmute(
     AuthUser(caller): AuthUser,
     UserPath(which): UserPath,
 ) -> Result<StatusCode, ApiError> {
-    let other = resolve_user(&state, which).await?;
+    let other = resolve_user(&state, Some(caller), which).await?;
     state.app.graph().unmute(caller, other).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -68,10 +68,14 @@ pub(crate) fn json_now<T: serde::Serialize>(status: StatusCode, value: &T) -> Re
     }
 }
 
-/// The id of the account a path names; `@handle`s are looked up.
-pub(crate) async fn resolve_user(state: &HttpState, which: UserRef) -> Result<UserId, ApiError> {
+/// The id of the account a path names; `@handle`s are looked up for `reader`.
+pub(crate) async fn resolve_user(
+    state: &HttpState,
+    reader: Option<UserId>,
+    which: UserRef,
+) -> Result<UserId, ApiError> {
     match which {
         UserRef::Id(id) => Ok(id),
-        handle @ UserRef::Handle(_) => Ok(state.app.accounts().user(&handle).await?.id),
+        handle @ UserRef::Handle(_) => Ok(state.app.accounts().user(reader, &handle).await?.id),
     }
 }

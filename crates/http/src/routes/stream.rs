@@ -26,10 +26,10 @@ use starling_app::live::{LiveStream, StreamEnd, StreamItem};
 use utoipa::IntoParams;
 
 use crate::extract::{AppQuery, bearer_token};
+use crate::middleware::CallerSlot;
 use crate::models::{MediaUrls, NotificationJson, PostJson};
 use crate::problem::{ApiError, Problem};
 use crate::state::HttpState;
-use starling_app::ports::caller::CallerSlot;
 
 /// How long a client waits before reconnecting (the SSE `retry` field).
 const RECONNECT_AFTER: Duration = Duration::from_secs(2);

@@ -95,18 +95,14 @@ pub(crate) async fn user_posts(
     UserPath(which): UserPath,
     AppQuery(params): AppQuery<PageParams>,
 ) -> Result<Response, ApiError> {
-    let author = resolve_user(&state, which).await?;
+    let viewer = viewer.map(|AuthUser(id)| id);
+    let author = resolve_user(&state, viewer, which).await?;
     let list = format!("posts:{author}");
     let request = params.for_list(&list)?;
     let page = state
         .app
         .posts()
-        .user_posts(
-            viewer.map(|AuthUser(id)| id),
-            author,
-            request.after.map(PostId),
-            request.limit,
-        )
+        .user_posts(viewer, author, request.after.map(PostId), request.limit)
         .await?;
     let body = PageBody::from_page_ref(&page, &list, |view| PostJson(view, &urls));
     Ok(json_now(StatusCode::OK, &body))

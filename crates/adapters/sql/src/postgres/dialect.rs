@@ -6,6 +6,7 @@ use sqlx::error::DatabaseError;
 use sqlx::postgres::PgPool;
 use sqlx::{Postgres, Transaction};
 use starling_app::ports::StoreError;
+use starling_domain::UserId;
 
 use super::{PostgresStore, translate};
 
@@ -95,13 +96,17 @@ pub(crate) const HOME_ENTRIES: &str = "SELECT p.id, p.author_id FROM ( \
 impl PostgresStore {
     /// Runs a read that tolerates replica lag: on a fit replica, else on
     /// the primary.
-    pub(crate) async fn read_tolerant<T, F, Fut>(&self, query: F) -> Result<T, StoreError>
+    pub(crate) async fn read_tolerant<T, F, Fut>(
+        &self,
+        reader: Option<UserId>,
+        query: F,
+    ) -> Result<T, StoreError>
     where
         F: Fn(PgPool) -> Fut,
         Fut: std::future::Future<Output = Result<T, sqlx::Error>>,
     {
         self.replicas
-            .read(&self.primary, query)
+            .read(reader, &self.primary, query)
             .await
             .map_err(translate)
     }
@@ -109,19 +114,23 @@ impl PostgresStore {
     /// A read that tolerates lag but not absence: what a replica does not
     /// have (yet) is asked of the primary before answering that there is
     /// none.
-    pub(crate) async fn read_found<T, F, Fut>(&self, query: F) -> Result<Option<T>, StoreError>
+    pub(crate) async fn read_found<T, F, Fut>(
+        &self,
+        reader: Option<UserId>,
+        query: F,
+    ) -> Result<Option<T>, StoreError>
     where
         F: Fn(PgPool) -> Fut,
         Fut: std::future::Future<Output = Result<Option<T>, sqlx::Error>>,
     {
-        match self.read_tolerant(&query).await? {
+        match self.read_tolerant(reader, &query).await? {
             Some(found) => Ok(Some(found)),
             None => query(self.primary.clone()).await.map_err(translate),
         }
     }
 
-    /// The caller reads from the primary for a while (read-your-writes).
-    pub(crate) fn wrote(&self) {
-        self.replicas.wrote();
+    /// `actor` reads from the primary for a while (read-your-writes).
+    pub(crate) fn wrote(&self, actor: UserId) {
+        self.replicas.wrote(actor);
     }
 }

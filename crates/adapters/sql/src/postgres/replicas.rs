@@ -16,7 +16,6 @@ use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use sqlx::postgres::PgPool;
-use starling_app::ports::caller::current_caller;
 use starling_app::resilience::{Guard, GuardError, GuardSettings};
 use starling_domain::UserId;
 
@@ -82,12 +81,10 @@ impl Replicas {
         replicas
     }
 
-    /// Notes that the current caller is changing something.
-    pub(crate) fn wrote(&self) {
-        if !self.members.is_empty()
-            && let Some(caller) = current_caller()
-        {
-            self.recent_writers.insert(caller, Instant::now());
+    /// Notes that `actor` is changing something.
+    pub(crate) fn wrote(&self, actor: UserId) {
+        if !self.members.is_empty() {
+            self.recent_writers.insert(actor, Instant::now());
         }
     }
 
@@ -104,13 +101,13 @@ impl Replicas {
     }
 
     /// A healthy replica, taking turns; `None` when there is none or the
-    /// current caller wrote lately.
-    pub(crate) fn pick(&self) -> Option<&Replica> {
+    /// reader wrote lately.
+    pub(crate) fn pick(&self, reader: Option<UserId>) -> Option<&Replica> {
         if self.members.is_empty() {
             return None;
         }
-        if let Some(caller) = current_caller()
-            && let Some(wrote) = self.recent_writers.get(&caller)
+        if let Some(reader) = reader
+            && let Some(wrote) = self.recent_writers.get(&reader)
             && wrote.elapsed() < self.read_your_writes_window()
         {
             return None;
@@ -125,12 +122,17 @@ impl Replicas {
     /// Runs `query` on a healthy replica, or on `primary` when there is
     /// none or the replica fails (which marks it unhealthy until the monitor
     /// sees it fit again).
-    pub(crate) async fn read<T, F, Fut>(&self, primary: &PgPool, query: F) -> Result<T, sqlx::Error>
+    pub(crate) async fn read<T, F, Fut>(
+        &self,
+        reader: Option<UserId>,
+        primary: &PgPool,
+        query: F,
+    ) -> Result<T, sqlx::Error>
     where
         F: Fn(PgPool) -> Fut,
         Fut: Future<Output = Result<T, sqlx::Error>>,
     {
-        if let Some(replica) = self.pick() {
+        if let Some(replica) = self.pick(reader) {
             match self.guard.call(query(replica.pool.clone())).await {
                 Ok(value) => {
                     self.served.fetch_add(1, Ordering::Relaxed);

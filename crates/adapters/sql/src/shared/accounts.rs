@@ -46,6 +46,7 @@ macro_rules! account_store {
             #[async_trait]
             impl AccountStore for $store {
                 async fn create_user(&self, new_user: NewUser) -> Result<User, StoreError> {
+                    self.wrote(new_user.id);
                     let mut tx = self.begin().await?;
                     let inserted = sqlx::query(INSERT_USER)
                         .bind(new_user.id.get())
@@ -118,14 +119,18 @@ macro_rules! account_store {
                     Ok(row.map(User::from))
                 }
 
-                async fn user_by_handle(&self, handle_canonical: &str) -> Result<Option<User>, StoreError> {
+                async fn user_by_handle(
+                    &self,
+                    reader: Option<UserId>,
+                    handle_canonical: &str,
+                ) -> Result<Option<User>, StoreError> {
                     if handle_canonical.contains('\0') {
                         return Ok(None);
                     }
                     // Not on a replica (yet) is asked of the primary before
                     // answering that there is no such account.
                     let row = self
-                        .read_found(|pool| async move {
+                        .read_found(reader, |pool| async move {
                             sqlx::query_as::<_, UserRow>(USER_BY_HANDLE)
                                 .bind(handle_canonical)
                                 .fetch_optional(&pool)
@@ -187,6 +192,7 @@ macro_rules! account_store {
                     event: NewEvent,
                     now: Timestamp,
                 ) -> Result<User, StoreError> {
+                    self.wrote(id);
                     let mut tx = self.begin().await?;
                     let row: Option<UserRow> = sqlx::query_as(UPDATE_PROFILE)
                         .bind(id.get())

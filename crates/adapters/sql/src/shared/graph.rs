@@ -77,6 +77,7 @@ macro_rules! graph_store {
                     now: Timestamp,
                     announce: impl FnOnce(i64) -> Option<NewEvent> + Send,
                 ) -> Result<Option<i64>, StoreError> {
+                    self.wrote(follower);
                     let mut tx = self.begin().await?;
                     let exists: Option<i32> = sqlx::query_scalar(USER_EXISTS)
                         .bind(followee.get())
@@ -102,6 +103,7 @@ macro_rules! graph_store {
                 async fn follow_list(
                     &self,
                     query: &'static str,
+                    reader: Option<UserId>,
                     user: UserId,
                     before: Option<i64>,
                     limit: usize,
@@ -109,7 +111,7 @@ macro_rules! graph_store {
                     // Tolerates replica lag (an account that just followed reads from
                     // the primary).
                     let rows: Vec<PositionedUser> = self
-                        .read_tolerant(|pool| async move {
+                        .read_tolerant(reader, |pool| async move {
                             sqlx::query_as(query)
                                 .bind(user.get())
                                 .bind(before.unwrap_or(i64::MAX))
@@ -202,20 +204,22 @@ macro_rules! graph_store {
 
                 async fn followers(
                     &self,
+                    reader: Option<UserId>,
                     user: UserId,
                     before: Option<i64>,
                     limit: usize,
                 ) -> Result<Vec<(i64, User)>, StoreError> {
-                    self.follow_list(FOLLOWERS, user, before, limit).await
+                    self.follow_list(FOLLOWERS, reader, user, before, limit).await
                 }
 
                 async fn following(
                     &self,
+                    reader: Option<UserId>,
                     user: UserId,
                     before: Option<i64>,
                     limit: usize,
                 ) -> Result<Vec<(i64, User)>, StoreError> {
-                    self.follow_list(FOLLOWING, user, before, limit).await
+                    self.follow_list(FOLLOWING, reader, user, before, limit).await
                 }
 
                 async fn follower_ids(

@@ -201,9 +201,8 @@ macro_rules! post_store {
             #[async_trait]
             impl PostStore for $store {
                 async fn create_post(&self, new_post: NewPost) -> Result<Post, StoreError> {
-                    // Here, in the request: its caller reads from the primary for a
-                    // while (read-your-writes); the batch is written by another task.
-                    self.wrote();
+                    // Its author reads from the primary for a while (read-your-writes).
+                    self.wrote(new_post.author_id);
                     self.posts.create(new_post).await
                 }
 
@@ -214,6 +213,7 @@ macro_rules! post_store {
                     announce: Announce<DeleteOutcome>,
                     now: Timestamp,
                 ) -> Result<DeleteOutcome, StoreError> {
+                    self.wrote(requester);
                     let mut tx = self.begin().await?;
                     let row: Option<(i64, Option<i64>)> = sqlx::query_as(POST_FOR_DELETE)
                         .bind(post.get())
@@ -269,6 +269,7 @@ macro_rules! post_store {
 
                 async fn posts_by_author(
                     &self,
+                    reader: Option<UserId>,
                     author: UserId,
                     before: Option<PostId>,
                     limit: usize,
@@ -276,7 +277,7 @@ macro_rules! post_store {
                     // A profile's posts tolerate replica lag (their author, having just
                     // posted, reads from the primary).
                     let rows: Vec<PostRow> = self
-                        .read_tolerant(|pool| async move {
+                        .read_tolerant(reader, |pool| async move {
                             sqlx::query_as(POSTS_BY_AUTHOR)
                                 .bind(author.get())
                                 .bind(before.map_or(i64::MAX, PostId::get))
@@ -290,13 +291,14 @@ macro_rules! post_store {
 
                 async fn replies(
                     &self,
+                    reader: Option<UserId>,
                     parent: PostId,
                     after: Option<PostId>,
                     limit: usize,
                 ) -> Result<Vec<Post>, StoreError> {
                     // A thread tolerates replica lag like a profile's posts do.
                     let rows: Vec<PostRow> = self
-                        .read_tolerant(|pool| async move {
+                        .read_tolerant(reader, |pool| async move {
                             sqlx::query_as(REPLIES)
                                 .bind(parent.get())
                                 .bind(after.map_or(0, PostId::get))
@@ -349,6 +351,7 @@ macro_rules! post_store {
                     announce: Announce<LikeOutcome>,
                     now: Timestamp,
                 ) -> Result<LikeOutcome, StoreError> {
+                    self.wrote(user);
                     let change = sqlx::query(INSERT_LIKE)
                         .bind(user.get())
                         .bind(post.get())
@@ -371,6 +374,7 @@ macro_rules! post_store {
                     announce: Announce<UnlikeOutcome>,
                     now: Timestamp,
                 ) -> Result<UnlikeOutcome, StoreError> {
+                    self.wrote(user);
                     let change = sqlx::query(DELETE_LIKE).bind(user.get()).bind(post.get());
                     let changed = self
                         .change_like(post, change, -1, now, |_| {

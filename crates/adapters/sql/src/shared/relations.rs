@@ -63,6 +63,7 @@ macro_rules! relation_store {
                     now: Timestamp,
                 ) -> Result<bool, StoreError> {
                     let (insert, _, _) = statements(relation);
+                    self.wrote(owner);
                     let mut tx = self.begin().await?;
                     let exists: Option<i32> = sqlx::query_scalar(USER_EXISTS)
                         .bind(other.get())
@@ -92,6 +93,7 @@ macro_rules! relation_store {
                     other: UserId,
                 ) -> Result<bool, StoreError> {
                     let (_, delete, _) = statements(relation);
+                    self.wrote(owner);
                     Ok(sqlx::query(delete)
                         .bind(owner.get())
                         .bind(other.get())

@@ -5,6 +5,7 @@
 use sqlx::error::DatabaseError;
 use sqlx::{Sqlite, SqlitePool, Transaction};
 use starling_app::ports::StoreError;
+use starling_domain::UserId;
 
 use super::{SqliteStore, translate};
 
@@ -100,7 +101,11 @@ pub(crate) const HOME_ENTRIES: &str = "WITH sources (author_id) AS ( \
 impl SqliteStore {
     /// A read that would tolerate replica lag: SQLite has no replicas, so
     /// on the read-only pool.
-    pub(crate) async fn read_tolerant<T, F, Fut>(&self, query: F) -> Result<T, StoreError>
+    pub(crate) async fn read_tolerant<T, F, Fut>(
+        &self,
+        _reader: Option<UserId>,
+        query: F,
+    ) -> Result<T, StoreError>
     where
         F: Fn(SqlitePool) -> Fut,
         Fut: std::future::Future<Output = Result<T, sqlx::Error>>,
@@ -110,16 +115,20 @@ impl SqliteStore {
 
     /// A read that tolerates lag but not absence: here the same as
     /// `read_tolerant`.
-    pub(crate) async fn read_found<T, F, Fut>(&self, query: F) -> Result<Option<T>, StoreError>
+    pub(crate) async fn read_found<T, F, Fut>(
+        &self,
+        reader: Option<UserId>,
+        query: F,
+    ) -> Result<Option<T>, StoreError>
     where
         F: Fn(SqlitePool) -> Fut,
         Fut: std::future::Future<Output = Result<Option<T>, sqlx::Error>>,
     {
-        self.read_tolerant(query).await
+        self.read_tolerant(reader, query).await
     }
 
-    /// A caller wrote: nothing to remember with no replicas.
-    pub(crate) fn wrote(&self) {}
+    /// An account wrote: nothing to remember with no replicas.
+    pub(crate) fn wrote(&self, _actor: UserId) {}
 }
 
 #[cfg(test)]

@@ -316,10 +316,10 @@ pub async fn created_users_are_found_by_id_handle_and_login(store: Arc<dyn Store
     );
     assert_eq!(store.user_by_id(ada.id).await.unwrap(), Some(ada.clone()));
     assert_eq!(
-        store.user_by_handle("ada_l").await.unwrap(),
+        store.user_by_handle(None, "ada_l").await.unwrap(),
         Some(ada.clone())
     );
-    assert_eq!(store.user_by_handle("nobody").await.unwrap(), None);
+    assert_eq!(store.user_by_handle(None, "nobody").await.unwrap(), None);
     assert_eq!(store.user_by_id(UserId(999)).await.unwrap(), None);
     for login in ["ada_l", "ada_l@example.org"] {
         let credentials = store.credentials_by_login(login).await.unwrap().unwrap();
@@ -357,7 +357,13 @@ pub async fn handles_ignore_case_and_emails_are_unique(store: Arc<dyn Store>) {
         "{same_email:?}"
     );
     // A refused registration leaves nothing behind.
-    assert!(store.user_by_handle("hopper").await.unwrap().is_none());
+    assert!(
+        store
+            .user_by_handle(None, "hopper")
+            .await
+            .unwrap()
+            .is_none()
+    );
 }
 
 pub async fn profiles_change_only_the_given_fields(store: Arc<dyn Store>) {
@@ -424,7 +430,7 @@ pub async fn impossible_logins_and_handles_find_nobody(store: Arc<dyn Store>) {
     Fixture::new(store.clone()).user("ada").await;
     for login in ["ada\0", "\0", "", "ada@example.org\0x"] {
         assert!(store.credentials_by_login(login).await.unwrap().is_none());
-        assert!(store.user_by_handle(login).await.unwrap().is_none());
+        assert!(store.user_by_handle(None, login).await.unwrap().is_none());
     }
 }
 
@@ -645,17 +651,20 @@ pub async fn follow_lists_are_newest_first_and_paged(store: Arc<dyn Store>) {
         fixture.follow(fan.id, star.id).await;
         fans.push(fan);
     }
-    let first = store.followers(star.id, None, 2).await.unwrap();
+    let first = store.followers(None, star.id, None, 2).await.unwrap();
     let handles: Vec<&str> = first.iter().map(|(_, user)| user.handle.as_str()).collect();
     assert_eq!(handles, vec!["fan3", "fan2"]);
-    let rest = store.followers(star.id, Some(first[1].0), 2).await.unwrap();
+    let rest = store
+        .followers(None, star.id, Some(first[1].0), 2)
+        .await
+        .unwrap();
     let handles: Vec<&str> = rest.iter().map(|(_, user)| user.handle.as_str()).collect();
     assert_eq!(handles, vec!["fan1"]);
     // Listed users carry their current counters.
     assert_eq!(rest[0].1.following_count, 1);
 
     fixture.follow(fans[0].id, fans[2].id).await;
-    let following = store.following(fans[0].id, None, 10).await.unwrap();
+    let following = store.following(None, fans[0].id, None, 10).await.unwrap();
     let handles: Vec<&str> = following
         .iter()
         .map(|(_, user)| user.handle.as_str())
@@ -780,7 +789,7 @@ pub async fn only_authors_delete_and_deletion_leaves_a_tombstone(store: Arc<dyn 
     assert_eq!(fixture.fresh(ada.id).await.posts_count, 0);
     assert!(
         store
-            .posts_by_author(ada.id, None, 10)
+            .posts_by_author(None, ada.id, None, 10)
             .await
             .unwrap()
             .is_empty()
@@ -796,7 +805,7 @@ pub async fn author_posts_page_newest_first(store: Arc<dyn Store>) {
     }
     ids.reverse();
     let first: Vec<PostId> = store
-        .posts_by_author(ada.id, None, 3)
+        .posts_by_author(None, ada.id, None, 3)
         .await
         .unwrap()
         .iter()
@@ -804,7 +813,7 @@ pub async fn author_posts_page_newest_first(store: Arc<dyn Store>) {
         .collect();
     assert_eq!(first, ids[..3]);
     let rest: Vec<PostId> = store
-        .posts_by_author(ada.id, Some(ids[2]), 3)
+        .posts_by_author(None, ada.id, Some(ids[2]), 3)
         .await
         .unwrap()
         .iter()
@@ -1752,25 +1761,25 @@ pub async fn replies_list_oldest_first_without_deleted_ones(store: Arc<dyn Store
         .unwrap();
 
     let ids = |posts: Vec<Post>| posts.into_iter().map(|p| p.id).collect::<Vec<_>>();
-    let all = ids(store.replies(parent.id, None, 10).await.unwrap());
+    let all = ids(store.replies(None, parent.id, None, 10).await.unwrap());
     assert_eq!(all, vec![replies[0], replies[1], replies[3], replies[4]]);
-    let first = ids(store.replies(parent.id, None, 2).await.unwrap());
+    let first = ids(store.replies(None, parent.id, None, 2).await.unwrap());
     assert_eq!(first, vec![replies[0], replies[1]]);
     let rest = ids(store
-        .replies(parent.id, Some(replies[1]), 10)
+        .replies(None, parent.id, Some(replies[1]), 10)
         .await
         .unwrap());
     assert_eq!(rest, vec![replies[3], replies[4]]);
     assert!(
         store
-            .replies(other.id, Some(PostId(i64::MAX - 1)), 10)
+            .replies(None, other.id, Some(PostId(i64::MAX - 1)), 10)
             .await
             .unwrap()
             .is_empty()
     );
     assert!(
         store
-            .replies(PostId(42), None, 10)
+            .replies(None, PostId(42), None, 10)
             .await
             .unwrap()
             .is_empty()
@@ -1786,7 +1795,7 @@ pub async fn replies_list_oldest_first_without_deleted_ones(store: Arc<dyn Store
         .await
         .unwrap();
     assert_eq!(
-        ids(store.replies(parent.id, None, 10).await.unwrap()).len(),
+        ids(store.replies(None, parent.id, None, 10).await.unwrap()).len(),
         4
     );
 }
