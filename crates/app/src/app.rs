@@ -11,7 +11,7 @@ use crate::graph::{Graph, HiddenAccounts, Hiding};
 use crate::media::MediaLibrary;
 use crate::notifications::Notifications;
 use crate::ports::{
-    BlobStore, Cache, EventLog, LiveLog, LoginFailures, Store, TimelineEntry, TimelineStore,
+    BlobStore, Cache, Cached, EventLog, LiveLog, LoginFailures, Store, TimelineEntry, TimelineStore,
 };
 use crate::posts::{Posts, PostsParts};
 
@@ -59,7 +59,7 @@ impl Default for Settings {
 /// The read-side caches. Each may forget anything at any time.
 #[derive(Clone)]
 pub struct Caches {
-    pub posts: Arc<dyn Cache<PostId, Arc<Post>>>,
+    pub posts: Arc<dyn Cache<PostId, Cached<Arc<Post>>>>,
     pub users: Arc<dyn Cache<UserId, Arc<UserSummary>>>,
     /// Per reader: the followed accounts above the fan-out threshold.
     pub high_fanout_followees: Arc<dyn Cache<UserId, Arc<Vec<UserId>>>>,

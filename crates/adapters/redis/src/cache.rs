@@ -312,7 +312,7 @@ enum L2 {
 /// An L1 per instance in front of an L2 in Redis (keys
 /// `<prefix>c:<name>:<key>`), invalidations shared through the bus.
 pub struct TieredCache<K, V> {
-    l1: BroadcastCache<K, Arc<V>>,
+    l1: BroadcastCache<K, V>,
     /// `<name>_l2`, the label of this tier's hit, miss and error counters.
     l2_label: &'static str,
     connection: RedisConnection,
@@ -323,10 +323,10 @@ pub struct TieredCache<K, V> {
 impl<K, V> TieredCache<K, V>
 where
     K: CacheKey,
-    V: serde::Serialize + serde::de::DeserializeOwned + Send + Sync + 'static,
+    V: Clone + serde::Serialize + serde::de::DeserializeOwned + Send + Sync + 'static,
 {
     pub fn new(
-        l1: BroadcastCache<K, Arc<V>>,
+        l1: BroadcastCache<K, V>,
         connection: RedisConnection,
         prefix: &str,
         ttl: Duration,
@@ -364,12 +364,12 @@ where
 }
 
 #[async_trait]
-impl<K, V> Cache<K, Arc<V>> for TieredCache<K, V>
+impl<K, V> Cache<K, V> for TieredCache<K, V>
 where
     K: CacheKey,
-    V: serde::Serialize + serde::de::DeserializeOwned + Send + Sync + 'static,
+    V: Clone + serde::Serialize + serde::de::DeserializeOwned + Send + Sync + 'static,
 {
-    async fn get_many(&self, keys: &[K]) -> Vec<Option<Arc<V>>> {
+    async fn get_many(&self, keys: &[K]) -> Vec<Option<V>> {
         let mut found = self.l1.get_many(keys).await;
         let missing: Vec<usize> = (0..keys.len())
             .filter(|index| found[*index].is_none())
@@ -394,7 +394,6 @@ where
             match reply.map(|bytes| bytes.map(|bytes| serde_json::from_slice::<V>(&bytes))) {
                 Ok(Some(Ok(value))) => {
                     self.count(L2::Hit);
-                    let value = Arc::new(value);
                     filled.push((keys[index].clone(), value.clone()));
                     found[index] = Some(value);
                 }
@@ -409,9 +408,9 @@ where
         found
     }
 
-    async fn put_many(&self, entries: Vec<(K, Arc<V>)>) {
+    async fn put_many(&self, entries: Vec<(K, V)>) {
         join_all(entries.iter().filter_map(|(key, value)| {
-            let bytes = serde_json::to_vec(&**value).ok()?;
+            let bytes = serde_json::to_vec(value).ok()?;
             let mut connection = self.connection.clone();
             let key = self.redis_key(key);
             Some(async move {
@@ -431,14 +430,14 @@ where
         self.l1.put_many(entries).await;
     }
 
-    async fn fill_many(&self, entries: Vec<(K, Arc<V>)>) {
+    async fn fill_many(&self, entries: Vec<(K, V)>) {
         // What L2 holds wins: set only where absent, else keep what is
         // there (a writer's value, or a tombstone).
         let kept = join_all(entries.into_iter().map(|(key, value)| {
             let mut connection = self.connection.clone();
             let redis_key = self.redis_key(&key);
             async move {
-                let Ok(bytes) = serde_json::to_vec(&*value) else {
+                let Ok(bytes) = serde_json::to_vec(&value) else {
                     return (key, value);
                 };
                 let previous: redis::RedisResult<Option<Vec<u8>>> = redis::cmd("SET")
@@ -451,7 +450,7 @@ where
                     .query_async(&mut connection)
                     .await;
                 match previous.map(|bytes| bytes.map(|bytes| serde_json::from_slice::<V>(&bytes))) {
-                    Ok(Some(Ok(existing))) => (key, Arc::new(existing)),
+                    Ok(Some(Ok(existing))) => (key, existing),
                     _ => (key, value),
                 }
             }
@@ -484,7 +483,7 @@ mod tests {
     /// One instance's view: a posts cache (L1 + L2) and a per-reader list
     /// cache (L1 only), on its own bus.
     struct Instance {
-        posts: TieredCache<PostId, Post>,
+        posts: TieredCache<PostId, Arc<Post>>,
         lists: BroadcastCache<UserId, Arc<Vec<UserId>>>,
     }
 

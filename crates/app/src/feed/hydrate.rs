@@ -10,7 +10,7 @@ use starling_domain::{Post, PostId, Timestamp, UserId, UserSummary};
 use crate::error::AppResult;
 use crate::feed::{LikedPosts, SingleFlight};
 use crate::page::PostView;
-use crate::ports::{AccountStore, Cache, PostStore};
+use crate::ports::{AccountStore, Cache, Cached, PostStore};
 
 /// Ids this far ahead of the clock may come from a node whose clock runs
 /// ahead; beyond it an id cannot name a post yet.
@@ -22,11 +22,11 @@ const FUTURE_ID_TOLERANCE_MS: i64 = 5 * 60 * 1000;
 pub struct Hydration {
     pub(super) posts: Arc<dyn PostStore>,
     pub(super) accounts: Arc<dyn AccountStore>,
-    pub(super) post_cache: Arc<dyn Cache<PostId, Arc<Post>>>,
+    pub(super) post_cache: Arc<dyn Cache<PostId, Cached<Arc<Post>>>>,
     pub(super) user_cache: Arc<dyn Cache<UserId, Arc<UserSummary>>>,
     pub(super) likes: Arc<dyn Cache<UserId, Arc<LikedPosts>>>,
     /// Post loads in flight, joined by concurrent readers of the same posts.
-    pub(super) post_flights: SingleFlight<PostId, Arc<Post>>,
+    pub(super) post_flights: SingleFlight<PostId, Cached<Arc<Post>>>,
     /// Likes remembered per reader (`Settings::liked_window`).
     pub(super) liked_window: usize,
 }
@@ -67,8 +67,8 @@ impl Hydration {
 
     /// The live posts among `ids`, through the post cache. Misses load in
     /// one SQL query, shared with concurrent readers missing the same posts
-    /// (single flight); ids that name no post are remembered as tombstones
-    /// (negative caching), so a flood of reads of missing posts stays off
+    /// (single flight); ids that name no post are remembered as
+    /// `Cached::Missing` (negative caching), so a flood of reads of missing posts stays off
     /// SQL; ids from the future cannot name a post and are not looked up.
     pub async fn load_posts(&self, ids: &[PostId]) -> AppResult<Vec<Arc<Post>>> {
         let cache = &self.post_cache;
@@ -90,14 +90,14 @@ impl Hydration {
                 .load(&missing, move |ids| async move {
                     let rows = store.posts_by_ids(&ids).await?;
                     let found: HashSet<PostId> = rows.iter().map(|post| post.id).collect();
-                    let mut entries: Vec<(PostId, Arc<Post>)> = rows
+                    let mut entries: Vec<(PostId, Cached<Arc<Post>>)> = rows
                         .into_iter()
-                        .map(|post| (post.id, Arc::new(post)))
+                        .map(|post| (post.id, Cached::Found(Arc::new(post))))
                         .collect();
                     entries.extend(
                         ids.iter()
                             .filter(|id| !found.contains(id))
-                            .map(|id| (*id, Arc::new(Post::tombstone(*id, UserId(0))))),
+                            .map(|id| (*id, Cached::Missing)),
                     );
                     cache.fill_many(entries.clone()).await;
                     Ok(entries)
@@ -108,7 +108,10 @@ impl Hydration {
             .iter()
             .zip(cached)
             .filter_map(|(id, hit)| hit.or_else(|| loaded.get(id).cloned()))
-            .filter(|post| !post.deleted)
+            .filter_map(|cached| match cached {
+                Cached::Found(post) if !post.deleted => Some(post),
+                _ => None,
+            })
             .collect())
     }
 

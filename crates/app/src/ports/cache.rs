@@ -4,6 +4,29 @@
 //! put them back. Writers invalidate what they change.
 
 use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+/// What a cache holds for a key whose absence is worth remembering too
+/// (negative caching): the value, or the knowledge that there is none, so
+/// a flood of lookups of what does not exist stays off the database.
+///
+/// Stored as the value itself or `null` (untagged), so a shared tier
+/// written before this type existed still reads.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Cached<T> {
+    Found(T),
+    Missing,
+}
+
+impl<T> Cached<T> {
+    pub fn found(&self) -> Option<&T> {
+        match self {
+            Cached::Found(value) => Some(value),
+            Cached::Missing => None,
+        }
+    }
+}
 
 #[async_trait]
 pub trait Cache<K, V>: Send + Sync
@@ -32,5 +55,27 @@ where
         for key in keys {
             self.invalidate(key).await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_missing_entry_is_null_and_a_found_one_its_value() {
+        assert_eq!(
+            serde_json::to_string(&Cached::<u32>::Missing).unwrap(),
+            "null"
+        );
+        assert_eq!(serde_json::to_string(&Cached::Found(7)).unwrap(), "7");
+        assert_eq!(
+            serde_json::from_str::<Cached<u32>>("7").unwrap(),
+            Cached::Found(7)
+        );
+        assert_eq!(
+            serde_json::from_str::<Cached<u32>>("null").unwrap(),
+            Cached::Missing
+        );
     }
 }

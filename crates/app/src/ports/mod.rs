@@ -19,7 +19,7 @@ pub mod contract;
 
 pub use announce::{Announce, NewEvent};
 pub use blobs::{BlobError, BlobStore};
-pub use cache::Cache;
+pub use cache::{Cache, Cached};
 pub use events::{EventLog, EventLogError, EventPublisher, EventSubscription};
 pub use live::{LiveError, LiveLog, LiveMessage, LiveSink, Replay};
 pub use login_failures::{Failures, LoginFailures, LoginFailuresError};

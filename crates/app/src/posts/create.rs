@@ -14,7 +14,7 @@ use crate::error::{AppError, AppResult};
 use crate::page::PostView;
 use crate::posts::Posts;
 
-use crate::ports::{NewEvent, NewPost, StoreError, TimelineEntry};
+use crate::ports::{Cached, NewEvent, NewPost, StoreError, TimelineEntry};
 
 impl Posts {
     #[tracing::instrument(name = "create_post", skip_all, fields(author = %author))]
@@ -107,7 +107,7 @@ impl Posts {
                 // is cached as missing (here and, through the broadcast,
                 // on every instance) and must show now that it does.
                 self.post_cache
-                    .put_many(vec![(post.id, post.clone())])
+                    .put_many(vec![(post.id, Cached::Found(post.clone()))])
                     .await;
             },
         );

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use starling_domain::{Event, Post, PostId, Timestamp, UserId};
 
 use crate::error::{AppError, AppResult};
-use crate::ports::{Announce, DeleteOutcome, StoreError};
+use crate::ports::{Announce, Cached, DeleteOutcome, StoreError};
 use crate::posts::Posts;
 
 impl Posts {
@@ -37,7 +37,10 @@ impl Posts {
         // A tombstone, not a removal: a reader that loaded the live post just
         // before the delete cannot put it back (loaders only fill absent keys).
         self.post_cache
-            .put_many(vec![(post, Arc::new(Post::tombstone(post, requester)))])
+            .put_many(vec![(
+                post,
+                Cached::Found(Arc::new(Post::tombstone(post, requester))),
+            )])
             .await;
         self.feed.forget_authors_recent(&[requester]).await;
         if let Some(parent) = reply_to {

@@ -12,7 +12,7 @@ use starling_domain::{IdGenerator, Post, PostId};
 use crate::feed::{Feed, Hydration};
 use crate::graph::Hiding;
 use crate::media::MediaLibrary;
-use crate::ports::{AccountStore, Cache, PostStore, RelationStore};
+use crate::ports::{AccountStore, Cache, Cached, PostStore, RelationStore};
 
 /// Posts as a service: writing, liking and deleting them, and reading one
 /// post, an author's posts or a thread. A new post reaches its author's
@@ -24,7 +24,7 @@ pub struct Posts {
     /// Asked directly (not through the cache) by the checks that decide a
     /// write: see `post_to_act_on`.
     relations: Arc<dyn RelationStore>,
-    post_cache: Arc<dyn Cache<PostId, Arc<Post>>>,
+    post_cache: Arc<dyn Cache<PostId, Cached<Arc<Post>>>>,
     ids: Arc<IdGenerator>,
     hiding: Arc<Hiding>,
     hydration: Arc<Hydration>,
@@ -34,7 +34,7 @@ pub struct Posts {
 
 /// What `Posts` is built from besides the store.
 pub struct PostsParts {
-    pub post_cache: Arc<dyn Cache<PostId, Arc<Post>>>,
+    pub post_cache: Arc<dyn Cache<PostId, Cached<Arc<Post>>>>,
     pub ids: Arc<IdGenerator>,
     pub hiding: Arc<Hiding>,
     pub hydration: Arc<Hydration>,

@@ -15,7 +15,7 @@ use tracing::Instrument;
 use crate::App;
 use crate::error::AppResult;
 use crate::feed::{FANOUT_BATCH, Feed, floor_of};
-use crate::ports::{AccountStore, Cache, GraphStore, LiveLog, PostStore, TimelineEntry};
+use crate::ports::{AccountStore, Cache, Cached, GraphStore, LiveLog, PostStore, TimelineEntry};
 use crate::workers::EventHandler;
 use crate::workers::audiences::{Audience, Audiences};
 
@@ -28,7 +28,7 @@ pub struct FanoutWorker {
     graph: Arc<dyn GraphStore>,
     accounts: Arc<dyn AccountStore>,
     posts: Arc<dyn PostStore>,
-    post_cache: Arc<dyn Cache<PostId, Arc<Post>>>,
+    post_cache: Arc<dyn Cache<PostId, Cached<Arc<Post>>>>,
     live: Arc<dyn LiveLog>,
     audiences: Audiences,
 }
@@ -308,7 +308,7 @@ impl FanoutWorker {
         self.post_cache
             .put_many(vec![(
                 post_id,
-                Arc::new(Post::tombstone(post_id, author_id)),
+                Cached::Found(Arc::new(Post::tombstone(post_id, author_id))),
             )])
             .await;
         self.feed.forget_authors_recent(&[author_id]).await;
