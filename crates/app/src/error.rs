@@ -60,7 +60,7 @@ impl From<StoreError> for AppError {
                 field: "email",
                 message: "email is already registered",
             },
-            StoreError::NotFound => AppError::NotFound("resource"),
+            StoreError::NotFound(missing) => AppError::NotFound(missing.noun()),
             StoreError::UnknownAccount => {
                 AppError::Unauthenticated("the account of this token does not exist")
             }

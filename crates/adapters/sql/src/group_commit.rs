@@ -120,7 +120,7 @@ fn clone_error(error: &StoreError) -> StoreError {
     match error {
         StoreError::HandleTaken => StoreError::HandleTaken,
         StoreError::EmailTaken => StoreError::EmailTaken,
-        StoreError::NotFound => StoreError::NotFound,
+        StoreError::NotFound(missing) => StoreError::NotFound(*missing),
         StoreError::UnknownAccount => StoreError::UnknownAccount,
         StoreError::MediaUnavailable => StoreError::MediaUnavailable,
         StoreError::Unavailable(cause) => StoreError::Unavailable(anyhow::anyhow!("{cause:#}")),

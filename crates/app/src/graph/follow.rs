@@ -5,16 +5,9 @@
 
 use starling_domain::{Event, EventId, Timestamp, UserId, ValidationErrors};
 
-use crate::error::{AppError, AppResult};
+use crate::error::AppResult;
 use crate::graph::Graph;
-use crate::ports::{Announce, FollowOutcome, StoreError, UnfollowOutcome};
-
-fn user_not_found(error: StoreError) -> AppError {
-    match error {
-        StoreError::NotFound => AppError::NotFound("user"),
-        other => other.into(),
-    }
-}
+use crate::ports::{Announce, FollowOutcome, UnfollowOutcome};
 
 /// A follow announces the followee's follower count right after it, as
 /// its transaction counted it: the fan-out worker tells from it when an
@@ -62,8 +55,7 @@ impl Graph {
                 followed(self.ids.next_event_id(), follower, followee),
                 Timestamp::now(),
             )
-            .await
-            .map_err(user_not_found)?;
+            .await?;
         let FollowOutcome::Followed { followee_followers } = outcome else {
             return Ok(());
         };
@@ -93,8 +85,7 @@ impl Graph {
                 unfollowed(self.ids.next_event_id(), follower, followee),
                 Timestamp::now(),
             )
-            .await
-            .map_err(user_not_found)?;
+            .await?;
         let UnfollowOutcome::Unfollowed { .. } = outcome else {
             return Ok(());
         };

@@ -6,10 +6,10 @@
 
 use starling_domain::{Timestamp, User, UserId, ValidationErrors};
 
-use crate::error::{AppError, AppResult};
+use crate::error::AppResult;
 use crate::graph::Graph;
 use crate::page::Page;
-use crate::ports::{Relation, StoreError};
+use crate::ports::Relation;
 
 impl Graph {
     #[tracing::instrument(skip_all, fields(owner = %owner, other = %other))]
@@ -70,11 +70,7 @@ impl Graph {
                 self.ids.next_raw(),
                 Timestamp::now(),
             )
-            .await
-            .map_err(|error| match error {
-                StoreError::NotFound => AppError::NotFound("user"),
-                other => other.into(),
-            })?;
+            .await?;
         self.hiding.forget(relation, owner, other).await;
         Ok(())
     }

@@ -26,8 +26,8 @@ pub use login_failures::{Failures, LoginFailures, LoginFailuresError};
 pub use rate_limit::{Quota, RateDecision, RateLimitError, RateLimiter, RateLimits, RouteClass};
 pub use store::{
     AccountStore, CommitListener, DeleteOutcome, FollowOutcome, GraphStore, Hidden,
-    IdempotencyClaim, IdempotencyStore, LikeOutcome, MediaSelection, MediaStore, NewPost, NewUser,
-    NotificationState, NotificationStore, OutboxStore, PostStore, RefreshFamily,
+    IdempotencyClaim, IdempotencyStore, LikeOutcome, MediaSelection, MediaStore, Missing, NewPost,
+    NewUser, NotificationState, NotificationStore, OutboxStore, PostStore, RefreshFamily,
     RefreshTokenRecord, Relation, RelationStore, RotateOutcome, Store, StoreError, StoreHealth,
     StoreResult, StoredResponse, TokenStore, UndecodableEvent, UnfollowOutcome, UnlikeOutcome,
     UserCredentials,

@@ -28,8 +28,9 @@ pub enum StoreError {
     HandleTaken,
     #[error("email is already registered")]
     EmailTaken,
-    #[error("not found")]
-    NotFound,
+    /// What the change names does not exist (or no longer does).
+    #[error("{0} not found")]
+    NotFound(Missing),
     /// The account acting does not exist (its token outlived it, or was
     /// signed for another installation).
     #[error("the acting account does not exist")]
@@ -45,6 +46,33 @@ pub enum StoreError {
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;
+
+/// What a change named that is not there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Missing {
+    /// The other account of a follow, block or mute, or a profile changed.
+    Account,
+    /// The post liked, deleted or replied to: missing or deleted.
+    Post,
+    Media,
+}
+
+impl Missing {
+    /// The word the API uses for it.
+    pub fn noun(self) -> &'static str {
+        match self {
+            Missing::Account => "user",
+            Missing::Post => "post",
+            Missing::Media => "media",
+        }
+    }
+}
+
+impl std::fmt::Display for Missing {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.write_str(self.noun())
+    }
+}
 
 /// Everything any use case needs from SQL, as one object.
 pub trait Store:

@@ -78,12 +78,8 @@ impl Posts {
                 created_at: Timestamp::now(),
                 event: NewEvent::in_current_trace(self.ids.next_event_id(), created),
             })
-            .await
-            .map_err(|error| match error {
-                // Deleted since the check above: the same answer as before it.
-                StoreError::NotFound => AppError::NotFound("post"),
-                other => other.into(),
-            })?;
+            // A parent deleted since the check above: the same 404 as before it.
+            .await?;
 
         let entry = TimelineEntry {
             post_id: post.id,

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use starling_domain::{Event, Post, PostId, Timestamp, UserId};
 
 use crate::error::{AppError, AppResult};
-use crate::ports::{Announce, Cached, DeleteOutcome, StoreError};
+use crate::ports::{Announce, Cached, DeleteOutcome};
 use crate::posts::Posts;
 
 impl Posts {
@@ -23,11 +23,7 @@ impl Posts {
         let outcome = self
             .posts
             .delete_post(post, requester, deleted, Timestamp::now())
-            .await
-            .map_err(|error| match error {
-                StoreError::NotFound => AppError::NotFound("post"),
-                other => other.into(),
-            })?;
+            .await?;
         let reply_to = match outcome {
             DeleteOutcome::NotAuthor => {
                 return Err(AppError::Forbidden("only the author may delete a post"));

@@ -4,16 +4,9 @@
 
 use starling_domain::{Event, PostId, Timestamp, UserId};
 
-use crate::error::{AppError, AppResult};
-use crate::ports::{Announce, LikeOutcome, StoreError, UnlikeOutcome};
+use crate::error::AppResult;
+use crate::ports::{Announce, LikeOutcome, UnlikeOutcome};
 use crate::posts::Posts;
-
-fn post_not_found(error: StoreError) -> AppError {
-    match error {
-        StoreError::NotFound => AppError::NotFound("post"),
-        other => other.into(),
-    }
-}
 
 impl Posts {
     pub async fn like(&self, user: UserId, post: PostId) -> AppResult<()> {
@@ -29,11 +22,7 @@ impl Posts {
                 }),
                 LikeOutcome::AlreadyLiked => None,
             });
-        let outcome = self
-            .posts
-            .like(user, post, liked, Timestamp::now())
-            .await
-            .map_err(post_not_found)?;
+        let outcome = self.posts.like(user, post, liked, Timestamp::now()).await?;
         if let LikeOutcome::Liked { .. } = outcome {
             self.post_cache.invalidate(&post).await;
             self.hydration.refresh_likes(user).await;
@@ -52,8 +41,7 @@ impl Posts {
         let outcome = self
             .posts
             .unlike(user, post, unliked, Timestamp::now())
-            .await
-            .map_err(post_not_found)?;
+            .await?;
         if outcome == UnlikeOutcome::Unliked {
             self.post_cache.invalidate(&post).await;
             self.hydration.refresh_likes(user).await;

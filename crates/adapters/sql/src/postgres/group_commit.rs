@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use async_trait::async_trait;
 use sqlx::postgres::PgPool;
-use starling_app::ports::StoreError;
+use starling_app::ports::{Missing, StoreError};
 use starling_domain::{Post, PostId};
 
 use super::posts::{COUNT_REPLY, attach_media, shift, undo_attach};
@@ -79,7 +79,7 @@ impl WriteBatch for PgBatches {
                 && shift(&mut tx, COUNT_REPLY, parent.get(), 1).await? == 0
             {
                 undo_attach(&mut tx, post).await?;
-                outcomes.push(Err(StoreError::NotFound));
+                outcomes.push(Err(StoreError::NotFound(Missing::Post)));
                 continue;
             }
             outcomes.push(Ok(written(post)));

@@ -8,7 +8,7 @@ macro_rules! account_store {
     ($store:ident) => {
         mod accounts {
             use async_trait::async_trait;
-            use starling_app::ports::{AccountStore, NewEvent, NewUser, StoreError, UserCredentials};
+            use starling_app::ports::{AccountStore, Missing, NewEvent, NewUser, StoreError, UserCredentials};
             use starling_domain::{Timestamp, User, UserId, UserSummary};
 
             use super::{$store, append_event, email_conflict, id_list, text_list, translate};
@@ -203,7 +203,7 @@ macro_rules! account_store {
                         .await
                         .map_err(translate)?;
                     let Some(row) = row else {
-                        return Err(StoreError::NotFound);
+                        return Err(StoreError::NotFound(Missing::Account));
                     };
                     append_event(&mut tx, &event, now).await?;
                     tx.commit().await.map_err(translate)?;

@@ -8,7 +8,7 @@ macro_rules! graph_store {
     ($store:ident) => {
         mod graph {
             use async_trait::async_trait;
-            use starling_app::ports::{Announce, FollowOutcome, GraphStore, NewEvent, StoreError, UnfollowOutcome};
+            use starling_app::ports::{Announce, FollowOutcome, GraphStore, Missing, NewEvent, StoreError, UnfollowOutcome};
             use starling_domain::{Timestamp, User, UserId};
 
             use super::{$store, Db, ROW_LOCKS, Tx, append_event, translate};
@@ -85,7 +85,7 @@ macro_rules! graph_store {
                         .await
                         .map_err(translate)?;
                     if exists.is_none() {
-                        return Err(StoreError::NotFound);
+                        return Err(StoreError::NotFound(Missing::Account));
                     }
                     let changed = change.execute(&mut *tx).await.map_err(translate)?;
                     if changed.rows_affected() == 0 {

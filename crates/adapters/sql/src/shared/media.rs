@@ -13,7 +13,7 @@ macro_rules! media_store {
     ($store:ident) => {
         mod media {
             use async_trait::async_trait;
-            use starling_app::ports::{BlobStore, MediaSelection, MediaStore, NewEvent, StoreError};
+            use starling_app::ports::{BlobStore, MediaSelection, MediaStore, Missing, NewEvent, StoreError};
             use starling_domain::{Media, MediaFile, MediaId, MediaState, Timestamp};
 
             use super::{$store, append_event, id_list, lock_file, translate};
@@ -71,7 +71,7 @@ macro_rules! media_store {
                         .await
                         .map_err(translate)?;
                     if updated.rows_affected() == 0 {
-                        return Err(StoreError::NotFound);
+                        return Err(StoreError::NotFound(Missing::Media));
                     }
                     append_event(&mut tx, &event, now).await?;
                     tx.commit().await.map_err(translate)?;

@@ -9,7 +9,7 @@ macro_rules! post_store {
         mod posts {
             use async_trait::async_trait;
             use starling_app::ports::{
-                Announce, DeleteOutcome, LikeOutcome, NewEvent, NewPost, PostStore, StoreError, TimelineEntry,
+                Announce, DeleteOutcome, LikeOutcome, Missing, NewEvent, NewPost, PostStore, StoreError, TimelineEntry,
                 UnlikeOutcome,
             };
             use starling_domain::{Post, PostId, Timestamp, UserId};
@@ -105,7 +105,7 @@ macro_rules! post_store {
                     .fetch_optional(&mut **tx)
                     .await
                     .map_err(translate)?;
-                author.map(UserId).ok_or(StoreError::NotFound)
+                author.map(UserId).ok_or(StoreError::NotFound(Missing::Post))
             }
 
             pub(crate) async fn shift(
@@ -187,7 +187,7 @@ macro_rules! post_store {
                     }
                     if shift(&mut tx, COUNT_LIKE, post.get(), delta).await? == 0 {
                         // Deleted while we liked it.
-                        return Err(StoreError::NotFound);
+                        return Err(StoreError::NotFound(Missing::Post));
                     }
                     if let Some(event) = announce(post_author_id) {
                         append_event(&mut tx, &event, now).await?;
@@ -221,7 +221,7 @@ macro_rules! post_store {
                         .await
                         .map_err(translate)?;
                     let Some((author, reply_to)) = row else {
-                        return Err(StoreError::NotFound);
+                        return Err(StoreError::NotFound(Missing::Post));
                     };
                     if author != requester.get() {
                         return Ok(DeleteOutcome::NotAuthor);

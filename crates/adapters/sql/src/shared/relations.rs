@@ -11,7 +11,7 @@ macro_rules! relation_store {
     ($store:ident) => {
         mod relations {
             use async_trait::async_trait;
-            use starling_app::ports::{Hidden, Relation, RelationStore, StoreError};
+            use starling_app::ports::{Hidden, Missing, Relation, RelationStore, StoreError};
             use starling_domain::{Timestamp, User, UserId};
 
             use crate::UserRow;
@@ -71,7 +71,7 @@ macro_rules! relation_store {
                         .await
                         .map_err(translate)?;
                     if exists.is_none() {
-                        return Err(StoreError::NotFound);
+                        return Err(StoreError::NotFound(Missing::Account));
                     }
                     let added = sqlx::query(insert)
                         .bind(owner.get())

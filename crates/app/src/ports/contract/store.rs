@@ -9,8 +9,9 @@ use starling_domain::{
 
 use crate::ports::{
     Announce, DeleteOutcome, FollowOutcome, Hidden, IdempotencyClaim, LikeOutcome, MediaSelection,
-    NewEvent, NewPost, NewUser, RefreshFamily, RefreshTokenRecord, Relation, RotateOutcome, Store,
-    StoreError, StoredResponse, TimelineEntry, UnfollowOutcome, UnlikeOutcome,
+    Missing, NewEvent, NewPost, NewUser, RefreshFamily, RefreshTokenRecord, Relation,
+    RotateOutcome, Store, StoreError, StoredResponse, TimelineEntry, UnfollowOutcome,
+    UnlikeOutcome,
 };
 
 #[macro_export]
@@ -410,7 +411,10 @@ pub async fn profiles_change_only_the_given_fields(store: Arc<dyn Store>) {
             now,
         )
         .await;
-    assert!(matches!(missing, Err(StoreError::NotFound)));
+    assert!(matches!(
+        missing,
+        Err(StoreError::NotFound(Missing::Account))
+    ));
 }
 
 pub async fn summaries_answer_known_ids_only(store: Arc<dyn Store>) {
@@ -620,7 +624,10 @@ pub async fn follows_are_idempotent_and_counted(store: Arc<dyn Store>) {
             Timestamp::now(),
         )
         .await;
-    assert!(matches!(missing, Err(StoreError::NotFound)));
+    assert!(matches!(
+        missing,
+        Err(StoreError::NotFound(Missing::Account))
+    ));
 
     let unfollow = || {
         store.unfollow(
@@ -741,7 +748,7 @@ pub async fn replies_need_a_live_parent_and_are_counted(store: Arc<dyn Store>) {
     assert_eq!(fixture.stored_post(parent.id).await.reply_count, 1);
     assert!(matches!(
         fixture.post(ada.id, Some(PostId(42))).await,
-        Err(StoreError::NotFound)
+        Err(StoreError::NotFound(Missing::Post))
     ));
     // A refused reply counts nowhere.
     assert_eq!(fixture.fresh(ada.id).await.posts_count, 2);
@@ -759,7 +766,7 @@ pub async fn replies_need_a_live_parent_and_are_counted(store: Arc<dyn Store>) {
     delete(parent.id).await.unwrap();
     assert!(matches!(
         fixture.post(ada.id, Some(parent.id)).await,
-        Err(StoreError::NotFound)
+        Err(StoreError::NotFound(Missing::Post))
     ));
 }
 
@@ -785,7 +792,10 @@ pub async fn only_authors_delete_and_deletion_leaves_a_tombstone(store: Arc<dyn 
     let tombstone = fixture.stored_post(post.id).await;
     assert!(tombstone.deleted);
     assert_eq!(tombstone.text, "");
-    assert!(matches!(delete(ada.id).await, Err(StoreError::NotFound)));
+    assert!(matches!(
+        delete(ada.id).await,
+        Err(StoreError::NotFound(Missing::Post))
+    ));
     assert_eq!(fixture.fresh(ada.id).await.posts_count, 0);
     assert!(
         store
@@ -946,7 +956,7 @@ pub async fn likes_are_idempotent_counted_and_need_a_live_post(store: Arc<dyn St
 
     assert!(matches!(
         fixture.like(bob.id, PostId(7)).await,
-        Err(StoreError::NotFound)
+        Err(StoreError::NotFound(Missing::Post))
     ));
     store
         .delete_post(
@@ -959,7 +969,7 @@ pub async fn likes_are_idempotent_counted_and_need_a_live_post(store: Arc<dyn St
         .unwrap();
     assert!(matches!(
         fixture.like(bob.id, other.id).await,
-        Err(StoreError::NotFound)
+        Err(StoreError::NotFound(Missing::Post))
     ));
 }
 
@@ -1345,7 +1355,7 @@ pub async fn concurrent_posts_succeed_or_fail_on_their_own(store: Arc<dyn Store>
         let (index, outcome) = task.await.unwrap();
         match index % 20 {
             7 => assert!(
-                matches!(outcome, Err(StoreError::NotFound)),
+                matches!(outcome, Err(StoreError::NotFound(Missing::Post))),
                 "{index}: {outcome:?}"
             ),
             13 => assert!(outcome.is_err(), "{index}: {outcome:?}"),
@@ -1972,7 +1982,7 @@ pub async fn blocks_and_mutes_are_idempotent_listed_and_hidden(store: Arc<dyn St
     assert!(add(Relation::Mute, ada.id, dan.id).await.unwrap());
     assert!(matches!(
         add(Relation::Mute, ada.id, UserId(424_242)).await,
-        Err(StoreError::NotFound)
+        Err(StoreError::NotFound(Missing::Account))
     ));
 
     let listed: Vec<UserId> = store
