@@ -3,15 +3,18 @@ use std::time::Duration;
 use reqwest::Method;
 use serde_json::json;
 
+use starling_test_macros::both_modes;
+
+use crate::helpers::Mode;
 use crate::helpers::{session_user, spawn_app};
 
 fn registration(handle: &str, email: &str, password: &str) -> serde_json::Value {
     json!({"handle": handle, "email": email, "password": password})
 }
 
-#[tokio::test]
-async fn registering_answers_a_session_and_the_new_profile() {
-    let Some(app) = spawn_app().await else {
+#[both_modes]
+async fn registering_answers_a_session_and_the_new_profile(mode: Mode) {
+    let Some(app) = spawn_app(mode).await else {
         return;
     };
     let reply = app
@@ -44,9 +47,9 @@ async fn registering_answers_a_session_and_the_new_profile() {
     );
 }
 
-#[tokio::test]
-async fn registration_reports_every_invalid_field_at_once() {
-    let Some(app) = spawn_app().await else {
+#[both_modes]
+async fn registration_reports_every_invalid_field_at_once(mode: Mode) {
+    let Some(app) = spawn_app(mode).await else {
         return;
     };
     let reply = app
@@ -92,9 +95,9 @@ async fn registration_reports_every_invalid_field_at_once() {
     assert_eq!(reply.field_errors(), vec!["display_name"]);
 }
 
-#[tokio::test]
-async fn taken_handles_ignoring_case_and_taken_emails_conflict() {
-    let Some(app) = spawn_app().await else {
+#[both_modes]
+async fn taken_handles_ignoring_case_and_taken_emails_conflict(mode: Mode) {
+    let Some(app) = spawn_app(mode).await else {
         return;
     };
     app.register("grace").await;
@@ -118,9 +121,9 @@ async fn taken_handles_ignoring_case_and_taken_emails_conflict() {
     assert_eq!(reply.field_errors(), vec!["email"]);
 }
 
-#[tokio::test]
-async fn the_display_name_defaults_to_the_handle() {
-    let Some(app) = spawn_app().await else {
+#[both_modes]
+async fn the_display_name_defaults_to_the_handle(mode: Mode) {
+    let Some(app) = spawn_app(mode).await else {
         return;
     };
     let user = app.register("linus").await;
@@ -128,9 +131,9 @@ async fn the_display_name_defaults_to_the_handle() {
     assert_eq!(me.body["display_name"], "linus");
 }
 
-#[tokio::test]
-async fn login_accepts_the_handle_in_any_case_or_the_email() {
-    let Some(app) = spawn_app().await else {
+#[both_modes]
+async fn login_accepts_the_handle_in_any_case_or_the_email(mode: Mode) {
+    let Some(app) = spawn_app(mode).await else {
         return;
     };
     let user = app.register("margaret").await;
@@ -155,9 +158,9 @@ async fn login_accepts_the_handle_in_any_case_or_the_email() {
     }
 }
 
-#[tokio::test]
-async fn a_wrong_password_and_an_unknown_account_get_the_same_answer() {
-    let Some(app) = spawn_app().await else {
+#[both_modes]
+async fn a_wrong_password_and_an_unknown_account_get_the_same_answer(mode: Mode) {
+    let Some(app) = spawn_app(mode).await else {
         return;
     };
     app.register("alan").await;
@@ -188,9 +191,9 @@ async fn a_wrong_password_and_an_unknown_account_get_the_same_answer() {
     assert_eq!(empty.body, unknown_account.body);
 }
 
-#[tokio::test]
-async fn refresh_tokens_rotate_and_a_reused_one_revokes_the_session() {
-    let Some(app) = spawn_app().await else {
+#[both_modes]
+async fn refresh_tokens_rotate_and_a_reused_one_revokes_the_session(mode: Mode) {
+    let Some(app) = spawn_app(mode).await else {
         return;
     };
     let user = app.register("ken").await;
@@ -245,9 +248,9 @@ async fn refresh_tokens_rotate_and_a_reused_one_revokes_the_session() {
     assert_eq!(refreshed.status, 200);
 }
 
-#[tokio::test]
-async fn unknown_or_malformed_refresh_tokens_are_refused() {
-    let Some(app) = spawn_app().await else {
+#[both_modes]
+async fn unknown_or_malformed_refresh_tokens_are_refused(mode: Mode) {
+    let Some(app) = spawn_app(mode).await else {
         return;
     };
     for token in ["", "made-up", &"x".repeat(5000)] {
@@ -262,9 +265,9 @@ async fn unknown_or_malformed_refresh_tokens_are_refused() {
     }
 }
 
-#[tokio::test]
-async fn logout_ends_the_session() {
-    let Some(app) = spawn_app().await else {
+#[both_modes]
+async fn logout_ends_the_session(mode: Mode) {
+    let Some(app) = spawn_app(mode).await else {
         return;
     };
     let user = app.register("dennis").await;
@@ -295,9 +298,9 @@ async fn logout_ends_the_session() {
     assert_eq!(unknown.status, 204);
 }
 
-#[tokio::test]
-async fn missing_malformed_tampered_and_foreign_access_tokens_are_refused() {
-    let Some(app) = spawn_app().await else {
+#[both_modes]
+async fn missing_malformed_tampered_and_foreign_access_tokens_are_refused(mode: Mode) {
+    let Some(app) = spawn_app(mode).await else {
         return;
     };
     let user = app.register("barbara").await;
@@ -333,7 +336,7 @@ async fn missing_malformed_tampered_and_foreign_access_tokens_are_refused() {
     }
 
     // A token signed by another installation's key.
-    let Some(other) = crate::helpers::spawn_app().await else {
+    let Some(other) = crate::helpers::spawn_app(mode).await else {
         return;
     };
     let stranger = other.register("barbara").await;
@@ -358,21 +361,23 @@ fn base64_url(text: &str) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(text)
 }
 
-#[tokio::test]
-async fn a_valid_token_for_an_account_this_database_lacks_is_refused() {
+#[both_modes]
+async fn a_valid_token_for_an_account_this_database_lacks_is_refused(mode: Mode) {
     // Two installations sharing one signing key (a misconfiguration): a token
     // of one verifies at the other, whose database has no such account.
     let key_dir = tempfile::tempdir().unwrap();
     let key = key_dir.path().join("shared.pem");
-    let Some(first) =
-        crate::helpers::spawn_app_with(|config| config.auth.signing_key_file = Some(key.clone()))
-            .await
+    let Some(first) = crate::helpers::spawn_app_with(mode, |config| {
+        config.auth.signing_key_file = Some(key.clone())
+    })
+    .await
     else {
         return;
     };
-    let Some(second) =
-        crate::helpers::spawn_app_with(|config| config.auth.signing_key_file = Some(key.clone()))
-            .await
+    let Some(second) = crate::helpers::spawn_app_with(mode, |config| {
+        config.auth.signing_key_file = Some(key.clone())
+    })
+    .await
     else {
         return;
     };
@@ -418,9 +423,9 @@ async fn login_from(
     (response.status().as_u16(), retry_after)
 }
 
-#[tokio::test]
-async fn failed_logins_back_off_per_account_from_any_address() {
-    let Some(app) = crate::helpers::spawn_app_with(|config| {
+#[both_modes]
+async fn failed_logins_back_off_per_account_from_any_address(mode: Mode) {
+    let Some(app) = crate::helpers::spawn_app_with(mode, |config| {
         config.auth.login_free_failures = 2;
         config.auth.login_max_backoff_secs = 60;
     })

@@ -3,11 +3,14 @@
 
 use futures::StreamExt;
 
+use starling_test_macros::both_modes;
+
+use crate::helpers::Mode;
 use crate::helpers::{restart, spawn_app};
 
-#[tokio::test]
-async fn a_stampede_on_one_uncached_post_loads_it_once() {
-    let Some(app) = spawn_app().await else {
+#[both_modes]
+async fn a_stampede_on_one_uncached_post_loads_it_once(mode: Mode) {
+    let Some(app) = spawn_app(mode).await else {
         return;
     };
     let ada = app.register("ada").await;
@@ -35,9 +38,9 @@ async fn a_stampede_on_one_uncached_post_loads_it_once() {
     }
 }
 
-#[tokio::test]
-async fn reads_of_missing_posts_stay_off_sql() {
-    let Some(app) = spawn_app().await else {
+#[both_modes]
+async fn reads_of_missing_posts_stay_off_sql(mode: Mode) {
+    let Some(app) = spawn_app(mode).await else {
         return;
     };
     let ada = app.register("ada").await;

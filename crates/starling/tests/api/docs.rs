@@ -5,11 +5,12 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
+use crate::helpers::Mode;
 use crate::helpers::spawn_app;
 
 #[tokio::test]
 async fn the_docs_are_served_by_the_binary_under_a_strict_policy() {
-    let Some(app) = spawn_app().await else {
+    let Some(app) = spawn_app(Mode::Embedded).await else {
         return;
     };
     // A browser opening the server's address lands on the reference.
@@ -100,7 +101,7 @@ async fn the_docs_render_every_operation_with_no_network_beyond_this_machine() {
     let Some(browser) = starling_testing::Browser::find() else {
         return;
     };
-    let Some(app) = spawn_app().await else {
+    let Some(app) = spawn_app(Mode::Embedded).await else {
         return;
     };
     let documented = documented_operations(&app.get("/openapi.json", None).await.body);

@@ -6,11 +6,14 @@ use reqwest::StatusCode;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
+use starling_test_macros::both_modes;
+
+use crate::helpers::Mode;
 use crate::helpers::{Reply, TestApp, read, spawn_app_with};
 
 /// An app whose reads allow `read` per minute, writes 100, auth `auth`.
-async fn limited(read: u32, auth: u32) -> Option<TestApp> {
-    spawn_app_with(|config| {
+async fn limited(mode: Mode, read: u32, auth: u32) -> Option<TestApp> {
+    spawn_app_with(mode, |config| {
         config.rate_limits.enabled = true;
         config.rate_limits.read.limit = read;
         config.rate_limits.auth.limit = auth;
@@ -37,9 +40,9 @@ async fn get_as(app: &TestApp, path: &str, forwarded_for: Option<&str>) -> Reply
     read(request.send().await.unwrap()).await
 }
 
-#[tokio::test]
-async fn headers_count_down_and_the_refusal_says_when_to_retry() {
-    let Some(app) = limited(5, 100).await else {
+#[both_modes]
+async fn headers_count_down_and_the_refusal_says_when_to_retry(mode: Mode) {
+    let Some(app) = limited(mode, 5, 100).await else {
         return;
     };
     let ada = app.register("ada").await;
@@ -83,9 +86,9 @@ async fn headers_count_down_and_the_refusal_says_when_to_retry() {
     }
 }
 
-#[tokio::test]
-async fn accounts_and_addresses_have_quotas_of_their_own() {
-    let Some(app) = limited(3, 2).await else {
+#[both_modes]
+async fn accounts_and_addresses_have_quotas_of_their_own(mode: Mode) {
+    let Some(app) = limited(mode, 3, 2).await else {
         return;
     };
     // Auth routes count per address, whoever registers.
@@ -127,9 +130,9 @@ async fn accounts_and_addresses_have_quotas_of_their_own() {
     assert_eq!(header(&posted, "ratelimit-limit"), "100");
 }
 
-#[tokio::test]
-async fn forwarded_addresses_count_only_from_a_trusted_proxy() {
-    let Some(app) = limited(2, 100).await else {
+#[both_modes]
+async fn forwarded_addresses_count_only_from_a_trusted_proxy(mode: Mode) {
+    let Some(app) = limited(mode, 2, 100).await else {
         return;
     };
     let ada = app.register("ada").await;
@@ -143,7 +146,7 @@ async fn forwarded_addresses_count_only_from_a_trusted_proxy() {
         get_as(&app, &path, Some(client)).await.assert_problem(429);
     }
     // Not trusting the peer, a forged header buys nothing.
-    let Some(strict) = spawn_app_with(|config| {
+    let Some(strict) = spawn_app_with(mode, |config| {
         config.rate_limits.enabled = true;
         config.rate_limits.read.limit = 2;
         config.http.trusted_proxies = Vec::new();
@@ -175,9 +178,9 @@ async fn stalled_post(app: &TestApp, token: &str) -> TcpStream {
     stream
 }
 
-#[tokio::test]
-async fn past_its_capacity_the_api_sheds_at_once_and_recovers() {
-    let Some(app) = spawn_app_with(|config| {
+#[both_modes]
+async fn past_its_capacity_the_api_sheds_at_once_and_recovers(mode: Mode) {
+    let Some(app) = spawn_app_with(mode, |config| {
         config.http.max_in_flight = 2;
         config.http.max_queue_wait_ms = 20;
     })
@@ -230,9 +233,9 @@ async fn past_its_capacity_the_api_sheds_at_once_and_recovers() {
 
 /// Every answer, whatever its type or whoever made it (a handler, a
 /// refusal at the edge, the fallback), tells browsers not to sniff it.
-#[tokio::test]
-async fn every_answer_forbids_content_sniffing() {
-    let Some(app) = spawn_app_with(|_| {}).await else {
+#[both_modes]
+async fn every_answer_forbids_content_sniffing(mode: Mode) {
+    let Some(app) = spawn_app_with(mode, |_| {}).await else {
         return;
     };
     let mut answers = Vec::new();
@@ -273,9 +276,9 @@ async fn every_answer_forbids_content_sniffing() {
     }
 }
 
-#[tokio::test]
-async fn an_ipv6_client_is_counted_by_its_64() {
-    let Some(app) = limited(2, 100).await else {
+#[both_modes]
+async fn an_ipv6_client_is_counted_by_its_64(mode: Mode) {
+    let Some(app) = limited(mode, 2, 100).await else {
         return;
     };
     let ada = app.register("ada").await;
@@ -299,9 +302,9 @@ async fn an_ipv6_client_is_counted_by_its_64() {
     );
 }
 
-#[tokio::test]
-async fn each_documented_rate_limit_header_comes_once() {
-    let Some(app) = limited(2, 100).await else {
+#[both_modes]
+async fn each_documented_rate_limit_header_comes_once(mode: Mode) {
+    let Some(app) = limited(mode, 2, 100).await else {
         return;
     };
     let ada = app.register("ada").await;

@@ -1,11 +1,14 @@
 use reqwest::Method;
 use serde_json::json;
 
+use starling_test_macros::both_modes;
+
+use crate::helpers::Mode;
 use crate::helpers::{read, spawn_app};
 
-#[tokio::test]
-async fn malformed_json_is_a_400_and_the_wrong_shape_a_422() {
-    let Some(app) = spawn_app().await else {
+#[both_modes]
+async fn malformed_json_is_a_400_and_the_wrong_shape_a_422(mode: Mode) {
+    let Some(app) = spawn_app(mode).await else {
         return;
     };
     let send = |body: &'static str, content_type: Option<&'static str>| {
@@ -47,9 +50,9 @@ async fn malformed_json_is_a_400_and_the_wrong_shape_a_422() {
         .assert_problem(415);
 }
 
-#[tokio::test]
-async fn bodies_over_64_kib_are_refused_with_413() {
-    let Some(app) = spawn_app().await else {
+#[both_modes]
+async fn bodies_over_64_kib_are_refused_with_413(mode: Mode) {
+    let Some(app) = spawn_app(mode).await else {
         return;
     };
     let user = app.register("ada").await;
@@ -66,9 +69,9 @@ async fn bodies_over_64_kib_are_refused_with_413() {
     reply.assert_problem(422);
 }
 
-#[tokio::test]
-async fn limits_and_cursors_are_checked() {
-    let Some(app) = spawn_app().await else {
+#[both_modes]
+async fn limits_and_cursors_are_checked(mode: Mode) {
+    let Some(app) = spawn_app(mode).await else {
         return;
     };
     let user = app.register("ada").await;
@@ -107,9 +110,9 @@ async fn limits_and_cursors_are_checked() {
     reply.assert_problem(400);
 }
 
-#[tokio::test]
-async fn unknown_routes_and_wrong_methods_answer_problems() {
-    let Some(app) = spawn_app().await else {
+#[both_modes]
+async fn unknown_routes_and_wrong_methods_answer_problems(mode: Mode) {
+    let Some(app) = spawn_app(mode).await else {
         return;
     };
     app.get("/api/v1/nothing-here", None)
@@ -123,9 +126,9 @@ async fn unknown_routes_and_wrong_methods_answer_problems() {
     assert!(reply.headers.contains_key("allow"));
 }
 
-#[tokio::test]
-async fn hostile_input_never_causes_a_server_error() {
-    let Some(app) = spawn_app().await else {
+#[both_modes]
+async fn hostile_input_never_causes_a_server_error(mode: Mode) {
+    let Some(app) = spawn_app(mode).await else {
         return;
     };
     let user = app.register("ada").await;

@@ -3,6 +3,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use starling_test_macros::both_modes;
+
+use crate::helpers::Mode;
 use crate::helpers::{
     FANOUT_WAIT, TestApp, TestUser, eventually, restart, spawn_app, spawn_app_with,
 };
@@ -11,9 +14,9 @@ async fn feed_contains(app: &TestApp, reader: &TestUser, post: &str) -> bool {
     app.feed_ids(reader).await.iter().any(|id| id == post)
 }
 
-#[tokio::test]
-async fn the_author_sees_a_new_post_at_once() {
-    let Some(app) = spawn_app().await else {
+#[both_modes]
+async fn the_author_sees_a_new_post_at_once(mode: Mode) {
+    let Some(app) = spawn_app(mode).await else {
         return;
     };
     let ada = app.register("ada").await;
@@ -30,9 +33,9 @@ async fn the_author_sees_a_new_post_at_once() {
     );
 }
 
-#[tokio::test]
-async fn followers_get_new_posts_through_fan_out() {
-    let Some(app) = spawn_app().await else {
+#[both_modes]
+async fn followers_get_new_posts_through_fan_out(mode: Mode) {
+    let Some(app) = spawn_app(mode).await else {
         return;
     };
     let ada = app.register("ada").await;
@@ -58,9 +61,9 @@ async fn followers_get_new_posts_through_fan_out() {
     assert!(!feed_contains(&app, &stranger, &post).await);
 }
 
-#[tokio::test]
-async fn the_feed_merges_own_and_followed_posts_newest_first() {
-    let Some(app) = spawn_app().await else {
+#[both_modes]
+async fn the_feed_merges_own_and_followed_posts_newest_first(mode: Mode) {
+    let Some(app) = spawn_app(mode).await else {
         return;
     };
     let ada = app.register("ada").await;
@@ -94,9 +97,9 @@ async fn the_feed_merges_own_and_followed_posts_newest_first() {
     assert_eq!(authors, vec!["ada", "bob", "cy", "ada", "bob"]);
 }
 
-#[tokio::test]
-async fn following_backfills_and_unfollowing_removes_at_once() {
-    let Some(app) = spawn_app().await else {
+#[both_modes]
+async fn following_backfills_and_unfollowing_removes_at_once(mode: Mode) {
+    let Some(app) = spawn_app(mode).await else {
         return;
     };
     let ada = app.register("ada").await;
@@ -123,9 +126,9 @@ async fn following_backfills_and_unfollowing_removes_at_once() {
     assert!(app.feed_ids(&ada).await.is_empty());
 }
 
-#[tokio::test]
-async fn deleted_posts_leave_every_feed() {
-    let Some(app) = spawn_app().await else {
+#[both_modes]
+async fn deleted_posts_leave_every_feed(mode: Mode) {
+    let Some(app) = spawn_app(mode).await else {
         return;
     };
     let ada = app.register("ada").await;
@@ -144,10 +147,11 @@ async fn deleted_posts_leave_every_feed() {
     assert_eq!(app.feed_ids(&ada).await, vec![keep]);
 }
 
-#[tokio::test]
-async fn high_fan_out_accounts_are_merged_at_read_time() {
+#[both_modes]
+async fn high_fan_out_accounts_are_merged_at_read_time(mode: Mode) {
     // At 2 followers an account counts as high-fan-out in this test.
-    let Some(app) = spawn_app_with(|config| config.timeline.fanout_threshold = 2).await else {
+    let Some(app) = spawn_app_with(mode, |config| config.timeline.fanout_threshold = 2).await
+    else {
         return;
     };
     let star = app.register("star").await;
@@ -188,9 +192,10 @@ async fn high_fan_out_accounts_are_merged_at_read_time() {
     );
 }
 
-#[tokio::test]
-async fn an_account_dropping_below_the_threshold_is_written_into_timelines() {
-    let Some(app) = spawn_app_with(|config| config.timeline.fanout_threshold = 3).await else {
+#[both_modes]
+async fn an_account_dropping_below_the_threshold_is_written_into_timelines(mode: Mode) {
+    let Some(app) = spawn_app_with(mode, |config| config.timeline.fanout_threshold = 3).await
+    else {
         return;
     };
     let star = app.register("star").await;
@@ -216,9 +221,9 @@ async fn an_account_dropping_below_the_threshold_is_written_into_timelines() {
     assert!(feed_contains(&app, &fans[1], &post).await);
 }
 
-#[tokio::test]
-async fn paging_goes_past_the_timeline_cap_down_to_the_oldest_post() {
-    let Some(app) = spawn_app_with(|config| config.timeline.cap = 5).await else {
+#[both_modes]
+async fn paging_goes_past_the_timeline_cap_down_to_the_oldest_post(mode: Mode) {
+    let Some(app) = spawn_app_with(mode, |config| config.timeline.cap = 5).await else {
         return;
     };
     let ada = app.register("ada").await;
@@ -243,9 +248,9 @@ async fn paging_goes_past_the_timeline_cap_down_to_the_oldest_post() {
     assert_eq!(paged, expected);
 }
 
-#[tokio::test]
-async fn paging_while_posts_arrive_has_no_duplicates_and_no_gaps() {
-    let Some(app) = spawn_app_with(|config| config.timeline.cap = 20).await else {
+#[both_modes]
+async fn paging_while_posts_arrive_has_no_duplicates_and_no_gaps(mode: Mode) {
+    let Some(app) = spawn_app_with(mode, |config| config.timeline.cap = 20).await else {
         return;
     };
     let app = Arc::new(app);
@@ -298,9 +303,9 @@ async fn paging_while_posts_arrive_has_no_duplicates_and_no_gaps() {
     }
 }
 
-#[tokio::test]
-async fn timelines_are_rebuilt_after_a_restart() {
-    let Some(app) = spawn_app().await else {
+#[both_modes]
+async fn timelines_are_rebuilt_after_a_restart(mode: Mode) {
+    let Some(app) = spawn_app(mode).await else {
         return;
     };
     let ada = app.register("ada").await;
@@ -328,9 +333,9 @@ async fn timelines_are_rebuilt_after_a_restart() {
     .await;
 }
 
-#[tokio::test]
-async fn feed_cursors_belong_to_their_reader() {
-    let Some(app) = spawn_app().await else {
+#[both_modes]
+async fn feed_cursors_belong_to_their_reader(mode: Mode) {
+    let Some(app) = spawn_app(mode).await else {
         return;
     };
     let ada = app.register("ada").await;
@@ -356,11 +361,11 @@ impl TestApp {
     }
 }
 
-#[tokio::test]
-async fn a_muted_prolific_account_costs_a_bounded_scan_per_feed_page() {
+#[both_modes]
+async fn a_muted_prolific_account_costs_a_bounded_scan_per_feed_page(mode: Mode) {
     use futures::StreamExt;
 
-    let Some(app) = spawn_app().await else {
+    let Some(app) = spawn_app(mode).await else {
         return;
     };
     // The scan budget is the use case's, the same on every engine; scaled

@@ -1,10 +1,13 @@
 use reqwest::Method;
 
+use starling_test_macros::both_modes;
+
+use crate::helpers::Mode;
 use crate::helpers::spawn_app;
 
-#[tokio::test]
-async fn following_is_idempotent_and_counted_exactly() {
-    let Some(app) = spawn_app().await else {
+#[both_modes]
+async fn following_is_idempotent_and_counted_exactly(mode: Mode) {
+    let Some(app) = spawn_app(mode).await else {
         return;
     };
     let ada = app.register("ada").await;
@@ -28,9 +31,9 @@ async fn following_is_idempotent_and_counted_exactly() {
     );
 }
 
-#[tokio::test]
-async fn you_cannot_follow_yourself_nobody_or_anonymously() {
-    let Some(app) = spawn_app().await else {
+#[both_modes]
+async fn you_cannot_follow_yourself_nobody_or_anonymously(mode: Mode) {
+    let Some(app) = spawn_app(mode).await else {
         return;
     };
     let ada = app.register("ada").await;
@@ -63,9 +66,9 @@ async fn you_cannot_follow_yourself_nobody_or_anonymously() {
     reply.assert_problem(401);
 }
 
-#[tokio::test]
-async fn users_can_be_followed_by_handle() {
-    let Some(app) = spawn_app().await else {
+#[both_modes]
+async fn users_can_be_followed_by_handle(mode: Mode) {
+    let Some(app) = spawn_app(mode).await else {
         return;
     };
     let ada = app.register("ada").await;
@@ -83,9 +86,9 @@ async fn users_can_be_followed_by_handle() {
     assert_eq!(following.body["data"][0]["handle"], "Bob");
 }
 
-#[tokio::test]
-async fn follower_and_following_lists_page_newest_first() {
-    let Some(app) = spawn_app().await else {
+#[both_modes]
+async fn follower_and_following_lists_page_newest_first(mode: Mode) {
+    let Some(app) = spawn_app(mode).await else {
         return;
     };
     let star = app.register("star").await;

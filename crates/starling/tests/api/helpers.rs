@@ -129,25 +129,37 @@ impl Reply {
     }
 }
 
+/// Which engines a test's app runs on; `#[both_modes]` runs a test in each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// SQLite, in-process caches, timelines and event log.
+    Embedded,
+    /// PostgreSQL, Redis and JetStream of the test's own (a database, a key
+    /// prefix and streams), with the relay between outbox and stream and
+    /// the fan-out worker reading partitions as separate roles would, and
+    /// the client talking to it through nginx running the shipped
+    /// `deploy/nginx/starling.conf`.
+    ScaledOut,
+}
+
 /// A fresh app on its own data directory (scaled out: on engines of its
-/// own, behind nginx), or `None` when this binary's mode needs engines that
-/// are not configured: the test is skipped (the reason is printed, and the
-/// run's end counts it).
-pub async fn spawn_app() -> Option<TestApp> {
-    spawn_app_with(|_| {}).await
+/// own, behind nginx), or `None` when `mode` needs engines that are not
+/// configured: the test is skipped (the reason is printed, and the run's
+/// end counts it).
+pub async fn spawn_app(mode: Mode) -> Option<TestApp> {
+    spawn_app_with(mode, |_| {}).await
 }
 
-pub async fn spawn_app_with(configure: impl FnOnce(&mut Config)) -> Option<TestApp> {
-    Some(spawn_app_on(mode_engines().await?, configure).await)
+pub async fn spawn_app_with(mode: Mode, configure: impl FnOnce(&mut Config)) -> Option<TestApp> {
+    Some(spawn_app_on(mode_engines(mode).await?, configure).await)
 }
 
-/// What this binary's apps run on: `Some(None)` embedded, `Some(Some(_))`
-/// fresh scaled-out engines, `None` (skip) when those are not configured.
-pub async fn mode_engines() -> Option<Option<Engines>> {
-    if crate::SCALED_OUT {
-        Some(Some(Engines::new().await?))
-    } else {
-        Some(None)
+/// What `mode`'s apps run on: `Some(None)` embedded, `Some(Some(_))` fresh
+/// scaled-out engines, `None` (skip) when those are not configured.
+pub async fn mode_engines(mode: Mode) -> Option<Option<Engines>> {
+    match mode {
+        Mode::Embedded => Some(None),
+        Mode::ScaledOut => Some(Some(Engines::new().await?)),
     }
 }
 

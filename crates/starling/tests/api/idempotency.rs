@@ -3,6 +3,9 @@
 use reqwest::Method;
 use serde_json::{Value, json};
 
+use starling_test_macros::both_modes;
+
+use crate::helpers::Mode;
 use crate::helpers::{Reply, TestApp, TestUser, read, spawn_app};
 
 async fn post_with_key(
@@ -37,9 +40,9 @@ async fn posts_of(app: &TestApp, user: &TestUser) -> Vec<String> {
         .await
 }
 
-#[tokio::test]
-async fn a_retried_post_is_created_once_and_answered_the_same() {
-    let Some(app) = spawn_app().await else {
+#[both_modes]
+async fn a_retried_post_is_created_once_and_answered_the_same(mode: Mode) {
+    let Some(app) = spawn_app(mode).await else {
         return;
     };
     let ada = app.register("ada").await;
@@ -63,9 +66,9 @@ async fn a_retried_post_is_created_once_and_answered_the_same() {
     assert_eq!(posts_of(&app, &ada).await.len(), 3);
 }
 
-#[tokio::test]
-async fn concurrent_retries_create_one_post() {
-    let Some(app) = spawn_app().await else {
+#[both_modes]
+async fn concurrent_retries_create_one_post(mode: Mode) {
+    let Some(app) = spawn_app(mode).await else {
         return;
     };
     let ada = app.register("ada").await;
@@ -102,9 +105,9 @@ async fn concurrent_retries_create_one_post() {
     assert_eq!(posts_of(&app, &ada).await, ids);
 }
 
-#[tokio::test]
-async fn a_key_belongs_to_one_request_and_one_caller() {
-    let Some(app) = spawn_app().await else {
+#[both_modes]
+async fn a_key_belongs_to_one_request_and_one_caller(mode: Mode) {
+    let Some(app) = spawn_app(mode).await else {
         return;
     };
     let ada = app.register("ada").await;
@@ -194,9 +197,9 @@ async fn a_key_belongs_to_one_request_and_one_caller() {
     assert_eq!(later.status, 201);
 }
 
-#[tokio::test]
-async fn registration_likes_and_follows_take_keys_too() {
-    let Some(app) = spawn_app().await else {
+#[both_modes]
+async fn registration_likes_and_follows_take_keys_too(mode: Mode) {
+    let Some(app) = spawn_app(mode).await else {
         return;
     };
     let first = sign_up_with_key(&app).await;
@@ -239,9 +242,9 @@ async fn registration_likes_and_follows_take_keys_too() {
 /// (tokens at rest would be a session for whoever reads the table). A retry
 /// with the key gets a new session for the same account; both work; no
 /// token answer may be stored by a cache on the way.
-#[tokio::test]
-async fn a_replayed_registration_opens_a_new_session_and_tokens_are_never_cached() {
-    let Some(app) = spawn_app().await else {
+#[both_modes]
+async fn a_replayed_registration_opens_a_new_session_and_tokens_are_never_cached(mode: Mode) {
+    let Some(app) = spawn_app(mode).await else {
         return;
     };
     let no_store = |reply: &Reply| {

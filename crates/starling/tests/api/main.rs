@@ -1,10 +1,9 @@
 //! Black-box tests: the real router on port 0 with a fresh data directory per
-//! test, driven over HTTP as a client would.
+//! test, driven over HTTP as a client would. A test marked `#[both_modes]`
+//! runs twice, `<test>::embedded` and `<test>::scaled_out` (see
+//! `helpers::Mode`): one behaviour, two modes, one file.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, unreachable_pub)]
-
-/// This binary runs every test on the embedded engines.
-pub const SCALED_OUT: bool = false;
 
 mod helpers;
 mod process;
@@ -29,6 +28,7 @@ mod notifications;
 mod ops;
 mod posts;
 mod relations;
+mod reliability;
 mod roles;
 mod stream;
 mod traces;

@@ -8,6 +8,9 @@ use reqwest::multipart::{Form, Part};
 use serde_json::{Value, json};
 use starling::Config;
 
+use starling_test_macros::both_modes;
+
+use crate::helpers::Mode;
 use crate::helpers::{
     FANOUT_WAIT, Reply, TestApp, TestUser, eventually, mode_engines, read, spawn_app_on,
 };
@@ -16,9 +19,10 @@ use crate::helpers::{
 /// its data folder when embedded; `None` (skip) when this mode's engines
 /// or S3 server are missing. The server lives as long as the guard.
 async fn media_app(
+    mode: Mode,
     configure: impl FnOnce(&mut Config),
 ) -> Option<(TestApp, Option<starling_testing::S3Server>)> {
-    let engines = mode_engines().await?;
+    let engines = mode_engines(mode).await?;
     let s3 = match engines {
         Some(_) => Some(starling_testing::S3Server::start().await?),
         None => None,
@@ -143,9 +147,9 @@ async fn fetch(app: &TestApp, url: &str, headers: &[(&str, &str)]) -> reqwest::R
     request.send().await.unwrap()
 }
 
-#[tokio::test]
-async fn an_image_is_uploaded_posted_and_served_for_caches() {
-    let Some((app, _s3)) = media_app(|_| {}).await else {
+#[both_modes]
+async fn an_image_is_uploaded_posted_and_served_for_caches(mode: Mode) {
+    let Some((app, _s3)) = media_app(mode, |_| {}).await else {
         return;
     };
     let ada = app.register("ada").await;
@@ -281,16 +285,16 @@ async fn an_image_is_uploaded_posted_and_served_for_caches() {
 /// Each server writes media URLs on its own base: a CDN's for one, its
 /// own `/media/` for another, in the same process (the base was once
 /// process-wide, set by whichever router was built first).
-#[tokio::test]
-async fn each_server_writes_media_urls_on_its_own_base() {
-    let Some((cdn, _s3)) = media_app(|config| {
+#[both_modes]
+async fn each_server_writes_media_urls_on_its_own_base(mode: Mode) {
+    let Some((cdn, _s3)) = media_app(mode, |config| {
         config.media.public_base_url = "https://cdn.example.net/".to_owned();
     })
     .await
     else {
         return;
     };
-    let Some((own, _s3_own)) = media_app(|_| {}).await else {
+    let Some((own, _s3_own)) = media_app(mode, |_| {}).await else {
         return;
     };
     for (app, base) in [(&cdn, "https://cdn.example.net/media/"), (&own, "/media/")] {
@@ -309,9 +313,9 @@ async fn each_server_writes_media_urls_on_its_own_base() {
     }
 }
 
-#[tokio::test]
-async fn the_type_comes_from_the_bytes_not_the_claim() {
-    let Some((app, _s3)) = media_app(|_| {}).await else {
+#[both_modes]
+async fn the_type_comes_from_the_bytes_not_the_claim(mode: Mode) {
+    let Some((app, _s3)) = media_app(mode, |_| {}).await else {
         return;
     };
     let ada = app.register("ada").await;
@@ -354,9 +358,9 @@ async fn the_type_comes_from_the_bytes_not_the_claim() {
     assert_eq!(reply.field_errors(), ["file"]);
 }
 
-#[tokio::test]
-async fn oversized_and_bomb_images_are_refused() {
-    let Some((app, _s3)) = media_app(|config| {
+#[both_modes]
+async fn oversized_and_bomb_images_are_refused(mode: Mode) {
+    let Some((app, _s3)) = media_app(mode, |config| {
         config.media.max_upload_bytes = 50_000;
         config.media.max_pixels = 1_000_000;
     })
@@ -403,10 +407,11 @@ async fn oversized_and_bomb_images_are_refused() {
     );
 }
 
-#[tokio::test]
-async fn an_upload_that_would_grow_past_the_upload_limit_is_not_stored() {
+#[both_modes]
+async fn an_upload_that_would_grow_past_the_upload_limit_is_not_stored(mode: Mode) {
     use starling_app::media::test_images::gif_of_tiny_updates;
-    let Some((app, _s3)) = media_app(|config| config.media.max_upload_bytes = 10_000).await else {
+    let Some((app, _s3)) = media_app(mode, |config| config.media.max_upload_bytes = 10_000).await
+    else {
         return;
     };
     let ada = app.register("ada").await;
@@ -426,9 +431,9 @@ async fn an_upload_that_would_grow_past_the_upload_limit_is_not_stored() {
     );
 }
 
-#[tokio::test]
-async fn metadata_is_removed_before_the_image_is_stored() {
-    let Some((app, _s3)) = media_app(|_| {}).await else {
+#[both_modes]
+async fn metadata_is_removed_before_the_image_is_stored(mode: Mode) {
+    let Some((app, _s3)) = media_app(mode, |_| {}).await else {
         return;
     };
     let ada = app.register("ada").await;
@@ -452,9 +457,9 @@ async fn metadata_is_removed_before_the_image_is_stored() {
     assert_eq!((image.width(), image.height()), (120, 80));
 }
 
-#[tokio::test]
-async fn posts_take_up_to_four_of_their_authors_ready_uploads_once() {
-    let Some((app, _s3)) = media_app(|_| {}).await else {
+#[both_modes]
+async fn posts_take_up_to_four_of_their_authors_ready_uploads_once(mode: Mode) {
+    let Some((app, _s3)) = media_app(mode, |_| {}).await else {
         return;
     };
     let ada = app.register("ada").await;
@@ -537,9 +542,9 @@ async fn posts_take_up_to_four_of_their_authors_ready_uploads_once() {
     assert!(plain.body.get("media").is_none());
 }
 
-#[tokio::test]
-async fn uploads_refuse_bad_requests_with_problems() {
-    let Some((app, _s3)) = media_app(|_| {}).await else {
+#[both_modes]
+async fn uploads_refuse_bad_requests_with_problems(mode: Mode) {
+    let Some((app, _s3)) = media_app(mode, |_| {}).await else {
         return;
     };
     let ada = app.register("ada").await;
@@ -639,12 +644,12 @@ fn multipart_bodies() -> impl proptest::strategy::Strategy<Value = Vec<u8>> {
         })
 }
 
-#[tokio::test]
-async fn malformed_multipart_forms_get_clear_refusals_never_a_server_error() {
+#[both_modes]
+async fn malformed_multipart_forms_get_clear_refusals_never_a_server_error(mode: Mode) {
     use proptest::strategy::{Strategy, ValueTree};
     use proptest::test_runner::TestRunner;
 
-    let Some((app, _s3)) = media_app(|_| {}).await else {
+    let Some((app, _s3)) = media_app(mode, |_| {}).await else {
         return;
     };
     let ada = app.register("ada").await;

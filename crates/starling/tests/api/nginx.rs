@@ -11,6 +11,7 @@ use reqwest::StatusCode;
 use serde_json::json;
 use starling_bench::nginx::Nginx;
 
+use crate::helpers::Mode;
 use crate::helpers::{FANOUT_WAIT, TestUser, eventually, read};
 use crate::process::{feed, register};
 use crate::roles::Deployment;
@@ -200,7 +201,7 @@ async fn behind_the_shipped_nginx_each_client_has_its_own_quota_everywhere() {
     let Some(nginx_binary) = starling_testing::service_url("STARLING_TEST_NGINX", "nginx") else {
         return;
     };
-    let Some(app) = crate::helpers::spawn_app_with(|config| {
+    let Some(app) = crate::helpers::spawn_app_with(Mode::Embedded, |config| {
         config.rate_limits.enabled = true;
         config.rate_limits.read.limit = 3;
         config.rate_limits.write.limit = 3;

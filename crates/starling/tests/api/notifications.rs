@@ -4,6 +4,9 @@ use reqwest::Method;
 use serde_json::{Value, json};
 use starling_app::workers::{EventHandler, Notifier};
 
+use starling_test_macros::both_modes;
+
+use crate::helpers::Mode;
 use crate::helpers::{FANOUT_WAIT, TestApp, TestUser, eventually, spawn_app};
 
 /// The recipient's notifications as `(type, actor handle)`, newest first.
@@ -77,9 +80,9 @@ async fn reply_to(app: &TestApp, author: &TestUser, parent: &str, text: &str) ->
     reply.body["id"].as_str().unwrap().to_owned()
 }
 
-#[tokio::test]
-async fn follows_likes_and_replies_notify_with_who_and_what() {
-    let Some(app) = spawn_app().await else {
+#[both_modes]
+async fn follows_likes_and_replies_notify_with_who_and_what(mode: Mode) {
+    let Some(app) = spawn_app(mode).await else {
         return;
     };
     let ada = app.register("ada").await;
@@ -118,9 +121,9 @@ async fn follows_likes_and_replies_notify_with_who_and_what() {
     assert!(notifications(&app, &bob).await.is_empty());
 }
 
-#[tokio::test]
-async fn your_own_actions_never_notify_you() {
-    let Some(app) = spawn_app().await else {
+#[both_modes]
+async fn your_own_actions_never_notify_you(mode: Mode) {
+    let Some(app) = spawn_app(mode).await else {
         return;
     };
     let ada = app.register("ada").await;
@@ -134,9 +137,9 @@ async fn your_own_actions_never_notify_you() {
     assert_eq!(listed[0]["type"], "follow");
 }
 
-#[tokio::test]
-async fn reading_moves_the_unread_count_and_never_back() {
-    let Some(app) = spawn_app().await else {
+#[both_modes]
+async fn reading_moves_the_unread_count_and_never_back(mode: Mode) {
+    let Some(app) = spawn_app(mode).await else {
         return;
     };
     let ada = app.register("ada").await;
@@ -211,9 +214,9 @@ async fn reading_moves_the_unread_count_and_never_back() {
         .assert_problem(401);
 }
 
-#[tokio::test]
-async fn notifications_page_with_a_cursor_and_filter_by_type() {
-    let Some(app) = spawn_app().await else {
+#[both_modes]
+async fn notifications_page_with_a_cursor_and_filter_by_type(mode: Mode) {
+    let Some(app) = spawn_app(mode).await else {
         return;
     };
     let ada = app.register("ada").await;
@@ -264,9 +267,9 @@ async fn notifications_page_with_a_cursor_and_filter_by_type() {
     }
 }
 
-#[tokio::test]
-async fn a_like_taken_back_at_once_withdraws_its_notification() {
-    let Some(app) = spawn_app().await else {
+#[both_modes]
+async fn a_like_taken_back_at_once_withdraws_its_notification(mode: Mode) {
+    let Some(app) = spawn_app(mode).await else {
         return;
     };
     let ada = app.register("ada").await;
@@ -297,9 +300,9 @@ async fn a_like_taken_back_at_once_withdraws_its_notification() {
     .await;
 }
 
-#[tokio::test]
-async fn a_deleted_post_takes_its_notifications_with_it() {
-    let Some(app) = spawn_app().await else {
+#[both_modes]
+async fn a_deleted_post_takes_its_notifications_with_it(mode: Mode) {
+    let Some(app) = spawn_app(mode).await else {
         return;
     };
     let ada = app.register("ada").await;
@@ -320,9 +323,9 @@ async fn a_deleted_post_takes_its_notifications_with_it() {
 
 /// A broker delivers at least once: after a crash, events come again. The
 /// notifier must then notify nobody twice.
-#[tokio::test]
-async fn events_delivered_again_notify_nobody_twice() {
-    let Some(app) = spawn_app().await else {
+#[both_modes]
+async fn events_delivered_again_notify_nobody_twice(mode: Mode) {
+    let Some(app) = spawn_app(mode).await else {
         return;
     };
     let ada = app.register("ada").await;
@@ -345,9 +348,9 @@ async fn events_delivered_again_notify_nobody_twice() {
     assert_eq!(unread(&app, &ada).await, 3);
 }
 
-#[tokio::test]
-async fn mentions_notify_each_account_once_and_a_reply_wins_over_a_mention() {
-    let Some(app) = spawn_app().await else {
+#[both_modes]
+async fn mentions_notify_each_account_once_and_a_reply_wins_over_a_mention(mode: Mode) {
+    let Some(app) = spawn_app(mode).await else {
         return;
     };
     let ada = app.register("ada").await;

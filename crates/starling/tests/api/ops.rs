@@ -1,8 +1,9 @@
+use crate::helpers::Mode;
 use crate::helpers::spawn_app;
 
 #[tokio::test]
 async fn health_and_readiness_answer() {
-    let Some(app) = spawn_app().await else {
+    let Some(app) = spawn_app(Mode::Embedded).await else {
         return;
     };
     let health = app.get("/healthz", None).await;
@@ -59,7 +60,7 @@ async fn metrics_count_requests_per_route_template_and_status() {
 
 #[tokio::test]
 async fn the_openapi_document_describes_every_endpoint() {
-    let Some(app) = spawn_app().await else {
+    let Some(app) = spawn_app(Mode::Embedded).await else {
         return;
     };
     let reply = app.get("/openapi.json", None).await;
@@ -125,7 +126,7 @@ async fn the_openapi_document_describes_every_endpoint() {
 
 #[tokio::test]
 async fn request_ids_are_echoed_or_generated() {
-    let Some(app) = spawn_app().await else {
+    let Some(app) = spawn_app(Mode::Embedded).await else {
         return;
     };
     let response = app
@@ -143,7 +144,7 @@ async fn request_ids_are_echoed_or_generated() {
 
 #[tokio::test]
 async fn metrics_show_fan_out_caches_pools_backlog_and_runtime() {
-    let Some(app) = spawn_app().await else {
+    let Some(app) = spawn_app(Mode::Embedded).await else {
         return;
     };
     let author = app.register("author").await;
@@ -192,7 +193,7 @@ fn readiness_checks(metrics: &str) -> f64 {
 
 #[tokio::test]
 async fn a_flood_of_readiness_probes_asks_the_store_now_and_then() {
-    let Some(app) = spawn_app().await else {
+    let Some(app) = spawn_app(Mode::Embedded).await else {
         return;
     };
     let before = readiness_checks(&app.metrics().await);

@@ -1,11 +1,14 @@
 use reqwest::Method;
 use serde_json::json;
 
+use starling_test_macros::both_modes;
+
+use crate::helpers::Mode;
 use crate::helpers::spawn_app;
 
-#[tokio::test]
-async fn a_new_post_answers_201_with_its_location() {
-    let Some(app) = spawn_app().await else {
+#[both_modes]
+async fn a_new_post_answers_201_with_its_location(mode: Mode) {
+    let Some(app) = spawn_app(mode).await else {
         return;
     };
     let ada = app.register("ada").await;
@@ -34,9 +37,9 @@ async fn a_new_post_answers_201_with_its_location() {
     assert_eq!(fetched.body, reply.body);
 }
 
-#[tokio::test]
-async fn post_text_is_validated_in_unicode_scalar_values() {
-    let Some(app) = spawn_app().await else {
+#[both_modes]
+async fn post_text_is_validated_in_unicode_scalar_values(mode: Mode) {
+    let Some(app) = spawn_app(mode).await else {
         return;
     };
     let ada = app.register("ada").await;
@@ -60,9 +63,9 @@ async fn post_text_is_validated_in_unicode_scalar_values() {
     reply.assert_problem(401);
 }
 
-#[tokio::test]
-async fn replies_point_at_a_live_post_and_are_counted() {
-    let Some(app) = spawn_app().await else {
+#[both_modes]
+async fn replies_point_at_a_live_post_and_are_counted(mode: Mode) {
+    let Some(app) = spawn_app(mode).await else {
         return;
     };
     let ada = app.register("ada").await;
@@ -110,9 +113,9 @@ async fn replies_point_at_a_live_post_and_are_counted() {
     );
 }
 
-#[tokio::test]
-async fn only_the_author_deletes_and_deleted_posts_are_gone() {
-    let Some(app) = spawn_app().await else {
+#[both_modes]
+async fn only_the_author_deletes_and_deleted_posts_are_gone(mode: Mode) {
+    let Some(app) = spawn_app(mode).await else {
         return;
     };
     let ada = app.register("ada").await;
@@ -138,9 +141,9 @@ async fn only_the_author_deletes_and_deleted_posts_are_gone() {
     reply.assert_problem(401);
 }
 
-#[tokio::test]
-async fn likes_are_idempotent_and_personal() {
-    let Some(app) = spawn_app().await else {
+#[both_modes]
+async fn likes_are_idempotent_and_personal(mode: Mode) {
+    let Some(app) = spawn_app(mode).await else {
         return;
     };
     let ada = app.register("ada").await;
@@ -194,9 +197,9 @@ async fn likes_are_idempotent_and_personal() {
         .assert_problem(401);
 }
 
-#[tokio::test]
-async fn concurrent_likes_are_counted_exactly() {
-    let Some(app) = spawn_app().await else {
+#[both_modes]
+async fn concurrent_likes_are_counted_exactly(mode: Mode) {
+    let Some(app) = spawn_app(mode).await else {
         return;
     };
     let app = std::sync::Arc::new(app);
@@ -230,9 +233,9 @@ async fn concurrent_likes_are_counted_exactly() {
     assert_eq!(reply.body["like_count"], 16);
 }
 
-#[tokio::test]
-async fn a_users_posts_page_newest_first() {
-    let Some(app) = spawn_app().await else {
+#[both_modes]
+async fn a_users_posts_page_newest_first(mode: Mode) {
+    let Some(app) = spawn_app(mode).await else {
         return;
     };
     let ada = app.register("ada").await;
@@ -262,9 +265,9 @@ fn code_point_offset(haystack: &str, needle: &str) -> u64 {
     haystack[..byte].chars().count() as u64
 }
 
-#[tokio::test]
-async fn mentions_are_entities_with_code_point_offsets() {
-    let Some(app) = spawn_app().await else {
+#[both_modes]
+async fn mentions_are_entities_with_code_point_offsets(mode: Mode) {
+    let Some(app) = spawn_app(mode).await else {
         return;
     };
     let ada = app.register("ada").await;
@@ -313,9 +316,9 @@ async fn mentions_are_entities_with_code_point_offsets() {
     assert_eq!(plain.body["mentions"], json!([]));
 }
 
-#[tokio::test]
-async fn replies_list_in_conversation_order_and_page() {
-    let Some(app) = spawn_app().await else {
+#[both_modes]
+async fn replies_list_in_conversation_order_and_page(mode: Mode) {
+    let Some(app) = spawn_app(mode).await else {
         return;
     };
     let ada = app.register("ada").await;

@@ -3,6 +3,9 @@
 use reqwest::Method;
 use serde_json::json;
 
+use starling_test_macros::both_modes;
+
+use crate::helpers::Mode;
 use crate::helpers::{FANOUT_WAIT, TestApp, TestUser, eventually, spawn_app};
 
 async fn act(app: &TestApp, method: Method, who: &TestUser, path: &str) -> u16 {
@@ -34,9 +37,9 @@ fn ids(body: &serde_json::Value) -> Vec<String> {
         .collect()
 }
 
-#[tokio::test]
-async fn a_block_ends_follows_both_ways_and_stops_new_ones() {
-    let Some(app) = spawn_app().await else {
+#[both_modes]
+async fn a_block_ends_follows_both_ways_and_stops_new_ones(mode: Mode) {
+    let Some(app) = spawn_app(mode).await else {
         return;
     };
     let ada = app.register("ada").await;
@@ -62,9 +65,9 @@ async fn a_block_ends_follows_both_ways_and_stops_new_ones() {
     assert_eq!(counts(&app, &ada).await, (1, 0));
 }
 
-#[tokio::test]
-async fn blocked_accounts_disappear_for_each_other() {
-    let Some(app) = spawn_app().await else {
+#[both_modes]
+async fn blocked_accounts_disappear_for_each_other(mode: Mode) {
+    let Some(app) = spawn_app(mode).await else {
         return;
     };
     let ada = app.register("ada").await;
@@ -206,9 +209,9 @@ async fn blocked_accounts_disappear_for_each_other() {
     );
 }
 
-#[tokio::test]
-async fn a_mute_hides_posts_already_in_the_feed_for_the_muter_only() {
-    let Some(app) = spawn_app().await else {
+#[both_modes]
+async fn a_mute_hides_posts_already_in_the_feed_for_the_muter_only(mode: Mode) {
+    let Some(app) = spawn_app(mode).await else {
         return;
     };
     let ada = app.register("ada").await;
@@ -272,9 +275,9 @@ async fn a_mute_hides_posts_already_in_the_feed_for_the_muter_only() {
     );
 }
 
-#[tokio::test]
-async fn blocks_and_mutes_are_listed_and_checked() {
-    let Some(app) = spawn_app().await else {
+#[both_modes]
+async fn blocks_and_mutes_are_listed_and_checked(mode: Mode) {
+    let Some(app) = spawn_app(mode).await else {
         return;
     };
     let ada = app.register("ada").await;
@@ -323,9 +326,9 @@ async fn blocks_and_mutes_are_listed_and_checked() {
     app.get("/api/v1/me/mutes", None).await.assert_problem(401);
 }
 
-#[tokio::test]
-async fn a_block_refuses_replies_likes_and_mentions_across_it_as_if_the_post_were_gone() {
-    let Some(app) = spawn_app().await else {
+#[both_modes]
+async fn a_block_refuses_replies_likes_and_mentions_across_it_as_if_the_post_were_gone(mode: Mode) {
+    let Some(app) = spawn_app(mode).await else {
         return;
     };
     let ada = app.register("ada").await;

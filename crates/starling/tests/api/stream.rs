@@ -5,6 +5,9 @@ use std::time::Duration;
 use reqwest::Method;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+use starling_test_macros::both_modes;
+
+use crate::helpers::Mode;
 use crate::helpers::{
     EventStream, FANOUT_WAIT, SseEvent, SseRead, TestApp, TestUser, eventually, session_user,
     spawn_app, spawn_app_with,
@@ -33,9 +36,9 @@ async fn relation(app: &TestApp, owner: &TestUser, other: &TestUser, what: &str)
     assert_eq!(reply.status, 204, "{what}: {}", reply.text);
 }
 
-#[tokio::test]
-async fn a_stream_pushes_timeline_posts_deletions_and_notifications() {
-    let Some(app) = spawn_app().await else {
+#[both_modes]
+async fn a_stream_pushes_timeline_posts_deletions_and_notifications(mode: Mode) {
+    let Some(app) = spawn_app(mode).await else {
         return;
     };
     let ada = app.register("ada").await;
@@ -87,9 +90,9 @@ async fn a_stream_pushes_timeline_posts_deletions_and_notifications() {
     );
 }
 
-#[tokio::test]
-async fn blocked_and_muted_accounts_stay_out_of_the_stream() {
-    let Some(app) = spawn_app().await else {
+#[both_modes]
+async fn blocked_and_muted_accounts_stay_out_of_the_stream(mode: Mode) {
+    let Some(app) = spawn_app(mode).await else {
         return;
     };
     let ada = app.register("ada").await;
@@ -113,9 +116,9 @@ async fn blocked_and_muted_accounts_stay_out_of_the_stream() {
     stream.assert_quiet(Duration::from_millis(300)).await;
 }
 
-#[tokio::test]
-async fn a_stream_resumes_after_its_last_event_id_without_gaps() {
-    let Some(app) = spawn_app().await else {
+#[both_modes]
+async fn a_stream_resumes_after_its_last_event_id_without_gaps(mode: Mode) {
+    let Some(app) = spawn_app(mode).await else {
         return;
     };
     let ada = app.register("ada").await;
@@ -168,9 +171,9 @@ async fn a_stream_resumes_after_its_last_event_id_without_gaps() {
     assert_eq!(response.status(), 200);
 }
 
-#[tokio::test]
-async fn a_position_outside_the_retention_window_gets_a_reset() {
-    let Some(app) = spawn_app().await else {
+#[both_modes]
+async fn a_position_outside_the_retention_window_gets_a_reset(mode: Mode) {
+    let Some(app) = spawn_app(mode).await else {
         return;
     };
     let ada = app.register("ada").await;
@@ -192,9 +195,9 @@ async fn a_position_outside_the_retention_window_gets_a_reset() {
     );
 }
 
-#[tokio::test]
-async fn a_stream_refuses_bad_requests_with_problems() {
-    let Some(app) = spawn_app().await else {
+#[both_modes]
+async fn a_stream_refuses_bad_requests_with_problems(mode: Mode) {
+    let Some(app) = spawn_app(mode).await else {
         return;
     };
     let ada = app.register("ada").await;
@@ -216,9 +219,9 @@ async fn a_stream_refuses_bad_requests_with_problems() {
         .assert_problem(400);
 }
 
-#[tokio::test]
-async fn idle_streams_get_heartbeats_and_accounts_have_a_stream_limit() {
-    let Some(app) = spawn_app_with(|config| {
+#[both_modes]
+async fn idle_streams_get_heartbeats_and_accounts_have_a_stream_limit(mode: Mode) {
+    let Some(app) = spawn_app_with(mode, |config| {
         config.stream.heartbeat_secs = 1;
         config.stream.max_per_account = 2;
     })
@@ -254,11 +257,11 @@ fn counter(metrics: &str, name: &str, label: &str) -> f64 {
         .sum()
 }
 
-#[tokio::test]
-async fn a_slow_reader_is_dropped_and_resumes_without_slowing_others() {
+#[both_modes]
+async fn a_slow_reader_is_dropped_and_resumes_without_slowing_others(mode: Mode) {
     // Small kernel buffers, so that a client that stops reading is noticed
     // after hundreds of updates rather than thousands.
-    let Some(app) = spawn_app_with(|config| {
+    let Some(app) = spawn_app_with(mode, |config| {
         config.stream.queue = 4;
         config.http.send_buffer_bytes = 16 * 1024;
     })
@@ -385,11 +388,12 @@ async fn next_post(stream: &mut EventStream) -> String {
 /// whose posts reach no inbox (above the fan-out threshold) arrive once the
 /// reader follows it, or once an account it follows crosses into that
 /// band, and stop once the reader unfollows it; no reconnect needed.
-#[tokio::test]
-async fn an_open_stream_follows_high_fan_out_accounts_as_its_reader_does() {
+#[both_modes]
+async fn an_open_stream_follows_high_fan_out_accounts_as_its_reader_does(mode: Mode) {
     // Fan-out stops at 3 followers; from 2 an account is merged at read
     // time (and listened to by its followers' streams).
-    let Some(app) = spawn_app_with(|config| config.timeline.fanout_threshold = 3).await else {
+    let Some(app) = spawn_app_with(mode, |config| config.timeline.fanout_threshold = 3).await
+    else {
         return;
     };
     let ada = app.register("ada").await;
@@ -447,9 +451,9 @@ async fn an_open_stream_follows_high_fan_out_accounts_as_its_reader_does() {
 /// the streams of the author's followers), so the live log's traffic grows
 /// with posts, not with followers; and an open stream follows an ordinary
 /// account as its reader follows it, and stops when it unfollows.
-#[tokio::test]
-async fn a_post_is_one_live_update_whatever_its_audience() {
-    let Some(app) = spawn_app().await else {
+#[both_modes]
+async fn a_post_is_one_live_update_whatever_its_audience(mode: Mode) {
+    let Some(app) = spawn_app(mode).await else {
         return;
     };
     let author = app.register("author").await;
@@ -530,9 +534,9 @@ async fn end_reason(stream: &mut EventStream, within: Duration) -> String {
     }
 }
 
-#[tokio::test]
-async fn a_stream_ends_when_its_session_does_and_no_other() {
-    let Some(app) = spawn_app().await else {
+#[both_modes]
+async fn a_stream_ends_when_its_session_does_and_no_other(mode: Mode) {
+    let Some(app) = spawn_app(mode).await else {
         return;
     };
     let ada = app.register("ada").await;
@@ -569,9 +573,10 @@ async fn a_stream_ends_when_its_session_does_and_no_other() {
     assert_eq!(end_reason(&mut second, FANOUT_WAIT).await, "session_ended");
 }
 
-#[tokio::test]
-async fn a_stream_ends_with_its_token_and_resumes_with_a_fresh_one() {
-    let Some(app) = spawn_app_with(|config| config.auth.access_token_ttl_secs = 2).await else {
+#[both_modes]
+async fn a_stream_ends_with_its_token_and_resumes_with_a_fresh_one(mode: Mode) {
+    let Some(app) = spawn_app_with(mode, |config| config.auth.access_token_ttl_secs = 2).await
+    else {
         return;
     };
     let ada = app.register("ada").await;

@@ -5,6 +5,7 @@ use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider};
 use serde_json::json;
 use tracing_subscriber::layer::SubscriberExt;
 
+use crate::helpers::Mode;
 use crate::helpers::{FANOUT_WAIT, eventually, read, spawn_app};
 
 // One thread, so the test's default subscriber sees the server's spans too.
@@ -26,7 +27,7 @@ async fn a_posts_trace_runs_from_the_request_to_the_fan_out_worker() {
     tracing::callsite::rebuild_interest_cache();
     starling::telemetry::install_propagation();
 
-    let Some(app) = spawn_app().await else {
+    let Some(app) = spawn_app(Mode::Embedded).await else {
         return;
     };
     let author = app.register("author").await;

@@ -1,11 +1,14 @@
 use reqwest::Method;
 use serde_json::json;
 
+use starling_test_macros::both_modes;
+
+use crate::helpers::Mode;
 use crate::helpers::spawn_app;
 
-#[tokio::test]
-async fn me_shows_the_callers_profile() {
-    let Some(app) = spawn_app().await else {
+#[both_modes]
+async fn me_shows_the_callers_profile(mode: Mode) {
+    let Some(app) = spawn_app(mode).await else {
         return;
     };
     let user = app.register("ada").await;
@@ -18,9 +21,9 @@ async fn me_shows_the_callers_profile() {
     }
 }
 
-#[tokio::test]
-async fn profiles_are_edited_field_by_field() {
-    let Some(app) = spawn_app().await else {
+#[both_modes]
+async fn profiles_are_edited_field_by_field(mode: Mode) {
+    let Some(app) = spawn_app(mode).await else {
         return;
     };
     let user = app.register("ada").await;
@@ -78,9 +81,9 @@ async fn profiles_are_edited_field_by_field() {
     reply.assert_problem(401);
 }
 
-#[tokio::test]
-async fn users_are_found_by_id_or_by_handle_in_any_case() {
-    let Some(app) = spawn_app().await else {
+#[both_modes]
+async fn users_are_found_by_id_or_by_handle_in_any_case(mode: Mode) {
+    let Some(app) = spawn_app(mode).await else {
         return;
     };
     let user = app.register("Grace_H").await;
@@ -106,9 +109,9 @@ async fn users_are_found_by_id_or_by_handle_in_any_case() {
     }
 }
 
-#[tokio::test]
-async fn profile_counters_follow_posts_and_follows() {
-    let Some(app) = spawn_app().await else {
+#[both_modes]
+async fn profile_counters_follow_posts_and_follows(mode: Mode) {
+    let Some(app) = spawn_app(mode).await else {
         return;
     };
     let ada = app.register("ada").await;

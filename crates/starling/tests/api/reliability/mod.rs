@@ -5,18 +5,14 @@
 //! or cuts its connections). Each scenario asserts what users
 //! must keep getting and prints its figures; RELIABILITY.md records them.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, unreachable_pub, dead_code)]
+//!
+//! Each app runs embedded (SQLite) except for the dependency under test.
 
-/// The app runs embedded (SQLite) except for the dependency under test.
-pub const SCALED_OUT: bool = false;
-
-#[path = "../api/helpers.rs"]
-mod helpers;
 mod load;
 
 use std::time::{Duration, Instant};
 
-use helpers::{TestApp, TestUser, restart, spawn_app_on};
+use crate::helpers::{self, TestApp, TestUser, restart, spawn_app_on};
 use load::{Load, summarise};
 use starling_testing::OwnServer;
 
