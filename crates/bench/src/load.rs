@@ -10,7 +10,7 @@
 //! counts: a server that stalls shows the stall in every request that should
 //! have been sent meanwhile, instead of the generator politely waiting and
 //! hiding it (coordinated omission, corrected as wrk2 does). This is what
-//! `bench run` and every p99 figure use.
+//! `starling-bench run` and every p99 figure use.
 //!
 //! **Closed loop** (fixed concurrency): each worker sends its next request
 //! when the previous answers. That finds maximum throughput; its latencies

@@ -1,4 +1,4 @@
-//! What `bench seed` leaves for `bench run`: who can act, with which token,
+//! What `starling-bench seed` leaves for `starling-bench run`: who can act, with which token,
 //! and some posts to like.
 
 use std::path::Path;
@@ -17,7 +17,7 @@ pub struct SeededUser {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Manifest {
     pub users: Vec<SeededUser>,
-    /// Every seeded account's id (followed at random by `bench run`).
+    /// Every seeded account's id (followed at random by `starling-bench run`).
     pub all_user_ids: Vec<String>,
     pub sample_posts: Vec<String>,
     /// The most followed accounts and their follower counts.

@@ -88,7 +88,7 @@ pub struct Nodes {
     pub fanout_workers: Option<u64>,
     pub database_write_shards: Option<u64>,
     pub redis: u64,
-    /// From `bench scaled`'s figures, when it was run.
+    /// From `starling-bench scaled`'s figures, when it was run.
     pub scaled_out: Option<ScaledNodes>,
 }
 
@@ -259,7 +259,7 @@ pub fn print(args: &PlanArgs, plan: &Plan) {
         );
         if let Some(scaled) = &nodes.scaled_out {
             println!(
-                "Scaled out (PostgreSQL, Redis, NATS), from `bench scaled`'s per-process figures:"
+                "Scaled out (PostgreSQL, Redis, NATS), from `starling-bench scaled`'s per-process figures:"
             );
             println!("  API instances          {}", scaled.api);
             println!("  fan-out workers        {}", scaled.fanout_workers);

@@ -1,4 +1,4 @@
-//! `starling bench run`: the reference's workload mix against a running
+//! `starling-bench run`: the reference's workload mix against a running
 //! Starling, open loop at a target rate.
 //!
 //! Per active user per day the reference has 2 posts and 10 home-timeline
@@ -28,7 +28,7 @@ pub struct RunArgs {
     /// The Starling to drive (loopback only).
     #[arg(long, default_value = "http://127.0.0.1:8080")]
     pub target: String,
-    /// The manifest `bench seed` wrote.
+    /// The manifest `starling-bench seed` wrote.
     #[arg(long, default_value = "./bench-data/bench-manifest.json")]
     pub manifest: PathBuf,
     /// Requests per second, all types together.

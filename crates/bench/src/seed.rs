@@ -1,11 +1,11 @@
-//! `starling bench seed`: a synthetic social graph written straight into the
+//! `starling-bench seed`: a synthetic social graph written straight into the
 //! SQLite store (a bulk path: registering 20,000 accounts through the API
 //! would spend minutes hashing passwords), shaped like the reference's
 //! estimate: a heavy-tailed follower distribution (Zipf popularity, a few
 //! accounts followed by most people), ~200 follows per account on average
 //! (log-normal), and days of post history from authors of Zipf activity.
 //! Access tokens for a sample of accounts are minted with the server's own
-//! signing key and written to a manifest for `bench run`.
+//! signing key and written to a manifest for `starling-bench run`.
 
 use std::collections::HashSet;
 use std::path::PathBuf;
@@ -50,7 +50,7 @@ pub struct SeedArgs {
     /// Days the history spreads over, up to now.
     #[arg(long, default_value_t = 7)]
     pub days: u32,
-    /// Accounts to mint access tokens for: the ones `bench run` acts as.
+    /// Accounts to mint access tokens for: the ones `starling-bench run` acts as.
     #[arg(long, default_value_t = 2_000)]
     pub active: usize,
     /// Zipf exponent of popularity: higher gives a few accounts most followers.
@@ -254,7 +254,7 @@ pub async fn seed(args: &SeedArgs) -> anyhow::Result<SeedSummary> {
     tracing::info!(posts = posts.len(), "history written");
     store.recount().await?;
 
-    // Tokens for the accounts `bench run` acts as.
+    // Tokens for the accounts `starling-bench run` acts as.
     let pem = load_or_create_signing_key(&args.data_dir.join("jwt-ed25519.pem"))?;
     let tokens = AccessTokens::from_pem(&pem, TOKEN_TTL_SECS)?;
     let active = args.active.min(args.users);

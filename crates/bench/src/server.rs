@@ -52,7 +52,8 @@ pub fn free_port() -> anyhow::Result<u16> {
         .port())
 }
 
-/// Runs `starling serve` on `data_dir` with `env`, and waits until ready.
+/// Runs the server (`starling-bench serve`, the same code as `starling
+/// serve`) on `data_dir` with `env`, and waits until ready.
 pub async fn start_starling(data_dir: &Path, env: &[(&str, String)]) -> anyhow::Result<Spawned> {
     let listen = format!("127.0.0.1:{}", free_port()?);
     let mut command = Command::new(std::env::current_exe()?);
@@ -89,17 +90,11 @@ pub async fn start_starling(data_dir: &Path, env: &[(&str, String)]) -> anyhow::
     })
 }
 
-/// Runs `starling bench baseline-server` answering `body_bytes`-long JSON.
+/// Runs `starling-bench baseline-server` answering `body_bytes`-long JSON.
 pub async fn start_baseline(body_bytes: usize) -> anyhow::Result<Spawned> {
     let listen = format!("127.0.0.1:{}", free_port()?);
     let child = Command::new(std::env::current_exe()?)
-        .args([
-            "bench",
-            "baseline-server",
-            "--listen",
-            &listen,
-            "--body-bytes",
-        ])
+        .args(["baseline-server", "--listen", &listen, "--body-bytes"])
         .arg(body_bytes.to_string())
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())

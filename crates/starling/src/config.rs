@@ -87,7 +87,7 @@ pub struct PostgresConfig {
     pub post_batch: usize,
     /// Transactions writing new posts at once (each a connection). Fewer
     /// make larger batches: a transaction's fixed cost (its round trips)
-    /// dominates a small one. 2 measured as 1 (`bench scaled`, 2026-12-06:
+    /// dominates a small one. 2 measured as 1 (`starling-bench scaled`, 2026-12-06:
     /// write path 3,500–3,600 posts/s against 2,660 with 4), and one slow
     /// transaction does not hold up every post of the instance.
     pub post_writers: usize,

@@ -6,6 +6,7 @@ pub mod config;
 pub mod data_dir;
 pub mod engines;
 pub mod gauges;
+pub mod serve;
 pub mod startup;
 pub mod telemetry;
 

@@ -8,10 +8,10 @@ use std::process::ExitCode;
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use clap::Parser;
-use starling::cli::{BenchCommand, Cli, Command, RebuildArgs, ServeArgs};
+use starling::cli::{Cli, Command, RebuildArgs, ServeArgs};
 use starling::config::Overrides;
 use starling::engines::SqlStore;
-use starling::{Application, Config, telemetry};
+use starling::{Application, Config};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -38,7 +38,6 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let serve = match cli.command {
         Some(Command::Serve(args)) => args,
         None => ServeArgs::default(),
-        Some(Command::Bench(command)) => return bench(command).await,
         Some(Command::Plan(args)) => return starling_bench::plan::run(&args),
         Some(Command::Migrate) => {
             let config = Config::load(cli.config.as_deref(), &Overrides::default())?;
@@ -50,19 +49,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             return rebuild_timelines(cli.config.as_deref(), &args).await;
         }
     };
-    let config = Config::load(cli.config.as_deref(), &serve.overrides())?;
-    let telemetry = telemetry::init(config.log_format, &config.log_level, &config.traces)?;
-    let serves_api = config.runs(starling::config::Role::Api);
-    let application = Application::build(config).await?;
-    let address = application.address();
-    if serves_api {
-        tracing::info!(%address, "starling is listening; the API reference is at http://{address}/docs/");
-    } else {
-        tracing::info!(%address, "starling is listening (operations endpoints only)");
-    }
-    let result = application.run_until_stopped(shutdown_signal()).await;
-    telemetry.shutdown();
-    result
+    starling::serve::run(cli.config.as_deref(), &serve).await
 }
 
 /// Rebuilds timelines with the configured engines, then exits.
@@ -93,91 +80,5 @@ async fn rebuild_timelines(
         }
     }
     application.close().await;
-    Ok(())
-}
-
-/// Completes on SIGINT (Ctrl-C) or SIGTERM.
-async fn shutdown_signal() {
-    let interrupt = async {
-        if let Err(error) = tokio::signal::ctrl_c().await {
-            tracing::error!(error = %error, "cannot listen for Ctrl-C");
-            std::future::pending::<()>().await;
-        }
-    };
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(error) => {
-                tracing::error!(error = %error, "cannot listen for SIGTERM");
-                std::future::pending::<()>().await;
-            }
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = interrupt => {},
-        () = terminate => {},
-    }
-}
-
-async fn bench(command: BenchCommand) -> anyhow::Result<()> {
-    use starling_bench::{baseline, run, seed, suites};
-
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .try_init();
-    match command {
-        BenchCommand::Seed(args) => {
-            let summary = seed::seed(&args).await?;
-            println!(
-                "seeded {} accounts, {} follows, {} posts in {:.1} s; most followed: {:?}",
-                summary.users,
-                summary.follows,
-                summary.posts,
-                summary.elapsed.as_secs_f64(),
-                summary
-                    .most_followed
-                    .iter()
-                    .map(|(_, count)| count)
-                    .collect::<Vec<_>>()
-            );
-            println!("manifest: {}", args.manifest_path().display());
-        }
-        BenchCommand::Run(args) => {
-            let report = run::run(&args).await?;
-            report.print("Mixed workload");
-            println!("result: {}", args.out.display());
-        }
-        BenchCommand::FeedRead(args) => {
-            suites::feed_read::run(&args).await?;
-        }
-        BenchCommand::PostCreate(args) => {
-            suites::post_create::run(&args).await?;
-        }
-        BenchCommand::Fanout(args) => {
-            suites::fanout::run(&args).await?;
-        }
-        BenchCommand::Mixed(args) => {
-            suites::mixed::run(&args).await?;
-        }
-        BenchCommand::Scaled(args) => {
-            suites::scaled::run(&args).await?;
-        }
-        BenchCommand::Streams(args) => {
-            suites::streams::run(&args).await?;
-        }
-        BenchCommand::Media(args) => {
-            suites::media::run(&args).await?;
-        }
-        BenchCommand::BaselineServer(args) => baseline::serve(&args).await?,
-    }
     Ok(())
 }

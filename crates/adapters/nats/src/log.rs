@@ -562,7 +562,7 @@ async fn pull(consumer: PullConsumer, max: usize) -> PullResult {
     // is filled at once and ends; asked for more, it waits out its expiry,
     // and nats-server 2.9 at times never ends a partly filled pull, so it
     // was waited for past its grace too (255–321 times in one burst of
-    // `bench scaled`, a third of a second each, and the burst's rate fell
+    // `starling-bench scaled`, a third of a second each, and the burst's rate fell
     // to a quarter in some runs).
     let ready = messages
         .last()
@@ -595,7 +595,7 @@ async fn pull(consumer: PullConsumer, max: usize) -> PullResult {
 /// fetch: nats-server 2.9 at times answered one neither with the events
 /// it had nor with its end, and the client waited out its own timeout
 /// (the request's expiry plus 5 s) with the partition stalled (seen in
-/// `bench scaled`: one partition held for 5 s with 135 events ready).
+/// `starling-bench scaled`: one partition held for 5 s with 135 events ready).
 const MORE_WAIT: Duration = Duration::from_millis(50);
 
 /// How much longer than its expiry a pull is waited for: its end (the

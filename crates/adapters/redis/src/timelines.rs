@@ -49,7 +49,7 @@ const PAIRS_PER_CALL: usize = 128;
 /// Calls one operation has in flight at once. A fan-out batch is hundreds
 /// of calls (thousands on a cluster, a call per user); sent all at once,
 /// a few partitions' batches overflowed the connection's bulkhead and
-/// failed whole (seen in `bench scaled`'s burst, then retried for
+/// failed whole (seen in `starling-bench scaled`'s burst, then retried for
 /// seconds). A few in flight keep Redis as busy: it runs one at a time.
 const CALLS_AT_ONCE: usize = 8;
 

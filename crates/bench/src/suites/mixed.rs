@@ -1,4 +1,4 @@
-//! Benchmark 4: the reference's workload mix (`bench run`), open loop at
+//! Benchmark 4: the reference's workload mix (`starling-bench run`), open loop at
 //! rising rates; the figure is the highest rate that keeps p99 of all
 //! requests under 50 ms with no errors, and fan-out lag p99 under a second.
 

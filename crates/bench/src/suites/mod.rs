@@ -29,7 +29,7 @@ pub struct Capacity {
     pub fanout_inserts_per_s: Option<f64>,
     /// Mixed-workload requests per second one node serves with p99 < 50 ms.
     pub mixed_requests_per_s: Option<f64>,
-    /// Scaled out (`bench scaled`): per process in its role.
+    /// Scaled out (`starling-bench scaled`): per process in its role.
     #[serde(default)]
     pub scaled: Option<ScaledCapacity>,
 }

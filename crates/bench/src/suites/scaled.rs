@@ -105,7 +105,7 @@ pub struct ScaledResult {
     pub steady: RunReport,
     /// Events the fan-out worker was delivered again during the steady run.
     pub steady_redelivered: u64,
-    /// The mixed workload (`bench mixed`'s ramp) through nginx to both API
+    /// The mixed workload (`starling-bench mixed`'s ramp) through nginx to both API
     /// instances, fan-out lag from the worker: the highest rate that met
     /// the objective, and every step.
     pub mixed_best_rate_per_s: Option<f64>,
@@ -326,7 +326,7 @@ async fn seed(
     Ok(users)
 }
 
-/// What `bench run` needs to act as the seeded accounts: their ids and
+/// What `starling-bench run` needs to act as the seeded accounts: their ids and
 /// tokens, and posts to like (the first accounts' latest); the counts are
 /// the caller's to fill.
 async fn manifest_of(

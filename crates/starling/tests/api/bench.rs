@@ -1,21 +1,30 @@
-//! `starling bench seed`, `bench run` and `plan` as an operator runs them.
+//! `starling-bench seed`, `starling-bench run` and `starling plan` as an
+//! operator runs them.
 
 use std::process::Command;
 
 use crate::process::{start, terminate};
 
-fn starling(args: &[&str]) -> std::process::Output {
-    let output = Command::new(env!("CARGO_BIN_EXE_starling"))
+fn run_binary(binary: &str, args: &[&str]) -> std::process::Output {
+    let output = Command::new(binary)
         .args(args)
         .env("RUST_LOG", "warn")
         .output()
         .unwrap();
     assert!(
         output.status.success(),
-        "starling {args:?} failed: {}",
+        "{binary} {args:?} failed: {}",
         String::from_utf8_lossy(&output.stderr)
     );
     output
+}
+
+fn starling(args: &[&str]) -> std::process::Output {
+    run_binary(env!("CARGO_BIN_EXE_starling"), args)
+}
+
+fn bench(args: &[&str]) -> std::process::Output {
+    run_binary(env!("CARGO_BIN_EXE_starling-bench"), args)
 }
 
 #[tokio::test]
@@ -23,8 +32,7 @@ async fn a_seeded_server_takes_the_mixed_workload_and_reports_it() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let data_arg = data.to_str().unwrap();
-    starling(&[
-        "bench",
+    bench(&[
         "seed",
         "--data-dir",
         data_arg,
@@ -40,8 +48,7 @@ async fn a_seeded_server_takes_the_mixed_workload_and_reports_it() {
     std::fs::create_dir_all(&data).unwrap();
     let mut server = start(&data, true).await;
     let out = dir.path().join("run.json");
-    let output = starling(&[
-        "bench",
+    let output = bench(&[
         "run",
         "--target",
         &server.base,
@@ -84,9 +91,8 @@ async fn a_seeded_server_takes_the_mixed_workload_and_reports_it() {
     assert!(terminate(&mut server).await.success());
 
     // Load never leaves this machine.
-    let refused = Command::new(env!("CARGO_BIN_EXE_starling"))
+    let refused = Command::new(env!("CARGO_BIN_EXE_starling-bench"))
         .args([
-            "bench",
             "run",
             "--target",
             "http://192.0.2.1:8080",
@@ -108,4 +114,16 @@ fn the_planner_prints_the_reference_figures_by_default() {
     let table =
         String::from_utf8_lossy(&starling(&["plan", "--dau", "1000000"]).stdout).to_string();
     assert!(table.contains("writes (posts)"), "{table}");
+}
+
+#[test]
+fn the_server_binary_carries_no_benchmarks() {
+    let help = starling(&["--help"]);
+    let help = String::from_utf8_lossy(&help.stdout);
+    assert!(!help.contains("\n  bench "), "{help}");
+    let refused = Command::new(env!("CARGO_BIN_EXE_starling"))
+        .args(["bench", "feed-read"])
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
 }

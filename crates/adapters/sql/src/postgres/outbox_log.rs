@@ -23,7 +23,7 @@ const TRY_SEQUENCER_LOCK: &str = "SELECT pg_try_advisory_xact_lock($1)";
 // `hot_standby_feedback` holds the horizon back by seconds more. Tens of
 // thousands of dead entries at a few thousand posts a second, which every
 // scan from the index's start visited (2–3 ms a call, the write path's
-// costliest statements in `bench scaled`). The scans therefore start at
+// costliest statements in `starling-bench scaled`). The scans therefore start at
 // the transaction id below which everything has its position (the
 // sequencer's last horizon, kept by the store), past the dead entries.
 const UNPOSITIONED: &str = "SELECT EXISTS (SELECT 1 FROM outbox \
