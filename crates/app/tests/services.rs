@@ -299,7 +299,7 @@ async fn mentions_name_existing_accounts_never_blocked_ones() {
     let mentions = &view.post.mentions;
     assert_eq!(mentions.len(), 1, "{mentions:?}");
     assert_eq!(mentions[0].user_id, bob);
-    assert_eq!(mentions[0].handle, "Bob");
+    assert_eq!(mentions[0].handle.as_str(), "Bob");
     // Offsets in code points, covering "@bob".
     let named: String = text
         .chars()
@@ -463,8 +463,8 @@ async fn a_committed_post_answers_success_whatever_fails_after_the_commit() {
 
     let posted = app.posts().create(author, "committed", None, &[]).await;
     let posted = posted.expect("the post was committed: its answer is a success");
-    assert_eq!(posted.post.text, "committed");
-    assert_eq!(posted.author.handle, "author");
+    assert_eq!(posted.post.text.as_str(), "committed");
+    assert_eq!(posted.author.handle.as_str(), "author");
     // Once, and only once, in the store.
     let stored = app
         .ports()

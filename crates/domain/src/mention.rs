@@ -15,7 +15,7 @@ pub const MAX_MENTIONS: usize = 10;
 pub struct Mention {
     pub user_id: UserId,
     /// The handle as the account spells it.
-    pub handle: String,
+    pub handle: crate::user::Handle,
     pub start: u32,
     pub end: u32,
 }

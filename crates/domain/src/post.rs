@@ -8,7 +8,9 @@ use crate::validation::{FieldError, field_error};
 pub const POST_MAX_CHARS: usize = 280;
 
 /// Post text: 1–280 Unicode scalar values, not only whitespace. Kept as written.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Serialised as its text (a shared cache holds only what was stored).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(transparent)]
 pub struct PostText(String);
 
 impl PostText {
@@ -44,6 +46,18 @@ impl PostText {
         Self::parse(text)
     }
 
+    /// Text read back from the store, which took it only through
+    /// [`PostText::parse`] or [`PostText::parse_caption`]: not checked
+    /// again on every read.
+    pub fn stored(text: String) -> Self {
+        Self(text)
+    }
+
+    /// What a deleted post keeps of its text: nothing.
+    pub fn erased() -> Self {
+        Self(String::new())
+    }
+
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -59,7 +73,7 @@ impl PostText {
 pub struct Post {
     pub id: PostId,
     pub author_id: UserId,
-    pub text: String,
+    pub text: PostText,
     pub reply_to: Option<PostId>,
     pub created_at: Timestamp,
     pub like_count: i64,
@@ -79,7 +93,7 @@ impl Post {
         Self {
             id,
             author_id,
-            text: String::new(),
+            text: PostText::erased(),
             reply_to: None,
             created_at: Timestamp(0),
             like_count: 0,

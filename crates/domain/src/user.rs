@@ -14,7 +14,9 @@ pub const PASSWORD_MAX_CHARS: usize = 128;
 pub const EMAIL_MAX_LEN: usize = 254;
 
 /// A public handle: 1–30 of `[A-Za-z0-9_]`. Keeps its spelling; unique ignoring case.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+/// Serialised as its text (a shared cache holds only what was stored).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(transparent)]
 pub struct Handle(String);
 
 impl Handle {
@@ -34,6 +36,12 @@ impl Handle {
         Ok(Self(text.to_owned()))
     }
 
+    /// A handle read back from the store, which took it only through
+    /// [`Handle::parse`]: not checked again on every read.
+    pub fn stored(text: String) -> Self {
+        Self(text)
+    }
+
     /// The form uniqueness is checked on: handles differing only in case collide.
     pub fn canonical(&self) -> String {
         self.0.to_ascii_lowercase()
@@ -41,6 +49,16 @@ impl Handle {
 
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+
+    pub fn into_string(self) -> String {
+        self.0
+    }
+}
+
+impl fmt::Display for Handle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
     }
 }
 
@@ -173,7 +191,7 @@ impl fmt::Debug for Password {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct User {
     pub id: UserId,
-    pub handle: String,
+    pub handle: Handle,
     pub display_name: String,
     pub bio: String,
     pub created_at: Timestamp,
@@ -196,7 +214,7 @@ impl User {
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct UserSummary {
     pub id: UserId,
-    pub handle: String,
+    pub handle: Handle,
     pub display_name: String,
 }
 

@@ -31,7 +31,7 @@ impl From<User> for UserBody {
     fn from(user: User) -> Self {
         Self {
             id: user.id.to_string(),
-            handle: user.handle,
+            handle: user.handle.into_string(),
             display_name: user.display_name,
             bio: user.bio,
             created_at: user.created_at.to_rfc3339(),
@@ -446,7 +446,7 @@ mod tests {
             post: Arc::new(Post {
                 id: PostId(384_033_153_024_524_288),
                 author_id: UserId(7),
-                text: "quote \" and\nnewline".to_owned(),
+                text: starling_domain::PostText::parse("quote \" and\nnewline").unwrap(),
                 reply_to: Some(PostId(5)),
                 created_at: Timestamp(1_764_090_319_123),
                 like_count: 3,
@@ -454,7 +454,7 @@ mod tests {
                 deleted: false,
                 mentions: vec![starling_domain::Mention {
                     user_id: UserId(9),
-                    handle: "Bob".to_owned(),
+                    handle: starling_domain::Handle::parse("Bob").unwrap(),
                     start: 0,
                     end: 4,
                 }],
@@ -462,7 +462,7 @@ mod tests {
             }),
             author: Arc::new(UserSummary {
                 id: UserId(7),
-                handle: "ada".to_owned(),
+                handle: starling_domain::Handle::parse("ada").unwrap(),
                 display_name: "Ada L.".to_owned(),
             }),
             liked_by_me: true,

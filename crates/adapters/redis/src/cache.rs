@@ -511,7 +511,7 @@ mod tests {
         Arc::new(Post {
             id: PostId(id),
             author_id: UserId(1),
-            text: format!("post {id}"),
+            text: starling_domain::PostText::parse(&format!("post {id}")).unwrap(),
             reply_to: None,
             created_at: Timestamp(1_700_000_000_000),
             like_count: likes,

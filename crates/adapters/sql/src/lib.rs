@@ -12,8 +12,8 @@ mod sqlite;
 
 use starling_app::ports::{IdempotencyClaim, StoreError, StoredResponse};
 use starling_domain::{
-    Attachment, Media, MediaFile, MediaId, MediaState, Mention, Notification, NotificationId,
-    NotificationKind, PostId, Timestamp, UserId, UserSummary,
+    Attachment, Handle, Media, MediaFile, MediaId, MediaState, Mention, Notification,
+    NotificationId, NotificationKind, PostId, Timestamp, UserId, UserSummary,
 };
 
 /// A profile as both engines read it.
@@ -33,7 +33,7 @@ impl From<UserRow> for starling_domain::User {
     fn from(row: UserRow) -> Self {
         starling_domain::User {
             id: UserId(row.id),
-            handle: row.handle,
+            handle: Handle::stored(row.handle),
             display_name: row.display_name,
             bio: row.bio,
             created_at: Timestamp(row.created_at),
@@ -208,7 +208,7 @@ fn summaries(rows: Vec<(i64, String, String)>) -> Vec<UserSummary> {
     rows.into_iter()
         .map(|(id, handle, display_name)| UserSummary {
             id: UserId(id),
-            handle,
+            handle: Handle::stored(handle),
             display_name,
         })
         .collect()

@@ -76,7 +76,7 @@ impl Accounts {
             Some(name) if name.is_empty() => {
                 // Clearing the name shows the handle again, as at registration.
                 let current = existing_user(self.accounts.as_ref(), user).await?;
-                Some(current.handle)
+                Some(current.handle.as_str().to_owned())
             }
             other => other.map(DisplayName::into_string),
         };

@@ -16,7 +16,7 @@
 use async_trait::async_trait;
 use starling_domain::{
     Email, Event, EventEnvelope, EventId, Handle, Media, MediaFile, MediaId, Mention, Notification,
-    NotificationId, NotificationKind, Post, PostId, Timestamp, User, UserId, UserSummary,
+    NotificationId, NotificationKind, Post, PostId, PostText, Timestamp, User, UserId, UserSummary,
 };
 
 use super::announce::{Announce, NewEvent};
@@ -311,7 +311,7 @@ pub trait GraphStore: Send + Sync {
 pub struct NewPost {
     pub id: PostId,
     pub author_id: UserId,
-    pub text: String,
+    pub text: PostText,
     pub reply_to: Option<PostId>,
     /// Resolved by the use case; stored with the post and named in its event.
     pub mentions: Vec<Mention>,

@@ -71,7 +71,7 @@ impl Posts {
             .create_post(NewPost {
                 id,
                 author_id: author,
-                text: text.into_string(),
+                text,
                 reply_to,
                 mentions,
                 media,
@@ -138,7 +138,7 @@ impl Posts {
             .users_by_handles(&keys)
             .await?
             .into_iter()
-            .map(|account| (account.handle.to_ascii_lowercase(), account))
+            .map(|account| (account.handle.canonical(), account))
             .collect();
         // From the store, not the cache (see `post_to_act_on`).
         let hidden = self.relations.hidden_from(author).await?;

@@ -151,7 +151,7 @@ impl Rows {
         Ok(Self {
             ids: posts().map(|post| post.id.get()).collect(),
             authors: posts().map(|post| post.author_id.get()).collect(),
-            texts: posts().map(|post| post.text.clone()).collect(),
+            texts: posts().map(|post| post.text.as_str().to_owned()).collect(),
             replies_to: posts().map(|post| post.reply_to.map(PostId::get)).collect(),
             created: posts().map(|post| post.created_at.millis()).collect(),
             mentions: posts()

@@ -81,7 +81,7 @@ macro_rules! account_store {
                     self.commits.committed();
                     Ok(User {
                         id: new_user.id,
-                        handle: new_user.handle.as_str().to_owned(),
+                        handle: new_user.handle,
                         display_name: new_user.display_name,
                         bio: String::new(),
                         created_at: new_user.created_at,

@@ -12,7 +12,7 @@ macro_rules! post_store {
                 Announce, DeleteOutcome, LikeOutcome, Missing, NewEvent, NewPost, PostStore, StoreError, TimelineEntry,
                 UnlikeOutcome,
             };
-            use starling_domain::{Post, PostId, Timestamp, UserId};
+            use starling_domain::{Post, PostId, PostText, Timestamp, UserId};
 
             use super::{$store, Db, HOME_ENTRIES, Tx, append_event, id_list, translate};
             use crate::limit_param;
@@ -42,7 +42,7 @@ macro_rules! post_store {
                     Post {
                         id: PostId(row.id),
                         author_id: UserId(row.author_id),
-                        text: row.text,
+                        text: PostText::stored(row.text),
                         reply_to: row.reply_to.map(PostId),
                         created_at: Timestamp(row.created_at),
                         like_count: row.like_count,

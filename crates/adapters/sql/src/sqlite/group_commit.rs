@@ -67,7 +67,7 @@ async fn write(
                 let post = &entry.post;
                 row.push_bind(post.id.get())
                     .push_bind(post.author_id.get())
-                    .push_bind(post.text.clone())
+                    .push_bind(post.text.as_str().to_owned())
                     .push_bind(post.reply_to.map(PostId::get))
                     .push_bind(post.created_at.millis())
                     .push_bind(mentions)

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use starling_domain::{
     Email, Event, EventEnvelope, EventId, Handle, IdGenerator, Mention, Notification,
-    NotificationId, NotificationKind, Post, PostId, Timestamp, User, UserId,
+    NotificationId, NotificationKind, Post, PostId, PostText, Timestamp, User, UserId,
 };
 
 use crate::ports::{
@@ -140,7 +140,7 @@ impl Fixture {
         NewPost {
             id,
             author_id: author,
-            text: "hello".to_owned(),
+            text: PostText::parse("hello").unwrap(),
             reply_to,
             mentions,
             media,
@@ -310,7 +310,7 @@ fn post_ids(entries: &[TimelineEntry]) -> Vec<PostId> {
 pub async fn created_users_are_found_by_id_handle_and_login(store: Arc<dyn Store>) {
     let fixture = Fixture::new(store.clone());
     let ada = fixture.user("Ada_L").await;
-    assert_eq!(ada.handle, "Ada_L");
+    assert_eq!(ada.handle.as_str(), "Ada_L");
     assert_eq!(
         (ada.followers_count, ada.following_count, ada.posts_count),
         (0, 0, 0)
@@ -791,7 +791,7 @@ pub async fn only_authors_delete_and_deletion_leaves_a_tombstone(store: Arc<dyn 
     );
     let tombstone = fixture.stored_post(post.id).await;
     assert!(tombstone.deleted);
-    assert_eq!(tombstone.text, "");
+    assert_eq!(tombstone.text.as_str(), "");
     assert!(matches!(
         delete(ada.id).await,
         Err(StoreError::NotFound(Missing::Post))
@@ -1716,7 +1716,7 @@ pub async fn posts_keep_their_mentions_and_their_event_names_each_account_once(
     let mentions = vec![mention(&bob, 0), mention(&cat, 5), mention(&bob, 10)];
     let after = store.events_after(0, 1000).await.unwrap().len();
     let mut new_post = NewPost {
-        text: "@bob @cat @bob".to_owned(),
+        text: PostText::parse("@bob @cat @bob").unwrap(),
         ..fixture.new_post(ada.id, None, mentions.clone(), Vec::new())
     };
     // The request's trace travels with the event it announces.
