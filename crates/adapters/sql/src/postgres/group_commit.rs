@@ -8,10 +8,10 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use async_trait::async_trait;
 use sqlx::postgres::PgPool;
-use starling_app::ports::{Missing, StoreError};
+use starling_app::ports::StoreError;
 use starling_domain::{Post, PostId};
 
-use super::posts::{COUNT_REPLY, attach_media, shift, undo_attach};
+use super::posts::accept;
 use super::{Tx, record_acquire, translate};
 use crate::encode_event;
 use crate::group_commit::{Pending, WriteBatch, written};
@@ -67,24 +67,7 @@ impl WriteBatch for PgBatches {
             // (One post updates its parent, then its author: that order.)
             lock_in_order(&mut tx, batch).await?;
         }
-        let mut outcomes = Vec::with_capacity(batch.len());
-        let mut accepted = Vec::with_capacity(batch.len());
-        for entry in batch {
-            let post = &entry.post;
-            if !post.media.is_empty() && !attach_media(&mut tx, post).await? {
-                outcomes.push(Err(StoreError::MediaUnavailable));
-                continue;
-            }
-            if let Some(parent) = post.reply_to
-                && shift(&mut tx, COUNT_REPLY, parent.get(), 1).await? == 0
-            {
-                undo_attach(&mut tx, post).await?;
-                outcomes.push(Err(StoreError::NotFound(Missing::Post)));
-                continue;
-            }
-            outcomes.push(Ok(written(post)));
-            accepted.push(entry);
-        }
+        let (outcomes, accepted) = accept(&mut tx, batch).await?;
         if !accepted.is_empty() {
             insert_rows(&mut tx, &accepted).await?;
         }

@@ -157,6 +157,34 @@ macro_rules! post_store {
                 Ok(())
             }
 
+            /// The posts of a group commit's `batch` that can be written, after
+            /// attaching their uploads and counting their replies in `tx`, and
+            /// each post's outcome (one refused fails alone, its attach undone).
+            pub(crate) async fn accept<'a>(
+                tx: &mut Tx,
+                batch: &'a [crate::group_commit::Pending],
+            ) -> Result<(Vec<Result<Post, StoreError>>, Vec<&'a crate::group_commit::Pending>), StoreError> {
+                let mut outcomes = Vec::with_capacity(batch.len());
+                let mut accepted = Vec::with_capacity(batch.len());
+                for entry in batch {
+                    let post = &entry.post;
+                    if !post.media.is_empty() && !attach_media(tx, post).await? {
+                        outcomes.push(Err(StoreError::MediaUnavailable));
+                        continue;
+                    }
+                    if let Some(parent) = post.reply_to
+                        && shift(tx, COUNT_REPLY, parent.get(), 1).await? == 0
+                    {
+                        undo_attach(tx, post).await?;
+                        outcomes.push(Err(StoreError::NotFound(Missing::Post)));
+                        continue;
+                    }
+                    outcomes.push(Ok(crate::group_commit::written(post)));
+                    accepted.push(entry);
+                }
+                Ok((outcomes, accepted))
+            }
+
             fn entries(rows: Vec<(i64, i64)>) -> Vec<TimelineEntry> {
                 rows.into_iter()
                     .map(|(post, author)| TimelineEntry {

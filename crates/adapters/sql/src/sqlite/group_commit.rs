@@ -5,13 +5,13 @@
 
 use async_trait::async_trait;
 use sqlx::{QueryBuilder, Sqlite, SqlitePool};
-use starling_app::ports::{Missing, StoreError};
+use starling_app::ports::StoreError;
 use starling_domain::{Post, PostId};
 
-use super::posts::{COUNT_REPLY, attach_media, shift, undo_attach};
+use super::posts::accept;
 use super::translate;
 use crate::encode_event;
-use crate::group_commit::{Pending, WriteBatch, written};
+use crate::group_commit::{Pending, WriteBatch};
 
 pub(crate) struct SqliteBatches(pub(crate) SqlitePool);
 
@@ -30,24 +30,7 @@ async fn write(
     let started = std::time::Instant::now();
     let mut tx = writer.begin().await.map_err(translate)?;
     crate::record_acquire("writer", started);
-    let mut outcomes = Vec::with_capacity(batch.len());
-    let mut accepted = Vec::with_capacity(batch.len());
-    for entry in batch {
-        let post = &entry.post;
-        if !post.media.is_empty() && !attach_media(&mut tx, post).await? {
-            outcomes.push(Err(StoreError::MediaUnavailable));
-            continue;
-        }
-        if let Some(parent) = post.reply_to
-            && shift(&mut tx, COUNT_REPLY, parent.get(), 1).await? == 0
-        {
-            undo_attach(&mut tx, post).await?;
-            outcomes.push(Err(StoreError::NotFound(Missing::Post)));
-            continue;
-        }
-        outcomes.push(Ok(written(post)));
-        accepted.push(entry);
-    }
+    let (outcomes, accepted) = accept(&mut tx, batch).await?;
     if !accepted.is_empty() {
         let mut statements: QueryBuilder<Sqlite> = QueryBuilder::new(
             "INSERT INTO posts (id, author_id, text, reply_to, created_at, mentions, media) ",
