@@ -78,3 +78,28 @@ pub struct RebuildArgs {
     #[arg(long)]
     pub user: Option<i64>,
 }
+
+/// Runs a binary's `work` on a multi-threaded runtime: success, or the
+/// error's chain on stderr (prefixed with `name`) and a failure exit code.
+pub fn run_to_exit<F>(name: &str, work: F) -> std::process::ExitCode
+where
+    F: std::future::Future<Output = anyhow::Result<()>>,
+{
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("{name}: cannot start the async runtime: {error}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(work) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("{name}: {error:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

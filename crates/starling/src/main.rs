@@ -14,24 +14,7 @@ use starling::engines::SqlStore;
 use starling::{Application, Config};
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(error) => {
-            eprintln!("starling: cannot start the async runtime: {error}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match runtime.block_on(run(cli)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
-            eprintln!("starling: {error:#}");
-            ExitCode::FAILURE
-        }
-    }
+    starling::cli::run_to_exit("starling", run(Cli::parse()))
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {

@@ -12,7 +12,7 @@ use crate::ports::{Announce, FollowOutcome, UnfollowOutcome};
 /// A follow announces the followee's follower count right after it, as
 /// its transaction counted it: the fan-out worker tells from it when an
 /// account crosses the hybrid threshold.
-fn followed(id: EventId, follower: UserId, followee: UserId) -> Announce<FollowOutcome> {
+pub(crate) fn followed(id: EventId, follower: UserId, followee: UserId) -> Announce<FollowOutcome> {
     Announce::in_current_trace(id, move |outcome| match outcome {
         FollowOutcome::Followed { followee_followers } => Some(Event::Followed {
             follower_id: follower,
@@ -23,7 +23,11 @@ fn followed(id: EventId, follower: UserId, followee: UserId) -> Announce<FollowO
     })
 }
 
-fn unfollowed(id: EventId, follower: UserId, followee: UserId) -> Announce<UnfollowOutcome> {
+pub(crate) fn unfollowed(
+    id: EventId,
+    follower: UserId,
+    followee: UserId,
+) -> Announce<UnfollowOutcome> {
     Announce::in_current_trace(id, move |outcome| match outcome {
         UnfollowOutcome::Unfollowed { followee_followers } => Some(Event::Unfollowed {
             follower_id: follower,

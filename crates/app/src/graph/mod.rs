@@ -2,6 +2,8 @@
 //! and blocks and mutes.
 
 mod follow;
+#[cfg(feature = "contract-tests")]
+pub(crate) use follow::{followed, unfollowed};
 mod hiding;
 mod lists;
 mod relations;

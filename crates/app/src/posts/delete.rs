@@ -4,22 +4,26 @@
 
 use std::sync::Arc;
 
-use starling_domain::{Event, Post, PostId, Timestamp, UserId};
+use starling_domain::{Event, EventId, Post, PostId, Timestamp, UserId};
 
 use crate::error::{AppError, AppResult};
 use crate::ports::{Announce, Cached, DeleteOutcome};
 use crate::posts::Posts;
 
+/// Only the author's delete happens, and announces itself.
+pub(crate) fn deleted(id: EventId, post: PostId, requester: UserId) -> Announce<DeleteOutcome> {
+    Announce::in_current_trace(id, move |outcome| {
+        matches!(outcome, DeleteOutcome::Deleted { .. }).then_some(Event::PostDeleted {
+            post_id: post,
+            author_id: requester,
+        })
+    })
+}
+
 impl Posts {
     #[tracing::instrument(name = "delete_post", skip_all, fields(post_id = %post, requester = %requester))]
     pub async fn delete(&self, requester: UserId, post: PostId) -> AppResult<()> {
-        // Only the author's delete happens, and announces itself.
-        let deleted = Announce::in_current_trace(self.ids.next_event_id(), move |outcome| {
-            matches!(outcome, DeleteOutcome::Deleted { .. }).then_some(Event::PostDeleted {
-                post_id: post,
-                author_id: requester,
-            })
-        });
+        let deleted = deleted(self.ids.next_event_id(), post, requester);
         let outcome = self
             .posts
             .delete_post(post, requester, deleted, Timestamp::now())

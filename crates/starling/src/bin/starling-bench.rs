@@ -69,24 +69,7 @@ enum BenchCommand {
 }
 
 fn main() -> ExitCode {
-    let cli = BenchCli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(error) => {
-            eprintln!("starling-bench: cannot start the async runtime: {error}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match runtime.block_on(bench(cli)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
-            eprintln!("starling-bench: {error:#}");
-            ExitCode::FAILURE
-        }
-    }
+    starling::cli::run_to_exit("starling-bench", bench(BenchCli::parse()))
 }
 
 async fn bench(cli: BenchCli) -> anyhow::Result<()> {

@@ -154,68 +154,26 @@ impl Fixture {
         NewEvent::new(self.ids.next_event_id(), event, None)
     }
 
-    /// The rules the use cases give the store for each kind of change.
+    /// The rules the use cases give the store for each kind of change
+    /// (theirs, not copies: outside a request they carry no trace).
     fn follows(&self, follower: UserId, followee: UserId) -> Announce<FollowOutcome> {
-        Announce::new(
-            self.ids.next_event_id(),
-            None,
-            move |outcome| match outcome {
-                FollowOutcome::Followed { followee_followers } => Some(Event::Followed {
-                    follower_id: follower,
-                    followee_id: followee,
-                    followee_followers: *followee_followers,
-                }),
-                FollowOutcome::AlreadyFollowing => None,
-            },
-        )
+        crate::graph::followed(self.ids.next_event_id(), follower, followee)
     }
 
     fn unfollows(&self, follower: UserId, followee: UserId) -> Announce<UnfollowOutcome> {
-        Announce::new(
-            self.ids.next_event_id(),
-            None,
-            move |outcome| match outcome {
-                UnfollowOutcome::Unfollowed { followee_followers } => Some(Event::Unfollowed {
-                    follower_id: follower,
-                    followee_id: followee,
-                    followee_followers: *followee_followers,
-                }),
-                UnfollowOutcome::NotFollowing => None,
-            },
-        )
+        crate::graph::unfollowed(self.ids.next_event_id(), follower, followee)
     }
 
     fn likes(&self, user: UserId, post: PostId) -> Announce<LikeOutcome> {
-        Announce::new(
-            self.ids.next_event_id(),
-            None,
-            move |outcome| match outcome {
-                LikeOutcome::Liked { post_author } => Some(Event::Liked {
-                    user_id: user,
-                    post_id: post,
-                    post_author_id: *post_author,
-                }),
-                LikeOutcome::AlreadyLiked => None,
-            },
-        )
+        crate::posts::liked(self.ids.next_event_id(), user, post)
     }
 
     fn unlikes(&self, user: UserId, post: PostId) -> Announce<UnlikeOutcome> {
-        Announce::new(self.ids.next_event_id(), None, move |outcome| {
-            (*outcome == UnlikeOutcome::Unliked).then_some(Event::Unliked {
-                user_id: user,
-                post_id: post,
-            })
-        })
+        crate::posts::unliked(self.ids.next_event_id(), user, post)
     }
 
     fn deletes(&self, post: PostId, requester: UserId) -> Announce<DeleteOutcome> {
-        Announce::new(self.ids.next_event_id(), None, move |outcome| {
-            matches!(outcome, DeleteOutcome::Deleted { .. }).then_some(Event::PostDeleted {
-                post_id: post,
-                author_id: requester,
-            })
-        })
+        crate::posts::deleted(self.ids.next_event_id(), post, requester)
     }
 
     async fn follow(&self, follower: UserId, followee: UserId) -> FollowOutcome {
