@@ -128,6 +128,16 @@ impl EventHandler for FanoutWorker {
                 }
                 feed.apply_follow_to_timeline(*follower_id, *followee_id, *followee_followers)
                     .await?;
+                // An unfollow that committed between the check above and
+                // the insert removed the posts before they went in: take
+                // them out again now rather than when its event comes (the
+                // request's answer already promised they were gone).
+                if !self.graph.is_following(*follower_id, *followee_id).await? {
+                    feed.timelines()
+                        .remove_author(*follower_id, *followee_id)
+                        .await?;
+                    return Ok(());
+                }
                 // The follower's open streams listen to its posts from now
                 // on (after the backfill: a stream told of the follow
                 // finds the account's posts in the timeline).
