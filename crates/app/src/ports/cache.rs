@@ -19,15 +19,6 @@ pub enum Cached<T> {
     Missing,
 }
 
-impl<T> Cached<T> {
-    pub fn found(&self) -> Option<&T> {
-        match self {
-            Cached::Found(value) => Some(value),
-            Cached::Missing => None,
-        }
-    }
-}
-
 #[async_trait]
 pub trait Cache<K, V>: Send + Sync
 where

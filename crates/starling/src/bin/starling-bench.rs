@@ -37,7 +37,16 @@ struct BenchCli {
     config: Option<std::path::PathBuf>,
 
     #[command(subcommand)]
-    command: BenchCommand,
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Starling itself, as `starling serve` runs it: the server the suites start.
+    #[command(hide = true)]
+    Serve(ServeArgs),
+    #[command(flatten)]
+    Bench(BenchCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -63,9 +72,6 @@ enum BenchCommand {
     /// The minimal handler the feed-read benchmark compares with.
     #[command(hide = true)]
     BaselineServer(baseline::BaselineArgs),
-    /// Starling itself, as `starling serve` runs it: the server the suites start.
-    #[command(hide = true)]
-    Serve(ServeArgs),
 }
 
 fn main() -> ExitCode {
@@ -75,10 +81,8 @@ fn main() -> ExitCode {
 async fn bench(cli: BenchCli) -> anyhow::Result<()> {
     let command = match cli.command {
         // The server logs as the server binary does.
-        BenchCommand::Serve(args) => {
-            return starling::serve::run(cli.config.as_deref(), &args).await;
-        }
-        command => command,
+        Command::Serve(args) => return starling::serve::run(cli.config.as_deref(), &args).await,
+        Command::Bench(command) => command,
     };
     let _ = tracing_subscriber::fmt()
         .with_env_filter(
@@ -131,7 +135,6 @@ async fn bench(cli: BenchCli) -> anyhow::Result<()> {
             suites::media::run(&args).await?;
         }
         BenchCommand::BaselineServer(args) => baseline::serve(&args).await?,
-        BenchCommand::Serve(_) => {} // served above
     }
     Ok(())
 }
