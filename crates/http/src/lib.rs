@@ -12,6 +12,7 @@ mod problem;
 mod routes;
 mod state;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
@@ -49,6 +50,8 @@ pub struct HttpSettings {
     /// Where clients fetch media files: `""` (this server's `/media/...`) or
     /// a CDN's base URL.
     pub media_base_url: String,
+    /// Bytes of posts' JSON kept written for the next read (`models::RenderedPosts`); 0: none.
+    pub rendered_posts_bytes: u64,
 }
 
 impl Default for HttpSettings {
@@ -59,6 +62,7 @@ impl Default for HttpSettings {
             trusted_proxies: TrustedProxies::default(),
             load_shedding: None,
             media_base_url: String::new(),
+            rendered_posts_bytes: 64 << 20,
         }
     }
 }
@@ -120,7 +124,10 @@ pub fn router(state: HttpState, settings: &HttpSettings) -> Router {
             StatusCode::SERVICE_UNAVAILABLE,
             settings.request_timeout,
         ))
-        .layer(axum::middleware::from_fn(middleware::observe))
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::new(middleware::RequestMetrics::new()),
+            middleware::observe,
+        ))
         .layer(axum::middleware::from_fn_with_state(
             settings.trusted_proxies.clone(),
             edge::identify_client,
@@ -140,8 +147,9 @@ pub fn router(state: HttpState, settings: &HttpSettings) -> Router {
             axum::http::header::X_CONTENT_TYPE_OPTIONS,
             axum::http::HeaderValue::from_static("nosniff"),
         ))
-        .layer(axum::Extension(models::MediaUrls::new(
-            &settings.media_base_url,
+        .layer(axum::Extension(models::RenderedPosts::new(
+            models::MediaUrls::new(&settings.media_base_url),
+            settings.rendered_posts_bytes,
         )))
         .with_state(state)
 }

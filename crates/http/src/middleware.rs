@@ -5,8 +5,8 @@
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
-use axum::extract::{MatchedPath, Request};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use starling_domain::UserId;
@@ -33,44 +33,53 @@ impl CallerSlot {
     }
 }
 
+/// The caller's id in a log line, written only if the line is (empty when anonymous).
+struct CallerId(Option<UserId>);
+
+impl std::fmt::Display for CallerId {
+    fn fmt(&self, out: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            Some(id) => write!(out, "{id}"),
+            None => Ok(()),
+        }
+    }
+}
+
 /// Logs and measures each request, and turns bare error responses into problem documents.
-pub(crate) async fn observe(mut request: Request, next: Next) -> Response {
+pub(crate) async fn observe(
+    State(metrics): State<Arc<RequestMetrics>>,
+    mut request: Request,
+    next: Next,
+) -> Response {
     let started = Instant::now();
-    let method = request.method().as_str().to_owned();
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or_else(|| "unmatched".to_owned(), |path| path.as_str().to_owned());
+    let method = request.method().clone();
+    let route = request.extensions().get::<MatchedPath>().cloned();
+    let route = route.as_ref().map_or("unmatched", MatchedPath::as_str);
+    // The span records its fields as it is made (nothing, when the log
+    // level leaves it out), so they are borrowed, not copied.
     let request_id = request
         .headers()
         .get(REQUEST_ID_HEADER)
         .and_then(|value| value.to_str().ok())
-        .unwrap_or_default()
-        .to_owned();
+        .unwrap_or_default();
+    let span = tracing::info_span!("request", %method, route, request_id);
+    starling_app::telemetry::adopt_remote_parent(&span, &HeaderCarrier(request.headers()));
     // Where the auth extractor records who is calling, for the log line.
     let caller = CallerSlot::default();
     request.extensions_mut().insert(caller.clone());
 
-    let span = tracing::info_span!("request", %method, %route, %request_id);
-    starling_app::telemetry::adopt_remote_parent(&span, &HeaderCarrier(request.headers()));
-    let in_flight = metrics::gauge!(starling_app::metric::HTTP_REQUESTS_IN_FLIGHT);
-    in_flight.increment(1.0);
+    metrics.in_flight.increment(1.0);
     let response = next.run(request).instrument(span.clone()).await;
-    in_flight.decrement(1.0);
+    metrics.in_flight.decrement(1.0);
     let response = problem_for_bare_errors(response);
 
     let status = response.status();
     let elapsed = started.elapsed();
-    let labels = [
-        ("method", method),
-        ("route", route),
-        ("status", status.as_u16().to_string()),
-    ];
-    metrics::counter!(starling_app::metric::HTTP_REQUESTS_TOTAL, &labels).increment(1);
-    metrics::histogram!(starling_app::metric::HTTP_REQUEST_DURATION_SECONDS, &labels)
-        .record(elapsed.as_secs_f64());
+    let outcome = metrics.outcome(&method, route, status.as_u16());
+    outcome.requests.increment(1);
+    outcome.duration.record(elapsed.as_secs_f64());
     span.in_scope(|| {
-        let user_id = caller.get().map(|id| id.to_string()).unwrap_or_default();
+        let user_id = CallerId(caller.get());
         let latency_ms = elapsed.as_secs_f64() * 1000.0;
         if status.is_server_error() {
             tracing::error!(status = status.as_u16(), latency_ms, %user_id, "request failed");
@@ -79,6 +88,70 @@ pub(crate) async fn observe(mut request: Request, next: Next) -> Response {
         }
     });
     response
+}
+
+/// The request metrics' handles, resolved once per method, route and
+/// status: looked up in the recorder's registry by their labels on every
+/// request, with three label strings made for it, they cost most of the
+/// metrics share of a warm feed read's CPU (BENCHMARKS.md §1).
+pub(crate) struct RequestMetrics {
+    in_flight: metrics::Gauge,
+    by_outcome: quick_cache::sync::Cache<OutcomeKey, OutcomeHandles>,
+}
+
+/// Method, route template, status.
+#[derive(Clone, PartialEq, Eq, Hash)]
+struct OutcomeKey(Method, Box<str>, u16);
+
+/// `OutcomeKey` borrowed from the request, for lookups that allocate nothing.
+/// Hashes as `OutcomeKey` does (a tuple hashes its fields in order).
+#[derive(Hash)]
+struct OutcomeRef<'a>(&'a Method, &'a str, u16);
+
+impl quick_cache::Equivalent<OutcomeKey> for OutcomeRef<'_> {
+    fn equivalent(&self, key: &OutcomeKey) -> bool {
+        *self.0 == key.0 && self.1 == &*key.1 && self.2 == key.2
+    }
+}
+
+#[derive(Clone)]
+struct OutcomeHandles {
+    requests: metrics::Counter,
+    duration: metrics::Histogram,
+}
+
+impl RequestMetrics {
+    pub(crate) fn new() -> Self {
+        Self {
+            in_flight: metrics::gauge!(starling_app::metric::HTTP_REQUESTS_IN_FLIGHT),
+            // Routes × methods × statuses: a few hundred at most; past the
+            // bound a handle is resolved again, nothing is lost.
+            by_outcome: quick_cache::sync::Cache::new(4096),
+        }
+    }
+
+    fn outcome(&self, method: &Method, route: &str, status: u16) -> OutcomeHandles {
+        if let Some(handles) = self.by_outcome.get(&OutcomeRef(method, route, status)) {
+            return handles;
+        }
+        let labels = [
+            ("method", method.as_str().to_owned()),
+            ("route", route.to_owned()),
+            ("status", status.to_string()),
+        ];
+        let handles = OutcomeHandles {
+            requests: metrics::counter!(starling_app::metric::HTTP_REQUESTS_TOTAL, &labels),
+            duration: metrics::histogram!(
+                starling_app::metric::HTTP_REQUEST_DURATION_SECONDS,
+                &labels
+            ),
+        };
+        self.by_outcome.insert(
+            OutcomeKey(method.clone(), route.into(), status),
+            handles.clone(),
+        );
+        handles
+    }
 }
 
 /// Error responses made outside our handlers (405 from routing, 503 from the

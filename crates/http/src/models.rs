@@ -10,6 +10,9 @@ use starling_app::notifications::NotificationView;
 use starling_domain::{Mention, Timestamp, User, UserSummary};
 use utoipa::ToSchema;
 
+mod rendered;
+pub(crate) use rendered::RenderedPosts;
+
 /// A public profile.
 #[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct UserBody {

@@ -229,6 +229,8 @@ pub struct TimelineConfig {
 pub struct CacheConfig {
     pub posts_capacity: u64,
     pub users_capacity: u64,
+    /// Mebibytes of posts' JSON kept written for the next read (0: none).
+    pub rendered_posts_mb: u64,
     /// Time to live of cached entries (±10% jitter).
     pub ttl_secs: u64,
 }
@@ -498,6 +500,7 @@ impl Default for CacheConfig {
         Self {
             posts_capacity: 200_000,
             users_capacity: 100_000,
+            rendered_posts_mb: 64,
             ttl_secs: 300,
         }
     }

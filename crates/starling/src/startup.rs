@@ -181,6 +181,7 @@ impl Application {
                     max_queue_wait: Duration::from_millis(config.http.max_queue_wait_ms),
                 }),
                 media_base_url: config.media.public_base_url.clone(),
+                rendered_posts_bytes: config.cache.rendered_posts_mb << 20,
             },
         );
         let listener = bind(config.listen).await?;

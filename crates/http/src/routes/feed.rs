@@ -5,7 +5,7 @@ use axum::extract::State;
 use starling_domain::PostId;
 
 use crate::extract::{AppQuery, AuthUser};
-use crate::models::{MediaUrls, PostBody, PostJson};
+use crate::models::{PostBody, RenderedPosts};
 use crate::pagination::{PageBody, PageParams};
 use crate::problem::{ApiError, Problem};
 use crate::routes::json_now;
@@ -24,7 +24,7 @@ use axum::response::Response;
     ))]
 pub(crate) async fn home_feed(
     State(state): State<HttpState>,
-    Extension(urls): Extension<MediaUrls>,
+    Extension(rendered): Extension<RenderedPosts>,
     AuthUser(caller): AuthUser,
     AppQuery(params): AppQuery<PageParams>,
 ) -> Result<Response, ApiError> {
@@ -36,6 +36,6 @@ pub(crate) async fn home_feed(
         .feed()
         .home_feed(caller, request.after.map(PostId), request.limit)
         .await?;
-    let body = PageBody::from_page_ref(&page, &list, |view| PostJson(view, &urls));
+    let body = PageBody::from_page_ref(&page, &list, |view| rendered.post(view));
     Ok(json_now(StatusCode::OK, &body))
 }

@@ -12,7 +12,7 @@ use starling_app::media::{ByteRange, Served};
 use starling_domain::MediaId;
 
 use crate::extract::AuthUser;
-use crate::models::{MediaBody, MediaUrls};
+use crate::models::{MediaBody, RenderedPosts};
 use crate::problem::{ApiError, Problem};
 use crate::routes::json_now;
 use crate::state::HttpState;
@@ -40,7 +40,7 @@ pub(crate) struct UploadForm {
     ))]
 pub(crate) async fn upload(
     State(state): State<HttpState>,
-    Extension(urls): Extension<MediaUrls>,
+    Extension(rendered): Extension<RenderedPosts>,
     AuthUser(caller): AuthUser,
     form: Result<Multipart, MultipartRejection>,
 ) -> Result<Response, ApiError> {
@@ -85,7 +85,10 @@ pub(crate) async fn upload(
     }
     let file = file.ok_or_else(|| ApiError::invalid_parameter("file", "the image is missing"))?;
     let media = state.app.media().upload(caller, file, &alt).await?;
-    let mut response = json_now(StatusCode::CREATED, &MediaBody::new(&media, &urls));
+    let mut response = json_now(
+        StatusCode::CREATED,
+        &MediaBody::new(&media, rendered.urls()),
+    );
     if let Ok(location) = HeaderValue::from_str(&format!("/api/v1/media/{}", media.id)) {
         response.headers_mut().insert(header::LOCATION, location);
     }
@@ -109,13 +112,16 @@ fn too_large(max: usize) -> ApiError {
     ))]
 pub(crate) async fn media(
     State(state): State<HttpState>,
-    Extension(urls): Extension<MediaUrls>,
+    Extension(rendered): Extension<RenderedPosts>,
     AuthUser(caller): AuthUser,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     let id: MediaId = id.parse().map_err(|_| ApiError::not_found("media"))?;
     let media = state.app.media().upload_of(caller, id).await?;
-    Ok(json_now(StatusCode::OK, &MediaBody::new(&media, &urls)))
+    Ok(json_now(
+        StatusCode::OK,
+        &MediaBody::new(&media, rendered.urls()),
+    ))
 }
 
 /// Cached by browsers and CDNs for a year: a file's name is its content.

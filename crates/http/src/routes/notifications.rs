@@ -12,7 +12,7 @@ use utoipa::IntoParams;
 
 use crate::extract::{AppJson, AppQuery, AuthUser};
 use crate::models::{
-    MarkReadRequest, MediaUrls, NotificationBody, NotificationJson, ReadStateBody,
+    MarkReadRequest, NotificationBody, NotificationJson, ReadStateBody, RenderedPosts,
 };
 use crate::pagination::{PageBody, PageParams};
 use crate::problem::{ApiError, Problem};
@@ -66,7 +66,7 @@ impl NotificationParams {
     ))]
 pub(crate) async fn notifications(
     State(state): State<HttpState>,
-    Extension(urls): Extension<MediaUrls>,
+    Extension(rendered): Extension<RenderedPosts>,
     AuthUser(caller): AuthUser,
     AppQuery(params): AppQuery<NotificationParams>,
 ) -> Result<Response, ApiError> {
@@ -87,7 +87,7 @@ pub(crate) async fn notifications(
             request.limit,
         )
         .await?;
-    let body = PageBody::from_page_ref(&page, list, |view| NotificationJson(view, &urls));
+    let body = PageBody::from_page_ref(&page, list, |view| NotificationJson(view, rendered.urls()));
     Ok(json_now(StatusCode::OK, &body))
 }
 

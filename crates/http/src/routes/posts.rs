@@ -6,7 +6,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use starling_domain::{MediaId, PostId, ValidationErrors};
 
 use crate::extract::{AppJson, AppQuery, AuthUser, PostPath};
-use crate::models::{CreatePostRequest, MediaUrls, PostBody, PostJson};
+use crate::models::{CreatePostRequest, PostBody, PostJson, RenderedPosts};
 use crate::pagination::{PageBody, PageParams};
 use crate::problem::{ApiError, Problem};
 use crate::routes::json_now;
@@ -24,7 +24,7 @@ use axum::response::Response;
     ))]
 pub(crate) async fn create_post(
     State(state): State<HttpState>,
-    Extension(urls): Extension<MediaUrls>,
+    Extension(rendered): Extension<RenderedPosts>,
     AuthUser(caller): AuthUser,
     AppJson(request): AppJson<CreatePostRequest>,
 ) -> Result<Response, ApiError> {
@@ -51,7 +51,7 @@ pub(crate) async fn create_post(
         .posts()
         .create(caller, &request.text, reply_to, &media_ids)
         .await?;
-    let mut response = json_now(StatusCode::CREATED, &PostJson(&view, &urls));
+    let mut response = json_now(StatusCode::CREATED, &PostJson(&view, rendered.urls()));
     if let Ok(location) = HeaderValue::from_str(&format!("/api/v1/posts/{}", view.post.id)) {
         response.headers_mut().insert(header::LOCATION, location);
     }
@@ -67,7 +67,7 @@ pub(crate) async fn create_post(
     ))]
 pub(crate) async fn post(
     State(state): State<HttpState>,
-    Extension(urls): Extension<MediaUrls>,
+    Extension(rendered): Extension<RenderedPosts>,
     viewer: Option<AuthUser>,
     PostPath(id): PostPath,
 ) -> Result<Response, ApiError> {
@@ -76,7 +76,7 @@ pub(crate) async fn post(
         .posts()
         .post(viewer.map(|AuthUser(user)| user), id)
         .await?;
-    Ok(json_now(StatusCode::OK, &PostJson(&view, &urls)))
+    Ok(json_now(StatusCode::OK, &rendered.post(&view)))
 }
 
 /// A post's replies, oldest first (conversation order). A deleted post
@@ -90,7 +90,7 @@ pub(crate) async fn post(
     ))]
 pub(crate) async fn replies(
     State(state): State<HttpState>,
-    Extension(urls): Extension<MediaUrls>,
+    Extension(rendered): Extension<RenderedPosts>,
     viewer: Option<AuthUser>,
     PostPath(id): PostPath,
     AppQuery(params): AppQuery<PageParams>,
@@ -107,7 +107,7 @@ pub(crate) async fn replies(
             request.limit,
         )
         .await?;
-    let body = PageBody::from_page_ref(&page, &list, |view| PostJson(view, &urls));
+    let body = PageBody::from_page_ref(&page, &list, |view| rendered.post(view));
     Ok(json_now(StatusCode::OK, &body))
 }
 

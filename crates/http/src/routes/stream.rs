@@ -27,7 +27,7 @@ use utoipa::IntoParams;
 
 use crate::extract::{AppQuery, bearer_token};
 use crate::middleware::CallerSlot;
-use crate::models::{MediaUrls, NotificationJson, PostJson};
+use crate::models::{MediaUrls, NotificationJson, PostJson, RenderedPosts};
 use crate::problem::{ApiError, Problem};
 use crate::state::HttpState;
 
@@ -63,7 +63,7 @@ pub(crate) struct StreamParams {
     ))]
 pub(crate) async fn stream(
     State(state): State<HttpState>,
-    Extension(urls): Extension<MediaUrls>,
+    Extension(rendered): Extension<RenderedPosts>,
     caller: Option<axum::Extension<CallerSlot>>,
     headers: HeaderMap,
     AppQuery(params): AppQuery<StreamParams>,
@@ -95,7 +95,7 @@ pub(crate) async fn stream(
         )
     });
     let updates = futures::stream::unfold(Some(live), move |live| {
-        let urls = urls.clone();
+        let urls = rendered.urls().clone();
         async move {
             let mut live = live?;
             match live.next().await {

@@ -6,7 +6,7 @@ use axum::extract::State;
 use starling_app::accounts::ProfileChanges;
 
 use crate::extract::{AppJson, AppQuery, AuthUser, UserPath};
-use crate::models::{MeBody, MediaUrls, PostBody, PostJson, UpdateProfileRequest, UserBody};
+use crate::models::{MeBody, PostBody, RenderedPosts, UpdateProfileRequest, UserBody};
 use crate::pagination::{PageBody, PageParams};
 use crate::problem::{ApiError, Problem};
 use crate::routes::json_now;
@@ -90,7 +90,7 @@ pub(crate) async fn user(
     ))]
 pub(crate) async fn user_posts(
     State(state): State<HttpState>,
-    Extension(urls): Extension<MediaUrls>,
+    Extension(rendered): Extension<RenderedPosts>,
     viewer: Option<AuthUser>,
     UserPath(which): UserPath,
     AppQuery(params): AppQuery<PageParams>,
@@ -104,6 +104,6 @@ pub(crate) async fn user_posts(
         .posts()
         .user_posts(viewer, author, request.after.map(PostId), request.limit)
         .await?;
-    let body = PageBody::from_page_ref(&page, &list, |view| PostJson(view, &urls));
+    let body = PageBody::from_page_ref(&page, &list, |view| rendered.post(view));
     Ok(json_now(StatusCode::OK, &body))
 }
