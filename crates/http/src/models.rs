@@ -11,7 +11,7 @@ use starling_domain::{Mention, Timestamp, User, UserSummary};
 use utoipa::ToSchema;
 
 mod rendered;
-pub(crate) use rendered::RenderedPosts;
+pub(crate) use rendered::{PostOut, RenderedPosts};
 
 /// A public profile.
 #[derive(Debug, Serialize, ToSchema)]

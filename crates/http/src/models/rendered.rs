@@ -73,6 +73,16 @@ pub(crate) enum PostOut<'a> {
     Direct(PostJson<'a>),
 }
 
+impl PostOut<'_> {
+    /// About how many bytes of JSON this post is.
+    pub(crate) fn size_hint(&self) -> usize {
+        match self {
+            Self::Memo(rendered) => rendered.json.get().len(),
+            Self::Direct(_) => 512,
+        }
+    }
+}
+
 impl Serialize for PostOut<'_> {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         match self {

@@ -8,9 +8,8 @@ use crate::extract::{AppQuery, AuthUser};
 use crate::models::{PostBody, RenderedPosts};
 use crate::pagination::{PageBody, PageParams};
 use crate::problem::{ApiError, Problem};
-use crate::routes::json_now;
+use crate::routes::posts_page;
 use crate::state::HttpState;
-use axum::http::StatusCode;
 use axum::response::Response;
 
 /// The caller's home timeline: their own posts and those of everyone they
@@ -36,6 +35,5 @@ pub(crate) async fn home_feed(
         .feed()
         .home_feed(caller, request.after.map(PostId), request.limit)
         .await?;
-    let body = PageBody::from_page_ref(&page, &list, |view| rendered.post(view));
-    Ok(json_now(StatusCode::OK, &body))
+    Ok(posts_page(&page, &list, &rendered))
 }

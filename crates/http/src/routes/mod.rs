@@ -19,6 +19,8 @@ use starling_domain::UserId;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use crate::models::{PostOut, RenderedPosts};
+use crate::pagination::PageBody;
 use crate::problem::ApiError;
 use crate::state::HttpState;
 
@@ -59,13 +61,36 @@ pub(crate) fn api_router(max_upload_bytes: usize) -> OpenApiRouter<HttpState> {
 /// A JSON response serialised on the spot, so that its body may borrow from
 /// data the handler holds.
 pub(crate) fn json_now<T: serde::Serialize>(status: StatusCode, value: &T) -> Response {
-    match serde_json::to_vec(value) {
-        Ok(body) => (status, [(header::CONTENT_TYPE, "application/json")], body).into_response(),
+    json_now_sized(status, value, 128)
+}
+
+/// `json_now` into a buffer of `capacity` bytes to start with: a page of
+/// posts written into a buffer grown by doubling was copied about twice
+/// over on the way.
+pub(crate) fn json_now_sized<T: serde::Serialize>(
+    status: StatusCode,
+    value: &T,
+    capacity: usize,
+) -> Response {
+    let mut body = Vec::with_capacity(capacity);
+    match serde_json::to_writer(&mut body, value) {
+        Ok(()) => (status, [(header::CONTENT_TYPE, "application/json")], body).into_response(),
         Err(error) => {
             tracing::error!(error = %error, "cannot serialise a response");
             crate::problem::generic_problem(StatusCode::INTERNAL_SERVER_ERROR).into_response()
         }
     }
+}
+
+/// A page of posts, each written through the rendered-post memo.
+pub(crate) fn posts_page(
+    page: &starling_app::Page<starling_app::PostView>,
+    list: &str,
+    rendered: &RenderedPosts,
+) -> Response {
+    let body = PageBody::from_page_ref(page, list, |view| rendered.post(view));
+    let size = body.data.iter().map(PostOut::size_hint).sum::<usize>() + 256;
+    json_now_sized(StatusCode::OK, &body, size)
 }
 
 /// The id of the account a path names; `@handle`s are looked up for `reader`.

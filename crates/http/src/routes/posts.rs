@@ -9,7 +9,7 @@ use crate::extract::{AppJson, AppQuery, AuthUser, PostPath};
 use crate::models::{CreatePostRequest, PostBody, PostJson, RenderedPosts};
 use crate::pagination::{PageBody, PageParams};
 use crate::problem::{ApiError, Problem};
-use crate::routes::json_now;
+use crate::routes::{json_now, posts_page};
 use crate::state::HttpState;
 use axum::response::Response;
 
@@ -107,8 +107,7 @@ pub(crate) async fn replies(
             request.limit,
         )
         .await?;
-    let body = PageBody::from_page_ref(&page, &list, |view| rendered.post(view));
-    Ok(json_now(StatusCode::OK, &body))
+    Ok(posts_page(&page, &list, &rendered))
 }
 
 /// Delete one of your posts.

@@ -9,10 +9,9 @@ use crate::extract::{AppJson, AppQuery, AuthUser, UserPath};
 use crate::models::{MeBody, PostBody, RenderedPosts, UpdateProfileRequest, UserBody};
 use crate::pagination::{PageBody, PageParams};
 use crate::problem::{ApiError, Problem};
-use crate::routes::json_now;
+use crate::routes::posts_page;
 use crate::routes::resolve_user;
 use crate::state::HttpState;
-use axum::http::StatusCode;
 use axum::response::Response;
 use starling_domain::PostId;
 
@@ -104,6 +103,5 @@ pub(crate) async fn user_posts(
         .posts()
         .user_posts(viewer, author, request.after.map(PostId), request.limit)
         .await?;
-    let body = PageBody::from_page_ref(&page, &list, |view| rendered.post(view));
-    Ok(json_now(StatusCode::OK, &body))
+    Ok(posts_page(&page, &list, &rendered))
 }
