@@ -17,6 +17,12 @@ pub struct Spawned {
 }
 
 impl Spawned {
+    /// SIGKILL, as a crash or `kill -9` ends it, and wait.
+    pub async fn kill(mut self) -> anyhow::Result<()> {
+        self.child.kill().await?;
+        Ok(())
+    }
+
     /// SIGTERM, then wait (killed after 20 s).
     pub async fn stop(mut self) -> anyhow::Result<()> {
         if let Some(pid) = self.child.id() {

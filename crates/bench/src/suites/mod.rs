@@ -8,6 +8,7 @@ pub mod feed_read;
 pub mod media;
 pub mod mixed;
 pub mod post_create;
+pub mod scale;
 pub mod scaled;
 pub mod streams;
 

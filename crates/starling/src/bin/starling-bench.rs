@@ -65,6 +65,8 @@ enum BenchCommand {
     Mixed(suites::mixed::MixedArgs),
     /// Benchmark 5: scaled out behind nginx, one API instance vs two.
     Scaled(suites::scaled::ScaledArgs),
+    /// Benchmark 8: what one embedded node costs at 10k, 100k and 1M accounts.
+    Scale(suites::scale::ScaleArgs),
     /// Benchmark 6: live streams held: memory per stream, delivery latency.
     Streams(suites::streams::StreamsArgs),
     /// Benchmark 7: image uploads and serving.
@@ -127,6 +129,9 @@ async fn bench(cli: BenchCli) -> anyhow::Result<()> {
         }
         BenchCommand::Scaled(args) => {
             suites::scaled::run(&args).await?;
+        }
+        BenchCommand::Scale(args) => {
+            suites::scale::run(&args).await?;
         }
         BenchCommand::Streams(args) => {
             suites::streams::run(&args).await?;

@@ -1,0 +1,474 @@
+//! `starling-bench scale`: what one embedded node costs as its community
+//! grows. For each size (accounts) it seeds a community through the bulk
+//! path (Zipf popularity, log-normal follows, `--posts-per-account` posts
+//! each), starts the server, and reports:
+//! - seed time and the SQLite file's size;
+//! - the server's resident memory at rest and after the active readers'
+//!   timelines are warmed, as bytes per account and per timeline entry;
+//! - feed reads cold (the timeline rebuilt from SQL) and warm, and post
+//!   creations, p50 and p99, with the fan-out lag they caused;
+//! - after `kill -9`: the time to the first 200 of a feed read, and until
+//!   the p99 of each second of reads is back under 10 ms (timelines rebuild
+//!   lazily, on their reader's first read, so none is rebuilt at start).
+//!
+//! The baseline of each figure is the same figure at the smallest size,
+//! measured in the same run: the curves are the point.
+
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rand::Rng;
+use reqwest::Method;
+use serde::Serialize;
+use serde_json::json;
+use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
+
+use super::SuiteArgs;
+use crate::load::{Limits, Pacing, Request, RequestSource, client, drive};
+use crate::machine::Machine;
+use crate::report::{LagSummary, LatencySummary, RunReport, new_histogram, write_json};
+use crate::run::{lag_between, scrape_lag};
+use crate::seed::{SeedArgs, seed};
+use crate::server::{Spawned, start_starling};
+
+/// A second of reads whose p99 is under this counts as recovered.
+const RECOVERED_P99_MS: f64 = 10.0;
+/// Timeline entries a reader's stored timeline holds at most (`timeline.cap`).
+const TIMELINE_CAP: i64 = 800;
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct ScaleArgs {
+    #[command(flatten)]
+    pub suite: SuiteArgs,
+    /// Community sizes in accounts, each measured on a fresh data directory.
+    #[arg(long, value_delimiter = ',', default_value = "10000,100000,1000000")]
+    pub sizes: Vec<usize>,
+    /// Mean accounts each account follows (log-normal, popularity by Zipf).
+    #[arg(long, default_value_t = 50.0)]
+    pub follows_mean: f64,
+    /// Posts of history per account (authors by Zipf activity).
+    #[arg(long, default_value_t = 20)]
+    pub posts_per_account: usize,
+    /// Active readers: their timelines are warmed and their feeds read.
+    #[arg(long, default_value_t = 5_000)]
+    pub readers: usize,
+    /// Feed reads per second while measuring warm reads (open loop); one
+    /// request in ten is a post.
+    #[arg(long, default_value_t = 1_000.0)]
+    pub rate: f64,
+    /// Where the data directories are made (each is removed after its
+    /// size) [default: the system's temporary directory].
+    #[arg(long)]
+    pub work_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct SizeResult {
+    pub accounts: usize,
+    pub follows: u64,
+    pub posts: usize,
+    pub seed_s: f64,
+    /// `starling.db` and its write-ahead log.
+    pub database_bytes: u64,
+    pub rss_at_rest_bytes: u64,
+    pub rss_warm_bytes: u64,
+    pub readers_warmed: usize,
+    /// Entries the warmed timelines hold, from SQL (each reader's and
+    /// followees' posts, up to the cap); an upper bound, since posts of
+    /// accounts above the fan-out threshold are merged at read time instead.
+    pub timeline_entries: u64,
+    pub bytes_per_account_at_rest: f64,
+    pub bytes_per_timeline_entry: f64,
+    /// First read of each reader: the timeline rebuilt from SQL.
+    pub cold_feed: LatencySummary,
+    pub warm_feed: LatencySummary,
+    pub post: LatencySummary,
+    pub fanout_lag: Option<LagSummary>,
+    /// From `kill -9` and restart to the first 200 of a feed read.
+    pub restart_first_read_s: f64,
+    /// ... to the first second after which every second's read p99 stayed
+    /// under 10 ms; `None` if it did not within the measurement.
+    pub restart_p99_recovered_s: Option<f64>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ScaleResult {
+    pub machine: Machine,
+    pub follows_mean: f64,
+    pub posts_per_account: usize,
+    pub sizes: Vec<SizeResult>,
+}
+
+pub async fn run(args: &ScaleArgs) -> anyhow::Result<ScaleResult> {
+    let mut result = ScaleResult {
+        machine: Machine::this(),
+        follows_mean: args.follows_mean,
+        posts_per_account: args.posts_per_account,
+        sizes: Vec::new(),
+    };
+    for &accounts in &args.sizes {
+        let size = measure_size(args, accounts).await?;
+        print_size(&size);
+        result.sizes.push(size);
+        // Written after each size: the large ones take a while.
+        write_json(&args.suite.results.join("scale.json"), &result)?;
+    }
+    print_curves(&result);
+    Ok(result)
+}
+
+async fn measure_size(args: &ScaleArgs, accounts: usize) -> anyhow::Result<SizeResult> {
+    let parent = args.work_dir.clone().unwrap_or_else(std::env::temp_dir);
+    std::fs::create_dir_all(&parent)?;
+    let data = tempfile::Builder::new()
+        .prefix("starling-scale-")
+        .tempdir_in(&parent)?;
+    let data_dir = data.path().to_owned();
+    let posts = accounts * args.posts_per_account;
+    println!(
+        "\n{accounts} accounts: seeding ~{} follows each, {posts} posts ...",
+        args.follows_mean
+    );
+    let seeded = seed(&SeedArgs {
+        data_dir: data_dir.clone(),
+        users: accounts,
+        follows_mean: args.follows_mean,
+        posts,
+        days: 7,
+        active: args.readers.min(accounts),
+        popularity_skew: 1.0,
+        rng_seed: 17,
+        manifest: None,
+    })
+    .await?;
+    let seed_s = seeded.elapsed.as_secs_f64();
+    let database_bytes = database_bytes(&data_dir);
+    let tokens: Vec<String> = seeded
+        .manifest
+        .users
+        .iter()
+        .map(|user| user.token.clone())
+        .collect();
+    let reader_ids: Vec<i64> = seeded
+        .manifest
+        .users
+        .iter()
+        .filter_map(|user| user.id.parse().ok())
+        .collect();
+    let timeline_entries = timeline_entries(&data_dir, &reader_ids).await?;
+    println!(
+        "  seeded in {seed_s:.1} s: {} follows, database {:.0} MiB",
+        seeded.follows,
+        database_bytes as f64 / 1_048_576.0
+    );
+
+    let starling = start_starling(&data_dir, &[]).await?;
+    let http = client(64)?;
+    let rss_at_rest_bytes = resident_bytes(&starling);
+
+    // Every reader's first read rebuilds their timeline from SQL.
+    let cold_feed = first_reads(&http, &starling.base, &tokens, 4).await?;
+    let rss_warm_bytes = resident_bytes(&starling);
+
+    let tokens = Arc::new(tokens);
+    let limits = Limits {
+        duration: Duration::from_secs(args.suite.duration),
+        max_requests: None,
+    };
+    let metrics_url = format!("{}/metrics", starling.base);
+    let lag_before = scrape_lag(&http, &metrics_url).await;
+    let warm = drive(
+        &starling.address,
+        reads_and_posts(tokens.clone(), 10),
+        Pacing::Open {
+            rate: args.rate,
+            max_in_flight: 256,
+        },
+        limits,
+    )
+    .await;
+    let lag_after = scrape_lag(&http, &metrics_url).await;
+    let fanout_lag = match (lag_before, lag_after) {
+        (Some(before), Some(after)) => lag_between(&before, &after),
+        _ => None,
+    };
+    let op = |report: &RunReport, name: &str| {
+        report
+            .ops
+            .iter()
+            .find(|op| op.name == name)
+            .map(|op| op.latency.clone())
+            .unwrap_or_default()
+    };
+
+    // Restart at size: kill -9, start again, read.
+    let restarted = Instant::now();
+    starling.kill().await?;
+    let starling = start_starling(&data_dir, &[]).await?;
+    let first_token = tokens.first().cloned().unwrap_or_default();
+    loop {
+        let response = http
+            .get(format!("{}/api/v1/feed?limit=20", starling.base))
+            .bearer_auth(&first_token)
+            .send()
+            .await?;
+        if response.status().is_success() {
+            break;
+        }
+        anyhow::ensure!(
+            restarted.elapsed() < Duration::from_secs(300),
+            "no feed read succeeded within 5 minutes of the restart: {}",
+            response.status()
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let restart_first_read_s = restarted.elapsed().as_secs_f64();
+    let recovery = drive(
+        &starling.address,
+        reads_and_posts(tokens.clone(), 0),
+        Pacing::Open {
+            rate: args.rate,
+            max_in_flight: 256,
+        },
+        Limits {
+            duration: Duration::from_secs(args.suite.duration * 3),
+            max_requests: None,
+        },
+    )
+    .await;
+    let recovered_after =
+        recovered_second(&recovery).map(|second| restart_first_read_s + second as f64);
+    starling.stop().await?;
+
+    let readers_warmed = cold_feed.count as usize;
+    Ok(SizeResult {
+        accounts,
+        follows: seeded.follows,
+        posts: seeded.posts,
+        seed_s,
+        database_bytes,
+        rss_at_rest_bytes,
+        rss_warm_bytes,
+        readers_warmed,
+        timeline_entries,
+        bytes_per_account_at_rest: rss_at_rest_bytes as f64 / accounts as f64,
+        bytes_per_timeline_entry: rss_warm_bytes.saturating_sub(rss_at_rest_bytes) as f64
+            / timeline_entries.max(1) as f64,
+        cold_feed,
+        warm_feed: op(&warm, "feed"),
+        post: op(&warm, "post"),
+        fanout_lag,
+        restart_first_read_s,
+        restart_p99_recovered_s: recovered_after,
+    })
+}
+
+/// Feed reads by the readers at random, and one post in `post_every`
+/// requests (none when 0).
+fn reads_and_posts(tokens: Arc<Vec<String>>, post_every: u32) -> RequestSource {
+    Arc::new(move |rng| {
+        let token = Some(tokens[rng.gen_range(0..tokens.len())].clone());
+        if post_every > 0 && rng.gen_range(0..post_every) == 0 {
+            Request {
+                op: "post",
+                method: Method::POST,
+                path: "/api/v1/posts".to_owned(),
+                token,
+                body: Some(json!({"text": format!("scale post {}", rng.r#gen::<u64>())})),
+            }
+        } else {
+            Request {
+                op: "feed",
+                method: Method::GET,
+                path: "/api/v1/feed?limit=20".to_owned(),
+                token,
+                body: None,
+            }
+        }
+    })
+}
+
+/// Each reader's first feed read, `parallel` at a time: their latencies.
+async fn first_reads(
+    http: &reqwest::Client,
+    base: &str,
+    tokens: &[String],
+    parallel: usize,
+) -> anyhow::Result<LatencySummary> {
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let tokens: Arc<Vec<String>> = Arc::new(tokens.to_vec());
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..parallel.max(1) {
+        let (http, base, tokens, next) =
+            (http.clone(), base.to_owned(), tokens.clone(), next.clone());
+        tasks.spawn(async move {
+            let mut latencies = new_histogram();
+            loop {
+                let index = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let Some(token) = tokens.get(index) else {
+                    return anyhow::Ok(latencies);
+                };
+                let started = Instant::now();
+                let response = http
+                    .get(format!("{base}/api/v1/feed?limit=20"))
+                    .bearer_auth(token)
+                    .send()
+                    .await?;
+                anyhow::ensure!(
+                    response.status().is_success(),
+                    "a first feed read failed: {}",
+                    response.status()
+                );
+                response.bytes().await?;
+                latencies.record(started.elapsed().as_micros() as u64)?;
+            }
+        });
+    }
+    let mut all = new_histogram();
+    while let Some(done) = tasks.join_next().await {
+        all.add(done??)?;
+    }
+    Ok(LatencySummary::of(&all))
+}
+
+/// The first second from which every second's p99 stayed under the mark.
+fn recovered_second(report: &RunReport) -> Option<u64> {
+    let seconds = &report.seconds;
+    (0..seconds.len())
+        .find(|&from| {
+            seconds[from..]
+                .iter()
+                .all(|second| second.requests == 0 || second.p99_ms < RECOVERED_P99_MS)
+        })
+        .map(|from| seconds[from].second)
+}
+
+fn database_bytes(data_dir: &Path) -> u64 {
+    ["starling.db", "starling.db-wal"]
+        .iter()
+        .filter_map(|name| std::fs::metadata(data_dir.join(name)).ok())
+        .map(|metadata| metadata.len())
+        .sum()
+}
+
+/// The server's resident memory (`VmRSS`), 0 where /proc is not there.
+fn resident_bytes(server: &Spawned) -> u64 {
+    let Some(pid) = server.child.id() else {
+        return 0;
+    };
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find(|line| line.starts_with("VmRSS:"))
+                .and_then(|line| line.split_whitespace().nth(1))
+                .and_then(|kib| kib.parse::<u64>().ok())
+        })
+        .map_or(0, |kib| kib * 1024)
+}
+
+/// Entries the readers' stored timelines hold once warmed: their own and
+/// their followees' posts, up to the cap each.
+async fn timeline_entries(data_dir: &Path, readers: &[i64]) -> anyhow::Result<u64> {
+    let pool = SqlitePoolOptions::new()
+        .max_connections(1)
+        .connect_with(
+            SqliteConnectOptions::from_str("sqlite://")?
+                .filename(data_dir.join("starling.db"))
+                .read_only(true),
+        )
+        .await?;
+    let mut total = 0u64;
+    for reader in readers {
+        let held: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM (SELECT 1 FROM posts WHERE author_id = ?1 \
+               OR author_id IN (SELECT followee_id FROM follows WHERE follower_id = ?1) LIMIT ?2)",
+        )
+        .bind(reader)
+        .bind(TIMELINE_CAP)
+        .fetch_one(&pool)
+        .await?;
+        total += held as u64;
+    }
+    pool.close().await;
+    Ok(total)
+}
+
+fn print_size(size: &SizeResult) {
+    let mib = |bytes: u64| bytes as f64 / 1_048_576.0;
+    println!(
+        "  {} accounts ({} follows, {} posts):",
+        size.accounts, size.follows, size.posts
+    );
+    println!(
+        "    seed {:.1} s; database {:.0} MiB",
+        size.seed_s,
+        mib(size.database_bytes)
+    );
+    println!(
+        "    memory at rest {:.0} MiB ({:.0} B per account); after warming {} timelines ({} entries) {:.0} MiB ({:.0} B per entry)",
+        mib(size.rss_at_rest_bytes),
+        size.bytes_per_account_at_rest,
+        size.readers_warmed,
+        size.timeline_entries,
+        mib(size.rss_warm_bytes),
+        size.bytes_per_timeline_entry
+    );
+    println!(
+        "    feed cold p50 {:.2} ms p99 {:.2} ms; warm p50 {:.2} ms p99 {:.2} ms; post p99 {:.2} ms; fan-out lag p99 {}",
+        size.cold_feed.p50_ms,
+        size.cold_feed.p99_ms,
+        size.warm_feed.p50_ms,
+        size.warm_feed.p99_ms,
+        size.post.p99_ms,
+        size.fanout_lag
+            .as_ref()
+            .map_or_else(|| "n/a".to_owned(), |lag| format!("{:.3} s", lag.p99_s))
+    );
+    println!(
+        "    after kill -9: first feed read in {:.2} s; p99 under {RECOVERED_P99_MS} ms from {}",
+        size.restart_first_read_s,
+        size.restart_p99_recovered_s.map_or_else(
+            || "never, within the run".to_owned(),
+            |s| format!("{s:.1} s")
+        )
+    );
+}
+
+/// Each figure against the smallest size's, measured in the same run.
+fn print_curves(result: &ScaleResult) {
+    let Some(base) = result.sizes.first() else {
+        return;
+    };
+    println!(
+        "\nCost against size (× the {} account figure):",
+        base.accounts
+    );
+    println!(
+        "  accounts   database   memory/account   warm feed p99   cold feed p99   restart to first read"
+    );
+    let times = |value: f64, baseline: f64| {
+        if baseline > 0.0 {
+            value / baseline
+        } else {
+            0.0
+        }
+    };
+    for size in &result.sizes {
+        println!(
+            "  {:>8}   {:>7.1}×   {:>14.2}×   {:>13.2}×   {:>13.2}×   {:>21.2}×",
+            size.accounts,
+            times(size.database_bytes as f64, base.database_bytes as f64),
+            times(
+                size.bytes_per_account_at_rest,
+                base.bytes_per_account_at_rest
+            ),
+            times(size.warm_feed.p99_ms, base.warm_feed.p99_ms),
+            times(size.cold_feed.p99_ms, base.cold_feed.p99_ms),
+            times(size.restart_first_read_s, base.restart_first_read_s),
+        );
+    }
+}
