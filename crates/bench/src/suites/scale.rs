@@ -122,9 +122,15 @@ pub async fn run(args: &ScaleArgs) -> anyhow::Result<ScaleResult> {
 async fn measure_size(args: &ScaleArgs, accounts: usize) -> anyhow::Result<SizeResult> {
     let parent = args.work_dir.clone().unwrap_or_else(std::env::temp_dir);
     std::fs::create_dir_all(&parent)?;
-    let data = tempfile::Builder::new()
-        .prefix("starling-scale-")
-        .tempdir_in(&parent)?;
+    let mut builder = tempfile::Builder::new();
+    builder.prefix("starling-scale-");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        // Private, as Starling asks of a data directory.
+        builder.permissions(std::fs::Permissions::from_mode(0o700));
+    }
+    let data = builder.tempdir_in(&parent)?;
     let data_dir = data.path().to_owned();
     let posts = accounts * args.posts_per_account;
     println!(
@@ -384,8 +390,9 @@ async fn timeline_entries(data_dir: &Path, readers: &[i64]) -> anyhow::Result<u6
     let mut total = 0u64;
     for reader in readers {
         let held: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM (SELECT 1 FROM posts WHERE author_id = ?1 \
-               OR author_id IN (SELECT followee_id FROM follows WHERE follower_id = ?1) LIMIT ?2)",
+            // By the partial index on (author_id, id): no scan of the table.
+            "SELECT count(*) FROM (SELECT 1 FROM posts WHERE deleted_at IS NULL AND author_id IN \
+               (SELECT followee_id FROM follows WHERE follower_id = ?1 UNION ALL SELECT ?1) LIMIT ?2)",
         )
         .bind(reader)
         .bind(TIMELINE_CAP)
