@@ -52,6 +52,20 @@ pub fn data_dir() -> std::io::Result<tempfile::TempDir> {
     builder.tempdir()
 }
 
+/// A read-only connection to the server's database in `data_dir`, to count
+/// what it stored.
+pub async fn read_only_database(data_dir: &Path) -> anyhow::Result<sqlx::SqlitePool> {
+    use std::str::FromStr;
+    Ok(sqlx::sqlite::SqlitePoolOptions::new()
+        .max_connections(1)
+        .connect_with(
+            sqlx::sqlite::SqliteConnectOptions::from_str("sqlite://")?
+                .filename(data_dir.join("starling.db"))
+                .read_only(true),
+        )
+        .await?)
+}
+
 pub fn free_port() -> anyhow::Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?

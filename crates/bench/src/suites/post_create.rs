@@ -181,14 +181,7 @@ pub async fn run(args: &PostCreateArgs) -> anyhow::Result<PostCreateResult> {
 }
 
 async fn count_posts(data_dir: &std::path::Path) -> anyhow::Result<i64> {
-    let pool = SqlitePoolOptions::new()
-        .max_connections(1)
-        .connect_with(
-            SqliteConnectOptions::from_str("sqlite://")?
-                .filename(data_dir.join("starling.db"))
-                .read_only(true),
-        )
-        .await?;
+    let pool = crate::server::read_only_database(data_dir).await?;
     let count: i64 = sqlx::query_scalar("SELECT count(*) FROM posts")
         .fetch_one(&pool)
         .await?;

@@ -15,7 +15,6 @@
 //! measured in the same run: the curves are the point.
 
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -23,7 +22,6 @@ use rand::Rng;
 use reqwest::Method;
 use serde::Serialize;
 use serde_json::json;
-use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
 
 use super::SuiteArgs;
 use crate::load::{Limits, Pacing, Request, RequestSource, client, drive};
@@ -379,14 +377,7 @@ fn resident_bytes(server: &Spawned) -> u64 {
 /// Entries the readers' stored timelines hold once warmed: their own and
 /// their followees' posts, up to the cap each.
 async fn timeline_entries(data_dir: &Path, readers: &[i64]) -> anyhow::Result<u64> {
-    let pool = SqlitePoolOptions::new()
-        .max_connections(1)
-        .connect_with(
-            SqliteConnectOptions::from_str("sqlite://")?
-                .filename(data_dir.join("starling.db"))
-                .read_only(true),
-        )
-        .await?;
+    let pool = crate::server::read_only_database(data_dir).await?;
     let mut total = 0u64;
     for reader in readers {
         let held: i64 = sqlx::query_scalar(
