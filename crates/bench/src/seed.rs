@@ -156,6 +156,7 @@ pub async fn seed(args: &SeedArgs) -> anyhow::Result<SeedSummary> {
     let password_hash = PasswordHashing::new(PasswordParams::default())?
         .hash(Password::presented(BENCH_PASSWORD))
         .await?;
+    let load = store.begin_bulk_load().await?;
 
     // Accounts, created one millisecond apart before the history starts.
     let users: Vec<BulkUser> = (0..args.users)
@@ -252,7 +253,8 @@ pub async fn seed(args: &SeedArgs) -> anyhow::Result<SeedSummary> {
         store.bulk_insert_posts(chunk).await?;
     }
     tracing::info!(posts = posts.len(), "history written");
-    store.recount().await?;
+    store.finish_bulk_load(load).await?;
+    tracing::info!("indexes built, counters recounted");
 
     // Tokens for the accounts `starling-bench run` acts as.
     let pem = load_or_create_signing_key(&args.data_dir.join("jwt-ed25519.pem"))?;

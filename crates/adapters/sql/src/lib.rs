@@ -124,7 +124,9 @@ impl TryFrom<MediaRow> for Media {
 }
 
 pub use postgres::{PostgresOptions, PostgresStore};
-pub use sqlite::{BulkFollow, BulkPost, BulkUser, SqliteOptions, SqliteStore, Synchronous};
+pub use sqlite::{
+    BulkFollow, BulkLoad, BulkPost, BulkUser, SqliteOptions, SqliteStore, Synchronous,
+};
 
 /// An idempotency key's row, as both engines read it.
 #[derive(sqlx::FromRow)]

@@ -7,7 +7,7 @@ mod group_commit;
 mod notification_batch;
 mod outbox_log;
 
-pub use bulk::{BulkFollow, BulkPost, BulkUser};
+pub use bulk::{BulkFollow, BulkLoad, BulkPost, BulkUser};
 
 use std::path::Path;
 use std::str::FromStr;
@@ -215,8 +215,8 @@ pub(crate) async fn append_event(
 mod tests {
     use std::sync::Arc;
 
-    use starling_app::ports::{OutboxStore, Store};
-    use starling_domain::{Event, EventId};
+    use starling_app::ports::{AccountStore, OutboxStore, Store};
+    use starling_domain::{Event, EventId, UserId};
 
     use super::*;
 
@@ -261,6 +261,86 @@ mod tests {
             .unwrap();
         assert_eq!(events.len(), 1);
         assert_eq!(events[0].as_ref().unwrap().id, EventId(1));
+    }
+
+    #[tokio::test]
+    async fn a_bulk_load_builds_again_every_index_it_dropped_and_recounts() {
+        let (store, _dir) = make_sqlite().await;
+        let indexes = |store: &SqliteStore| {
+            let reader = store.reader.clone();
+            async move {
+                let rows: Vec<(String, String)> = sqlx::query_as(
+                    "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL ORDER BY name",
+                )
+                .fetch_all(&reader)
+                .await
+                .unwrap();
+                rows
+            }
+        };
+        let before = indexes(&store).await;
+        assert!(before.iter().any(|(name, _)| name == "posts_by_author"));
+        let load = store.begin_bulk_load().await.unwrap();
+        let during = indexes(&store).await;
+        assert!(
+            !during
+                .iter()
+                .any(|(name, _)| name.starts_with("follows_") || name.starts_with("posts_")),
+            "the follow graph's and the posts' indexes are dropped: {during:?}"
+        );
+        assert!(
+            during.iter().any(|(name, _)| name == "notifications_once"),
+            "other tables' indexes stay"
+        );
+        let (ada, bob) = (UserId(1_001), UserId(1_002));
+        let user = |id: UserId, handle: &str| BulkUser {
+            id,
+            handle: handle.to_owned(),
+            email: format!("{handle}@example.test"),
+            display_name: handle.to_owned(),
+            password_hash: "not a hash".to_owned(),
+            created_at: Timestamp(1),
+        };
+        store
+            .bulk_insert_users(&[user(ada, "ada"), user(bob, "bob")])
+            .await
+            .unwrap();
+        store
+            .bulk_insert_follows(&[BulkFollow {
+                follower: bob,
+                followee: ada,
+                follow_id: 1,
+                created_at: Timestamp(2),
+            }])
+            .await
+            .unwrap();
+        store
+            .bulk_insert_posts(&[BulkPost {
+                id: starling_domain::PostId(5_000),
+                author: ada,
+                text: "history".to_owned(),
+                created_at: Timestamp(3),
+            }])
+            .await
+            .unwrap();
+        store.finish_bulk_load(load).await.unwrap();
+        assert_eq!(
+            indexes(&store).await,
+            before,
+            "the same indexes, the same definitions"
+        );
+        let ada = store.user_by_id(ada).await.unwrap().unwrap();
+        assert_eq!((ada.followers_count, ada.posts_count), (1, 1));
+        let plan: Vec<(i64, i64, i64, String)> = sqlx::query_as(
+            "EXPLAIN QUERY PLAN SELECT id FROM posts WHERE author_id = 1001 AND deleted_at IS NULL ORDER BY id DESC",
+        )
+        .fetch_all(&store.reader)
+        .await
+        .unwrap();
+        assert!(
+            plan.iter().any(|row| row.3.contains("posts_by_author")),
+            "reads use the rebuilt index: {plan:?}"
+        );
     }
 
     #[tokio::test]
