@@ -12,6 +12,7 @@ pub mod machine;
 pub mod manifest;
 pub mod nginx;
 pub mod plan;
+pub mod plot;
 pub mod report;
 pub mod run;
 pub mod seed;

@@ -26,6 +26,7 @@ use serde_json::json;
 use super::SuiteArgs;
 use crate::load::{Limits, Pacing, Request, RequestSource, client, drive};
 use crate::machine::Machine;
+use crate::plot::{self, Panel, Series};
 use crate::report::{LagSummary, LatencySummary, RunReport, new_histogram, write_json};
 use crate::run::{lag_between, scrape_lag};
 use crate::seed::{SeedArgs, seed};
@@ -114,7 +115,73 @@ pub async fn run(args: &ScaleArgs) -> anyhow::Result<ScaleResult> {
         write_json(&args.suite.results.join("scale.json"), &result)?;
     }
     print_curves(&result);
+    let chart = args.suite.results.join("scale.svg");
+    std::fs::write(&chart, curves_svg(&result))?;
+    println!("curves: {}", chart.display());
     Ok(result)
+}
+
+/// The figures against size, as the chart BENCHMARKS.md shows.
+fn curves_svg(result: &ScaleResult) -> String {
+    let mib = |bytes: u64| bytes as f64 / 1_048_576.0;
+    let line = |name: &str, value: &dyn Fn(&SizeResult) -> f64| Series {
+        name: name.to_owned(),
+        points: result
+            .sizes
+            .iter()
+            .map(|size| (size.accounts as f64, value(size)))
+            .collect(),
+    };
+    let panels = [
+        Panel {
+            title: "Memory of the server".to_owned(),
+            unit: "MiB".to_owned(),
+            series: vec![
+                line("at rest", &|size| mib(size.rss_at_rest_bytes)),
+                line("active readers' timelines warm", &|size| {
+                    mib(size.rss_warm_bytes)
+                }),
+            ],
+        },
+        Panel {
+            title: "Database and seeding".to_owned(),
+            unit: "MiB, s".to_owned(),
+            series: vec![
+                line("database (MiB)", &|size| mib(size.database_bytes)),
+                line("bulk seed (s)", &|size| size.seed_s),
+            ],
+        },
+        Panel {
+            title: "Latency p99".to_owned(),
+            unit: "ms".to_owned(),
+            series: vec![
+                line("feed, cold (rebuilt)", &|size| size.cold_feed.p99_ms),
+                line("feed, warm", &|size| size.warm_feed.p99_ms),
+                line("post", &|size| size.post.p99_ms),
+            ],
+        },
+        Panel {
+            title: "After kill -9".to_owned(),
+            unit: "s".to_owned(),
+            series: vec![
+                line("to the first feed read", &|size| size.restart_first_read_s),
+                line("until each second's p99 < 10 ms", &|size| {
+                    size.restart_p99_recovered_s.unwrap_or(0.0)
+                }),
+            ],
+        },
+    ];
+    plot::svg(
+        &format!(
+            "One embedded node against community size ({}, {} follows each on average, {} posts per account)",
+            result.machine.describe(),
+            result.follows_mean,
+            result.posts_per_account
+        ),
+        "accounts",
+        &panels,
+        2,
+    )
 }
 
 async fn measure_size(args: &ScaleArgs, accounts: usize) -> anyhow::Result<SizeResult> {
