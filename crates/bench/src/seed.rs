@@ -184,6 +184,13 @@ pub async fn seed(args: &SeedArgs) -> anyhow::Result<SeedSummary> {
     let mut batch: Vec<BulkFollow> = Vec::with_capacity(200_000);
     let follows_start = history_start - 30_000;
     for follower in 0..args.users {
+        if args.users >= 100_000 && follower % (args.users / 10) == 0 && follower > 0 {
+            tracing::info!(
+                done = format!("{}%", follower * 100 / args.users),
+                follows = follows_written,
+                "writing the follow graph"
+            );
+        }
         let wanted = follow_count(&mut rng, args.follows_mean, MAX_FOLLOWS.min(args.users - 1));
         let mut followees = HashSet::with_capacity(wanted);
         let mut attempts = 0;

@@ -57,6 +57,11 @@ pub struct ScaleArgs {
     /// request in ten is a post.
     #[arg(long, default_value_t = 1_000.0)]
     pub rate: f64,
+    /// The server's `timeline.max_cached_timelines`: timelines held in
+    /// memory at most, the rest rebuilt on their reader's next read. Below
+    /// `--readers` it shows the bound holding [default: the server's].
+    #[arg(long)]
+    pub max_cached_timelines: Option<u64>,
     /// Where the data directories are made (each is removed after its
     /// size) [default: the system's temporary directory].
     #[arg(long)]
@@ -74,6 +79,9 @@ pub struct SizeResult {
     pub rss_at_rest_bytes: u64,
     pub rss_warm_bytes: u64,
     pub readers_warmed: usize,
+    /// Timelines the store held after the warming (the bound at work when
+    /// it is below `readers_warmed`).
+    pub timelines_held: Option<u64>,
     /// Entries the warmed timelines hold, from SQL (each reader's and
     /// followees' posts, up to the cap); an upper bound, since posts of
     /// accounts above the fan-out threshold are merged at read time instead.
@@ -113,11 +121,10 @@ pub async fn run(args: &ScaleArgs) -> anyhow::Result<ScaleResult> {
         result.sizes.push(size);
         // Written after each size: the large ones take a while.
         write_json(&args.suite.results.join("scale.json"), &result)?;
+        std::fs::write(args.suite.results.join("scale.svg"), curves_svg(&result))?;
     }
     print_curves(&result);
-    let chart = args.suite.results.join("scale.svg");
-    std::fs::write(&chart, curves_svg(&result))?;
-    println!("curves: {}", chart.display());
+    println!("curves: {}", args.suite.results.join("scale.svg").display());
     Ok(result)
 }
 
@@ -235,13 +242,24 @@ async fn measure_size(args: &ScaleArgs, accounts: usize) -> anyhow::Result<SizeR
         database_bytes as f64 / 1_048_576.0
     );
 
-    let starling = start_starling(&data_dir, &[]).await?;
+    let server_env: Vec<(&str, String)> = args
+        .max_cached_timelines
+        .map(|bound| ("STARLING_TIMELINE__MAX_CACHED_TIMELINES", bound.to_string()))
+        .into_iter()
+        .collect();
+    let starling = start_starling(&data_dir, &server_env).await?;
     let http = client(64)?;
     let rss_at_rest_bytes = resident_bytes(&starling);
 
     // Every reader's first read rebuilds their timeline from SQL.
     let cold_feed = first_reads(&http, &starling.base, &tokens, 4).await?;
     let rss_warm_bytes = resident_bytes(&starling);
+    let timelines_held = gauge(
+        &http,
+        &format!("{}/metrics", starling.base),
+        "starling_timelines_materialised",
+    )
+    .await;
 
     let tokens = Arc::new(tokens);
     let limits = Limits {
@@ -277,7 +295,7 @@ async fn measure_size(args: &ScaleArgs, accounts: usize) -> anyhow::Result<SizeR
     // Restart at size: kill -9, start again, read.
     let restarted = Instant::now();
     starling.kill().await?;
-    let starling = start_starling(&data_dir, &[]).await?;
+    let starling = start_starling(&data_dir, &server_env).await?;
     let first_token = tokens.first().cloned().unwrap_or_default();
     loop {
         let response = http
@@ -323,6 +341,7 @@ async fn measure_size(args: &ScaleArgs, accounts: usize) -> anyhow::Result<SizeR
         rss_at_rest_bytes,
         rss_warm_bytes,
         readers_warmed,
+        timelines_held,
         timeline_entries,
         bytes_per_account_at_rest: rss_at_rest_bytes as f64 / accounts as f64,
         bytes_per_timeline_entry: rss_warm_bytes.saturating_sub(rss_at_rest_bytes) as f64
@@ -404,6 +423,16 @@ async fn first_reads(
     Ok(LatencySummary::of(&all))
 }
 
+/// A gauge's value from the server's `/metrics`, `None` if absent.
+async fn gauge(http: &reqwest::Client, url: &str, name: &str) -> Option<u64> {
+    let text = http.get(url).send().await.ok()?.text().await.ok()?;
+    text.lines()
+        .find(|line| line.starts_with(name) && line[name.len()..].starts_with([' ', '{']))
+        .and_then(|line| line.rsplit(' ').next())
+        .and_then(|value| value.parse::<f64>().ok())
+        .map(|value| value as u64)
+}
+
 /// The first second from which every second's p99 stayed under the mark.
 fn recovered_second(report: &RunReport) -> Option<u64> {
     let seconds = &report.seconds;
@@ -474,10 +503,12 @@ fn print_size(size: &SizeResult) {
         mib(size.database_bytes)
     );
     println!(
-        "    memory at rest {:.0} MiB ({:.0} B per account); after warming {} timelines ({} entries) {:.0} MiB ({:.0} B per entry)",
+        "    memory at rest {:.0} MiB ({:.0} B per account); after warming {} timelines ({} held; {} entries) {:.0} MiB ({:.0} B per entry)",
         mib(size.rss_at_rest_bytes),
         size.bytes_per_account_at_rest,
         size.readers_warmed,
+        size.timelines_held
+            .map_or_else(|| "?".to_owned(), |held| held.to_string()),
         size.timeline_entries,
         mib(size.rss_warm_bytes),
         size.bytes_per_timeline_entry
