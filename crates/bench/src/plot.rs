@@ -24,14 +24,17 @@ const MARGIN_LEFT: f64 = 64.0;
 const MARGIN_RIGHT: f64 = 16.0;
 const MARGIN_TOP: f64 = 36.0;
 const MARGIN_BOTTOM: f64 = 72.0;
+/// Room for the title and subtitle.
+const HEADER: f64 = 52.0;
 const COLOURS: [&str; 4] = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd"];
 
-/// The panels side by side, `columns` to a row, as an SVG document.
-pub fn svg(title: &str, x_label: &str, panels: &[Panel], columns: usize) -> String {
+/// The panels side by side, `columns` to a row, under a title and a
+/// subtitle, as an SVG document.
+pub fn svg(title: &str, subtitle: &str, x_label: &str, panels: &[Panel], columns: usize) -> String {
     let columns = columns.max(1);
     let rows = panels.len().div_ceil(columns).max(1);
     let width = PANEL_WIDTH * columns as f64;
-    let height = PANEL_HEIGHT * rows as f64 + 40.0;
+    let height = PANEL_HEIGHT * rows as f64 + HEADER;
     let mut out = String::new();
     let _ = write!(
         out,
@@ -39,13 +42,14 @@ pub fn svg(title: &str, x_label: &str, panels: &[Panel], columns: usize) -> Stri
     );
     let _ = write!(
         out,
-        r#"<rect width="100%" height="100%" fill="white"/><text x="{}" y="24" text-anchor="middle" font-size="16">{}</text>"#,
-        width / 2.0,
-        escape(title)
+        r##"<rect width="100%" height="100%" fill="white"/><text x="{x}" y="22" text-anchor="middle" font-size="16">{}</text><text x="{x}" y="42" text-anchor="middle" fill="#555">{}</text>"##,
+        escape(title),
+        escape(subtitle),
+        x = width / 2.0,
     );
     for (index, panel) in panels.iter().enumerate() {
         let left = PANEL_WIDTH * (index % columns) as f64;
-        let top = 40.0 + PANEL_HEIGHT * (index / columns) as f64;
+        let top = HEADER + PANEL_HEIGHT * (index / columns) as f64;
         draw_panel(&mut out, panel, x_label, left, top);
     }
     out.push_str("</svg>\n");
@@ -117,10 +121,11 @@ fn draw_panel(out: &mut String, panel: &Panel, x_label: &str, left: f64, top: f6
     }
     let _ = write!(
         out,
-        r#"<text x="{}" y="{}" text-anchor="middle">{} ({})</text>"#,
+        r##"<text x="{}" y="{}" text-anchor="middle">{}</text><text x="{plot_left}" y="{}" fill="#555">{}</text>"##,
         plot_left + plot_width / 2.0,
         plot_top + plot_height + 32.0,
         escape(x_label),
+        plot_top - 6.0,
         escape(&panel.unit)
     );
     for (index, series) in panel.series.iter().enumerate() {
@@ -206,6 +211,7 @@ mod tests {
     fn a_chart_draws_each_series_and_escapes_its_text() {
         let chart = svg(
             "cost <by> size",
+            "one machine",
             "accounts",
             &[Panel {
                 title: "memory".to_owned(),

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use rand::Rng;
 use reqwest::Method;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::SuiteArgs;
@@ -66,9 +66,12 @@ pub struct ScaleArgs {
     /// size) [default: the system's temporary directory].
     #[arg(long)]
     pub work_dir: Option<PathBuf>,
+    /// Measure nothing: draw `scale.svg` again from the `scale.json` in `--results`.
+    #[arg(long)]
+    pub replot: bool,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct SizeResult {
     pub accounts: usize,
     pub follows: u64,
@@ -100,7 +103,7 @@ pub struct SizeResult {
     pub restart_p99_recovered_s: Option<f64>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct ScaleResult {
     pub machine: Machine,
     pub follows_mean: f64,
@@ -109,6 +112,12 @@ pub struct ScaleResult {
 }
 
 pub async fn run(args: &ScaleArgs) -> anyhow::Result<ScaleResult> {
+    if args.replot {
+        let recorded: ScaleResult =
+            serde_json::from_slice(&std::fs::read(args.suite.results.join("scale.json"))?)?;
+        std::fs::write(args.suite.results.join("scale.svg"), curves_svg(&recorded))?;
+        return Ok(recorded);
+    }
     let mut result = ScaleResult {
         machine: Machine::this(),
         follows_mean: args.follows_mean,
@@ -179,8 +188,9 @@ fn curves_svg(result: &ScaleResult) -> String {
         },
     ];
     plot::svg(
+        "One embedded Starling node against community size",
         &format!(
-            "One embedded node against community size ({}, {} follows each on average, {} posts per account)",
+            "{}; {} follows per account on average (Zipf popularity), {} posts per account; 5,000 active readers",
             result.machine.describe(),
             result.follows_mean,
             result.posts_per_account
