@@ -272,22 +272,9 @@ async fn measure_size(args: &ScaleArgs, accounts: usize) -> anyhow::Result<SizeR
     .await;
 
     let tokens = Arc::new(tokens);
-    let limits = Limits {
-        duration: Duration::from_secs(args.suite.duration),
-        max_requests: None,
-    };
     let metrics_url = format!("{}/metrics", starling.base);
     let lag_before = scrape_lag(&http, &metrics_url).await;
-    let warm = drive(
-        &starling.address,
-        reads_and_posts(tokens.clone(), 10),
-        Pacing::Open {
-            rate: args.rate,
-            max_in_flight: 256,
-        },
-        limits,
-    )
-    .await;
+    let warm = open_loop(&starling, &tokens, 10, args.rate, args.suite.duration).await;
     let lag_after = scrape_lag(&http, &metrics_url).await;
     let fanout_lag = match (lag_before, lag_after) {
         (Some(before), Some(after)) => lag_between(&before, &after),
@@ -324,19 +311,7 @@ async fn measure_size(args: &ScaleArgs, accounts: usize) -> anyhow::Result<SizeR
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let restart_first_read_s = restarted.elapsed().as_secs_f64();
-    let recovery = drive(
-        &starling.address,
-        reads_and_posts(tokens.clone(), 0),
-        Pacing::Open {
-            rate: args.rate,
-            max_in_flight: 256,
-        },
-        Limits {
-            duration: Duration::from_secs(args.suite.duration * 3),
-            max_requests: None,
-        },
-    )
-    .await;
+    let recovery = open_loop(&starling, &tokens, 0, args.rate, args.suite.duration * 3).await;
     let recovered_after =
         recovered_second(&recovery).map(|second| restart_first_read_s + second as f64);
     starling.stop().await?;
@@ -363,6 +338,30 @@ async fn measure_size(args: &ScaleArgs, accounts: usize) -> anyhow::Result<SizeR
         restart_first_read_s,
         restart_p99_recovered_s: recovered_after,
     })
+}
+
+/// `rate` requests a second for `seconds` (open loop): feed reads, and one
+/// post in `post_every` (none when 0).
+async fn open_loop(
+    server: &Spawned,
+    tokens: &Arc<Vec<String>>,
+    post_every: u32,
+    rate: f64,
+    seconds: u64,
+) -> RunReport {
+    drive(
+        &server.address,
+        reads_and_posts(tokens.clone(), post_every),
+        Pacing::Open {
+            rate,
+            max_in_flight: 256,
+        },
+        Limits {
+            duration: Duration::from_secs(seconds),
+            max_requests: None,
+        },
+    )
+    .await
 }
 
 /// Feed reads by the readers at random, and one post in `post_every`
