@@ -39,6 +39,18 @@ pub struct FeedReadArgs {
     /// Keep the data here instead of a temporary directory.
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
+    /// `KEY=VALUE` for the server's environment, after the benchmark's own
+    /// (repeatable): measures what a setting costs, e.g. the edge layers
+    /// with `STARLING_RATE_LIMITS__ENABLED=true` or `STARLING_HTTP__MAX_IN_FLIGHT=0`.
+    #[arg(long = "server-env", value_parser = parse_env_pair)]
+    pub server_env: Vec<(String, String)>,
+}
+
+fn parse_env_pair(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((key, value)) if !key.is_empty() => Ok((key.to_owned(), value.to_owned())),
+        _ => Err(format!("expected KEY=VALUE, got {text:?}")),
+    }
 }
 
 #[derive(Debug, Serialize)]
@@ -74,7 +86,12 @@ pub async fn run(args: &FeedReadArgs) -> anyhow::Result<FeedReadResult> {
         manifest: None,
     })
     .await?;
-    let starling = start_starling(&data_dir, &[]).await?;
+    let server_env: Vec<(&str, String)> = args
+        .server_env
+        .iter()
+        .map(|(key, value)| (key.as_str(), value.clone()))
+        .collect();
+    let starling = start_starling(&data_dir, &server_env).await?;
     let http = client(args.connections * 2)?;
 
     // Warm every reader's timeline and keep those whose first page is full.
