@@ -221,3 +221,35 @@ impl opentelemetry::propagation::Extractor for HeaderCarrier<'_> {
         self.0.keys().map(|name| name.as_str()).collect()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_outcome_is_resolved_once_and_found_by_its_borrowed_key() {
+        let metrics = RequestMetrics::new();
+        metrics.outcome(&Method::GET, "/api/v1/feed", 200);
+        // The borrowed key must hash and compare as the stored one: a
+        // mismatch would resolve the handles again on every request.
+        assert!(
+            metrics
+                .by_outcome
+                .get(&OutcomeRef(&Method::GET, "/api/v1/feed", 200))
+                .is_some()
+        );
+        metrics.outcome(&Method::GET, "/api/v1/feed", 200);
+        assert_eq!(
+            metrics.by_outcome.len(),
+            1,
+            "the second request found the first's handles"
+        );
+        metrics.outcome(&Method::GET, "/api/v1/feed", 304);
+        metrics.outcome(&Method::POST, "/api/v1/feed", 200);
+        assert_eq!(
+            metrics.by_outcome.len(),
+            3,
+            "method and status each make their own"
+        );
+    }
+}
