@@ -9,7 +9,12 @@
 //!   creations, p50 and p99, with the fan-out lag they caused;
 //! - after `kill -9`: the time to the first 200 of a feed read, and until
 //!   the p99 of each second of reads is back under 10 ms (timelines rebuild
-//!   lazily, on their reader's first read, so none is rebuilt at start).
+//!   lazily, on their reader's first read, so none is rebuilt at start);
+//! - the most-followed account's posts (about 100,000 followers at a
+//!   million accounts): the time from each post until a follower's feed
+//!   shows it, as the server is configured (above `timeline.fanout_threshold`
+//!   they are merged at read) and with fan-out forced for that account (the
+//!   threshold raised above its followers), with the fan-out lag.
 //!
 //! The baseline of each figure is the same figure at the smallest size,
 //! measured in the same run: the curves are the point.
@@ -36,6 +41,8 @@ use crate::server::{Spawned, start_starling};
 const RECOVERED_P99_MS: f64 = 10.0;
 /// Timeline entries a reader's stored timeline holds at most (`timeline.cap`).
 const TIMELINE_CAP: i64 = 800;
+/// Posts the most-followed account makes in each of its measurements.
+const CELEBRITY_POSTS: usize = 30;
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct ScaleArgs {
@@ -101,6 +108,39 @@ pub struct SizeResult {
     /// ... to the first second after which every second's read p99 stayed
     /// under 10 ms; `None` if it did not within the measurement.
     pub restart_p99_recovered_s: Option<f64>,
+    /// The most-followed account's posts reaching a follower (absent in
+    /// results recorded before it was measured).
+    #[serde(default)]
+    pub celebrity: Option<CelebrityResult>,
+}
+
+/// The most-followed account posting, one post at a time, each read back
+/// from a follower's feed until it shows.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct CelebrityResult {
+    pub followers: u64,
+    /// As the server is configured: merged at read when `followers` is above
+    /// `timeline.fanout_threshold` (`merged_at_read`), else fanned out.
+    pub configured: Visibility,
+    /// With `timeline.fanout_threshold` at twice `followers` (above the band
+    /// in which posts are merged at read too): every post written into the
+    /// materialised timelines of all its followers, and seen only there.
+    pub fanned_out: Visibility,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Visibility {
+    /// Whether the server merged these posts at read instead of fanning them
+    /// out (its `starling_fanout_skipped_high_fanout_total` counted them).
+    pub merged_at_read: bool,
+    /// From sending the post to the first feed read of a follower that
+    /// shows it (reads one after another, 1 ms apart).
+    pub visible: LatencySummary,
+    /// The server's own fan-out lag for these posts (commit to the last
+    /// timeline written); `None` when they were merged at read.
+    pub fanout_lag: Option<LagSummary>,
+    /// Timelines the store held while they were posted.
+    pub timelines_held: Option<u64>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -174,6 +214,28 @@ fn curves_svg(result: &ScaleResult) -> String {
                 line("feed, cold (rebuilt)", &|size| size.cold_feed.p99_ms),
                 line("feed, warm", &|size| size.warm_feed.p99_ms),
                 line("post", &|size| size.post.p99_ms),
+            ],
+        },
+        Panel {
+            title: "Most-followed account's post to a follower's feed, p99".to_owned(),
+            unit: "ms".to_owned(),
+            series: vec![
+                line("as configured (merged at read above 10,000)", &|size| {
+                    size.celebrity
+                        .as_ref()
+                        .map_or(0.0, |celebrity| celebrity.configured.visible.p99_ms)
+                }),
+                line("fan-out forced", &|size| {
+                    size.celebrity
+                        .as_ref()
+                        .map_or(0.0, |celebrity| celebrity.fanned_out.visible.p99_ms)
+                }),
+                line("fan-out lag, forced", &|size| {
+                    size.celebrity
+                        .as_ref()
+                        .and_then(|celebrity| celebrity.fanned_out.fanout_lag.as_ref())
+                        .map_or(0.0, |lag| lag.p99_s * 1000.0)
+                }),
             ],
         },
         Panel {
@@ -280,6 +342,21 @@ async fn measure_size(args: &ScaleArgs, accounts: usize) -> anyhow::Result<SizeR
         (Some(before), Some(after)) => lag_between(&before, &after),
         _ => None,
     };
+    let celebrity_follower = tokens.first().cloned().unwrap_or_default();
+    let celebrity = match seeded.manifest.most_followed.first() {
+        Some((id, followers)) => Some((
+            id.clone(),
+            *followers,
+            celebrity_token(&http, &starling.base, id, &celebrity_follower).await?,
+        )),
+        None => None,
+    };
+    let configured = match &celebrity {
+        Some((id, _, token)) => {
+            Some(celebrity_posts(&http, &starling.base, id, token, &celebrity_follower).await?)
+        }
+        None => None,
+    };
     let op = |report: &RunReport, name: &str| {
         report
             .ops
@@ -316,6 +393,33 @@ async fn measure_size(args: &ScaleArgs, accounts: usize) -> anyhow::Result<SizeR
         recovered_second(&recovery).map(|second| restart_first_read_s + second as f64);
     starling.stop().await?;
 
+    // The most-followed account again, with fan-out forced for it: the
+    // readers' timelines warmed first, as the fan-out writes only into
+    // timelines that are materialised.
+    let celebrity = match (celebrity, configured) {
+        (Some((id, followers, token)), Some(configured)) => {
+            // Twice its followers: above the band below the threshold in
+            // which posts are merged at read as well as fanned out, so the
+            // follower sees the post only through its timeline.
+            let mut forced = server_env.clone();
+            forced.push((
+                "STARLING_TIMELINE__FANOUT_THRESHOLD",
+                (followers * 2 + 2).to_string(),
+            ));
+            let starling = start_starling(&data_dir, &forced).await?;
+            first_reads(&http, &starling.base, &tokens, 4).await?;
+            let fanned_out =
+                celebrity_posts(&http, &starling.base, &id, &token, &celebrity_follower).await?;
+            starling.stop().await?;
+            Some(CelebrityResult {
+                followers,
+                configured,
+                fanned_out,
+            })
+        }
+        _ => None,
+    };
+
     let readers_warmed = cold_feed.count as usize;
     Ok(SizeResult {
         accounts,
@@ -337,6 +441,120 @@ async fn measure_size(args: &ScaleArgs, accounts: usize) -> anyhow::Result<SizeR
         fanout_lag,
         restart_first_read_s,
         restart_p99_recovered_s: recovered_after,
+        celebrity,
+    })
+}
+
+/// A token of the account `id` (seeded accounts share one password), once
+/// `follower` (a token) follows it.
+async fn celebrity_token(
+    http: &reqwest::Client,
+    base: &str,
+    id: &str,
+    follower: &str,
+) -> anyhow::Result<String> {
+    let followed = http
+        .post(format!("{base}/api/v1/users/{id}/follow"))
+        .bearer_auth(follower)
+        .send()
+        .await?;
+    anyhow::ensure!(
+        followed.status().is_success(),
+        "following the most-followed account failed: {}",
+        followed.status()
+    );
+    let profile: serde_json::Value = http
+        .get(format!("{base}/api/v1/users/{id}"))
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    let handle = profile["handle"]
+        .as_str()
+        .ok_or_else(|| anyhow::anyhow!("the profile of {id} has no handle"))?;
+    let session: serde_json::Value = http
+        .post(format!("{base}/api/v1/auth/login"))
+        .json(&json!({"login": handle, "password": crate::seed::BENCH_PASSWORD}))
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    session["access_token"]
+        .as_str()
+        .map(str::to_owned)
+        .ok_or_else(|| anyhow::anyhow!("the login of {handle} gave no access token"))
+}
+
+/// `CELEBRITY_POSTS` posts by the account, one at a time, each followed by
+/// the follower's feed reads until it shows.
+async fn celebrity_posts(
+    http: &reqwest::Client,
+    base: &str,
+    id: &str,
+    token: &str,
+    follower: &str,
+) -> anyhow::Result<Visibility> {
+    let metrics_url = format!("{base}/metrics");
+    let skipped = "starling_fanout_skipped_high_fanout_total";
+    let skipped_before = gauge(http, &metrics_url, skipped).await.unwrap_or(0);
+    let lag_before = scrape_lag(http, &metrics_url).await;
+    let timelines_held = gauge(http, &metrics_url, "starling_timelines_materialised").await;
+    // The follower's timeline is materialised before the first post.
+    http.get(format!("{base}/api/v1/feed?limit=20"))
+        .bearer_auth(follower)
+        .send()
+        .await?
+        .error_for_status()?;
+    let mut visible = new_histogram();
+    for index in 0..CELEBRITY_POSTS {
+        let started = Instant::now();
+        let post: serde_json::Value = http
+            .post(format!("{base}/api/v1/posts"))
+            .bearer_auth(token)
+            .json(&json!({"text": format!("a post by the most-followed account, {index}")}))
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?;
+        let post_id = post["id"].clone();
+        loop {
+            let feed: serde_json::Value = http
+                .get(format!("{base}/api/v1/feed?limit=20"))
+                .bearer_auth(follower)
+                .send()
+                .await?
+                .error_for_status()?
+                .json()
+                .await?;
+            let shown = feed["data"]
+                .as_array()
+                .is_some_and(|posts| posts.iter().any(|shown| shown["id"] == post_id));
+            if shown {
+                break;
+            }
+            anyhow::ensure!(
+                started.elapsed() < Duration::from_secs(60),
+                "a post of {id} did not reach a follower's feed within a minute"
+            );
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        visible.record(started.elapsed().as_micros() as u64)?;
+    }
+    // The fan-out of the last post may still be writing the other timelines.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let skipped_after = gauge(http, &metrics_url, skipped).await.unwrap_or(0);
+    let lag_after = scrape_lag(http, &metrics_url).await;
+    Ok(Visibility {
+        merged_at_read: skipped_after > skipped_before,
+        visible: LatencySummary::of(&visible),
+        fanout_lag: match (lag_before, lag_after) {
+            (Some(before), Some(after)) => lag_between(&before, &after),
+            _ => None,
+        },
+        timelines_held,
     })
 }
 
@@ -541,6 +759,32 @@ fn print_size(size: &SizeResult) {
             |s| format!("{s:.1} s")
         )
     );
+    if let Some(celebrity) = &size.celebrity {
+        let lag = |visibility: &Visibility| {
+            visibility.fanout_lag.as_ref().map_or_else(
+                || "none".to_owned(),
+                |lag| format!("p50 {:.3} s p99 {:.3} s", lag.p50_s, lag.p99_s),
+            )
+        };
+        let how = |visibility: &Visibility| {
+            if visibility.merged_at_read {
+                "merged at read"
+            } else {
+                "fanned out"
+            }
+        };
+        println!(
+            "    most-followed account ({} followers), post to a follower's feed: as configured ({}) p50 {:.2} ms p99 {:.2} ms, fan-out lag {}; fan-out forced p50 {:.2} ms p99 {:.2} ms, fan-out lag {}",
+            celebrity.followers,
+            how(&celebrity.configured),
+            celebrity.configured.visible.p50_ms,
+            celebrity.configured.visible.p99_ms,
+            lag(&celebrity.configured),
+            celebrity.fanned_out.visible.p50_ms,
+            celebrity.fanned_out.visible.p99_ms,
+            lag(&celebrity.fanned_out),
+        );
+    }
 }
 
 /// Each figure against the smallest size's, measured in the same run.
