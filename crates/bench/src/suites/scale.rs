@@ -217,20 +217,20 @@ fn curves_svg(result: &ScaleResult) -> String {
             ],
         },
         Panel {
-            title: "Most-followed account's post to a follower's feed, p99".to_owned(),
+            title: "Most-followed account's post seen by a follower, p99".to_owned(),
             unit: "ms".to_owned(),
             series: vec![
-                line("as configured (merged at read above 10,000)", &|size| {
+                line("hybrid (default)", &|size| {
                     size.celebrity
                         .as_ref()
                         .map_or(0.0, |celebrity| celebrity.configured.visible.p99_ms)
                 }),
-                line("fan-out forced", &|size| {
+                line("fanned out", &|size| {
                     size.celebrity
                         .as_ref()
                         .map_or(0.0, |celebrity| celebrity.fanned_out.visible.p99_ms)
                 }),
-                line("fan-out lag, forced", &|size| {
+                line("its fan-out lag", &|size| {
                     size.celebrity
                         .as_ref()
                         .and_then(|celebrity| celebrity.fanned_out.fanout_lag.as_ref())
