@@ -24,6 +24,11 @@ pub struct Settings {
     /// write; their posts are merged into timelines at read time.
     pub fanout_threshold: i64,
     pub refresh_token_ttl_secs: i64,
+    /// A session's absolute lifetime: refreshes do not carry it further.
+    pub session_max_age_secs: i64,
+    /// How long after a refresh the same refresh token may be presented
+    /// again as a retry of it (its answer lost) without ending the session.
+    pub refresh_retry_grace_secs: i64,
     /// Likes remembered per reader for `liked_by_me` (older ones are asked of SQL).
     pub liked_window: usize,
     pub media: crate::media::MediaSettings,
@@ -49,6 +54,8 @@ impl Default for Settings {
             timeline_cap: 800,
             fanout_threshold: 10_000,
             refresh_token_ttl_secs: 30 * 24 * 3600,
+            session_max_age_secs: 90 * 24 * 3600,
+            refresh_retry_grace_secs: 30,
             liked_window: 1_000,
             media: crate::media::MediaSettings::default(),
             login_backoff: LoginBackoff::default(),
@@ -175,6 +182,8 @@ impl App {
                 tokens,
                 hiding: hiding.clone(),
                 refresh_token_ttl_secs: settings.refresh_token_ttl_secs,
+                session_max_age_secs: settings.session_max_age_secs,
+                refresh_retry_grace_secs: settings.refresh_retry_grace_secs,
                 login_backoff: settings.login_backoff,
             },
         );

@@ -87,6 +87,9 @@ pub const RUNTIME_ALIVE_TASKS: &str = "starling_runtime_alive_tasks";
 pub const RUNTIME_BUSY_RATIO: &str = "starling_runtime_busy_ratio";
 pub const RUNTIME_GLOBAL_QUEUE_DEPTH: &str = "starling_runtime_global_queue_depth";
 pub const RUNTIME_WORKERS: &str = "starling_runtime_workers";
+pub const SESSIONS_ENDED_TOTAL: &str = "starling_sessions_ended_total";
+pub const SESSIONS_OPENED_TOTAL: &str = "starling_sessions_opened_total";
+pub const SESSIONS_REVOKED_KNOWN: &str = "starling_sessions_revoked_known";
 pub const STREAM_BACKLOG_EVENTS: &str = "starling_stream_backlog_events";
 pub const STREAM_CONNECTIONS: &str = "starling_stream_connections";
 pub const STREAM_DROPPED_TOTAL: &str = "starling_stream_dropped_total";
@@ -523,6 +526,27 @@ pub const ALL: &[Metric] = &[
         kind: Kind::Gauge,
         unit: None,
         help: "Async runtime worker threads",
+        zero_at_start: false,
+    },
+    Metric {
+        name: SESSIONS_ENDED_TOTAL,
+        kind: Kind::Counter,
+        unit: None,
+        help: "Sessions ended before their end, by why (logout, logout_everywhere, ended, password, reuse)",
+        zero_at_start: false,
+    },
+    Metric {
+        name: SESSIONS_OPENED_TOTAL,
+        kind: Kind::Counter,
+        unit: None,
+        help: "Sessions opened by a login or registration",
+        zero_at_start: true,
+    },
+    Metric {
+        name: SESSIONS_REVOKED_KNOWN,
+        kind: Kind::Gauge,
+        unit: None,
+        help: "Ended sessions whose unexpired access tokens this instance refuses",
         zero_at_start: false,
     },
     Metric {

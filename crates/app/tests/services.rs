@@ -104,6 +104,7 @@ impl World {
                 email: format!("{handle}@example.org"),
                 password: "correct horse".to_owned(),
                 display_name: None,
+                device: Default::default(),
             })
             .await
             .unwrap()

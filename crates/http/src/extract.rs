@@ -6,7 +6,7 @@ use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode};
 use serde::de::DeserializeOwned;
-use starling_app::accounts::UserRef;
+use starling_app::accounts::{Caller, Device, UserRef};
 use starling_app::auth::TokenError;
 use starling_domain::{PostId, UserId};
 
@@ -176,17 +176,100 @@ fn verify(parts: &Parts, state: &HttpState, token: &str) -> Result<AuthUser, Api
         }
         return Ok(AuthUser(*caller));
     }
-    let caller = state.app.accounts().authenticate(token).map_err(|error| {
-        let detail = match error {
-            TokenError::Expired => "the access token has expired; refresh it",
-            TokenError::Invalid => "the access token is invalid",
-        };
-        ApiError::unauthenticated(detail, "Bearer error=\"invalid_token\"")
-    })?;
+    let caller = state
+        .app
+        .accounts()
+        .authenticate(token)
+        .map_err(token_problem)?;
     if let Some(slot) = parts.extensions.get::<CallerSlot>() {
         slot.set(caller);
     }
     Ok(AuthUser(caller))
+}
+
+/// The caller and the session of their access token, for the routes that
+/// act on sessions (the current one is marked, or kept).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct AuthSession(pub Caller);
+
+impl FromRequestParts<HttpState> for AuthSession {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &HttpState,
+    ) -> Result<Self, Self::Rejection> {
+        let Some(token) = bearer_token(&parts.headers)? else {
+            return Err(ApiError::unauthenticated(
+                "this endpoint needs an access token: Authorization: Bearer <token>",
+                "Bearer",
+            ));
+        };
+        let identity = state
+            .app
+            .accounts()
+            .identify(token)
+            .map_err(token_problem)?;
+        if let Some(slot) = parts.extensions.get::<CallerSlot>() {
+            slot.set(identity.user);
+        }
+        Ok(Self(Caller {
+            user: identity.user,
+            session: identity.session,
+        }))
+    }
+}
+
+/// Where a token is optional (logout): the caller when one is given; a
+/// token that is given but invalid is still refused.
+impl OptionalFromRequestParts<HttpState> for AuthSession {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &HttpState,
+    ) -> Result<Option<Self>, Self::Rejection> {
+        if bearer_token(&parts.headers)?.is_none() {
+            return Ok(None);
+        }
+        <Self as FromRequestParts<HttpState>>::from_request_parts(parts, state)
+            .await
+            .map(Some)
+    }
+}
+
+fn token_problem(error: TokenError) -> ApiError {
+    let detail = match error {
+        TokenError::Expired => "the access token has expired; refresh it",
+        TokenError::Invalid => "the access token is invalid",
+        TokenError::Revoked => "the session of this access token has ended; sign in again",
+    };
+    ApiError::unauthenticated(detail, "Bearer error=\"invalid_token\"")
+}
+
+/// Where a sign-in comes from: its `User-Agent`, and the client address the
+/// edge decided (behind trusted proxies, the forwarded one).
+pub(crate) struct ClientDevice(pub Device);
+
+impl<S: Send + Sync> FromRequestParts<S> for ClientDevice {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        Ok(Self(device_of(&parts.headers, &parts.extensions)))
+    }
+}
+
+pub(crate) fn device_of(headers: &HeaderMap, extensions: &axum::http::Extensions) -> Device {
+    Device {
+        user_agent: headers
+            .get(axum::http::header::USER_AGENT)
+            .and_then(|value| value.to_str().ok())
+            .map(str::to_owned),
+        address: extensions
+            .get::<crate::edge::ClientIp>()
+            .and_then(|client| client.0)
+            .map(|address| address.to_string()),
+    }
 }
 
 /// `/users/{user}`: a numeric id or `@handle`. Anything else names no one (404).

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use starling_app::PostView;
-use starling_app::accounts::Session;
+use starling_app::accounts::{Session, SessionView};
 use starling_app::notifications::NotificationView;
 use starling_domain::{Mention, Timestamp, User, UserSummary};
 use utoipa::ToSchema;
@@ -406,6 +406,68 @@ pub(crate) struct LoginRequest {
 #[serde(deny_unknown_fields)]
 pub(crate) struct RefreshRequest {
     pub refresh_token: String,
+}
+
+/// Sign out: the session of `refresh_token`, or of the access token sent
+/// with the request; with `everywhere`, every session of the account.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct LogoutRequest {
+    pub refresh_token: Option<String>,
+    /// End every session of the account (the access token's, or the
+    /// refresh token's account).
+    #[serde(default)]
+    pub everywhere: bool,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ChangePasswordRequest {
+    #[schema(max_length = 1024)]
+    pub current_password: String,
+    /// 8–128 characters.
+    #[schema(min_length = 8, max_length = 128)]
+    pub new_password: String,
+}
+
+/// One signed-in session of the caller's.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct SessionOut {
+    /// 64-bit id, as a string: `DELETE /me/sessions/{id}` ends it.
+    pub id: String,
+    /// The `User-Agent` it signed in with.
+    pub user_agent: Option<String>,
+    /// The address it signed in from.
+    pub address: Option<String>,
+    /// RFC 3339.
+    pub created_at: String,
+    /// Its last refresh (within an access token's lifetime of its last use).
+    pub last_used_at: String,
+    /// When it ends however often it is refreshed.
+    pub expires_at: String,
+    /// The session of the access token asking.
+    pub current: bool,
+}
+
+impl From<SessionView> for SessionOut {
+    fn from(view: SessionView) -> Self {
+        let session = view.session;
+        Self {
+            id: session.id.to_string(),
+            user_agent: session.user_agent,
+            address: session.address,
+            created_at: session.created_at.to_rfc3339(),
+            last_used_at: session.last_used_at.to_rfc3339(),
+            expires_at: session.expires_at.to_rfc3339(),
+            current: view.current,
+        }
+    }
+}
+
+/// The caller's open sessions, newest first.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct SessionsBody {
+    pub data: Vec<SessionOut>,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]

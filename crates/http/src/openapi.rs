@@ -19,6 +19,7 @@ use utoipa::{Modify, OpenApi};
     modifiers(&BearerAuth),
     tags(
         (name = "auth", description = "Registration and sessions"),
+        (name = "sessions", description = "A person's signed-in sessions, and their password"),
         (name = "users", description = "Profiles"),
         (name = "graph", description = "Following"),
         (name = "posts", description = "Posts and likes"),

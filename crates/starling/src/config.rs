@@ -188,6 +188,18 @@ pub enum LogFormat {
 pub struct AuthConfig {
     pub access_token_ttl_secs: i64,
     pub refresh_token_ttl_secs: i64,
+    /// A session's absolute lifetime: after it the person signs in again,
+    /// however often the session was refreshed.
+    pub session_max_age_secs: i64,
+    /// A refresh token presented again within this many seconds of its
+    /// refresh, while the token that refresh handed out is unspent, is a
+    /// retry whose answer was lost: it gets a new pair instead of ending
+    /// the session as reuse of a spent token does (0: no grace).
+    pub refresh_retry_grace_secs: i64,
+    /// How often each API instance reads the sessions ended anywhere, whose
+    /// access tokens it then refuses (an ended session's tokens work at
+    /// most this much longer on the other instances).
+    pub revocation_poll_ms: u64,
     /// Ed25519 private key (PKCS#8 PEM). Default: `<data_dir>/jwt-ed25519.pem`,
     /// created on first start. Every API instance must share it.
     pub signing_key_file: Option<PathBuf>,
@@ -476,6 +488,9 @@ impl Default for AuthConfig {
         Self {
             access_token_ttl_secs: 15 * 60,
             refresh_token_ttl_secs: 30 * 24 * 3600,
+            session_max_age_secs: 90 * 24 * 3600,
+            refresh_retry_grace_secs: 30,
+            revocation_poll_ms: 1_000,
             signing_key_file: None,
             password_hashing: PasswordParams::default(),
             login_free_failures: 5,
@@ -638,6 +653,14 @@ impl Config {
         }
         if self.timeline.fanout_threshold < 1 {
             bail!("timeline.fanout_threshold must be at least 1");
+        }
+        if self.auth.session_max_age_secs < 1
+            || self.auth.refresh_retry_grace_secs < 0
+            || self.auth.revocation_poll_ms < 10
+        {
+            bail!(
+                "auth.session_max_age_secs must be at least 1, auth.refresh_retry_grace_secs at least 0, and auth.revocation_poll_ms at least 10"
+            );
         }
         if self.auth.access_token_ttl_secs < 1 || self.auth.refresh_token_ttl_secs < 1 {
             bail!("token lifetimes must be at least one second");

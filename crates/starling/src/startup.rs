@@ -112,6 +112,8 @@ impl Application {
                 timeline_cap: config.timeline.cap,
                 fanout_threshold: config.timeline.fanout_threshold,
                 refresh_token_ttl_secs: config.auth.refresh_token_ttl_secs,
+                session_max_age_secs: config.auth.session_max_age_secs,
+                refresh_retry_grace_secs: config.auth.refresh_retry_grace_secs,
                 media: config.media.settings(),
                 login_backoff: config.auth.login_backoff(),
                 ..Settings::default()
@@ -285,6 +287,13 @@ impl Application {
         if let Some(limiter) = self.local_limiter.clone() {
             tasks.push(tokio::spawn(forget_idle_clients(limiter, stop.clone())));
         }
+        if config.runs(Role::Api) {
+            tasks.push(tokio::spawn(learn_revocations(
+                self.app.clone(),
+                Duration::from_millis(config.auth.revocation_poll_ms),
+                stop.clone(),
+            )));
+        }
         // The outbox is pruned by whoever consumes it; tokens by the API.
         let outbox_reader = if self.jetstream.is_some() {
             config.runs(Role::Relay)
@@ -435,6 +444,20 @@ async fn forget_idle_clients(limiter: starling_local::LocalRateLimiter, stop: Ca
         tokio::select! {
             () = stop.cancelled() => return,
             () = tokio::time::sleep(Duration::from_secs(60)) => limiter.forget_idle(),
+        }
+    }
+}
+
+/// Reads the sessions ended anywhere every `every`, so that this instance
+/// refuses their access tokens (see `starling_app::auth::revoked`).
+async fn learn_revocations(app: Arc<App>, every: Duration, stop: CancellationToken) {
+    loop {
+        if let Err(error) = app.accounts().sync_revocations().await {
+            tracing::warn!(error = %error, "cannot read the ended sessions");
+        }
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = tokio::time::sleep(every) => {}
         }
     }
 }

@@ -10,20 +10,21 @@ use std::time::Duration;
 
 use starling_domain::{Password, Timestamp};
 
-use crate::accounts::Session;
 use crate::accounts::{Accounts, existing_user};
+use crate::accounts::{Device, Session};
 use crate::error::{AppError, AppResult};
 use crate::ports::Failures;
 
 /// Longer inputs cannot be valid; refusing them early keeps the hasher from
 /// being fed megabytes.
 const LOGIN_MAX_LEN: usize = 254;
-const PRESENTED_PASSWORD_MAX_LEN: usize = 1024;
+pub(crate) const PRESENTED_PASSWORD_MAX_LEN: usize = 1024;
 
 #[derive(Debug, Clone)]
 pub struct LoginInput {
     pub login: String,
     pub password: String,
+    pub device: Device,
 }
 
 pub(crate) const BAD_CREDENTIALS: &str = "login or password is incorrect";
@@ -120,19 +121,19 @@ impl Accounts {
             tracing::warn!(error = %error, "could not clear an account's failed logins");
         }
         let user = existing_user(self.accounts.as_ref(), user_id).await?;
-        self.open_session(user).await
+        self.open_session(user, input.device).await
     }
 
     /// The failures counted for `key`; none when they cannot be read (the
     /// back-off fails open: the edge's per-address quota still holds).
-    async fn login_failures(&self, key: &str) -> Failures {
+    pub(super) async fn login_failures(&self, key: &str) -> Failures {
         self.login_failures.get(key).await.unwrap_or_else(|error| {
             tracing::warn!(error = %error, "could not read failed logins; not backing off");
             Failures::default()
         })
     }
 
-    async fn count_login_failure(&self, key: &str) {
+    pub(super) async fn count_login_failure(&self, key: &str) {
         let forget_after = self.login_backoff.forget_after;
         if let Err(error) = self
             .login_failures

@@ -9,10 +9,12 @@ use crate::error::AppResult;
 use crate::ports::RefreshFamily;
 
 impl Accounts {
-    /// Always succeeds for well-formed input, known token or not: logout must
-    /// not reveal which tokens exist.
+    /// Ends the session of `refresh_token` (spent tokens of it count), and
+    /// with `everywhere` every session of its account. Always succeeds for
+    /// well-formed input, known token or not: logout must not reveal which
+    /// tokens exist.
     #[tracing::instrument(skip_all)]
-    pub async fn logout(&self, refresh_token: &str) -> AppResult<()> {
+    pub async fn logout(&self, refresh_token: &str, everywhere: bool) -> AppResult<()> {
         if refresh_token.is_empty() || refresh_token.len() > 256 {
             return Ok(());
         }
@@ -20,8 +22,20 @@ impl Accounts {
             .sessions
             .revoke_refresh_family(&token_hash(refresh_token), Timestamp::now())
             .await?;
-        if let Some(family) = revoked {
-            self.end_live_session(family).await;
+        let Some(family) = revoked else {
+            return Ok(());
+        };
+        self.tokens
+            .revoked()
+            .add([family.family_id], Timestamp::now_ms());
+        metrics::counter!(crate::metric::SESSIONS_ENDED_TOTAL, "why" => "logout").increment(1);
+        self.end_live_session(family).await;
+        if everywhere {
+            self.logout_everywhere(crate::accounts::Caller {
+                user: family.user_id,
+                session: Some(family.family_id),
+            })
+            .await?;
         }
         Ok(())
     }

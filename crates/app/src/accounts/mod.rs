@@ -6,12 +6,14 @@ mod profile;
 mod refresh;
 mod register;
 mod session;
+mod sessions;
 
 pub use login::{LoginBackoff, LoginInput};
 pub use profile::{ProfileChanges, UserRef};
 pub use register::RegisterInput;
-pub use session::Session;
 pub(crate) use session::existing_user;
+pub use session::{Device, Session};
+pub use sessions::{Caller, SessionView};
 
 use std::sync::Arc;
 
@@ -36,6 +38,10 @@ pub struct Accounts {
     tokens: AccessTokens,
     hiding: Arc<Hiding>,
     refresh_token_ttl_secs: i64,
+    /// A session's absolute lifetime: refreshes do not extend it.
+    session_max_age_secs: i64,
+    /// How long a spent refresh token may be presented again as a retry.
+    refresh_retry_grace_secs: i64,
     login_backoff: LoginBackoff,
 }
 
@@ -49,6 +55,8 @@ pub struct AccountsParts {
     pub tokens: AccessTokens,
     pub hiding: Arc<Hiding>,
     pub refresh_token_ttl_secs: i64,
+    pub session_max_age_secs: i64,
+    pub refresh_retry_grace_secs: i64,
     pub login_backoff: LoginBackoff,
 }
 
@@ -65,11 +73,14 @@ impl Accounts {
             tokens: parts.tokens,
             hiding: parts.hiding,
             refresh_token_ttl_secs: parts.refresh_token_ttl_secs,
+            session_max_age_secs: parts.session_max_age_secs,
+            refresh_retry_grace_secs: parts.refresh_retry_grace_secs,
             login_backoff: parts.login_backoff,
         }
     }
 
-    /// Verifies an access token without touching any store.
+    /// Verifies an access token without touching any store (its session
+    /// is checked against this instance's set of ended ones).
     pub fn authenticate(&self, access_token: &str) -> Result<UserId, TokenError> {
         self.tokens.verify(access_token)
     }

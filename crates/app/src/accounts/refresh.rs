@@ -1,6 +1,10 @@
 //! Refresh-token rotation: every refresh spends the presented token and hands
 //! out a new one of the same family; a spent token presented again means it
-//! leaked, so the whole family is revoked.
+//! leaked, so the whole family is revoked. Except within a short grace
+//! window (`auth.refresh_retry_grace_secs`) while the token handed out for
+//! it is unspent: that is a client retrying a refresh whose answer it never
+//! got, and it gets a new pair in place of the lost one (which stops
+//! working), so the family still has one live token.
 
 use starling_domain::Timestamp;
 
@@ -26,6 +30,7 @@ impl Accounts {
                 &token_hash(refresh_token),
                 &token_hash(&replacement),
                 now.plus_seconds(self.refresh_token_ttl_secs),
+                now.plus_seconds(-self.refresh_retry_grace_secs),
                 now,
             )
             .await?;
@@ -41,6 +46,11 @@ impl Accounts {
             }
             RotateOutcome::Reused(family) => {
                 tracing::warn!("spent refresh token presented again; its family is revoked");
+                self.tokens
+                    .revoked()
+                    .add([family.family_id], Timestamp::now_ms());
+                metrics::counter!(crate::metric::SESSIONS_ENDED_TOTAL, "why" => "reuse")
+                    .increment(1);
                 self.end_live_session(family).await;
                 Err(AppError::Unauthenticated(INVALID_REFRESH))
             }

@@ -4,7 +4,7 @@
 use starling_domain::{DisplayName, Email, Event, Handle, Password, Timestamp, ValidationErrors};
 
 use crate::accounts::Accounts;
-use crate::accounts::Session;
+use crate::accounts::{Device, Session};
 use crate::error::AppResult;
 use crate::ports::{NewEvent, NewUser};
 
@@ -14,6 +14,8 @@ pub struct RegisterInput {
     pub email: String,
     pub password: String,
     pub display_name: Option<String>,
+    /// Where the sign-in that registration is comes from.
+    pub device: Device,
 }
 
 impl Accounts {
@@ -36,6 +38,7 @@ impl Accounts {
             .filter(|name| !name.is_empty())
             .unwrap_or_else(|| DisplayName::from_handle(&handle));
         let password_hash = self.passwords.hash(password).await?;
+        let device = input.device;
         let id = self.ids.next_user_id();
         let user = self
             .accounts
@@ -53,6 +56,6 @@ impl Accounts {
             })
             .await?;
         tracing::info!(user_id = %user.id, "registered");
-        self.open_session(user).await
+        self.open_session(user, device).await
     }
 }

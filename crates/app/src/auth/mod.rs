@@ -3,7 +3,9 @@
 
 pub mod passwords;
 pub mod refresh;
+pub mod revoked;
 pub mod tokens;
 
 pub use passwords::{PasswordHashing, PasswordParams};
+pub use revoked::RevokedSessions;
 pub use tokens::{AccessClaims, AccessTokens, TokenError, TokenIdentity};

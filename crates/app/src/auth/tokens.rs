@@ -11,6 +11,8 @@ use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 use starling_domain::{Timestamp, UserId};
 
+use crate::auth::revoked::RevokedSessions;
+
 const ISSUER: &str = "starling";
 const AUDIENCE: &str = "starling-api";
 
@@ -42,6 +44,10 @@ pub enum TokenError {
     Expired,
     #[error("access token is invalid")]
     Invalid,
+    /// Its session has ended (signed out, ended from another session, the
+    /// password changed): good signature, refused all the same.
+    #[error("the session of this access token has ended")]
+    Revoked,
 }
 
 #[derive(Clone)]
@@ -56,6 +62,9 @@ pub struct AccessTokens {
     /// whole lifetime. Keyed by the entire token, so only a byte-identical
     /// token can hit.
     verified: Arc<quick_cache::sync::Cache<String, TokenIdentity>>,
+    /// Sessions ended before their tokens expire: checked after the
+    /// signature (or `verified`), on every verification.
+    revoked: Arc<RevokedSessions>,
 }
 
 /// Verified tokens remembered at most.
@@ -103,11 +112,23 @@ impl AccessTokens {
             validation,
             ttl_secs,
             verified: Arc::new(quick_cache::sync::Cache::new(VERIFIED_TOKENS)),
+            revoked: Arc::new(RevokedSessions::default()),
         })
     }
 
     pub fn ttl_secs(&self) -> i64 {
         self.ttl_secs
+    }
+
+    /// How long after its session ends a token of it may still be
+    /// unexpired: its lifetime and the clock leeway.
+    pub fn outlives_session_by_secs(&self) -> i64 {
+        self.ttl_secs + LEEWAY_SECS
+    }
+
+    /// The sessions this instance refuses the tokens of.
+    pub fn revoked(&self) -> &RevokedSessions {
+        &self.revoked
     }
 
     /// A token for `user`, in `session` when it belongs to one (tokens
@@ -144,7 +165,7 @@ impl AccessTokens {
                 self.verified.remove(token);
                 return Err(TokenError::Expired);
             }
-            return Ok(identity);
+            return self.unless_revoked(identity);
         }
         let data = jsonwebtoken::decode::<AccessClaims>(token, &self.decoding, &self.validation)
             .map_err(|error| match error.kind() {
@@ -158,7 +179,14 @@ impl AccessTokens {
             session: data.claims.sid,
         };
         self.verified.insert(token.to_owned(), identity);
-        Ok(identity)
+        self.unless_revoked(identity)
+    }
+
+    fn unless_revoked(&self, identity: TokenIdentity) -> Result<TokenIdentity, TokenError> {
+        match identity.session {
+            Some(session) if self.revoked.contains(session) => Err(TokenError::Revoked),
+            _ => Ok(identity),
+        }
     }
 }
 
@@ -240,6 +268,26 @@ mod tests {
         if forged != token {
             assert_eq!(tokens.verify(&forged), Err(TokenError::Invalid));
         }
+    }
+
+    #[test]
+    fn tokens_of_a_revoked_session_are_refused_remembered_or_not() {
+        let tokens = tokens(900);
+        let now = Timestamp::now();
+        let ended = tokens.issue(UserId(3), Some(41), now).unwrap();
+        let other = tokens.issue(UserId(3), Some(42), now).unwrap();
+        let sessionless = tokens.issue(UserId(3), None, now).unwrap();
+        assert_eq!(
+            tokens.verify(&ended),
+            Ok(UserId(3)),
+            "remembered from here on"
+        );
+        tokens.revoked().add([41], now.millis());
+        assert_eq!(tokens.verify(&ended), Err(TokenError::Revoked));
+        assert_eq!(tokens.verify(&other), Ok(UserId(3)));
+        assert_eq!(tokens.verify(&sessionless), Ok(UserId(3)));
+        // A clone (another service holding the tokens) shares the set.
+        assert_eq!(tokens.clone().verify(&ended), Err(TokenError::Revoked));
     }
 
     #[test]

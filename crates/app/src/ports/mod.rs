@@ -28,9 +28,9 @@ pub use store::{
     AccountStore, CommitListener, DeleteOutcome, FollowOutcome, GraphStore, Hidden,
     IdempotencyClaim, IdempotencyStore, LikeOutcome, MediaSelection, MediaStore, Missing, NewPost,
     NewUser, NotificationState, NotificationStore, OutboxStore, PostStore, RefreshFamily,
-    RefreshTokenRecord, Relation, RelationStore, RotateOutcome, Store, StoreError, StoreHealth,
-    StoreResult, StoredResponse, TokenStore, UndecodableEvent, UnfollowOutcome, UnlikeOutcome,
-    UserCredentials,
+    RefreshTokenRecord, Relation, RelationStore, RotateOutcome, SessionRecord, Store, StoreError,
+    StoreHealth, StoreResult, StoredResponse, TokenStore, UndecodableEvent, UnfollowOutcome,
+    UnlikeOutcome, UserCredentials,
 };
 pub use timeline::{
     TimelineEntry, TimelineError, TimelineRead, TimelineResult, TimelineSlice, TimelineStore,

@@ -200,18 +200,45 @@ pub enum RotateOutcome {
     Unknown,
 }
 
+/// A session as its account sees it: one sign-in, the refresh-token family
+/// it started (`id` is the family id, the `sid` of its access tokens).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionRecord {
+    pub id: i64,
+    pub user_id: UserId,
+    pub created_at: Timestamp,
+    /// The last refresh (access tokens are verified without the store).
+    pub last_used_at: Timestamp,
+    /// Its absolute end: no refresh carries the session past it.
+    pub expires_at: Timestamp,
+    pub user_agent: Option<String>,
+    /// The address it signed in from.
+    pub address: Option<String>,
+}
+
 #[async_trait]
 pub trait TokenStore: Send + Sync {
-    async fn insert_refresh_token(&self, record: RefreshTokenRecord) -> StoreResult<()>;
+    /// Opens the session `session` (its `id` is `first_token`'s family) with
+    /// its first refresh token, both at once.
+    async fn open_session(
+        &self,
+        session: SessionRecord,
+        first_token: RefreshTokenRecord,
+    ) -> StoreResult<()>;
 
     /// Atomically spends the token with `presented_hash` and stores its
-    /// replacement in the same family, for the same account. Presenting a
-    /// spent or revoked token revokes its whole family.
+    /// replacement in the same family, for the same account, expiring at
+    /// `replacement_expires_at` or the session's end, whichever is first.
+    /// Presenting a spent or revoked token revokes its whole family, except
+    /// a token spent at or after `retry_since` whose replacement is still
+    /// unspent: that is a retry whose answer was lost, so the replacement is
+    /// spent in its stead (the family keeps one live token).
     async fn rotate_refresh_token(
         &self,
         presented_hash: &[u8],
         replacement_hash: &[u8],
         replacement_expires_at: Timestamp,
+        retry_since: Timestamp,
         now: Timestamp,
     ) -> StoreResult<RotateOutcome>;
 
@@ -223,12 +250,46 @@ pub trait TokenStore: Send + Sync {
         now: Timestamp,
     ) -> StoreResult<Option<RefreshFamily>>;
 
-    /// Whether the session `family_id` names is still open at `now`: a
-    /// token of the family is neither revoked nor expired.
+    /// Whether the session `family_id` names is still open at `now`: neither
+    /// revoked nor past its end, and a token of the family is live.
     async fn session_is_open(&self, family_id: i64, now: Timestamp) -> StoreResult<bool>;
 
+    /// `user`'s open sessions, newest first.
+    async fn sessions_of(&self, user: UserId, now: Timestamp) -> StoreResult<Vec<SessionRecord>>;
+
+    /// Ends `user`'s session `session` (with its tokens); `false` when the
+    /// account has no such open session.
+    async fn revoke_session(&self, user: UserId, session: i64, now: Timestamp)
+    -> StoreResult<bool>;
+
+    /// Ends every open session of `user` but `keep`; returns the ended ones.
+    async fn revoke_sessions_of(
+        &self,
+        user: UserId,
+        keep: Option<i64>,
+        now: Timestamp,
+    ) -> StoreResult<Vec<i64>>;
+
+    /// Stores `user`'s new password hash and ends every other session of
+    /// theirs than `keep`, in one transaction; returns the ended sessions.
+    async fn change_password(
+        &self,
+        user: UserId,
+        password_hash: &str,
+        keep: Option<i64>,
+        now: Timestamp,
+    ) -> StoreResult<Vec<i64>>;
+
+    /// The password hash of `user`, if the account has one.
+    async fn password_hash_of(&self, user: UserId) -> StoreResult<Option<String>>;
+
+    /// Sessions revoked at or after `since`: the access tokens every
+    /// instance refuses, although their signatures are good.
+    async fn sessions_revoked_since(&self, since: Timestamp) -> StoreResult<Vec<i64>>;
+
     /// Deletes tokens that expired before `expired_before` (spent, revoked or
-    /// not: an expired token is refused either way); returns how many went.
+    /// not: an expired token is refused either way), and sessions past
+    /// their end or revoked a day before it; returns how many tokens went.
     async fn prune_refresh_tokens(&self, expired_before: Timestamp) -> StoreResult<u64>;
 }
 

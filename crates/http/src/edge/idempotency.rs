@@ -117,7 +117,8 @@ pub(crate) async fn honour_idempotency_keys(
             Ok(IdempotencyClaim::Claimed) => break,
             Ok(IdempotencyClaim::Completed(stored)) => {
                 metrics::counter!(starling_app::metric::IDEMPOTENT_REPLAYS_TOTAL).increment(1);
-                return replay(&state, stored).await;
+                let device = crate::extract::device_of(&parts.headers, &parts.extensions);
+                return replay(&state, stored, device).await;
             }
             Ok(IdempotencyClaim::Mismatch) => {
                 return ApiError::from(AppError::Validation(
@@ -246,13 +247,17 @@ fn before(now: Timestamp, span: Duration) -> Timestamp {
     Timestamp(now.millis() - i64::try_from(span.as_millis()).unwrap_or(i64::MAX))
 }
 
-async fn replay(state: &HttpState, stored: StoredResponse) -> Response {
+async fn replay(
+    state: &HttpState,
+    stored: StoredResponse,
+    device: starling_app::accounts::Device,
+) -> Response {
     let reissue = stored
         .headers
         .iter()
         .any(|(name, _)| name == REISSUE_SESSION);
     let mut response = if reissue {
-        match reissued_session(state, &stored).await {
+        match reissued_session(state, &stored, device).await {
             Ok(response) => response,
             Err(error) => return error.into_response(),
         }
@@ -269,6 +274,7 @@ async fn replay(state: &HttpState, stored: StoredResponse) -> Response {
 async fn reissued_session(
     state: &HttpState,
     stored: &StoredResponse,
+    device: starling_app::accounts::Device,
 ) -> Result<Response, ApiError> {
     let kept: serde_json::Value = serde_json::from_slice(&stored.body)
         .map_err(|error| AppError::Unexpected(anyhow::anyhow!("a kept answer: {error}")))?;
@@ -279,7 +285,7 @@ async fn reissued_session(
     let session = state
         .app
         .accounts()
-        .session_for_replayed_registration(starling_domain::UserId(user))
+        .session_for_replayed_registration(starling_domain::UserId(user), device)
         .await?;
     let status = StatusCode::from_u16(stored.status).unwrap_or(StatusCode::CREATED);
     Ok(crate::routes::auth::TokenResponse(status, session.into()).into_response())

@@ -7,8 +7,8 @@ use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use starling_app::accounts::{LoginInput, RegisterInput};
 
-use crate::extract::AppJson;
-use crate::models::{LoginRequest, RefreshRequest, RegisterRequest, SessionBody};
+use crate::extract::{AppJson, AuthSession, ClientDevice};
+use crate::models::{LoginRequest, LogoutRequest, RefreshRequest, RegisterRequest, SessionBody};
 use crate::problem::{ApiError, Problem};
 use crate::state::HttpState;
 
@@ -23,6 +23,7 @@ use crate::state::HttpState;
     ))]
 pub(crate) async fn register(
     State(state): State<HttpState>,
+    ClientDevice(device): ClientDevice,
     AppJson(request): AppJson<RegisterRequest>,
 ) -> Result<TokenResponse, ApiError> {
     let session = state
@@ -33,6 +34,7 @@ pub(crate) async fn register(
             email: request.email,
             password: request.password,
             display_name: request.display_name,
+            device,
         })
         .await?;
     Ok(TokenResponse(StatusCode::CREATED, session.into()))
@@ -49,6 +51,7 @@ pub(crate) async fn register(
     ))]
 pub(crate) async fn login(
     State(state): State<HttpState>,
+    ClientDevice(device): ClientDevice,
     AppJson(request): AppJson<LoginRequest>,
 ) -> Result<TokenResponse, ApiError> {
     let session = state
@@ -57,6 +60,7 @@ pub(crate) async fn login(
         .login(LoginInput {
             login: request.login,
             password: request.password,
+            device,
         })
         .await?;
     Ok(TokenResponse(StatusCode::OK, session.into()))
@@ -93,14 +97,47 @@ impl IntoResponse for TokenResponse {
     }
 }
 
-/// End the session the refresh token belongs to.
+/// Sign out: end the session of the refresh token, or else of the access
+/// token sent; with `everywhere`, every session of that account. Their
+/// access tokens stop working (on every instance within
+/// `auth.revocation_poll_ms`) and their live streams close.
 #[utoipa::path(post, path = "/api/v1/auth/logout", tag = "auth",
-    request_body = RefreshRequest,
-    responses((status = 204, description = "Signed out")))]
+    request_body = LogoutRequest,
+    security((), ("bearer" = [])),
+    responses(
+        (status = 204, description = "Signed out (also for a refresh token that is unknown or already ended: logout reveals no tokens)"),
+        (status = 401, description = "An access token was sent and is not valid", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Neither a refresh token nor an access token names a session", body = Problem, content_type = "application/problem+json"),
+    ))]
 pub(crate) async fn logout(
     State(state): State<HttpState>,
-    AppJson(request): AppJson<RefreshRequest>,
+    caller: Option<AuthSession>,
+    AppJson(request): AppJson<LogoutRequest>,
 ) -> Result<StatusCode, ApiError> {
-    state.app.accounts().logout(&request.refresh_token).await?;
+    let accounts = state.app.accounts();
+    match (request.refresh_token, caller, request.everywhere) {
+        (_, Some(AuthSession(caller)), true) => accounts.logout_everywhere(caller).await?,
+        (Some(refresh_token), _, everywhere) => {
+            accounts.logout(&refresh_token, everywhere).await?;
+        }
+        (None, Some(AuthSession(caller)), false) => {
+            if let Some(session) = caller.session {
+                // Already ended is signed out all the same.
+                match accounts.end_session(caller, session).await {
+                    Ok(()) | Err(starling_app::AppError::NotFound(_)) => {}
+                    Err(error) => return Err(error.into()),
+                }
+            }
+        }
+        (None, None, _) => {
+            return Err(starling_app::AppError::Validation(
+                starling_domain::ValidationErrors::single(
+                    "refresh_token",
+                    "send the session's refresh token, or its access token as Authorization: Bearer",
+                ),
+            )
+            .into());
+        }
+    }
     Ok(StatusCode::NO_CONTENT)
 }

@@ -9,6 +9,7 @@ pub(crate) mod media;
 pub(crate) mod notifications;
 pub(crate) mod ops;
 pub(crate) mod posts;
+pub(crate) mod sessions;
 pub(crate) mod stream;
 pub(crate) mod users;
 
@@ -39,6 +40,9 @@ pub(crate) fn api_router(max_upload_bytes: usize) -> OpenApiRouter<HttpState> {
         .routes(routes!(auth::refresh))
         .routes(routes!(auth::logout))
         .routes(routes!(users::me, users::update_me))
+        .routes(routes!(sessions::sessions))
+        .routes(routes!(sessions::end_session))
+        .routes(routes!(sessions::change_password))
         .routes(routes!(users::user))
         .routes(routes!(users::user_posts))
         .routes(routes!(graph::follow, graph::unfollow))

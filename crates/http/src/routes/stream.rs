@@ -139,6 +139,7 @@ fn authenticate(state: &HttpState, token: &str) -> Result<TokenIdentity, ApiErro
         let detail = match error {
             TokenError::Expired => "the access token has expired; refresh it",
             TokenError::Invalid => "the access token is invalid",
+            TokenError::Revoked => "the session of this access token has ended; sign in again",
         };
         ApiError::unauthenticated(detail, "Bearer error=\"invalid_token\"")
     })

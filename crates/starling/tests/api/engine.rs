@@ -39,6 +39,7 @@ async fn register(app: &App, handle: &str) -> UserId {
             email: format!("{handle}@example.org"),
             password: "correct horse".to_owned(),
             display_name: None,
+            device: Default::default(),
         })
         .await
         .unwrap()

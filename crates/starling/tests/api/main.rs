@@ -30,6 +30,7 @@ mod posts;
 mod relations;
 mod reliability;
 mod roles;
+mod sessions;
 mod stream;
 mod traces;
 mod users;

@@ -362,6 +362,67 @@ async fn two_instances_enforce_one_rate_limit() {
     }
 }
 
+/// A session ended through one API instance is refused by the other
+/// within about a poll (`auth.revocation_poll_ms`, 1 s by default): the
+/// other had verified and remembered its access token, whose signature is
+/// still good.
+#[tokio::test]
+async fn a_session_ended_on_one_instance_is_refused_by_the_other_within_seconds() {
+    let Some(engines) = Engines::new().await else {
+        return;
+    };
+    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let key_file = dirs[2].path().join("jwt.pem");
+    let env: Vec<(String, String)> = deployment_env(&engines, key_file.to_str().unwrap(), "")
+        .into_iter()
+        .filter(|(key, _)| key != "STARLING_REPLICA_URLS")
+        .collect();
+    let migrated = command(&env).arg("migrate").output().unwrap();
+    assert!(migrated.status.success());
+    let api_a = start_roles(dirs[0].path(), &["api"], &with_node(&env, "1")).await;
+    let api_b = start_roles(dirs[1].path(), &["api"], &with_node(&env, "2")).await;
+    let client = reqwest::Client::new();
+    let ada = register(&client, &api_a.base, "ada").await;
+    let me = |base: String| {
+        let (client, token) = (client.clone(), ada.access_token.clone());
+        async move {
+            client
+                .get(format!("{base}/api/v1/me"))
+                .bearer_auth(token)
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    };
+    assert_eq!(me(api_b.base.clone()).await, 200);
+
+    let ended = std::time::Instant::now();
+    let logout = client
+        .post(format!("{}/api/v1/auth/logout", api_a.base))
+        .json(&json!({"refresh_token": ada.refresh_token}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(logout.status(), 204);
+    assert_eq!(me(api_a.base.clone()).await, 401, "at once where it ended");
+    eventually(
+        "the other instance refuses the token",
+        Duration::from_secs(5),
+        || {
+            let me = me(api_b.base.clone());
+            async move { me.await == 401 }
+        },
+    )
+    .await;
+    assert!(
+        ended.elapsed() < Duration::from_secs(3),
+        "refused after {:?}",
+        ended.elapsed()
+    );
+}
+
 /// A fan-out worker killed (SIGKILL) in the middle of a burst of posts,
 /// its successor started once the burst is written: the successor takes
 /// the partitions when their leases lapse and fans out every post, each

@@ -547,7 +547,7 @@ async fn stream_status(app: &TestApp, user: &TestUser) -> u16 {
 
 /// Reads past heartbeats and updates to the stream's `end` event, which
 /// must be its last.
-async fn end_reason(stream: &mut EventStream, within: Duration) -> String {
+pub(crate) async fn end_reason(stream: &mut EventStream, within: Duration) -> String {
     let deadline = tokio::time::Instant::now() + within;
     loop {
         let left = deadline.saturating_duration_since(tokio::time::Instant::now());
@@ -585,8 +585,13 @@ async fn a_stream_ends_when_its_session_does_and_no_other(mode: Mode) {
         "ended at once, not with its token: {:?}",
         started.elapsed()
     );
-    // The other session's stream still gets what happens.
-    app.create_post(&ada, "still here").await;
+    // The ended session's access token is refused; the other session's
+    // stream still gets what happens.
+    assert_eq!(
+        app.get("/api/v1/me", Some(&ada.access_token)).await.status,
+        401
+    );
+    app.create_post(&other, "still here").await;
     assert_eq!(second.next_event(FANOUT_WAIT).await.event, "post");
     // The ended session's token, still within its lifetime, opens no stream.
     assert_eq!(stream_status(&app, &ada).await, 401);
@@ -597,6 +602,11 @@ async fn a_stream_ends_when_its_session_does_and_no_other(mode: Mode) {
         .spend_refresh_token("refresh", &other.refresh_token)
         .await;
     assert_eq!(refreshed.status, 200, "{}", refreshed.text);
+    let owner = session_user(&refreshed.body);
+    let again = app
+        .spend_refresh_token("refresh", &owner.refresh_token)
+        .await;
+    assert_eq!(again.status, 200, "{}", again.text);
     let replayed = app
         .spend_refresh_token("refresh", &other.refresh_token)
         .await;

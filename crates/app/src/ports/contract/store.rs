@@ -10,8 +10,8 @@ use starling_domain::{
 use crate::ports::{
     Announce, DeleteOutcome, FollowOutcome, Hidden, IdempotencyClaim, LikeOutcome, MediaSelection,
     Missing, NewEvent, NewPost, NewUser, RefreshFamily, RefreshTokenRecord, Relation,
-    RotateOutcome, Store, StoreError, StoredResponse, TimelineEntry, UnfollowOutcome,
-    UnlikeOutcome,
+    RotateOutcome, SessionRecord, Store, StoreError, StoredResponse, TimelineEntry,
+    UnfollowOutcome, UnlikeOutcome,
 };
 
 #[macro_export]
@@ -28,6 +28,10 @@ macro_rules! store_contract {
             expired_refresh_tokens_do_not_rotate,
             revoked_families_stop_rotating,
             expired_refresh_tokens_are_pruned,
+            sessions_are_listed_and_ended_one_or_all,
+            a_retry_within_the_grace_spends_the_replacement_instead,
+            a_session_ends_at_its_absolute_end,
+            a_password_change_ends_the_other_sessions_with_it,
 
             follows_are_idempotent_and_counted,
             follow_lists_are_newest_first_and_paged,
@@ -218,6 +222,30 @@ impl Fixture {
             post,
             created_at: Timestamp::now(),
         }
+    }
+
+    /// Opens a session (ending in 90 days) with `first` as its token.
+    async fn open(&self, first: RefreshTokenRecord) {
+        self.open_ending(first, 90 * 24 * 3600).await;
+    }
+
+    async fn open_ending(&self, first: RefreshTokenRecord, ends_in_secs: i64) {
+        let now = Timestamp::now();
+        self.store
+            .open_session(
+                SessionRecord {
+                    id: first.family_id,
+                    user_id: first.user_id,
+                    created_at: now,
+                    last_used_at: now,
+                    expires_at: now.plus_seconds(ends_in_secs),
+                    user_agent: Some("contract".to_owned()),
+                    address: Some("192.0.2.1".to_owned()),
+                },
+                first,
+            )
+            .await
+            .unwrap();
     }
 
     fn token(&self, user: UserId, token: &[u8], expires_in_secs: i64) -> RefreshTokenRecord {
@@ -425,12 +453,12 @@ pub async fn refresh_tokens_rotate_once_and_reuse_revokes_the_family(store: Arc<
         user_id: ada.id,
         family_id: first.family_id,
     };
-    store.insert_refresh_token(first).await.unwrap();
+    fixture.open(first).await;
     let now = Timestamp::now();
     let later = now.plus_seconds(3600);
     assert_eq!(
         store
-            .rotate_refresh_token(b"first", b"second", later, now)
+            .rotate_refresh_token(b"first", b"second", later, no_retry(now), now)
             .await
             .unwrap(),
         RotateOutcome::Rotated(family)
@@ -438,21 +466,21 @@ pub async fn refresh_tokens_rotate_once_and_reuse_revokes_the_family(store: Arc<
     // The spent token comes back: theft is assumed, the family dies.
     assert_eq!(
         store
-            .rotate_refresh_token(b"first", b"third", later, now)
+            .rotate_refresh_token(b"first", b"third", later, no_retry(now), now)
             .await
             .unwrap(),
         RotateOutcome::Reused(family)
     );
     assert_eq!(
         store
-            .rotate_refresh_token(b"second", b"fourth", later, now)
+            .rotate_refresh_token(b"second", b"fourth", later, no_retry(now), now)
             .await
             .unwrap(),
         RotateOutcome::Reused(family)
     );
     assert_eq!(
         store
-            .rotate_refresh_token(b"never-issued", b"fifth", later, now)
+            .rotate_refresh_token(b"never-issued", b"fifth", later, no_retry(now), now)
             .await
             .unwrap(),
         RotateOutcome::Unknown
@@ -462,14 +490,11 @@ pub async fn refresh_tokens_rotate_once_and_reuse_revokes_the_family(store: Arc<
 pub async fn expired_refresh_tokens_do_not_rotate(store: Arc<dyn Store>) {
     let fixture = Fixture::new(store.clone());
     let ada = fixture.user("ada").await;
-    store
-        .insert_refresh_token(fixture.token(ada.id, b"old", -1))
-        .await
-        .unwrap();
+    fixture.open(fixture.token(ada.id, b"old", -1)).await;
     let now = Timestamp::now();
     assert_eq!(
         store
-            .rotate_refresh_token(b"old", b"new", now.plus_seconds(60), now)
+            .rotate_refresh_token(b"old", b"new", now.plus_seconds(60), no_retry(now), now)
             .await
             .unwrap(),
         RotateOutcome::Expired
@@ -477,7 +502,7 @@ pub async fn expired_refresh_tokens_do_not_rotate(store: Arc<dyn Store>) {
     // Nothing was stored for the refused rotation.
     assert_eq!(
         store
-            .rotate_refresh_token(b"new", b"newer", now.plus_seconds(60), now)
+            .rotate_refresh_token(b"new", b"newer", now.plus_seconds(60), no_retry(now), now)
             .await
             .unwrap(),
         RotateOutcome::Unknown
@@ -499,8 +524,8 @@ pub async fn revoked_families_stop_rotating(store: Arc<dyn Store>) {
             family_id: other.family_id,
         },
     );
-    store.insert_refresh_token(one).await.unwrap();
-    store.insert_refresh_token(other).await.unwrap();
+    fixture.open(one).await;
+    fixture.open(other).await;
     let now = Timestamp::now();
     assert!(
         store
@@ -539,7 +564,7 @@ pub async fn revoked_families_stop_rotating(store: Arc<dyn Store>) {
     );
     assert_eq!(
         store
-            .rotate_refresh_token(b"one", b"two", now.plus_seconds(60), now)
+            .rotate_refresh_token(b"one", b"two", now.plus_seconds(60), no_retry(now), now)
             .await
             .unwrap(),
         RotateOutcome::Reused(one_family)
@@ -547,7 +572,13 @@ pub async fn revoked_families_stop_rotating(store: Arc<dyn Store>) {
     // Another login's family is untouched.
     assert_eq!(
         store
-            .rotate_refresh_token(b"other-login", b"x", now.plus_seconds(60), now)
+            .rotate_refresh_token(
+                b"other-login",
+                b"x",
+                now.plus_seconds(60),
+                no_retry(now),
+                now
+            )
             .await
             .unwrap(),
         RotateOutcome::Rotated(other_family)
@@ -1226,32 +1257,250 @@ pub async fn pruning_keeps_events_a_consumer_has_not_handled(store: Arc<dyn Stor
 pub async fn expired_refresh_tokens_are_pruned(store: Arc<dyn Store>) {
     let fixture = Fixture::new(store.clone());
     let ada = fixture.user("ada").await;
-    store
-        .insert_refresh_token(fixture.token(ada.id, b"stale", -10))
-        .await
-        .unwrap();
+    fixture.open(fixture.token(ada.id, b"stale", -10)).await;
     let live = fixture.token(ada.id, b"live", 3600);
     let live_family = RefreshFamily {
         user_id: ada.id,
         family_id: live.family_id,
     };
-    store.insert_refresh_token(live).await.unwrap();
+    fixture.open(live).await;
     let now = Timestamp::now();
     assert_eq!(store.prune_refresh_tokens(now).await.unwrap(), 1);
     assert_eq!(
         store
-            .rotate_refresh_token(b"stale", b"x", now.plus_seconds(60), now)
+            .rotate_refresh_token(b"stale", b"x", now.plus_seconds(60), no_retry(now), now)
             .await
             .unwrap(),
         RotateOutcome::Unknown
     );
     assert_eq!(
         store
-            .rotate_refresh_token(b"live", b"y", now.plus_seconds(60), now)
+            .rotate_refresh_token(b"live", b"y", now.plus_seconds(60), no_retry(now), now)
             .await
             .unwrap(),
         RotateOutcome::Rotated(live_family)
     );
+}
+
+/// A token spent at `now` is not retried: the grace window starts after it.
+fn no_retry(now: Timestamp) -> Timestamp {
+    Timestamp(now.millis() + 1)
+}
+
+pub async fn sessions_are_listed_and_ended_one_or_all(store: Arc<dyn Store>) {
+    let fixture = Fixture::new(store.clone());
+    let ada = fixture.user("ada").await;
+    let bob = fixture.user("bob").await;
+    let since = Timestamp::now();
+    let tokens: Vec<RefreshTokenRecord> = [b"s1", b"s2", b"s3"]
+        .iter()
+        .map(|token| fixture.token(ada.id, *token, 3600))
+        .collect();
+    let ids: Vec<i64> = tokens.iter().map(|token| token.family_id).collect();
+    for token in tokens {
+        fixture.open(token).await;
+    }
+    fixture.open(fixture.token(bob.id, b"b1", 3600)).await;
+    let now = Timestamp::now();
+    let listed = store.sessions_of(ada.id, now).await.unwrap();
+    let listed_ids: Vec<i64> = listed.iter().map(|session| session.id).collect();
+    assert_eq!(listed_ids, [ids[2], ids[1], ids[0]], "newest first");
+    assert_eq!(listed[0].user_agent.as_deref(), Some("contract"));
+    assert_eq!(listed[0].address.as_deref(), Some("192.0.2.1"));
+    assert!(
+        store
+            .sessions_revoked_since(since)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    // Only its own account ends a session, once.
+    assert!(!store.revoke_session(bob.id, ids[0], now).await.unwrap());
+    assert!(store.revoke_session(ada.id, ids[0], now).await.unwrap());
+    assert!(!store.revoke_session(ada.id, ids[0], now).await.unwrap());
+    assert!(!store.session_is_open(ids[0], now).await.unwrap());
+    assert_eq!(
+        store
+            .rotate_refresh_token(b"s1", b"s1'", now.plus_seconds(60), no_retry(now), now)
+            .await
+            .unwrap(),
+        RotateOutcome::Reused(RefreshFamily {
+            user_id: ada.id,
+            family_id: ids[0],
+        })
+    );
+    assert_eq!(store.sessions_of(ada.id, now).await.unwrap().len(), 2);
+    assert_eq!(store.sessions_revoked_since(since).await.unwrap(), [ids[0]]);
+
+    // All but one; then all.
+    let mut ended = store
+        .revoke_sessions_of(ada.id, Some(ids[2]), now)
+        .await
+        .unwrap();
+    ended.sort_unstable();
+    assert_eq!(ended, [ids[1]]);
+    let open: Vec<i64> = store
+        .sessions_of(ada.id, now)
+        .await
+        .unwrap()
+        .iter()
+        .map(|session| session.id)
+        .collect();
+    assert_eq!(open, [ids[2]]);
+    assert_eq!(
+        store.revoke_sessions_of(ada.id, None, now).await.unwrap(),
+        [ids[2]]
+    );
+    assert!(store.sessions_of(ada.id, now).await.unwrap().is_empty());
+    assert!(
+        store
+            .revoke_sessions_of(ada.id, None, now)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    for (token, index) in [(b"s2", 1), (b"s3", 2)] {
+        assert!(matches!(
+            store
+                .rotate_refresh_token(token, b"z", now.plus_seconds(60), no_retry(now), now)
+                .await
+                .unwrap(),
+            RotateOutcome::Reused(family) if family.family_id == ids[index]
+        ));
+    }
+    let mut revoked = store.sessions_revoked_since(since).await.unwrap();
+    revoked.sort_unstable();
+    let mut expected = ids.clone();
+    expected.sort_unstable();
+    assert_eq!(revoked, expected);
+    // Bob's session never ended.
+    assert_eq!(store.sessions_of(bob.id, now).await.unwrap().len(), 1);
+    assert!(
+        store
+            .sessions_revoked_since(now.plus_seconds(1))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+pub async fn a_retry_within_the_grace_spends_the_replacement_instead(store: Arc<dyn Store>) {
+    let fixture = Fixture::new(store.clone());
+    let ada = fixture.user("ada").await;
+    let first = fixture.token(ada.id, b"r1", 3600);
+    let family = RefreshFamily {
+        user_id: ada.id,
+        family_id: first.family_id,
+    };
+    fixture.open(first).await;
+    let now = Timestamp::now();
+    let later = now.plus_seconds(3600);
+    let grace = now.plus_seconds(-30);
+    let rotate = |presented: &'static [u8], replacement: &'static [u8]| {
+        let store = store.clone();
+        async move {
+            store
+                .rotate_refresh_token(presented, replacement, later, grace, now)
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(rotate(b"r1", b"r2").await, RotateOutcome::Rotated(family));
+    // r2's answer was lost: r1 again, within the grace, spends r2 instead.
+    assert_eq!(rotate(b"r1", b"r3").await, RotateOutcome::Rotated(family));
+    assert_eq!(rotate(b"r3", b"r4").await, RotateOutcome::Rotated(family));
+    // r2 was spent by the retry, and its replacement r3 since: theft.
+    assert_eq!(rotate(b"r1", b"r5").await, RotateOutcome::Reused(family));
+    assert_eq!(rotate(b"r4", b"r6").await, RotateOutcome::Reused(family));
+
+    // Past the grace window a spent token is reuse at once.
+    let second = fixture.token(ada.id, b"q1", 3600);
+    let other = RefreshFamily {
+        user_id: ada.id,
+        family_id: second.family_id,
+    };
+    fixture.open(second).await;
+    assert_eq!(
+        store
+            .rotate_refresh_token(b"q1", b"q2", later, no_retry(now), now)
+            .await
+            .unwrap(),
+        RotateOutcome::Rotated(other)
+    );
+    assert_eq!(
+        store
+            .rotate_refresh_token(b"q1", b"q3", later, no_retry(now), now)
+            .await
+            .unwrap(),
+        RotateOutcome::Reused(other)
+    );
+    assert!(!store.session_is_open(other.family_id, now).await.unwrap());
+}
+
+pub async fn a_session_ends_at_its_absolute_end(store: Arc<dyn Store>) {
+    let fixture = Fixture::new(store.clone());
+    let ada = fixture.user("ada").await;
+    let first = fixture.token(ada.id, b"a1", 3600);
+    let session = first.family_id;
+    fixture.open_ending(first, 60).await;
+    let now = Timestamp::now();
+    // Refreshed with a token meant to last a day: it lasts the session.
+    assert!(matches!(
+        store
+            .rotate_refresh_token(b"a1", b"a2", now.plus_seconds(86_400), no_retry(now), now)
+            .await
+            .unwrap(),
+        RotateOutcome::Rotated(_)
+    ));
+    let after = now.plus_seconds(61);
+    assert!(store.session_is_open(session, now).await.unwrap());
+    assert!(!store.session_is_open(session, after).await.unwrap());
+    assert!(store.sessions_of(ada.id, after).await.unwrap().is_empty());
+    assert_eq!(
+        store
+            .rotate_refresh_token(
+                b"a2",
+                b"a3",
+                after.plus_seconds(86_400),
+                no_retry(after),
+                after
+            )
+            .await
+            .unwrap(),
+        RotateOutcome::Expired
+    );
+}
+
+pub async fn a_password_change_ends_the_other_sessions_with_it(store: Arc<dyn Store>) {
+    let fixture = Fixture::new(store.clone());
+    let ada = fixture.user("ada").await;
+    let keep = fixture.token(ada.id, b"k", 3600);
+    let lose = fixture.token(ada.id, b"l", 3600);
+    let (kept, lost) = (keep.family_id, lose.family_id);
+    fixture.open(keep).await;
+    fixture.open(lose).await;
+    let before = store.password_hash_of(ada.id).await.unwrap().unwrap();
+    let now = Timestamp::now();
+    let ended = store
+        .change_password(ada.id, "$argon2id$new", Some(kept), now)
+        .await
+        .unwrap();
+    assert_eq!(ended, [lost]);
+    assert_ne!(before, "$argon2id$new");
+    assert_eq!(
+        store.password_hash_of(ada.id).await.unwrap().as_deref(),
+        Some("$argon2id$new")
+    );
+    let login = store.credentials_by_login("ada").await.unwrap().unwrap();
+    assert_eq!(login.password_hash, "$argon2id$new");
+    assert!(store.session_is_open(kept, now).await.unwrap());
+    assert!(!store.session_is_open(lost, now).await.unwrap());
+    assert!(matches!(
+        store.change_password(UserId(-77), "x", None, now).await,
+        Err(StoreError::NotFound(Missing::Account))
+    ));
+    assert_eq!(store.password_hash_of(UserId(-77)).await.unwrap(), None);
 }
 
 pub async fn the_backlog_counts_what_a_consumer_has_not_handled(store: Arc<dyn Store>) {

@@ -1,0 +1,160 @@
+//! A person's sessions: listed, ended one by one or all at once, and ended
+//! by a password change; and how every instance learns that a session
+//! ended, so that its access tokens stop working within seconds although
+//! they are verified by signature alone.
+
+use starling_domain::{Password, Timestamp, UserId, ValidationErrors};
+
+use crate::accounts::Accounts;
+use crate::error::{AppError, AppResult};
+use crate::ports::{RefreshFamily, SessionRecord};
+
+/// A session in its account's list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionView {
+    pub session: SessionRecord,
+    /// The session the asking access token belongs to.
+    pub current: bool,
+}
+
+/// Who is asking: an account, and the session of its access token (none for
+/// tokens made by tools).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Caller {
+    pub user: UserId,
+    pub session: Option<i64>,
+}
+
+const WRONG_PASSWORD: &str = "the current password is incorrect";
+
+impl Accounts {
+    /// The caller's open sessions, newest first.
+    pub async fn sessions(&self, caller: Caller) -> AppResult<Vec<SessionView>> {
+        let sessions = self
+            .sessions
+            .sessions_of(caller.user, Timestamp::now())
+            .await?;
+        Ok(sessions
+            .into_iter()
+            .map(|session| SessionView {
+                current: Some(session.id) == caller.session,
+                session,
+            })
+            .collect())
+    }
+
+    /// Ends one of the caller's sessions (the current one too, if named).
+    /// Errors: `NotFound("session")` when the caller has no such open one.
+    #[tracing::instrument(skip_all, fields(session))]
+    pub async fn end_session(&self, caller: Caller, session: i64) -> AppResult<()> {
+        let ended = self
+            .sessions
+            .revoke_session(caller.user, session, Timestamp::now())
+            .await?;
+        if !ended {
+            return Err(AppError::NotFound("session"));
+        }
+        self.sessions_ended(caller.user, &[session], "ended").await;
+        Ok(())
+    }
+
+    /// Ends every session of the caller, the current one included.
+    #[tracing::instrument(skip_all)]
+    pub async fn logout_everywhere(&self, caller: Caller) -> AppResult<()> {
+        let ended = self
+            .sessions
+            .revoke_sessions_of(caller.user, None, Timestamp::now())
+            .await?;
+        self.sessions_ended(caller.user, &ended, "logout_everywhere")
+            .await;
+        Ok(())
+    }
+
+    /// Changes the caller's password, given the current one; every other
+    /// session ends with the change (in the same transaction), the
+    /// caller's own goes on.
+    #[tracing::instrument(skip_all)]
+    pub async fn change_password(&self, caller: Caller, current: &str, new: &str) -> AppResult<()> {
+        if current.len() > super::login::PRESENTED_PASSWORD_MAX_LEN {
+            return Err(AppError::Forbidden(WRONG_PASSWORD));
+        }
+        let new = Password::parse(new).map_err(|error| {
+            AppError::Validation(ValidationErrors::single("new_password", error.message))
+        })?;
+        // Guesses at the current password back off as logins do: a stolen
+        // access token must not make this an oracle for it.
+        let key = format!("u:{}", caller.user);
+        let failures = self.login_failures(&key).await;
+        if let Some(wait) = self.login_backoff.remaining(failures, Timestamp::now_ms()) {
+            metrics::counter!(crate::metric::LOGINS_BACKED_OFF_TOTAL).increment(1);
+            let seconds = wait.as_millis().div_ceil(1000).max(1);
+            return Err(AppError::Throttled {
+                detail: format!(
+                    "too many wrong passwords for this account: try again in {seconds} s"
+                ),
+                retry_after: std::time::Duration::from_secs(
+                    u64::try_from(seconds).unwrap_or(u64::MAX),
+                ),
+            });
+        }
+        let stored = self.sessions.password_hash_of(caller.user).await?;
+        if stored.is_none() {
+            return Err(AppError::NotFound("user"));
+        }
+        let matches = self
+            .passwords
+            .verify(Password::presented(current), stored)
+            .await?;
+        if !matches {
+            tracing::info!("password change refused: wrong current password");
+            self.count_login_failure(&key).await;
+            return Err(AppError::Forbidden(WRONG_PASSWORD));
+        }
+        let hash = self.passwords.hash(new).await?;
+        let ended = self
+            .sessions
+            .change_password(caller.user, &hash, caller.session, Timestamp::now())
+            .await?;
+        tracing::info!(user_id = %caller.user, ended = ended.len(), "password changed");
+        self.sessions_ended(caller.user, &ended, "password").await;
+        Ok(())
+    }
+
+    /// After sessions ended: this instance refuses their tokens at once,
+    /// their live streams close on every instance, and they are counted.
+    async fn sessions_ended(&self, user: UserId, sessions: &[i64], why: &'static str) {
+        if sessions.is_empty() {
+            return;
+        }
+        self.tokens
+            .revoked()
+            .add(sessions.iter().copied(), Timestamp::now_ms());
+        metrics::counter!(crate::metric::SESSIONS_ENDED_TOTAL, "why" => why)
+            .increment(sessions.len() as u64);
+        for &family_id in sessions {
+            self.end_live_session(RefreshFamily {
+                user_id: user,
+                family_id,
+            })
+            .await;
+        }
+    }
+
+    /// Learns the sessions that ended anywhere (other instances included)
+    /// recently enough for a token of theirs to be unexpired, and forgets
+    /// those whose every token has expired. Every instance serving the API
+    /// calls this every `auth.revocation_poll_ms`.
+    pub async fn sync_revocations(&self) -> AppResult<()> {
+        let now = Timestamp::now();
+        // A token of a session can be issued up to the moment it ends, and
+        // lives its lifetime and the leeway; a minute more covers clocks.
+        let window_secs = self.tokens.outlives_session_by_secs() + 60;
+        let since = now.plus_seconds(-window_secs);
+        let revoked = self.sessions.sessions_revoked_since(since).await?;
+        let known = self.tokens.revoked();
+        known.add(revoked, now.millis());
+        known.forget_before(since.millis());
+        metrics::gauge!(crate::metric::SESSIONS_REVOKED_KNOWN).set(known.len() as f64);
+        Ok(())
+    }
+}
