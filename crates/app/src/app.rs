@@ -29,6 +29,9 @@ pub struct Settings {
     /// How long after a refresh the same refresh token may be presented
     /// again as a retry of it (its answer lost) without ending the session.
     pub refresh_retry_grace_secs: i64,
+    /// How long an API key checked is trusted before it is read again
+    /// (and its last use recorded).
+    pub api_key_recheck: std::time::Duration,
     /// Likes remembered per reader for `liked_by_me` (older ones are asked of SQL).
     pub liked_window: usize,
     pub media: crate::media::MediaSettings,
@@ -56,6 +59,7 @@ impl Default for Settings {
             refresh_token_ttl_secs: 30 * 24 * 3600,
             session_max_age_secs: 90 * 24 * 3600,
             refresh_retry_grace_secs: 30,
+            api_key_recheck: std::time::Duration::from_secs(10),
             liked_window: 1_000,
             media: crate::media::MediaSettings::default(),
             login_backoff: LoginBackoff::default(),
@@ -184,6 +188,7 @@ impl App {
                 refresh_token_ttl_secs: settings.refresh_token_ttl_secs,
                 session_max_age_secs: settings.session_max_age_secs,
                 refresh_retry_grace_secs: settings.refresh_retry_grace_secs,
+                api_key_recheck: settings.api_key_recheck,
                 login_backoff: settings.login_backoff,
             },
         );

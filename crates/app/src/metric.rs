@@ -28,6 +28,9 @@ pub struct Metric {
 pub const HTTP_REQUEST_DURATION_SECONDS: &str = "http_request_duration_seconds";
 pub const HTTP_REQUESTS_IN_FLIGHT: &str = "http_requests_in_flight";
 pub const HTTP_REQUESTS_TOTAL: &str = "http_requests_total";
+pub const API_KEYS_CHECKED_TOTAL: &str = "starling_api_keys_checked_total";
+pub const API_KEYS_CREATED_TOTAL: &str = "starling_api_keys_created_total";
+pub const API_KEYS_REVOKED_TOTAL: &str = "starling_api_keys_revoked_total";
 pub const BREAKER_REJECTIONS_TOTAL: &str = "starling_breaker_rejections_total";
 pub const BREAKER_STATE: &str = "starling_breaker_state";
 pub const BREAKER_TRANSITIONS_TOTAL: &str = "starling_breaker_transitions_total";
@@ -121,6 +124,27 @@ pub const ALL: &[Metric] = &[
         unit: None,
         help: "HTTP requests answered, by method, route template and status",
         zero_at_start: false,
+    },
+    Metric {
+        name: API_KEYS_CHECKED_TOTAL,
+        kind: Kind::Counter,
+        unit: None,
+        help: "API keys read from the store to authenticate a request (a key checked is trusted for auth.api_key_recheck_secs)",
+        zero_at_start: true,
+    },
+    Metric {
+        name: API_KEYS_CREATED_TOTAL,
+        kind: Kind::Counter,
+        unit: None,
+        help: "API keys made",
+        zero_at_start: true,
+    },
+    Metric {
+        name: API_KEYS_REVOKED_TOTAL,
+        kind: Kind::Counter,
+        unit: None,
+        help: "API keys revoked by their owner",
+        zero_at_start: true,
     },
     Metric {
         name: BREAKER_REJECTIONS_TOTAL,

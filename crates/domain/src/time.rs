@@ -30,6 +30,17 @@ impl Timestamp {
         Self(self.0.saturating_add(seconds.saturating_mul(1000)))
     }
 
+    /// An RFC 3339 date-time (any offset), to the millisecond; `None` when
+    /// it is not one.
+    pub fn parse_rfc3339(text: &str) -> Option<Self> {
+        let parsed =
+            ::time::OffsetDateTime::parse(text, &::time::format_description::well_known::Rfc3339)
+                .ok()?;
+        i64::try_from(parsed.unix_timestamp_nanos() / 1_000_000)
+            .ok()
+            .map(Self)
+    }
+
     /// `2026-11-25T17:05:19.123Z`: UTC, always three fractional digits.
     pub fn to_rfc3339(self) -> String {
         let mut buffer = [0u8; RFC3339_MILLIS_LEN];
@@ -92,6 +103,19 @@ mod tests {
     use ::time::format_description::well_known::Rfc3339;
 
     use super::*;
+
+    #[test]
+    fn parses_what_it_writes_and_other_offsets() {
+        let at = Timestamp(1_764_090_319_123);
+        assert_eq!(Timestamp::parse_rfc3339(&at.to_rfc3339()), Some(at));
+        assert_eq!(
+            Timestamp::parse_rfc3339("2025-11-25T18:05:19.123+01:00"),
+            Some(at)
+        );
+        for bad in ["", "yesterday", "2025-11-25", "2025-13-01T00:00:00Z"] {
+            assert_eq!(Timestamp::parse_rfc3339(bad), None, "{bad}");
+        }
+    }
 
     #[test]
     fn formats_as_rfc3339_in_utc_with_milliseconds() {

@@ -6,12 +6,13 @@ use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode};
 use serde::de::DeserializeOwned;
-use starling_app::accounts::{Caller, Device, UserRef};
+use starling_app::accounts::{BearerError, Caller, Device, UserRef};
 use starling_app::auth::TokenError;
 use starling_domain::{PostId, UserId};
 
 use crate::middleware::CallerSlot;
 use crate::problem::{ApiError, FieldProblem};
+use crate::scopes::Needs;
 use crate::state::HttpState;
 
 /// `axum::Json` with problem-document rejections: a missing or wrong content
@@ -111,8 +112,9 @@ fn query_problem(rejection: QueryRejection) -> ApiError {
     ApiError::bad_request(format!("invalid query string: {detail}"))
 }
 
-/// The authenticated caller, from `Authorization: Bearer <access token>`.
-/// Verified by signature alone: no store is read.
+/// The authenticated caller, from `Authorization: Bearer <token>`: a
+/// session's access token (verified by its signature alone: no store is
+/// read) or an API key (`sk_...`, with the scope the route needs).
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct AuthUser(pub UserId);
 
@@ -124,7 +126,11 @@ impl FromRequestParts<HttpState> for AuthUser {
         state: &HttpState,
     ) -> Result<Self, Self::Rejection> {
         match bearer_token(&parts.headers)? {
-            Some(token) => verify(parts, state, token),
+            Some(token) => {
+                let caller = authenticate(parts, state, token).await?;
+                permit(parts, caller)?;
+                Ok(AuthUser(caller.user))
+            }
             None => Err(ApiError::unauthenticated(
                 "this endpoint needs an access token: Authorization: Bearer <token>",
                 "Bearer",
@@ -142,10 +148,12 @@ impl OptionalFromRequestParts<HttpState> for AuthUser {
         parts: &mut Parts,
         state: &HttpState,
     ) -> Result<Option<Self>, Self::Rejection> {
-        match bearer_token(&parts.headers)? {
-            Some(token) => verify(parts, state, token).map(Some),
-            None => Ok(None),
+        if bearer_token(&parts.headers)?.is_none() {
+            return Ok(None);
         }
+        <Self as FromRequestParts<HttpState>>::from_request_parts(parts, state)
+            .await
+            .map(Some)
     }
 }
 
@@ -168,27 +176,65 @@ pub(crate) fn bearer_token(headers: &HeaderMap) -> Result<Option<&str>, ApiError
     Ok(Some(token.trim()))
 }
 
-fn verify(parts: &Parts, state: &HttpState, token: &str) -> Result<AuthUser, ApiError> {
-    // The rate limiter verified this request's token already.
-    if let Some(crate::edge::Verified(caller)) = parts.extensions.get::<crate::edge::Verified>() {
-        if let Some(slot) = parts.extensions.get::<CallerSlot>() {
-            slot.set(*caller);
-        }
-        return Ok(AuthUser(*caller));
-    }
-    let caller = state
-        .app
-        .accounts()
-        .authenticate(token)
-        .map_err(token_problem)?;
+/// Who `token` speaks for, with what scopes; told to the request metrics.
+async fn authenticate(parts: &Parts, state: &HttpState, token: &str) -> Result<Caller, ApiError> {
+    // The rate limiter checked this request's token already.
+    let caller = match parts.extensions.get::<crate::edge::Verified>() {
+        Some(crate::edge::Verified(caller)) => *caller,
+        None => caller_of(state, token).await?,
+    };
     if let Some(slot) = parts.extensions.get::<CallerSlot>() {
-        slot.set(caller);
+        slot.set(caller.user);
     }
-    Ok(AuthUser(caller))
+    Ok(caller)
+}
+
+/// Checks `token`: an API key against the store (or this instance's memory
+/// of it), an access token by its signature.
+pub(crate) async fn caller_of(state: &HttpState, token: &str) -> Result<Caller, ApiError> {
+    let accounts = state.app.accounts();
+    if starling_app::accounts::Accounts::is_api_key(token) {
+        return accounts
+            .authenticate_api_key(token)
+            .await
+            .map_err(|error| match error {
+                BearerError::Refused(TokenError::Expired) => ApiError::unauthenticated(
+                    "the API key has expired",
+                    "Bearer error=\"invalid_token\"",
+                ),
+                BearerError::Refused(_) => ApiError::unauthenticated(
+                    "the API key is invalid or revoked",
+                    "Bearer error=\"invalid_token\"",
+                ),
+                BearerError::Unavailable(error) => error.into(),
+            });
+    }
+    accounts
+        .identify(token)
+        .map(|identity| Caller::signed_in(identity.user, identity.session))
+        .map_err(token_problem)
+}
+
+/// Whether the caller's credential may use the route this request matched.
+fn permit(parts: &Parts, caller: Caller) -> Result<(), ApiError> {
+    if caller.scopes.is_all() && caller.api_key.is_none() {
+        return Ok(());
+    }
+    let route = parts
+        .extensions
+        .get::<axum::extract::MatchedPath>()
+        .map_or_else(|| parts.uri.path(), |path| path.as_str());
+    match crate::scopes::needs(&parts.method, route) {
+        Needs::SignedIn if caller.api_key.is_some() => Err(ApiError::insufficient_scope(None)),
+        Needs::SignedIn => Ok(()),
+        Needs::Scope(scope) if caller.scopes.contains(scope) => Ok(()),
+        Needs::Scope(scope) => Err(ApiError::insufficient_scope(Some(scope))),
+    }
 }
 
 /// The caller and the session of their access token, for the routes that
-/// act on sessions (the current one is marked, or kept).
+/// act on credentials (sessions, the password, API keys): a person signed
+/// in, never an API key.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct AuthSession(pub Caller);
 
@@ -205,18 +251,11 @@ impl FromRequestParts<HttpState> for AuthSession {
                 "Bearer",
             ));
         };
-        let identity = state
-            .app
-            .accounts()
-            .identify(token)
-            .map_err(token_problem)?;
-        if let Some(slot) = parts.extensions.get::<CallerSlot>() {
-            slot.set(identity.user);
+        let caller = authenticate(parts, state, token).await?;
+        if caller.api_key.is_some() {
+            return Err(ApiError::insufficient_scope(None));
         }
-        Ok(Self(Caller {
-            user: identity.user,
-            session: identity.session,
-        }))
+        Ok(Self(caller))
     }
 }
 
@@ -238,7 +277,7 @@ impl OptionalFromRequestParts<HttpState> for AuthSession {
     }
 }
 
-fn token_problem(error: TokenError) -> ApiError {
+pub(crate) fn token_problem(error: TokenError) -> ApiError {
     let detail = match error {
         TokenError::Expired => "the access token has expired; refresh it",
         TokenError::Invalid => "the access token is invalid",

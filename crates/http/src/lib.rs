@@ -10,6 +10,7 @@ mod openapi;
 mod pagination;
 mod problem;
 mod routes;
+mod scopes;
 mod state;
 
 use std::sync::Arc;

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use starling_app::PostView;
-use starling_app::accounts::{Session, SessionView};
+use starling_app::accounts::{ApiKeyView, Session, SessionView};
 use starling_app::notifications::NotificationView;
 use starling_domain::{Mention, Timestamp, User, UserSummary};
 use utoipa::ToSchema;
@@ -462,6 +462,65 @@ impl From<SessionView> for SessionOut {
             current: view.current,
         }
     }
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct CreateApiKeyRequest {
+    /// 1–64 characters, to tell keys apart.
+    #[schema(example = "nightly backup", max_length = 64)]
+    pub name: String,
+    /// At least one of `read`, `write`, `follow`, `notifications`, `media`.
+    #[schema(example = json!(["read", "write"]))]
+    pub scopes: Vec<String>,
+    /// RFC 3339; absent, the key lasts until it is revoked.
+    pub expires_at: Option<String>,
+}
+
+/// An API key as its owner sees it in a list: never the key itself.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct ApiKeyOut {
+    /// 64-bit id, as a string: `DELETE /me/api-keys/{id}` revokes it.
+    pub id: String,
+    pub name: String,
+    /// The key's identifying part: it starts `sk_<prefix>_`.
+    #[schema(example = "k3v9q0x2m1ab")]
+    pub prefix: String,
+    pub scopes: Vec<&'static str>,
+    /// RFC 3339.
+    pub created_at: String,
+    /// When an instance last checked it (to within `auth.api_key_recheck_secs`).
+    pub last_used_at: Option<String>,
+    pub expires_at: Option<String>,
+}
+
+impl From<ApiKeyView> for ApiKeyOut {
+    fn from(key: ApiKeyView) -> Self {
+        Self {
+            id: key.id.to_string(),
+            name: key.name,
+            prefix: key.prefix,
+            scopes: key.scopes.iter().map(|scope| scope.as_str()).collect(),
+            created_at: key.created_at.to_rfc3339(),
+            last_used_at: key.last_used_at.map(|at| at.to_rfc3339()),
+            expires_at: key.expires_at.map(|at| at.to_rfc3339()),
+        }
+    }
+}
+
+/// A key just made. `key` is shown this once: only its hash is kept.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct CreatedApiKeyBody {
+    /// Send as `Authorization: Bearer <key>`.
+    #[schema(example = "sk_k3v9q0x2m1ab_…")]
+    pub key: String,
+    pub api_key: ApiKeyOut,
+}
+
+/// The caller's live API keys, newest first.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct ApiKeysBody {
+    pub data: Vec<ApiKeyOut>,
 }
 
 /// The caller's open sessions, newest first.

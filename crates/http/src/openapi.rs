@@ -41,7 +41,7 @@ impl Modify for BearerAuth {
             SecurityScheme::Http(
                 HttpBuilder::new()
                     .scheme(HttpAuthScheme::Bearer)
-                    .bearer_format("JWT")
+                    .bearer_format("JWT access token, or an API key sk_...")
                     .build(),
             ),
         );
@@ -127,6 +127,10 @@ pub(crate) fn complete(mut document: Value) -> Value {
                         .any(|parameter| parameter["name"] == "Idempotency-Key")
                 });
             let has_path_parameters = path.contains('{');
+            let takes_bearer = operation
+                .get("security")
+                .and_then(Value::as_array)
+                .is_some_and(|security| security.iter().any(|entry| entry.get("bearer").is_some()));
             let Some(responses) = operation
                 .get_mut("responses")
                 .and_then(Value::as_object_mut)
@@ -161,6 +165,12 @@ pub(crate) fn complete(mut document: Value) -> Value {
             ];
             if has_path_parameters {
                 shared.push(("404", problem("Nothing is found at this path")));
+            }
+            if takes_bearer {
+                shared.push((
+                    "403",
+                    problem("The API key given lacks the scope this operation needs, or API keys may not use it"),
+                ));
             }
             if has_body {
                 shared.push(("413", problem("The body is larger than accepted")));

@@ -86,6 +86,42 @@ impl ApiError {
         error
     }
 
+    /// 403 for a credential that may not do this: an API key without the
+    /// scope the route needs (RFC 6750 `insufficient_scope`), or any key on
+    /// a route only a person signed in may use (`scope` `None`).
+    pub(crate) fn insufficient_scope(scope: Option<starling_app::auth::Scope>) -> Self {
+        use starling_app::auth::Scope;
+        let (detail, challenge) = match scope {
+            Some(Scope::Read) => (
+                "this API key lacks the read scope",
+                "Bearer error=\"insufficient_scope\", scope=\"read\"",
+            ),
+            Some(Scope::Write) => (
+                "this API key lacks the write scope",
+                "Bearer error=\"insufficient_scope\", scope=\"write\"",
+            ),
+            Some(Scope::Follow) => (
+                "this API key lacks the follow scope",
+                "Bearer error=\"insufficient_scope\", scope=\"follow\"",
+            ),
+            Some(Scope::Notifications) => (
+                "this API key lacks the notifications scope",
+                "Bearer error=\"insufficient_scope\", scope=\"notifications\"",
+            ),
+            Some(Scope::Media) => (
+                "this API key lacks the media scope",
+                "Bearer error=\"insufficient_scope\", scope=\"media\"",
+            ),
+            None => (
+                "API keys cannot do this (keys, sessions, the password, live streams): sign in",
+                "Bearer error=\"insufficient_scope\"",
+            ),
+        };
+        let mut error = Self::new(StatusCode::FORBIDDEN, "insufficient-scope", detail);
+        error.bearer_challenge = Some(challenge);
+        error
+    }
+
     pub(crate) fn with_errors(mut self, errors: Vec<FieldProblem>) -> Self {
         self.problem.errors = errors;
         self

@@ -200,6 +200,10 @@ pub struct AuthConfig {
     /// access tokens it then refuses (an ended session's tokens work at
     /// most this much longer on the other instances).
     pub revocation_poll_ms: u64,
+    /// How long an instance trusts an API key it checked before reading it
+    /// again (which records its last use): a revoked key works at most this
+    /// long on the other instances.
+    pub api_key_recheck_secs: u64,
     /// Ed25519 private key (PKCS#8 PEM). Default: `<data_dir>/jwt-ed25519.pem`,
     /// created on first start. Every API instance must share it.
     pub signing_key_file: Option<PathBuf>,
@@ -284,6 +288,8 @@ pub struct RateLimitsConfig {
     pub read: QuotaConfig,
     pub write: QuotaConfig,
     pub auth: QuotaConfig,
+    /// Each API key's own quota, whatever it does.
+    pub api_key: QuotaConfig,
 }
 
 /// `limit` requests per `window_secs`, all of which may come at once.
@@ -310,6 +316,10 @@ impl Default for RateLimitsConfig {
                 limit: 20,
                 window_secs: 60,
             },
+            api_key: QuotaConfig {
+                limit: 300,
+                window_secs: 60,
+            },
         }
     }
 }
@@ -325,6 +335,7 @@ impl RateLimitsConfig {
             read: quota(self.read),
             write: quota(self.write),
             auth: quota(self.auth),
+            api_key: quota(self.api_key),
         })
     }
 }
@@ -491,6 +502,7 @@ impl Default for AuthConfig {
             session_max_age_secs: 90 * 24 * 3600,
             refresh_retry_grace_secs: 30,
             revocation_poll_ms: 1_000,
+            api_key_recheck_secs: 10,
             signing_key_file: None,
             password_hashing: PasswordParams::default(),
             login_free_failures: 5,
@@ -678,6 +690,7 @@ impl Config {
             ("read", self.rate_limits.read),
             ("write", self.rate_limits.write),
             ("auth", self.rate_limits.auth),
+            ("api_key", self.rate_limits.api_key),
         ] {
             if quota.limit == 0 || quota.window_secs == 0 {
                 bail!("rate_limits.{name} needs a limit and a window of at least 1");

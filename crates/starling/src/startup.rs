@@ -114,6 +114,7 @@ impl Application {
                 refresh_token_ttl_secs: config.auth.refresh_token_ttl_secs,
                 session_max_age_secs: config.auth.session_max_age_secs,
                 refresh_retry_grace_secs: config.auth.refresh_retry_grace_secs,
+                api_key_recheck: Duration::from_secs(config.auth.api_key_recheck_secs),
                 media: config.media.settings(),
                 login_backoff: config.auth.login_backoff(),
                 ..Settings::default()

@@ -28,7 +28,7 @@ struct ClassLimiter {
 
 #[derive(Clone)]
 pub struct LocalRateLimiter {
-    classes: Arc<[(RouteClass, ClassLimiter); 3]>,
+    classes: Arc<[(RouteClass, ClassLimiter); 4]>,
     clock: DefaultClock,
 }
 
@@ -54,6 +54,7 @@ impl LocalRateLimiter {
                 make(RouteClass::Read),
                 make(RouteClass::Write),
                 make(RouteClass::Auth),
+                make(RouteClass::ApiKey),
             ]),
             clock: DefaultClock::default(),
         }
@@ -145,6 +146,7 @@ mod tests {
             read: quota,
             write: quota,
             auth: quota,
+            api_key: quota,
         });
         for client in 0..50 {
             limiter.decide(RouteClass::Read, &format!("ip:{client}"));

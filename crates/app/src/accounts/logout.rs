@@ -31,10 +31,10 @@ impl Accounts {
         metrics::counter!(crate::metric::SESSIONS_ENDED_TOTAL, "why" => "logout").increment(1);
         self.end_live_session(family).await;
         if everywhere {
-            self.logout_everywhere(crate::accounts::Caller {
-                user: family.user_id,
-                session: Some(family.family_id),
-            })
+            self.logout_everywhere(crate::accounts::Caller::signed_in(
+                family.user_id,
+                Some(family.family_id),
+            ))
             .await?;
         }
         Ok(())

@@ -1,5 +1,6 @@
 //! Accounts: registration, sessions (login, refresh, logout) and profiles.
 
+mod api_keys;
 mod login;
 mod logout;
 mod profile;
@@ -8,6 +9,7 @@ mod register;
 mod session;
 mod sessions;
 
+pub use api_keys::{API_KEY_PREFIX, ApiKeyView, BearerError, CreatedApiKey, NewApiKey};
 pub use login::{LoginBackoff, LoginInput};
 pub use profile::{ProfileChanges, UserRef};
 pub use register::RegisterInput;
@@ -21,7 +23,7 @@ use starling_domain::{IdGenerator, UserId, UserSummary};
 
 use crate::auth::{AccessTokens, PasswordHashing, TokenError, TokenIdentity};
 use crate::graph::Hiding;
-use crate::ports::{AccountStore, Cache, LiveLog, LoginFailures, TokenStore};
+use crate::ports::{AccountStore, ApiKeyStore, Cache, LiveLog, LoginFailures, TokenStore};
 
 /// Accounts as a service: registration, sessions (login, refresh, logout),
 /// access tokens, and profiles.
@@ -29,6 +31,9 @@ pub struct Accounts {
     accounts: Arc<dyn AccountStore>,
     /// Refresh-token families: the sessions.
     sessions: Arc<dyn TokenStore>,
+    keys: Arc<dyn ApiKeyStore>,
+    /// API keys this instance checked lately.
+    checked_keys: Arc<api_keys::CheckedKeys>,
     login_failures: Arc<dyn LoginFailures>,
     /// Where an ended session tells its open streams to close.
     live: Arc<dyn LiveLog>,
@@ -57,6 +62,8 @@ pub struct AccountsParts {
     pub refresh_token_ttl_secs: i64,
     pub session_max_age_secs: i64,
     pub refresh_retry_grace_secs: i64,
+    /// How long an API key checked is trusted before it is read again.
+    pub api_key_recheck: std::time::Duration,
     pub login_backoff: LoginBackoff,
 }
 
@@ -64,7 +71,9 @@ impl Accounts {
     pub fn new(store: Arc<dyn crate::ports::Store>, parts: AccountsParts) -> Self {
         Self {
             accounts: store.clone(),
+            keys: store.clone(),
             sessions: store,
+            checked_keys: api_keys::CheckedKeys::new(parts.api_key_recheck),
             login_failures: parts.login_failures,
             live: parts.live,
             user_cache: parts.user_cache,

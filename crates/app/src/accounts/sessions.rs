@@ -6,6 +6,7 @@
 use starling_domain::{Password, Timestamp, UserId, ValidationErrors};
 
 use crate::accounts::Accounts;
+use crate::auth::Scopes;
 use crate::error::{AppError, AppResult};
 use crate::ports::{RefreshFamily, SessionRecord};
 
@@ -23,6 +24,33 @@ pub struct SessionView {
 pub struct Caller {
     pub user: UserId,
     pub session: Option<i64>,
+    /// The API key asking, when it is one.
+    pub api_key: Option<i64>,
+    /// What the credential may do: everything for a session's token.
+    pub scopes: Scopes,
+}
+
+impl Caller {
+    /// Refuses API keys: credentials (keys, sessions, the password) are
+    /// managed by a person signed in.
+    pub fn require_signed_in(self) -> AppResult<()> {
+        if self.api_key.is_some() {
+            return Err(AppError::Forbidden(
+                "API keys cannot manage keys, sessions or passwords: sign in",
+            ));
+        }
+        Ok(())
+    }
+
+    /// A session's access token: everything its account may do.
+    pub fn signed_in(user: UserId, session: Option<i64>) -> Self {
+        Self {
+            user,
+            session,
+            api_key: None,
+            scopes: Scopes::ALL,
+        }
+    }
 }
 
 const WRONG_PASSWORD: &str = "the current password is incorrect";
@@ -30,6 +58,7 @@ const WRONG_PASSWORD: &str = "the current password is incorrect";
 impl Accounts {
     /// The caller's open sessions, newest first.
     pub async fn sessions(&self, caller: Caller) -> AppResult<Vec<SessionView>> {
+        caller.require_signed_in()?;
         let sessions = self
             .sessions
             .sessions_of(caller.user, Timestamp::now())
@@ -47,6 +76,7 @@ impl Accounts {
     /// Errors: `NotFound("session")` when the caller has no such open one.
     #[tracing::instrument(skip_all, fields(session))]
     pub async fn end_session(&self, caller: Caller, session: i64) -> AppResult<()> {
+        caller.require_signed_in()?;
         let ended = self
             .sessions
             .revoke_session(caller.user, session, Timestamp::now())
@@ -61,6 +91,7 @@ impl Accounts {
     /// Ends every session of the caller, the current one included.
     #[tracing::instrument(skip_all)]
     pub async fn logout_everywhere(&self, caller: Caller) -> AppResult<()> {
+        caller.require_signed_in()?;
         let ended = self
             .sessions
             .revoke_sessions_of(caller.user, None, Timestamp::now())
@@ -75,6 +106,7 @@ impl Accounts {
     /// caller's own goes on.
     #[tracing::instrument(skip_all)]
     pub async fn change_password(&self, caller: Caller, current: &str, new: &str) -> AppResult<()> {
+        caller.require_signed_in()?;
         if current.len() > super::login::PRESENTED_PASSWORD_MAX_LEN {
             return Err(AppError::Forbidden(WRONG_PASSWORD));
         }

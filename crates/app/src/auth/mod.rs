@@ -4,8 +4,10 @@
 pub mod passwords;
 pub mod refresh;
 pub mod revoked;
+pub mod scopes;
 pub mod tokens;
 
 pub use passwords::{PasswordHashing, PasswordParams};
 pub use revoked::RevokedSessions;
+pub use scopes::{Scope, Scopes};
 pub use tokens::{AccessClaims, AccessTokens, TokenError, TokenIdentity};

@@ -25,12 +25,12 @@ pub use live::{LiveError, LiveLog, LiveMessage, LiveSink, Replay};
 pub use login_failures::{Failures, LoginFailures, LoginFailuresError};
 pub use rate_limit::{Quota, RateDecision, RateLimitError, RateLimiter, RateLimits, RouteClass};
 pub use store::{
-    AccountStore, CommitListener, DeleteOutcome, FollowOutcome, GraphStore, Hidden,
-    IdempotencyClaim, IdempotencyStore, LikeOutcome, MediaSelection, MediaStore, Missing, NewPost,
-    NewUser, NotificationState, NotificationStore, OutboxStore, PostStore, RefreshFamily,
-    RefreshTokenRecord, Relation, RelationStore, RotateOutcome, SessionRecord, Store, StoreError,
-    StoreHealth, StoreResult, StoredResponse, TokenStore, UndecodableEvent, UnfollowOutcome,
-    UnlikeOutcome, UserCredentials,
+    AccountStore, ApiKeyRecord, ApiKeyStore, CommitListener, DeleteOutcome, FollowOutcome,
+    GraphStore, Hidden, IdempotencyClaim, IdempotencyStore, LikeOutcome, MediaSelection,
+    MediaStore, Missing, NewPost, NewUser, NotificationState, NotificationStore, OutboxStore,
+    PostStore, RefreshFamily, RefreshTokenRecord, Relation, RelationStore, RotateOutcome,
+    SessionRecord, Store, StoreError, StoreHealth, StoreResult, StoredResponse, TokenStore,
+    UndecodableEvent, UnfollowOutcome, UnlikeOutcome, UserCredentials,
 };
 pub use timeline::{
     TimelineEntry, TimelineError, TimelineRead, TimelineResult, TimelineSlice, TimelineStore,

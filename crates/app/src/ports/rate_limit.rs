@@ -15,16 +15,25 @@ pub enum RouteClass {
     Write,
     /// Registering, logging in, refreshing: stricter, against credential stuffing.
     Auth,
+    /// Anything done with an API key (scripts and bots): one quota of its
+    /// own per key, apart from its owner's reads and writes.
+    ApiKey,
 }
 
 impl RouteClass {
-    pub const ALL: [RouteClass; 3] = [RouteClass::Read, RouteClass::Write, RouteClass::Auth];
+    pub const ALL: [RouteClass; 4] = [
+        RouteClass::Read,
+        RouteClass::Write,
+        RouteClass::Auth,
+        RouteClass::ApiKey,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
             RouteClass::Read => "read",
             RouteClass::Write => "write",
             RouteClass::Auth => "auth",
+            RouteClass::ApiKey => "api_key",
         }
     }
 }
@@ -50,6 +59,7 @@ pub struct RateLimits {
     pub read: Quota,
     pub write: Quota,
     pub auth: Quota,
+    pub api_key: Quota,
 }
 
 impl RateLimits {
@@ -58,6 +68,7 @@ impl RateLimits {
             RouteClass::Read => self.read,
             RouteClass::Write => self.write,
             RouteClass::Auth => self.auth,
+            RouteClass::ApiKey => self.api_key,
         }
     }
 }

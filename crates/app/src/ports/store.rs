@@ -78,6 +78,7 @@ impl std::fmt::Display for Missing {
 pub trait Store:
     AccountStore
     + TokenStore
+    + ApiKeyStore
     + GraphStore
     + PostStore
     + NotificationStore
@@ -91,6 +92,7 @@ pub trait Store:
 impl<T> Store for T where
     T: AccountStore
         + TokenStore
+        + ApiKeyStore
         + GraphStore
         + PostStore
         + NotificationStore
@@ -291,6 +293,42 @@ pub trait TokenStore: Send + Sync {
     /// not: an expired token is refused either way), and sessions past
     /// their end or revoked a day before it; returns how many tokens went.
     async fn prune_refresh_tokens(&self, expired_before: Timestamp) -> StoreResult<u64>;
+}
+
+/// An API key as stored: its SHA-256, never the key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiKeyRecord {
+    pub id: i64,
+    pub user_id: UserId,
+    pub name: String,
+    /// The part of the key after `sk_` and before its secret: shown in
+    /// lists so a person can tell their keys apart.
+    pub prefix: String,
+    pub key_hash: Vec<u8>,
+    /// Space-separated scope names.
+    pub scopes: String,
+    pub created_at: Timestamp,
+    pub last_used_at: Option<Timestamp>,
+    pub expires_at: Option<Timestamp>,
+}
+
+#[async_trait]
+pub trait ApiKeyStore: Send + Sync {
+    async fn insert_api_key(&self, key: ApiKeyRecord) -> StoreResult<()>;
+
+    /// `user`'s live keys (neither revoked nor expired at `now`), newest first.
+    async fn api_keys_of(&self, user: UserId, now: Timestamp) -> StoreResult<Vec<ApiKeyRecord>>;
+
+    /// Revokes `user`'s key `id`; `false` when the account has no such live key.
+    async fn revoke_api_key(&self, user: UserId, id: i64, now: Timestamp) -> StoreResult<bool>;
+
+    /// The live key with this hash, its last use set to `now`; `None` when
+    /// no such key is live (unknown, revoked or expired).
+    async fn use_api_key(
+        &self,
+        key_hash: &[u8],
+        now: Timestamp,
+    ) -> StoreResult<Option<ApiKeyRecord>>;
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

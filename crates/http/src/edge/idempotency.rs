@@ -81,7 +81,7 @@ pub(crate) async fn honour_idempotency_keys(
             .into_response();
         }
     };
-    let scope = scope_of(&state, &mut request);
+    let scope = scope_of(&state, &mut request).await;
     let (parts, body) = request.into_parts();
     let Ok(body) = to_bytes(body, BODY_LIMIT_BYTES).await else {
         return ApiError::new(
@@ -238,9 +238,10 @@ async fn run_and_keep(
 
 /// Keys are per caller: the account of a valid token, else anonymous (the
 /// request fingerprint still has to match).
-fn scope_of(state: &HttpState, request: &mut Request) -> String {
+async fn scope_of(state: &HttpState, request: &mut Request) -> String {
     crate::edge::verified_caller(state, request)
-        .map_or_else(|| "anon".to_owned(), |user| format!("u:{user}"))
+        .await
+        .map_or_else(|| "anon".to_owned(), |caller| format!("u:{}", caller.user))
 }
 
 fn before(now: Timestamp, span: Duration) -> Timestamp {

@@ -21,19 +21,19 @@ pub(crate) use rate_limit::limit_rate;
 pub use shedding::LoadShedding;
 pub(crate) use shedding::shed_load;
 
-/// A bearer token of this request whose signature was verified already.
+/// The caller of this request's bearer credential, checked already.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct Verified(pub(crate) starling_domain::UserId);
+pub(crate) struct Verified(pub(crate) starling_app::accounts::Caller);
 
-/// The account of the request's bearer token when it is valid, verifying
-/// its signature at most once per request: the result stays in the request
-/// for the later layers and the handler's extractor.
-pub(crate) fn verified_caller(
+/// The caller of the request's bearer credential when it is valid, checking
+/// it at most once per request: the result stays in the request for the
+/// later layers and the handler's extractor.
+pub(crate) async fn verified_caller(
     state: &crate::state::HttpState,
     request: &mut Request,
-) -> Option<starling_domain::UserId> {
-    if let Some(Verified(user)) = request.extensions().get::<Verified>() {
-        return Some(*user);
+) -> Option<starling_app::accounts::Caller> {
+    if let Some(Verified(caller)) = request.extensions().get::<Verified>() {
+        return Some(*caller);
     }
     let token = request
         .headers()
@@ -44,9 +44,9 @@ pub(crate) fn verified_caller(
         .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))?
         .1
         .trim();
-    let user = state.app.accounts().authenticate(token).ok()?;
-    request.extensions_mut().insert(Verified(user));
-    Some(user)
+    let caller = crate::extract::caller_of(state, token).await.ok()?;
+    request.extensions_mut().insert(Verified(caller));
+    Some(caller)
 }
 
 /// Decides who the client is once, for every later layer and handler.

@@ -28,19 +28,26 @@ fn route_class(request: &Request) -> RouteClass {
     }
 }
 
-/// `u:<id>` for a caller with a valid token (not on auth routes), else
-/// `ip:<address>` (`ip:<network>/64` for IPv6). A token verified here is remembered in the request, so
-/// the handler's extractor does not verify its signature again.
-fn client_key(state: &HttpState, request: &mut Request, class: RouteClass) -> String {
+/// The class and client a request counts as: an API key's own class and
+/// quota (`k:<key id>`) whatever it does; `u:<id>` for a caller with a valid
+/// token (not on auth routes); else `ip:<address>` (`ip:<network>/64` for
+/// IPv6). A credential checked here is remembered in the request, so the
+/// handler's extractor does not check it again.
+async fn class_and_client(state: &HttpState, request: &mut Request) -> (RouteClass, String) {
+    let class = route_class(request);
     if class != RouteClass::Auth
-        && let Some(user) = verified_caller(state, request)
+        && let Some(caller) = verified_caller(state, request).await
     {
-        return format!("u:{user}");
+        return match caller.api_key {
+            Some(key) => (RouteClass::ApiKey, format!("k:{key}")),
+            None => (class, format!("u:{}", caller.user)),
+        };
     }
-    match request.extensions().get::<ClientIp>() {
+    let client = match request.extensions().get::<ClientIp>() {
         Some(ClientIp(Some(address))) => rate_key(*address),
         _ => "ip:unknown".to_owned(),
-    }
+    };
+    (class, client)
 }
 
 pub(crate) async fn limit_rate(
@@ -51,8 +58,7 @@ pub(crate) async fn limit_rate(
     let Some(limiter) = state.rate_limiter.clone() else {
         return next.run(request).await;
     };
-    let class = route_class(&request);
-    let key = client_key(&state, &mut request, class);
+    let (class, key) = class_and_client(&state, &mut request).await;
     let decision = match limiter.check(class, &key).await {
         Ok(decision) => decision,
         Err(error) => {

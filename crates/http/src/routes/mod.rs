@@ -1,6 +1,7 @@
 //! Handlers, one file per endpoint group. Each file's handlers carry their
 //! OpenAPI description; `api_router` collects them.
 
+pub(crate) mod api_keys;
 pub(crate) mod auth;
 pub(crate) mod docs;
 pub(crate) mod feed;
@@ -43,6 +44,8 @@ pub(crate) fn api_router(max_upload_bytes: usize) -> OpenApiRouter<HttpState> {
         .routes(routes!(sessions::sessions))
         .routes(routes!(sessions::end_session))
         .routes(routes!(sessions::change_password))
+        .routes(routes!(api_keys::create, api_keys::list))
+        .routes(routes!(api_keys::revoke))
         .routes(routes!(users::user))
         .routes(routes!(users::user_posts))
         .routes(routes!(graph::follow, graph::unfollow))

@@ -21,7 +21,7 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
 use serde::Deserialize;
-use starling_app::auth::{TokenError, TokenIdentity};
+use starling_app::auth::TokenIdentity;
 use starling_app::live::{LiveStream, StreamEnd, StreamItem};
 use utoipa::IntoParams;
 
@@ -56,6 +56,8 @@ pub(crate) struct StreamParams {
             description = "Events `ready`, `post`, `delete`, `notification`, `reset`; `end` last when the token expires or its session ends"),
         (status = 400, body = Problem, content_type = "application/problem+json"),
         (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 403, body = Problem, content_type = "application/problem+json",
+            description = "An API key: live streams need a session's access token"),
         (status = 429, body = Problem, content_type = "application/problem+json",
             description = "The account holds as many streams as it may"),
         (status = 503, body = Problem, content_type = "application/problem+json",
@@ -135,14 +137,15 @@ pub(crate) async fn stream(
 }
 
 fn authenticate(state: &HttpState, token: &str) -> Result<TokenIdentity, ApiError> {
-    state.app.accounts().identify(token).map_err(|error| {
-        let detail = match error {
-            TokenError::Expired => "the access token has expired; refresh it",
-            TokenError::Invalid => "the access token is invalid",
-            TokenError::Revoked => "the session of this access token has ended; sign in again",
-        };
-        ApiError::unauthenticated(detail, "Bearer error=\"invalid_token\"")
-    })
+    // A stream lasts as long as a session's token; API keys get none (yet).
+    if starling_app::accounts::Accounts::is_api_key(token) {
+        return Err(ApiError::insufficient_scope(None));
+    }
+    state
+        .app
+        .accounts()
+        .identify(token)
+        .map_err(crate::extract::token_problem)
 }
 
 /// The position to resume after: the `Last-Event-ID` header, else the query.

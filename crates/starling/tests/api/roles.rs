@@ -365,9 +365,10 @@ async fn two_instances_enforce_one_rate_limit() {
 /// A session ended through one API instance is refused by the other
 /// within about a poll (`auth.revocation_poll_ms`, 1 s by default): the
 /// other had verified and remembered its access token, whose signature is
-/// still good.
+/// still good. An API key revoked on one is refused by the other once its
+/// memory of the key is due a recheck (`auth.api_key_recheck_secs`).
 #[tokio::test]
-async fn a_session_ended_on_one_instance_is_refused_by_the_other_within_seconds() {
+async fn a_session_or_key_ended_on_one_instance_is_refused_by_the_other_within_seconds() {
     let Some(engines) = Engines::new().await else {
         return;
     };
@@ -376,6 +377,10 @@ async fn a_session_ended_on_one_instance_is_refused_by_the_other_within_seconds(
     let env: Vec<(String, String)> = deployment_env(&engines, key_file.to_str().unwrap(), "")
         .into_iter()
         .filter(|(key, _)| key != "STARLING_REPLICA_URLS")
+        .chain([(
+            "STARLING_AUTH__API_KEY_RECHECK_SECS".to_owned(),
+            "1".to_owned(),
+        )])
         .collect();
     let migrated = command(&env).arg("migrate").output().unwrap();
     assert!(migrated.status.success());
@@ -383,6 +388,18 @@ async fn a_session_ended_on_one_instance_is_refused_by_the_other_within_seconds(
     let api_b = start_roles(dirs[1].path(), &["api"], &with_node(&env, "2")).await;
     let client = reqwest::Client::new();
     let ada = register(&client, &api_a.base, "ada").await;
+    let made: serde_json::Value = client
+        .post(format!("{}/api/v1/me/api-keys", api_a.base))
+        .bearer_auth(&ada.access_token)
+        .json(&json!({"name": "bot", "scopes": ["read"]}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let key = made["key"].as_str().unwrap().to_owned();
+    let key_id = made["api_key"]["id"].as_str().unwrap().to_owned();
     let me = |base: String| {
         let (client, token) = (client.clone(), ada.access_token.clone());
         async move {
@@ -421,6 +438,63 @@ async fn a_session_ended_on_one_instance_is_refused_by_the_other_within_seconds(
         "refused after {:?}",
         ended.elapsed()
     );
+
+    let with_key = |base: String| {
+        let (client, key) = (client.clone(), key.clone());
+        async move {
+            client
+                .get(format!("{base}/api/v1/feed"))
+                .bearer_auth(key)
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    };
+    assert_eq!(with_key(api_b.base.clone()).await, 200);
+    let second = sign_in_again(&client, &api_a.base).await;
+    let revoked = std::time::Instant::now();
+    let revoke = client
+        .delete(format!("{}/api/v1/me/api-keys/{key_id}", api_a.base))
+        .bearer_auth(second)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(revoke.status(), 204);
+    assert_eq!(
+        with_key(api_a.base.clone()).await,
+        401,
+        "at once where revoked"
+    );
+    eventually(
+        "the other instance refuses the key",
+        Duration::from_secs(5),
+        || {
+            let status = with_key(api_b.base.clone());
+            async move { status.await == 401 }
+        },
+    )
+    .await;
+    assert!(
+        revoked.elapsed() < Duration::from_secs(3),
+        "refused after {:?}",
+        revoked.elapsed()
+    );
+}
+
+/// ada signs in again (her first session ended): a new access token.
+async fn sign_in_again(client: &reqwest::Client, base: &str) -> String {
+    let session: serde_json::Value = client
+        .post(format!("{base}/api/v1/auth/login"))
+        .json(&json!({"login": "ada", "password": "correct horse"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    session["access_token"].as_str().unwrap().to_owned()
 }
 
 /// A fan-out worker killed (SIGKILL) in the middle of a burst of posts,

@@ -230,7 +230,9 @@ macro_rules! outbox_store {
                  (SELECT coalesce(max(follow_id), 0) FROM follows), \
                  (SELECT coalesce(max(event_id), 0) FROM outbox), \
                  (SELECT coalesce(max(id), 0) FROM notifications), \
-                 (SELECT coalesce(max(family_id), 0) FROM refresh_tokens))"
+                 (SELECT coalesce(max(family_id), 0) FROM refresh_tokens), \
+                 (SELECT coalesce(max(id), 0) FROM sessions), \
+                 (SELECT coalesce(max(id), 0) FROM api_keys))"
             );
 
             #[async_trait::async_trait]

@@ -20,6 +20,10 @@ pub const LIMITS: RateLimits = RateLimits {
         limit: 2,
         window: Duration::from_secs(10),
     },
+    api_key: Quota {
+        limit: 4,
+        window: Duration::from_millis(400),
+    },
 };
 
 #[macro_export]

@@ -8,9 +8,9 @@ use starling_domain::{
 };
 
 use crate::ports::{
-    Announce, DeleteOutcome, FollowOutcome, Hidden, IdempotencyClaim, LikeOutcome, MediaSelection,
-    Missing, NewEvent, NewPost, NewUser, RefreshFamily, RefreshTokenRecord, Relation,
-    RotateOutcome, SessionRecord, Store, StoreError, StoredResponse, TimelineEntry,
+    Announce, ApiKeyRecord, DeleteOutcome, FollowOutcome, Hidden, IdempotencyClaim, LikeOutcome,
+    MediaSelection, Missing, NewEvent, NewPost, NewUser, RefreshFamily, RefreshTokenRecord,
+    Relation, RotateOutcome, SessionRecord, Store, StoreError, StoredResponse, TimelineEntry,
     UnfollowOutcome, UnlikeOutcome,
 };
 
@@ -32,6 +32,7 @@ macro_rules! store_contract {
             a_retry_within_the_grace_spends_the_replacement_instead,
             a_session_ends_at_its_absolute_end,
             a_password_change_ends_the_other_sessions_with_it,
+            api_keys_are_listed_used_and_revoked_by_their_owner,
 
             follows_are_idempotent_and_counted,
             follow_lists_are_newest_first_and_paged,
@@ -1501,6 +1502,83 @@ pub async fn a_password_change_ends_the_other_sessions_with_it(store: Arc<dyn St
         Err(StoreError::NotFound(Missing::Account))
     ));
     assert_eq!(store.password_hash_of(UserId(-77)).await.unwrap(), None);
+}
+
+pub async fn api_keys_are_listed_used_and_revoked_by_their_owner(store: Arc<dyn Store>) {
+    let fixture = Fixture::new(store.clone());
+    let ada = fixture.user("ada").await;
+    let bob = fixture.user("bob").await;
+    let now = Timestamp::now();
+    let key = |id: i64, user: UserId, hash: &[u8], expires_at: Option<Timestamp>| ApiKeyRecord {
+        id,
+        user_id: user,
+        name: format!("key {id}"),
+        prefix: format!("prefix{id}"),
+        key_hash: hash.to_vec(),
+        scopes: "read write".to_owned(),
+        created_at: now,
+        last_used_at: None,
+        expires_at,
+    };
+    let (first, second, lapsed, bobs) = (
+        fixture.ids.next_raw(),
+        fixture.ids.next_raw(),
+        fixture.ids.next_raw(),
+        fixture.ids.next_raw(),
+    );
+    store
+        .insert_api_key(key(first, ada.id, b"k1", None))
+        .await
+        .unwrap();
+    store
+        .insert_api_key(key(second, ada.id, b"k2", Some(now.plus_seconds(3600))))
+        .await
+        .unwrap();
+    store
+        .insert_api_key(key(lapsed, ada.id, b"k3", Some(now.plus_seconds(-1))))
+        .await
+        .unwrap();
+    store
+        .insert_api_key(key(bobs, bob.id, b"k4", None))
+        .await
+        .unwrap();
+
+    let listed: Vec<i64> = store
+        .api_keys_of(ada.id, now)
+        .await
+        .unwrap()
+        .iter()
+        .map(|key| key.id)
+        .collect();
+    assert_eq!(listed, [second, first], "live ones, newest first");
+    // Using one records when, and answers the whole record.
+    let later = now.plus_seconds(5);
+    let used = store.use_api_key(b"k1", later).await.unwrap().unwrap();
+    assert_eq!((used.id, used.user_id), (first, ada.id));
+    assert_eq!(used.last_used_at, Some(later));
+    assert_eq!(used.scopes, "read write");
+    assert_eq!(used.prefix, format!("prefix{first}"));
+    assert!(
+        store.use_api_key(b"k3", now).await.unwrap().is_none(),
+        "expired"
+    );
+    assert!(store.use_api_key(b"nope", now).await.unwrap().is_none());
+
+    // Only its owner revokes a key, once; a revoked key is of no use.
+    assert!(!store.revoke_api_key(bob.id, first, now).await.unwrap());
+    assert!(store.revoke_api_key(ada.id, first, now).await.unwrap());
+    assert!(!store.revoke_api_key(ada.id, first, now).await.unwrap());
+    assert!(!store.revoke_api_key(ada.id, lapsed, now).await.unwrap());
+    assert!(store.use_api_key(b"k1", later).await.unwrap().is_none());
+    assert_eq!(store.api_keys_of(ada.id, now).await.unwrap().len(), 1);
+    assert!(store.use_api_key(b"k4", now).await.unwrap().is_some());
+    // Each key hash and prefix names one key.
+    assert!(
+        store
+            .insert_api_key(key(fixture.ids.next_raw(), bob.id, b"k4", None))
+            .await
+            .is_err()
+    );
 }
 
 pub async fn the_backlog_counts_what_a_consumer_has_not_handled(store: Arc<dyn Store>) {
