@@ -90,19 +90,7 @@ impl Accounts {
             Some(id) => format!("u:{id}"),
             None => format!("l:{login}"),
         };
-        let failures = self.login_failures(&key).await;
-        if let Some(wait) = self.login_backoff.remaining(failures, Timestamp::now_ms()) {
-            // Refused before the password is looked at: guessing on
-            // during the wait learns nothing, whatever was guessed.
-            metrics::counter!(crate::metric::LOGINS_BACKED_OFF_TOTAL).increment(1);
-            let seconds = wait.as_millis().div_ceil(1000).max(1);
-            return Err(AppError::Throttled {
-                detail: format!(
-                    "too many failed logins for this account: try again in {seconds} s"
-                ),
-                retry_after: Duration::from_secs(u64::try_from(seconds).unwrap_or(u64::MAX)),
-            });
-        }
+        let failures = self.unless_backing_off(&key, "failed logins").await?;
         let matches = self
             .passwords
             .verify(
@@ -124,9 +112,26 @@ impl Accounts {
         self.open_session(user, input.device).await
     }
 
+    /// The failures counted for `key`, or `Throttled` while they back off:
+    /// refused before the password is looked at, so guessing on during the
+    /// wait learns nothing, whatever was guessed. `what` names the failures
+    /// in the answer.
+    pub(super) async fn unless_backing_off(&self, key: &str, what: &str) -> AppResult<Failures> {
+        let failures = self.login_failures(key).await;
+        let Some(wait) = self.login_backoff.remaining(failures, Timestamp::now_ms()) else {
+            return Ok(failures);
+        };
+        metrics::counter!(crate::metric::LOGINS_BACKED_OFF_TOTAL).increment(1);
+        let seconds = wait.as_millis().div_ceil(1000).max(1);
+        Err(AppError::Throttled {
+            detail: format!("too many {what} for this account: try again in {seconds} s"),
+            retry_after: Duration::from_secs(u64::try_from(seconds).unwrap_or(u64::MAX)),
+        })
+    }
+
     /// The failures counted for `key`; none when they cannot be read (the
     /// back-off fails open: the edge's per-address quota still holds).
-    pub(super) async fn login_failures(&self, key: &str) -> Failures {
+    async fn login_failures(&self, key: &str) -> Failures {
         self.login_failures.get(key).await.unwrap_or_else(|error| {
             tracing::warn!(error = %error, "could not read failed logins; not backing off");
             Failures::default()

@@ -116,19 +116,7 @@ impl Accounts {
         // Guesses at the current password back off as logins do: a stolen
         // access token must not make this an oracle for it.
         let key = format!("u:{}", caller.user);
-        let failures = self.login_failures(&key).await;
-        if let Some(wait) = self.login_backoff.remaining(failures, Timestamp::now_ms()) {
-            metrics::counter!(crate::metric::LOGINS_BACKED_OFF_TOTAL).increment(1);
-            let seconds = wait.as_millis().div_ceil(1000).max(1);
-            return Err(AppError::Throttled {
-                detail: format!(
-                    "too many wrong passwords for this account: try again in {seconds} s"
-                ),
-                retry_after: std::time::Duration::from_secs(
-                    u64::try_from(seconds).unwrap_or(u64::MAX),
-                ),
-            });
-        }
+        self.unless_backing_off(&key, "wrong passwords").await?;
         let stored = self.sessions.password_hash_of(caller.user).await?;
         if stored.is_none() {
             return Err(AppError::NotFound("user"));

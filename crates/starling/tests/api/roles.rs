@@ -401,17 +401,11 @@ async fn a_session_or_key_ended_on_one_instance_is_refused_by_the_other_within_s
     let key = made["key"].as_str().unwrap().to_owned();
     let key_id = made["api_key"]["id"].as_str().unwrap().to_owned();
     let me = |base: String| {
-        let (client, token) = (client.clone(), ada.access_token.clone());
-        async move {
-            client
-                .get(format!("{base}/api/v1/me"))
-                .bearer_auth(token)
-                .send()
-                .await
-                .unwrap()
-                .status()
-                .as_u16()
-        }
+        status_of(
+            client.clone(),
+            format!("{base}/api/v1/me"),
+            ada.access_token.clone(),
+        )
     };
     assert_eq!(me(api_b.base.clone()).await, 200);
 
@@ -439,19 +433,8 @@ async fn a_session_or_key_ended_on_one_instance_is_refused_by_the_other_within_s
         ended.elapsed()
     );
 
-    let with_key = |base: String| {
-        let (client, key) = (client.clone(), key.clone());
-        async move {
-            client
-                .get(format!("{base}/api/v1/feed"))
-                .bearer_auth(key)
-                .send()
-                .await
-                .unwrap()
-                .status()
-                .as_u16()
-        }
-    };
+    let with_key =
+        |base: String| status_of(client.clone(), format!("{base}/api/v1/feed"), key.clone());
     assert_eq!(with_key(api_b.base.clone()).await, 200);
     let second = sign_in_again(&client, &api_a.base).await;
     let revoked = std::time::Instant::now();
@@ -481,6 +464,18 @@ async fn a_session_or_key_ended_on_one_instance_is_refused_by_the_other_within_s
         "refused after {:?}",
         revoked.elapsed()
     );
+}
+
+/// The status of `GET url` with `token`.
+async fn status_of(client: reqwest::Client, url: String, token: String) -> u16 {
+    client
+        .get(url)
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
 }
 
 /// ada signs in again (her first session ended): a new access token.
