@@ -97,8 +97,9 @@ impl IntoResponse for TokenResponse {
     }
 }
 
-/// Sign out: end the session of the refresh token, or else of the access
-/// token sent; with `everywhere`, every session of that account. Their
+/// Sign out: end the session of the refresh token (an access token sent
+/// with it is not looked at: it may be stale), or else of the access token
+/// sent; with `everywhere`, every session of that account. Their
 /// access tokens stop working (on every instance within
 /// `auth.revocation_poll_ms`) and their live streams close.
 #[utoipa::path(post, path = "/api/v1/auth/logout", tag = "auth",
@@ -111,32 +112,34 @@ impl IntoResponse for TokenResponse {
     ))]
 pub(crate) async fn logout(
     State(state): State<HttpState>,
-    caller: Option<AuthSession>,
+    headers: axum::http::HeaderMap,
+    caller: Result<AuthSession, ApiError>,
     AppJson(request): AppJson<LogoutRequest>,
 ) -> Result<StatusCode, ApiError> {
     let accounts = state.app.accounts();
-    match (request.refresh_token, caller, request.everywhere) {
-        (_, Some(AuthSession(caller)), true) => accounts.logout_everywhere(caller).await?,
-        (Some(refresh_token), _, everywhere) => {
-            accounts.logout(&refresh_token, everywhere).await?;
-        }
-        (None, Some(AuthSession(caller)), false) => {
-            if let Some(session) = caller.session {
-                // Already ended is signed out all the same.
-                match accounts.end_session(caller, session).await {
-                    Ok(()) | Err(starling_app::AppError::NotFound(_)) => {}
-                    Err(error) => return Err(error.into()),
-                }
-            }
-        }
-        (None, None, _) => {
-            return Err(starling_app::AppError::Validation(
-                starling_domain::ValidationErrors::single(
-                    "refresh_token",
-                    "send the session's refresh token, or its access token as Authorization: Bearer",
-                ),
-            )
-            .into());
+    // The refresh token decides when there is one: the access token sent
+    // with it may have expired, or belong to a session already ended.
+    if let Some(refresh_token) = request.refresh_token {
+        accounts.logout(&refresh_token, request.everywhere).await?;
+        return Ok(StatusCode::NO_CONTENT);
+    }
+    if !headers.contains_key(axum::http::header::AUTHORIZATION) {
+        return Err(
+            starling_app::AppError::Validation(starling_domain::ValidationErrors::single(
+                "refresh_token",
+                "send the session's refresh token, or its access token as Authorization: Bearer",
+            ))
+            .into(),
+        );
+    }
+    let AuthSession(caller) = caller?;
+    if request.everywhere {
+        accounts.logout_everywhere(caller).await?;
+    } else if let Some(session) = caller.session {
+        // Already ended is signed out all the same.
+        match accounts.end_session(caller, session).await {
+            Ok(()) | Err(starling_app::AppError::NotFound(_)) => {}
+            Err(error) => return Err(error.into()),
         }
     }
     Ok(StatusCode::NO_CONTENT)

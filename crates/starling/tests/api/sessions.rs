@@ -250,6 +250,48 @@ async fn logout_ends_one_session_or_every_one(mode: Mode) {
     assert_eq!(me_status(&app, &fifth).await, 401);
 }
 
+/// A client signing out sends its refresh token and, often, the access token
+/// it holds, which may have expired or belong to a session already ended:
+/// the refresh token decides, and the stale access token is no reason to
+/// refuse.
+#[both_modes]
+async fn logout_with_a_refresh_token_ignores_a_stale_access_token(mode: Mode) {
+    let Some(app) = spawn_app(mode).await else {
+        return;
+    };
+    let ada = app.register("ada").await;
+    let other = login_as(&app, "ada", "other").await;
+    // Ended from the other device: ada's access token is refused now.
+    let listed = sessions(&app, &other).await;
+    let first = listed.body["data"][1]["id"].as_str().unwrap().to_owned();
+    assert_eq!(end(&app, &other, &first).await.status, 204);
+    assert_eq!(me_status(&app, &ada).await, 401, "stale by now");
+    let stale = app
+        .post(
+            "/api/v1/auth/logout",
+            Some(&ada.access_token),
+            json!({"refresh_token": ada.refresh_token}),
+        )
+        .await;
+    assert_eq!(stale.status, 204, "{}", stale.text);
+    app.spend_refresh_token("refresh", &ada.refresh_token)
+        .await
+        .assert_problem(401);
+    // Everywhere, by the refresh token, with an access token of a session
+    // that ended: still the refresh token's account.
+    let everywhere = app
+        .post(
+            "/api/v1/auth/logout",
+            Some(&ada.access_token),
+            json!({"refresh_token": other.refresh_token, "everywhere": true}),
+        )
+        .await;
+    assert_eq!(everywhere.status, 204, "{}", everywhere.text);
+    app.spend_refresh_token("refresh", &other.refresh_token)
+        .await
+        .assert_problem(401);
+}
+
 #[both_modes]
 async fn a_refresh_retried_within_the_grace_window_keeps_the_session(mode: Mode) {
     let Some(app) = spawn_app(mode).await else {
