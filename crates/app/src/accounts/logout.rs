@@ -1,12 +1,11 @@
 //! Logout: revoke the refresh-token family of the presented token, and
 //! close the live streams of that session.
 
-use starling_domain::{LiveEvent, Timestamp, Topic};
+use starling_domain::{LiveEvent, Timestamp, Topic, UserId};
 
 use crate::accounts::Accounts;
 use crate::auth::refresh::token_hash;
 use crate::error::AppResult;
-use crate::ports::RefreshFamily;
 
 impl Accounts {
     /// Ends the session of `refresh_token` (spent tokens of it count), and
@@ -25,11 +24,8 @@ impl Accounts {
         let Some(family) = revoked else {
             return Ok(());
         };
-        self.tokens
-            .revoked()
-            .add([family.family_id], Timestamp::now_ms());
-        metrics::counter!(crate::metric::SESSIONS_ENDED_TOTAL, "why" => "logout").increment(1);
-        self.end_live_session(family).await;
+        self.sessions_ended(family.user_id, &[family.family_id], "logout")
+            .await;
         if everywhere {
             self.logout_everywhere(crate::accounts::Caller::signed_in(
                 family.user_id,
@@ -40,20 +36,35 @@ impl Accounts {
         Ok(())
     }
 
-    /// Tells the streams of `family`'s session, on every instance, to close.
-    /// The revocation is committed already: if the live log cannot take
-    /// the message, the streams end with their access token instead (within
-    /// its lifetime), and the failure is logged.
-    pub(crate) async fn end_live_session(&self, family: RefreshFamily) {
-        let update = LiveEvent::SessionEnded {
-            user_id: family.user_id,
-            session: family.family_id,
-        };
-        if let Err(error) = self
-            .live
-            .publish(&[(Topic::Inbox(family.user_id), update)])
-            .await
-        {
+    /// After sessions of `user` ended (their refresh tokens revoked, in the
+    /// store already): this instance refuses their access tokens at once
+    /// (the others within a revocation poll), their live streams on every
+    /// instance are told to close, in one message, and they are counted by
+    /// `why`. If the live log cannot take the message, the streams end with
+    /// their access token instead (within its lifetime), and the failure is
+    /// logged.
+    pub(super) async fn sessions_ended(&self, user: UserId, sessions: &[i64], why: &'static str) {
+        if sessions.is_empty() {
+            return;
+        }
+        self.tokens
+            .revoked()
+            .add(sessions.iter().copied(), Timestamp::now_ms());
+        metrics::counter!(crate::metric::SESSIONS_ENDED_TOTAL, "why" => why)
+            .increment(sessions.len() as u64);
+        let updates: Vec<(Topic, LiveEvent)> = sessions
+            .iter()
+            .map(|&session| {
+                (
+                    Topic::Inbox(user),
+                    LiveEvent::SessionEnded {
+                        user_id: user,
+                        session,
+                    },
+                )
+            })
+            .collect();
+        if let Err(error) = self.live.publish(&updates).await {
             tracing::warn!(error = %error, "could not close an ended session's live streams");
         }
     }

@@ -88,14 +88,9 @@ impl Accounts {
         }
     }
 
-    /// Verifies an access token without touching any store (its session
-    /// is checked against this instance's set of ended ones).
-    pub fn authenticate(&self, access_token: &str) -> Result<UserId, TokenError> {
-        self.tokens.verify(access_token)
-    }
-
-    /// The account, expiry and session of a valid access token (for live
-    /// streams, which end with their token and their session).
+    /// The account, expiry and session of a valid access token, verified
+    /// without touching any store (its session is checked against this
+    /// instance's set of ended ones).
     pub fn identify(&self, access_token: &str) -> Result<TokenIdentity, TokenError> {
         self.tokens.identify(access_token)
     }

@@ -46,12 +46,8 @@ impl Accounts {
             }
             RotateOutcome::Reused(family) => {
                 tracing::warn!("spent refresh token presented again; its family is revoked");
-                self.tokens
-                    .revoked()
-                    .add([family.family_id], Timestamp::now_ms());
-                metrics::counter!(crate::metric::SESSIONS_ENDED_TOTAL, "why" => "reuse")
-                    .increment(1);
-                self.end_live_session(family).await;
+                self.sessions_ended(family.user_id, &[family.family_id], "reuse")
+                    .await;
                 Err(AppError::Unauthenticated(INVALID_REFRESH))
             }
             RotateOutcome::Expired | RotateOutcome::Unknown => {

@@ -8,7 +8,7 @@ use starling_domain::{Password, Timestamp, UserId, ValidationErrors};
 use crate::accounts::Accounts;
 use crate::auth::Scopes;
 use crate::error::{AppError, AppResult};
-use crate::ports::{RefreshFamily, SessionRecord};
+use crate::ports::SessionRecord;
 
 /// A session in its account's list.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -138,26 +138,6 @@ impl Accounts {
         tracing::info!(user_id = %caller.user, ended = ended.len(), "password changed");
         self.sessions_ended(caller.user, &ended, "password").await;
         Ok(())
-    }
-
-    /// After sessions ended: this instance refuses their tokens at once,
-    /// their live streams close on every instance, and they are counted.
-    async fn sessions_ended(&self, user: UserId, sessions: &[i64], why: &'static str) {
-        if sessions.is_empty() {
-            return;
-        }
-        self.tokens
-            .revoked()
-            .add(sessions.iter().copied(), Timestamp::now_ms());
-        metrics::counter!(crate::metric::SESSIONS_ENDED_TOTAL, "why" => why)
-            .increment(sessions.len() as u64);
-        for &family_id in sessions {
-            self.end_live_session(RefreshFamily {
-                user_id: user,
-                family_id,
-            })
-            .await;
-        }
     }
 
     /// Learns the sessions that ended anywhere (other instances included)
