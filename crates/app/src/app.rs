@@ -5,6 +5,7 @@ use std::sync::Arc;
 use starling_domain::{IdGenerator, Post, PostId, UserId, UserSummary};
 
 use crate::accounts::{Accounts, AccountsParts, LoginBackoff};
+use crate::admin::Admin;
 use crate::auth::{AccessTokens, PasswordHashing};
 use crate::feed::{Feed, Hydration, LikedPosts};
 use crate::graph::{Graph, HiddenAccounts, Hiding};
@@ -108,7 +109,8 @@ pub struct App {
     feed: Arc<Feed>,
     graph: Graph,
     posts: Posts,
-    accounts: Accounts,
+    accounts: Arc<Accounts>,
+    admin: Admin,
     media: Arc<MediaLibrary>,
     hiding: Arc<Hiding>,
 }
@@ -175,7 +177,7 @@ impl App {
                 feed: feed.clone(),
             },
         );
-        let accounts = Accounts::new(
+        let accounts = Arc::new(Accounts::new(
             ports.store.clone(),
             AccountsParts {
                 login_failures: ports.login_failures.clone(),
@@ -191,6 +193,12 @@ impl App {
                 api_key_recheck: settings.api_key_recheck,
                 login_backoff: settings.login_backoff,
             },
+        ));
+        let admin = Admin::new(
+            ports.store.clone(),
+            accounts.clone(),
+            ports.caches.users.clone(),
+            ids.clone(),
         );
         Self {
             ports,
@@ -201,6 +209,7 @@ impl App {
             graph,
             posts,
             accounts,
+            admin,
             hydration,
             media,
             hiding,
@@ -220,6 +229,11 @@ impl App {
     /// Registration, sessions, access tokens and profiles.
     pub fn accounts(&self) -> &Accounts {
         &self.accounts
+    }
+
+    /// Staff's use cases: accounts, suspension, roles, the audit log.
+    pub fn admin(&self) -> &Admin {
+        &self.admin
     }
 
     /// Writing, liking, deleting and reading posts.

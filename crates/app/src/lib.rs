@@ -14,6 +14,7 @@ pub mod telemetry;
 pub mod workers;
 
 pub mod accounts;
+pub mod admin;
 pub mod feed;
 pub mod graph;
 pub mod live;

@@ -28,6 +28,8 @@ pub struct Metric {
 pub const HTTP_REQUEST_DURATION_SECONDS: &str = "http_request_duration_seconds";
 pub const HTTP_REQUESTS_IN_FLIGHT: &str = "http_requests_in_flight";
 pub const HTTP_REQUESTS_TOTAL: &str = "http_requests_total";
+pub const ADMIN_ACTIONS_TOTAL: &str = "starling_admin_actions_total";
+pub const ADMIN_REFUSALS_TOTAL: &str = "starling_admin_refusals_total";
 pub const API_KEYS_CHECKED_TOTAL: &str = "starling_api_keys_checked_total";
 pub const API_KEYS_CREATED_TOTAL: &str = "starling_api_keys_created_total";
 pub const API_KEYS_REVOKED_TOTAL: &str = "starling_api_keys_revoked_total";
@@ -124,6 +126,20 @@ pub const ALL: &[Metric] = &[
         unit: None,
         help: "HTTP requests answered, by method, route template and status",
         zero_at_start: false,
+    },
+    Metric {
+        name: ADMIN_ACTIONS_TOTAL,
+        kind: Kind::Counter,
+        unit: None,
+        help: "Moderation actions taken by staff (by action: suspend, unsuspend, grant_role, remove_post), each with its audit entry",
+        zero_at_start: false,
+    },
+    Metric {
+        name: ADMIN_REFUSALS_TOTAL,
+        kind: Kind::Counter,
+        unit: None,
+        help: "Admin API calls refused because the caller's role is too low",
+        zero_at_start: true,
     },
     Metric {
         name: API_KEYS_CHECKED_TOTAL,

@@ -58,6 +58,18 @@ pub enum Event {
         media_id: MediaId,
         owner_id: UserId,
     },
+    /// Staff suspended the account: its posts and profile are hidden until
+    /// it is reinstated. `moderator_id` is absent when an operator acted
+    /// from the command line.
+    AccountSuspended {
+        user_id: UserId,
+        moderator_id: Option<UserId>,
+    },
+    /// Staff lifted the account's suspension.
+    AccountReinstated {
+        user_id: UserId,
+        moderator_id: Option<UserId>,
+    },
 }
 
 impl Event {
@@ -73,6 +85,8 @@ impl Event {
             Event::Liked { .. } => "liked",
             Event::Unliked { .. } => "unliked",
             Event::MediaUploaded { .. } => "media_uploaded",
+            Event::AccountSuspended { .. } => "account_suspended",
+            Event::AccountReinstated { .. } => "account_reinstated",
         }
     }
 
@@ -89,13 +103,17 @@ impl Event {
         }
     }
 
-    /// The account that acted.
+    /// The account that acted (for a moderation event, the account acted on).
     pub fn actor(&self) -> UserId {
         match self {
             Event::UserRegistered { user_id }
             | Event::ProfileUpdated { user_id }
             | Event::Liked { user_id, .. }
             | Event::Unliked { user_id, .. } => *user_id,
+            // The account changed, in order with its own events.
+            Event::AccountSuspended { user_id, .. } | Event::AccountReinstated { user_id, .. } => {
+                *user_id
+            }
             Event::MediaUploaded { owner_id, .. } => *owner_id,
             Event::PostCreated { author_id, .. } | Event::PostDeleted { author_id, .. } => {
                 *author_id

@@ -23,5 +23,5 @@ pub use mention::{
 pub use notification::{Notification, NotificationKind};
 pub use post::{Post, PostText};
 pub use time::Timestamp;
-pub use user::{Bio, DisplayName, Email, Handle, Password, User, UserSummary};
+pub use user::{AccountStatus, Bio, DisplayName, Email, Handle, Password, Role, User, UserSummary};
 pub use validation::{FieldError, ValidationErrors};

@@ -187,6 +187,84 @@ impl fmt::Debug for Password {
     }
 }
 
+/// What an account may do besides using Starling: staff roles, in rising
+/// order of power (`Ord` follows it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub enum Role {
+    #[default]
+    User,
+    /// Finds accounts, suspends and unsuspends users, removes posts, reads
+    /// the audit log.
+    Moderator,
+    /// What a moderator does, on moderators too, and grants roles.
+    Admin,
+}
+
+impl Role {
+    pub const ALL: [Role; 3] = [Role::User, Role::Moderator, Role::Admin];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::User => "user",
+            Role::Moderator => "moderator",
+            Role::Admin => "admin",
+        }
+    }
+
+    /// `user`, `moderator` or `admin`.
+    pub fn parse(text: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|role| role.as_str() == text)
+    }
+
+    /// A role as stored: anything unknown (written by a newer release)
+    /// counts as the least powerful.
+    pub fn stored(text: &str) -> Self {
+        Self::parse(text).unwrap_or_default()
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Where an account stands with moderation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum AccountStatus {
+    #[default]
+    Active,
+    /// Cannot sign in; its posts and profile are hidden from everyone until
+    /// it is unsuspended.
+    Suspended,
+}
+
+impl AccountStatus {
+    pub const ALL: [AccountStatus; 2] = [AccountStatus::Active, AccountStatus::Suspended];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AccountStatus::Active => "active",
+            AccountStatus::Suspended => "suspended",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|status| status.as_str() == text)
+    }
+
+    /// A status as stored: anything but `active` keeps the account hidden
+    /// (a newer release's status must not show what it hid).
+    pub fn stored(text: &str) -> Self {
+        Self::parse(text).unwrap_or(AccountStatus::Suspended)
+    }
+
+    /// Whether others may see the account and its posts.
+    pub fn is_visible(self) -> bool {
+        self == AccountStatus::Active
+    }
+}
+
 /// A profile as everyone sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct User {
@@ -198,6 +276,8 @@ pub struct User {
     pub followers_count: i64,
     pub following_count: i64,
     pub posts_count: i64,
+    pub role: Role,
+    pub status: AccountStatus,
 }
 
 impl User {
@@ -206,6 +286,7 @@ impl User {
             id: self.id,
             handle: self.handle.clone(),
             display_name: self.display_name.clone(),
+            hidden: !self.status.is_visible(),
         }
     }
 }
@@ -216,6 +297,10 @@ pub struct UserSummary {
     pub id: UserId,
     pub handle: Handle,
     pub display_name: String,
+    /// The account is suspended: its posts are shown to nobody. (Absent in
+    /// entries cached by releases before it: visible.)
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub hidden: bool,
 }
 
 #[cfg(test)]

@@ -20,7 +20,6 @@ impl ValidationErrors {
         }])
     }
 
-    /// Records the error of `result`, if any, and passes its value on.
     /// Adds a problem with `field`.
     pub fn push(&mut self, field: &'static str, message: impl Into<String>) {
         self.0.push(FieldError {
@@ -29,6 +28,7 @@ impl ValidationErrors {
         });
     }
 
+    /// Records the error of `result`, if any, and passes its value on.
     pub fn check<T>(&mut self, result: Result<T, FieldError>) -> Option<T> {
         match result {
             Ok(value) => Some(value),

@@ -35,6 +35,32 @@ where
     }
 }
 
+/// `AppJson` whose body may be left out: a request with no body (no
+/// content type, no length or a length of 0, not chunked) is `T::default()`.
+pub(crate) struct JsonOrEmpty<T>(pub T);
+
+impl<T, S> FromRequest<S> for JsonOrEmpty<T>
+where
+    T: DeserializeOwned + Default,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let headers = request.headers();
+        let empty = headers.get(axum::http::header::CONTENT_TYPE).is_none()
+            && headers.get(axum::http::header::TRANSFER_ENCODING).is_none()
+            && headers
+                .get(axum::http::header::CONTENT_LENGTH)
+                .is_none_or(|length| length.as_bytes() == b"0");
+        if empty {
+            return Ok(Self(T::default()));
+        }
+        let AppJson(value) = AppJson::<T>::from_request(request, state).await?;
+        Ok(Self(value))
+    }
+}
+
 fn json_problem(rejection: JsonRejection) -> ApiError {
     match rejection {
         JsonRejection::MissingJsonContentType(_) => ApiError::new(

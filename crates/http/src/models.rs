@@ -10,6 +10,7 @@ use starling_app::notifications::NotificationView;
 use starling_domain::{Mention, Timestamp, User, UserSummary};
 use utoipa::ToSchema;
 
+pub(crate) mod admin;
 mod rendered;
 pub(crate) use rendered::{PostOut, RenderedPosts};
 
@@ -52,6 +53,9 @@ pub(crate) struct MeBody {
     pub user: UserBody,
     /// Notifications above the read position, counted up to 1000.
     pub unread_notifications: u64,
+    /// `user`, `moderator` or `admin`: staff may use the admin API.
+    #[schema(example = "user")]
+    pub role: &'static str,
 }
 
 /// What a post shows of its author.
@@ -588,6 +592,7 @@ mod tests {
                 id: UserId(7),
                 handle: starling_domain::Handle::parse("ada").unwrap(),
                 display_name: "Ada L.".to_owned(),
+                hidden: false,
             }),
             liked_by_me: true,
         };

@@ -14,7 +14,7 @@ use utoipa::{Modify, OpenApi};
         version = "1",
         description = "A social feed: accounts, posts, follows and a fast home timeline. \
             Errors are RFC 9457 problem documents (application/problem+json). \
-            Ids are 64-bit integers sent as strings. Lists are cursor-paged."
+            Ids are 64-bit integers sent as strings. Lists are cursor-paged (admin listings: offset pages with a total)."
     ),
     modifiers(&BearerAuth),
     tags(
@@ -27,6 +27,7 @@ use utoipa::{Modify, OpenApi};
         (name = "notifications", description = "Follows, likes, replies and mentions of the caller"),
         (name = "stream", description = "Live updates (Server-Sent Events)"),
         (name = "media", description = "Images: uploads and their files"),
+        (name = "admin", description = "Staff: accounts, suspension, roles, post removal and the audit log (moderators and admins; offset-paged)"),
     )
 )]
 pub(crate) struct ApiDoc;

@@ -123,6 +123,75 @@ impl<T> PageBody<T> {
     }
 }
 
+/// The highest page an offset listing serves: past it the offset would
+/// make the database skip millions of rows (narrow the filters instead).
+pub(crate) const MAX_PAGE: u64 = 10_000;
+
+/// An offset page request: `?page` (from 1) and `?limit`, for admin
+/// listings that jump to a page and show a total (the reference's admin
+/// dashboards); feeds use cursors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct OffsetRequest {
+    pub page: u64,
+    pub limit: usize,
+}
+
+impl OffsetRequest {
+    pub(crate) fn parse(page: Option<&str>, limit: Option<&str>) -> Result<Self, ApiError> {
+        let page = match page {
+            None => 1,
+            Some(text) => match text.parse::<u64>() {
+                Ok(value) if (1..=MAX_PAGE).contains(&value) => value,
+                _ => {
+                    return Err(ApiError::invalid_parameter(
+                        "page",
+                        format!("must be a whole number from 1 to {MAX_PAGE}"),
+                    ));
+                }
+            },
+        };
+        let limit = match limit {
+            None => DEFAULT_LIMIT,
+            Some(text) => match text.parse::<usize>() {
+                Ok(value) if (1..=MAX_LIMIT).contains(&value) => value,
+                _ => {
+                    return Err(ApiError::invalid_parameter(
+                        "limit",
+                        format!("must be a whole number from 1 to {MAX_LIMIT}"),
+                    ));
+                }
+            },
+        };
+        Ok(Self { page, limit })
+    }
+
+    /// Rows to skip.
+    pub(crate) fn offset(&self) -> u64 {
+        (self.page - 1) * self.limit as u64
+    }
+
+    pub(crate) fn pagination(&self, total: u64) -> OffsetPagination {
+        OffsetPagination {
+            page: self.page,
+            limit: self.limit,
+            total,
+            total_pages: total.div_ceil(self.limit as u64),
+        }
+    }
+}
+
+/// Where an offset page stands in its listing.
+#[derive(Debug, Serialize, ToSchema, PartialEq, Eq)]
+pub(crate) struct OffsetPagination {
+    /// This page, from 1.
+    pub page: u64,
+    pub limit: usize,
+    /// Items matching, on every page.
+    pub total: u64,
+    /// Pages of `limit` items holding `total` (0 when nothing matches).
+    pub total_pages: u64,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -160,6 +229,35 @@ mod tests {
         PageParams {
             limit: limit.map(str::to_owned),
             cursor: cursor.map(str::to_owned),
+        }
+    }
+
+    #[test]
+    fn offset_pages_count_from_one_and_total_their_pages() {
+        let request = OffsetRequest::parse(Some("3"), Some("20")).unwrap();
+        assert_eq!(request.offset(), 40);
+        assert_eq!(
+            request.pagination(1543),
+            OffsetPagination {
+                page: 3,
+                limit: 20,
+                total: 1543,
+                total_pages: 78
+            }
+        );
+        assert_eq!(request.pagination(0).total_pages, 0);
+        let default = OffsetRequest::parse(None, None).unwrap();
+        assert_eq!((default.page, default.limit, default.offset()), (1, 20, 0));
+        for (page, limit) in [
+            (Some("0"), None),
+            (Some("-1"), None),
+            (Some("x"), None),
+            (Some("10001"), None),
+            (None, Some("0")),
+            (None, Some("101")),
+        ] {
+            let error = OffsetRequest::parse(page, limit).unwrap_err();
+            assert_eq!(error.status(), axum::http::StatusCode::BAD_REQUEST);
         }
     }
 

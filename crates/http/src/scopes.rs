@@ -1,7 +1,7 @@
 //! Which scope each route needs of an API key. A session's access token
 //! carries every scope, so this only narrows what keys may do; keys never
-//! manage credentials (keys, sessions, the password), which only a person
-//! signed in may.
+//! manage credentials (keys, sessions, the password) or use the admin API,
+//! which only a person signed in may.
 
 use axum::http::Method;
 use starling_app::auth::Scope;
@@ -23,6 +23,8 @@ pub(crate) fn needs(method: &Method, route: &str) -> Needs {
         || route.starts_with("/me/api-keys")
         || route == "/me/password"
         || route.starts_with("/auth/")
+        // Staff act as the person they are, never through a key.
+        || route.starts_with("/admin/")
         // A stream lasts as long as a session's token; keys get none yet.
         || route == "/stream"
     {
@@ -104,6 +106,17 @@ mod tests {
             (Method::POST, "/api/v1/me/api-keys", Needs::SignedIn),
             (Method::DELETE, "/api/v1/me/api-keys/{id}", Needs::SignedIn),
             (Method::POST, "/api/v1/auth/logout", Needs::SignedIn),
+            (Method::GET, "/api/v1/admin/accounts", Needs::SignedIn),
+            (
+                Method::POST,
+                "/api/v1/admin/accounts/{id}/suspend",
+                Needs::SignedIn,
+            ),
+            (
+                Method::DELETE,
+                "/api/v1/admin/posts/{post}",
+                Needs::SignedIn,
+            ),
         ];
         for (method, route, expected) in cases {
             assert_eq!(needs(&method, route), expected, "{method} {route}");

@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::config::{Overrides, Role};
 
@@ -14,6 +14,8 @@ Examples:
   starling serve --listen 0.0.0.0:8080 --data-dir /var/lib/starling
   starling --config /etc/starling/starling.toml serve --role api
                                     one role of a scaled-out deployment (README, \"Scaling out\")
+  starling admin grant ada admin    make @ada an admin (the first one is made so), on the
+                                    configured database; the server may be running
   starling plan --dau 1000000       what a million daily users need: rates, storage, nodes
   starling-bench feed-read          measure home-timeline reads against a minimal handler
                                     (the benchmarks are a binary of their own)
@@ -47,6 +49,38 @@ pub enum Command {
     RebuildTimelines(RebuildArgs),
     /// Capacity planning: rates, storage, memory, bandwidth and nodes for a workload.
     Plan(starling_bench::plan::PlanArgs),
+    /// Staff roles, on the configured database (audited; the server may be running).
+    #[command(subcommand)]
+    Admin(AdminCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AdminCommand {
+    /// Give the account @HANDLE a role: `starling admin grant ada admin`
+    /// makes the first admin, who grants the others through the admin API.
+    Grant {
+        /// The account's handle (with or without the @).
+        handle: String,
+        role: RoleArg,
+    },
+}
+
+/// A staff role on the command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum RoleArg {
+    User,
+    Moderator,
+    Admin,
+}
+
+impl From<RoleArg> for starling_domain::Role {
+    fn from(role: RoleArg) -> Self {
+        match role {
+            RoleArg::User => Self::User,
+            RoleArg::Moderator => Self::Moderator,
+            RoleArg::Admin => Self::Admin,
+        }
+    }
 }
 
 #[derive(Debug, Default, Args)]

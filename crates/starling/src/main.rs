@@ -8,7 +8,7 @@ use std::process::ExitCode;
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use clap::Parser;
-use starling::cli::{Cli, Command, RebuildArgs, ServeArgs};
+use starling::cli::{AdminCommand, Cli, Command, RebuildArgs, ServeArgs};
 use starling::config::Overrides;
 use starling::engines::SqlStore;
 use starling::{Application, Config};
@@ -31,6 +31,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Some(Command::RebuildTimelines(args)) => {
             return rebuild_timelines(cli.config.as_deref(), &args).await;
         }
+        Some(Command::Admin(command)) => return admin(cli.config.as_deref(), command).await,
     };
     starling::serve::run(cli.config.as_deref(), &serve).await
 }
@@ -64,4 +65,41 @@ async fn rebuild_timelines(
     }
     application.close().await;
     Ok(())
+}
+
+/// `starling admin ...`: on the configured database, without a server.
+async fn admin(file: Option<&std::path::Path>, command: AdminCommand) -> anyhow::Result<()> {
+    let config = Config::load(file, &Overrides::default())?;
+    let store = SqlStore::open(&config).await?;
+    let port = store.port();
+    let outcome = async {
+        let ids =
+            starling_domain::IdGenerator::resuming_after(config.node_id, port.highest_id().await?);
+        match command {
+            AdminCommand::Grant { handle, role } => {
+                let role = starling_domain::Role::from(role);
+                let (user, before) =
+                    starling_app::admin::grant_by_operator(port.as_ref(), &ids, &handle, role)
+                        .await
+                        .map_err(|error| match error {
+                            starling_app::AppError::NotFound(_) => {
+                                anyhow::anyhow!(
+                                    "there is no account @{}",
+                                    handle.trim_start_matches('@')
+                                )
+                            }
+                            other => anyhow::Error::new(other),
+                        })?;
+                if before == role {
+                    println!("@{} is {role} already", user.handle);
+                } else {
+                    println!("@{} is now {role} (was {before})", user.handle);
+                }
+            }
+        }
+        anyhow::Ok(())
+    }
+    .await;
+    store.close().await;
+    outcome
 }

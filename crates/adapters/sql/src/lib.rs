@@ -27,6 +27,8 @@ pub(crate) struct UserRow {
     followers_count: i64,
     following_count: i64,
     posts_count: i64,
+    role: String,
+    status: String,
 }
 
 impl From<UserRow> for starling_domain::User {
@@ -40,6 +42,8 @@ impl From<UserRow> for starling_domain::User {
             followers_count: row.followers_count,
             following_count: row.following_count,
             posts_count: row.posts_count,
+            role: starling_domain::Role::stored(&row.role),
+            status: starling_domain::AccountStatus::stored(&row.status),
         }
     }
 }
@@ -206,12 +210,13 @@ impl TryFrom<NotificationRow> for Notification {
 }
 
 /// `(id, handle, display_name)` rows, as both engines read summaries.
-fn summaries(rows: Vec<(i64, String, String)>) -> Vec<UserSummary> {
+fn summaries(rows: Vec<(i64, String, String, String)>) -> Vec<UserSummary> {
     rows.into_iter()
-        .map(|(id, handle, display_name)| UserSummary {
+        .map(|(id, handle, display_name, status)| UserSummary {
             id: UserId(id),
             handle: Handle::stored(handle),
             display_name,
+            hidden: !starling_domain::AccountStatus::stored(&status).is_visible(),
         })
         .collect()
 }

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use starling_domain::{Password, Timestamp};
 
-use crate::accounts::{Accounts, existing_user};
+use crate::accounts::Accounts;
 use crate::accounts::{Device, Session};
 use crate::error::{AppError, AppResult};
 use crate::ports::Failures;
@@ -28,6 +28,7 @@ pub struct LoginInput {
 }
 
 pub(crate) const BAD_CREDENTIALS: &str = "login or password is incorrect";
+pub(crate) const SUSPENDED: &str = "this account is suspended";
 
 /// The per-account back-off of failed logins: the first `free_failures` in
 /// a row cost nothing; from then on each one makes the next attempt wait,
@@ -108,7 +109,16 @@ impl Accounts {
         {
             tracing::warn!(error = %error, "could not clear an account's failed logins");
         }
-        let user = existing_user(self.accounts.as_ref(), user_id).await?;
+        let user = self
+            .accounts
+            .user_by_id(user_id)
+            .await?
+            .ok_or(AppError::NotFound("user"))?;
+        // Told only to whoever knows the password.
+        if !user.status.is_visible() {
+            tracing::info!(user_id = %user.id, "login refused: suspended");
+            return Err(AppError::Forbidden(SUSPENDED));
+        }
         self.open_session(user, input.device).await
     }
 

@@ -43,7 +43,7 @@ impl Accounts {
     /// `why`. If the live log cannot take the message, the streams end with
     /// their access token instead (within its lifetime), and the failure is
     /// logged.
-    pub(super) async fn sessions_ended(&self, user: UserId, sessions: &[i64], why: &'static str) {
+    pub(crate) async fn sessions_ended(&self, user: UserId, sessions: &[i64], why: &'static str) {
         if sessions.is_empty() {
             return;
         }

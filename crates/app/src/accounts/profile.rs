@@ -49,7 +49,10 @@ impl Accounts {
                 Err(_) => None,
             },
         };
-        found.ok_or(AppError::NotFound("user"))
+        // A suspended account is not there, for everyone, until reinstated.
+        found
+            .filter(|user| user.status.is_visible())
+            .ok_or(AppError::NotFound("user"))
     }
 
     /// A profile as `viewer` may see it: 404 when the two block each other

@@ -102,10 +102,12 @@ impl Accounts {
     }
 }
 
-/// The account `id`, or `NotFound("user")`.
+/// The account `id` as others may see it: `NotFound("user")` when there is
+/// none, or it is suspended.
 pub(crate) async fn existing_user(accounts: &dyn AccountStore, id: UserId) -> AppResult<User> {
     accounts
         .user_by_id(id)
         .await?
+        .filter(|user| user.status.is_visible())
         .ok_or(crate::AppError::NotFound("user"))
 }

@@ -164,7 +164,8 @@ impl Hydration {
         Ok(found)
     }
 
-    /// Attaches authors and the viewer's likes to loaded posts, keeping order.
+    /// Attaches authors and the viewer's likes to loaded posts, keeping
+    /// order; posts of suspended authors are left out.
     pub async fn views_of(
         &self,
         viewer: Option<UserId>,
@@ -187,7 +188,13 @@ impl Hydration {
         Ok(posts
             .into_iter()
             .filter_map(|post| {
-                let author = authors.get(&post.author_id)?.clone();
+                // A suspended author's posts are shown to nobody while it
+                // is: dropped here, where every list of posts passes, they
+                // come back when it is reinstated (nothing was removed).
+                let author = authors
+                    .get(&post.author_id)
+                    .filter(|author| !author.hidden)?
+                    .clone();
                 Some(PostView {
                     liked_by_me: liked.contains(&post.id),
                     author,

@@ -50,6 +50,8 @@ impl Graph {
         self.hiding
             .ensure_not_blocked(Some(follower), followee)
             .await?;
+        // Nor of a suspended account, which is not there while it is.
+        crate::accounts::existing_user(self.accounts.as_ref(), followee).await?;
         let outcome = self
             .follows
             .follow(

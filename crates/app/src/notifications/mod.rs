@@ -107,8 +107,12 @@ impl Notifications {
                     Some(id) => Some(posts.get(&id)?.clone()),
                     None => None,
                 };
+                // Nothing from a suspended account while it is.
+                let actor = actors
+                    .get(&notification.actor)
+                    .filter(|actor| !actor.hidden)?;
                 Some(NotificationView {
-                    actor: actors.get(&notification.actor)?.clone(),
+                    actor: actor.clone(),
                     post,
                     read: notification.id.get() <= read_through,
                     notification,

@@ -25,12 +25,14 @@ pub use live::{LiveError, LiveLog, LiveMessage, LiveSink, Replay};
 pub use login_failures::{Failures, LoginFailures, LoginFailuresError};
 pub use rate_limit::{Quota, RateDecision, RateLimitError, RateLimiter, RateLimits, RouteClass};
 pub use store::{
-    AccountStore, ApiKeyRecord, ApiKeyStore, CommitListener, DeleteOutcome, FollowOutcome,
-    GraphStore, Hidden, IdempotencyClaim, IdempotencyStore, LikeOutcome, MediaSelection,
-    MediaStore, Missing, NewPost, NewUser, NotificationState, NotificationStore, OutboxStore,
-    PostStore, RefreshFamily, RefreshTokenRecord, Relation, RelationStore, RotateOutcome,
-    SessionRecord, Store, StoreError, StoreHealth, StoreResult, StoredResponse, TokenStore,
-    UndecodableEvent, UnfollowOutcome, UnlikeOutcome, UserCredentials,
+    AccountQuery, AccountRecord, AccountSort, AccountSortField, AccountStore, AdminStore,
+    ApiKeyRecord, ApiKeyStore, AuditAction, AuditEntry, AuditQuery, CommitListener, DeleteOutcome,
+    FollowOutcome, GraphStore, Hidden, IdempotencyClaim, IdempotencyStore, LikeOutcome,
+    MediaSelection, MediaStore, Missing, NewPost, NewUser, NotificationState, NotificationStore,
+    OutboxStore, PostDeleter, PostStore, RefreshFamily, RefreshTokenRecord, Relation,
+    RelationStore, RotateOutcome, SessionRecord, StatusChange, Store, StoreError, StoreHealth,
+    StoreResult, StoredResponse, TokenStore, UndecodableEvent, UnfollowOutcome, UnlikeOutcome,
+    UserCredentials,
 };
 pub use timeline::{
     TimelineEntry, TimelineError, TimelineRead, TimelineResult, TimelineSlice, TimelineStore,

@@ -15,8 +15,9 @@
 
 use async_trait::async_trait;
 use starling_domain::{
-    Email, Event, EventEnvelope, EventId, Handle, Media, MediaFile, MediaId, Mention, Notification,
-    NotificationId, NotificationKind, Post, PostId, PostText, Timestamp, User, UserId, UserSummary,
+    AccountStatus, Email, Event, EventEnvelope, EventId, Handle, Media, MediaFile, MediaId,
+    Mention, Notification, NotificationId, NotificationKind, Post, PostId, PostText, Role,
+    Timestamp, User, UserId, UserSummary,
 };
 
 use super::announce::{Announce, NewEvent};
@@ -79,6 +80,7 @@ pub trait Store:
     AccountStore
     + TokenStore
     + ApiKeyStore
+    + AdminStore
     + GraphStore
     + PostStore
     + NotificationStore
@@ -93,6 +95,7 @@ impl<T> Store for T where
     T: AccountStore
         + TokenStore
         + ApiKeyStore
+        + AdminStore
         + GraphStore
         + PostStore
         + NotificationStore
@@ -323,12 +326,155 @@ pub trait ApiKeyStore: Send + Sync {
     async fn revoke_api_key(&self, user: UserId, id: i64, now: Timestamp) -> StoreResult<bool>;
 
     /// The live key with this hash, its last use set to `now`; `None` when
-    /// no such key is live (unknown, revoked or expired).
+    /// no such key is live (unknown, revoked or expired) or its account is
+    /// suspended.
     async fn use_api_key(
         &self,
         key_hash: &[u8],
         now: Timestamp,
     ) -> StoreResult<Option<ApiKeyRecord>>;
+}
+
+/// An account as staff see it: the profile with its email and moderation state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccountRecord {
+    pub user: User,
+    pub email: String,
+    pub suspended_at: Option<Timestamp>,
+}
+
+/// What the admin listing may be sorted by (an allow-list: no column is
+/// named by the caller).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AccountSortField {
+    CreatedAt,
+    Handle,
+    FollowersCount,
+    PostsCount,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AccountSort {
+    pub field: AccountSortField,
+    pub descending: bool,
+}
+
+/// One page of the admin listing: filters, search, sort keys (ties broken
+/// by id, in the direction of the last key), and the rows to skip.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AccountQuery {
+    pub status: Option<AccountStatus>,
+    pub role: Option<Role>,
+    /// Lower-cased text found in the handle, the display name or the email.
+    pub search: Option<String>,
+    /// Newest first when empty.
+    pub sort: Vec<AccountSort>,
+    pub offset: u64,
+    pub limit: usize,
+}
+
+/// What an admin action did, as the audit log names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum AuditAction {
+    Suspend,
+    Unsuspend,
+    GrantRole,
+    RemovePost,
+}
+
+impl AuditAction {
+    pub const ALL: [AuditAction; 4] = [
+        AuditAction::Suspend,
+        AuditAction::Unsuspend,
+        AuditAction::GrantRole,
+        AuditAction::RemovePost,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuditAction::Suspend => "suspend",
+            AuditAction::Unsuspend => "unsuspend",
+            AuditAction::GrantRole => "grant_role",
+            AuditAction::RemovePost => "remove_post",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|action| action.as_str() == text)
+    }
+}
+
+/// One entry of the audit log, written in the transaction of the action.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditEntry {
+    pub id: i64,
+    /// Who acted; `None` for an operator at the command line.
+    pub actor: Option<UserId>,
+    pub action: AuditAction,
+    pub target_user: Option<UserId>,
+    pub target_post: Option<PostId>,
+    pub reason: Option<String>,
+    /// What changed, as a JSON object.
+    pub details: String,
+    pub created_at: Timestamp,
+}
+
+/// A page of the audit log, newest first, with optional filters.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AuditQuery {
+    pub action: Option<AuditAction>,
+    pub actor: Option<UserId>,
+    pub target_user: Option<UserId>,
+    pub offset: u64,
+    pub limit: usize,
+}
+
+/// What suspending or reinstating an account did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StatusChange {
+    /// Changed; the sessions it ended (suspension ends them all).
+    Changed { ended_sessions: Vec<i64> },
+    /// The account was in that state already: nothing written.
+    Unchanged,
+}
+
+/// Staff's reads and moderation writes. Each write commits its audit entry
+/// (and event) with it.
+#[async_trait]
+pub trait AdminStore: Send + Sync {
+    /// The role and status of `user`, read fresh from the primary (a
+    /// demotion takes effect at once). `None` when there is no such account.
+    async fn standing_of(&self, user: UserId) -> StoreResult<Option<(Role, AccountStatus)>>;
+
+    /// The page `query` asks for and how many accounts match in all.
+    async fn find_accounts(&self, query: &AccountQuery) -> StoreResult<(Vec<AccountRecord>, u64)>;
+
+    async fn account_record(&self, user: UserId) -> StoreResult<Option<AccountRecord>>;
+
+    /// Suspends (ending every session of the account) or reinstates `user`,
+    /// with `audit` and `event`, all in one transaction; nothing is written
+    /// when the account is in `status` already. Errors: `NotFound`.
+    async fn set_status(
+        &self,
+        user: UserId,
+        status: AccountStatus,
+        audit: AuditEntry,
+        event: NewEvent,
+        now: Timestamp,
+    ) -> StoreResult<StatusChange>;
+
+    /// Gives `user` the role `to` if it holds `from` now (compare and set),
+    /// with `audit`; `false` when its role is not `from`. Errors: `NotFound`.
+    async fn set_role(
+        &self,
+        user: UserId,
+        from: Role,
+        to: Role,
+        audit: AuditEntry,
+    ) -> StoreResult<bool>;
+
+    /// The page `query` asks for, newest first, and how many entries match.
+    async fn audit_log(&self, query: &AuditQuery) -> StoreResult<(Vec<AuditEntry>, u64)>;
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -424,8 +570,19 @@ pub struct NewPost {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DeleteOutcome {
-    Deleted { reply_to: Option<PostId> },
+    Deleted {
+        author: UserId,
+        reply_to: Option<PostId>,
+    },
     NotAuthor,
+}
+
+/// Who deletes a post: its author, or a moderator (whose removal is
+/// audited in the same transaction).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PostDeleter {
+    Author(UserId),
+    Moderator(AuditEntry),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -448,12 +605,13 @@ pub trait PostStore: Send + Sync {
     async fn create_post(&self, new_post: NewPost) -> StoreResult<Post>;
 
     /// Tombstones the post (text erased, row kept for threads) and commits
-    /// what `announce` makes of it. Errors: `NotFound` for a missing or
-    /// deleted post.
+    /// what `announce` makes of it; an author deletes only their own
+    /// (`NotAuthor`), a moderator any, with its audit entry. Errors:
+    /// `NotFound` for a missing or deleted post.
     async fn delete_post(
         &self,
         post: PostId,
-        requester: UserId,
+        requester: PostDeleter,
         announce: Announce<DeleteOutcome>,
         now: Timestamp,
     ) -> StoreResult<DeleteOutcome>;

@@ -125,7 +125,8 @@ impl Posts {
 impl Posts {
     /// The `@handle`s in `text` that name accounts, with where they are.
     /// Handles naming nobody stay plain text; so do accounts that block the
-    /// author or that the author blocks (no link, no notification); past
+    /// author or that the author blocks, and suspended accounts (no link, no
+    /// notification); past
     /// `MAX_MENTIONS` distinct accounts, the rest do too.
     async fn resolve_mentions(&self, author: UserId, text: &str) -> AppResult<Vec<Mention>> {
         let candidates = find_mentions(text);
@@ -148,7 +149,7 @@ impl Posts {
             .filter_map(|candidate| {
                 let account = accounts
                     .get(&candidate.handle_key)
-                    .filter(|account| !hidden.blocked.contains(&account.id))?;
+                    .filter(|account| !account.hidden && !hidden.blocked.contains(&account.id))?;
                 Some(Mention {
                     user_id: account.id,
                     handle: account.handle.clone(),

@@ -6,6 +6,8 @@ pub(crate) use delete::deleted;
 #[cfg(feature = "contract-tests")]
 pub(crate) use like::{liked, unliked};
 mod delete;
+pub use delete::REASON_MAX_CHARS;
+pub(crate) use delete::moderation_reason;
 mod like;
 mod read;
 
@@ -16,7 +18,7 @@ use starling_domain::{IdGenerator, Post, PostId};
 use crate::feed::{Feed, Hydration};
 use crate::graph::Hiding;
 use crate::media::MediaLibrary;
-use crate::ports::{AccountStore, Cache, Cached, PostStore, RelationStore};
+use crate::ports::{AccountStore, AdminStore, Cache, Cached, PostStore, RelationStore};
 
 /// Posts as a service: writing, liking and deleting them, and reading one
 /// post, an author's posts or a thread. A new post reaches its author's
@@ -28,6 +30,8 @@ pub struct Posts {
     /// Asked directly (not through the cache) by the checks that decide a
     /// write: see `post_to_act_on`.
     relations: Arc<dyn RelationStore>,
+    /// Roles, for a moderator's removal.
+    staff: Arc<dyn AdminStore>,
     post_cache: Arc<dyn Cache<PostId, Cached<Arc<Post>>>>,
     ids: Arc<IdGenerator>,
     hiding: Arc<Hiding>,
@@ -51,6 +55,7 @@ impl Posts {
         Self {
             posts: store.clone(),
             accounts: store.clone(),
+            staff: store.clone(),
             relations: store,
             post_cache: parts.post_cache,
             ids: parts.ids,

@@ -178,7 +178,9 @@ impl EventHandler for FanoutWorker {
             | Event::ProfileUpdated { .. }
             | Event::Liked { .. }
             | Event::Unliked { .. }
-            | Event::MediaUploaded { .. } => Ok(()),
+            | Event::MediaUploaded { .. }
+            | Event::AccountSuspended { .. }
+            | Event::AccountReinstated { .. } => Ok(()),
         }
     }
 }

@@ -208,7 +208,9 @@ impl EventHandler for Notifier {
             Event::Unfollowed { .. }
             | Event::UserRegistered { .. }
             | Event::ProfileUpdated { .. }
-            | Event::MediaUploaded { .. } => Ok(()),
+            | Event::MediaUploaded { .. }
+            | Event::AccountSuspended { .. }
+            | Event::AccountReinstated { .. } => Ok(()),
         }
     }
 }

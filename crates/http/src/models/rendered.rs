@@ -182,6 +182,7 @@ mod tests {
             id: UserId(7),
             handle: Handle::parse("ada").unwrap(),
             display_name: name.to_owned(),
+            hidden: false,
         })
     }
 

@@ -1,6 +1,7 @@
 //! Handlers, one file per endpoint group. Each file's handlers carry their
 //! OpenAPI description; `api_router` collects them.
 
+pub(crate) mod admin;
 pub(crate) mod api_keys;
 pub(crate) mod auth;
 pub(crate) mod docs;
@@ -63,6 +64,13 @@ pub(crate) fn api_router(max_upload_bytes: usize) -> OpenApiRouter<HttpState> {
         .routes(routes!(notifications::notifications))
         .routes(routes!(notifications::mark_read))
         .routes(routes!(stream::stream))
+        .routes(routes!(admin::accounts))
+        .routes(routes!(admin::account))
+        .routes(routes!(admin::suspend))
+        .routes(routes!(admin::unsuspend))
+        .routes(routes!(admin::set_role))
+        .routes(routes!(admin::remove_post))
+        .routes(routes!(admin::audit))
 }
 
 /// A JSON response serialised on the spot, so that its body may borrow from

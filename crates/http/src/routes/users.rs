@@ -28,6 +28,7 @@ pub(crate) async fn me(
     let user = state.app.accounts().me(caller).await?;
     let notifications = state.app.notifications().state(caller).await?;
     Ok(Json(MeBody {
+        role: user.role.as_str(),
         user: user.into(),
         unread_notifications: notifications.unread,
     }))

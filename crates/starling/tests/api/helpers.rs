@@ -252,6 +252,34 @@ impl TestApp {
         }
     }
 
+    /// `starling admin grant <handle> <role>`: the real command, on this
+    /// app's database while it runs, as an operator makes the first admin.
+    /// Its output, whatever the exit.
+    pub async fn grant(&self, handle: &str, role: &str) -> std::process::Output {
+        let data_dir = self.data_dir.as_ref().unwrap().path().to_owned();
+        let database = self
+            .engines
+            .as_ref()
+            .map(|engines| engines.database.url.clone());
+        let (handle, role) = (handle.to_owned(), role.to_owned());
+        tokio::task::spawn_blocking(move || {
+            let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_starling"));
+            command
+                .args(["admin", "grant", &handle, &role])
+                .env_remove("RUST_LOG")
+                .env("STARLING_LOG_LEVEL", "warn")
+                .env_remove("STARLING_DATABASE_URL")
+                .env("STARLING_DATA_DIR", &data_dir)
+                .current_dir(&data_dir);
+            if let Some(url) = database {
+                command.env("STARLING_DATABASE_URL", url);
+            }
+            command.output().expect("starling admin runs")
+        })
+        .await
+        .unwrap()
+    }
+
     /// The app's Prometheus text, read from the app itself.
     pub async fn metrics(&self) -> String {
         self.client

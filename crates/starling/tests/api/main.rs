@@ -8,6 +8,7 @@
 mod helpers;
 mod process;
 
+mod admin;
 mod api_keys;
 mod auth;
 mod bench;

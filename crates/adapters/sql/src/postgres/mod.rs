@@ -603,6 +603,7 @@ mod tests {
 
 // Written once for both engines (`crate::shared`).
 crate::shared::accounts::account_store!(PostgresStore);
+crate::shared::admin::admin_store!(PostgresStore);
 crate::shared::api_keys::api_key_store!(PostgresStore);
 crate::shared::graph::graph_store!(PostgresStore);
 crate::shared::idempotency::idempotency_store!(PostgresStore);

@@ -16,7 +16,7 @@ macro_rules! account_store {
 
             macro_rules! user_columns {
                 () => {
-                    "id, handle, display_name, bio, created_at, followers_count, following_count, posts_count"
+                    "id, handle, display_name, bio, created_at, followers_count, following_count, posts_count, role, status"
                 };
             }
 
@@ -33,9 +33,9 @@ macro_rules! account_store {
                 " FROM users WHERE handle_key = $1"
             );
             const USER_SUMMARIES: &str =
-                concat!("SELECT id, handle, display_name FROM users WHERE id ", dialect!(any 1));
+                concat!("SELECT id, handle, display_name, status FROM users WHERE id ", dialect!(any 1));
             const USERS_BY_HANDLES: &str =
-                concat!("SELECT id, handle, display_name FROM users WHERE handle_key ", dialect!(any 1));
+                concat!("SELECT id, handle, display_name, status FROM users WHERE handle_key ", dialect!(any 1));
             const USER_IDS_AFTER: &str = "SELECT id FROM users WHERE id > $1 ORDER BY id LIMIT $2";
             const UPDATE_PROFILE: &str = concat!(
                 "UPDATE users SET display_name = COALESCE($2, display_name), bio = COALESCE($3, bio), updated_at = $4 \
@@ -88,6 +88,8 @@ macro_rules! account_store {
                         followers_count: 0,
                         following_count: 0,
                         posts_count: 0,
+                        role: starling_domain::Role::User,
+                        status: starling_domain::AccountStatus::Active,
                     })
                 }
 
@@ -149,7 +151,7 @@ macro_rules! account_store {
                     }
                     // On the primary: a mention of an account registered a moment ago
                     // must resolve.
-                    let rows: Vec<(i64, String, String)> = sqlx::query_as(USERS_BY_HANDLES)
+                    let rows: Vec<(i64, String, String, String)> = sqlx::query_as(USERS_BY_HANDLES)
                         .bind(text_list(handle_keys))
                         .fetch_all(&mut *self.read().await?)
                         .await
@@ -162,7 +164,7 @@ macro_rules! account_store {
                         return Ok(Vec::new());
                     }
                     // On the primary, as posts are: hydration's results are cached.
-                    let rows: Vec<(i64, String, String)> = sqlx::query_as(USER_SUMMARIES)
+                    let rows: Vec<(i64, String, String, String)> = sqlx::query_as(USER_SUMMARIES)
                         .bind(id_list(ids, |id| id.get()))
                         .fetch_all(&mut *self.read().await?)
                         .await

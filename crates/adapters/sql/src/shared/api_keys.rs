@@ -1,6 +1,6 @@
 //! API keys: stored as the SHA-256 of the whole key, listed by their
 //! prefix, revoked by their owner, and touched (last use) when an instance
-//! checks one again.
+//! checks one again. A suspended account's keys are refused while it is.
 //!
 //! One implementation for both engines (see `shared/mod.rs`).
 
@@ -97,7 +97,8 @@ macro_rules! api_key_store {
                     now: Timestamp,
                 ) -> Result<Option<ApiKeyRecord>, StoreError> {
                     let statement = format!(
-                        "UPDATE api_keys SET last_used_at = $2 WHERE key_hash = $1 AND {LIVE} RETURNING {KEY_COLUMNS}"
+                        "UPDATE api_keys SET last_used_at = $2 WHERE key_hash = $1 AND {LIVE} \
+                         AND user_id IN (SELECT id FROM users WHERE status = 'active') RETURNING {KEY_COLUMNS}"
                     );
                     let row: Option<KeyRow> = sqlx::query_as(sqlx::AssertSqlSafe(statement))
                         .bind(key_hash)

@@ -51,13 +51,13 @@ macro_rules! graph_store {
             }
 
             const FOLLOWERS: &str = "SELECT f.follow_id AS position, u.id, u.handle, u.display_name, u.bio, \
-                 u.created_at, u.followers_count, u.following_count, u.posts_count \
+                 u.created_at, u.followers_count, u.following_count, u.posts_count, u.role, u.status \
                  FROM follows f JOIN users u ON u.id = f.follower_id \
-                 WHERE f.followee_id = $1 AND f.follow_id < $2 ORDER BY f.follow_id DESC LIMIT $3";
+                 WHERE f.followee_id = $1 AND f.follow_id < $2 AND u.status = 'active' ORDER BY f.follow_id DESC LIMIT $3";
             const FOLLOWING: &str = "SELECT f.follow_id AS position, u.id, u.handle, u.display_name, u.bio, \
-                 u.created_at, u.followers_count, u.following_count, u.posts_count \
+                 u.created_at, u.followers_count, u.following_count, u.posts_count, u.role, u.status \
                  FROM follows f JOIN users u ON u.id = f.followee_id \
-                 WHERE f.follower_id = $1 AND f.follow_id < $2 ORDER BY f.follow_id DESC LIMIT $3";
+                 WHERE f.follower_id = $1 AND f.follow_id < $2 AND u.status = 'active' ORDER BY f.follow_id DESC LIMIT $3";
             const FOLLOWER_IDS: &str = "SELECT follow_id, follower_id FROM follows \
                  WHERE followee_id = $1 AND follow_id > $2 ORDER BY follow_id LIMIT $3";
             const FOLLOWED_WITH_FOLLOWERS_AT_LEAST: &str = "SELECT f.followee_id FROM follows f \

@@ -17,6 +17,7 @@
 //! `sqlite/` and `postgres/`.
 
 pub(crate) mod accounts;
+pub(crate) mod admin;
 pub(crate) mod api_keys;
 pub(crate) mod graph;
 pub(crate) mod idempotency;

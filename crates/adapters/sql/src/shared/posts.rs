@@ -9,7 +9,7 @@ macro_rules! post_store {
         mod posts {
             use async_trait::async_trait;
             use starling_app::ports::{
-                Announce, DeleteOutcome, LikeOutcome, Missing, NewEvent, NewPost, PostStore, StoreError, TimelineEntry,
+                Announce, DeleteOutcome, LikeOutcome, Missing, NewEvent, NewPost, PostDeleter, PostStore, StoreError, TimelineEntry,
                 UnlikeOutcome,
             };
             use starling_domain::{Post, PostId, PostText, Timestamp, UserId};
@@ -237,11 +237,13 @@ macro_rules! post_store {
                 async fn delete_post(
                     &self,
                     post: PostId,
-                    requester: UserId,
+                    requester: PostDeleter,
                     announce: Announce<DeleteOutcome>,
                     now: Timestamp,
                 ) -> Result<DeleteOutcome, StoreError> {
-                    self.wrote(requester);
+                    if let PostDeleter::Author(author) = &requester {
+                        self.wrote(*author);
+                    }
                     let mut tx = self.begin().await?;
                     let row: Option<(i64, Option<i64>)> = sqlx::query_as(POST_FOR_DELETE)
                         .bind(post.get())
@@ -251,8 +253,12 @@ macro_rules! post_store {
                     let Some((author, reply_to)) = row else {
                         return Err(StoreError::NotFound(Missing::Post));
                     };
-                    if author != requester.get() {
-                        return Ok(DeleteOutcome::NotAuthor);
+                    match &requester {
+                        PostDeleter::Author(requester) if author != requester.get() => {
+                            return Ok(DeleteOutcome::NotAuthor);
+                        }
+                        PostDeleter::Author(_) => {}
+                        PostDeleter::Moderator(audit) => super::admin::record_audit(&mut tx, audit).await?,
                     }
                     sqlx::query(TOMBSTONE_POST)
                         .bind(post.get())
@@ -270,6 +276,7 @@ macro_rules! post_store {
                         shift(&mut tx, COUNT_REPLY, parent, -1).await?;
                     }
                     let outcome = DeleteOutcome::Deleted {
+                        author: UserId(author),
                         reply_to: reply_to.map(PostId),
                     };
                     if let Some(event) = announce.event_for(&outcome) {

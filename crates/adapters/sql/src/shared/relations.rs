@@ -21,14 +21,14 @@ macro_rules! relation_store {
                  VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING";
             const BLOCK_DELETE: &str = "DELETE FROM blocks WHERE blocker_id = $1 AND blocked_id = $2";
             const BLOCK_LIST: &str = "SELECT r.position, u.id, u.handle, u.display_name, u.bio, u.created_at, \
-                 u.followers_count, u.following_count, u.posts_count \
+                 u.followers_count, u.following_count, u.posts_count, u.role, u.status \
                  FROM blocks r JOIN users u ON u.id = r.blocked_id \
                  WHERE r.blocker_id = $1 AND r.position < $2 ORDER BY r.position DESC LIMIT $3";
             const MUTE_INSERT: &str = "INSERT INTO mutes (muter_id, muted_id, position, created_at) \
                  VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING";
             const MUTE_DELETE: &str = "DELETE FROM mutes WHERE muter_id = $1 AND muted_id = $2";
             const MUTE_LIST: &str = "SELECT r.position, u.id, u.handle, u.display_name, u.bio, u.created_at, \
-                 u.followers_count, u.following_count, u.posts_count \
+                 u.followers_count, u.following_count, u.posts_count, u.role, u.status \
                  FROM mutes r JOIN users u ON u.id = r.muted_id \
                  WHERE r.muter_id = $1 AND r.position < $2 ORDER BY r.position DESC LIMIT $3";
 

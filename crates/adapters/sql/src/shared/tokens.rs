@@ -367,7 +367,7 @@ macro_rules! token_store {
             }
 
             /// Every open session of `user` but `keep`, with its tokens, revoked.
-            async fn revoke_others(
+            pub(super) async fn revoke_others(
                 tx: &mut Tx,
                 user: UserId,
                 keep: Option<i64>,

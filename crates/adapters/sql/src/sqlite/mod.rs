@@ -378,6 +378,7 @@ mod tests {
 
 // Written once for both engines (`crate::shared`).
 crate::shared::accounts::account_store!(SqliteStore);
+crate::shared::admin::admin_store!(SqliteStore);
 crate::shared::api_keys::api_key_store!(SqliteStore);
 crate::shared::graph::graph_store!(SqliteStore);
 crate::shared::idempotency::idempotency_store!(SqliteStore);

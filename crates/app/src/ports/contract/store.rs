@@ -2,11 +2,16 @@
 
 use std::sync::Arc;
 
+use starling_domain::{AccountStatus, Role};
 use starling_domain::{
     Email, Event, EventEnvelope, EventId, Handle, IdGenerator, Mention, Notification,
     NotificationId, NotificationKind, Post, PostId, PostText, Timestamp, User, UserId,
 };
 
+use crate::ports::{
+    AccountQuery, AccountSort, AccountSortField, AuditAction, AuditEntry, AuditQuery, PostDeleter,
+    StatusChange,
+};
 use crate::ports::{
     Announce, ApiKeyRecord, DeleteOutcome, FollowOutcome, Hidden, IdempotencyClaim, LikeOutcome,
     MediaSelection, Missing, NewEvent, NewPost, NewUser, RefreshFamily, RefreshTokenRecord,
@@ -33,6 +38,10 @@ macro_rules! store_contract {
             a_session_ends_at_its_absolute_end,
             a_password_change_ends_the_other_sessions_with_it,
             api_keys_are_listed_used_and_revoked_by_their_owner,
+            staff_find_accounts_by_filter_search_and_sort,
+            suspension_ends_sessions_refuses_keys_and_hides_the_account,
+            roles_change_by_compare_and_set_and_are_audited,
+            moderators_remove_any_post_with_its_audit_entry,
 
             follows_are_idempotent_and_counted,
             follow_lists_are_newest_first_and_paged,
@@ -177,8 +186,8 @@ impl Fixture {
         crate::posts::unliked(self.ids.next_event_id(), user, post)
     }
 
-    fn deletes(&self, post: PostId, requester: UserId) -> Announce<DeleteOutcome> {
-        crate::posts::deleted(self.ids.next_event_id(), post, requester)
+    fn deletes(&self, post: PostId) -> Announce<DeleteOutcome> {
+        crate::posts::deleted(self.ids.next_event_id(), post)
     }
 
     async fn follow(&self, follower: UserId, followee: UserId) -> FollowOutcome {
@@ -261,7 +270,6 @@ impl Fixture {
     }
 }
 
-/// Events after `after`, every one of them decodable.
 /// The committed events after `after`, once the log shows all of them. An
 /// outbox may show a commit a little later than it happened (PostgreSQL's
 /// holds events back while an older transaction anywhere on the server is
@@ -746,8 +754,8 @@ pub async fn replies_need_a_live_parent_and_are_counted(store: Arc<dyn Store>) {
     let delete = |post| {
         store.delete_post(
             post,
-            ada.id,
-            fixture.deletes(post, ada.id),
+            PostDeleter::Author(ada.id),
+            fixture.deletes(post),
             Timestamp::now(),
         )
     };
@@ -768,8 +776,8 @@ pub async fn only_authors_delete_and_deletion_leaves_a_tombstone(store: Arc<dyn 
     let delete = |who| {
         store.delete_post(
             post.id,
-            who,
-            fixture.deletes(post.id, who),
+            PostDeleter::Author(who),
+            fixture.deletes(post.id),
             Timestamp::now(),
         )
     };
@@ -777,7 +785,10 @@ pub async fn only_authors_delete_and_deletion_leaves_a_tombstone(store: Arc<dyn 
     assert!(!fixture.stored_post(post.id).await.deleted);
     assert_eq!(
         delete(ada.id).await.unwrap(),
-        DeleteOutcome::Deleted { reply_to: None }
+        DeleteOutcome::Deleted {
+            author: ada.id,
+            reply_to: None
+        }
     );
     let tombstone = fixture.stored_post(post.id).await;
     assert!(tombstone.deleted);
@@ -858,8 +869,8 @@ pub async fn home_entries_merge_self_and_followees_newest_first(store: Arc<dyn S
     store
         .delete_post(
             deleted.id,
-            friend.id,
-            fixture.deletes(deleted.id, friend.id),
+            PostDeleter::Author(friend.id),
+            fixture.deletes(deleted.id),
             Timestamp::now(),
         )
         .await
@@ -951,8 +962,8 @@ pub async fn likes_are_idempotent_counted_and_need_a_live_post(store: Arc<dyn St
     store
         .delete_post(
             other.id,
-            ada.id,
-            fixture.deletes(other.id, ada.id),
+            PostDeleter::Author(ada.id),
+            fixture.deletes(other.id),
             Timestamp::now(),
         )
         .await
@@ -2022,8 +2033,8 @@ pub async fn posts_keep_their_mentions_and_their_event_names_each_account_once(
     store
         .delete_post(
             post.id,
-            ada.id,
-            fixture.deletes(post.id, ada.id),
+            PostDeleter::Author(ada.id),
+            fixture.deletes(post.id),
             Timestamp::now(),
         )
         .await
@@ -2048,8 +2059,8 @@ pub async fn replies_list_oldest_first_without_deleted_ones(store: Arc<dyn Store
     store
         .delete_post(
             replies[2],
-            bob.id,
-            fixture.deletes(replies[2], bob.id),
+            PostDeleter::Author(bob.id),
+            fixture.deletes(replies[2]),
             Timestamp::now(),
         )
         .await
@@ -2083,8 +2094,8 @@ pub async fn replies_list_oldest_first_without_deleted_ones(store: Arc<dyn Store
     store
         .delete_post(
             parent.id,
-            ada.id,
-            fixture.deletes(parent.id, ada.id),
+            PostDeleter::Author(ada.id),
+            fixture.deletes(parent.id),
             Timestamp::now(),
         )
         .await
@@ -2527,8 +2538,8 @@ pub async fn uploads_go_from_uploading_to_ready_and_attach_once(store: Arc<dyn S
     store
         .delete_post(
             post.id,
-            ada.id,
-            fixture.deletes(post.id, ada.id),
+            PostDeleter::Author(ada.id),
+            fixture.deletes(post.id),
             Timestamp::now(),
         )
         .await
@@ -2579,4 +2590,418 @@ pub async fn removing_uploads_deletes_files_no_upload_names(store: Arc<dyn Store
         .await
         .unwrap();
     assert!(files.0.lock().contains(&shared));
+}
+
+impl Fixture {
+    /// An audit entry of `action` by `actor` on `target`.
+    fn audit(&self, actor: Option<UserId>, action: AuditAction, target: UserId) -> AuditEntry {
+        AuditEntry {
+            id: self.ids.next_raw(),
+            actor,
+            action,
+            target_user: Some(target),
+            target_post: None,
+            reason: Some(format!("{} for the contract", action.as_str())),
+            details: "{}".to_owned(),
+            created_at: Timestamp::now(),
+        }
+    }
+
+    async fn set_status(&self, user: UserId, status: AccountStatus) -> StatusChange {
+        let (action, event) = match status {
+            AccountStatus::Suspended => (
+                AuditAction::Suspend,
+                Event::AccountSuspended {
+                    user_id: user,
+                    moderator_id: None,
+                },
+            ),
+            AccountStatus::Active => (
+                AuditAction::Unsuspend,
+                Event::AccountReinstated {
+                    user_id: user,
+                    moderator_id: None,
+                },
+            ),
+        };
+        self.store
+            .set_status(
+                user,
+                status,
+                self.audit(None, action, user),
+                self.event(event),
+                Timestamp::now(),
+            )
+            .await
+            .unwrap()
+    }
+}
+
+fn handles(page: &(Vec<crate::ports::AccountRecord>, u64)) -> (Vec<String>, u64) {
+    (
+        page.0
+            .iter()
+            .map(|account| account.user.handle.as_str().to_owned())
+            .collect(),
+        page.1,
+    )
+}
+
+pub async fn staff_find_accounts_by_filter_search_and_sort(store: Arc<dyn Store>) {
+    let fixture = Fixture::new(store.clone());
+    let ada = fixture.user("ada").await;
+    let bob = fixture.user("bob").await;
+    let carol = fixture.user("carol_x").await;
+    store
+        .set_role(
+            bob.id,
+            Role::User,
+            Role::Moderator,
+            fixture.audit(None, AuditAction::GrantRole, bob.id),
+        )
+        .await
+        .unwrap();
+    fixture.set_status(carol.id, AccountStatus::Suspended).await;
+    fixture.post(bob.id, None).await.unwrap();
+    fixture.post(bob.id, None).await.unwrap();
+    fixture.post(ada.id, None).await.unwrap();
+    let find = |query: AccountQuery| {
+        let store = store.clone();
+        async move { handles(&store.find_accounts(&query).await.unwrap()) }
+    };
+    let all = AccountQuery {
+        limit: 10,
+        ..AccountQuery::default()
+    };
+    let names = |names: &[&str], total: u64| {
+        (
+            names
+                .iter()
+                .map(|name| (*name).to_owned())
+                .collect::<Vec<_>>(),
+            total,
+        )
+    };
+    // Newest first by default (ties by id).
+    assert_eq!(
+        find(all.clone()).await,
+        names(&["carol_x", "bob", "ada"], 3)
+    );
+    let suspended = find(AccountQuery {
+        status: Some(AccountStatus::Suspended),
+        ..all.clone()
+    });
+    assert_eq!(suspended.await, names(&["carol_x"], 1));
+    let active = find(AccountQuery {
+        status: Some(AccountStatus::Active),
+        ..all.clone()
+    });
+    assert_eq!(active.await, names(&["bob", "ada"], 2));
+    let moderators = find(AccountQuery {
+        role: Some(Role::Moderator),
+        ..all.clone()
+    });
+    assert_eq!(moderators.await, names(&["bob"], 1));
+    let search = |text: &str| {
+        find(AccountQuery {
+            search: Some(text.to_owned()),
+            ..all.clone()
+        })
+    };
+    assert_eq!(search("ad").await, names(&["ada"], 1), "handle");
+    assert_eq!(
+        search("l_x d").await,
+        names(&["carol_x"], 1),
+        "display name"
+    );
+    assert_eq!(search("example.org").await.1, 3, "email");
+    assert_eq!(search("%").await.1, 0, "wildcards are literal");
+    assert_eq!(search("_").await, names(&["carol_x"], 1));
+    assert_eq!(search("nobody").await.1, 0);
+    let by_handle = AccountQuery {
+        sort: vec![AccountSort {
+            field: AccountSortField::Handle,
+            descending: false,
+        }],
+        ..all.clone()
+    };
+    assert_eq!(
+        find(by_handle.clone()).await,
+        names(&["ada", "bob", "carol_x"], 3)
+    );
+    // An offset page counts every match.
+    let second = find(AccountQuery {
+        offset: 1,
+        limit: 1,
+        ..by_handle
+    });
+    assert_eq!(second.await, names(&["bob"], 3));
+    let past_the_end = find(AccountQuery {
+        offset: 3,
+        ..all.clone()
+    });
+    assert_eq!(past_the_end.await, names(&[], 3));
+    let by_posts = find(AccountQuery {
+        sort: vec![
+            AccountSort {
+                field: AccountSortField::PostsCount,
+                descending: true,
+            },
+            AccountSort {
+                field: AccountSortField::Handle,
+                descending: true,
+            },
+        ],
+        ..all.clone()
+    });
+    assert_eq!(by_posts.await, names(&["bob", "ada", "carol_x"], 3));
+    let record = store.account_record(carol.id).await.unwrap().unwrap();
+    assert_eq!(record.email, "carol_x@example.org");
+    assert_eq!(record.user.status, AccountStatus::Suspended);
+    assert!(record.suspended_at.is_some());
+    assert!(store.account_record(UserId(42)).await.unwrap().is_none());
+}
+
+pub async fn suspension_ends_sessions_refuses_keys_and_hides_the_account(store: Arc<dyn Store>) {
+    let fixture = Fixture::new(store.clone());
+    let ada = fixture.user("ada").await;
+    let bob = fixture.user("bob").await;
+    let (first, second, bobs) = (
+        fixture.token(ada.id, b"s1", 3600),
+        fixture.token(ada.id, b"s2", 3600),
+        fixture.token(bob.id, b"s3", 3600),
+    );
+    let sessions = [first.family_id, second.family_id];
+    let bobs_session = bobs.family_id;
+    for token in [first, second, bobs] {
+        fixture.open(token).await;
+    }
+    let now = Timestamp::now();
+    store
+        .insert_api_key(ApiKeyRecord {
+            id: fixture.ids.next_raw(),
+            user_id: ada.id,
+            name: "bot".to_owned(),
+            prefix: "adasbot".to_owned(),
+            key_hash: b"ada-key".to_vec(),
+            scopes: "read".to_owned(),
+            created_at: now,
+            last_used_at: None,
+            expires_at: None,
+        })
+        .await
+        .unwrap();
+    let events_before = store.events_after(0, 1000).await.unwrap().len();
+
+    let StatusChange::Changed {
+        ended_sessions: mut ended,
+    } = fixture.set_status(ada.id, AccountStatus::Suspended).await
+    else {
+        panic!("an active account is suspended");
+    };
+    ended.sort_unstable();
+    let mut expected = sessions.to_vec();
+    expected.sort_unstable();
+    assert_eq!(ended, expected);
+    for session in sessions {
+        assert!(!store.session_is_open(session, now).await.unwrap());
+    }
+    assert!(store.session_is_open(bobs_session, now).await.unwrap());
+    assert!(store.use_api_key(b"ada-key", now).await.unwrap().is_none());
+    assert_eq!(
+        store.standing_of(ada.id).await.unwrap(),
+        Some((Role::User, AccountStatus::Suspended))
+    );
+    assert_eq!(
+        store.user_by_id(ada.id).await.unwrap().unwrap().status,
+        AccountStatus::Suspended
+    );
+    let summaries = store.user_summaries(&[ada.id, bob.id]).await.unwrap();
+    let hidden: Vec<bool> = [ada.id, bob.id]
+        .iter()
+        .map(|id| summaries.iter().find(|s| s.id == *id).unwrap().hidden)
+        .collect();
+    assert_eq!(hidden, [true, false]);
+    let events = decoded(store.as_ref(), 0, 1000).await;
+    assert_eq!(events.len(), events_before + 1, "the suspension's event");
+    assert_eq!(events.last().unwrap().event.kind(), "account_suspended");
+    // A second suspension changes and writes nothing.
+    assert_eq!(
+        fixture.set_status(ada.id, AccountStatus::Suspended).await,
+        StatusChange::Unchanged
+    );
+
+    assert_eq!(
+        fixture.set_status(ada.id, AccountStatus::Active).await,
+        StatusChange::Changed {
+            ended_sessions: Vec::new()
+        }
+    );
+    let reinstated = store.account_record(ada.id).await.unwrap().unwrap();
+    assert_eq!(reinstated.user.status, AccountStatus::Active);
+    assert_eq!(reinstated.suspended_at, None);
+    assert!(store.use_api_key(b"ada-key", now).await.unwrap().is_some());
+    // Sessions ended stay ended.
+    assert!(!store.session_is_open(sessions[0], now).await.unwrap());
+    let (entries, total) = store
+        .audit_log(&AuditQuery {
+            target_user: Some(ada.id),
+            limit: 10,
+            ..AuditQuery::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        total, 2,
+        "the suspension and the reinstatement, not the no-op"
+    );
+    let actions: Vec<AuditAction> = entries.iter().map(|entry| entry.action).collect();
+    assert_eq!(actions, [AuditAction::Unsuspend, AuditAction::Suspend]);
+    assert_eq!(
+        entries[1].reason.as_deref(),
+        Some("suspend for the contract")
+    );
+    assert!(matches!(
+        store
+            .set_status(
+                UserId(42),
+                AccountStatus::Suspended,
+                fixture.audit(None, AuditAction::Suspend, UserId(42)),
+                fixture.event(Event::AccountSuspended {
+                    user_id: UserId(42),
+                    moderator_id: None
+                }),
+                now,
+            )
+            .await,
+        Err(StoreError::NotFound(Missing::Account))
+    ));
+}
+
+pub async fn roles_change_by_compare_and_set_and_are_audited(store: Arc<dyn Store>) {
+    let fixture = Fixture::new(store.clone());
+    let ada = fixture.user("ada").await;
+    let bob = fixture.user("bob").await;
+    let grant = |user: UserId, from: Role, to: Role, actor: Option<UserId>| {
+        store.set_role(
+            user,
+            from,
+            to,
+            fixture.audit(actor, AuditAction::GrantRole, user),
+        )
+    };
+    assert!(grant(ada.id, Role::User, Role::Admin, None).await.unwrap());
+    // Not `User` any more: nothing changes, nothing is audited.
+    assert!(
+        !grant(ada.id, Role::User, Role::Moderator, None)
+            .await
+            .unwrap()
+    );
+    assert!(
+        grant(bob.id, Role::User, Role::Moderator, Some(ada.id))
+            .await
+            .unwrap()
+    );
+    assert!(matches!(
+        grant(UserId(42), Role::User, Role::Admin, None).await,
+        Err(StoreError::NotFound(Missing::Account))
+    ));
+    assert_eq!(
+        store.standing_of(ada.id).await.unwrap(),
+        Some((Role::Admin, AccountStatus::Active))
+    );
+    assert_eq!(
+        store.user_by_id(bob.id).await.unwrap().unwrap().role,
+        Role::Moderator
+    );
+    assert_eq!(store.standing_of(UserId(42)).await.unwrap(), None);
+
+    let page = |query: AuditQuery| {
+        let store = store.clone();
+        async move { store.audit_log(&query).await.unwrap() }
+    };
+    let (all, total) = page(AuditQuery {
+        limit: 10,
+        ..AuditQuery::default()
+    })
+    .await;
+    assert_eq!(total, 2);
+    let targets: Vec<Option<UserId>> = all.iter().map(|entry| entry.target_user).collect();
+    assert_eq!(targets, [Some(bob.id), Some(ada.id)], "newest first");
+    assert_eq!(all[0].actor, Some(ada.id));
+    assert_eq!(all[1].actor, None, "the command line");
+    let (by_ada, total) = page(AuditQuery {
+        actor: Some(ada.id),
+        limit: 10,
+        ..AuditQuery::default()
+    })
+    .await;
+    assert_eq!((by_ada.len(), total), (1, 1));
+    let (second, total) = page(AuditQuery {
+        action: Some(AuditAction::GrantRole),
+        offset: 1,
+        limit: 1,
+        ..AuditQuery::default()
+    })
+    .await;
+    assert_eq!(total, 2);
+    assert_eq!(second[0].target_user, Some(ada.id));
+    let (none, total) = page(AuditQuery {
+        action: Some(AuditAction::Suspend),
+        limit: 10,
+        ..AuditQuery::default()
+    })
+    .await;
+    assert!(none.is_empty() && total == 0);
+}
+
+pub async fn moderators_remove_any_post_with_its_audit_entry(store: Arc<dyn Store>) {
+    let fixture = Fixture::new(store.clone());
+    let ada = fixture.user("ada").await;
+    let moderator = fixture.user("mod").await;
+    let post = fixture.post(ada.id, None).await.unwrap();
+    let mut audit = fixture.audit(Some(moderator.id), AuditAction::RemovePost, ada.id);
+    audit.target_post = Some(post.id);
+    let removal = PostDeleter::Moderator(audit.clone());
+    assert_eq!(
+        store
+            .delete_post(
+                post.id,
+                removal.clone(),
+                fixture.deletes(post.id),
+                Timestamp::now()
+            )
+            .await
+            .unwrap(),
+        DeleteOutcome::Deleted {
+            author: ada.id,
+            reply_to: None
+        }
+    );
+    assert!(fixture.stored_post(post.id).await.deleted);
+    assert_eq!(fixture.fresh(ada.id).await.posts_count, 0);
+    let (entries, _) = store
+        .audit_log(&AuditQuery {
+            action: Some(AuditAction::RemovePost),
+            limit: 10,
+            ..AuditQuery::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(entries, [audit]);
+    let events = decoded(store.as_ref(), 0, 1000).await;
+    assert_eq!(
+        events.last().unwrap().event,
+        Event::PostDeleted {
+            post_id: post.id,
+            author_id: ada.id
+        }
+    );
+    // Removed already: nothing to remove, nothing audited.
+    assert!(matches!(
+        store
+            .delete_post(post.id, removal, fixture.deletes(post.id), Timestamp::now())
+            .await,
+        Err(StoreError::NotFound(Missing::Post))
+    ));
 }
