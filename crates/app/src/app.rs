@@ -231,6 +231,11 @@ impl App {
         &self.accounts
     }
 
+    /// The same, shared (for the workers that end sessions).
+    pub(crate) fn accounts_service(&self) -> &Arc<Accounts> {
+        &self.accounts
+    }
+
     /// Staff's use cases: accounts, suspension, roles, the audit log.
     pub fn admin(&self) -> &Admin {
         &self.admin

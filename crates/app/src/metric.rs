@@ -28,6 +28,8 @@ pub struct Metric {
 pub const HTTP_REQUEST_DURATION_SECONDS: &str = "http_request_duration_seconds";
 pub const HTTP_REQUESTS_IN_FLIGHT: &str = "http_requests_in_flight";
 pub const HTTP_REQUESTS_TOTAL: &str = "http_requests_total";
+pub const ACCOUNT_DELETIONS_STARTED_TOTAL: &str = "starling_account_deletions_started_total";
+pub const ACCOUNT_DELETION_STEPS_TOTAL: &str = "starling_account_deletion_steps_total";
 pub const ADMIN_ACTIONS_TOTAL: &str = "starling_admin_actions_total";
 pub const ADMIN_REFUSALS_TOTAL: &str = "starling_admin_refusals_total";
 pub const API_KEYS_CHECKED_TOTAL: &str = "starling_api_keys_checked_total";
@@ -125,6 +127,20 @@ pub const ALL: &[Metric] = &[
         kind: Kind::Counter,
         unit: None,
         help: "HTTP requests answered, by method, route template and status",
+        zero_at_start: false,
+    },
+    Metric {
+        name: ACCOUNT_DELETIONS_STARTED_TOTAL,
+        kind: Kind::Counter,
+        unit: None,
+        help: "Account deletions started by their owners (DELETE /me)",
+        zero_at_start: true,
+    },
+    Metric {
+        name: ACCOUNT_DELETION_STEPS_TOTAL,
+        kind: Kind::Counter,
+        unit: None,
+        help: "Steps of the account-deletion saga run (by step and outcome: done, or failed and retried with back-off)",
         zero_at_start: false,
     },
     Metric {

@@ -30,6 +30,12 @@ impl Timestamp {
         Self(self.0.saturating_add(seconds.saturating_mul(1000)))
     }
 
+    /// This instant `duration` later (saturating).
+    pub fn plus(self, duration: std::time::Duration) -> Self {
+        let millis = i64::try_from(duration.as_millis()).unwrap_or(i64::MAX);
+        Self(self.0.saturating_add(millis))
+    }
+
     /// An RFC 3339 date-time (any offset), to the millisecond; `None` when
     /// it is not one.
     pub fn parse_rfc3339(text: &str) -> Option<Self> {

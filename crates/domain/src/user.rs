@@ -237,15 +237,27 @@ pub enum AccountStatus {
     /// Cannot sign in; its posts and profile are hidden from everyone until
     /// it is unsuspended.
     Suspended,
+    /// Its owner deleted it: gone for everyone while the deletion saga
+    /// removes what it had.
+    Deleting,
+    /// Deleted: only a tombstone row is left.
+    Deleted,
 }
 
 impl AccountStatus {
-    pub const ALL: [AccountStatus; 2] = [AccountStatus::Active, AccountStatus::Suspended];
+    pub const ALL: [AccountStatus; 4] = [
+        AccountStatus::Active,
+        AccountStatus::Suspended,
+        AccountStatus::Deleting,
+        AccountStatus::Deleted,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
             AccountStatus::Active => "active",
             AccountStatus::Suspended => "suspended",
+            AccountStatus::Deleting => "deleting",
+            AccountStatus::Deleted => "deleted",
         }
     }
 

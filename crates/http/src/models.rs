@@ -434,6 +434,27 @@ pub(crate) struct ChangePasswordRequest {
     pub new_password: String,
 }
 
+/// The account's password, confirming its deletion.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct DeleteAccountRequest {
+    #[schema(max_length = 1024)]
+    pub password: String,
+}
+
+/// An account deletion under way.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct DeletionAcceptedBody {
+    /// `deleting`.
+    #[schema(example = "deleting")]
+    pub status: &'static str,
+    /// The step the deletion runs next.
+    #[schema(example = "revoke_credentials")]
+    pub step: &'static str,
+    /// RFC 3339.
+    pub started_at: String,
+}
+
 /// One signed-in session of the caller's.
 #[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct SessionOut {

@@ -19,6 +19,10 @@ pub(crate) enum Needs {
 pub(crate) fn needs(method: &Method, route: &str) -> Needs {
     let route = route.strip_prefix("/api/v1").unwrap_or(route);
     let reading = matches!(*method, Method::GET | Method::HEAD);
+    // Deleting the account is for the person, never a key.
+    if route == "/me" && *method == Method::DELETE {
+        return Needs::SignedIn;
+    }
     if route.starts_with("/me/sessions")
         || route.starts_with("/me/api-keys")
         || route == "/me/password"
@@ -107,6 +111,8 @@ mod tests {
             (Method::DELETE, "/api/v1/me/api-keys/{id}", Needs::SignedIn),
             (Method::POST, "/api/v1/auth/logout", Needs::SignedIn),
             (Method::GET, "/api/v1/admin/accounts", Needs::SignedIn),
+            (Method::DELETE, "/api/v1/me", Needs::SignedIn),
+            (Method::GET, "/api/v1/me", Needs::Scope(Scope::Read)),
             (
                 Method::POST,
                 "/api/v1/admin/accounts/{id}/suspend",

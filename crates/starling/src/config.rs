@@ -49,6 +49,7 @@ pub struct Config {
     pub rate_limits: RateLimitsConfig,
     pub stream: StreamConfig,
     pub media: MediaConfig,
+    pub deletion: DeletionConfig,
     pub outbox: OutboxConfig,
     pub traces: TracesConfig,
     pub postgres: PostgresConfig,
@@ -340,6 +341,50 @@ impl RateLimitsConfig {
     }
 }
 
+/// Account deletion: how the saga that removes a deleted account's data
+/// paces itself (run by the fan-out role).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DeletionConfig {
+    /// Follows, posts, likes or uploads removed per batch.
+    pub batch_size: usize,
+    /// A pause between batches, leaving the database to everyone else.
+    pub batch_pause_ms: u64,
+    /// How long a deleted account's handle stays reserved.
+    pub handle_quarantine_secs: u64,
+    /// How often due deletions are looked for.
+    pub poll_ms: u64,
+    /// A process that dies running a deletion leaves it to another after
+    /// this long (the runner renews it between batches).
+    pub lease_secs: u64,
+}
+
+impl Default for DeletionConfig {
+    fn default() -> Self {
+        let defaults = starling_app::workers::DeletionSettings::default();
+        Self {
+            batch_size: defaults.batch_size,
+            batch_pause_ms: u64::try_from(defaults.batch_pause.as_millis()).unwrap_or(10),
+            handle_quarantine_secs: defaults.handle_quarantine.as_secs(),
+            poll_ms: u64::try_from(defaults.poll.as_millis()).unwrap_or(1_000),
+            lease_secs: defaults.lease.as_secs(),
+        }
+    }
+}
+
+impl DeletionConfig {
+    pub fn settings(&self) -> starling_app::workers::DeletionSettings {
+        starling_app::workers::DeletionSettings {
+            batch_size: self.batch_size,
+            batch_pause: std::time::Duration::from_millis(self.batch_pause_ms),
+            handle_quarantine: std::time::Duration::from_secs(self.handle_quarantine_secs),
+            poll: std::time::Duration::from_millis(self.poll_ms),
+            lease: std::time::Duration::from_secs(self.lease_secs),
+            ..starling_app::workers::DeletionSettings::default()
+        }
+    }
+}
+
 /// Uploaded images and where their files are kept.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -485,6 +530,7 @@ impl Default for Config {
             rate_limits: RateLimitsConfig::default(),
             stream: StreamConfig::default(),
             media: MediaConfig::default(),
+            deletion: DeletionConfig::default(),
             outbox: OutboxConfig::default(),
             traces: TracesConfig::default(),
             postgres: PostgresConfig::default(),
@@ -583,6 +629,7 @@ const ENV_KEYS: &[&str] = &[
     "rate_limits",
     "stream",
     "media",
+    "deletion",
     "outbox",
     "traces",
     "roles",
@@ -676,6 +723,14 @@ impl Config {
         }
         if self.auth.access_token_ttl_secs < 1 || self.auth.refresh_token_ttl_secs < 1 {
             bail!("token lifetimes must be at least one second");
+        }
+        if self.deletion.batch_size == 0
+            || self.deletion.poll_ms == 0
+            || self.deletion.lease_secs == 0
+        {
+            bail!(
+                "deletion.batch_size, deletion.poll_ms and deletion.lease_secs must be at least 1"
+            );
         }
         if self.media.max_upload_bytes == 0 || self.media.thumbnail_size == 0 {
             bail!("media.max_upload_bytes and media.thumbnail_size must be at least 1");

@@ -13,8 +13,8 @@ use starling_app::auth::{AccessTokens, PasswordHashing};
 use starling_app::live::{HubSettings, LiveHub};
 use starling_app::ports::EventLog;
 use starling_app::workers::{
-    ConsumerOptions, EventHandler, FanoutWorker, Notifier, RELAY_CONSUMER, Thumbnailer,
-    run_consumer, run_relay,
+    AccountDeletions, ConsumerOptions, EventHandler, FanoutWorker, Notifier, RELAY_CONSUMER,
+    Thumbnailer, run_consumer, run_relay,
 };
 use starling_app::{App, Ports, Settings};
 use starling_domain::{IdGenerator, Timestamp};
@@ -287,6 +287,13 @@ impl Application {
         }
         if let Some(limiter) = self.local_limiter.clone() {
             tasks.push(tokio::spawn(forget_idle_clients(limiter, stop.clone())));
+        }
+        // Account deletions are run beside the fan-out (their steps unfollow
+        // and delete as people do); several such processes share them by
+        // lease.
+        if config.runs(Role::Fanout) {
+            let deletions = AccountDeletions::new(&self.app, config.deletion.settings());
+            tasks.push(tokio::spawn(deletions.run(stop.clone())));
         }
         if config.runs(Role::Api) {
             tasks.push(tokio::spawn(learn_revocations(

@@ -1,6 +1,7 @@
 //! Accounts: registration, sessions (login, refresh, logout) and profiles.
 
 mod api_keys;
+mod delete;
 mod login;
 mod logout;
 mod profile;
@@ -23,7 +24,9 @@ use starling_domain::{IdGenerator, UserId, UserSummary};
 
 use crate::auth::{AccessTokens, PasswordHashing, TokenError, TokenIdentity};
 use crate::graph::Hiding;
-use crate::ports::{AccountStore, ApiKeyStore, Cache, LiveLog, LoginFailures, TokenStore};
+use crate::ports::{
+    AccountStore, ApiKeyStore, Cache, DeletionStore, LiveLog, LoginFailures, TokenStore,
+};
 
 /// Accounts as a service: registration, sessions (login, refresh, logout),
 /// access tokens, and profiles.
@@ -32,6 +35,8 @@ pub struct Accounts {
     /// Refresh-token families: the sessions.
     sessions: Arc<dyn TokenStore>,
     keys: Arc<dyn ApiKeyStore>,
+    /// Account deletions: started here, run by the deletion worker.
+    deletions: Arc<dyn DeletionStore>,
     /// API keys this instance checked lately.
     checked_keys: Arc<api_keys::CheckedKeys>,
     login_failures: Arc<dyn LoginFailures>,
@@ -72,6 +77,7 @@ impl Accounts {
         Self {
             accounts: store.clone(),
             keys: store.clone(),
+            deletions: store.clone(),
             sessions: store,
             checked_keys: api_keys::CheckedKeys::new(parts.api_key_recheck),
             login_failures: parts.login_failures,

@@ -32,7 +32,10 @@ impl Admin {
     /// Accounts matching `query` (moderators and admins).
     pub async fn accounts(&self, caller: UserId, query: AccountQuery) -> AppResult<AccountPage> {
         authorize(self.store.as_ref(), caller, Role::Moderator).await?;
-        let (accounts, total) = self.store.find_accounts(&query).await?;
+        let (mut accounts, total) = self.store.find_accounts(&query).await?;
+        for account in &mut accounts {
+            self.with_deletion(account).await?;
+        }
         Ok(AccountPage { accounts, total })
     }
 
@@ -81,15 +84,16 @@ impl Admin {
         let reason = reason.map(crate::posts::moderation_reason).transpose()?;
         let current = self.record(target).await?;
         ensure_outranks(staff, &current.user)?;
-        let (action, event) = match status {
-            AccountStatus::Suspended => (
+        let suspend = status != AccountStatus::Active;
+        let (action, event) = match suspend {
+            true => (
                 AuditAction::Suspend,
                 Event::AccountSuspended {
                     user_id: target,
                     moderator_id: Some(caller),
                 },
             ),
-            AccountStatus::Active => (
+            false => (
                 AuditAction::Unsuspend,
                 Event::AccountReinstated {
                     user_id: target,
@@ -110,9 +114,9 @@ impl Admin {
         };
         let change = self
             .store
-            .set_status(
+            .set_suspended(
                 target,
-                status,
+                suspend,
                 audit,
                 NewEvent::in_current_trace(self.ids.next_event_id(), event),
                 now,
@@ -168,10 +172,24 @@ impl Admin {
     }
 
     async fn record(&self, id: UserId) -> AppResult<AccountRecord> {
-        self.store
+        let mut record = self
+            .store
             .account_record(id)
             .await?
-            .ok_or(AppError::NotFound("user"))
+            .ok_or(AppError::NotFound("user"))?;
+        self.with_deletion(&mut record).await?;
+        Ok(record)
+    }
+
+    /// Fills in where the deletion of an account being deleted stands.
+    async fn with_deletion(&self, record: &mut AccountRecord) -> AppResult<()> {
+        if matches!(
+            record.user.status,
+            AccountStatus::Deleting | AccountStatus::Deleted
+        ) {
+            record.deletion = self.store.deletion_of(record.user.id).await?;
+        }
+        Ok(())
     }
 }
 

@@ -3,7 +3,8 @@
 
 mod follow;
 #[cfg(feature = "contract-tests")]
-pub(crate) use follow::{followed, unfollowed};
+pub(crate) use follow::followed;
+pub(crate) use follow::unfollowed;
 mod hiding;
 mod lists;
 mod relations;

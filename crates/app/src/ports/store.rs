@@ -81,6 +81,7 @@ pub trait Store:
     + TokenStore
     + ApiKeyStore
     + AdminStore
+    + DeletionStore
     + GraphStore
     + PostStore
     + NotificationStore
@@ -96,6 +97,7 @@ impl<T> Store for T where
         + TokenStore
         + ApiKeyStore
         + AdminStore
+        + DeletionStore
         + GraphStore
         + PostStore
         + NotificationStore
@@ -341,6 +343,9 @@ pub struct AccountRecord {
     pub user: User,
     pub email: String,
     pub suspended_at: Option<Timestamp>,
+    /// Where its deletion stands, for an account being (or once) deleted;
+    /// filled in by the admin use cases, not by `find_accounts`.
+    pub deletion: Option<DeletionRecord>,
 }
 
 /// What the admin listing may be sorted by (an allow-list: no column is
@@ -453,11 +458,12 @@ pub trait AdminStore: Send + Sync {
 
     /// Suspends (ending every session of the account) or reinstates `user`,
     /// with `audit` and `event`, all in one transaction; nothing is written
-    /// when the account is in `status` already. Errors: `NotFound`.
-    async fn set_status(
+    /// when the account is suspended (or active) already, or being deleted.
+    /// Errors: `NotFound`.
+    async fn set_suspended(
         &self,
         user: UserId,
-        status: AccountStatus,
+        suspended: bool,
         audit: AuditEntry,
         event: NewEvent,
         now: Timestamp,
@@ -475,6 +481,155 @@ pub trait AdminStore: Send + Sync {
 
     /// The page `query` asks for, newest first, and how many entries match.
     async fn audit_log(&self, query: &AuditQuery) -> StoreResult<(Vec<AuditEntry>, u64)>;
+}
+
+/// The steps of an account's deletion, in order. Each is idempotent: a
+/// step interrupted anywhere is run again from its start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum DeletionStep {
+    /// Sessions (done when the deletion starts) and API keys.
+    RevokeCredentials,
+    /// Follows both ways, counts corrected; the account's posts leave the
+    /// timelines of those who followed it.
+    RemoveFollows,
+    /// The account's own timeline and what the caches hold of it.
+    PurgeTimelines,
+    /// Posts (tombstoned: replies to them stay, answering a deleted post),
+    /// likes, blocks, mutes, notifications to and from it.
+    DeletePosts,
+    /// Uploads, and their files in object storage.
+    DeleteMedia,
+    /// Waits out the handle's quarantine, then frees it.
+    ReleaseHandle,
+    /// The row is left as a tombstone: no email, name or bio.
+    Tombstone,
+    Done,
+}
+
+impl DeletionStep {
+    pub const ALL: [DeletionStep; 8] = [
+        DeletionStep::RevokeCredentials,
+        DeletionStep::RemoveFollows,
+        DeletionStep::PurgeTimelines,
+        DeletionStep::DeletePosts,
+        DeletionStep::DeleteMedia,
+        DeletionStep::ReleaseHandle,
+        DeletionStep::Tombstone,
+        DeletionStep::Done,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeletionStep::RevokeCredentials => "revoke_credentials",
+            DeletionStep::RemoveFollows => "remove_follows",
+            DeletionStep::PurgeTimelines => "purge_timelines",
+            DeletionStep::DeletePosts => "delete_posts",
+            DeletionStep::DeleteMedia => "delete_media",
+            DeletionStep::ReleaseHandle => "release_handle",
+            DeletionStep::Tombstone => "tombstone",
+            DeletionStep::Done => "done",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|step| step.as_str() == text)
+    }
+
+    /// The step after this one (`Done` stays).
+    pub fn next(self) -> Self {
+        let index = Self::ALL.iter().position(|step| *step == self).unwrap_or(0);
+        Self::ALL
+            .get(index + 1)
+            .copied()
+            .unwrap_or(DeletionStep::Done)
+    }
+}
+
+/// Where an account's deletion stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeletionRecord {
+    pub user_id: UserId,
+    /// The step to run next (`Done` when finished).
+    pub step: DeletionStep,
+    /// Failed attempts of this step so far.
+    pub attempts: u32,
+    pub last_error: Option<String>,
+    pub started_at: Timestamp,
+    /// Not before then: after a failure (back-off) or for the quarantine.
+    pub next_attempt_at: Timestamp,
+    pub finished_at: Option<Timestamp>,
+}
+
+/// Account deletion as a durable saga: its state, and the batch steps that
+/// remove what the account had. Every method is idempotent.
+#[async_trait]
+pub trait DeletionStore: Send + Sync {
+    /// Starts deleting `user`, in one transaction: status `deleting`, its
+    /// password and every session gone, the saga recorded at its first
+    /// step. Returns the sessions ended; `None` when the account is not
+    /// active (missing, suspended, or being deleted already).
+    async fn begin_deletion(&self, user: UserId, now: Timestamp) -> StoreResult<Option<Vec<i64>>>;
+
+    async fn deletion_of(&self, user: UserId) -> StoreResult<Option<DeletionRecord>>;
+
+    /// Unfinished deletions whose next attempt is due at `now` and that no
+    /// runner holds, oldest first.
+    async fn due_deletions(&self, now: Timestamp, limit: usize)
+    -> StoreResult<Vec<DeletionRecord>>;
+
+    /// Takes `user`'s deletion for one runner until `until` (a lease, so two
+    /// instances do not run it at once); `false` when another holds it.
+    async fn claim_deletion(
+        &self,
+        user: UserId,
+        now: Timestamp,
+        until: Timestamp,
+    ) -> StoreResult<bool>;
+
+    /// Holds `user`'s deletion until `until` (the runner that took it,
+    /// between batches of a long step).
+    async fn renew_deletion_lease(&self, user: UserId, until: Timestamp) -> StoreResult<()>;
+
+    /// Moves `user`'s deletion from `from` to `to`, due at `due`, its
+    /// failures forgotten and its lease let go; `Done` finishes it (status
+    /// `deleted`). `false` when it was not at `from`.
+    async fn advance_deletion(
+        &self,
+        user: UserId,
+        from: DeletionStep,
+        to: DeletionStep,
+        due: Timestamp,
+        now: Timestamp,
+    ) -> StoreResult<bool>;
+
+    /// Records a failed attempt of `step`: tried again at `retry_at`.
+    async fn deletion_failed(
+        &self,
+        user: UserId,
+        step: DeletionStep,
+        error: &str,
+        retry_at: Timestamp,
+    ) -> StoreResult<()>;
+
+    /// Revokes every live API key of `user`; how many.
+    async fn revoke_api_keys_of(&self, user: UserId, now: Timestamp) -> StoreResult<u64>;
+
+    /// Up to `limit` follows from or to `user`, as `(follower, followee)`.
+    async fn follows_of(&self, user: UserId, limit: usize) -> StoreResult<Vec<(UserId, UserId)>>;
+
+    /// Removes up to `limit` of `user`'s likes, each post's count
+    /// corrected, in one transaction; the posts whose counts changed.
+    async fn remove_likes_of(&self, user: UserId, limit: usize) -> StoreResult<Vec<PostId>>;
+
+    /// Removes `user`'s blocks and mutes both ways, and notifications to
+    /// and from it; the other accounts whose blocks or mutes changed.
+    async fn remove_relations_of(&self, user: UserId) -> StoreResult<Vec<UserId>>;
+
+    /// Frees `user`'s handle for others (the row keeps it for the record).
+    async fn release_handle(&self, user: UserId) -> StoreResult<()>;
+
+    /// Erases `user`'s email, display name and bio.
+    async fn scrub_account(&self, user: UserId) -> StoreResult<()>;
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -930,6 +1085,8 @@ pub enum MediaSelection {
     /// Uploads never attached to a post, or detached by its deletion,
     /// created before the time; at most `limit`.
     UnattachedBefore { before: Timestamp, limit: usize },
+    /// Uploads of `owner` (its account is deleted); at most `limit`.
+    OwnedBy { owner: UserId, limit: usize },
 }
 
 /// Uploaded images. A row is made before its file is stored, so that a file

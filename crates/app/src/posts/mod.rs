@@ -1,7 +1,6 @@
 //! Posts: create, delete, like, and read one post or one author's posts.
 
 mod create;
-#[cfg(feature = "contract-tests")]
 pub(crate) use delete::deleted;
 #[cfg(feature = "contract-tests")]
 pub(crate) use like::{liked, unliked};

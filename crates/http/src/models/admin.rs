@@ -2,7 +2,7 @@
 //! and the requests that change them.
 
 use serde::{Deserialize, Serialize};
-use starling_app::ports::{AccountRecord, AuditEntry};
+use starling_app::ports::{AccountRecord, AuditEntry, DeletionRecord};
 use utoipa::ToSchema;
 
 use crate::pagination::OffsetPagination;
@@ -21,7 +21,7 @@ pub(crate) struct AdminAccountBody {
     /// `user`, `moderator` or `admin`.
     #[schema(example = "user")]
     pub role: String,
-    /// `active` or `suspended`.
+    /// `active`, `suspended`, `deleting` or `deleted`.
     #[schema(example = "active")]
     pub status: String,
     /// RFC 3339.
@@ -31,10 +31,44 @@ pub(crate) struct AdminAccountBody {
     pub followers_count: i64,
     pub following_count: i64,
     pub posts_count: i64,
+    /// Where the account's deletion stands; null unless it was deleted.
+    pub deletion: Option<DeletionBody>,
+}
+
+/// Where an account's deletion stands.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct DeletionBody {
+    /// The step to run next: `revoke_credentials`, `remove_follows`,
+    /// `purge_timelines`, `delete_posts`, `delete_media`, `release_handle`
+    /// (waits out the handle's quarantine), `tombstone`, or `done`.
+    #[schema(example = "delete_media")]
+    pub step: String,
+    /// Failed attempts of this step so far (retried with back-off).
+    pub attempts: u32,
+    /// Why the last attempt failed.
+    pub last_error: Option<String>,
+    /// RFC 3339.
+    pub started_at: String,
+    /// When the step runs (again).
+    pub next_attempt_at: String,
+    pub finished_at: Option<String>,
+}
+
+impl From<DeletionRecord> for DeletionBody {
+    fn from(record: DeletionRecord) -> Self {
+        Self {
+            step: record.step.as_str().to_owned(),
+            attempts: record.attempts,
+            last_error: record.last_error,
+            started_at: record.started_at.to_rfc3339(),
+            next_attempt_at: record.next_attempt_at.to_rfc3339(),
+            finished_at: record.finished_at.map(|at| at.to_rfc3339()),
+        }
+    }
 }
 
 /// The fields `?fields=` may select, in the order they are written.
-pub(crate) const ACCOUNT_FIELDS: [&str; 12] = [
+pub(crate) const ACCOUNT_FIELDS: [&str; 13] = [
     "id",
     "handle",
     "display_name",
@@ -47,6 +81,7 @@ pub(crate) const ACCOUNT_FIELDS: [&str; 12] = [
     "followers_count",
     "following_count",
     "posts_count",
+    "deletion",
 ];
 
 impl From<AccountRecord> for AdminAccountBody {
@@ -65,6 +100,7 @@ impl From<AccountRecord> for AdminAccountBody {
             followers_count: user.followers_count,
             following_count: user.following_count,
             posts_count: user.posts_count,
+            deletion: record.deletion.map(Into::into),
         }
     }
 }

@@ -35,7 +35,8 @@ pub(crate) struct AccountsParams {
     /// Accounts per page, 1 to 100 (default 20).
     #[param(value_type = Option<u32>, minimum = 1, maximum = 100)]
     pub limit: Option<String>,
-    /// Only accounts in this state: `active` or `suspended`.
+    /// Only accounts in this state: `active`, `suspended`, `deleting` or
+    /// `deleted`.
     #[param(example = "suspended")]
     pub status: Option<String>,
     /// Only accounts with this role: `user`, `moderator` or `admin`.
@@ -59,7 +60,10 @@ impl AccountsParams {
         let status = match self.status.as_deref() {
             None => None,
             Some(text) => Some(AccountStatus::parse(text).ok_or_else(|| {
-                ApiError::invalid_parameter("status", "must be active or suspended")
+                ApiError::invalid_parameter(
+                    "status",
+                    "must be active, suspended, deleting or deleted",
+                )
             })?),
         };
         let search = match self.search.as_deref().map(str::trim) {

@@ -41,7 +41,7 @@ pub(crate) fn api_router(max_upload_bytes: usize) -> OpenApiRouter<HttpState> {
         .routes(routes!(auth::login))
         .routes(routes!(auth::refresh))
         .routes(routes!(auth::logout))
-        .routes(routes!(users::me, users::update_me))
+        .routes(routes!(users::me, users::update_me, users::delete_me))
         .routes(routes!(sessions::sessions))
         .routes(routes!(sessions::end_session))
         .routes(routes!(sessions::change_password))

@@ -5,8 +5,11 @@ use axum::Json;
 use axum::extract::State;
 use starling_app::accounts::ProfileChanges;
 
-use crate::extract::{AppJson, AppQuery, AuthUser, UserPath};
-use crate::models::{MeBody, PostBody, RenderedPosts, UpdateProfileRequest, UserBody};
+use crate::extract::{AppJson, AppQuery, AuthSession, AuthUser, UserPath};
+use crate::models::{
+    DeleteAccountRequest, DeletionAcceptedBody, MeBody, PostBody, RenderedPosts,
+    UpdateProfileRequest, UserBody,
+};
 use crate::pagination::{PageBody, PageParams};
 use crate::problem::{ApiError, Problem};
 use crate::routes::posts_page;
@@ -32,6 +35,41 @@ pub(crate) async fn me(
         user: user.into(),
         unread_notifications: notifications.unread,
     }))
+}
+
+/// Delete the caller's account, confirmed by its password. From the answer
+/// on the account is gone for everyone: it cannot sign in, every session
+/// has ended, and its profile and posts are hidden. Its follows, posts,
+/// likes, blocks, mutes, notifications and uploads are then removed in the
+/// background by a resumable saga (staff see its progress); its handle is
+/// freed after `deletion.handle_quarantine_secs`.
+#[utoipa::path(delete, path = "/api/v1/me", tag = "users", security(("bearer" = [])),
+    request_body = DeleteAccountRequest,
+    responses(
+        (status = 202, description = "Deletion started", body = DeletionAcceptedBody),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Wrong password, or asked with an API key", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The account is suspended, or being deleted already", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Too many wrong passwords: wait for `Retry-After`", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub(crate) async fn delete_me(
+    State(state): State<HttpState>,
+    AuthSession(caller): AuthSession,
+    AppJson(request): AppJson<DeleteAccountRequest>,
+) -> Result<(axum::http::StatusCode, Json<DeletionAcceptedBody>), ApiError> {
+    let deletion = state
+        .app
+        .accounts()
+        .delete_account(caller, &request.password)
+        .await?;
+    Ok((
+        axum::http::StatusCode::ACCEPTED,
+        Json(DeletionAcceptedBody {
+            status: "deleting",
+            step: deletion.step.as_str(),
+            started_at: deletion.started_at.to_rfc3339(),
+        }),
+    ))
 }
 
 /// Change the caller's display name and/or bio; absent fields stay as they are.

@@ -13,6 +13,7 @@ mod api_keys;
 mod auth;
 mod bench;
 mod caching;
+mod deletion;
 mod deploy;
 mod docs;
 mod durability;

@@ -18,7 +18,7 @@ use crate::helpers::{
 /// An app whose files go to S3 (moto, started here) when scaled out, to
 /// its data folder when embedded; `None` (skip) when this mode's engines
 /// or S3 server are missing. The server lives as long as the guard.
-async fn media_app(
+pub(crate) async fn media_app(
     mode: Mode,
     configure: impl FnOnce(&mut Config),
 ) -> Option<(TestApp, Option<starling_testing::S3Server>)> {
@@ -43,13 +43,13 @@ async fn media_app(
     Some((app, s3))
 }
 
-fn encode(image: &DynamicImage, format: ImageFormat) -> Vec<u8> {
+pub(crate) fn encode(image: &DynamicImage, format: ImageFormat) -> Vec<u8> {
     let mut out = Cursor::new(Vec::new());
     image.write_to(&mut out, format).unwrap();
     out.into_inner()
 }
 
-fn picture(width: u32, height: u32) -> DynamicImage {
+pub(crate) fn picture(width: u32, height: u32) -> DynamicImage {
     DynamicImage::ImageRgb8(RgbImage::from_fn(width, height, |x, y| {
         Rgb([(x * 7 % 256) as u8, (y * 3 % 256) as u8, 90])
     }))
@@ -127,7 +127,12 @@ async fn upload(
 }
 
 /// Uploads and waits until the thumbnail is made.
-async fn ready_upload(app: &TestApp, user: &TestUser, bytes: Vec<u8>, alt: &str) -> Value {
+pub(crate) async fn ready_upload(
+    app: &TestApp,
+    user: &TestUser,
+    bytes: Vec<u8>,
+    alt: &str,
+) -> Value {
     let reply = upload(app, user, bytes, "image/png", Some(alt)).await;
     assert_eq!(reply.status, 201, "{}", reply.text);
     let id = reply.body["id"].as_str().unwrap().to_owned();

@@ -51,6 +51,7 @@ macro_rules! admin_store {
                         user: row.user.into(),
                         email: row.email,
                         suspended_at: row.suspended_at.map(Timestamp),
+                        deletion: None,
                     }
                 }
             }
@@ -221,18 +222,19 @@ macro_rules! admin_store {
                     Ok(row.map(AccountRecord::from))
                 }
 
-                async fn set_status(
+                async fn set_suspended(
                     &self,
                     user: UserId,
-                    status: AccountStatus,
+                    suspended: bool,
                     audit: AuditEntry,
                     event: NewEvent,
                     now: Timestamp,
                 ) -> Result<StatusChange, StoreError> {
                     let mut tx = self.begin().await?;
-                    let changed = match status {
-                        AccountStatus::Suspended => sqlx::query(SUSPEND).bind(user.get()).bind(now.millis()),
-                        AccountStatus::Active => sqlx::query(REINSTATE).bind(user.get()),
+                    let changed = if suspended {
+                        sqlx::query(SUSPEND).bind(user.get()).bind(now.millis())
+                    } else {
+                        sqlx::query(REINSTATE).bind(user.get())
                     }
                     .execute(&mut *tx)
                     .await
@@ -241,11 +243,10 @@ macro_rules! admin_store {
                     if changed == 0 {
                         return missing_or(&mut tx, user, StatusChange::Unchanged).await;
                     }
-                    let ended_sessions = match status {
-                        AccountStatus::Suspended => {
-                            super::tokens::revoke_others(&mut tx, user, None, now).await?
-                        }
-                        AccountStatus::Active => Vec::new(),
+                    let ended_sessions = if suspended {
+                        super::tokens::revoke_others(&mut tx, user, None, now).await?
+                    } else {
+                        Vec::new()
                     };
                     record_audit(&mut tx, &audit).await?;
                     append_event(&mut tx, &event, now).await?;

@@ -36,6 +36,11 @@ macro_rules! media_store {
                 dialect!(skip_locked),
                 ") RETURNING hash, thumb_hash"
             );
+            const OWNED: &str = concat!(
+                "DELETE FROM media WHERE id IN (SELECT id FROM media WHERE owner_id = $1 LIMIT $2",
+                dialect!(skip_locked),
+                ") RETURNING hash, thumb_hash"
+            );
             const NAMED: &str = "SELECT EXISTS (SELECT 1 FROM media WHERE hash = $1) \
                  OR EXISTS (SELECT 1 FROM media WHERE thumb_hash = $1)";
 
@@ -117,6 +122,10 @@ macro_rules! media_store {
                         MediaSelection::One(id) => sqlx::query_as(ONE).bind(id.get()).fetch_all(&mut *tx),
                         MediaSelection::UnattachedBefore { before, limit } => sqlx::query_as(SWEEP)
                             .bind(before.millis())
+                            .bind(limit_param(limit))
+                            .fetch_all(&mut *tx),
+                        MediaSelection::OwnedBy { owner, limit } => sqlx::query_as(OWNED)
+                            .bind(owner.get())
                             .bind(limit_param(limit))
                             .fetch_all(&mut *tx),
                     }

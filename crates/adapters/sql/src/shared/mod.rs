@@ -19,6 +19,7 @@
 pub(crate) mod accounts;
 pub(crate) mod admin;
 pub(crate) mod api_keys;
+pub(crate) mod deletion;
 pub(crate) mod graph;
 pub(crate) mod idempotency;
 pub(crate) mod media;

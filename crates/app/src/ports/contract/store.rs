@@ -9,8 +9,8 @@ use starling_domain::{
 };
 
 use crate::ports::{
-    AccountQuery, AccountSort, AccountSortField, AuditAction, AuditEntry, AuditQuery, PostDeleter,
-    StatusChange,
+    AccountQuery, AccountSort, AccountSortField, AuditAction, AuditEntry, AuditQuery, DeletionStep,
+    PostDeleter, StatusChange,
 };
 use crate::ports::{
     Announce, ApiKeyRecord, DeleteOutcome, FollowOutcome, Hidden, IdempotencyClaim, LikeOutcome,
@@ -42,6 +42,8 @@ macro_rules! store_contract {
             suspension_ends_sessions_refuses_keys_and_hides_the_account,
             roles_change_by_compare_and_set_and_are_audited,
             moderators_remove_any_post_with_its_audit_entry,
+            a_deletion_starts_once_and_moves_step_by_step_with_a_lease,
+            deletion_batches_remove_what_an_account_had,
 
             follows_are_idempotent_and_counted,
             follow_lists_are_newest_first_and_paged,
@@ -2608,15 +2610,16 @@ impl Fixture {
     }
 
     async fn set_status(&self, user: UserId, status: AccountStatus) -> StatusChange {
-        let (action, event) = match status {
-            AccountStatus::Suspended => (
+        let suspend = status != AccountStatus::Active;
+        let (action, event) = match suspend {
+            true => (
                 AuditAction::Suspend,
                 Event::AccountSuspended {
                     user_id: user,
                     moderator_id: None,
                 },
             ),
-            AccountStatus::Active => (
+            false => (
                 AuditAction::Unsuspend,
                 Event::AccountReinstated {
                     user_id: user,
@@ -2625,9 +2628,9 @@ impl Fixture {
             ),
         };
         self.store
-            .set_status(
+            .set_suspended(
                 user,
-                status,
+                suspend,
                 self.audit(None, action, user),
                 self.event(event),
                 Timestamp::now(),
@@ -2863,9 +2866,9 @@ pub async fn suspension_ends_sessions_refuses_keys_and_hides_the_account(store: 
     );
     assert!(matches!(
         store
-            .set_status(
+            .set_suspended(
                 UserId(42),
-                AccountStatus::Suspended,
+                true,
                 fixture.audit(None, AuditAction::Suspend, UserId(42)),
                 fixture.event(Event::AccountSuspended {
                     user_id: UserId(42),
@@ -3004,4 +3007,232 @@ pub async fn moderators_remove_any_post_with_its_audit_entry(store: Arc<dyn Stor
             .await,
         Err(StoreError::NotFound(Missing::Post))
     ));
+}
+
+pub async fn a_deletion_starts_once_and_moves_step_by_step_with_a_lease(store: Arc<dyn Store>) {
+    let fixture = Fixture::new(store.clone());
+    let ada = fixture.user("ada").await;
+    let bob = fixture.user("bob").await;
+    let session = fixture.token(ada.id, b"ada-session", 3600);
+    let family = session.family_id;
+    fixture.open(session).await;
+    let now = Timestamp::now();
+
+    let ended = store.begin_deletion(ada.id, now).await.unwrap();
+    assert_eq!(ended, Some(vec![family]));
+    assert!(
+        store.begin_deletion(ada.id, now).await.unwrap().is_none(),
+        "once"
+    );
+    assert!(
+        store
+            .begin_deletion(UserId(42), now)
+            .await
+            .unwrap()
+            .is_none(),
+        "nobody"
+    );
+    assert_eq!(
+        store.standing_of(ada.id).await.unwrap(),
+        Some((Role::User, AccountStatus::Deleting))
+    );
+    assert!(store.password_hash_of(ada.id).await.unwrap().is_none());
+    assert!(store.credentials_by_login("ada").await.unwrap().is_none());
+    assert!(!store.session_is_open(family, now).await.unwrap());
+    let summary = store.user_summaries(&[ada.id]).await.unwrap();
+    assert!(summary[0].hidden);
+    // A suspended account is not deleted by its owner (it cannot sign in).
+    fixture.set_status(bob.id, AccountStatus::Suspended).await;
+    assert!(store.begin_deletion(bob.id, now).await.unwrap().is_none());
+
+    let record = store.deletion_of(ada.id).await.unwrap().unwrap();
+    assert_eq!(record.step, DeletionStep::RevokeCredentials);
+    assert_eq!((record.attempts, record.finished_at), (0, None));
+    let due = store.due_deletions(now, 10).await.unwrap();
+    assert_eq!(due.len(), 1);
+    // One runner at a time: the lease keeps the others off until it ends.
+    let lease = now.plus_seconds(60);
+    assert!(store.claim_deletion(ada.id, now, lease).await.unwrap());
+    assert!(!store.claim_deletion(ada.id, now, lease).await.unwrap());
+    assert!(store.due_deletions(now, 10).await.unwrap().is_empty());
+    assert!(
+        store
+            .claim_deletion(ada.id, lease, lease.plus_seconds(60))
+            .await
+            .unwrap(),
+        "a lease that ran out is taken over"
+    );
+
+    // A failure is recorded with its retry time (the lease let go).
+    let retry_at = now.plus_seconds(30);
+    store
+        .deletion_failed(
+            ada.id,
+            DeletionStep::RevokeCredentials,
+            "disk on fire",
+            retry_at,
+        )
+        .await
+        .unwrap();
+    let failed = store.deletion_of(ada.id).await.unwrap().unwrap();
+    assert_eq!(failed.attempts, 1);
+    assert_eq!(failed.last_error.as_deref(), Some("disk on fire"));
+    assert_eq!(failed.next_attempt_at, retry_at);
+    assert!(store.due_deletions(now, 10).await.unwrap().is_empty());
+    assert_eq!(store.due_deletions(retry_at, 10).await.unwrap().len(), 1);
+
+    // Steps move only from where they are, and forget failures.
+    assert!(
+        !store
+            .advance_deletion(
+                ada.id,
+                DeletionStep::DeletePosts,
+                DeletionStep::DeleteMedia,
+                now,
+                now
+            )
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .advance_deletion(
+                ada.id,
+                DeletionStep::RevokeCredentials,
+                DeletionStep::RemoveFollows,
+                now,
+                now
+            )
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        store.due_deletions(now, 10).await.unwrap().len(),
+        1,
+        "the lease went with the step"
+    );
+    let moved = store.deletion_of(ada.id).await.unwrap().unwrap();
+    assert_eq!(
+        (moved.step, moved.attempts, moved.last_error),
+        (DeletionStep::RemoveFollows, 0, None)
+    );
+    assert!(
+        store
+            .advance_deletion(
+                ada.id,
+                DeletionStep::RemoveFollows,
+                DeletionStep::Done,
+                now,
+                now
+            )
+            .await
+            .unwrap()
+    );
+    let done = store.deletion_of(ada.id).await.unwrap().unwrap();
+    assert_eq!(done.step, DeletionStep::Done);
+    assert_eq!(done.finished_at, Some(now));
+    assert_eq!(
+        store.standing_of(ada.id).await.unwrap(),
+        Some((Role::User, AccountStatus::Deleted))
+    );
+    assert!(store.due_deletions(retry_at, 10).await.unwrap().is_empty());
+}
+
+pub async fn deletion_batches_remove_what_an_account_had(store: Arc<dyn Store>) {
+    let fixture = Fixture::new(store.clone());
+    let ada = fixture.user("ada").await;
+    let bob = fixture.user("bob").await;
+    let cy = fixture.user("cy").await;
+    fixture.follow(ada.id, bob.id).await;
+    fixture.follow(cy.id, ada.id).await;
+    fixture.follow(bob.id, cy.id).await;
+    let follows = store.follows_of(ada.id, 10).await.unwrap();
+    let mut follows: Vec<(UserId, UserId)> = follows;
+    follows.sort_unstable();
+    let mut expected = vec![(ada.id, bob.id), (cy.id, ada.id)];
+    expected.sort_unstable();
+    assert_eq!(follows, expected, "both ways, nobody else's");
+    assert_eq!(store.follows_of(ada.id, 1).await.unwrap().len(), 1);
+
+    let bobs = fixture.post(bob.id, None).await.unwrap();
+    let cys = fixture.post(cy.id, None).await.unwrap();
+    fixture.like(ada.id, bobs.id).await.unwrap();
+    fixture.like(ada.id, cys.id).await.unwrap();
+    fixture.like(bob.id, cys.id).await.unwrap();
+    let first = store.remove_likes_of(ada.id, 1).await.unwrap();
+    assert_eq!(first.len(), 1);
+    let second = store.remove_likes_of(ada.id, 10).await.unwrap();
+    assert_eq!(second.len(), 1);
+    assert!(store.remove_likes_of(ada.id, 10).await.unwrap().is_empty());
+    assert_eq!(fixture.stored_post(bobs.id).await.like_count, 0);
+    assert_eq!(
+        fixture.stored_post(cys.id).await.like_count,
+        1,
+        "bob's like stays"
+    );
+
+    let now = Timestamp::now();
+    for (relation, owner, other) in [
+        (Relation::Block, bob.id, ada.id),
+        (Relation::Mute, ada.id, cy.id),
+        (Relation::Mute, cy.id, ada.id),
+        (Relation::Block, bob.id, cy.id),
+    ] {
+        store
+            .add_relation(relation, owner, other, fixture.ids.next_raw(), now)
+            .await
+            .unwrap();
+    }
+    let mut related = store.remove_relations_of(ada.id).await.unwrap();
+    related.sort_unstable();
+    related.dedup();
+    let mut expected = vec![bob.id, cy.id];
+    expected.sort_unstable();
+    assert_eq!(related, expected);
+    assert_eq!(store.hidden_from(ada.id).await.unwrap(), Hidden::default());
+    assert_eq!(
+        store.hidden_from(bob.id).await.unwrap().blocked,
+        [cy.id],
+        "others' blocks stay"
+    );
+
+    store.revoke_api_keys_of(ada.id, now).await.unwrap();
+    store.release_handle(ada.id).await.unwrap();
+    assert!(store.user_by_handle(None, "ada").await.unwrap().is_none());
+    store.scrub_account(ada.id).await.unwrap();
+    let scrubbed = store.account_record(ada.id).await.unwrap().unwrap();
+    assert_eq!(scrubbed.user.display_name, "");
+    assert!(
+        scrubbed.email.ends_with("@deleted.invalid"),
+        "{}",
+        scrubbed.email
+    );
+    // The handle and the email are anyone's again.
+    let again = fixture.user("ada").await;
+    assert_ne!(again.id, ada.id);
+
+    let files = Files::default();
+    let mine = upload(&store, &fixture, bob.id, &"a".repeat(64), now).await;
+    let theirs = upload(&store, &fixture, cy.id, &"b".repeat(64), now).await;
+    assert_eq!(
+        store
+            .remove_media(
+                MediaSelection::OwnedBy {
+                    owner: bob.id,
+                    limit: 10
+                },
+                &files
+            )
+            .await
+            .unwrap(),
+        1
+    );
+    let left: Vec<_> = store
+        .media_by_ids(&[mine.id, theirs.id])
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|media| media.id)
+        .collect();
+    assert_eq!(left, [theirs.id]);
 }
