@@ -40,23 +40,26 @@ pub(crate) struct PageRequest {
 impl PageParams {
     /// Validates the parameters for the list named `list` (e.g. `feed`, `followers:42`).
     pub(crate) fn for_list(&self, list: &str) -> Result<PageRequest, ApiError> {
-        let limit = match self.limit.as_deref() {
-            None => DEFAULT_LIMIT,
-            Some(text) => match text.parse::<usize>() {
-                Ok(value) if (1..=MAX_LIMIT).contains(&value) => value,
-                _ => {
-                    return Err(ApiError::invalid_parameter(
-                        "limit",
-                        format!("must be a whole number from 1 to {MAX_LIMIT}"),
-                    ));
-                }
-            },
-        };
+        let limit = parse_limit(self.limit.as_deref())?;
         let after = match self.cursor.as_deref() {
             None | Some("") => None,
             Some(cursor) => Some(decode_cursor(cursor, list)?),
         };
         Ok(PageRequest { limit, after })
+    }
+}
+
+/// `?limit=`: 1 to `MAX_LIMIT`, `DEFAULT_LIMIT` when absent.
+fn parse_limit(text: Option<&str>) -> Result<usize, ApiError> {
+    match text {
+        None => Ok(DEFAULT_LIMIT),
+        Some(text) => match text.parse::<usize>() {
+            Ok(value) if (1..=MAX_LIMIT).contains(&value) => Ok(value),
+            _ => Err(ApiError::invalid_parameter(
+                "limit",
+                format!("must be a whole number from 1 to {MAX_LIMIT}"),
+            )),
+        },
     }
 }
 
@@ -150,19 +153,10 @@ impl OffsetRequest {
                 }
             },
         };
-        let limit = match limit {
-            None => DEFAULT_LIMIT,
-            Some(text) => match text.parse::<usize>() {
-                Ok(value) if (1..=MAX_LIMIT).contains(&value) => value,
-                _ => {
-                    return Err(ApiError::invalid_parameter(
-                        "limit",
-                        format!("must be a whole number from 1 to {MAX_LIMIT}"),
-                    ));
-                }
-            },
-        };
-        Ok(Self { page, limit })
+        Ok(Self {
+            page,
+            limit: parse_limit(limit)?,
+        })
     }
 
     /// Rows to skip.

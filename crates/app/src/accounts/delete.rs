@@ -3,13 +3,11 @@
 //! end, and the deletion saga is recorded; the deletion worker
 //! (`workers::deletion`) then removes what it had, step by step.
 
-use starling_domain::{Password, Timestamp};
+use starling_domain::Timestamp;
 
 use crate::accounts::{Accounts, Caller};
 use crate::error::{AppError, AppResult};
 use crate::ports::DeletionRecord;
-
-const WRONG_PASSWORD: &str = "the password is incorrect";
 
 impl Accounts {
     /// Starts deleting the caller's account (a person signed in, giving
@@ -22,26 +20,9 @@ impl Accounts {
         password: &str,
     ) -> AppResult<DeletionRecord> {
         caller.require_signed_in()?;
-        if password.len() > super::login::PRESENTED_PASSWORD_MAX_LEN {
-            return Err(AppError::Forbidden(WRONG_PASSWORD));
-        }
-        // Guesses back off as logins do: a stolen access token must not
-        // delete an account, nor become an oracle for its password.
-        let key = format!("u:{}", caller.user);
-        self.unless_backing_off(&key, "wrong passwords").await?;
-        let stored = self.sessions.password_hash_of(caller.user).await?;
-        if stored.is_none() {
-            return Err(AppError::NotFound("user"));
-        }
-        let matches = self
-            .passwords
-            .verify(Password::presented(password), stored)
+        // Deleting an account, or guessing its password, takes the password.
+        self.confirm_password(caller.user, password, "account deletion")
             .await?;
-        if !matches {
-            tracing::info!("account deletion refused: wrong password");
-            self.count_login_failure(&key).await;
-            return Err(AppError::Forbidden(WRONG_PASSWORD));
-        }
         let Some(ended) = self
             .deletions
             .begin_deletion(caller.user, Timestamp::now())

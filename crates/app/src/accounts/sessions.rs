@@ -113,23 +113,8 @@ impl Accounts {
         let new = Password::parse(new).map_err(|error| {
             AppError::Validation(ValidationErrors::single("new_password", error.message))
         })?;
-        // Guesses at the current password back off as logins do: a stolen
-        // access token must not make this an oracle for it.
-        let key = format!("u:{}", caller.user);
-        self.unless_backing_off(&key, "wrong passwords").await?;
-        let stored = self.sessions.password_hash_of(caller.user).await?;
-        if stored.is_none() {
-            return Err(AppError::NotFound("user"));
-        }
-        let matches = self
-            .passwords
-            .verify(Password::presented(current), stored)
+        self.confirm_password(caller.user, current, "password change")
             .await?;
-        if !matches {
-            tracing::info!("password change refused: wrong current password");
-            self.count_login_failure(&key).await;
-            return Err(AppError::Forbidden(WRONG_PASSWORD));
-        }
         let hash = self.passwords.hash(new).await?;
         let ended = self
             .sessions
@@ -137,6 +122,36 @@ impl Accounts {
             .await?;
         tracing::info!(user_id = %caller.user, ended = ended.len(), "password changed");
         self.sessions_ended(caller.user, &ended, "password").await;
+        Ok(())
+    }
+
+    /// Checks `password` as the account's own, for `what` (a change that
+    /// needs it). Guesses back off as logins do: a stolen access token must
+    /// not make this an oracle for the password. 403 when it is wrong.
+    pub(super) async fn confirm_password(
+        &self,
+        user: UserId,
+        password: &str,
+        what: &'static str,
+    ) -> AppResult<()> {
+        if password.len() > super::login::PRESENTED_PASSWORD_MAX_LEN {
+            return Err(AppError::Forbidden(WRONG_PASSWORD));
+        }
+        let key = format!("u:{user}");
+        self.unless_backing_off(&key, "wrong passwords").await?;
+        let stored = self.sessions.password_hash_of(user).await?;
+        if stored.is_none() {
+            return Err(AppError::NotFound("user"));
+        }
+        let matches = self
+            .passwords
+            .verify(Password::presented(password), stored)
+            .await?;
+        if !matches {
+            tracing::info!(refused = what, "wrong password");
+            self.count_login_failure(&key).await;
+            return Err(AppError::Forbidden(WRONG_PASSWORD));
+        }
         Ok(())
     }
 

@@ -245,13 +245,7 @@ pub(crate) async fn suspend(
     Path(id): Path<String>,
     JsonOrEmpty(request): JsonOrEmpty<ModerationRequest>,
 ) -> Result<Json<AdminAccountBody>, ApiError> {
-    let id = account_id(&id);
-    let record = state
-        .app
-        .admin()
-        .suspend(caller.user, id, request.reason.as_deref())
-        .await?;
-    Ok(Json(record.into()))
+    moderate(&state, caller.user, &id, request, true).await
 }
 
 /// Reinstate a suspended account: its profile and posts are back at once;
@@ -272,12 +266,23 @@ pub(crate) async fn unsuspend(
     Path(id): Path<String>,
     JsonOrEmpty(request): JsonOrEmpty<ModerationRequest>,
 ) -> Result<Json<AdminAccountBody>, ApiError> {
-    let id = account_id(&id);
-    let record = state
-        .app
-        .admin()
-        .unsuspend(caller.user, id, request.reason.as_deref())
-        .await?;
+    moderate(&state, caller.user, &id, request, false).await
+}
+
+/// Suspends (or reinstates) the account `id` names.
+async fn moderate(
+    state: &HttpState,
+    caller: UserId,
+    id: &str,
+    request: ModerationRequest,
+    suspend: bool,
+) -> Result<Json<AdminAccountBody>, ApiError> {
+    let (admin, id, reason) = (state.app.admin(), account_id(id), request.reason);
+    let record = if suspend {
+        admin.suspend(caller, id, reason.as_deref()).await?
+    } else {
+        admin.unsuspend(caller, id, reason.as_deref()).await?
+    };
     Ok(Json(record.into()))
 }
 
