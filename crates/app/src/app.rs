@@ -7,6 +7,7 @@ use starling_domain::{IdGenerator, Post, PostId, UserId, UserSummary};
 use crate::accounts::{Accounts, AccountsParts, LoginBackoff};
 use crate::admin::Admin;
 use crate::auth::{AccessTokens, PasswordHashing};
+use crate::export::DataExports;
 use crate::feed::{Feed, Hydration, LikedPosts};
 use crate::graph::{Graph, HiddenAccounts, Hiding};
 use crate::media::MediaLibrary;
@@ -37,6 +38,7 @@ pub struct Settings {
     pub liked_window: usize,
     pub media: crate::media::MediaSettings,
     pub login_backoff: LoginBackoff,
+    pub exports: crate::export::ExportSettings,
 }
 
 impl Settings {
@@ -64,6 +66,7 @@ impl Default for Settings {
             liked_window: 1_000,
             media: crate::media::MediaSettings::default(),
             login_backoff: LoginBackoff::default(),
+            exports: crate::export::ExportSettings::default(),
         }
     }
 }
@@ -111,6 +114,7 @@ pub struct App {
     posts: Posts,
     accounts: Arc<Accounts>,
     admin: Admin,
+    exports: Arc<DataExports>,
     media: Arc<MediaLibrary>,
     hiding: Arc<Hiding>,
 }
@@ -200,6 +204,12 @@ impl App {
             ports.caches.users.clone(),
             ids.clone(),
         );
+        let exports = Arc::new(DataExports::new(
+            ports.store.clone(),
+            ports.blobs.clone(),
+            ids.clone(),
+            settings.exports,
+        ));
         Self {
             ports,
             ids,
@@ -210,6 +220,7 @@ impl App {
             posts,
             accounts,
             admin,
+            exports,
             hydration,
             media,
             hiding,
@@ -239,6 +250,11 @@ impl App {
     /// Staff's use cases: accounts, suspension, roles, the audit log.
     pub fn admin(&self) -> &Admin {
         &self.admin
+    }
+
+    /// Data exports: asked for, built, downloaded, expired.
+    pub fn exports(&self) -> &Arc<DataExports> {
+        &self.exports
     }
 
     /// Writing, liking, deleting and reading posts.

@@ -15,6 +15,7 @@ pub mod workers;
 
 pub mod accounts;
 pub mod admin;
+pub mod export;
 pub mod feed;
 pub mod graph;
 pub mod live;

@@ -25,6 +25,7 @@ pub struct Metric {
     pub zero_at_start: bool,
 }
 
+pub const EXPORTS_TOTAL: &str = "starling_exports_total";
 pub const HTTP_REQUEST_DURATION_SECONDS: &str = "http_request_duration_seconds";
 pub const HTTP_REQUESTS_IN_FLIGHT: &str = "http_requests_in_flight";
 pub const HTTP_REQUESTS_TOTAL: &str = "http_requests_total";
@@ -141,6 +142,13 @@ pub const ALL: &[Metric] = &[
         kind: Kind::Counter,
         unit: None,
         help: "Steps of the account-deletion saga run (by step and outcome: done, or failed and retried with back-off)",
+        zero_at_start: false,
+    },
+    Metric {
+        name: EXPORTS_TOTAL,
+        kind: Kind::Counter,
+        unit: None,
+        help: "Data-export archives built (outcome ready) or attempts that failed and are retried (outcome failed)",
         zero_at_start: false,
     },
     Metric {

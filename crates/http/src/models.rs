@@ -455,6 +455,27 @@ pub(crate) struct DeletionAcceptedBody {
     pub started_at: String,
 }
 
+/// A data export of the caller's.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct ExportBody {
+    pub id: String,
+    /// `pending` (being built), `ready` or `expired`.
+    #[schema(example = "ready")]
+    pub state: &'static str,
+    /// RFC 3339.
+    pub requested_at: String,
+    pub finished_at: Option<String>,
+    /// The archive's size in bytes, once built.
+    pub size: Option<u64>,
+    /// When the archive is deleted.
+    pub expires_at: Option<String>,
+    /// Failed attempts to build it (it is retried).
+    pub attempts: u32,
+    /// Where to download the archive (with the access token), once ready.
+    #[schema(example = "/api/v1/me/export/archive")]
+    pub download_url: Option<String>,
+}
+
 /// One signed-in session of the caller's.
 #[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct SessionOut {

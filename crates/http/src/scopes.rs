@@ -25,6 +25,8 @@ pub(crate) fn needs(method: &Method, route: &str) -> Needs {
     }
     if route.starts_with("/me/sessions")
         || route.starts_with("/me/api-keys")
+        // An archive holds the email and every list: the person's own.
+        || route.starts_with("/me/export")
         || route == "/me/password"
         || route.starts_with("/auth/")
         // Staff act as the person they are, never through a key.
@@ -112,6 +114,8 @@ mod tests {
             (Method::POST, "/api/v1/auth/logout", Needs::SignedIn),
             (Method::GET, "/api/v1/admin/accounts", Needs::SignedIn),
             (Method::DELETE, "/api/v1/me", Needs::SignedIn),
+            (Method::POST, "/api/v1/me/export", Needs::SignedIn),
+            (Method::GET, "/api/v1/me/export/archive", Needs::SignedIn),
             (Method::GET, "/api/v1/me", Needs::Scope(Scope::Read)),
             (
                 Method::POST,

@@ -50,6 +50,7 @@ pub struct Config {
     pub stream: StreamConfig,
     pub media: MediaConfig,
     pub deletion: DeletionConfig,
+    pub export: ExportConfig,
     pub outbox: OutboxConfig,
     pub traces: TracesConfig,
     pub postgres: PostgresConfig,
@@ -385,6 +386,41 @@ impl DeletionConfig {
     }
 }
 
+/// Data exports (built by the fan-out role).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ExportConfig {
+    /// How long a built archive can be downloaded before it is deleted.
+    pub retention_secs: u64,
+    /// Images past this many bytes in all stay out of an archive (listed
+    /// with their URLs instead).
+    pub max_media_bytes: u64,
+    /// How often due exports are looked for.
+    pub poll_ms: u64,
+}
+
+impl Default for ExportConfig {
+    fn default() -> Self {
+        let defaults = starling_app::export::ExportSettings::default();
+        Self {
+            retention_secs: defaults.retention.as_secs(),
+            max_media_bytes: defaults.max_media_bytes,
+            poll_ms: u64::try_from(defaults.poll.as_millis()).unwrap_or(1_000),
+        }
+    }
+}
+
+impl ExportConfig {
+    pub fn settings(&self) -> starling_app::export::ExportSettings {
+        starling_app::export::ExportSettings {
+            retention: std::time::Duration::from_secs(self.retention_secs),
+            max_media_bytes: self.max_media_bytes,
+            poll: std::time::Duration::from_millis(self.poll_ms),
+            ..starling_app::export::ExportSettings::default()
+        }
+    }
+}
+
 /// Uploaded images and where their files are kept.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -531,6 +567,7 @@ impl Default for Config {
             stream: StreamConfig::default(),
             media: MediaConfig::default(),
             deletion: DeletionConfig::default(),
+            export: ExportConfig::default(),
             outbox: OutboxConfig::default(),
             traces: TracesConfig::default(),
             postgres: PostgresConfig::default(),
@@ -630,6 +667,7 @@ const ENV_KEYS: &[&str] = &[
     "stream",
     "media",
     "deletion",
+    "export",
     "outbox",
     "traces",
     "roles",
@@ -731,6 +769,9 @@ impl Config {
             bail!(
                 "deletion.batch_size, deletion.poll_ms and deletion.lease_secs must be at least 1"
             );
+        }
+        if self.export.retention_secs == 0 || self.export.poll_ms == 0 {
+            bail!("export.retention_secs and export.poll_ms must be at least 1");
         }
         if self.media.max_upload_bytes == 0 || self.media.thumbnail_size == 0 {
             bail!("media.max_upload_bytes and media.thumbnail_size must be at least 1");

@@ -117,6 +117,7 @@ impl Application {
                 api_key_recheck: Duration::from_secs(config.auth.api_key_recheck_secs),
                 media: config.media.settings(),
                 login_backoff: config.auth.login_backoff(),
+                exports: config.export.settings(),
                 ..Settings::default()
             },
         ));
@@ -289,11 +290,12 @@ impl Application {
             tasks.push(tokio::spawn(forget_idle_clients(limiter, stop.clone())));
         }
         // Account deletions are run beside the fan-out (their steps unfollow
-        // and delete as people do); several such processes share them by
-        // lease.
+        // and delete as people do), and so are data exports; several such
+        // processes share them by lease.
         if config.runs(Role::Fanout) {
             let deletions = AccountDeletions::new(&self.app, config.deletion.settings());
             tasks.push(tokio::spawn(deletions.run(stop.clone())));
+            tasks.push(tokio::spawn(self.app.exports().clone().run(stop.clone())));
         }
         if config.runs(Role::Api) {
             tasks.push(tokio::spawn(learn_revocations(

@@ -1,6 +1,8 @@
 //! The blob port: files by key in object storage (a folder in embedded
-//! mode, an S3-compatible bucket scaled out). Keys are content hashes, so a
-//! key's bytes never change: a `put` of a key that exists stores the same.
+//! mode, an S3-compatible bucket scaled out). Keys are content hashes (the
+//! media), so a key's bytes never change: a `put` of a key that exists
+//! stores the same; data-export archives are kept under `exports/<id>-<random>.zip`,
+//! written once too.
 
 use std::ops::Range;
 

@@ -27,12 +27,13 @@ pub use rate_limit::{Quota, RateDecision, RateLimitError, RateLimiter, RateLimit
 pub use store::{
     AccountQuery, AccountRecord, AccountSort, AccountSortField, AccountStore, AdminStore,
     ApiKeyRecord, ApiKeyStore, AuditAction, AuditEntry, AuditQuery, CommitListener, DeleteOutcome,
-    DeletionRecord, DeletionStep, DeletionStore, FollowOutcome, GraphStore, Hidden,
-    IdempotencyClaim, IdempotencyStore, LikeOutcome, MediaSelection, MediaStore, Missing, NewPost,
-    NewUser, NotificationState, NotificationStore, OutboxStore, PostDeleter, PostStore,
-    RefreshFamily, RefreshTokenRecord, Relation, RelationStore, RotateOutcome, SessionRecord,
-    StatusChange, Store, StoreError, StoreHealth, StoreResult, StoredResponse, TokenStore,
-    UndecodableEvent, UnfollowOutcome, UnlikeOutcome, UserCredentials,
+    DeletionRecord, DeletionStep, DeletionStore, ExportRecord, ExportState, ExportStore,
+    FollowOutcome, GraphStore, Hidden, IdempotencyClaim, IdempotencyStore, LikeOutcome,
+    MediaSelection, MediaStore, Missing, NewPost, NewUser, NotificationState, NotificationStore,
+    OutboxStore, PostDeleter, PostStore, RefreshFamily, RefreshTokenRecord, Relation,
+    RelationStore, RotateOutcome, SessionRecord, StatusChange, Store, StoreError, StoreHealth,
+    StoreResult, StoredResponse, TokenStore, UndecodableEvent, UnfollowOutcome, UnlikeOutcome,
+    UserCredentials,
 };
 pub use timeline::{
     TimelineEntry, TimelineError, TimelineRead, TimelineResult, TimelineSlice, TimelineStore,

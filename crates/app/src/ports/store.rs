@@ -82,6 +82,7 @@ pub trait Store:
     + ApiKeyStore
     + AdminStore
     + DeletionStore
+    + ExportStore
     + GraphStore
     + PostStore
     + NotificationStore
@@ -98,6 +99,7 @@ impl<T> Store for T where
         + ApiKeyStore
         + AdminStore
         + DeletionStore
+        + ExportStore
         + GraphStore
         + PostStore
         + NotificationStore
@@ -630,6 +632,100 @@ pub trait DeletionStore: Send + Sync {
 
     /// Erases `user`'s email, display name and bio.
     async fn scrub_account(&self, user: UserId) -> StoreResult<()>;
+}
+
+/// Where a data export stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ExportState {
+    /// Asked for; the worker builds it (again, after a failure).
+    Pending,
+    /// Built: the archive can be downloaded until it expires.
+    Ready,
+    /// Gone past its expiry (its archive deleted).
+    Expired,
+}
+
+impl ExportState {
+    pub const ALL: [ExportState; 3] = [
+        ExportState::Pending,
+        ExportState::Ready,
+        ExportState::Expired,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ExportState::Pending => "pending",
+            ExportState::Ready => "ready",
+            ExportState::Expired => "expired",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|state| state.as_str() == text)
+    }
+}
+
+/// A data export as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExportRecord {
+    pub id: i64,
+    pub user_id: UserId,
+    pub state: ExportState,
+    pub requested_at: Timestamp,
+    pub finished_at: Option<Timestamp>,
+    /// Where the archive is kept in object storage, once built.
+    pub archive_key: Option<String>,
+    pub size: Option<u64>,
+    pub expires_at: Option<Timestamp>,
+    /// Failed attempts to build it so far.
+    pub attempts: u32,
+    pub last_error: Option<String>,
+}
+
+/// Data exports: asked for by a person, built by a worker (one at a time
+/// per export, by lease), expired after a while.
+#[async_trait]
+pub trait ExportStore: Send + Sync {
+    /// Records a new export of `user` as `Pending`, due at once, unless
+    /// one is pending already: then that one comes back (one at a time).
+    async fn request_export(
+        &self,
+        id: i64,
+        user: UserId,
+        now: Timestamp,
+    ) -> StoreResult<ExportRecord>;
+
+    /// `user`'s most recent export.
+    async fn latest_export(&self, user: UserId) -> StoreResult<Option<ExportRecord>>;
+
+    /// Pending exports due at `now` that no worker holds, oldest first.
+    async fn due_exports(&self, now: Timestamp, limit: usize) -> StoreResult<Vec<ExportRecord>>;
+
+    /// Takes export `id` for one worker until `until`; `false` when held.
+    async fn claim_export(&self, id: i64, now: Timestamp, until: Timestamp) -> StoreResult<bool>;
+
+    /// Export `id` is built: `Ready`, with its archive, until `expires_at`.
+    async fn export_ready(
+        &self,
+        id: i64,
+        archive_key: &str,
+        size: u64,
+        expires_at: Timestamp,
+        now: Timestamp,
+    ) -> StoreResult<()>;
+
+    /// A failed attempt to build export `id`: tried again at `retry_at`.
+    async fn export_failed(&self, id: i64, error: &str, retry_at: Timestamp) -> StoreResult<()>;
+
+    /// Ready exports past their expiry at `now`: `(id, archive key)`.
+    async fn expired_exports(
+        &self,
+        now: Timestamp,
+        limit: usize,
+    ) -> StoreResult<Vec<(i64, String)>>;
+
+    /// Export `id`'s archive is deleted: `Expired`.
+    async fn export_expired(&self, id: i64) -> StoreResult<()>;
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -107,6 +107,17 @@ impl AccountDeletions {
 
     /// Runs due deletions until `stop` is cancelled.
     pub async fn run(self, stop: CancellationToken) {
+        // Every step's counters show from the start, so that a rule on
+        // failures sees the first one.
+        for step in DeletionStep::ALL
+            .into_iter()
+            .filter(|step| *step != DeletionStep::Done)
+        {
+            for outcome in ["done", "failed"] {
+                metrics::counter!(crate::metric::ACCOUNT_DELETION_STEPS_TOTAL, "step" => step.as_str(), "outcome" => outcome)
+                    .increment(0);
+            }
+        }
         loop {
             if let Err(error) = self.run_due().await {
                 tracing::warn!(error = %error, "cannot look for account deletions");

@@ -5,6 +5,7 @@ pub(crate) mod admin;
 pub(crate) mod api_keys;
 pub(crate) mod auth;
 pub(crate) mod docs;
+pub(crate) mod exports;
 pub(crate) mod feed;
 pub(crate) mod graph;
 pub(crate) mod media;
@@ -47,6 +48,8 @@ pub(crate) fn api_router(max_upload_bytes: usize) -> OpenApiRouter<HttpState> {
         .routes(routes!(sessions::change_password))
         .routes(routes!(api_keys::create, api_keys::list))
         .routes(routes!(api_keys::revoke))
+        .routes(routes!(exports::request, exports::status))
+        .routes(routes!(exports::archive))
         .routes(routes!(users::user))
         .routes(routes!(users::user_posts))
         .routes(routes!(graph::follow, graph::unfollow))

@@ -15,7 +15,7 @@ use starling_test_macros::both_modes;
 
 use crate::helpers::{FANOUT_WAIT, Mode, TestApp, TestUser, eventually, read, session_user};
 use crate::media::{encode, media_app, picture, ready_upload};
-use crate::process::{self, Server};
+use crate::process;
 
 const PASSWORD: &str = "correct horse battery";
 
@@ -304,16 +304,11 @@ async fn grant(data_dir: &std::path::Path, handle: &str, role: &str) {
     assert!(output.status.success(), "{output:?}");
 }
 
-/// The saga's state through the admin API of `server`.
-async fn deletion_state(
-    client: &reqwest::Client,
-    server: &Server,
-    admin: &TestUser,
-    id: &str,
-) -> Value {
+/// The saga's state through the admin API at `base`.
+async fn deletion_state(client: &reqwest::Client, base: &str, admin: &TestUser, id: &str) -> Value {
     let reply = read(
         client
-            .get(format!("{}/api/v1/admin/accounts/{id}", server.base))
+            .get(format!("{base}/api/v1/admin/accounts/{id}"))
             .bearer_auth(&admin.access_token)
             .send()
             .await
@@ -324,7 +319,7 @@ async fn deletion_state(
     reply.body
 }
 
-/// Paced so that each step takes a while: a kill lands between steps.
+/// Paced so that each step takes a while: a kill lands inside one.
 const PACED: [(&str, &str); 5] = [
     ("STARLING_DELETION__LEASE_SECS", "2"),
     ("STARLING_DELETION__BATCH_SIZE", "1"),
@@ -333,25 +328,28 @@ const PACED: [(&str, &str); 5] = [
     ("STARLING_DELETION__HANDLE_QUARANTINE_SECS", "1"),
 ];
 
-#[tokio::test]
-async fn a_deletion_killed_between_steps_resumes_where_it_was() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut server = process::start_with(dir.path(), true, &PACED, false).await;
-    let client = reqwest::Client::new();
-    let base = server.base.clone();
-    let admin = process::register(&client, &base, "root").await;
-    grant(dir.path(), "root", "admin").await;
-    let carol = process::register(&client, &base, "carol").await;
+/// Carol, four friends following her and followed by her, six posts of
+/// hers (in her friends' timelines), a friend's reply to the first.
+struct Scene {
+    admin: TestUser,
+    carol: TestUser,
+    friends: Vec<TestUser>,
+    posts: Vec<String>,
+    kept_reply: String,
+}
+
+async fn set_scene(client: &reqwest::Client, base: &str, admin: TestUser) -> Scene {
+    let carol = process::register(client, base, "carol").await;
     let mut friends = Vec::new();
     for index in 0..4 {
-        let friend = process::register(&client, &base, &format!("friend{index}")).await;
-        process::follow(&client, &base, &friend, &carol).await;
-        process::follow(&client, &base, &carol, &friend).await;
+        let friend = process::register(client, base, &format!("friend{index}")).await;
+        process::follow(client, base, &friend, &carol).await;
+        process::follow(client, base, &carol, &friend).await;
         friends.push(friend);
     }
     let mut posts = Vec::new();
     for index in 0..6 {
-        posts.push(process::create_post(&client, &base, &carol, &format!("post {index}")).await);
+        posts.push(process::create_post(client, base, &carol, &format!("post {index}")).await);
     }
     let reply = read(
         client
@@ -363,12 +361,30 @@ async fn a_deletion_killed_between_steps_resumes_where_it_was() {
             .unwrap(),
     )
     .await;
-    let kept_reply = reply.body["id"].as_str().unwrap().to_owned();
+    assert_eq!(reply.status, 201, "{}", reply.text);
+    let last = posts.last().unwrap().clone();
+    for friend in &friends {
+        eventually("carol's posts reach her friends", FANOUT_WAIT, || async {
+            process::feed(client, base, friend).await.1.contains(&last)
+        })
+        .await;
+    }
+    Scene {
+        admin,
+        carol,
+        friends,
+        kept_reply: reply.body["id"].as_str().unwrap().to_owned(),
+        posts,
+    }
+}
 
+/// Carol deletes her account; answers once the saga is inside
+/// `delete_posts` (her follows gone, her posts going).
+async fn delete_until_mid_posts(client: &reqwest::Client, base: &str, scene: &Scene) {
     let accepted = read(
         client
             .delete(format!("{base}/api/v1/me"))
-            .bearer_auth(&carol.access_token)
+            .bearer_auth(&scene.carol.access_token)
             .json(&json!({"password": "correct horse"}))
             .send()
             .await
@@ -376,31 +392,25 @@ async fn a_deletion_killed_between_steps_resumes_where_it_was() {
     )
     .await;
     assert_eq!(accepted.status, 202, "{}", accepted.text);
-    // Killed while it removes posts: its follows are gone, some posts too.
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    let killed_at = loop {
-        let state = deletion_state(&client, &server, &admin, &carol.id).await;
-        let step = state["deletion"]["step"]
-            .as_str()
-            .unwrap_or_default()
-            .to_owned();
-        if step == "delete_posts" {
-            break step;
+    loop {
+        let state = deletion_state(client, base, &scene.admin, &scene.carol.id).await;
+        if state["deletion"]["step"] == "delete_posts" {
+            return;
         }
         assert!(
             std::time::Instant::now() < deadline && state["status"] == "deleting",
             "the deletion went past its posts unseen: {state}"
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
-    };
-    server.child.start_kill().unwrap(); // SIGKILL, mid-step
-    server.child.wait().await.unwrap();
-    assert_eq!(killed_at, "delete_posts");
+    }
+}
 
-    let restarted = process::start_with(dir.path(), true, &PACED, false).await;
+/// The deletion finishes through `base`, and nothing of carol is left.
+async fn assert_finished_and_clean(client: &reqwest::Client, base: &str, scene: &Scene) {
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     loop {
-        let state = deletion_state(&client, &restarted, &admin, &carol.id).await;
+        let state = deletion_state(client, base, &scene.admin, &scene.carol.id).await;
         if state["status"] == "deleted" {
             assert_eq!(state["deletion"]["step"], "done");
             break;
@@ -411,8 +421,7 @@ async fn a_deletion_killed_between_steps_resumes_where_it_was() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let base = restarted.base.clone();
-    for friend in &friends {
+    for friend in &scene.friends {
         let profile = read(
             client
                 .get(format!("{base}/api/v1/users/{}", friend.id))
@@ -423,8 +432,13 @@ async fn a_deletion_killed_between_steps_resumes_where_it_was() {
         .await;
         assert_eq!(profile.body["followers_count"], 0, "{}", profile.text);
         assert_eq!(profile.body["following_count"], 0, "{}", profile.text);
+        let (status, feed) = process::feed(client, base, friend).await;
+        assert_eq!(status, 200);
+        for post in &scene.posts {
+            assert!(!feed.contains(post), "carol's post in a friend's timeline");
+        }
     }
-    for post in &posts {
+    for post in &scene.posts {
         let gone = client
             .get(format!("{base}/api/v1/posts/{post}"))
             .send()
@@ -434,14 +448,20 @@ async fn a_deletion_killed_between_steps_resumes_where_it_was() {
     }
     let reply = read(
         client
-            .get(format!("{base}/api/v1/posts/{kept_reply}"))
+            .get(format!("{base}/api/v1/posts/{}", scene.kept_reply))
             .send()
             .await
             .unwrap(),
     )
     .await;
     assert_eq!(reply.status, 200);
-    assert_eq!(reply.body["reply_to"], posts[0].as_str());
+    assert_eq!(reply.body["reply_to"], scene.posts[0].as_str());
+    let again = process::register(client, base, "carol").await;
+    assert_ne!(again.id, scene.carol.id);
+}
+
+/// Whether `base`'s metrics show `step` done: the process ran it.
+async fn ran_step(client: &reqwest::Client, base: &str, step: &str) -> bool {
     let metrics = client
         .get(format!("{base}/metrics"))
         .send()
@@ -450,15 +470,56 @@ async fn a_deletion_killed_between_steps_resumes_where_it_was() {
         .text()
         .await
         .unwrap();
+    metrics.lines().any(|line| {
+        line.starts_with("starling_account_deletion_steps_total{")
+            && line.contains(&format!("step=\"{step}\""))
+            && line.contains("outcome=\"done\"")
+    })
+}
+
+#[tokio::test]
+async fn a_deletion_killed_mid_step_resumes_where_it_was() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = process::start_with(dir.path(), true, &PACED, false).await;
+    let client = reqwest::Client::new();
+    let admin = process::register(&client, &server.base, "root").await;
+    grant(dir.path(), "root", "admin").await;
+    let scene = set_scene(&client, &server.base, admin).await;
+    delete_until_mid_posts(&client, &server.base, &scene).await;
+    server.child.start_kill().unwrap(); // SIGKILL, mid-step
+    server.child.wait().await.unwrap();
+
+    let restarted = process::start_with(dir.path(), true, &PACED, false).await;
+    assert_finished_and_clean(&client, &restarted.base, &scene).await;
     assert!(
-        metrics.lines().any(
-            |line| line.starts_with("starling_account_deletion_steps_total{")
-                && line.contains("step=\"delete_posts\"")
-                && line.contains("outcome=\"done\"")
-        ),
+        ran_step(&client, &restarted.base, "delete_posts").await,
         "the restarted process ran the interrupted step again"
     );
-    let again = process::register(&client, &base, "carol").await;
-    assert_ne!(again.id, carol.id);
-    drop(restarted);
+}
+
+#[tokio::test]
+async fn a_deletion_whose_fanout_process_is_killed_is_finished_by_another() {
+    let Some(deployment) = crate::roles::Deployment::start_with(&PACED).await else {
+        return;
+    };
+    let client = reqwest::Client::new();
+    let base = deployment.api_a.base.clone();
+    let admin = process::register(&client, &base, "root").await;
+    let granted = crate::roles::command(&deployment.env)
+        .args(["admin", "grant", "root", "admin"])
+        .output()
+        .unwrap();
+    assert!(granted.status.success(), "{granted:?}");
+    let scene = set_scene(&client, &base, admin).await;
+    let mut deployment = deployment;
+    delete_until_mid_posts(&client, &base, &scene).await;
+    // The fan-out role runs deletions: its process dies mid-step, and one
+    // started in its place takes the deletion over once the lease lapses.
+    deployment.fanout.child.start_kill().unwrap();
+    deployment.fanout.child.wait().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let env = crate::roles::with_node(&deployment.env, "6");
+    let replacement = process::start_roles(dir.path(), &["fanout"], &env).await;
+    assert_finished_and_clean(&client, &base, &scene).await;
+    assert!(ran_step(&client, &replacement.base, "delete_posts").await);
 }

@@ -20,6 +20,7 @@ mod durability;
 mod edge;
 mod engine;
 mod errors;
+mod export;
 mod feed;
 mod first_run;
 mod graph;

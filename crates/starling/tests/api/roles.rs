@@ -46,7 +46,7 @@ pub fn with_node<'a>(env: &'a [(String, String)], node: &'a str) -> Vec<(&'a str
         .collect()
 }
 
-fn command(env: &[(String, String)]) -> std::process::Command {
+pub fn command(env: &[(String, String)]) -> std::process::Command {
     let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_starling"));
     command
         .envs(env.iter().map(|(key, value)| (key, value)))

@@ -606,6 +606,7 @@ crate::shared::accounts::account_store!(PostgresStore);
 crate::shared::admin::admin_store!(PostgresStore);
 crate::shared::api_keys::api_key_store!(PostgresStore);
 crate::shared::deletion::deletion_store!(PostgresStore);
+crate::shared::exports::export_store!(PostgresStore);
 crate::shared::graph::graph_store!(PostgresStore);
 crate::shared::idempotency::idempotency_store!(PostgresStore);
 crate::shared::media::media_store!(PostgresStore);

@@ -20,6 +20,7 @@ pub(crate) mod accounts;
 pub(crate) mod admin;
 pub(crate) mod api_keys;
 pub(crate) mod deletion;
+pub(crate) mod exports;
 pub(crate) mod graph;
 pub(crate) mod idempotency;
 pub(crate) mod media;

@@ -233,7 +233,8 @@ macro_rules! outbox_store {
                  (SELECT coalesce(max(family_id), 0) FROM refresh_tokens), \
                  (SELECT coalesce(max(id), 0) FROM sessions), \
                  (SELECT coalesce(max(id), 0) FROM api_keys), \
-                 (SELECT coalesce(max(id), 0) FROM audit_log))"
+                 (SELECT coalesce(max(id), 0) FROM audit_log), \
+                 (SELECT coalesce(max(id), 0) FROM exports))"
             );
 
             #[async_trait::async_trait]

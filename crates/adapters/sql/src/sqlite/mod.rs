@@ -381,6 +381,7 @@ crate::shared::accounts::account_store!(SqliteStore);
 crate::shared::admin::admin_store!(SqliteStore);
 crate::shared::api_keys::api_key_store!(SqliteStore);
 crate::shared::deletion::deletion_store!(SqliteStore);
+crate::shared::exports::export_store!(SqliteStore);
 crate::shared::graph::graph_store!(SqliteStore);
 crate::shared::idempotency::idempotency_store!(SqliteStore);
 crate::shared::media::media_store!(SqliteStore);

@@ -10,7 +10,7 @@ use starling_domain::{
 
 use crate::ports::{
     AccountQuery, AccountSort, AccountSortField, AuditAction, AuditEntry, AuditQuery, DeletionStep,
-    PostDeleter, StatusChange,
+    ExportState, PostDeleter, StatusChange,
 };
 use crate::ports::{
     Announce, ApiKeyRecord, DeleteOutcome, FollowOutcome, Hidden, IdempotencyClaim, LikeOutcome,
@@ -44,6 +44,7 @@ macro_rules! store_contract {
             moderators_remove_any_post_with_its_audit_entry,
             a_deletion_starts_once_and_moves_step_by_step_with_a_lease,
             deletion_batches_remove_what_an_account_had,
+            exports_are_asked_for_once_built_by_lease_and_expired,
 
             follows_are_idempotent_and_counted,
             follow_lists_are_newest_first_and_paged,
@@ -3235,4 +3236,65 @@ pub async fn deletion_batches_remove_what_an_account_had(store: Arc<dyn Store>) 
         .map(|media| media.id)
         .collect();
     assert_eq!(left, [theirs.id]);
+}
+
+pub async fn exports_are_asked_for_once_built_by_lease_and_expired(store: Arc<dyn Store>) {
+    let fixture = Fixture::new(store.clone());
+    let ada = fixture.user("ada").await;
+    let now = Timestamp::now();
+    assert!(store.latest_export(ada.id).await.unwrap().is_none());
+    let id = fixture.ids.next_raw();
+    let asked = store.request_export(id, ada.id, now).await.unwrap();
+    assert_eq!((asked.id, asked.state), (id, ExportState::Pending));
+    // While one is pending, asking again answers it.
+    let again = store
+        .request_export(fixture.ids.next_raw(), ada.id, now)
+        .await
+        .unwrap();
+    assert_eq!(again.id, id);
+    assert_eq!(store.due_exports(now, 10).await.unwrap().len(), 1);
+    let lease = now.plus_seconds(60);
+    assert!(store.claim_export(id, now, lease).await.unwrap());
+    assert!(!store.claim_export(id, now, lease).await.unwrap());
+    assert!(store.due_exports(now, 10).await.unwrap().is_empty());
+    let retry_at = now.plus_seconds(5);
+    store
+        .export_failed(id, "storage away", retry_at)
+        .await
+        .unwrap();
+    let failed = store.latest_export(ada.id).await.unwrap().unwrap();
+    assert_eq!(
+        (failed.attempts, failed.last_error.as_deref()),
+        (1, Some("storage away"))
+    );
+    assert!(store.due_exports(now, 10).await.unwrap().is_empty());
+    assert_eq!(store.due_exports(retry_at, 10).await.unwrap().len(), 1);
+
+    let expires = now.plus_seconds(60);
+    store
+        .export_ready(id, "exports/x.zip", 1234, expires, now)
+        .await
+        .unwrap();
+    let ready = store.latest_export(ada.id).await.unwrap().unwrap();
+    assert_eq!(ready.state, ExportState::Ready);
+    assert_eq!(ready.archive_key.as_deref(), Some("exports/x.zip"));
+    assert_eq!((ready.size, ready.expires_at), (Some(1234), Some(expires)));
+    assert!(store.due_exports(retry_at, 10).await.unwrap().is_empty());
+    assert!(store.expired_exports(now, 10).await.unwrap().is_empty());
+    assert_eq!(
+        store.expired_exports(expires, 10).await.unwrap(),
+        [(id, "exports/x.zip".to_owned())]
+    );
+    store.export_expired(id).await.unwrap();
+    assert_eq!(
+        store.latest_export(ada.id).await.unwrap().unwrap().state,
+        ExportState::Expired
+    );
+    assert!(store.expired_exports(expires, 10).await.unwrap().is_empty());
+    // Once built, a new one is a new export.
+    let next = store
+        .request_export(fixture.ids.next_raw(), ada.id, now)
+        .await
+        .unwrap();
+    assert_ne!(next.id, id);
 }
