@@ -172,7 +172,11 @@ impl DataExports {
                 Err(error) => {
                     metrics::counter!(crate::metric::EXPORTS_TOTAL, "outcome" => "failed")
                         .increment(1);
-                    let wait = backoff(&self.settings, export.attempts);
+                    let wait = crate::resilience::job_retry_wait(
+                        self.settings.initial_backoff,
+                        self.settings.max_backoff,
+                        export.attempts,
+                    );
                     tracing::warn!(export_id = export.id, error = %error, "data export failed; retrying");
                     self.store
                         .export_failed(export.id, &error.to_string(), Timestamp::now().plus(wait))
@@ -351,16 +355,6 @@ mutes.json      the accounts you mute\n\
 media/          the images of your posts, named by their SHA-256\n\
 \nIds are 64-bit integers written as strings; times are RFC 3339.\n";
 
-/// Full jitter over a doubling ceiling, as the other workers retry.
-fn backoff(settings: &ExportSettings, failures: u32) -> Duration {
-    let ceiling = settings
-        .initial_backoff
-        .saturating_mul(2u32.saturating_pow(failures.min(16)))
-        .min(settings.max_backoff);
-    let millis = u64::try_from(ceiling.as_millis()).unwrap_or(u64::MAX);
-    Duration::from_millis(rand::thread_rng().gen_range(millis / 2..=millis.max(1)))
-}
-
 fn media_name(file: &starling_domain::MediaFile) -> String {
     format!("media/{}.{}", file.hash, file.kind.as_str())
 }
@@ -468,13 +462,5 @@ mod tests {
         assert_eq!(text, "{\"handle\":\"ada\"}");
         let image = read.by_name("media/ab.png").unwrap();
         assert_eq!(image.compression(), zip::CompressionMethod::Stored);
-    }
-
-    #[test]
-    fn retries_wait_longer_up_to_the_cap() {
-        let settings = ExportSettings::default();
-        assert!(backoff(&settings, 0) <= Duration::from_secs(1));
-        assert!(backoff(&settings, 30) <= settings.max_backoff);
-        assert!(backoff(&settings, 30) >= settings.max_backoff / 2);
     }
 }

@@ -66,6 +66,19 @@ pub struct Guard {
     retries: Arc<TpsBudget>,
 }
 
+/// The wait before retrying a job after `failures` failed attempts (the
+/// deletion saga's steps, data exports): up to `initial * 2^failures`,
+/// capped at `max`, drawn from the upper half of that so that a retry
+/// never comes much sooner than its back-off, while jobs that failed
+/// together do not retry together.
+pub fn job_retry_wait(initial: Duration, max: Duration, failures: u32) -> Duration {
+    let ceiling = initial
+        .saturating_mul(2u32.saturating_pow(failures.min(16)))
+        .min(max);
+    let millis = u64::try_from(ceiling.as_millis()).unwrap_or(u64::MAX);
+    Duration::from_millis(rand::thread_rng().gen_range(millis / 2..=millis.max(1)))
+}
+
 /// Retries of one idempotent call at most.
 const MAX_RETRIES: u32 = 2;
 /// Full jitter: a retry waits a uniform time up to this, doubled per retry.
@@ -175,6 +188,20 @@ impl Guard {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn job_retries_wait_longer_up_to_the_cap() {
+        use super::job_retry_wait;
+        let (initial, max) = (Duration::from_secs(1), Duration::from_secs(300));
+        for failures in [0, 1, 5, 30] {
+            let ceiling = (initial * 2u32.pow(failures.min(16))).min(max);
+            let wait = job_retry_wait(initial, max, failures);
+            assert!(
+                wait <= ceiling && wait >= ceiling / 2,
+                "{failures}: {wait:?}"
+            );
+        }
+    }
+
     use std::time::Instant;
 
     use super::*;

@@ -16,7 +16,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use rand::Rng;
 use starling_domain::{IdGenerator, Post, PostId, Timestamp, UserId, UserSummary};
 use tokio_util::sync::CancellationToken;
 
@@ -61,18 +60,6 @@ impl Default for DeletionSettings {
             initial_backoff: Duration::from_secs(1),
             max_backoff: Duration::from_secs(300),
         }
-    }
-}
-
-impl DeletionSettings {
-    /// Full jitter: a uniform wait up to `initial * 2^failures`, capped.
-    fn backoff(&self, failures: u32) -> Duration {
-        let ceiling = self
-            .initial_backoff
-            .saturating_mul(2u32.saturating_pow(failures.min(16)))
-            .min(self.max_backoff);
-        let millis = u64::try_from(ceiling.as_millis()).unwrap_or(u64::MAX);
-        Duration::from_millis(rand::thread_rng().gen_range(millis / 2..=millis.max(1)))
     }
 }
 
@@ -191,7 +178,11 @@ impl AccountDeletions {
                 Err(error) => {
                     metrics::counter!(crate::metric::ACCOUNT_DELETION_STEPS_TOTAL, "step" => label, "outcome" => "failed")
                         .increment(1);
-                    let wait = self.settings.backoff(failures);
+                    let wait = crate::resilience::job_retry_wait(
+                        self.settings.initial_backoff,
+                        self.settings.max_backoff,
+                        failures,
+                    );
                     tracing::warn!(user_id = %user, step = label, error = %error, retry_in_ms = wait.as_millis() as u64, "account deletion step failed");
                     let retry_at = Timestamp::now().plus(wait);
                     self.store
