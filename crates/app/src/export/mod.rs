@@ -126,11 +126,19 @@ impl DataExports {
     /// Builds due exports and deletes expired ones until `stop`.
     pub async fn run(self: Arc<Self>, stop: CancellationToken) {
         loop {
-            if let Err(error) = self.run_due().await {
-                tracing::warn!(error = %error, "cannot build data exports");
-            }
-            if let Err(error) = self.expire().await {
-                tracing::warn!(error = %error, "cannot expire data exports");
+            // A stop does not wait for an archive being built: the export
+            // stays pending, and is built again once its lease lapses.
+            let work = async {
+                if let Err(error) = self.run_due().await {
+                    tracing::warn!(error = %error, "cannot build data exports");
+                }
+                if let Err(error) = self.expire().await {
+                    tracing::warn!(error = %error, "cannot expire data exports");
+                }
+            };
+            tokio::select! {
+                () = stop.cancelled() => return,
+                () = work => {}
             }
             tokio::select! {
                 () = stop.cancelled() => return,

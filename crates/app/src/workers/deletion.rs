@@ -106,8 +106,16 @@ impl AccountDeletions {
             }
         }
         loop {
-            if let Err(error) = self.run_due().await {
-                tracing::warn!(error = %error, "cannot look for account deletions");
+            // A stop does not wait for a long step: dropping it midway is
+            // safe (steps are idempotent; its lease lapses and whoever runs
+            // next resumes the step).
+            tokio::select! {
+                () = stop.cancelled() => return,
+                result = self.run_due() => {
+                    if let Err(error) = result {
+                        tracing::warn!(error = %error, "cannot look for account deletions");
+                    }
+                }
             }
             tokio::select! {
                 () = stop.cancelled() => return,
