@@ -170,7 +170,12 @@ fn selected(account: AdminAccountBody, fields: Option<&[&str]>) -> serde_json::V
 /// still checks the caller's role first (a user gets 403, never a 404 that
 /// says the route exists for them), then finds nothing.
 fn account_id(text: &str) -> UserId {
-    UserId(text.parse::<i64>().ok().filter(|id| *id > 0).unwrap_or(0))
+    UserId(positive_id(text).unwrap_or(0))
+}
+
+/// An id as a path or query gives it: a positive 64-bit integer.
+fn positive_id(text: &str) -> Option<i64> {
+    text.parse::<i64>().ok().filter(|id| *id > 0)
 }
 
 /// Accounts, filtered, searched and sorted, by offset pages with a total
@@ -334,7 +339,7 @@ pub(crate) async fn remove_post(
     AppJson(request): AppJson<RemovePostRequest>,
 ) -> Result<StatusCode, ApiError> {
     // A malformed id names no post (see `account_id`).
-    let post = PostId(post.parse::<i64>().ok().filter(|id| *id > 0).unwrap_or(0));
+    let post = PostId(positive_id(&post).unwrap_or(0));
     state
         .app
         .posts()
@@ -364,9 +369,7 @@ pub(crate) struct AuditParams {
 
 fn id_parameter(text: Option<&str>, field: &str) -> Result<Option<UserId>, ApiError> {
     text.map(|text| {
-        text.parse::<i64>()
-            .ok()
-            .filter(|id| *id > 0)
+        positive_id(text)
             .map(UserId)
             .ok_or_else(|| ApiError::invalid_parameter(field, "must be an account id"))
     })
